@@ -1,0 +1,1 @@
+"""noisyclip-metrics."""
