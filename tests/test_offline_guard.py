@@ -2,7 +2,7 @@ import socket
 
 import pytest
 
-from tests.conftest import NetworkAccessError
+from conftest import NetworkAccessError
 
 
 def test_connecting_to_the_internet_fails_loudly():

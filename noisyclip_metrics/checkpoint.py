@@ -1,0 +1,212 @@
+"""Checkpoints: ``save_pretrained`` / ``from_pretrained`` folders, safe weight loading, Hugging Face CLIP import.
+
+A checkpoint folder holds:
+
+* ``config.json``: ``{"format": "noisyclip-metrics", "format_version": 1, "config": <NoisyCLIPConfig>,
+  "preview": {"name", "packed", "r2"}}``;
+* ``model.safetensors``: the open_clip weights under ``clip.`` and the preview map (``preview.weight`` (3, C),
+  ``preview.bias`` (3,));
+* ``tokenizer/`` (``vocab.json``, ``merges.txt``) when the model uses its own BPE files.
+
+A folder whose ``config.json`` says ``"model_type": "clip"`` is a Hugging Face ``transformers`` ``CLIPModel`` (the
+format of the official NoisyCLIP release); it is converted to open_clip on load and paired with a preview map
+(``"sdxl"`` by default, the map the official model was trained with).
+
+Nothing here unpickles arbitrary objects: weights come from safetensors, or from ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from .errors import CheckpointError, InputError
+from .preview import PreviewMap, get_preview_map
+
+if TYPE_CHECKING:
+    from .model import NoisyCLIPModel
+
+__all__ = ["save_pretrained", "load_pretrained", "load_state_dict_file", "FORMAT", "FORMAT_VERSION"]
+
+FORMAT = "noisyclip-metrics"
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a state dict from ``.safetensors``, or from a torch file with ``weights_only=True`` (never full pickle).
+
+    A ``{"state_dict": ...}`` wrapper and DDP's ``module.`` prefixes are unwrapped.
+
+    Raises:
+        CheckpointError: if the file is missing or holds anything but tensors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weight file not found")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path))
+        except Exception as err:  # safetensors raises its own error types for corrupt headers
+            raise CheckpointError(f"{path}: not a valid safetensors file ({err})") from None
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(
+            f"{path}: refused to load: it is not a plain tensor checkpoint loadable with weights_only=True "
+            f"({type(err).__name__}); convert it to .safetensors"
+        ) from None
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: expected a mapping of parameter names to tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _atomic_dir_write(path: Path, write: Any) -> Path:
+    """Write a folder's content into a temporary sibling, then swap it in (no half-written checkpoints)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        write(tmp)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def save_pretrained(model: NoisyCLIPModel, path: str | Path) -> Path:
+    """Write ``model`` to the folder ``path`` (created or replaced atomically) and return it."""
+
+    def write(tmp: Path) -> None:
+        preview = model.preview
+        tensors = {f"clip.{k}": v.detach().cpu().contiguous() for k, v in model.clip.state_dict().items()}
+        tensors.update({k: v.contiguous() for k, v in preview.to_dict().items()})
+        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": FORMAT, **preview.metadata()})
+        meta = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "config": model.config.to_json(),
+            "preview": {"name": preview.name, "packed": preview.packed, "r2": preview.r2},
+        }
+        (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        if model.config.tokenizer.get("type") == "bpe":
+            src = Path(getattr(model.tokenizer, "folder"))
+            dst = tmp / model.config.tokenizer.get("subdir", "tokenizer")
+            dst.mkdir()
+            for name in ("vocab.json", "merges.txt"):
+                shutil.copyfile(src / name, dst / name)
+
+    return _atomic_dir_write(Path(path), write)
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: checkpoint folder not found")
+    cfg_path = folder / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{cfg_path}: missing; a checkpoint folder needs {CONFIG_NAME} and {WEIGHTS_NAME}")
+    try:
+        return json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{cfg_path}: not valid JSON ({err})") from None
+
+
+def load_pretrained(
+    path: str | Path,
+    preview: PreviewMap | str | None = None,
+    device: str | torch.device | None = None,
+) -> NoisyCLIPModel:
+    """Load a :class:`~noisyclip_metrics.model.NoisyCLIPModel` from a checkpoint folder.
+
+    Args:
+        path: a folder written by :func:`save_pretrained`, or a Hugging Face ``CLIPModel`` folder.
+        preview: override the preview map (required to pick one for Hugging Face folders; default ``"sdxl"``).
+        device: where to put the model.
+
+    Raises:
+        CheckpointError: missing files, pickle-only weights, or weights that do not match ``config.json``.
+    """
+    from .model import NoisyCLIPConfig, NoisyCLIPModel
+
+    folder = Path(path)
+    meta = _read_config(folder)
+    if meta.get("model_type") == "clip" or "CLIPModel" in meta.get("architectures", []):
+        model = _load_hf_folder(folder, preview if preview is not None else "sdxl")
+        return model.to(device) if device is not None else model
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{folder / CONFIG_NAME}: not a {FORMAT} checkpoint (format={meta.get('format')!r}) "
+            "and not a Hugging Face CLIPModel (model_type='clip')"
+        )
+    if int(meta.get("format_version", -1)) != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{folder / CONFIG_NAME}: format_version {meta.get('format_version')!r}, this library reads {FORMAT_VERSION}"
+        )
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        hint = f"; found pickle files {pickles}, which are never loaded (convert them to safetensors)" if pickles else ""
+        raise CheckpointError(f"{weights}: missing{hint}")
+    try:
+        config = NoisyCLIPConfig.from_json(meta["config"])
+    except (KeyError, TypeError, InputError) as err:
+        raise CheckpointError(f"{folder / CONFIG_NAME}: malformed 'config' ({err})") from None
+    with safe_open(str(weights), framework="pt") as f:
+        file_meta = f.metadata() or {}
+    tensors = load_state_dict_file(weights)
+    stored_preview = PreviewMap.from_tensors(tensors, file_meta)
+    clip_sd = {k.removeprefix("clip."): v for k, v in tensors.items() if k.startswith("clip.")}
+    model = NoisyCLIPModel(
+        config,
+        preview=get_preview_map(preview) if preview is not None else stored_preview,
+        tokenizer_folder=folder,
+    )
+    result = model.clip.load_state_dict(clip_sd, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"{weights}: weights do not match config.json (missing {result.missing_keys[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]})"
+        )
+    model.eval()
+    return model.to(device) if device is not None else model
+
+
+def _load_hf_folder(folder: Path, preview: PreviewMap | str) -> NoisyCLIPModel:
+    from .convert import load_hf_clip
+    from .model import NoisyCLIPConfig, NoisyCLIPModel
+
+    clip, model_cfg = load_hf_clip(folder)
+    mean, std = _hf_image_stats(folder)
+    config = NoisyCLIPConfig(model_cfg=model_cfg, image_mean=mean, image_std=std, source="transformers")
+    return NoisyCLIPModel(config, clip=clip, preview=preview)
+
+
+def _hf_image_stats(folder: Path) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """Image mean/std from a Hugging Face ``preprocessor_config.json`` if present (OpenAI values otherwise)."""
+    from .model import OPENAI_MEAN, OPENAI_STD
+
+    pre = folder / "preprocessor_config.json"
+    if pre.is_file():
+        data = json.loads(pre.read_text(encoding="utf-8"))
+        mean, std = data.get("image_mean", OPENAI_MEAN), data.get("image_std", OPENAI_STD)
+        return tuple(float(v) for v in mean), tuple(float(v) for v in std)  # type: ignore[return-value]
+    return OPENAI_MEAN, OPENAI_STD

@@ -1,0 +1,96 @@
+"""``NoisyCLIPScore``: prompt alignment of noisy diffusion latents as a torchmetrics ``Metric``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torchmetrics import Metric
+
+from .functional import ModelLike, _noisyclip_score_compute, _noisyclip_score_update, resolve_model
+from .scorers import build_scorer
+
+__all__ = ["NoisyCLIPScore"]
+
+
+class NoisyCLIPScore(Metric):
+    r"""NoisyCLIP score of latents against their prompts, accumulated over batches.
+
+    .. math::
+        \text{NoisyCLIPScore} = \max\Big(100 \cdot \frac{1}{N}\sum_{i=1}^{N} \cos\big(E_I(P(z_i)), E_T(c_i)\big), 0\Big)
+
+    where :math:`P` is the latent preview map, :math:`E_I` the (noise-fine-tuned) image tower and :math:`E_T` the text
+    tower. This follows torchmetrics' ``CLIPScore`` convention (``100 * max(mean cosine, 0)``); the per-sample raw
+    cosines are available from :func:`~noisyclip_metrics.functional.noisyclip_score` with ``reduction="none"``.
+
+    As input to ``update``:
+
+    - ``latents`` (:class:`~torch.Tensor`): ``(B, C, h, w)`` latents; ``C`` must match the model's preview map;
+    - ``prompts`` (``list[str]``): one prompt per latent;
+    - ``timesteps`` (optional): one timestep per latent; with ``scheduler`` they rescale Euler-type latents.
+
+    As output of ``compute``: a scalar tensor in ``[0, 100]``.
+
+    Args:
+        model: a :class:`~noisyclip_metrics.model.NoisyCLIPModel`, a model id or checkpoint folder, or a factory.
+        scorer: ``"noisyclip"`` or ``"clip"`` (the same tower used as a frozen preview baseline).
+        scheduler: optional diffusers scheduler the latents come from.
+        kwargs: torchmetrics ``Metric`` options (``dist_sync_on_step``, ``process_group``...).
+
+    Example:
+        >>> import torch
+        >>> from noisyclip_metrics.model import NoisyCLIPModel, TINY_TEST_CONFIG
+        >>> model = NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0)
+        >>> metric = NoisyCLIPScore(model)
+        >>> g = torch.Generator().manual_seed(0)
+        >>> metric.update(torch.randn(2, 4, 16, 16, generator=g), ["a red cube", "a blue ball"])
+        >>> metric.update(torch.randn(1, 4, 16, 16, generator=g), ["two green cones"])
+        >>> float(metric.compute()) >= 0.0
+        True
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+    plot_lower_bound = 0.0
+    plot_upper_bound = 100.0
+    feature_network = "model"
+
+    score_sum: torch.Tensor
+    n_samples: torch.Tensor
+
+    def __init__(self, model: ModelLike, scorer: str = "noisyclip", scheduler: Any = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model = resolve_model(model)
+        self.scorer_name = scorer
+        self._scorer = build_scorer(scorer, model=self.model)
+        self.scheduler = scheduler
+        self.add_state("score_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("n_samples", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(
+        self, latents: torch.Tensor, prompts: Sequence[str], timesteps: torch.Tensor | Sequence[float] | None = None
+    ) -> None:
+        """Score a batch and add it to the running sums."""
+        prompts = [prompts] if isinstance(prompts, str) else prompts
+        cos = _noisyclip_score_update(
+            latents, prompts, self._scorer, timesteps, self.scheduler, self.model.latent_channels
+        )
+        self.score_sum += cos.sum().to(self.score_sum)
+        self.n_samples += cos.numel()
+
+    def compute(self) -> torch.Tensor:
+        """``max(100 * mean cosine, 0)`` over everything seen since the last reset."""
+        return _noisyclip_score_compute(self.score_sum, self.n_samples).float()
+
+    def plot(self, val: torch.Tensor | Sequence[torch.Tensor] | None = None, ax: Any = None) -> Any:
+        """Plot a single or multiple values (needs matplotlib), as torchmetrics metrics do.
+
+        Example:
+            >>> import torch
+            >>> from noisyclip_metrics.model import NoisyCLIPModel, TINY_TEST_CONFIG
+            >>> metric = NoisyCLIPScore(NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0))
+            >>> fig, ax = metric.plot(torch.tensor(21.5))
+        """
+        return self._plot(val, ax)

@@ -1,0 +1,376 @@
+"""The NoisyCLIP dual encoder: an open_clip CLIP whose image tower reads latent previews.
+
+:class:`NoisyCLIPModel` bundles an open_clip ``CLIP`` (any built-in architecture or a custom JSON config), its
+tokenizer and a :class:`~noisyclip_metrics.preview.PreviewMap`. Latents become previews, previews are resized to the
+tower's input size and normalised, and the score is the cosine of the L2-normalised image and text embeddings
+(the t2v-metrics convention: raw cosine, not x100).
+
+Checkpoints are folders with ``config.json`` and ``model.safetensors`` (the preview map included); see
+:mod:`noisyclip_metrics.checkpoint`.
+
+Example:
+    >>> import torch
+    >>> from noisyclip_metrics.model import NoisyCLIPModel
+    >>> model = NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0)
+    >>> z = torch.randn(2, 4, 16, 16)
+    >>> model.score_latents(z, ["a red cube", "two blue spheres"]).shape
+    torch.Size([2])
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import InputError, UnknownNameError
+from .preview import PreviewMap, check_latents, get_preview_map
+from .registry import Registry, did_you_mean
+
+__all__ = [
+    "NoisyCLIPConfig",
+    "NoisyCLIPModel",
+    "TOKENIZERS",
+    "TINY_TEST_CONFIG",
+    "check_prompts",
+    "resolve_model_cfg",
+]
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+#: A small open_clip config (about 3.5 M parameters, mostly the 49,408-token embedding) used by doctests and tests.
+TINY_TEST_CONFIG: dict[str, Any] = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+
+def check_prompts(prompts: object, batch: int | None = None, name: str = "prompts") -> list[str]:
+    """Validate a list of prompt strings (non-empty list, every item a string, length ``batch`` if given)."""
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if not isinstance(prompts, Sequence) or isinstance(prompts, bytes):
+        raise InputError(f"{name}: expected a list of strings, got {type(prompts).__name__}")
+    if len(prompts) == 0:
+        raise InputError(f"{name}: expected at least one prompt, got an empty list")
+    bad = [i for i, p in enumerate(prompts) if not isinstance(p, str)]
+    if bad:
+        raise InputError(f"{name}: expected strings, got {type(prompts[bad[0]]).__name__} at index {bad[0]}")
+    if batch is not None and len(prompts) != batch:
+        raise InputError(f"{name}: expected {batch} prompts to match the batch size, got {len(prompts)}")
+    return list(prompts)
+
+
+@dataclass(frozen=True)
+class NoisyCLIPConfig:
+    """Everything needed to rebuild a :class:`NoisyCLIPModel` except its weights.
+
+    Args:
+        model_cfg: open_clip model config (``embed_dim``, ``vision_cfg``, ``text_cfg``, optional ``quick_gelu``...).
+        arch: the open_clip architecture name the config came from, if any (informational; selects its tokenizer).
+        tokenizer: tokenizer spec, ``{"type": "open_clip"}`` (open_clip's bundled BPE) or
+            ``{"type": "bpe", "subdir": "tokenizer"}`` (``vocab.json``/``merges.txt`` saved with the checkpoint).
+        image_mean: per-channel mean used to normalise the resized preview.
+        image_std: per-channel std used to normalise the resized preview.
+        interpolation: how previews are resized to the tower's input size (``"bilinear"`` or ``"bicubic"``).
+        preview_name: name of the preview map (the weights live in ``model.safetensors``).
+        source: what the checkpoint was made from (``"open_clip"``, ``"transformers"``, ``"world"``...).
+    """
+
+    model_cfg: dict[str, Any]
+    arch: str | None = None
+    tokenizer: dict[str, Any] = field(default_factory=lambda: {"type": "open_clip"})
+    image_mean: tuple[float, float, float] = OPENAI_MEAN
+    image_std: tuple[float, float, float] = OPENAI_STD
+    interpolation: str = "bilinear"
+    preview_name: str = "custom"
+    source: str = "open_clip"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (``config.json`` of a checkpoint)."""
+        data = asdict(self)
+        data["image_mean"], data["image_std"] = list(self.image_mean), list(self.image_std)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NoisyCLIPConfig:
+        """Inverse of :meth:`to_json`; unknown keys raise :class:`InputError`."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(f"config: unknown keys {unknown}; expected a subset of {sorted(known)}")
+        data = dict(data)
+        for key in ("image_mean", "image_std"):
+            if key in data:
+                data[key] = tuple(float(v) for v in data[key])
+        return cls(**data)
+
+    @property
+    def image_size(self) -> int:
+        """Input resolution of the image tower."""
+        size = self.model_cfg["vision_cfg"].get("image_size", 224)
+        return int(size[0] if isinstance(size, (list, tuple)) else size)
+
+    @property
+    def context_length(self) -> int:
+        """Token context length of the text tower."""
+        return int(self.model_cfg["text_cfg"].get("context_length", 77))
+
+
+def resolve_model_cfg(arch_or_cfg: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """Turn an open_clip architecture name, a JSON config file or a config dict into ``(model_cfg, arch)``.
+
+    Raises:
+        UnknownNameError: for an architecture open_clip does not know (with a did-you-mean).
+        InputError: for a config without ``embed_dim``/``vision_cfg``/``text_cfg``.
+    """
+    import open_clip
+
+    arch: str | None = None
+    if isinstance(arch_or_cfg, dict):
+        cfg = copy.deepcopy(arch_or_cfg)
+    elif str(arch_or_cfg).endswith(".json") or Path(str(arch_or_cfg)).is_file():
+        path = Path(arch_or_cfg)
+        if not path.is_file():
+            raise InputError(f"arch: config file {path} not found")
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+        cfg = cfg.get("model_cfg", cfg)  # open_clip_config.json nests it
+    else:
+        arch = str(arch_or_cfg).replace("/", "-")
+        cfg = open_clip.get_model_config(arch)
+        if cfg is None:
+            names = open_clip.list_models()
+            raise UnknownNameError(
+                f"unknown open_clip architecture {arch!r}{did_you_mean(arch, names)} "
+                f"({len(names)} built-ins; or pass a JSON config path or dict)"
+            )
+    missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if k not in cfg]
+    if missing:
+        raise InputError(f"arch: model config is missing {missing}; expected keys embed_dim, vision_cfg, text_cfg")
+    if "multimodal_cfg" in cfg:
+        raise InputError("arch: CoCa models (multimodal_cfg) are not supported; use a CLIP-style dual encoder")
+    return cfg, arch
+
+
+def build_open_clip(model_cfg: dict[str, Any]) -> nn.Module:
+    """Instantiate an open_clip ``CLIP``/``CustomTextCLIP`` from a config dict without loading any weights."""
+    from open_clip.model import CLIP, CustomTextCLIP
+
+    cfg = copy.deepcopy(model_cfg)
+    text_cfg = cfg["text_cfg"]
+    if "hf_model_name" in text_cfg:
+        text_cfg["hf_model_pretrained"] = False  # never download text-tower weights
+    if "timm_model_name" in cfg["vision_cfg"]:
+        cfg["vision_cfg"]["timm_model_pretrained"] = False
+    custom = cfg.pop("custom_text", False) or "hf_model_name" in text_cfg
+    return (CustomTextCLIP if custom else CLIP)(**cfg)
+
+
+TOKENIZERS: Registry[Callable[[NoisyCLIPConfig, Path | None], Callable[[list[str]], torch.Tensor]]] = Registry(
+    "tokenizer type"
+)
+
+
+@TOKENIZERS.register("open_clip")
+def _open_clip_tokenizer(config: NoisyCLIPConfig, folder: Path | None) -> Callable[[list[str]], torch.Tensor]:
+    import open_clip
+
+    if config.arch is not None and open_clip.get_model_config(config.arch) is not None:
+        return open_clip.get_tokenizer(config.arch, context_length=config.context_length)
+    return open_clip.SimpleTokenizer(context_length=config.context_length)
+
+
+@TOKENIZERS.register("bpe")
+def _bpe_tokenizer(config: NoisyCLIPConfig, folder: Path | None) -> Callable[[list[str]], torch.Tensor]:
+    from .tokenizers import ClipTextTokenizer
+
+    if folder is None:
+        raise InputError("tokenizer: a 'bpe' tokenizer needs the checkpoint folder that holds its files")
+    return ClipTextTokenizer(folder / config.tokenizer.get("subdir", "tokenizer"), context_length=config.context_length)
+
+
+class NoisyCLIPModel(nn.Module):
+    """A CLIP dual encoder whose image tower scores latent previews (NoisyCLIP), or images (frozen CLIP).
+
+    Args:
+        config: architecture, tokenizer and preprocessing (:class:`NoisyCLIPConfig`).
+        clip: the open_clip model; built from ``config.model_cfg`` with random weights when omitted.
+        preview: the latent preview map.
+        tokenizer: callable turning a list of strings into token ids; built from ``config.tokenizer`` when omitted.
+    """
+
+    def __init__(
+        self,
+        config: NoisyCLIPConfig,
+        clip: nn.Module | None = None,
+        preview: PreviewMap | str = "sdxl",
+        tokenizer: Callable[[list[str]], torch.Tensor] | None = None,
+        tokenizer_folder: Path | None = None,
+    ) -> None:
+        super().__init__()
+        preview = get_preview_map(preview)
+        if config.preview_name != preview.name:
+            config = dataclasses.replace(config, preview_name=preview.name)
+        self.config = config
+        self.clip = clip if clip is not None else build_open_clip(config.model_cfg)
+        self.clip.eval()
+        self.register_buffer("preview_weight", preview.weight.clone())
+        self.register_buffer("preview_bias", preview.bias.clone())
+        self._preview_packed = preview.packed
+        self._preview_r2 = preview.r2
+        self.tokenizer = tokenizer if tokenizer is not None else TOKENIZERS.get(config.tokenizer["type"])(
+            config, tokenizer_folder
+        )
+        self.register_buffer("_mean", torch.tensor(config.image_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(config.image_std).view(1, 3, 1, 1), persistent=False)
+
+    # ----------------------------------------------------------------------------------------------------- building
+    @classmethod
+    def from_config(
+        cls,
+        arch_or_cfg: str | Path | dict[str, Any],
+        preview: PreviewMap | str = "sdxl",
+        weights: str | Path | None = None,
+        seed: int | None = None,
+        **config_overrides: Any,
+    ) -> NoisyCLIPModel:
+        """Build from an open_clip architecture name, a JSON config file or a config dict.
+
+        Args:
+            arch_or_cfg: e.g. ``"ViT-B-32"``, ``"my_model.json"`` or a dict.
+            preview: preview map name, file or object.
+            weights: optional open_clip weights file (``.safetensors``, or a ``.pt``/``.bin`` read with
+                ``weights_only=True``) for the CLIP part; random initialisation otherwise.
+            seed: seed for the random initialisation (reproducible tiny models).
+            **config_overrides: fields of :class:`NoisyCLIPConfig` (``tokenizer``, ``image_mean``...).
+        """
+        model_cfg, arch = resolve_model_cfg(arch_or_cfg)
+        preprocess = model_cfg.pop("preprocess_cfg", None) or {}
+        kwargs: dict[str, Any] = {"model_cfg": model_cfg, "arch": arch}
+        if "mean" in preprocess:
+            kwargs["image_mean"] = tuple(preprocess["mean"])
+        if "std" in preprocess:
+            kwargs["image_std"] = tuple(preprocess["std"])
+        kwargs.update(config_overrides)
+        config = NoisyCLIPConfig(**kwargs)
+        if seed is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                clip = build_open_clip(config.model_cfg)
+        else:
+            clip = build_open_clip(config.model_cfg)
+        if weights is not None:
+            from .checkpoint import load_state_dict_file
+
+            clip.load_state_dict(load_state_dict_file(weights), strict=True)
+        return cls(config, clip=clip, preview=preview)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs: Any) -> NoisyCLIPModel:
+        """Load a checkpoint folder (ours, or a Hugging Face ``CLIPModel``); see :mod:`noisyclip_metrics.checkpoint`."""
+        from .checkpoint import load_pretrained
+
+        return load_pretrained(path, **kwargs)
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write ``config.json`` + ``model.safetensors`` (+ tokenizer files) to ``path``."""
+        from .checkpoint import save_pretrained
+
+        return save_pretrained(self, path)
+
+    # ------------------------------------------------------------------------------------------------------ preview
+    @property
+    def preview(self) -> PreviewMap:
+        """The preview map as a :class:`PreviewMap` (on CPU)."""
+        return PreviewMap(
+            self.preview_weight.detach().cpu(),
+            self.preview_bias.detach().cpu(),
+            name=self.config.preview_name,
+            packed=self._preview_packed,
+            r2=self._preview_r2,
+        )
+
+    @property
+    def latent_channels(self) -> int:
+        """Number of latent channels the preview map reads."""
+        return int(self.preview_weight.shape[1])
+
+    def make_preview(self, latents: torch.Tensor, clamp: bool = True) -> torch.Tensor:
+        """Latents ``(B, C, h, w)`` -> preview ``(B, 3, h, w)`` in ``[0, 1]`` (differentiable in the map's weights)."""
+        check_latents(latents, self.latent_channels)
+        x = latents.to(self.preview_weight.dtype)
+        out = torch.einsum("oc,bchw->bohw", self.preview_weight, x) + self.preview_bias[None, :, None, None]
+        return out.clamp(0.0, 1.0) if clamp else out
+
+    # ----------------------------------------------------------------------------------------------------- encoders
+    @property
+    def device(self) -> torch.device:
+        """Device of the weights."""
+        return self.preview_weight.device
+
+    def _prepare_images(self, images: torch.Tensor) -> torch.Tensor:
+        size = self.config.image_size
+        x = images.to(device=self.device, dtype=self._mean.dtype)
+        if tuple(x.shape[-2:]) != (size, size):
+            x = F.interpolate(
+                x, size=(size, size), mode=self.config.interpolation, align_corners=False,
+                antialias=x.shape[-1] > size,
+            )  # fmt: skip
+        return (x - self._mean) / self._std
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """L2-normalised embeddings of ``(B, 3, H, W)`` images in ``[0, 1]`` (any size; resized to the tower's)."""
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+            raise InputError(f"images: expected a (B, 3, H, W) tensor, got {getattr(images, 'shape', type(images))}")
+        if not images.is_floating_point():
+            raise InputError(f"images: expected floats in [0, 1], got dtype {images.dtype}")
+        if not torch.isfinite(images).all():
+            raise InputError("images: expected finite values, got NaN or Inf")
+        return F.normalize(self.clip.encode_image(self._prepare_images(images)).float(), dim=-1)
+
+    def encode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """L2-normalised embeddings of the previews of ``(B, C, h, w)`` latents."""
+        return self.encode_images(self.make_preview(latents))
+
+    def tokenize(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Token ids ``(B, context_length)`` on the model's device."""
+        return self.tokenizer(list(prompts)).to(self.device)
+
+    def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
+        """L2-normalised text embeddings; each distinct prompt is encoded once per call."""
+        prompts = check_prompts(prompts)
+        unique = list(dict.fromkeys(prompts))
+        emb = F.normalize(self.clip.encode_text(self.tokenize(unique)).float(), dim=-1)
+        index = {p: i for i, p in enumerate(unique)}
+        return emb[torch.tensor([index[p] for p in prompts], device=emb.device)]
+
+    # ------------------------------------------------------------------------------------------------------ scoring
+    @torch.no_grad()
+    def score_images(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        """Per-sample cosine between ``(B, 3, H, W)`` images in ``[0, 1]`` and their prompts; shape ``(B,)``."""
+        prompts = check_prompts(prompts, batch=int(images.shape[0]) if isinstance(images, torch.Tensor) else None)
+        return (self.encode_images(images) * self.encode_text(prompts)).sum(-1)
+
+    @torch.no_grad()
+    def score_latents(self, latents: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
+        """Per-sample cosine between the previews of ``(B, C, h, w)`` latents and their prompts; shape ``(B,)``."""
+        check_latents(latents, self.latent_channels)
+        prompts = check_prompts(prompts, batch=int(latents.shape[0]))
+        return (self.encode_latents(latents) * self.encode_text(prompts)).sum(-1)
+
+    def vision_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the image tower and its projection (what NoisyCLIP fine-tunes)."""
+        return list(self.clip.visual.parameters())
+
+    def extra_repr(self) -> str:
+        return f"arch={self.config.arch!r}, preview={self.config.preview_name!r}, image_size={self.config.image_size}"
