@@ -196,8 +196,22 @@ def _load_hf_folder(folder: Path, preview: PreviewMap | str) -> NoisyCLIPModel:
 
     clip, model_cfg = load_hf_clip(folder)
     mean, std = _hf_image_stats(folder)
-    config = NoisyCLIPConfig(model_cfg=model_cfg, image_mean=mean, image_std=std, source="transformers")
-    return NoisyCLIPModel(config, clip=clip, preview=preview)
+    tokenizer = None
+    tok_spec: dict[str, Any] = {"type": "open_clip"}
+    if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
+        from .tokenizers import ClipTextTokenizer
+
+        tokenizer = ClipTextTokenizer(folder, context_length=int(model_cfg["text_cfg"].get("context_length", 77)))
+        tok_spec = {"type": "bpe", "subdir": "tokenizer"}
+    elif int(model_cfg["text_cfg"].get("vocab_size", 49408)) != 49408:
+        raise CheckpointError(
+            f"{folder}: vocab.json/merges.txt missing and the vocabulary ({model_cfg['text_cfg'].get('vocab_size')} "
+            "tokens) is not the standard CLIP one; save the tokenizer files into the folder"
+        )
+    config = NoisyCLIPConfig(
+        model_cfg=model_cfg, image_mean=mean, image_std=std, source="transformers", tokenizer=tok_spec
+    )
+    return NoisyCLIPModel(config, clip=clip, preview=preview, tokenizer=tokenizer)
 
 
 def _hf_image_stats(folder: Path) -> tuple[tuple[float, float, float], tuple[float, float, float]]:

@@ -242,6 +242,7 @@ class NoisyCLIPModel(nn.Module):
         preview: PreviewMap | str = "sdxl",
         weights: str | Path | None = None,
         seed: int | None = None,
+        tokenizer_files: str | Path | None = None,
         **config_overrides: Any,
     ) -> NoisyCLIPModel:
         """Build from an open_clip architecture name, a JSON config file or a config dict.
@@ -252,6 +253,8 @@ class NoisyCLIPModel(nn.Module):
             weights: optional open_clip weights file (``.safetensors``, or a ``.pt``/``.bin`` read with
                 ``weights_only=True``) for the CLIP part; random initialisation otherwise.
             seed: seed for the random initialisation (reproducible tiny models).
+            tokenizer_files: a folder with ``vocab.json`` + ``merges.txt`` (e.g. a truncated CLIP BPE) to use instead
+                of open_clip's tokenizer; the files are saved with the checkpoint.
             **config_overrides: fields of :class:`NoisyCLIPConfig` (``tokenizer``, ``image_mean``...).
         """
         model_cfg, arch = resolve_model_cfg(arch_or_cfg)
@@ -262,6 +265,13 @@ class NoisyCLIPModel(nn.Module):
         if "std" in preprocess:
             kwargs["image_std"] = tuple(preprocess["std"])
         kwargs.update(config_overrides)
+        tokenizer = None
+        if tokenizer_files is not None:
+            from .tokenizers import ClipTextTokenizer
+
+            kwargs["tokenizer"] = {"type": "bpe", "subdir": "tokenizer"}
+            tokenizer = ClipTextTokenizer(Path(tokenizer_files), context_length=int(model_cfg["text_cfg"].get(
+                "context_length", 77)))
         config = NoisyCLIPConfig(**kwargs)
         if seed is not None:
             with torch.random.fork_rng(devices=[]):
@@ -273,7 +283,7 @@ class NoisyCLIPModel(nn.Module):
             from .checkpoint import load_state_dict_file
 
             clip.load_state_dict(load_state_dict_file(weights), strict=True)
-        return cls(config, clip=clip, preview=preview)
+        return cls(config, clip=clip, preview=preview, tokenizer=tokenizer)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs: Any) -> NoisyCLIPModel:

@@ -1,0 +1,115 @@
+"""The five named scorers on a small pipeline's real trajectory."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from noisyclip_metrics.errors import InputError, UnknownNameError
+from noisyclip_metrics.model import TINY_TEST_CONFIG, NoisyCLIPModel
+from noisyclip_metrics.scorers import ScoreInputs, Scorer, build_scorer, decode_latents, list_scorers
+from noisyclip_metrics.testing import tiny_pipeline
+from noisyclip_metrics.trajectory import capture_trajectories
+
+PROMPTS = ["a red circle", "two blue squares", "a green triangle"]
+
+
+@pytest.fixture(scope="module")
+def pipe(tmp_path_factory):
+    return tiny_pipeline("sd", tmp_path_factory.mktemp("sd"))
+
+
+@pytest.fixture(scope="module")
+def batch(pipe):
+    return capture_trajectories(pipe, PROMPTS, [0, 1, 2], num_inference_steps=4, height=32, width=32)
+
+
+@pytest.fixture(scope="module")
+def frozen():
+    return NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0)
+
+
+@pytest.fixture(scope="module")
+def tuned():
+    return NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=7)
+
+
+def test_registry_names():
+    assert list_scorers() == ["noisyclip", "clip", "clip-x0", "clip-x0-decoded", "clip-final"]
+
+
+def test_every_scorer_returns_per_sample_cosines(pipe, batch, frozen, tuned):
+    k = 2
+    inputs = ScoreInputs(
+        prompts=PROMPTS, latents=batch.latents[:, k], x0=batch.x0[:, k], images=batch.images,
+        timesteps=batch.timesteps[k].expand(3), latent_scale=batch.latent_scale[k],
+    )  # fmt: skip
+    for name in list_scorers():
+        scorer = build_scorer(name, noisyclip=tuned, clip=frozen, vae=pipe.vae)
+        assert isinstance(scorer, Scorer) and scorer.name == name
+        scores = scorer.score(inputs)
+        assert scores.shape == (3,) and scores.dtype == torch.float32
+        assert bool(((scores >= -1) & (scores <= 1)).all())
+
+
+def test_noisyclip_and_clip_differ_only_by_weights(batch, frozen, tuned):
+    inputs = ScoreInputs(prompts=PROMPTS, latents=batch.latents[:, 1])
+    a = build_scorer("clip", model=frozen).score(inputs)
+    b = build_scorer("noisyclip", model=frozen).score(inputs)
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, build_scorer("noisyclip", model=tuned).score(inputs))
+
+
+def test_clip_x0_estimates_x0_when_not_given(pipe, batch, frozen):
+    """From latent + timestep + guided output the scorer must see the same x̂0 the capture recorded."""
+    k = 1
+    x0 = batch.x0[:, k]
+    # reconstruct the guided epsilon from the recorded x̂0: eps = (x - sqrt(ab) x0) / sqrt(1 - ab)
+    ab = pipe.scheduler.alphas_cumprod[int(batch.timesteps[k])]
+    eps = (batch.latents[:, k] - ab.sqrt() * x0) / (1 - ab).sqrt()
+    scorer = build_scorer("clip-x0", model=frozen)
+    given = scorer.score(ScoreInputs(prompts=PROMPTS, x0=x0))
+    derived = scorer.score(
+        ScoreInputs(prompts=PROMPTS, latents=batch.latents[:, k], timesteps=batch.timesteps[k].expand(3),
+                    model_output=eps, scheduler=pipe.scheduler)
+    )  # fmt: skip
+    torch.testing.assert_close(given, derived, atol=1e-4, rtol=0)
+
+
+def test_clip_x0_decoded_at_the_last_step_equals_clip_final(pipe, batch, frozen):
+    final = build_scorer("clip-final", model=frozen).score(ScoreInputs(prompts=PROMPTS, images=batch.images))
+    decoded = build_scorer("clip-x0-decoded", model=frozen, vae=pipe.vae).score(
+        ScoreInputs(prompts=PROMPTS, x0=batch.x0[:, -1])
+    )
+    torch.testing.assert_close(final, decoded, atol=1e-4, rtol=0)
+    torch.testing.assert_close(decode_latents(pipe.vae, batch.latents[:, -1]), batch.images, atol=1e-4, rtol=0)
+
+
+def test_text_embeddings_are_cached_per_call(frozen, monkeypatch):
+    calls = []
+    real = frozen.clip.encode_text
+
+    def spy(tokens, *a, **k):
+        calls.append(tokens.shape[0])
+        return real(tokens, *a, **k)
+
+    monkeypatch.setattr(frozen.clip, "encode_text", spy)
+    frozen.encode_text(["a", "b", "a", "a"])
+    assert calls == [2]
+
+
+def test_errors(frozen, batch):
+    with pytest.raises(UnknownNameError, match="did you mean 'clip-final'"):
+        build_scorer("clip-fnal", model=frozen)
+    with pytest.raises(InputError, match="vae"):
+        build_scorer("clip-x0-decoded", model=frozen)
+    with pytest.raises(InputError, match="cannot be estimated"):
+        build_scorer("clip-x0", model=frozen).score(ScoreInputs(prompts=PROMPTS, latents=batch.latents[:, 1]))
+    with pytest.raises(InputError, match="images: this scorer needs images"):
+        build_scorer("clip-final", model=frozen).score(ScoreInputs(prompts=PROMPTS))
+    with pytest.raises(InputError, match="expected 3 prompts"):
+        build_scorer("clip", model=frozen).score(ScoreInputs(prompts=PROMPTS[:2], latents=batch.latents[:, 1]))
+    with pytest.raises(InputError, match="latent_scale"):
+        build_scorer("clip", model=frozen).score(
+            ScoreInputs(prompts=PROMPTS, latents=batch.latents[:, 1], latent_scale=torch.ones(2))
+        )
