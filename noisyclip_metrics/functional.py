@@ -26,14 +26,11 @@ import torch
 from .errors import InputError
 from .model import NoisyCLIPModel, check_prompts
 from .preview import check_latents
+from .resolvers import MODEL_RESOLVERS, load_resolvers
 from .scorers import ScoreInputs, Scorer, build_scorer
 from .x0 import model_input_scale
 
-__all__ = ["noisyclip_score", "resolve_model", "MODEL_RESOLVERS"]
-
-#: Hooks turning string model ids (e.g. the built-in world's ids) into models; each returns ``None`` if it
-#: does not recognise the id. Checked before the id is read as a checkpoint folder.
-MODEL_RESOLVERS: list[Callable[[str], NoisyCLIPModel | None]] = []
+__all__ = ["noisyclip_score", "resolve_model"]
 
 ModelLike = NoisyCLIPModel | str | Path | Callable[[], NoisyCLIPModel]
 
@@ -43,6 +40,7 @@ def resolve_model(model: ModelLike) -> NoisyCLIPModel:
     if isinstance(model, NoisyCLIPModel):
         return model
     if isinstance(model, (str, Path)):
+        load_resolvers()
         for resolver in MODEL_RESOLVERS:
             found = resolver(str(model))
             if found is not None:

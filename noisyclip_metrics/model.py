@@ -224,8 +224,9 @@ class NoisyCLIPModel(nn.Module):
         self.config = config
         self.clip = clip if clip is not None else build_open_clip(config.model_cfg)
         self.clip.eval()
-        self.register_buffer("preview_weight", preview.weight.clone())
-        self.register_buffer("preview_bias", preview.bias.clone())
+        # parameters (frozen unless training asks for a learned map) so optimisers and DDP can reach them
+        self.preview_weight = nn.Parameter(preview.weight.clone(), requires_grad=False)
+        self.preview_bias = nn.Parameter(preview.bias.clone(), requires_grad=False)
         self._preview_packed = preview.packed
         self._preview_r2 = preview.r2
         self.tokenizer = tokenizer if tokenizer is not None else TOKENIZERS.get(config.tokenizer["type"])(

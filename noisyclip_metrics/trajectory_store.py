@@ -40,6 +40,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .errors import ConfigMismatchError, InputError, SchemaError
+from .io import atomic_write_bytes
 from .trajectory import TrajectoryBatch, capture_trajectories
 
 __all__ = ["TrajectoryStore", "TrajectoryRecord", "record_trajectories", "SCHEMA", "SCHEMA_VERSION", "work_key"]
@@ -51,21 +52,6 @@ SCHEMA_VERSION = 1
 def work_key(prompt_id: str, seed: int) -> str:
     """The identity of one trajectory in a store."""
     return f"{prompt_id}#{int(seed)}"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,80 @@
+"""The ``noisyclip`` command line: one module per subcommand, registered in :data:`COMMANDS`.
+
+Every subcommand has ``--help``. Errors print a single line ``noisyclip <command>: error: <message>`` on stderr and
+exit with status 2; heavy libraries are imported only when a subcommand runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..errors import NoisyCLIPError
+from ..registry import Registry
+
+__all__ = ["main", "Command", "COMMANDS", "OneLineParser"]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: ``configure`` adds its arguments, ``run`` executes it and returns the exit status."""
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+COMMANDS: Registry[Command] = Registry("command")
+
+#: Modules whose import registers subcommands (later capabilities append here).
+COMMAND_MODULES = ["noisyclip_metrics.cli.core"]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line and exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser with every registered subcommand."""
+    for module in COMMAND_MODULES:
+        importlib.import_module(module)
+    parser = OneLineParser(
+        prog="noisyclip",
+        description="Prompt alignment from noisy diffusion latents (NoisyCLIP): metrics, curves, early-stopping BoN.",
+    )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"noisyclip-metrics {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for name in COMMANDS:
+        cmd = COMMANDS.get(name)
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        cmd.configure(p)
+        p.set_defaults(_run=cmd.run, _prog=p.prog)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``noisyclip`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except (NoisyCLIPError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as err:
+        message = " ".join(str(err).split())
+        sys.stderr.write(f"{args._prog}: error: {message}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{args._prog}: interrupted\n")
+        return 130

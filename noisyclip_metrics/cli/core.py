@@ -1,0 +1,214 @@
+"""Core subcommands: ``train``, ``capture``, ``score``, ``info``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from . import COMMANDS, Command
+
+__all__ = ["add_dataclass_arguments", "dataclass_from_args"]
+
+
+def _field_type(annotation: Any) -> tuple[Any, bool, bool]:
+    """(element type, is_sequence, is_optional) of a config field annotation (string annotations resolved)."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, {"tuple": tuple, "str": str, "int": int, "float": float, "bool": bool})  # noqa: S307
+    optional = False
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        optional, annotation = True, args[0]
+        origin = typing.get_origin(annotation)
+    if origin is tuple:
+        return typing.get_args(annotation)[0], True, optional
+    return annotation, False, optional
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: Any, required: tuple[str, ...] = ()) -> None:
+    """One ``--flag`` per field of a config dataclass (defaults are the dataclass's; ``--config`` JSON in between)."""
+    parser.add_argument("--config", type=Path, help="JSON file of settings (command-line flags override it)")
+    for f in dataclasses.fields(cls):
+        if f.name.isupper():
+            continue
+        kind, many, _ = _field_type(f.type)
+        flag = "--" + f.name.replace("_", "-")
+        default = None if f.default is dataclasses.MISSING else f.default
+        help_text = f"(default: {default!r})" if f.name not in required else "(required)"
+        if kind is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, type=kind, nargs="+" if many else None, default=None,
+                                help=help_text)  # fmt: skip
+
+
+def dataclass_from_args(cls: Any, args: argparse.Namespace, required: tuple[str, ...] = ()) -> Any:
+    """Build ``cls`` with precedence command line > ``--config`` JSON > dataclass defaults."""
+    values: dict[str, Any] = {}
+    if getattr(args, "config", None) is not None:
+        try:
+            values = json.loads(Path(args.config).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(f"--config: {args.config} not found") from None
+        except json.JSONDecodeError as err:
+            raise InputError(f"--config: {args.config} is not valid JSON ({err})") from None
+        if not isinstance(values, dict):
+            raise InputError(f"--config: {args.config} must hold a JSON object")
+    names = {f.name for f in dataclasses.fields(cls) if not f.name.isupper()}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise InputError(f"--config: unknown settings {unknown}")
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None:
+            values[name] = tuple(value) if isinstance(value, list) else value
+    missing = [n for n in required if values.get(n) in (None, ())]
+    if missing:
+        raise InputError(f"missing required settings: {', '.join('--' + m.replace('_', '-') for m in missing)}")
+    return cls(**values)
+
+
+# ------------------------------------------------------------------------------------------------------------- train
+_TRAIN_REQUIRED = ("init", "trajectories", "out_dir")
+
+
+def _configure_train(p: argparse.ArgumentParser) -> None:
+    from ..training.trainer import TrainConfig
+
+    add_dataclass_arguments(p, TrainConfig, _TRAIN_REQUIRED)
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.epilog = "Runs under torchrun for DDP: torchrun --nproc-per-node=2 -m noisyclip_metrics.cli train ..."
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from ..training.trainer import TrainConfig, train
+
+    result = train(dataclass_from_args(TrainConfig, args, _TRAIN_REQUIRED), progress=not args.no_progress)
+    if result is not None:
+        print(f"model: {result.out_dir / 'model'}")
+        for row in result.evaluation:
+            print(f"step {row['step']:>4} ({row['fraction']:.2f}): recall@1 {row['recall@1']:.3f}  "
+                  f"recall@5 {row['recall@5']:.3f}  pairwise {row['pairwise_accuracy']:.3f}")  # fmt: skip
+    return 0
+
+
+COMMANDS.register("train", Command("train", "fine-tune a CLIP image tower on noisy trajectory latents",
+                                   _configure_train, _run_train))  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------------- capture
+def _configure_capture(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pipeline", required=True, help="diffusers pipeline folder (or a registered model id)")
+    p.add_argument("--prompts", required=True, type=Path, help="text file, one prompt per line")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds per prompt")
+    p.add_argument("--steps", type=int, default=20, help="denoising steps T")
+    p.add_argument("--guidance-scale", type=float, default=None)
+    p.add_argument("--height", type=int, default=None)
+    p.add_argument("--width", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--out", required=True, type=Path, help="trajectory store folder (created, or resumed)")
+
+
+def load_pipeline(name: str) -> Any:
+    """A diffusers pipeline from a registered id or a local folder (``from_pretrained``)."""
+    from ..resolvers import PIPELINE_RESOLVERS, load_resolvers
+
+    load_resolvers()
+    for resolver in PIPELINE_RESOLVERS:
+        pipe = resolver(name)
+        if pipe is not None:
+            return pipe
+    from diffusers import DiffusionPipeline
+
+    if not Path(name).is_dir():
+        raise InputError(f"--pipeline: {name!r} is neither a registered model id nor a local pipeline folder")
+    pipe = DiffusionPipeline.from_pretrained(name)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _run_capture(args: argparse.Namespace) -> int:
+    from ..io import read_prompt_file
+    from ..trajectory_store import record_trajectories
+
+    prompts = read_prompt_file(args.prompts)
+    store = record_trajectories(
+        load_pipeline(args.pipeline), args.out, prompts, args.seeds, batch_size=args.batch_size,
+        num_inference_steps=args.steps, guidance_scale=args.guidance_scale, height=args.height, width=args.width,
+    )  # fmt: skip
+    print(f"{len(store)} trajectories in {store.root}")
+    return 0
+
+
+COMMANDS.register("capture", Command("capture", "record the trajectories of a diffusers pipeline",
+                                     _configure_capture, _run_capture))  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------------------- score
+def _configure_score(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="NoisyCLIP checkpoint folder or model id")
+    p.add_argument("--trajectories", required=True, type=Path, help="trajectory store folder")
+    p.add_argument("--scorer", default="noisyclip", choices=["noisyclip", "clip", "clip-x0", "clip-final"])
+    p.add_argument("--steps", type=int, nargs="+", default=None, help="step indices (default: every step)")
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..functional import resolve_model
+    from ..scorers import ScoreInputs, build_scorer
+    from ..trajectory_store import TrajectoryStore
+
+    store = TrajectoryStore.open(args.trajectories)
+    scorer = build_scorer(args.scorer, model=resolve_model(args.model))
+    steps = args.steps if args.steps is not None else list(range(store.num_steps + 1))
+    bad = [k for k in steps if not 0 <= k <= store.num_steps]
+    if bad:
+        raise InputError(f"--steps: {bad} outside 0..{store.num_steps}")
+    for recs, t in store.iter_shards():
+        prompts = [r.prompt for r in recs]
+        for k in steps:
+            inputs = ScoreInputs(prompts=prompts, latents=t["latents"][:, k], x0=t["x0"][:, k], images=t["images"],
+                                 latent_scale=t["latent_scale"][k].expand(len(recs)), step=k)  # fmt: skip
+            with torch.no_grad():
+                scores = scorer.score(inputs).tolist()
+            for rec, s in zip(recs, scores):
+                print(json.dumps({"prompt_id": rec.prompt_id, "seed": rec.seed, "step": k, "scorer": args.scorer,
+                                  "score": s}))  # fmt: skip
+    return 0
+
+
+COMMANDS.register("score", Command("score", "score stored trajectories step by step (JSON lines)",
+                                   _configure_score, _run_score))  # fmt: skip
+
+
+# -------------------------------------------------------------------------------------------------------------- info
+def _run_info(args: argparse.Namespace) -> int:
+    from ..preview import list_preview_maps
+    from ..scorers import list_scorers
+    from ..training.sampling import STEP_STRATEGIES
+    from ..training.targets import TARGETS
+    from ..trajectory import PIPELINE_FAMILIES
+
+    rows = {
+        "scorers": list_scorers(),
+        "preview maps": list_preview_maps(),
+        "pipeline families": PIPELINE_FAMILIES.names(),
+        "training targets": TARGETS.names(),
+        "step sampling": STEP_STRATEGIES.names(),
+        "commands": COMMANDS.names(),
+    }
+    for name, values in rows.items():
+        sys.stdout.write(f"{name + ':':<20}{', '.join(values)}\n")
+    return 0
+
+
+COMMANDS.register("info", Command("info", "list the registered scorers, preview maps, pipelines and more",
+                                  lambda p: None, _run_info))  # fmt: skip

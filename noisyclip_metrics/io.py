@@ -1,0 +1,80 @@
+"""Small, strict readers and atomic writers shared by the CLI and the runners."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import DataFileError
+
+__all__ = ["read_prompt_file", "atomic_write_bytes", "atomic_write_text", "write_json"]
+
+
+def read_prompt_file(path: str | Path) -> list[str]:
+    """Prompts from a UTF-8 text file, one per line.
+
+    Raises:
+        DataFileError: for a missing file, bytes that are not UTF-8, a blank line or a duplicate prompt (naming the
+            file and the line numbers).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "prompts.txt"
+        >>> _ = p.write_text("a red circle\\ntwo blue squares\\n", encoding="utf-8")
+        >>> read_prompt_file(p)
+        ['a red circle', 'two blue squares']
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataFileError(f"{path}: prompt file not found") from None
+    prompts: list[str] = []
+    first_seen: dict[str, int] = {}
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        try:
+            text = line.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError as err:
+            raise DataFileError(f"{path}, line {number}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
+        if not text.strip():
+            if number == raw.count(b"\n") + 1 and not text:  # the newline at the end of the file
+                continue
+            raise DataFileError(f"{path}, line {number}: blank line; expected one prompt per line")
+        text = text.strip()
+        if text in first_seen:
+            raise DataFileError(f"{path}, line {number}: duplicate of line {first_seen[text]} ({text!r})")
+        first_seen[text] = number
+        prompts.append(text)
+    if not prompts:
+        raise DataFileError(f"{path}: no prompts")
+    return prompts
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, fsync and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Atomically write ``data`` as indented JSON."""
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")

@@ -1,0 +1,86 @@
+"""Held-out evaluation of a noisy-latent scorer, per step: caption retrieval and within-prompt ranking.
+
+* **recall@1 / recall@5**: for a trajectory's latent at step k, rank the held-out prompts by cosine; a hit when the
+  trajectory's own prompt is among the top 1 / 5.
+* **pairwise accuracy**: within each prompt, over pairs of trajectories whose final judgment differs, the share where
+  the step-k score orders them like the judgment (score ties count one half).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..model import NoisyCLIPModel
+from .data import TrajectorySource
+
+__all__ = ["evaluate_steps", "within_group_pairwise_accuracy"]
+
+
+def within_group_pairwise_accuracy(gold: torch.Tensor, pred: torch.Tensor, groups: Sequence[str]) -> float:
+    """Share of same-group pairs with different ``gold`` that ``pred`` orders the same way (ties in ``pred`` = 1/2).
+
+    Returns NaN when no group has two items with different gold values.
+
+    Example:
+        >>> import torch
+        >>> within_group_pairwise_accuracy(torch.tensor([1., 0, 1, 0]), torch.tensor([.9, .1, .2, .2]), "aabb")
+        0.75
+    """
+    gold, pred = gold.double(), pred.double()
+    correct = total = 0.0
+    keys = list(groups)
+    for g in dict.fromkeys(keys):
+        idx = torch.tensor([i for i, k in enumerate(keys) if k == g])
+        dg = gold[idx][:, None] - gold[idx][None, :]
+        dp = pred[idx][:, None] - pred[idx][None, :]
+        mask = dg > 0
+        total += float(mask.sum())
+        correct += float(((dp > 0) & mask).sum()) + 0.5 * float(((dp == 0) & mask).sum())
+    return correct / total if total else float("nan")
+
+
+@torch.no_grad()
+def evaluate_steps(
+    model: NoisyCLIPModel,
+    source: TrajectorySource,
+    indices: Sequence[int],
+    steps: Sequence[int],
+    reference: torch.Tensor,
+    batch_size: int = 256,
+) -> list[dict[str, float]]:
+    """Recall@1/5 and within-prompt pairwise accuracy (against ``reference``) at each step of ``steps``.
+
+    Args:
+        model: the scorer's model (previews of the latents ``source`` reads).
+        source: trajectories.
+        indices: held-out trajectory indices into ``source``.
+        steps: step indices to evaluate.
+        reference: ``(len(indices),)`` final judgment of each trajectory (a judge's score, or frozen CLIP's).
+        batch_size: latents per forward pass.
+    """
+    prompts = source.prompts(indices)
+    unique = list(dict.fromkeys(prompts))
+    text = model.encode_text(unique)
+    own = torch.tensor([unique.index(p) for p in prompts])
+    rows = []
+    for k in steps:
+        embs = []
+        for lo in range(0, len(indices), batch_size):
+            chunk = list(indices[lo : lo + batch_size])
+            z, scale = source.latents(chunk, [k] * len(chunk))
+            embs.append(model.encode_latents((z * scale.view(-1, 1, 1, 1)).to(model.device)))
+        sims = torch.cat(embs) @ text.T
+        rank = (sims > sims.gather(1, own[:, None].to(sims.device))).sum(1)
+        scores = sims.gather(1, own[:, None].to(sims.device))[:, 0].cpu()
+        rows.append(
+            {
+                "step": int(k),
+                "fraction": int(k) / source.num_steps,
+                "recall@1": float((rank < 1).float().mean()),
+                "recall@5": float((rank < 5).float().mean()),
+                "pairwise_accuracy": within_group_pairwise_accuracy(reference, scores, prompts),
+            }
+        )
+    return rows

@@ -1,0 +1,367 @@
+"""Fine-tune the image tower (and its projection) of a CLIP on noisy trajectory latents.
+
+Deterministic given the seed: each optimizer step draws its batch and its steps from a generator seeded by
+``(seed, step)``, so a resumed run continues exactly where an uninterrupted run would be. Runs single-process or
+under ``torchrun`` (DDP; gloo on CPU, nccl on GPU): every rank draws the same global batch, takes its contiguous
+share, and the loss is computed on embeddings gathered from all ranks, so ``n`` processes train the same model as
+one process with the same global batch.
+
+Output folder::
+
+    train_config.json     the configuration (a resumed run must match it)
+    log.jsonl             one line per logged step: loss, learning rate, seconds
+    checkpoints/step-000100/{model/, state.pt}    periodic checkpoints (state loads with weights_only=True)
+    model/                the final checkpoint (``NoisyCLIPModel.from_pretrained``)
+    eval.json             held-out recall@1/5 and pairwise accuracy per step
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigMismatchError, InputError
+from ..functional import resolve_model
+from ..model import NoisyCLIPModel
+from ..registry import Registry
+from .data import NEGATIVES, TrajectorySource, held_out, load_labels
+from .evaluate import evaluate_steps
+from .sampling import parse_step_sampler
+from .targets import TARGETS, TargetBatch
+
+__all__ = ["TrainConfig", "train", "TrainResult"]
+
+
+OPTIMIZERS: Registry[Callable[[list[nn.Parameter], Any], torch.optim.Optimizer]] = Registry("optimizer")
+OPTIMIZERS.register("adamw", lambda params, cfg: torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay))
+OPTIMIZERS.register(
+    "sgd", lambda params, cfg: torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Configuration of a NoisyCLIP fine-tuning run.
+
+    Args:
+        init: the CLIP to start from (checkpoint folder or model id); also the frozen teacher/reference.
+        trajectories: trajectory store folders.
+        out_dir: output folder (see the module docstring).
+        steps: optimizer steps.
+        batch_size: global batch size (split across DDP ranks).
+        lr: peak learning rate (AdamW).
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warmup steps before the cosine decay to ``min_lr_ratio * lr``.
+        min_lr_ratio: floor of the cosine schedule.
+        grad_clip: gradient-norm clip.
+        optimizer: ``adamw`` (default) or ``sgd`` (plain SGD with momentum 0.9).
+        step_sampling: which steps to show (see :mod:`noisyclip_metrics.training.sampling`), e.g. ``window:20-29``.
+        target: ``prompt``, ``filtered`` or ``distill`` (see :mod:`noisyclip_metrics.training.targets`).
+        read: ``latents`` (the paper) or ``x0`` (preview of the x̂0 estimate).
+        train_preview: also learn the preview map (initialised from the model's map).
+        negatives: hard-negative caption source name (``none``, or e.g. ``world``).
+        labels: JSON file of per-trajectory judge scores (``{"<prompt_id>#<seed>": score}``).
+        keep_threshold: with ``target="filtered"``, keep trajectories whose label is at least this.
+        val_fraction: share of prompt ids held out for evaluation.
+        eval_fractions: step fractions evaluated on the held-out prompts.
+        seed: seed of everything random.
+        checkpoint_every: steps between checkpoints (0: only the final model).
+        log_every: steps between log lines.
+        num_threads: torch CPU threads (fixed for reproducibility; 0 leaves torch's default).
+    """
+
+    init: str
+    trajectories: tuple[str, ...]
+    out_dir: str
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.0
+    grad_clip: float = 1.0
+    optimizer: str = "adamw"
+    step_sampling: str = "uniform"
+    target: str = "prompt"
+    read: str = "latents"
+    train_preview: bool = False
+    negatives: str = "none"
+    labels: str | None = None
+    keep_threshold: float = 1.0
+    val_fraction: float = 0.1
+    eval_fractions: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    seed: int = 0
+    checkpoint_every: int = 0
+    log_every: int = 10
+    num_threads: int = 0
+
+    #: Fields that may differ when a run is resumed.
+    RESUMABLE_CHANGES = ("checkpoint_every", "log_every", "num_threads")
+
+    def __post_init__(self) -> None:
+        if isinstance(self.trajectories, (str, Path)):
+            object.__setattr__(self, "trajectories", (str(self.trajectories),))
+        object.__setattr__(self, "trajectories", tuple(str(t) for t in self.trajectories))
+        object.__setattr__(self, "eval_fractions", tuple(float(f) for f in self.eval_fractions))
+        for name in ("steps", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name}: expected >= 1, got {getattr(self, name)}")
+        if not 0 <= self.val_fraction < 1:
+            raise InputError(f"val_fraction: expected a value in [0, 1), got {self.val_fraction}")
+        TARGETS.get(self.target)
+        OPTIMIZERS.get(self.optimizer)
+        NEGATIVES.get(self.negatives)
+        parse_step_sampler(self.step_sampling)
+        if TARGETS.get(self.target).needs_labels and self.labels is None:
+            raise InputError(f"labels: target {self.target!r} trains on judged trajectories and needs labels=")
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (``train_config.json``)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns on rank 0."""
+
+    model: NoisyCLIPModel
+    out_dir: Path
+    evaluation: list[dict[str, float]] = field(default_factory=list)
+    final_loss: float = float("nan")
+
+
+def _dist() -> tuple[int, int]:
+    if dist.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _gather(x: torch.Tensor, world: int) -> torch.Tensor:
+    if world == 1:
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x), dim=0)
+
+
+class _ImageBranch(nn.Module):
+    """Preview (optionally trainable) -> resize/normalise -> image tower -> normalised embedding."""
+
+    def __init__(self, model: NoisyCLIPModel, train_preview: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.model.preview_weight.requires_grad_(train_preview)
+        self.model.preview_bias.requires_grad_(train_preview)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        preview = self.model.make_preview(latents, clamp=not self.model.preview_weight.requires_grad)
+        if self.model.preview_weight.requires_grad:
+            preview = preview.clamp(0.0, 1.0)  # clamp after the map so gradients reach the map where in range
+        return F.normalize(self.model.clip.encode_image(self.model._prepare_images(preview)).float(), dim=-1)
+
+
+def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
+    def fn(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / max(1, cfg.warmup_steps)
+        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return fn
+
+
+def _check_resume(out: Path, cfg: TrainConfig) -> None:
+    path = out / "train_config.json"
+    if not path.is_file():
+        return
+    old = json.loads(path.read_text(encoding="utf-8"))
+    new = cfg.to_json()
+    diff = sorted(k for k in set(old) | set(new) if k not in cfg.RESUMABLE_CHANGES and old.get(k) != new.get(k))
+    if diff:
+        raise ConfigMismatchError(
+            f"{out}: resuming a run started with another configuration (differences in {diff}); "
+            "use a new out_dir or the original settings"
+        )
+
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    ckpts = sorted((out / "checkpoints").glob("step-*"))
+    complete = [c for c in ckpts if (c / "state.pt").is_file() and (c / "model" / "model.safetensors").is_file()]
+    return complete[-1] if complete else None
+
+
+def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None) -> TrainResult | None:
+    """Run (or resume) a fine-tuning run; returns the result on rank 0 and ``None`` on other ranks.
+
+    Args:
+        config: the run's configuration.
+        progress: show a progress bar (rank 0).
+        stop_at: stop after this many steps without finishing (as if interrupted; a later call resumes).
+    """
+    rank, world = _dist()
+    if config.batch_size % world:
+        raise InputError(f"batch_size: expected a multiple of the {world} DDP processes, got {config.batch_size}")
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    out = Path(config.out_dir)
+    _check_resume(out, config)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(config.to_json(), indent=2) + "\n", encoding="utf-8")
+
+    torch.manual_seed(config.seed)
+    target = TARGETS.get(config.target)
+    student = resolve_model(config.init)
+    teacher = resolve_model(config.init) if (target.needs_teacher or config.labels is None) else None
+    for p in student.parameters():
+        p.requires_grad_(False)
+    for p in student.vision_parameters():
+        p.requires_grad_(True)
+    branch = _ImageBranch(student, config.train_preview)
+
+    source = TrajectorySource(config.trajectories, read=config.read)
+    labels = load_labels(config.labels) if config.labels else None
+    train_idx = [i for i, r in enumerate(source.records) if not held_out(r.prompt_id, config.val_fraction)]
+    val_idx = [i for i, r in enumerate(source.records) if held_out(r.prompt_id, config.val_fraction)]
+    if target.needs_labels:
+        assert labels is not None
+        missing = [source.records[i].key for i in train_idx if source.records[i].key not in labels]
+        if missing:
+            raise InputError(f"labels: no score for {len(missing)} trajectories, e.g. {missing[:3]}")
+        train_idx = [i for i in train_idx if labels[source.records[i].key] >= config.keep_threshold]
+    if not train_idx:
+        raise InputError("trajectories: no training trajectories left after the held-out split and filtering")
+    negatives_fn = NEGATIVES.get(config.negatives) if target.uses_negatives else NEGATIVES.get("none")
+    sampler = parse_step_sampler(config.step_sampling)
+    sampler.ranges(source.num_steps)
+
+    params = [p for p in branch.parameters() if p.requires_grad]
+    optimizer = OPTIMIZERS.get(config.optimizer)(params, config)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
+    start = 0
+    latest = _latest_checkpoint(out)
+    if latest is not None:
+        resumed = NoisyCLIPModel.from_pretrained(latest / "model")
+        student.load_state_dict(resumed.state_dict())
+        state = torch.load(latest / "state.pt", map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        start = int(state["step"])
+    ddp_branch: nn.Module = branch
+    if world > 1:
+        ddp_branch = nn.parallel.DistributedDataParallel(branch)
+
+    text_cache: dict[str, torch.Tensor] = {}
+
+    def texts_for(prompts: Sequence[str]) -> torch.Tensor:
+        todo = [p for p in dict.fromkeys(prompts) if p not in text_cache]
+        if todo:
+            with torch.no_grad():
+                for p, e in zip(todo, student.encode_text(todo)):
+                    text_cache[p] = e
+        return torch.stack([text_cache[p] for p in prompts])
+
+    logit_scale = float(student.clip.logit_scale.exp())
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", disable=not progress or rank != 0)
+    log = (out / "log.jsonl").open("a", encoding="utf-8") if rank == 0 else None
+    loss_value = float("nan")
+    per_rank = config.batch_size // world
+    for step in range(start, config.steps):
+        t0 = time.perf_counter()
+        g = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+        picks = torch.randint(len(train_idx), (config.batch_size,), generator=g)
+        idx = [train_idx[int(i)] for i in picks]
+        ks = sampler.sample(config.batch_size, source.num_steps, g).tolist()
+        mine = slice(rank * per_rank, (rank + 1) * per_rank)
+        z, scale = source.latents(idx[mine], ks[mine])
+        image = _gather(ddp_branch(z * scale.view(-1, 1, 1, 1)), world)
+        prompts = source.prompts(idx)
+        unique = list(dict.fromkeys(prompts))
+        negs = [n for n in dict.fromkeys(n for p in unique for n in negatives_fn(p)) if n not in set(unique)]
+        texts = texts_for(unique + negs)
+        teacher_image = None
+        if target.needs_teacher:
+            assert teacher is not None
+            with torch.no_grad():
+                teacher_image = teacher.encode_images(source.images(idx))
+        batch = TargetBatch(
+            image=image, texts=texts, prompt_index=torch.tensor([unique.index(p) for p in prompts]),
+            num_prompts=len(unique), logit_scale=logit_scale, teacher_image=teacher_image,
+        )  # fmt: skip
+        loss = target.loss(batch)
+        optimizer.zero_grad(set_to_none=True)
+        # every rank holds the same full-batch loss; all_gather's backward sums each slice's gradient over the
+        # ranks (world x the true gradient) and DDP divides by world again: the update equals one process's
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        schedule.step()
+        loss_value = float(loss.detach())
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_value:.4f}")
+        done = step + 1
+        if log is not None and (done % config.log_every == 0 or done == config.steps):
+            entry = {"step": done, "loss": loss_value, "lr": schedule.get_last_lr()[0],
+                     "seconds": round(time.perf_counter() - t0, 4)}  # fmt: skip
+            log.write(json.dumps(entry) + "\n")
+            log.flush()
+        if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps and rank == 0:
+            _save_checkpoint(out, done, student, optimizer, schedule)
+        if stop_at is not None and done >= stop_at and done < config.steps:
+            bar.close()
+            if log is not None:
+                log.close()
+            return None
+    bar.close()
+    if log is not None:
+        log.close()
+    if world > 1:
+        dist.barrier()
+    if rank != 0:
+        return None
+    student.save_pretrained(out / "model")
+    evaluation: list[dict[str, float]] = []
+    if val_idx:
+        ref_model = teacher if teacher is not None else student
+        if labels is not None and all(source.records[i].key in labels for i in val_idx):
+            reference = torch.tensor([labels[source.records[i].key] for i in val_idx])
+        else:  # frozen CLIP's judgment of the final image
+            with torch.no_grad():
+                reference = torch.cat([
+                    ref_model.score_images(source.images(val_idx[lo : lo + 256]), source.prompts(val_idx[lo : lo + 256]))
+                    for lo in range(0, len(val_idx), 256)
+                ])  # fmt: skip
+        steps = sorted({round(f * source.num_steps) for f in config.eval_fractions})
+        student.eval()
+        evaluation = evaluate_steps(student, source, val_idx, steps, reference.cpu())
+        (out / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n", encoding="utf-8")
+    return TrainResult(model=student, out_dir=out, evaluation=evaluation, final_loss=loss_value)
+
+
+def _save_checkpoint(out: Path, step: int, model: NoisyCLIPModel, optimizer: Any, schedule: Any) -> None:
+    final = out / "checkpoints" / f"step-{step:06d}"
+    tmp = out / "checkpoints" / f".tmp-step-{step:06d}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp / "model")
+    torch.save({"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "step": step}, tmp / "state.pt")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)

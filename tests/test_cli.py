@@ -1,0 +1,95 @@
+"""The ``noisyclip`` command line: help everywhere, one-line errors with exit status 2, core commands end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from noisyclip_metrics.cli import COMMANDS, main
+from noisyclip_metrics.model import TINY_TEST_CONFIG, NoisyCLIPModel
+from noisyclip_metrics.testing import tiny_pipeline
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_for_every_command(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as exc:
+            main([name, "--help"])
+        assert exc.value.code == 0
+        assert name in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["train", "--init", "x"], "missing required settings"),
+        (["score", "--model", "/nope", "--trajectories", "/nope"], "not a trajectory store"),
+        (["train", "--init", "x", "--trajectories", "t", "--out-dir", "o", "--target", "distil"], "did you mean"),
+        (["capture", "--pipeline", "/nope", "--prompts", "/nope.txt", "--out", "/tmp/x"], "prompt file not found"),
+    ],
+)
+def test_errors_are_one_line_with_status_2(capsys, argv, match):
+    code, out, err = _run(capsys, *argv)
+    assert code == 2
+    assert err.count("\n") == 1 and match in err and err.startswith("noisyclip ")
+
+
+def test_usage_errors_are_one_line_with_status_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--steps", "many"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_bad_prompt_file(tmp_path, capsys):
+    bad = tmp_path / "p.txt"
+    bad.write_bytes(b"a red circle\n\xff\xfe\n")
+    code, _, err = _run(capsys, "capture", "--pipeline", str(tmp_path), "--prompts", str(bad), "--out", str(tmp_path / "o"))
+    assert code == 2 and "line 2: not valid UTF-8" in err
+    bad.write_text("a red circle\n\nb\n")
+    assert "line 2: blank line" in _run(capsys, "capture", "--pipeline", str(tmp_path), "--prompts", str(bad),
+                                        "--out", str(tmp_path / "o"))[2]  # fmt: skip
+    bad.write_text("a\nb\na\n")
+    assert "line 3: duplicate of line 1" in _run(capsys, "capture", "--pipeline", str(tmp_path), "--prompts",
+                                                 str(bad), "--out", str(tmp_path / "o"))[2]  # fmt: skip
+
+
+def test_capture_score_train_end_to_end(tmp_path, capsys):
+    tiny_pipeline("sd", tmp_path / "pipe")
+    (tmp_path / "prompts.txt").write_text("a red circle\ntwo blue squares\na green triangle\nfour white squares\n")
+    NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0).save_pretrained(tmp_path / "base")
+    code, out, err = _run(capsys, "capture", "--pipeline", str(tmp_path / "pipe"), "--prompts",
+                          str(tmp_path / "prompts.txt"), "--seeds", "0", "1", "--steps", "3", "--height", "32",
+                          "--width", "32", "--out", str(tmp_path / "traj"))  # fmt: skip
+    assert code == 0, err
+    assert "8 trajectories" in out
+    code, out, err = _run(capsys, "score", "--model", str(tmp_path / "base"), "--trajectories", str(tmp_path / "traj"),
+                          "--steps", "0", "3")  # fmt: skip
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 16 and {r["step"] for r in rows} == {0, 3} and all(-1 <= r["score"] <= 1 for r in rows)
+    code, out, err = _run(capsys, "train", "--init", str(tmp_path / "base"), "--trajectories", str(tmp_path / "traj"),
+                          "--out-dir", str(tmp_path / "run"), "--steps", "3", "--batch-size", "4",
+                          "--val-fraction", "0.1", "--no-progress")  # fmt: skip
+    assert code == 0, err
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file() and "model:" in out
+
+
+def test_console_script_entry_point(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "noisyclip_metrics.cli", "info"], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert proc.returncode == 0 and "scorers:" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "noisyclip_metrics.cli", "score", "--model", "m", "--trajectories",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1

@@ -1,0 +1,146 @@
+"""NoisyCLIP fine-tuning on real (tiny) trajectories: what is trained, determinism, resume, DDP, targets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from noisyclip_metrics.errors import ConfigMismatchError, InputError, UnknownNameError
+from noisyclip_metrics.model import TINY_TEST_CONFIG, NoisyCLIPModel
+from noisyclip_metrics.testing import tiny_pipeline
+from noisyclip_metrics.training.data import NEGATIVES
+from noisyclip_metrics.training.trainer import TrainConfig, train
+from noisyclip_metrics.trajectory_store import record_trajectories
+
+PROMPTS = [f"a {c} {s}" for c in ("red", "green", "blue") for s in ("circle", "square", "triangle")]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A tiny store (9 prompts x 2 seeds x 4 steps) and a tiny base model saved as a checkpoint."""
+    root = tmp_path_factory.mktemp("train")
+    pipe = tiny_pipeline("sd", root / "pipe")
+    store = record_trajectories(pipe, root / "traj", PROMPTS, seeds=[0, 1], num_inference_steps=4, height=32,
+                                width=32, batch_size=18, progress=False)  # fmt: skip
+    base = NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0).save_pretrained(root / "base")
+    labels = {r.key: float(i % 2) for i, r in enumerate(store.records())}
+    (root / "labels.json").write_text(json.dumps(labels))
+    return root
+
+
+def _cfg(world: Path, out: str, **kw) -> TrainConfig:
+    args = dict(init=str(world / "base"), trajectories=(str(world / "traj"),), out_dir=str(world / out), steps=6,
+                batch_size=8, lr=1e-3, warmup_steps=2, step_sampling="window:1-3", val_fraction=0.3, seed=3,
+                log_every=1)  # fmt: skip
+    args.update(kw)
+    return TrainConfig(**args)
+
+
+def _weights(model: NoisyCLIPModel) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_trains_only_the_image_tower(world):
+    result = train(_cfg(world, "run_a"), progress=False)
+    base = NoisyCLIPModel.from_pretrained(world / "base")
+    tuned = NoisyCLIPModel.from_pretrained(result.out_dir / "model")
+    changed = {k for k, v in _weights(tuned).items() if not torch.equal(v, _weights(base)[k])}
+    assert changed and all(k.startswith("clip.visual.") for k in changed)
+    assert "clip.visual.proj" in changed
+    log = [json.loads(line) for line in (result.out_dir / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log] == [1, 2, 3, 4, 5, 6]
+    rows = json.loads((result.out_dir / "eval.json").read_text())
+    assert rows and {"step", "fraction", "recall@1", "recall@5", "pairwise_accuracy"} <= set(rows[0])
+
+
+def test_deterministic_given_seed(world):
+    a = train(_cfg(world, "det_a"), progress=False)
+    b = train(_cfg(world, "det_b"), progress=False)
+    for k, v in _weights(a.model).items():
+        assert torch.equal(v, _weights(b.model)[k]), k
+
+
+def test_resume_after_interruption_equals_uninterrupted(world):
+    full = train(_cfg(world, "full", checkpoint_every=2), progress=False)
+    assert train(_cfg(world, "resumed", checkpoint_every=2), progress=False, stop_at=4) is None
+    assert (world / "resumed" / "checkpoints" / "step-000004" / "state.pt").is_file()
+    resumed = train(_cfg(world, "resumed", checkpoint_every=2), progress=False)
+    for k, v in _weights(full.model).items():
+        torch.testing.assert_close(v, _weights(resumed.model)[k], atol=1e-6, rtol=0)
+
+
+def test_resume_with_another_config_is_refused(world):
+    train(_cfg(world, "mismatch"), progress=False, stop_at=1)
+    with pytest.raises(ConfigMismatchError, match="lr"):
+        train(_cfg(world, "mismatch", lr=5e-4), progress=False)
+
+
+def test_filtered_and_distill_targets(world):
+    NEGATIVES.register("test-swap", lambda p: [p.replace("red", "blue")] if "red" in p else [])
+    filtered = train(_cfg(world, "filtered", target="filtered", labels=str(world / "labels.json"),
+                          negatives="test-swap"), progress=False)  # fmt: skip
+    assert filtered.final_loss == filtered.final_loss
+    distill = train(_cfg(world, "distill", target="distill", negatives="test-swap", read="x0"), progress=False)
+    assert distill.final_loss == distill.final_loss
+
+
+def test_trainable_preview_map_moves(world):
+    result = train(_cfg(world, "preview", train_preview=True), progress=False)
+    base = NoisyCLIPModel.from_pretrained(world / "base")
+    assert not torch.equal(result.model.preview_weight, base.preview_weight)
+
+
+def test_config_errors(world):
+    with pytest.raises(InputError, match="needs labels"):
+        _cfg(world, "x", target="filtered")
+    with pytest.raises(UnknownNameError, match="did you mean 'distill'"):
+        _cfg(world, "x", target="distil")
+    with pytest.raises(UnknownNameError, match="step-sampling"):
+        _cfg(world, "x", step_sampling="windw:1-2")
+    with pytest.raises(InputError, match="outside 0..4"):
+        train(_cfg(world, "x", step_sampling="window:2-9"), progress=False)
+    with pytest.raises(InputError, match="steps"):
+        _cfg(world, "x", steps=0)
+
+
+_DDP = textwrap.dedent(
+    """
+    import sys
+    from noisyclip_metrics.training.trainer import TrainConfig, train
+    # plain SGD without clipping: a wrong gradient scale across ranks would show up as a wrong update size
+    cfg = TrainConfig(init=sys.argv[1], trajectories=(sys.argv[2],), out_dir=sys.argv[3], steps=4, batch_size=8,
+                      lr=0.5, warmup_steps=1, step_sampling="window:1-3", val_fraction=0.3, seed=5, num_threads=1,
+                      optimizer="sgd", grad_clip=1e9)
+    train(cfg, progress=False)
+    """
+)
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_equals_single_process(world, tmp_path):
+    script = tmp_path / "ddp.py"
+    script.write_text(_DDP)
+    args = [str(world / "base"), str(world / "traj")]
+    port = str(29600 + os.getpid() % 1000)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", f"--master-port={port}", str(script),
+         *args, str(tmp_path / "ddp")], check=True, env=env, capture_output=True, timeout=300,
+    )  # fmt: skip
+    subprocess.run([sys.executable, str(script), *args, str(tmp_path / "single")], check=True, env=env,
+                   capture_output=True, timeout=300)  # fmt: skip
+    ddp = NoisyCLIPModel.from_pretrained(tmp_path / "ddp" / "model")
+    single = NoisyCLIPModel.from_pretrained(tmp_path / "single" / "model")
+    base = _weights(NoisyCLIPModel.from_pretrained(world / "base"))
+    moved = 0.0
+    for k, v in _weights(single).items():
+        torch.testing.assert_close(_weights(ddp)[k], v, atol=1e-5, rtol=1e-4)
+        moved = max(moved, float((v - base[k]).abs().max()))
+    assert moved > 1e-3  # the runs really trained
