@@ -1,0 +1,1 @@
+"""Benchmark specs (YAML), installed as ``noisyclip_metrics.adapters``; loaded by ``noisyclip_metrics.benchmarks``."""

@@ -1,0 +1,51 @@
+"""Benchmark adapters: declarative specs (``adapters/*.yaml``) and loaders into one :class:`PromptSet`.
+
+Example:
+    >>> from noisyclip_metrics.benchmarks import list_benchmarks, benchmark_spec
+    >>> sorted(list_benchmarks())[:3]
+    ['drawbench', 'genai-bench-1600', 'genai-bench-527']
+    >>> benchmark_spec("geneval").categories[:2]
+    ('single_object', 'two_object')
+
+Typical use (offline, from local copies)::
+
+    prompts = load_benchmark("genai-bench-1600", "data/GenAI-Bench-1600")   # folder with the two JSON files
+    hard = prompts.filter(skill="negation")
+"""
+
+from __future__ import annotations
+
+from . import loaders as _loaders  # noqa: F401  (registers the loader functions)
+from .download import download_benchmark
+from .promptset import ADVANCED_SKILLS, BASIC_SKILLS, SKILLS, Prompt, PromptSet
+from .spec import (
+    LOADERS,
+    BenchmarkSpec,
+    DownloadSpec,
+    FileSpec,
+    Source,
+    benchmark_spec,
+    list_benchmarks,
+    load_benchmark,
+    parse_spec,
+    register_benchmark,
+)
+
+__all__ = [
+    "Prompt",
+    "PromptSet",
+    "SKILLS",
+    "BASIC_SKILLS",
+    "ADVANCED_SKILLS",
+    "BenchmarkSpec",
+    "FileSpec",
+    "DownloadSpec",
+    "Source",
+    "LOADERS",
+    "parse_spec",
+    "register_benchmark",
+    "benchmark_spec",
+    "list_benchmarks",
+    "load_benchmark",
+    "download_benchmark",
+]

@@ -1,0 +1,40 @@
+"""Agreement statistics between gold judgments (human, VQA judge) and metric scores.
+
+All functions take ``gold, pred`` array-likes of the same shape: 1-D (one group) or 2-D (rows = groups such as
+prompts, columns = the items compared within a group; NaN = missing). See :mod:`._inputs` for validation rules.
+
+- :func:`pearson`, :func:`spearman`, :func:`kendall_tau_b`, :func:`kendall_tau_c` -- 2-D input: per row, then the
+  mean over rows where defined (t2v-metrics' convention for tau); constant rows are undefined (NaN) and skipped.
+- :func:`pairwise_accuracy` -- Deutsch et al. 2023 ``acc_23`` with tie calibration, returns ``(accuracy, epsilon)``;
+  2-D input: mean of per-row accuracies with one shared threshold (mt-metrics-eval / t2v-metrics).
+- :func:`bootstrap_ci`, :func:`agreement` -- ``scipy.stats.bootstrap`` intervals, resampling rows (2-D) or items.
+
+Example:
+    >>> from noisyclip_metrics.stats import pairwise_accuracy, kendall_tau_b
+    >>> gold = [[5, 3, 3], [2, 4, 1]]
+    >>> pred = [[0.9, 0.4, 0.5], [0.3, 0.8, 0.1]]
+    >>> pairwise_accuracy(gold, pred)
+    PairwiseAccuracy(accuracy=1.0, epsilon=0.09999999999999998)
+    >>> kendall_tau_b(gold, pred)
+    0.9082482904638631
+"""
+
+from __future__ import annotations
+
+from .bootstrap import STATISTICS, Agreement, Estimate, agreement, bootstrap_ci
+from .correlation import kendall_tau_b, kendall_tau_c, pearson, spearman
+from .pairwise import PairwiseAccuracy, pairwise_accuracy
+
+__all__ = [
+    "pearson",
+    "spearman",
+    "kendall_tau_b",
+    "kendall_tau_c",
+    "pairwise_accuracy",
+    "PairwiseAccuracy",
+    "bootstrap_ci",
+    "agreement",
+    "Agreement",
+    "Estimate",
+    "STATISTICS",
+]
