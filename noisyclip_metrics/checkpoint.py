@@ -170,9 +170,9 @@ def load_pretrained(
         config = NoisyCLIPConfig.from_json(meta["config"])
     except (KeyError, TypeError, InputError) as err:
         raise CheckpointError(f"{folder / CONFIG_NAME}: malformed 'config' ({err})") from None
+    tensors = load_state_dict_file(weights)
     with safe_open(str(weights), framework="pt") as f:
         file_meta = f.metadata() or {}
-    tensors = load_state_dict_file(weights)
     stored_preview = PreviewMap.from_tensors(tensors, file_meta)
     clip_sd = {k.removeprefix("clip."): v for k, v in tensors.items() if k.startswith("clip.")}
     model = NoisyCLIPModel(

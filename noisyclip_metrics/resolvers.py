@@ -15,7 +15,7 @@ __all__ = ["MODEL_RESOLVERS", "PIPELINE_RESOLVERS", "RESOLVER_MODULES", "load_re
 
 MODEL_RESOLVERS: list[Callable[[str], Any]] = []
 PIPELINE_RESOLVERS: list[Callable[[str], Any]] = []
-RESOLVER_MODULES: list[str] = []
+RESOLVER_MODULES: list[str] = ["noisyclip_metrics.world.models"]
 
 
 def load_resolvers() -> None:

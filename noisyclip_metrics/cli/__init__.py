@@ -31,7 +31,7 @@ class Command:
 COMMANDS: Registry[Command] = Registry("command")
 
 #: Modules whose import registers subcommands (later capabilities append here).
-COMMAND_MODULES = ["noisyclip_metrics.cli.core"]
+COMMAND_MODULES = ["noisyclip_metrics.cli.core", "noisyclip_metrics.cli.world"]
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -27,6 +27,15 @@ NEGATIVES: Registry[Callable[[str], list[str]]] = Registry("hard-negative source
 NEGATIVES.register("none", lambda prompt: [])
 
 
+def _world_negatives(prompt: str) -> list[str]:
+    from ..world.negatives import world_negatives
+
+    return world_negatives(prompt)
+
+
+NEGATIVES.register("world", _world_negatives)
+
+
 def held_out(prompt_id: str, fraction: float) -> bool:
     """Whether a prompt id falls in the held-out share ``fraction`` (stable hash, independent of order)."""
     digest = hashlib.sha256(prompt_id.encode("utf-8")).digest()

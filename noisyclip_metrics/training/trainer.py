@@ -17,6 +17,7 @@ Output folder::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -226,7 +227,7 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
 
     torch.manual_seed(config.seed)
     target = TARGETS.get(config.target)
-    student = resolve_model(config.init)
+    student = copy.deepcopy(resolve_model(config.init))  # never train a cached/shared model in place
     teacher = resolve_model(config.init) if (target.needs_teacher or config.labels is None) else None
     for p in student.parameters():
         p.requires_grad_(False)

@@ -1,0 +1,110 @@
+"""Cost of scoring one step's latents: ``noisyclip`` (preview + CLIP) vs ``clip-x0-decoded`` (VAE decode + CLIP) vs one
+denoiser call, at SD-1.5-sized configurations (real architecture configs, random weights, CPU).
+
+    python bench/scoring_cost.py [--batch 4] [--latent 64] [--repeats 3] [--clip ViT-B-32] [--threads N]
+
+Prints a Markdown table with median wall times and the ratios, all measured side by side in one run. The UNet and VAE
+use the Stable Diffusion 1.5 configurations (``UNet2DConditionModel``: blocks 320/640/1280/1280, cross-attention 768;
+``AutoencoderKL``: blocks 128/256/512/512, 4 latent channels); the CLIP is an open_clip architecture (ViT-B-32, the
+official NoisyCLIP backbone, by default). Text embeddings are computed once per prompt and excluded, as in the scorers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def sd15_unet() -> torch.nn.Module:
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=64, in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(320, 640, 1280, 1280),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=768, attention_head_dim=8,
+    ).eval()  # fmt: skip
+
+
+def sd15_vae() -> torch.nn.Module:
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(128, 256, 512, 512), layers_per_block=2,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, sample_size=512,
+        scaling_factor=0.18215,
+    ).eval()  # fmt: skip
+
+
+def timed(fn: Callable[[], object], repeats: int) -> float:
+    """Median seconds of ``repeats`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--latent", type=int, default=64, help="latent side (64 = 512 px images)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--clip", default="ViT-B-32", help="open_clip architecture of the scorer")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from noisyclip_metrics.model import NoisyCLIPModel
+    from noisyclip_metrics.scorers import ScoreInputs, build_scorer
+
+    torch.manual_seed(0)
+    b, s = args.batch, args.latent
+    latents = torch.randn(b, 4, s, s)
+    prompts = [f"prompt number {i}" for i in range(b)]
+    model = NoisyCLIPModel.from_config(args.clip, preview="sd1", seed=0)
+    unet, vae = sd15_unet(), sd15_vae()
+    text_ctx = torch.randn(2 * b, 77, 768)
+    t = torch.full((2 * b,), 500)
+    noisyclip = build_scorer("noisyclip", model=model)
+    decoded = build_scorer("clip-x0-decoded", model=model, vae=vae)
+    inputs = ScoreInputs(prompts=prompts, latents=latents, x0=latents)
+
+    with torch.no_grad():
+        model.encode_text(prompts)  # warm; scorers cache nothing across calls, so time text separately
+        rows = {
+            "text embeddings (once per prompt)": timed(lambda: model.encode_text(prompts), args.repeats),
+            "noisyclip: preview + CLIP image tower": timed(lambda: noisyclip.score(inputs), args.repeats),
+            "clip-x0-decoded: VAE decode + CLIP": timed(lambda: decoded.score(inputs), args.repeats),
+            f"denoiser call, CFG (UNet batch {2 * b})": timed(
+                lambda: unet(torch.cat([latents, latents]), t, encoder_hidden_states=text_ctx), args.repeats
+            ),
+        }
+    n_params = {
+        "CLIP": sum(p.numel() for p in model.clip.parameters()),
+        "UNet": sum(p.numel() for p in unet.parameters()),
+        "VAE": sum(p.numel() for p in vae.parameters()),
+    }
+    print(f"batch {b}, latents {b}x4x{s}x{s} ({8 * s} px images), CLIP {args.clip}, torch threads "
+          f"{torch.get_num_threads()}, median of {args.repeats} after a warm-up")  # fmt: skip
+    print("parameters: " + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in n_params.items()) + "\n")
+    ours = rows["noisyclip: preview + CLIP image tower"]
+    print("| operation | seconds | x noisyclip |")
+    print("|---|---:|---:|")
+    for name, sec in rows.items():
+        print(f"| {name} | {sec:.3f} | {sec / ours:.1f} |")
+    dec = rows["clip-x0-decoded: VAE decode + CLIP"]
+    den = rows[f"denoiser call, CFG (UNet batch {2 * b})"]
+    print(f"\nclip-x0-decoded / noisyclip = {dec / ours:.1f}x;  denoiser call / noisyclip = {den / ours:.1f}x;  "
+          f"noisyclip scoring = {100 * ours / den:.1f}% of one denoising step")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""``noisyclip world``: build (retrain) the built-in world, list its ids, show how the shipped weights were made."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from . import COMMANDS, Command
+
+
+def _configure(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="world_command", metavar="ACTION", required=True, parser_class=type(p))
+    build = sub.add_parser("build", help="retrain every world model from nothing (deterministic, resumable)")
+    build.add_argument("--preset", default="full", help="build preset: 'full' (the shipped weights) or 'ci' (tiny)")
+    build.add_argument("--work", type=Path, required=True, help="work folder (checkpoints; rerun to resume)")
+    build.add_argument("--out", type=Path, required=True, help="weights folder to write (fp16 safetensors)")
+    build.add_argument("--stages", nargs="+", default=None, help="run only these stages (default: all)")
+    build.add_argument("--threads", type=int, default=None, help="torch threads (default: the preset's)")
+    build.add_argument("--no-progress", action="store_true")
+    sub.add_parser("list", help="list the world ids")
+    sub.add_parser("info", help="print BUILD.json of the installed world weights")
+
+
+def _run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from ..world.models import WORLD_IDS, world_build_info, world_weights_dir
+
+    if args.world_command == "list":
+        for name in WORLD_IDS:
+            asset = WORLD_IDS.get(name)
+            print(f"{name:<18} {asset.kind:<9} {asset.description}")
+        print(f"weights: {world_weights_dir()}")
+        return 0
+    if args.world_command == "info":
+        print(json.dumps(world_build_info(), indent=2))
+        return 0
+    from ..world.build.config import PRESETS
+    from ..world.build.pipeline import build_world
+
+    config = PRESETS.get(args.preset)
+    if args.threads is not None:
+        config = dataclasses.replace(config, threads=args.threads)
+    command = "noisyclip " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
+    metrics = build_world(args.work, args.out, config, stages=args.stages, progress=not args.no_progress,
+                          command=command)  # fmt: skip
+    for stage, values in metrics.items():
+        shown = {k: v for k, v in values.items() if not isinstance(v, (list, dict))}
+        print(f"{stage:<14} {json.dumps(shown)}")
+    return 0
+
+
+COMMANDS.register("world", Command("world", "the built-in world: build (retrain), list ids, build info",
+                                   _configure, _run))  # fmt: skip

@@ -1,0 +1,136 @@
+"""The world CLIP: an open_clip dual encoder trained contrastively on clean (augmented) renders with hard negatives.
+
+Small CLIPs read captions as bags of words, so every image brings hard-negative captions (a minimal edit of its
+caption: colour, shape, swapped colours, count, flipped relation or comparison, size) as extra text columns of the
+InfoNCE loss, with structural edits (relation, comparison, swapped colours, count) preferred for the second one.
+Images are augmented with blur, noise and brightness/contrast jitter of the strength seen in generated images, so
+the CLIP is a competent judge of generated images too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ...model import NoisyCLIPModel
+from ...training.targets import TargetBatch, infonce_loss
+from ..grammar import describe, parse_prompt
+from ..sampling import hard_negative
+from .common import ResumableRun, step_generator, warmup_cosine
+from .data import CONTEXT_LENGTH, augment, render_pool
+
+__all__ = ["ClipStageConfig", "world_clip_config", "train_world_clip", "negative_captions"]
+
+STRUCTURAL_EDITS = ("relation", "comparison", "swap colours", "count")
+
+
+def world_clip_config(vocab_size: int, embed_dim: int = 128, pos_embed: str = "sin_cos_2d") -> dict[str, Any]:
+    """open_clip config of the world CLIP (ViT on 32 px with 4 px patches and fixed 2-D sin-cos positions, so
+    positions are linearly readable from the start; causal text tower)."""
+    return {
+        "embed_dim": embed_dim,
+        "vision_cfg": {"image_size": 32, "patch_size": 4, "width": 128, "layers": 4, "head_width": 32,
+                       "pos_embed_type": pos_embed},
+        "text_cfg": {"context_length": CONTEXT_LENGTH, "vocab_size": vocab_size, "width": 128, "heads": 4, "layers": 3},
+    }
+
+
+@dataclass(frozen=True)
+class ClipStageConfig:
+    """Hyper-parameters of the world CLIP stage."""
+
+    steps: int = 4000
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup: int = 200
+    pool_size: int = 100_000
+    augment_share: float = 0.5
+    seed: int = 0
+    checkpoint_every: int = 250
+    embed_dim: int = 128
+    pos_embed: str = "sin_cos_2d"
+    mix: dict[str, float] = field(default_factory=lambda: {
+        "single": 1.0, "conjunction": 1.5, "counting": 1.5, "relation": 4.0, "comparison": 1.5, "negation": 1.5,
+        "universal": 1.0,
+    })  # fmt: skip
+
+
+def negative_captions(text: str, rng: np.random.Generator) -> list[str]:
+    """Two hard negatives: a structural edit (always the flipped relation for relation prompts) and any edit."""
+    spec = parse_prompt(text)
+    out = [describe(hard_negative(spec, rng)[1])]
+    kinds = [k for k in STRUCTURAL_EDITS if _applies(spec, k)]
+    if kinds:
+        kind = "relation" if "relation" in kinds else kinds[int(rng.integers(len(kinds)))]
+        out.append(describe(hard_negative(spec, rng, kind)[1]))
+    return out
+
+
+def _applies(spec: Any, edit: str) -> bool:
+    from ..sampling import _valid_edits
+
+    return bool(_valid_edits(spec, edit))
+
+
+def train_world_clip(work: Path, tokenizer_dir: Path, cfg: ClipStageConfig, progress: bool = True) -> NoisyCLIPModel:
+    """Train (or resume) the world CLIP in ``work``; returns the trained model (preview map: a placeholder)."""
+    from ...tokenizers import ClipTextTokenizer
+
+    vocab = ClipTextTokenizer(tokenizer_dir, CONTEXT_LENGTH).vocab_size
+    model = NoisyCLIPModel.from_config(
+        world_clip_config(vocab, cfg.embed_dim, cfg.pos_embed), preview="sd1", seed=cfg.seed,
+        tokenizer_files=tokenizer_dir,
+    )
+    model.train()
+    pool = render_pool(work / "pool.safetensors", cfg.pool_size, seed=cfg.seed + 1, mix=cfg.mix)
+    params = [p for p in model.clip.parameters()]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6,
+    )  # fmt: skip
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.steps, cfg.warmup))
+    run = ResumableRun(work, dataclasses.asdict(cfg), {"clip": model.clip}, optimizer, schedule)
+    start = run.resume()
+    bar = tqdm(total=cfg.steps, initial=start, desc="world clip", unit="step", disable=not progress)
+    for step in range(start, cfg.steps):
+        g = step_generator(cfg.seed, step)
+        rng = np.random.default_rng([cfg.seed, step])
+        idx = torch.randint(len(pool), (cfg.batch_size,), generator=g)
+        images = pool.floats(idx)
+        n_aug = int(cfg.augment_share * cfg.batch_size)
+        images[:n_aug] = augment(images[:n_aug], g)
+        captions = [pool.texts[int(i)] for i in idx]
+        unique = list(dict.fromkeys(captions))
+        seen = set(unique)
+        negatives = [n for n in dict.fromkeys(n for c in captions for n in negative_captions(c, rng)) if n not in seen]
+        texts = unique + negatives
+        image_emb = torch.nn.functional.normalize(model.clip.encode_image(model._prepare_images(images)), dim=-1)
+        text_emb = torch.nn.functional.normalize(model.clip.encode_text(model.tokenize(texts)), dim=-1)
+        loss = infonce_loss(
+            TargetBatch(image=image_emb, texts=text_emb, prompt_index=torch.tensor([unique.index(c) for c in captions]),
+                        num_prompts=len(unique), logit_scale=model.clip.logit_scale.exp().clamp(max=100))
+        )  # fmt: skip
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        schedule.step()
+        done = step + 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+        if done % 50 == 0 or done == cfg.steps:
+            run.log(done, loss=float(loss.detach()), lr=schedule.get_last_lr()[0], scale=float(model.clip.logit_scale.exp()))
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            run.checkpoint(done)
+    bar.close()
+    model.eval()
+    return model

@@ -1,0 +1,80 @@
+"""Configuration of a world build: every stage's settings in one frozen dataclass, with named presets.
+
+``full`` is what the shipped weights were built with; ``ci`` runs the same code path with tiny sizes in a few
+minutes (tests and CI).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...registry import Registry
+from .clip import ClipStageConfig
+from .unet import UNET_MODELS, UnetStageConfig
+from .vae import VaeStageConfig
+
+__all__ = ["SamplerConfig", "NoisyStageConfig", "WorldBuildConfig", "PRESETS"]
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Default sampler of the world pipelines (recorded with the weights, used by the world ids)."""
+
+    num_inference_steps: int = 20
+    guidance_scale: float = 4.0
+
+
+@dataclass(frozen=True)
+class NoisyStageConfig:
+    """Trajectories for NoisyCLIP fine-tuning and the fine-tuning run itself."""
+
+    models: tuple[str, ...] = ("sd-small", "sd-base", "sd-large")
+    prompts: int = 300
+    seeds: int = 6
+    batch_size: int = 64
+    steps: int = 600
+    train_batch_size: int = 128
+    lr: float = 3e-4
+    step_sampling: str = "window:4-10"
+    target: str = "distill"
+    read: str = "latents"
+    train_preview: bool = False
+
+
+@dataclass(frozen=True)
+class WorldBuildConfig:
+    """All settings of a world build."""
+
+    seed: int = 0
+    threads: int = 2
+    vae: VaeStageConfig = field(default_factory=VaeStageConfig)
+    clip: ClipStageConfig = field(default_factory=ClipStageConfig)
+    unet_pool: int = 60_000
+    unets: tuple[UnetStageConfig, ...] = tuple(UNET_MODELS.values())
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    noisy: NoisyStageConfig = field(default_factory=NoisyStageConfig)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (recorded in ``BUILD.json``)."""
+        return dataclasses.asdict(self)
+
+
+PRESETS: Registry[WorldBuildConfig] = Registry("world build preset")
+PRESETS.register("full", WorldBuildConfig())
+PRESETS.register(
+    "ci",
+    WorldBuildConfig(
+        vae=VaeStageConfig(block_out_channels=(16, 32), steps=20, batch_size=16, pool_size=256, checkpoint_every=10),
+        clip=ClipStageConfig(steps=12, batch_size=16, pool_size=256, checkpoint_every=6, warmup=2),
+        unet_pool=256,
+        unets=(
+            UnetStageConfig("sd-small", (16, 32), 1, steps=8, batch_size=8, warmup=2, checkpoint_every=4),
+            UnetStageConfig("sd-base", (16, 32), 1, steps=12, batch_size=8, warmup=2, checkpoint_every=4),
+        ),
+        sampler=SamplerConfig(num_inference_steps=4, guidance_scale=4.0),
+        noisy=NoisyStageConfig(models=("sd-small", "sd-base"), prompts=6, seeds=2, batch_size=12, steps=4,
+                               train_batch_size=8, step_sampling="window:1-3"),  # fmt: skip
+    ),
+)

@@ -1,0 +1,164 @@
+"""One command retrains the whole world: stages run in order, each resumable, into a work folder, then packaged.
+
+======================  ===============================================================================================
+stage                   output in ``work/``
+======================  ===============================================================================================
+``tokenizer``           ``tokenizer/``: the real CLIP BPE truncated to 4,000 merges
+``vae``                 ``vae/model`` (AutoencoderKL), ``vae/preview.safetensors`` (fitted map), ``vae/DONE.json``
+``clip``                ``clip/model``: the world CLIP (open_clip) with the world preview map; competence numbers
+``text-encoder``        ``text-encoder/``: the CLIP text tower as a ``transformers.CLIPTextModel`` + tokenizer
+``unet-data``           ``unet-data/data.safetensors``: latents of training renders, text features
+``unet-<name>``         ``unet-<name>/pipeline``: one StableDiffusionPipeline per model in the config
+``trajectories``        ``trajectories/<model>``: trajectory stores of training prompts; oracle labels
+``noisyclip``           ``noisyclip/run/model``: the fine-tuned NoisyCLIP
+``package``             the weights folder (fp16 safetensors) + ``BUILD.json`` (command, config, git revision)
+======================  ===============================================================================================
+
+Each stage writes ``DONE.json`` when complete and is skipped afterwards; an interrupted stage resumes from its
+latest checkpoint. Determinism: same seed and thread count on the same machine give the same weights.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ...errors import InputError
+from ...io import write_json
+from ...registry import Registry
+from .config import WorldBuildConfig
+
+__all__ = ["STAGES", "build_world", "Stage"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the build: ``run(ctx)`` returns the metrics recorded in ``DONE.json``."""
+
+    name: str
+    run: Callable[[BuildContext], dict[str, Any]]
+
+
+@dataclass
+class BuildContext:
+    """What stages share: folders, configuration, progress flag."""
+
+    work: Path
+    out: Path
+    config: WorldBuildConfig
+    progress: bool
+    command: str | None = None
+
+    def folder(self, stage: str) -> Path:
+        path = self.work / stage
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+STAGES: Registry[Stage] = Registry("world build stage")
+
+
+def _register(name: str) -> Callable[[Callable[[BuildContext], dict[str, Any]]], Callable[..., Any]]:
+    def deco(fn: Callable[[BuildContext], dict[str, Any]]) -> Callable[..., Any]:
+        STAGES.register(name, Stage(name, fn))
+        return fn
+
+    return deco
+
+
+def _git_revision() -> str:
+    try:
+        root = Path(__file__).resolve().parents[3]
+        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)  # fmt: skip
+        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if rev.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def build_world(
+    work: str | Path,
+    out: str | Path,
+    config: WorldBuildConfig,
+    stages: list[str] | None = None,
+    progress: bool = True,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Run the build stages (all by default) and return the metrics of every stage.
+
+    Args:
+        work: work folder (checkpoints and intermediate outputs; resumable).
+        out: the weights folder the ``package`` stage writes (the package's ``world/weights`` for a release).
+        config: the build configuration (see :data:`~noisyclip_metrics.world.build.config.PRESETS`).
+        stages: subset of stage names to run, in build order (default: all).
+        progress: show progress bars.
+        command: the command line recorded in ``BUILD.json``.
+    """
+    from . import stages as _stages  # noqa: F401  (registers the stages)
+
+    names = STAGES.names()
+    wanted = names if stages is None else [STAGES.get(s).name for s in stages]
+    ctx = BuildContext(Path(work), Path(out), config, progress, command)
+    ctx.work.mkdir(parents=True, exist_ok=True)
+    cfg_path = ctx.work / "build_config.json"
+    cfg_json = json.loads(json.dumps(config.to_json()))
+    if cfg_path.is_file() and json.loads(cfg_path.read_text(encoding="utf-8")) != cfg_json:
+        raise InputError(f"{ctx.work}: holds a build with another configuration; use a new --work folder")
+    write_json(cfg_path, cfg_json)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    metrics: dict[str, Any] = {}
+    for name in names:
+        done = ctx.work / name / "DONE.json"
+        if name not in wanted:
+            if done.is_file():
+                metrics[name] = json.loads(done.read_text(encoding="utf-8"))
+            continue
+        if done.is_file() and name != "package":
+            metrics[name] = json.loads(done.read_text(encoding="utf-8"))
+            continue
+        t0 = time.perf_counter()
+        if progress:
+            print(f"[world build] stage {name}", file=sys.stderr, flush=True)
+        result = STAGES.get(name).run(ctx)
+        result["seconds"] = round(time.perf_counter() - t0, 1)
+        metrics[name] = result
+        write_json(ctx.folder(name) / "DONE.json", result)
+    return metrics
+
+
+def build_record(ctx: BuildContext, metrics: dict[str, Any], command: str | None) -> dict[str, Any]:
+    """The provenance written to ``BUILD.json``."""
+    from ... import __version__
+
+    return {
+        "command": command or " ".join(sys.argv),
+        "git_revision": _git_revision(),
+        "noisyclip_metrics": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "threads": ctx.config.threads,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "config": ctx.config.to_json(),
+        "metrics": {k: v for k, v in metrics.items() if k != "package"},
+        "total_seconds": round(sum(float(v.get("seconds", 0)) for k, v in metrics.items() if k != "package"), 1),
+    }
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    """Replace ``dst`` with a copy of ``src``."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)

@@ -1,0 +1,247 @@
+"""The stages of a world build (registered in :data:`~noisyclip_metrics.world.build.pipeline.STAGES` in order)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from ...io import write_json
+from ...model import NoisyCLIPModel
+from ...preview import PreviewMap
+from .clip import train_world_clip
+from .clip_eval import clip_competence
+from .data import CONTEXT_LENGTH, build_tokenizer, render_pool
+from .pipeline import BuildContext, _register, build_record, copy_tree
+from .unet import assemble_pipeline, text_features, train_world_unet
+from .vae import encode_images, train_world_vae, vae_quality
+
+
+@_register("tokenizer")
+def _tokenizer(ctx: BuildContext) -> dict[str, Any]:
+    folder = build_tokenizer(ctx.folder("tokenizer"))
+    return {"vocab_size": len(json.loads((folder / "vocab.json").read_text(encoding="utf-8")))}
+
+
+@_register("vae")
+def _vae(ctx: BuildContext) -> dict[str, Any]:
+    folder = ctx.folder("vae")
+    vae, preview = train_world_vae(folder / "run", ctx.config.vae, progress=ctx.progress)
+    vae.save_pretrained(folder / "model")
+    preview.save(folder / "preview.safetensors")
+    pool = render_pool(folder / "run" / "pool.safetensors", ctx.config.vae.pool_size, seed=ctx.config.vae.seed + 11,
+                       mix=ctx.config.vae.mix)  # fmt: skip
+    quality = vae_quality(vae, preview, pool, n=min(2000, len(pool) // 4))
+    return {"scaling_factor": float(vae.config.scaling_factor), "fitted_r2": preview.r2, **quality}
+
+
+@_register("clip")
+def _clip(ctx: BuildContext) -> dict[str, Any]:
+    folder = ctx.folder("clip")
+    model = train_world_clip(folder / "run", ctx.work / "tokenizer", ctx.config.clip, progress=ctx.progress)
+    preview = PreviewMap.load(ctx.work / "vae" / "preview.safetensors")
+    model = NoisyCLIPModel(model.config, clip=model.clip, preview=preview, tokenizer=model.tokenizer)
+    model.save_pretrained(folder / "model")
+    return clip_competence(model, n_negatives=1000 if ctx.config.clip.steps > 100 else 50)
+
+
+@_register("text-encoder")
+def _text_encoder(ctx: BuildContext) -> dict[str, Any]:
+    from ...convert import open_clip_text_to_hf
+    from ...tokenizers import load_clip_tokenizer
+
+    folder = ctx.folder("text-encoder")
+    clip = NoisyCLIPModel.from_pretrained(ctx.work / "clip" / "model")
+    text_encoder = open_clip_text_to_hf(clip.clip, clip.config.model_cfg)
+    tokenizer = load_clip_tokenizer(ctx.work / "tokenizer", model_max_length=CONTEXT_LENGTH)
+    text_encoder.save_pretrained(folder / "text_encoder")
+    tokenizer.save_pretrained(folder / "tokenizer")
+    return {"parameters": sum(p.numel() for p in text_encoder.parameters())}
+
+
+def _load_text_side(ctx: BuildContext) -> tuple[Any, Any]:
+    from transformers import CLIPTextModel
+
+    from ...tokenizers import load_clip_tokenizer
+
+    text_encoder = CLIPTextModel.from_pretrained(ctx.work / "text-encoder" / "text_encoder").eval()
+    tokenizer = load_clip_tokenizer(ctx.work / "tokenizer", model_max_length=CONTEXT_LENGTH)
+    return text_encoder, tokenizer
+
+
+def _load_vae(ctx: BuildContext) -> Any:
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL.from_pretrained(ctx.work / "vae" / "model").eval()
+
+
+@_register("unet-data")
+def _unet_data(ctx: BuildContext) -> dict[str, Any]:
+    from ..splits import make_split
+
+    folder = ctx.folder("unet-data")
+    split = make_split(seed=ctx.config.seed)
+    prompts = [p.text for p in split.train(ctx.config.unet_pool, seed=ctx.config.seed + 3)]
+    pool = render_pool(folder / "pool.safetensors", len(prompts), seed=ctx.config.seed + 5, texts=prompts)
+    latents = encode_images(_load_vae(ctx), pool.floats(torch.arange(len(pool))))
+    text_encoder, tokenizer = _load_text_side(ctx)
+    unique = list(dict.fromkeys(pool.texts))
+    features = text_features(text_encoder, tokenizer, unique + [""])
+    index = {p: i for i, p in enumerate(unique)}
+    tensors = {
+        "latents": latents.to(torch.float16).contiguous(),
+        "prompt_index": torch.tensor([index[p] for p in pool.texts]),
+        "features": features[:-1].to(torch.float16).contiguous(),
+        "empty": features[-1].contiguous(),
+    }
+    save_file(tensors, str(folder / "data.safetensors"))
+    return {"renders": len(pool), "distinct_prompts": len(unique), "latent_std": float(latents.std())}
+
+
+def _unet_stage(name: str) -> None:
+    @_register(f"unet-{name}")
+    def _run(ctx: BuildContext) -> dict[str, Any]:
+        cfg = next((u for u in ctx.config.unets if u.name == name), None)
+        if cfg is None:
+            return {"skipped": f"{name} is not in this build's configuration"}
+        data = load_file(str(ctx.work / "unet-data" / "data.safetensors"))
+        folder = ctx.folder(f"unet-{name}")
+        unet = train_world_unet(folder / "run", cfg, data["latents"], data["prompt_index"], data["features"],
+                                data["empty"], progress=ctx.progress)  # fmt: skip
+        text_encoder, tokenizer = _load_text_side(ctx)
+        pipe = assemble_pipeline(unet, _load_vae(ctx), text_encoder, tokenizer)
+        pipe.save_pretrained(folder / "pipeline")
+        return {"parameters": sum(p.numel() for p in unet.parameters()), **_quick_quality(ctx, pipe)}
+
+
+for _name in ("sd-small", "sd-base", "sd-large"):
+    _unet_stage(_name)
+
+
+def _quick_quality(ctx: BuildContext, pipe: Any, n_prompts: int = 60, seeds: int = 2) -> dict[str, Any]:
+    """Oracle fully-aligned rate on a few benchmark prompts (an indicator; the evaluation runner measures)."""
+    from ...trajectory import generators_for
+    from ..oracle import judge_batch
+    from ..splits import benchmark_prompts
+
+    pipe.set_progress_bar_config(disable=True)
+    prompts = [p.text for p in benchmark_prompts(n_prompts if ctx.config.unets[0].steps > 100 else 4)]
+    texts = [p for p in prompts for _ in range(seeds)]
+    seeds_list = [s for _ in prompts for s in range(seeds)]
+    images = []
+    for lo in range(0, len(texts), 64):
+        out = pipe(texts[lo : lo + 64], num_inference_steps=ctx.config.sampler.num_inference_steps,
+                   guidance_scale=ctx.config.sampler.guidance_scale, height=32, width=32, output_type="pt",
+                   generator=generators_for(seeds_list[lo : lo + 64]))  # fmt: skip
+        images.append(out.images)
+    results = judge_batch(torch.cat(images).numpy(), texts)
+    return {"quick_aligned": float(np.mean([r.aligned for r in results])), "quick_samples": len(texts)}
+
+
+def load_world_pipeline(folder: Path) -> Any:
+    """A world pipeline from a folder, in float32 on the CPU, progress bar off."""
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(folder, dtype=torch.float32, safety_checker=None,
+                                                   requires_safety_checker=False)  # fmt: skip
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@_register("trajectories")
+def _trajectories(ctx: BuildContext) -> dict[str, Any]:
+    from ...trajectory_store import TrajectoryStore, record_trajectories
+    from ..oracle import judge_batch
+    from ..splits import make_split
+
+    cfg = ctx.config.noisy
+    folder = ctx.folder("trajectories")
+    split = make_split(seed=ctx.config.seed)
+    prompts = list(dict.fromkeys(p.text for p in split.train(cfg.prompts * 3, seed=ctx.config.seed + 17)))
+    prompts = prompts[: cfg.prompts]
+    ids = [f"t{i:05d}" for i in range(len(prompts))]
+    labels: dict[str, float] = {}
+    rates = {}
+    for model in cfg.models:
+        pipe = load_world_pipeline(ctx.work / f"unet-{model}" / "pipeline")
+        store = record_trajectories(
+            pipe, folder / model, prompts, list(range(cfg.seeds)), prompt_ids=[f"{model}/{i}" for i in ids],
+            batch_size=cfg.batch_size, num_inference_steps=ctx.config.sampler.num_inference_steps,
+            guidance_scale=ctx.config.sampler.guidance_scale, height=32, width=32, progress=ctx.progress,
+        )  # fmt: skip
+        aligned = []
+        for recs, tensors in TrajectoryStore.open(store.root).iter_shards(names=("images",)):
+            for rec, res in zip(recs, judge_batch(tensors["images"].numpy(), [r.prompt for r in recs])):
+                labels[rec.key] = float(res.aligned)
+                aligned.append(res.aligned)
+        rates[model] = float(np.mean(aligned))
+    write_json(folder / "labels.json", labels)
+    return {"trajectories": len(labels), "aligned_rate": rates}
+
+
+@_register("noisyclip")
+def _noisyclip(ctx: BuildContext) -> dict[str, Any]:
+    from ...training.trainer import TrainConfig, train
+
+    cfg = ctx.config.noisy
+    folder = ctx.folder("noisyclip")
+    train_cfg = TrainConfig(
+        init=str(ctx.work / "clip" / "model"),
+        trajectories=tuple(str(ctx.work / "trajectories" / m) for m in cfg.models),
+        out_dir=str(folder / "run"), steps=cfg.steps, batch_size=cfg.train_batch_size, lr=cfg.lr,
+        warmup_steps=max(1, cfg.steps // 10), step_sampling=cfg.step_sampling, target=cfg.target, read=cfg.read,
+        train_preview=cfg.train_preview, negatives="world", labels=str(ctx.work / "trajectories" / "labels.json"),
+        val_fraction=0.15, seed=ctx.config.seed, checkpoint_every=max(1, cfg.steps // 5),
+        num_threads=ctx.config.threads,
+    )  # fmt: skip
+    result = train(train_cfg, progress=ctx.progress)
+    assert result is not None
+    return {"final_loss": result.final_loss, "evaluation": result.evaluation}
+
+
+def _save_fp16(src: Path, dst: Path, keep_fp32: tuple[str, ...] = ("preview.",)) -> None:
+    """Copy a safetensors file with floating tensors stored in float16 (except ``keep_fp32`` prefixes)."""
+    with safe_open(str(src), framework="pt") as f:
+        meta = f.metadata()
+        tensors = {}
+        for k in f.keys():
+            t = f.get_tensor(k)
+            if t.is_floating_point() and not k.startswith(keep_fp32):
+                t = t.to(torch.float16)
+            tensors[k] = t.contiguous()
+    save_file(tensors, str(dst), metadata=meta)
+
+
+@_register("package")
+def _package(ctx: BuildContext) -> dict[str, Any]:
+    out = ctx.out
+    out.mkdir(parents=True, exist_ok=True)
+    copy_tree(ctx.work / "tokenizer", out / "tokenizer")
+    PreviewMap.load(ctx.work / "vae" / "preview.safetensors").save(out / "preview.safetensors")
+    for name, src in (("clip", ctx.work / "clip" / "model"), ("noisyclip", ctx.work / "noisyclip" / "run" / "model")):
+        copy_tree(src, out / name)
+        _save_fp16(src / "model.safetensors", out / name / "model.safetensors")
+    models = []
+    for unet in ctx.config.unets:
+        src = ctx.work / f"unet-{unet.name}" / "pipeline"
+        copy_tree(src, out / unet.name)
+        for path in (out / unet.name).rglob("*.safetensors"):
+            _save_fp16(path, path)
+        models.append(unet.name)
+    metrics = {}
+    for stage in ctx.work.iterdir():
+        done = stage / "DONE.json"
+        if done.is_file() and stage.name != "package":
+            metrics[stage.name] = json.loads(done.read_text(encoding="utf-8"))
+    record = build_record(ctx, metrics, ctx.command)
+    record["models"] = models
+    record["sampler"] = {"num_inference_steps": ctx.config.sampler.num_inference_steps,
+                         "guidance_scale": ctx.config.sampler.guidance_scale}  # fmt: skip
+    write_json(out / "BUILD.json", record)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    return {"bytes": size, "models": models}

@@ -1,0 +1,156 @@
+"""Registry ids of the built-in world's trained models, usable wherever a model id or folder is accepted.
+
+=====================  ===================================================================================
+id                     what
+=====================  ===================================================================================
+``world:sd-small``     diffusion model, small UNet, short training (``StableDiffusionPipeline`` folder)
+``world:sd-base``      diffusion model, base UNet
+``world:sd-large``     diffusion model, wider UNet
+``world:clip``         the world CLIP (frozen-CLIP baseline and ``clip-final`` judge), with the world preview map
+``world:noisyclip``    the world NoisyCLIP, fine-tuned from ``world:clip`` on noisy trajectories
+=====================  ===================================================================================
+
+The weights live in ``noisyclip_metrics/world/weights`` (fp16 safetensors; loaded as float32), or in the folder
+named by the ``NOISYCLIP_WORLD_WEIGHTS`` environment variable (e.g. a fresh build). ``BUILD.json`` there records
+the command, configuration and git revision that made them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ..errors import CheckpointError, InputError
+from ..registry import Registry
+
+__all__ = ["WORLD_IDS", "WorldAsset", "world_weights_dir", "load_world", "world_build_info", "RETRAIN_COMMAND",
+           "is_world_id", "world_sampler"]  # fmt: skip
+
+RETRAIN_COMMAND = "noisyclip world build --preset full --work runs/world-build --out noisyclip_metrics/world/weights"
+PREFIX = "world:"
+
+
+@dataclass(frozen=True)
+class WorldAsset:
+    """One shipped artefact: ``kind`` is ``pipeline`` or ``model``; ``folder`` is relative to the weights folder."""
+
+    id: str
+    kind: str
+    folder: str
+    description: str
+
+
+WORLD_IDS: Registry[WorldAsset] = Registry("world id")
+for _asset in (
+    WorldAsset("world:sd-small", "pipeline", "sd-small", "diffusion model: small UNet, short training"),
+    WorldAsset("world:sd-base", "pipeline", "sd-base", "diffusion model: base UNet"),
+    WorldAsset("world:sd-large", "pipeline", "sd-large", "diffusion model: wider UNet"),
+    WorldAsset("world:clip", "model", "clip", "world CLIP (frozen baseline, clip-final judge)"),
+    WorldAsset("world:noisyclip", "model", "noisyclip", "world NoisyCLIP fine-tuned on noisy trajectories"),
+):
+    WORLD_IDS.register(_asset.id, _asset)
+
+
+def world_weights_dir() -> Path:
+    """Folder of the world weights (``NOISYCLIP_WORLD_WEIGHTS`` overrides the packaged one)."""
+    env = os.environ.get("NOISYCLIP_WORLD_WEIGHTS")
+    return Path(env) if env else Path(__file__).resolve().parent / "weights"
+
+
+def is_world_id(name: str) -> bool:
+    """Whether ``name`` uses the ``world:`` prefix."""
+    return isinstance(name, str) and name.startswith(PREFIX)
+
+
+def _asset_folder(asset: WorldAsset) -> Path:
+    folder = world_weights_dir() / asset.folder
+    if not folder.is_dir():
+        raise CheckpointError(
+            f"{folder}: the weights of {asset.id} are missing; retrain the world with: {RETRAIN_COMMAND}"
+        )
+    return folder
+
+
+def world_build_info() -> dict[str, Any]:
+    """``BUILD.json`` of the world weights (command, config, git revision, metrics)."""
+    path = world_weights_dir() / "BUILD.json"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; retrain the world with: {RETRAIN_COMMAND}")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def world_sampler() -> dict[str, Any]:
+    """Default sampler settings of the world pipelines (``num_inference_steps``, ``guidance_scale``)."""
+    return dict(world_build_info().get("sampler", {"num_inference_steps": 20, "guidance_scale": 4.0}))
+
+
+@lru_cache(maxsize=16)
+def _load_cached(asset_id: str, weights: str) -> Any:
+    asset = WORLD_IDS.get(asset_id)
+    folder = _asset_folder(asset)
+    try:
+        if asset.kind == "pipeline":
+            import torch
+            from diffusers import StableDiffusionPipeline
+
+            pipe = StableDiffusionPipeline.from_pretrained(
+                folder, dtype=torch.float32, safety_checker=None, requires_safety_checker=False
+            )
+            pipe.set_progress_bar_config(disable=True)
+            return pipe
+        from ..model import NoisyCLIPModel
+
+        return NoisyCLIPModel.from_pretrained(folder)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}; retrain the world with: {RETRAIN_COMMAND}") from None
+    except Exception as err:  # diffusers/safetensors raise many types for corrupt files
+        raise CheckpointError(
+            f"{folder}: cannot load {asset.id} ({type(err).__name__}: {err}); retrain the world with: {RETRAIN_COMMAND}"
+        ) from None
+
+
+def load_world(asset_id: str, fresh: bool = False) -> Any:
+    """Load a world asset by id (cached per process unless ``fresh``).
+
+    Raises:
+        UnknownNameError: for an unknown ``world:`` id (with a did-you-mean).
+        CheckpointError: when the weights are missing or corrupt (naming the file and the retrain command).
+    """
+    if not is_world_id(asset_id):
+        raise InputError(f"asset_id: expected an id starting with {PREFIX!r}, got {asset_id!r}")
+    WORLD_IDS.get(asset_id)
+    if fresh:
+        return _load_cached.__wrapped__(asset_id, str(world_weights_dir()))
+    return _load_cached(asset_id, str(world_weights_dir()))
+
+
+def _resolve_model(name: str) -> Any:
+    if not is_world_id(name):
+        return None
+    if WORLD_IDS.get(name).kind != "model":
+        raise InputError(f"model: {name} is a diffusion pipeline, not a CLIP model")
+    return load_world(name)
+
+
+def _resolve_pipeline(name: str) -> Any:
+    if not is_world_id(name):
+        return None
+    if WORLD_IDS.get(name).kind != "pipeline":
+        raise InputError(f"pipeline: {name} is a CLIP model, not a diffusion pipeline")
+    return load_world(name)
+
+
+def _register_resolvers() -> None:
+    from ..resolvers import MODEL_RESOLVERS, PIPELINE_RESOLVERS
+
+    if _resolve_model not in MODEL_RESOLVERS:
+        MODEL_RESOLVERS.append(_resolve_model)
+    if _resolve_pipeline not in PIPELINE_RESOLVERS:
+        PIPELINE_RESOLVERS.append(_resolve_pipeline)
+
+
+_register_resolvers()

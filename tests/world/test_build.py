@@ -1,0 +1,107 @@
+"""The world build: a reduced-size run of the same code path, world ids, determinism, missing/corrupt weights."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from noisyclip_metrics.errors import CheckpointError, ConfigMismatchError, InputError, UnknownNameError
+from noisyclip_metrics.world.build.config import PRESETS
+from noisyclip_metrics.world.build.pipeline import build_world
+from noisyclip_metrics.world.models import RETRAIN_COMMAND, load_world
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    metrics = build_world(root / "work", root / "out", PRESETS.get("ci"), progress=False, command="test")
+    return root, metrics
+
+
+def test_ci_build_produces_every_artifact(built):
+    root, metrics = built
+    out = root / "out"
+    record = json.loads((out / "BUILD.json").read_text())
+    assert record["command"] == "test" and record["git_revision"] and record["config"]["seed"] == 0
+    assert set(record["models"]) == {"sd-small", "sd-base"}
+    for stage in ("vae", "clip", "unet-sd-small", "trajectories", "noisyclip"):
+        assert stage in record["metrics"]
+    assert {"psnr", "preview_r2", "oracle_agreement"} <= set(metrics["vae"])
+    assert {"top1_retrieval", "negatives/relation"} <= set(metrics["clip"])
+    # the shipped weights are fp16 safetensors; pipelines are complete diffusers folders
+    assert (out / "sd-base" / "model_index.json").is_file()
+    tensors = load_file(str(out / "sd-base" / "unet" / "diffusion_pytorch_model.safetensors"))
+    assert all(t.dtype == torch.float16 for t in tensors.values() if t.is_floating_point())
+
+
+def test_world_ids_load_through_diffusers_and_open_clip(built, monkeypatch):
+    root, _ = built
+    monkeypatch.setenv("NOISYCLIP_WORLD_WEIGHTS", str(root / "out"))
+    pipe = load_world("world:sd-small", fresh=True)
+    assert type(pipe).__name__ == "StableDiffusionPipeline" and pipe.unet.dtype == torch.float32
+    image = pipe(["a red circle"], num_inference_steps=2, height=32, width=32, output_type="pt").images
+    assert image.shape == (1, 3, 32, 32)
+    clip = load_world("world:noisyclip", fresh=True)
+    assert clip.config.preview_name == "world" and clip.latent_channels == 4
+    assert type(clip.clip).__name__ == "CLIP"  # an open_clip model
+    with pytest.raises(UnknownNameError, match="did you mean 'world:sd-base'"):
+        load_world("world:sd-bse")
+
+
+def test_missing_and_corrupt_weights_name_the_file_and_the_retrain_command(built, tmp_path, monkeypatch):
+    import shutil
+
+    root, _ = built
+    copy = tmp_path / "weights"
+    shutil.copytree(root / "out", copy)
+    monkeypatch.setenv("NOISYCLIP_WORLD_WEIGHTS", str(copy))
+    shutil.rmtree(copy / "clip")
+    with pytest.raises(CheckpointError, match="retrain the world with"):
+        load_world("world:clip", fresh=True)
+    (copy / "noisyclip" / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError) as err:
+        load_world("world:noisyclip", fresh=True)
+    assert "model.safetensors" in str(err.value) and RETRAIN_COMMAND in str(err.value)
+
+
+def test_stage_is_deterministic_and_resumable(tmp_path):
+    cfg = PRESETS.get("ci")
+    build_world(tmp_path / "a", tmp_path / "a_out", cfg, stages=["tokenizer", "vae"], progress=False)
+    build_world(tmp_path / "b", tmp_path / "b_out", cfg, stages=["tokenizer", "vae"], progress=False)
+    a = load_file(str(tmp_path / "a" / "vae" / "model" / "diffusion_pytorch_model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "vae" / "model" / "diffusion_pytorch_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # a finished stage is skipped; a different configuration in the same work folder is refused
+    again = build_world(tmp_path / "a", tmp_path / "a_out", cfg, stages=["vae"], progress=False)
+    assert again["vae"] == json.loads((tmp_path / "a" / "vae" / "DONE.json").read_text())
+    import dataclasses
+
+    other = dataclasses.replace(cfg, seed=1)
+    with pytest.raises(InputError, match="another configuration"):
+        build_world(tmp_path / "a", tmp_path / "a_out", other, stages=["vae"], progress=False)
+
+
+def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path):
+    """A stage killed after a checkpoint continues from it and ends with the uninterrupted weights."""
+    from noisyclip_metrics.world.build.vae import VaeStageConfig, train_world_vae
+
+    cfg = VaeStageConfig(block_out_channels=(16, 32), steps=12, batch_size=8, pool_size=64, checkpoint_every=4)
+    full, _ = train_world_vae(tmp_path / "full", cfg, progress=False)
+    short = VaeStageConfig(**{**cfg.__dict__, "steps": 12})
+    train_world_vae(tmp_path / "part", short, progress=False)
+    # simulate a crash after step 8: drop the final checkpoint, keep ckpt-8
+    ckpts = sorted((tmp_path / "part").glob("ckpt-*"))
+    assert [c.name for c in ckpts] == ["ckpt-0000008", "ckpt-0000012"]
+    import shutil
+
+    shutil.rmtree(ckpts[-1])
+    resumed, _ = train_world_vae(tmp_path / "part", short, progress=False)
+    for (k, v), w in zip(full.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(v, w, atol=1e-6, rtol=0, msg=k)
+    with pytest.raises(ConfigMismatchError):
+        train_world_vae(tmp_path / "part", VaeStageConfig(**{**cfg.__dict__, "lr": 1e-4}), progress=False)
