@@ -31,7 +31,11 @@ class Command:
 COMMANDS: Registry[Command] = Registry("command")
 
 #: Modules whose import registers subcommands (later capabilities append here).
-COMMAND_MODULES = ["noisyclip_metrics.cli.core", "noisyclip_metrics.cli.world"]
+COMMAND_MODULES = [
+    "noisyclip_metrics.cli.core",
+    "noisyclip_metrics.cli.world",
+    "noisyclip_metrics.cli.evaluate",
+]
 
 
 class OneLineParser(argparse.ArgumentParser):

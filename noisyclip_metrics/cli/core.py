@@ -116,26 +116,9 @@ def _configure_capture(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="trajectory store folder (created, or resumed)")
 
 
-def load_pipeline(name: str) -> Any:
-    """A diffusers pipeline from a registered id or a local folder (``from_pretrained``)."""
-    from ..resolvers import PIPELINE_RESOLVERS, load_resolvers
-
-    load_resolvers()
-    for resolver in PIPELINE_RESOLVERS:
-        pipe = resolver(name)
-        if pipe is not None:
-            return pipe
-    from diffusers import DiffusionPipeline
-
-    if not Path(name).is_dir():
-        raise InputError(f"--pipeline: {name!r} is neither a registered model id nor a local pipeline folder")
-    pipe = DiffusionPipeline.from_pretrained(name)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 def _run_capture(args: argparse.Namespace) -> int:
     from ..io import read_prompt_file
+    from ..pipelines import load_pipeline
     from ..trajectory_store import record_trajectories
 
     prompts = read_prompt_file(args.prompts)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ import torch
 
 from ...errors import InputError
 from ...io import write_json
+from ...provenance import git_revision
 from ...registry import Registry
 from .config import WorldBuildConfig
 
@@ -74,17 +74,6 @@ def _register(name: str) -> Callable[[Callable[[BuildContext], dict[str, Any]]],
         return fn
 
     return deco
-
-
-def _git_revision() -> str:
-    try:
-        root = Path(__file__).resolve().parents[3]
-        rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)  # fmt: skip
-        return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if rev.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def build_world(
@@ -144,7 +133,7 @@ def build_record(ctx: BuildContext, metrics: dict[str, Any], command: str | None
 
     return {
         "command": command or " ".join(sys.argv),
-        "git_revision": _git_revision(),
+        "git_revision": git_revision(),
         "noisyclip_metrics": __version__,
         "torch": torch.__version__,
         "python": platform.python_version(),

@@ -1,0 +1,32 @@
+"""``noisyclip evaluate``: trajectories -> per-step scores -> judgments -> results store."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import COMMANDS, Command
+from .core import add_dataclass_arguments, dataclass_from_args
+
+_REQUIRED = ("model", "out")
+
+
+def _configure(p: argparse.ArgumentParser) -> None:
+    from ..evaluate import EvalConfig
+
+    add_dataclass_arguments(p, EvalConfig, _REQUIRED)
+    p.epilog = (
+        "Example: noisyclip evaluate --model world:sd-base --benchmark world --prompts 50 --out runs/results. "
+        "Scales out with torchrun --nproc-per-node=N -m noisyclip_metrics.cli evaluate ..."
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..evaluate import EvalConfig, evaluate
+
+    result = evaluate(dataclass_from_args(EvalConfig, args, _REQUIRED))
+    print(f"run {result.run_id}: {result.items} candidates evaluated into {result.store}")
+    return 0
+
+
+COMMANDS.register("evaluate", Command("evaluate", "score every denoising step of a model on a benchmark and judge "
+                                      "the final images into a results store", _configure, _run))  # fmt: skip

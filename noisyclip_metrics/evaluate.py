@@ -1,0 +1,302 @@
+"""The evaluation runner: generate trajectories, score every step with several scorers, judge the final images, and
+write everything to a results store (:mod:`noisyclip_metrics.results`).
+
+Work is a list of (prompt, seed) items processed in chunks of ``batch_size``: each chunk is generated in one
+pipeline call (its trajectories are held in memory only while it is scored), scored at every step k = 0..T by every
+scorer, judged, and written as one atomic Parquet file. A restarted run skips items already written. Under
+``torchrun`` rank r processes chunks r, r + W, r + 2W...; every rank writes its own chunk files, so the merged store
+equals a single-process one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import InputError
+from .results import ResultsStore, RunInfo, run_id_for
+
+__all__ = ["EvalConfig", "evaluate", "EvalResult", "load_prompts"]
+
+DEFAULT_SCORERS = ("noisyclip", "clip", "clip-x0")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What to evaluate and how.
+
+    Args:
+        model: diffusion model: a world id (``world:sd-base``) or a local diffusers pipeline folder.
+        out: results folder (created, or resumed).
+        benchmark: ``world``, a benchmark adapter name (with ``benchmark_path``) or a prompt file (one per line).
+        benchmark_path: where the benchmark's files are.
+        prompts: use the first ``prompts`` prompts (all by default).
+        seeds: seeds per prompt (candidates).
+        num_inference_steps: T (the world's default for world models, else 20).
+        guidance_scale: classifier-free guidance (the world's default for world models, else the pipeline's).
+        height: image height (pipeline default if omitted).
+        width: image width.
+        scorers: scorer names to record at every step.
+        noisyclip: the fine-tuned NoisyCLIP (model id or folder; ``world:noisyclip`` for world models).
+        clip: the frozen CLIP for ``clip``/``clip-x0``/``clip-x0-decoded``/``clip-final`` (``world:clip``).
+        judge: ``world-oracle``, ``clip-final`` or a judgments file (candidate ids = seeds).
+        batch_size: candidates per pipeline call (and per chunk file).
+        name: display name of the model (default: the model id).
+        save_images: folder to save final images as ``<prompt_id>/<seed>.png`` (for external judges).
+        progress: show a progress bar.
+    """
+
+    model: str
+    out: str
+    benchmark: str = "world"
+    benchmark_path: str | None = None
+    prompts: int | None = None
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
+    num_inference_steps: int | None = None
+    guidance_scale: float | None = None
+    height: int | None = None
+    width: int | None = None
+    scorers: tuple[str, ...] = DEFAULT_SCORERS
+    noisyclip: str | None = None
+    clip: str | None = None
+    judge: str | None = None
+    batch_size: int = 32
+    name: str | None = None
+    save_images: str | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        object.__setattr__(self, "scorers", tuple(self.scorers))
+        if not self.seeds:
+            raise InputError("seeds: expected at least one seed")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise InputError(f"seeds: expected distinct seeds, got {list(self.seeds)}")
+        if self.batch_size < 1:
+            raise InputError(f"batch_size: expected >= 1, got {self.batch_size}")
+        if self.prompts is not None and self.prompts < 1:
+            raise InputError(f"prompts: expected >= 1, got {self.prompts}")
+
+
+@dataclass
+class EvalResult:
+    """Summary of a finished (part of a) run."""
+
+    run_id: str
+    store: Path
+    items: int
+    seconds: dict[str, float]
+
+
+def _source_folder(name: str | None) -> Path | None:
+    if name is None:
+        return None
+    from .world.models import WORLD_IDS, is_world_id, world_weights_dir
+
+    if is_world_id(name):
+        return world_weights_dir() / WORLD_IDS.get(name).folder
+    return Path(name)
+
+
+def load_prompts(benchmark: str, path: str | None = None, n: int | None = None) -> Any:
+    """A :class:`~noisyclip_metrics.benchmarks.PromptSet` from ``world``, a benchmark adapter, or a prompt file."""
+    from .benchmarks import Prompt, PromptSet, load_benchmark
+
+    if benchmark == "world":
+        from .world.benchmark import world_promptset
+
+        prompts = world_promptset(n)
+    elif Path(benchmark).suffix == ".txt" or (Path(benchmark).is_file() and path is None):
+        from .io import read_prompt_file
+
+        texts = read_prompt_file(benchmark)
+        prompts = PromptSet(Path(benchmark).stem, tuple(Prompt(f"p{i:05d}", t, source=Path(benchmark).stem)
+                                                         for i, t in enumerate(texts)))  # fmt: skip
+    else:
+        if path is None:
+            raise InputError(f"benchmark_path: benchmark {benchmark!r} needs the folder or file that holds it")
+        prompts = load_benchmark(benchmark, path)
+    if n is not None:
+        if n > len(prompts):
+            raise InputError(f"prompts: asked for {n} prompts, the benchmark has {len(prompts)}")
+        prompts = PromptSet(prompts.name, tuple(prompts)[:n])
+    return prompts
+
+
+def _defaults(cfg: EvalConfig) -> dict[str, Any]:
+    from .world.models import WORLD_IDS, is_world_id, world_sampler
+
+    world = is_world_id(cfg.model)
+    if world:
+        WORLD_IDS.get(cfg.model)  # unknown ids fail here, with a did-you-mean
+    sampler = world_sampler() if world else {}
+    return {
+        "num_inference_steps": cfg.num_inference_steps or sampler.get("num_inference_steps", 20),
+        "guidance_scale": cfg.guidance_scale if cfg.guidance_scale is not None else sampler.get("guidance_scale"),
+        "noisyclip": cfg.noisyclip or ("world:noisyclip" if world else None),
+        "clip": cfg.clip or ("world:clip" if world else None),
+        "judge": cfg.judge or ("world-oracle" if world else None),
+    }
+
+
+def _dist() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and dist.is_available():
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def evaluate(cfg: EvalConfig) -> EvalResult:
+    """Run (or resume) an evaluation; see the module docstring."""
+    from tqdm.auto import tqdm
+
+    from . import __version__
+    from .functional import resolve_model
+    from .judges import build_judge
+    from .pipelines import load_pipeline
+    from .provenance import git_revision, weights_hash
+    from .scorers import build_scorer
+
+    rank, world_size = _dist()
+    d = _defaults(cfg)
+    if d["judge"] is None:
+        raise InputError("judge: a non-world model needs --judge (clip-final, or a judgments file)")
+    prompts = load_prompts(cfg.benchmark, cfg.benchmark_path, cfg.prompts)
+    pipe = load_pipeline(cfg.model)
+    needs = {"noisyclip": d["noisyclip"], "clip": d["clip"]}
+    resources: dict[str, Any] = {"vae": pipe.vae}
+    for key, ref in needs.items():
+        if ref is not None and (key == "noisyclip" and "noisyclip" in cfg.scorers or key == "clip"):
+            resources[key] = resolve_model(ref)
+    scorers = [build_scorer(name, **resources) for name in cfg.scorers]
+    channels = int(pipe.vae.config.latent_channels)
+    for key in ("noisyclip", "clip"):
+        if key in resources and resources[key].latent_channels != channels:
+            raise InputError(
+                f"{key}: its preview map reads {resources[key].latent_channels} latent channels, the pipeline's "
+                f"latents have {channels}"
+            )
+    judge = build_judge(d["judge"], clip=d["clip"])
+    sampler = {"num_inference_steps": int(d["num_inference_steps"]), "guidance_scale": d["guidance_scale"],
+               "height": cfg.height, "width": cfg.width, "scheduler": type(pipe.scheduler).__name__}  # fmt: skip
+    name = cfg.name or cfg.model
+    scorer_info = {s: {"model": d["noisyclip"] if s == "noisyclip" else d["clip"],
+                       "weights": weights_hash(_source_folder(d["noisyclip"] if s == "noisyclip" else d["clip"]))}
+                   for s in cfg.scorers}  # fmt: skip
+    judge_info = {"name": getattr(judge, "name", str(d["judge"])), "source": str(d["judge"]),
+                  "weights": weights_hash(_source_folder(d["clip"])) if d["judge"] == "clip-final" else ""}  # fmt: skip
+    model_info = {"id": cfg.model, "weights": weights_hash(_source_folder(cfg.model)), "pipeline": type(pipe).__name__}
+    identity = {"model": model_info, "benchmark": prompts.name, "prompts": prompts.ids, "seeds": cfg.seeds,
+                "sampler": sampler, "scorers": scorer_info, "judge": judge_info, "name": name}  # fmt: skip
+    run_id = run_id_for(identity)
+    store = ResultsStore.create(cfg.out)
+    info = RunInfo(
+        run_id=run_id, model=name, benchmark=prompts.name, sampler=sampler, seeds=cfg.seeds, scorers=scorer_info,
+        judge=judge_info, model_info=model_info, package_version=__version__, git_revision=git_revision(),
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), num_prompts=len(prompts),
+    )  # fmt: skip
+    if rank == 0:
+        store.write_run(info)
+        store.write_prompts(run_id, prompts.ids, prompts.texts, [p.skills for p in prompts])
+    done = store.done_items(run_id)
+    items = [(p, s) for p in prompts for s in cfg.seeds if (p.id, s) not in done]
+    chunks = [items[i : i + cfg.batch_size] for i in range(0, len(items), cfg.batch_size)]
+    mine = chunks[rank::world_size]
+    seconds = {"denoise": 0.0, "score": 0.0, "judge": 0.0, "write": 0.0}
+    per_scorer = {s.name: 0.0 for s in scorers}
+    bar = tqdm(total=sum(len(c) for c in mine), desc=f"evaluate {name}", unit="cand",
+               disable=not cfg.progress or rank != 0)  # fmt: skip
+    for chunk in mine:
+        _run_chunk(cfg, pipe, chunk, scorers, judge, store, run_id, name, prompts.name, sampler, seconds, per_scorer)
+        bar.update(len(chunk))
+    bar.close()
+    if world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    if rank == 0:
+        evaluated = sum(len(c) for c in chunks)
+        timing = {**{f"{k}_seconds": round(v, 3) for k, v in seconds.items()},
+                  **{f"score_seconds/{k}": round(v, 3) for k, v in per_scorer.items()},
+                  "candidates": evaluated, "steps": sampler["num_inference_steps"]}  # fmt: skip
+        store.write_run(RunInfo(**{**info.to_json(), "seeds": cfg.seeds, "timing": timing}))
+    return EvalResult(run_id, store.root, sum(len(c) for c in mine), seconds)
+
+
+def _run_chunk(cfg: EvalConfig, pipe: Any, chunk: Sequence[tuple[Any, int]], scorers: Sequence[Any], judge: Any,
+               store: ResultsStore, run_id: str, model: str, benchmark: str, sampler: dict[str, Any],
+               seconds: dict[str, float], per_scorer: dict[str, float]) -> None:  # fmt: skip
+    from .judges import judge_detailed
+    from .scorers import ScoreInputs
+    from .trajectory import capture_trajectories
+
+    key = "|".join(f"{p.id}#{s}" for p, s in chunk)
+    chunk_name = "chunk-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    if (store.root / "rows" / run_id / f"{chunk_name}.parquet").exists():
+        return
+    texts = [p.text for p, _ in chunk]
+    seeds = [s for _, s in chunk]
+    t0 = time.perf_counter()
+    batch = capture_trajectories(
+        pipe, texts, seeds, num_inference_steps=sampler["num_inference_steps"],
+        guidance_scale=sampler["guidance_scale"], height=cfg.height, width=cfg.width,
+        record_x0=any("x0" in s.name for s in scorers),
+    )  # fmt: skip
+    t1 = time.perf_counter()
+    seconds["denoise"] += t1 - t0
+    cols: dict[str, list[Any]] = {k: [] for k in ("kind", "run_id", "model", "benchmark", "prompt_id", "seed", "step",
+                                                  "num_steps", "timestep", "scorer", "judge", "score", "aligned")}
+    steps = batch.num_steps
+
+    def add(kind: str, pid: str, seed: int, step: int | None, t: float | None, scorer: str | None,
+            judge_name: str | None, score: float, aligned: bool | None) -> None:  # fmt: skip
+        for k, v in zip(cols, (kind, run_id, model, benchmark, pid, seed, step, steps, t, scorer, judge_name, score,
+                               aligned)):  # fmt: skip
+            cols[k].append(v)
+
+    with torch.no_grad():
+        for k in range(steps + 1):
+            inputs = ScoreInputs(
+                prompts=texts, latents=batch.latents[:, k], x0=batch.x0[:, k], images=batch.images,
+                timesteps=batch.timesteps[k].expand(len(texts)), latent_scale=batch.latent_scale[k].expand(len(texts)),
+                step=k,
+            )  # fmt: skip
+            for scorer in scorers:
+                if scorer.name == "clip-final" and k != steps:
+                    continue
+                ts = time.perf_counter()
+                values = scorer.score(inputs).tolist()
+                per_scorer[scorer.name] += time.perf_counter() - ts
+                for (p, s), v in zip(chunk, values):
+                    add("score", p.id, s, k, float(batch.timesteps[k]), scorer.name, None, float(v), None)
+    t2 = time.perf_counter()
+    seconds["score"] += t2 - t1
+    verdicts = judge_detailed(judge, texts, batch.images, [p.id for p, _ in chunk], seeds)
+    for (p, s), (score, aligned) in zip(chunk, verdicts):
+        add("judgment", p.id, s, None, None, None, getattr(judge, "name", "judge"), float(score), aligned)
+    t3 = time.perf_counter()
+    seconds["judge"] += t3 - t2
+    if cfg.save_images:
+        _save_images(Path(cfg.save_images), chunk, batch.images)
+    store.append(run_id, cols, chunk_name)
+    seconds["write"] += time.perf_counter() - t3
+
+
+def _save_images(folder: Path, chunk: Sequence[tuple[Any, int]], images: torch.Tensor) -> None:
+    from PIL import Image
+
+    for (p, s), img in zip(chunk, images):
+        path = folder / p.id / f"{s}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arr = (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        Image.fromarray(arr).save(path)
