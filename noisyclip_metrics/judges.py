@@ -1,13 +1,22 @@
-"""Live judges of final images for the evaluation runner: the world's oracle, and any scorer used as a judge.
+"""Live judges of final images for the evaluation runner: the world's oracle, any scorer used as a judge, and
+VQAScore through t2v-metrics when it is installed.
 
-Both follow :class:`~noisyclip_metrics.judgments.Judge` (``name``, ``judge(prompts, images) -> list[float]``) and add
+All follow :class:`~noisyclip_metrics.judgments.Judge` (``name``, ``judge(prompts, images) -> list[float]``) and add
 ``judge_detailed``, which also returns the binary verdict when the judge has one. Precomputed judgments (human
 ratings, VQAScore files) go through :class:`~noisyclip_metrics.judgments.PrecomputedJudge` with candidate id
 ``str(seed)`` (see :func:`build_judge`).
+
+Registered names (:data:`~noisyclip_metrics.judgments.JUDGES`): ``world-oracle``, ``clip-final`` and ``vqascore``.
+A name may carry a variant after a colon for judges that take one: ``vqascore:clip-flant5-xl`` picks the
+t2v-metrics VQAScore model (default ``clip-flant5-xxl``). t2v-metrics is optional and never a dependency: without
+it, ``vqascore`` raises :class:`~noisyclip_metrics.errors.InputError` saying how to install it or how to pass
+precomputed VQAScore judgments instead.
 """
 
 from __future__ import annotations
 
+import inspect
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +27,12 @@ from .errors import InputError
 from .judgments.judge import JUDGES
 from .registry import did_you_mean
 
-__all__ = ["WorldOracleJudge", "ScorerJudge", "build_judge", "judge_detailed"]
+__all__ = ["WorldOracleJudge", "ScorerJudge", "VQAScoreJudge", "build_judge", "judge_detailed", "import_t2v_metrics"]
+
+T2V_METRICS_HINT = (
+    "install t2v-metrics (pip install t2v-metrics, which pins torch 2.5.1) or precompute VQAScore with it and pass "
+    "the judgments file"
+)
 
 
 class WorldOracleJudge:
@@ -52,6 +66,70 @@ class ScorerJudge:
         return [s for s, _ in self.judge_detailed(prompts, images)]
 
 
+def import_t2v_metrics(purpose: str = "vqascore") -> Any:
+    """Import the optional ``t2v_metrics`` package, or raise :class:`InputError` saying what to do instead."""
+    try:
+        import t2v_metrics
+    except ImportError:
+        raise InputError(f"judge {purpose!r}: t2v-metrics is not installed; {T2V_METRICS_HINT}") from None
+    except Exception as err:  # noqa: BLE001  t2v_metrics raises RuntimeError at import when ffmpeg is missing
+        raise InputError(f"judge {purpose!r}: t2v-metrics is installed but failed to import "
+                         f"({type(err).__name__}: {err}); fix that, or precompute VQAScore with it and pass the "
+                         "judgments file") from None  # fmt: skip
+    return t2v_metrics
+
+
+class VQAScoreJudge:
+    """VQAScore (t2v-metrics) of final images: ``P("Yes" | image, "Does this figure show '{prompt}'?")``.
+
+    Images (``(B, 3, H, W)`` tensors in [0, 1], or file paths) are written as PNG files to a temporary folder, since
+    t2v-metrics reads paths, and scored pair by pair with ``batch_forward``.
+
+    Args:
+        model: a t2v-metrics VQAScore model name (``clip-flant5-xxl``, ``clip-flant5-xl``, ...).
+        device: ``"cuda"`` when available, else ``"cpu"``, by default.
+        batch_size: pairs per t2v-metrics batch.
+        score: an already built t2v-metrics score object (anything with ``batch_forward``), instead of ``model``.
+    """
+
+    def __init__(self, model: str = "clip-flant5-xxl", device: str | None = None, batch_size: int = 16,
+                 score: Any = None) -> None:  # fmt: skip
+        if score is None:
+            t2v_metrics = import_t2v_metrics()
+            device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+            score = t2v_metrics.VQAScore(model=model, device=device)
+        self.score = score
+        self.batch_size = batch_size
+        self.name = f"vqascore:{model}"
+
+    def judge(self, prompts: Sequence[str], images: Any) -> list[float]:
+        prompts = list(prompts)
+        if len(prompts) != len(images):
+            raise InputError(f"prompts and images must have the same length, got {len(prompts)} and {len(images)}")
+        with tempfile.TemporaryDirectory(prefix="noisyclip-vqascore-") as tmp:
+            paths = [_as_path(image, Path(tmp) / f"{k:06d}.png") for k, image in enumerate(images)]
+            dataset = [{"images": [p], "texts": [t]} for p, t in zip(paths, prompts)]
+            scores = self.score.batch_forward(dataset=dataset, batch_size=self.batch_size)
+        return [float(s) for s in torch.as_tensor(scores).reshape(len(prompts), -1)[:, 0].tolist()]
+
+    def judge_detailed(self, prompts: Sequence[str], images: Any) -> list[tuple[float, bool | None]]:
+        return [(s, None) for s in self.judge(prompts, images)]
+
+
+def _as_path(image: Any, target: Path) -> str:
+    if isinstance(image, (str, Path)):
+        return str(image)
+    from PIL import Image
+
+    arr = (torch.as_tensor(image).detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    Image.fromarray(arr).save(target)
+    return str(target)
+
+
+def _vqascore(variant: str | None = None, device: str | None = None, **_: Any) -> VQAScoreJudge:
+    return VQAScoreJudge(model=variant or "clip-flant5-xxl", device=device)
+
+
 def _world_oracle(**_: Any) -> WorldOracleJudge:
     return WorldOracleJudge()
 
@@ -64,17 +142,18 @@ def _clip_final(clip: str | None = None, **_: Any) -> ScorerJudge:
     return ScorerJudge(resolve_model(clip))
 
 
-for _name, _factory in (("world-oracle", _world_oracle), ("clip-final", _clip_final)):
+for _name, _factory in (("world-oracle", _world_oracle), ("clip-final", _clip_final), ("vqascore", _vqascore)):
     if _name not in JUDGES:
         JUDGES.register(_name, _factory)
 
 
 def build_judge(name: str, clip: str | None = None, judgments: str | Path | None = None) -> Any:
-    """A judge by name (``world-oracle``, ``clip-final``), or the judgments file of a precomputed judge.
+    """A judge by name (``world-oracle``, ``clip-final``, ``vqascore[:model]``), or a precomputed judgments file.
 
     Args:
-        name: registered judge name, or a path to a judgments file (CSV/JSONL with prompt_id, candidate_id, judge,
-            score) for a precomputed judge; its candidate ids are seeds.
+        name: registered judge name, optionally ``name:variant`` for judges that take a variant (``vqascore``), or
+            a path to a judgments file (CSV/JSONL with prompt_id, candidate_id, judge, score) for a precomputed
+            judge; its candidate ids are seeds.
         clip: the CLIP used by ``clip-final``.
         judgments: alternatively, the judgments file.
     """
@@ -83,11 +162,17 @@ def build_judge(name: str, clip: str | None = None, judgments: str | Path | None
         from .judgments import PrecomputedJudge, read_judgments
 
         return PrecomputedJudge(read_judgments(path))
-    if name not in JUDGES:
+    base, _, variant = name.partition(":")
+    if name not in JUDGES and base not in JUDGES:
         names = JUDGES.names()
         raise InputError(f"judge: unknown judge {name!r}{did_you_mean(name, names)} Available: {', '.join(names)}, "
                          "or a judgments file")  # fmt: skip
-    return JUDGES.get(name)(clip=clip)
+    if name in JUDGES:
+        return JUDGES.get(name)(clip=clip)
+    factory = JUDGES.get(base)
+    if "variant" not in inspect.signature(factory).parameters:
+        raise InputError(f"judge: {base!r} takes no variant, got {name!r}")
+    return factory(clip=clip, variant=variant)
 
 
 def judge_detailed(judge: Any, prompts: Sequence[str], images: torch.Tensor, prompt_ids: Sequence[str],

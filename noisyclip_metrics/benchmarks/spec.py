@@ -306,13 +306,13 @@ def _resolve(spec: BenchmarkSpec, path: Path, overrides: Mapping[str, str | Path
     return Source(folder=folder, files=MappingProxyType(files))
 
 
-def load_benchmark(name: str, path: str | Path, **options: Any) -> PromptSet:
+def load_benchmark(name: str, path: str | Path | None = None, **options: Any) -> PromptSet:
     """Load a benchmark's prompts from local files.
 
     Args:
         name: a registered benchmark (:func:`list_benchmarks`); unknown names get a did-you-mean error.
         path: the folder holding the benchmark's files, or the main file itself (other files are looked for beside
-            it). Nothing is fetched.
+            it). Nothing is fetched. May be None for formats that need no files (``world``: generated prompts).
         **options: loader options documented in the spec (e.g. ``split="train"`` for T2I-CompBench), plus
             ``files={role: path}`` to point a single role at another file.
 
@@ -321,7 +321,8 @@ def load_benchmark(name: str, path: str | Path, **options: Any) -> PromptSet:
 
     Raises:
         UnknownNameError: unknown benchmark.
-        InputError: unknown option (with did-you-mean) or bad option value.
+        InputError: unknown option (with did-you-mean) or bad option value, or no ``path`` for a benchmark that
+            reads files.
         DataFileError: missing or malformed files (messages name file, line and field).
 
     Example:
@@ -345,6 +346,14 @@ def load_benchmark(name: str, path: str | Path, **options: Any) -> PromptSet:
                 f"{spec.name}: unknown option {key!r}{did_you_mean(key, accepted)} "
                 f"Options: {', '.join(accepted) or '(none)'}"
             )
-    source = _resolve(spec, Path(path), overrides)
+    if path is None:
+        if getattr(loader, "needs_files", True):
+            raise InputError(
+                f"path: {spec.name} reads its prompts from files; pass the folder or file that holds them. "
+                f"To obtain them: {spec.obtain}"
+            )
+        source = Source(folder=Path("."), files=MappingProxyType({}))
+    else:
+        source = _resolve(spec, Path(path), overrides)
     merged = {**spec.options, **options}
     return PromptSet(spec.name, tuple(loader(spec, source, **merged)))

@@ -59,7 +59,7 @@ def test_builtin_specs_are_complete():
     assert set(FOLDERS) | {"genai-bench-1600"} <= set(names)
     for name in names:
         spec = benchmark_spec(name)
-        assert spec.license and spec.citation and spec.obtain and spec.files or spec.format == "t2i_compbench"
+        assert spec.license and spec.citation and spec.obtain and spec.files or spec.format in ("t2i_compbench", "world")
         for skills in spec.skill_map.values():
             assert set(skills) <= set(SKILLS)
 
