@@ -45,13 +45,13 @@ def world_clip_config(vocab_size: int, embed_dim: int = 128, pos_embed: str = "s
 class ClipStageConfig:
     """Hyper-parameters of the world CLIP stage."""
 
-    steps: int = 4000
-    batch_size: int = 256
+    steps: int = 2000
+    batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.1
-    warmup: int = 200
+    warmup: int = 100
     pool_size: int = 100_000
-    augment_share: float = 0.5
+    augment_share: float = 0.5  # of each batch; pairs stay together (the first images are augmented)
     seed: int = 0
     checkpoint_every: int = 250
     embed_dim: int = 128
@@ -60,6 +60,21 @@ class ClipStageConfig:
         "single": 1.0, "conjunction": 1.5, "counting": 1.5, "relation": 4.0, "comparison": 1.5, "negation": 1.5,
         "universal": 1.0,
     })  # fmt: skip
+
+
+def paired_texts(n_pairs: int, seed: int, mix: dict[str, float]) -> list[str]:
+    """``[p0, q0, p1, q1, ...]``: sampled captions each followed by a minimal-pair partner (the flipped relation for
+    relation prompts, another structural edit when one applies, else any edit). Rendering both puts image-side hard
+    negatives in every batch: the model must tell "A left of B" images from "A right of B" images, not only texts."""
+    from ..sampling import sample_prompts
+
+    rng = np.random.default_rng([seed, 99])
+    out: list[str] = []
+    for p in sample_prompts(n_pairs, seed=seed, mix=mix):
+        kinds = [k for k in STRUCTURAL_EDITS if _applies(p.spec, k)]
+        kind = ("relation" if "relation" in kinds else kinds[int(rng.integers(len(kinds)))]) if kinds else None
+        out += [p.text, describe(hard_negative(p.spec, rng, kind)[1])]
+    return out
 
 
 def negative_captions(text: str, rng: np.random.Generator) -> list[str]:
@@ -89,7 +104,8 @@ def train_world_clip(work: Path, tokenizer_dir: Path, cfg: ClipStageConfig, prog
         tokenizer_files=tokenizer_dir,
     )
     model.train()
-    pool = render_pool(work / "pool.safetensors", cfg.pool_size, seed=cfg.seed + 1, mix=cfg.mix)
+    texts_pool = paired_texts(cfg.pool_size // 2, seed=cfg.seed + 1, mix=cfg.mix)
+    pool = render_pool(work / "pool.safetensors", len(texts_pool), seed=cfg.seed + 1, texts=texts_pool)
     params = [p for p in model.clip.parameters()]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -104,7 +120,8 @@ def train_world_clip(work: Path, tokenizer_dir: Path, cfg: ClipStageConfig, prog
     for step in range(start, cfg.steps):
         g = step_generator(cfg.seed, step)
         rng = np.random.default_rng([cfg.seed, step])
-        idx = torch.randint(len(pool), (cfg.batch_size,), generator=g)
+        pairs = torch.randint(len(pool) // 2, (cfg.batch_size // 2,), generator=g)
+        idx = torch.stack([2 * pairs, 2 * pairs + 1], dim=1).flatten()
         images = pool.floats(idx)
         n_aug = int(cfg.augment_share * cfg.batch_size)
         images[:n_aug] = augment(images[:n_aug], g)

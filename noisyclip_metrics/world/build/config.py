@@ -31,7 +31,7 @@ class NoisyStageConfig:
     """Trajectories for NoisyCLIP fine-tuning and the fine-tuning run itself."""
 
     models: tuple[str, ...] = ("sd-small", "sd-base", "sd-large")
-    prompts: int = 300
+    prompts: int = 200
     seeds: int = 6
     batch_size: int = 64
     steps: int = 600

@@ -42,9 +42,9 @@ class UnetStageConfig:
 
 #: The three shipped models: they differ in capacity and training length.
 UNET_MODELS: dict[str, UnetStageConfig] = {
-    "sd-small": UnetStageConfig("sd-small", (32, 64), 1, steps=1200),
-    "sd-base": UnetStageConfig("sd-base", (32, 64), 2, steps=3000),
-    "sd-large": UnetStageConfig("sd-large", (48, 96), 2, steps=3000),
+    "sd-small": UnetStageConfig("sd-small", (32, 64), 1, steps=1000),
+    "sd-base": UnetStageConfig("sd-base", (32, 64), 2, steps=2000),
+    "sd-large": UnetStageConfig("sd-large", (48, 96), 1, steps=2500),
 }
 
 

@@ -31,10 +31,10 @@ __all__ = ["VaeStageConfig", "build_vae", "train_world_vae", "vae_quality", "enc
 class VaeStageConfig:
     """Hyper-parameters of the world VAE stage."""
 
-    block_out_channels: tuple[int, ...] = (32, 64)
+    block_out_channels: tuple[int, ...] = (32, 32)
     layers_per_block: int = 1
     steps: int = 1500
-    batch_size: int = 128
+    batch_size: int = 64
     lr: float = 2e-3
     warmup: int = 100
     kl_weight: float = 1e-6
