@@ -5,11 +5,12 @@ family   schedulers                                       latent ``x`` at noise 
 ======== ================================================ ==================================================
 ``vp``   DDPM, DDIM, PNDM, DPM-Solver(++), UniPC, DEIS... ``sqrt(ab) x0 + sqrt(1 - ab) eps`` (``ab`` = alpha-bar)
 ``sigma`` Euler, Euler-ancestral, Heun, LMS, KDPM2...     ``x0 + sigma eps`` (the UNet sees ``x / sqrt(sigma^2+1)``)
-``flow`` FlowMatchEuler (SD3, FLUX)                       ``(1 - sigma) x0 + sigma eps``
+``flow`` FlowMatchEuler (SD3, FLUX), ``use_flow_sigmas``     ``(1 - sigma) x0 + sigma eps``
 ======== ================================================ ==================================================
 
-Noise levels are derived from the *timestep* alone (no scheduler state is read or changed), so the functions work on
-any latent for which the caller knows the timestep. :func:`model_input_scale` gives the factor that maps a latent to
+Noise levels are derived from the *timestep* (no scheduler state is changed): from the training schedule, or for
+flow schedulers from the sigma the scheduler's current timesteps were rounded from, so the functions work on any
+latent for which the caller knows the timestep. :func:`model_input_scale` gives the factor that maps a latent to
 the variance-preserving form the denoiser sees (``1/sqrt(sigma^2+1)`` for ``sigma`` schedulers, 1 otherwise); the
 preview-based scorers apply it, as the official NoisyCLIP code previewed the UNet input.
 
@@ -82,6 +83,20 @@ def _alphas_cumprod(scheduler: Any) -> torch.Tensor:
     return torch.as_tensor(ab)
 
 
+def _scheduled_sigmas(scheduler: Any, t: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """Sigmas of the scheduler's current timesteps where ``t`` matches one of them (exact for schedulers whose
+    timesteps are rounded from sigmas), ``fallback`` elsewhere."""
+    steps = getattr(scheduler, "timesteps", None)
+    sigmas = getattr(scheduler, "sigmas", None)
+    if steps is None or sigmas is None or len(sigmas) < len(steps) or len(steps) == 0:
+        return fallback
+    steps = torch.as_tensor(steps, dtype=torch.float64)
+    sigmas = torch.as_tensor(sigmas, dtype=torch.float64)[: len(steps)]
+    hit = (t[:, None] - steps[None, :]).abs() < 1e-6
+    found = hit.any(1)
+    return torch.where(found, sigmas[hit.float().argmax(1)], fallback)
+
+
 def _vp_x0(x: torch.Tensor, out: torch.Tensor, ab: torch.Tensor, prediction: str) -> torch.Tensor:
     a, s = ab.sqrt(), (1 - ab).sqrt()
     return {"epsilon": lambda: (x - s * out) / a, "v_prediction": lambda: a * x - s * out, "sample": lambda: out}[
@@ -105,8 +120,10 @@ PARAMETERIZATIONS.register(
     "flow",
     Parameterization(
         "flow",
-        detect=lambda s: "FlowMatch" in type(s).__name__,
-        level=lambda s, t: t / float(s.config.num_train_timesteps),
+        detect=lambda s: "FlowMatch" in type(s).__name__
+        or bool(getattr(s.config, "use_flow_sigmas", False))
+        or getattr(s.config, "prediction_type", None) == "flow_prediction",
+        level=lambda s, t: _scheduled_sigmas(s, t, t / float(s.config.num_train_timesteps)),
         x0=_flow_x0,
         input_scale=lambda level: torch.ones_like(level),
     ),
