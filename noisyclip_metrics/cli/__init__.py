@@ -35,6 +35,9 @@ COMMAND_MODULES = [
     "noisyclip_metrics.cli.core",
     "noisyclip_metrics.cli.world",
     "noisyclip_metrics.cli.evaluate",
+    "noisyclip_metrics.cli.correlate",
+    "noisyclip_metrics.cli.leaderboard",
+    "noisyclip_metrics.cli.bon",
 ]
 
 

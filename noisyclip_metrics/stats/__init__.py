@@ -8,6 +8,9 @@ prompts, columns = the items compared within a group; NaN = missing). See :mod:`
 - :func:`pairwise_accuracy` -- Deutsch et al. 2023 ``acc_23`` with tie calibration, returns ``(accuracy, epsilon)``;
   2-D input: mean of per-row accuracies with one shared threshold (mt-metrics-eval / t2v-metrics).
 - :func:`bootstrap_ci`, :func:`agreement` -- ``scipy.stats.bootstrap`` intervals, resampling rows (2-D) or items.
+- :func:`within_group_pairwise_accuracy`, :func:`pairwise_counts`, :func:`top1_agreement_rows`,
+  :func:`spearman_rows`, :func:`bootstrap_ratio` -- candidates ranked within a group (prompt), vectorised over groups
+  and steps, with a vectorised group bootstrap (:mod:`.grouped`).
 
 Example:
     >>> from noisyclip_metrics.stats import pairwise_accuracy, kendall_tau_b
@@ -23,6 +26,14 @@ from __future__ import annotations
 
 from .bootstrap import STATISTICS, Agreement, Estimate, agreement, bootstrap_ci
 from .correlation import kendall_tau_b, kendall_tau_c, pearson, spearman
+from .grouped import (
+    bootstrap_ratio,
+    group_matrix,
+    pairwise_counts,
+    spearman_rows,
+    top1_agreement_rows,
+    within_group_pairwise_accuracy,
+)
 from .pairwise import PairwiseAccuracy, pairwise_accuracy
 
 __all__ = [
@@ -37,4 +48,10 @@ __all__ = [
     "Agreement",
     "Estimate",
     "STATISTICS",
+    "within_group_pairwise_accuracy",
+    "pairwise_counts",
+    "top1_agreement_rows",
+    "spearman_rows",
+    "bootstrap_ratio",
+    "group_matrix",
 ]

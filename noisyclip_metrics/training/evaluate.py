@@ -3,7 +3,12 @@
 * **recall@1 / recall@5**: for a trajectory's latent at step k, rank the held-out prompts by cosine; a hit when the
   trajectory's own prompt is among the top 1 / 5.
 * **pairwise accuracy**: within each prompt, over pairs of trajectories whose final judgment differs, the share where
-  the step-k score orders them like the judgment (score ties count one half).
+  the step-k score orders them like the judgment (score ties count one half); computed by
+  :func:`noisyclip_metrics.stats.within_group_pairwise_accuracy` (re-exported here):
+
+    >>> import torch
+    >>> within_group_pairwise_accuracy(torch.tensor([1., 0, 1, 0]), torch.tensor([.9, .1, .2, .2]), "aabb")
+    0.75
 """
 
 from __future__ import annotations
@@ -13,32 +18,10 @@ from collections.abc import Sequence
 import torch
 
 from ..model import NoisyCLIPModel
+from ..stats.grouped import within_group_pairwise_accuracy
 from .data import TrajectorySource
 
 __all__ = ["evaluate_steps", "within_group_pairwise_accuracy"]
-
-
-def within_group_pairwise_accuracy(gold: torch.Tensor, pred: torch.Tensor, groups: Sequence[str]) -> float:
-    """Share of same-group pairs with different ``gold`` that ``pred`` orders the same way (ties in ``pred`` = 1/2).
-
-    Returns NaN when no group has two items with different gold values.
-
-    Example:
-        >>> import torch
-        >>> within_group_pairwise_accuracy(torch.tensor([1., 0, 1, 0]), torch.tensor([.9, .1, .2, .2]), "aabb")
-        0.75
-    """
-    gold, pred = gold.double(), pred.double()
-    correct = total = 0.0
-    keys = list(groups)
-    for g in dict.fromkeys(keys):
-        idx = torch.tensor([i for i, k in enumerate(keys) if k == g])
-        dg = gold[idx][:, None] - gold[idx][None, :]
-        dp = pred[idx][:, None] - pred[idx][None, :]
-        mask = dg > 0
-        total += float(mask.sum())
-        correct += float(((dp > 0) & mask).sum()) + 0.5 * float(((dp == 0) & mask).sum())
-    return correct / total if total else float("nan")
 
 
 @torch.no_grad()

@@ -1,0 +1,364 @@
+"""Build a leaderboard from results stores: load and check the runs, compute curves, write the four outputs.
+
+A **leaderboard entry** is one model on one benchmark. Runs of the same model name and benchmark (in one or several
+results folders) are merged into one entry when they are compatible: same seeds, sampler, judge, model weights and,
+for the scorers they share, the same scorer weights; otherwise :class:`SchemaError`. An entry is named after its
+model, or ``model @ benchmark`` when the model appears on several benchmarks.
+
+Best-of-N results are optional: Parquet files ``bon/*.parquet`` under a results folder with at least the columns
+:data:`BON_COLUMNS` (as :mod:`noisyclip_metrics.bon.offline` writes them: one row per run, scorer, policy, N and k,
+with an optional ``prompts`` count; or one row per prompt). Rows with the same ``(run_id, scorer, policy, n, k)`` are
+averaged, weighted by ``prompts`` when the column is there.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..curves import METRICS, CurveConfig, CurveSet, ModelCurves, ScoreArrays, compute_curves, first_within, pivot_rows
+from ..errors import InputError, SchemaError
+from ..results import ResultsStore, RunInfo, merge_runs
+
+__all__ = ["BuildConfig", "Entry", "BuildResult", "LEADERBOARD_SCHEMA", "LEADERBOARD_SCHEMA_VERSION", "BON_COLUMNS",
+           "OUTPUT_FILES", "load_entries", "read_bon", "leaderboard_document", "build_leaderboard"]  # fmt: skip
+
+LEADERBOARD_SCHEMA = "noisyclip-leaderboard"
+LEADERBOARD_SCHEMA_VERSION = 1
+BON_COLUMNS = ("run_id", "scorer", "policy", "n", "k", "cost_fraction", "judge_score")
+OUTPUT_FILES = ("index.html", "README.md", "leaderboard.json", "leaderboard.csv", "curves.csv")
+_ROW_COLUMNS = ["kind", "model", "benchmark", "prompt_id", "seed", "step", "num_steps", "scorer", "score", "aligned"]
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Settings of ``noisyclip leaderboard build``.
+
+    Args:
+        n_resamples: bootstrap resamples of prompts.
+        confidence_level: of the intervals.
+        seed: bootstrap seed.
+        within: share of the final improvement over chance for the earliest fraction (0.9 = "within 10%").
+        reference_fraction: the fraction whose accuracy the ranking and skill tables show (nearest step).
+        drill_fractions: fractions shown per seed in the per-prompt drill-down (nearest steps).
+        title: page title.
+        overwrite: replace the leaderboard files of an output folder that is not empty.
+        charts: draw the PNG charts of README.md (needs matplotlib).
+    """
+
+    n_resamples: int = 1000
+    confidence_level: float = 0.95
+    seed: int = 0
+    within: float = 0.9
+    reference_fraction: float = 0.5
+    drill_fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+    title: str = "NoisyCLIP leaderboard"
+    overwrite: bool = False
+    charts: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "drill_fractions", tuple(float(f) for f in self.drill_fractions))
+        bad = [f for f in (self.reference_fraction, *self.drill_fractions) if not 0 <= f <= 1]
+        if bad:
+            raise InputError(f"reference_fraction / drill_fractions: expected fractions in [0, 1], got {bad}")
+        self.curve_config()  # validates the bootstrap settings
+
+    def curve_config(self) -> CurveConfig:
+        return CurveConfig(self.n_resamples, self.confidence_level, self.seed, self.within)
+
+
+@dataclass(frozen=True, eq=False)
+class Entry:
+    """One leaderboard entry: a model on a benchmark, with its (merged) runs and pivoted scores."""
+
+    name: str
+    model: str
+    benchmark: str
+    runs: tuple[RunInfo, ...]
+    sources: tuple[str, ...]
+    judge: str
+    data: ScoreArrays
+    prompts: tuple[str, ...]
+    skills: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """Paths written by :func:`build_leaderboard` and its timing."""
+
+    out: Path
+    files: tuple[Path, ...]
+    entries: int
+    rows: int
+    seconds: float
+
+
+def _compatibility(run: RunInfo) -> dict[str, Any]:
+    return {"seeds": list(run.seeds), "sampler": run.sampler, "judge": run.judge,
+            "model weights": run.model_info.get("weights", "")}  # fmt: skip
+
+
+def _check_compatible(group: list[tuple[ResultsStore, RunInfo]]) -> None:
+    (first_store, first), *rest = group
+    want = _compatibility(first)
+    for store, run in rest:
+        got = _compatibility(run)
+        fields = [k for k in want if want[k] != got[k]]
+        fields += [f"scorer {s!r}" for s in set(first.scorers) & set(run.scorers)
+                   if first.scorers[s].get("weights") != run.scorers[s].get("weights")]  # fmt: skip
+        if fields:
+            f = fields[0]
+            detail = f" ({want[f]!r} vs {got[f]!r})" if f in want else ""
+            raise SchemaError(
+                f"{store.root}: run {run.run_id} and run {first.run_id} ({first_store.root}) are both model "
+                f"{run.model!r} on benchmark {run.benchmark!r} but are incompatible: {', '.join(fields)} differ"
+                f"{detail}; give them different model names (--name) or build them separately"
+            )
+
+
+def _merged_prompts(group: list[tuple[ResultsStore, RunInfo]]) -> tuple[list[str], list[str], list[tuple[str, ...]]]:
+    texts: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for store, run in group:
+        table = store.prompts(run.run_id)
+        for pid, text, skills in zip(*(table[c].to_pylist() for c in ("prompt_id", "prompt", "skills"))):
+            entry = (text, tuple(skills or ()))
+            if texts.setdefault(pid, entry)[0] != text:
+                raise SchemaError(f"{store.root}: prompt {pid!r} of run {run.run_id} has another text than in a "
+                                  "merged run of the same model and benchmark")  # fmt: skip
+    ids = list(texts)
+    return ids, [texts[i][0] for i in ids], [texts[i][1] for i in ids]
+
+
+def _entry(group: list[tuple[ResultsStore, RunInfo]], name: str) -> Entry:
+    _check_compatible(group)
+    first = group[0][1]
+    tables = [store.rows(run.run_id, columns=_ROW_COLUMNS) for store, run in group]
+    rows = pa.concat_tables(tables)
+    where = ", ".join(sorted({str(s.root) for s, _ in group}))
+    if not rows.num_rows:
+        raise SchemaError(f"{where}: model {first.model!r} on {first.benchmark!r} has no rows (not evaluated yet?)")
+    for column, want in (("model", first.model), ("benchmark", first.benchmark)):
+        found = set(pc.unique(rows[column]).to_pylist())
+        if found != {want}:
+            raise SchemaError(f"{where}: rows of model {first.model!r} name {column} {sorted(map(str, found))}, "
+                              f"expected {want!r} as in the run record")  # fmt: skip
+    num_steps = int(first.sampler.get("num_inference_steps") or pc.max(rows["num_steps"]).as_py())
+    steps_seen = set(pc.unique(rows.filter(pc.equal(rows["kind"], "score"))["num_steps"]).to_pylist())
+    if steps_seen - {num_steps}:
+        raise SchemaError(f"{where}: rows of model {first.model!r} have num_steps {sorted(steps_seen)}, the run "
+                          f"record says {num_steps}")  # fmt: skip
+    ids, texts, skills = _merged_prompts(group)
+    scorers = list(dict.fromkeys(s for _, run in group for s in run.scorers))
+    extra = set(pc.unique(rows["scorer"]).drop_null().to_pylist()) - set(scorers)
+    scorers += sorted(extra)
+    data = pivot_rows(rows, ids, first.seeds, num_steps, scorers)
+    keep = np.flatnonzero(~np.isnan(data.judge).all(axis=1))
+    if not len(keep):
+        raise SchemaError(f"{where}: model {first.model!r} on {first.benchmark!r} has no judgment rows")
+    data = ScoreArrays(tuple(ids[i] for i in keep), data.seeds, num_steps, data.judge[keep], data.aligned[keep],
+                       {s: a[:, keep] for s, a in data.scores.items()})  # fmt: skip
+    judge = str(first.judge.get("name") or first.judge.get("source") or "judge")
+    return Entry(name, first.model, first.benchmark, tuple(r for _, r in group), tuple(str(s.root) for s, _ in group),
+                 judge, data, tuple(texts[i] for i in keep), tuple(skills[i] for i in keep))  # fmt: skip
+
+
+def load_entries(results: Sequence[str | Path]) -> list[Entry]:
+    """Open and check the results folders and group their runs into leaderboard entries.
+
+    Raises:
+        SchemaError: a folder that is not a results store, has another schema version, is malformed, or holds runs
+            that cannot be merged.
+        InputError: no folder given.
+    """
+    if not results:
+        raise InputError("RESULTS: expected at least one results folder")
+    stores = [ResultsStore.open(r) for r in results]
+    runs = merge_runs(stores)
+    if not runs:
+        raise SchemaError(f"{', '.join(str(s.root) for s in stores)}: no runs in the results store(s)")
+    groups: dict[tuple[str, str], list[tuple[ResultsStore, RunInfo]]] = {}
+    seen: set[tuple[str, str]] = set()
+    for store, run in runs:
+        if (str(store.root.resolve()), run.run_id) not in seen:
+            seen.add((str(store.root.resolve()), run.run_id))
+            groups.setdefault((run.model, run.benchmark), []).append((store, run))
+    benchmarks: dict[str, set[str]] = {}
+    for model, bench in groups:
+        benchmarks.setdefault(model, set()).add(bench)
+    return [_entry(g, m if len(benchmarks[m]) == 1 else f"{m} @ {b}") for (m, b), g in groups.items()]
+
+
+def read_bon(root: str | Path) -> pa.Table | None:
+    """Best-of-N rows of a results folder (``bon/*.parquet``), or ``None`` when there are none.
+
+    Raises:
+        SchemaError: a file that cannot be read or lacks a column of :data:`BON_COLUMNS`.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> read_bon(root) is None
+        True
+        >>> (root / "bon").mkdir()
+        >>> bon = pa.table({"run_id": ["r1"], "scorer": ["noisyclip"], "policy": ["one-shot"], "n": [6], "k": [10],
+        ...                 "cost_fraction": [0.37], "judge_score": [0.81]})
+        >>> pq.write_table(bon, root / "bon" / "a.parquet")
+        >>> read_bon(root).to_pylist()[0]["judge_score"]
+        0.81
+    """
+    files = sorted((Path(root) / "bon").glob("*.parquet"))
+    if not files:
+        return None
+    types = {"run_id": pa.string(), "scorer": pa.string(), "policy": pa.string(), "n": pa.int64(), "k": pa.int64(),
+             "cost_fraction": pa.float64(), "judge_score": pa.float64()}  # fmt: skip
+    tables = []
+    for f in files:
+        try:
+            t = pq.read_table(f)
+        except (pa.ArrowInvalid, OSError) as err:
+            raise SchemaError(f"{f}: unreadable BoN file ({err})") from None
+        missing = [c for c in BON_COLUMNS if c not in t.column_names]
+        if missing:
+            raise SchemaError(f"{f}: BoN file lacks columns {missing}; expected at least {list(BON_COLUMNS)}")
+        nulls = [c for c in BON_COLUMNS if c != "policy" and t[c].null_count]
+        if nulls:
+            raise SchemaError(f"{f}: BoN columns {nulls} have missing values")
+        weight = pc.cast(t["prompts"], pa.float64()) if "prompts" in t.column_names else pa.array(np.ones(t.num_rows))
+        try:
+            tables.append(pa.table({**{c: pc.cast(t[c], types[c]) for c in BON_COLUMNS}, "prompts": weight}))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+            raise SchemaError(f"{f}: BoN column of the wrong type ({err})") from None
+    return pa.concat_tables(tables)
+
+
+def _estimate(prefix: str, est: Any) -> dict[str, Any]:
+    if est is None:
+        return {prefix: None, f"{prefix}_low": None, f"{prefix}_high": None}
+    return {prefix: est.value, f"{prefix}_low": est.low, f"{prefix}_high": est.high}
+
+
+def _curve_block(cs: CurveSet, config: BuildConfig) -> dict[str, Any]:
+    return {
+        "num_prompts": cs.prompts,
+        **_estimate("final_judge_score", cs.judge_score),
+        **_estimate("aligned_rate", cs.aligned_rate),
+        "curves": {s: c.points() for s, c in cs.curves.items()},
+        "chance": next((c.chance for c in cs.curves.values()), {}),
+        "earliest_fraction": {s: first_within(c, "pairwise_accuracy", config.within) for s, c in cs.curves.items()},
+    }
+
+
+def _bon_rows(bon: pa.Table | None, entries: list[Entry]) -> list[dict[str, Any]]:
+    if bon is None or not bon.num_rows:
+        return []
+    owner = {r.run_id: e.name for e in entries for r in e.runs}
+    unknown = sorted(set(bon["run_id"].to_pylist()) - set(owner))
+    if unknown:
+        raise SchemaError(f"BoN rows name runs that are not in the results stores: {unknown[:3]}")
+    keys = ["run_id", "scorer", "policy", "n", "k"]
+    w = bon["prompts"]
+    bon = bon.append_column("wc", pc.multiply(bon["cost_fraction"], w)).append_column(
+        "wj", pc.multiply(bon["judge_score"], w))
+    agg = bon.group_by(keys).aggregate([("wc", "sum"), ("wj", "sum"), ("prompts", "sum")])
+    out = [{"model": owner[r["run_id"]], "scorer": r["scorer"], "policy": r["policy"], "n": r["n"], "k": r["k"],
+            "cost_fraction": r["wc_sum"] / r["prompts_sum"] if r["prompts_sum"] else None,
+            "judge_score": r["wj_sum"] / r["prompts_sum"] if r["prompts_sum"] else None,
+            "prompts": int(r["prompts_sum"])} for r in agg.to_pylist()]  # fmt: skip
+    return sorted(out, key=lambda r: (r["model"], r["n"], r["scorer"], str(r["policy"]), _num(r["cost_fraction"])))
+
+
+def leaderboard_document(entries: list[Entry], curves: list[ModelCurves], bon: pa.Table | None,
+                         config: BuildConfig) -> dict[str, Any]:  # fmt: skip
+    """The ``leaderboard.json`` document (NaN as ``None``); models ranked by mean judge score (best first)."""
+    from .. import __version__
+
+    bon_rows = _bon_rows(bon, entries)
+    models = []
+    for e, mc in zip(entries, curves):
+        block = _curve_block(mc.overall, config)
+        models.append({
+            "name": e.name, "model": e.model, "benchmark": e.benchmark, "judge": e.judge,
+            "run_ids": list(dict.fromkeys(r.run_id for r in e.runs)), "seeds": list(e.data.seeds),
+            "num_steps": e.data.num_steps, "scorers": list(e.data.scores), **block,
+            "skills": {s: _curve_block(cs, config) for s, cs in mc.by_skill.items()},
+            "bon": [{k: v for k, v in r.items() if k != "model"} for r in bon_rows if r["model"] == e.name],
+        })  # fmt: skip
+    order = sorted(range(len(models)), key=lambda i: (-_num(models[i]["final_judge_score"]), models[i]["name"]))
+    models = [dict(models[i], rank=r + 1) for r, i in enumerate(order)]
+    provenance = [dict(run.to_json(), source=src) for e in entries for run, src in zip(e.runs, e.sources)]
+    doc: dict[str, Any] = {
+        "schema": LEADERBOARD_SCHEMA, "schema_version": LEADERBOARD_SCHEMA_VERSION, "title": config.title,
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "package_version": __version__,
+        "settings": {k: v for k, v in asdict(config).items() if k not in ("overwrite", "charts", "title")},
+        "metrics": METRICS.names(), "models": models, "provenance": provenance,
+    }  # fmt: skip
+    if bon_rows:
+        doc["bon"] = bon_rows
+    return _clean(doc)
+
+
+def _num(x: Any) -> float:
+    return float(x) if isinstance(x, (int, float)) and np.isfinite(x) else float("-inf")
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe: NaN/inf -> None, numpy scalars -> Python, tuples -> lists."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out: {out} is a file; expected a folder for the leaderboard")
+    if (out / "store.json").exists():
+        raise InputError(f"--out: {out} is a results store; write the leaderboard to another folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise InputError(f"--out: {out} exists and is not empty; choose a new folder or pass --overwrite")
+
+
+def build_leaderboard(results: Sequence[str | Path], out: str | Path,
+                      config: BuildConfig = BuildConfig()) -> BuildResult:  # fmt: skip
+    """Build ``index.html``, ``README.md`` (+ ``charts/*.png``), ``leaderboard.json``, ``leaderboard.csv`` and
+    ``curves.csv`` in ``out`` from one or more results folders.
+
+    With ``overwrite`` only these files and ``charts/`` are replaced; other files in ``out`` are left alone.
+
+    Raises:
+        InputError: ``out`` is a file, a results store, or a non-empty folder without ``overwrite``.
+        SchemaError: see :func:`load_entries` and :func:`read_bon`.
+    """
+    from . import render
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    _prepare_out(out, config.overwrite)
+    results = list({Path(r).resolve(): Path(r) for r in results}.values())  # a folder named twice counts once
+    entries = load_entries(results)
+    bons = [b for b in (read_bon(r) for r in results) if b is not None]
+    bon = pa.concat_tables(bons) if bons else None
+    curves = [compute_curves(e.data, config.curve_config(), e.skills) for e in entries]
+    doc = leaderboard_document(entries, curves, bon, config)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUT_FILES:
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / "charts", ignore_errors=True)
+    files = render.write_outputs(doc, entries, out, config)
+    rows = sum(int(np.isfinite(a).sum()) for e in entries for a in e.data.scores.values())
+    rows += sum(int(np.isfinite(e.data.judge).sum()) for e in entries)
+    return BuildResult(out, tuple(files), len(entries), rows, time.perf_counter() - t0)

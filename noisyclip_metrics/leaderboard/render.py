@@ -1,0 +1,348 @@
+"""Render a leaderboard document (:func:`~noisyclip_metrics.leaderboard.build.leaderboard_document`) to files.
+
+- ``index.html`` from ``templates/index.html.j2`` through a jinja2 environment with ``autoescape=True``: every user
+  string (model, benchmark, prompt, scorer, provenance) is escaped; charts are inline SVG built with escaped labels
+  (:mod:`.charts`); the drill-down data is JSON with ``<``, ``>`` and ``&`` as ``\\u`` escapes inside a
+  ``<script type="application/json">`` block, which the page's script renders with ``textContent`` only.
+- ``README.md``: Markdown tables (user strings escaped for Markdown and HTML) and ``charts/*.png`` (matplotlib).
+- ``leaderboard.json``, ``leaderboard.csv`` (one row per model and scorer) and ``curves.csv`` (every curve point).
+
+Example:
+    >>> md_escape("a|b <script>*x*</script>")
+    'a\\\\|b &lt;script&gt;\\\\*x\\\\*&lt;/script&gt;'
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from ..io import atomic_write_text
+from .charts import Series, png_chart, svg_chart
+
+__all__ = ["environment", "render_html", "render_markdown", "ranking_rows", "write_outputs", "md_escape", "fmt"]
+
+METRIC_LABELS = {"pairwise_accuracy": "pairwise accuracy", "top1_agreement": "top-1 agreement", "spearman": "Spearman"}
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A number for display (``–`` for missing).
+
+    Example:
+        >>> fmt(0.71234), fmt(None), fmt(float("nan"))
+        ('0.712', '–', '–')
+    """
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _ci(obj: dict[str, Any], key: str) -> str:
+    if obj.get(key) is None:
+        return "–"
+    return f"{fmt(obj[key])} [{fmt(obj.get(key + '_low'))}, {fmt(obj.get(key + '_high'))}]"
+
+
+def md_escape(text: Any) -> str:
+    """Escape a user string for a Markdown table cell (HTML-escaped, Markdown punctuation backslashed)."""
+    s = " ".join(str(text).split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"([\\`*_\[\]|#])", r"\\\1", s)
+
+
+def environment() -> Environment:
+    """The jinja2 environment of the templates (autoescape on, undefined names are errors)."""
+    env = Environment(loader=PackageLoader("noisyclip_metrics.leaderboard", "templates"), autoescape=True,
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)  # fmt: skip
+    env.filters["fmt"] = fmt
+    env.filters["ci"] = _ci
+    return env
+
+
+def _scorers(doc: dict[str, Any]) -> list[str]:
+    return list(dict.fromkeys(s for m in doc["models"] for s in m["scorers"]))
+
+
+def _point(model_or_skill: dict[str, Any], scorer: str, fraction: float) -> dict[str, Any] | None:
+    points = model_or_skill["curves"].get(scorer) or []
+    if not points:
+        return None
+    return min(points, key=lambda p: (abs(p["fraction"] - fraction), p["fraction"]))
+
+
+def _sort(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def ranking_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[dict[str, str]]]]:
+    """Header and cells (``text``, ``sort``) of the ranking table (also the first rows of ``leaderboard.csv``)."""
+    ref = doc["settings"]["reference_fraction"]
+    level = f"{100 * doc['settings']['confidence_level']:g}%"
+    header = ["Rank", "Model", "Benchmark", "Judge", f"Judge score [{level} CI]", "Aligned", "Prompts", "Seeds",
+              "Steps"]
+    scorers = _scorers(doc)
+    for s in scorers:
+        header += [f"{s}: pairwise acc. @ {ref:g}", f"{s}: earliest fraction"]
+    rows = []
+    for m in doc["models"]:
+        cells = [{"text": str(m["rank"]), "sort": str(m["rank"])}, {"text": m["name"], "sort": m["name"]},
+                 {"text": m["benchmark"], "sort": m["benchmark"]}, {"text": m["judge"], "sort": m["judge"]},
+                 {"text": _ci(m, "final_judge_score"), "sort": _sort(m["final_judge_score"])},
+                 {"text": fmt(m["aligned_rate"]), "sort": _sort(m["aligned_rate"])},
+                 {"text": str(m["num_prompts"]), "sort": str(m["num_prompts"])},
+                 {"text": str(len(m["seeds"])), "sort": str(len(m["seeds"]))},
+                 {"text": str(m["num_steps"]), "sort": str(m["num_steps"])}]  # fmt: skip
+        for s in scorers:
+            p = _point(m, s, ref)
+            acc = None if p is None else p["pairwise_accuracy"]
+            cells.append({"text": "–" if p is None else f"{_ci(p, 'pairwise_accuracy')} (k={p['step']})",
+                          "sort": _sort(acc)})  # fmt: skip
+            early = m["earliest_fraction"].get(s)
+            cells.append({"text": fmt(early, 2), "sort": _sort(early)})
+        rows.append(cells)
+    return header, rows
+
+
+def _curve_series(block: dict[str, Any], metric: str, label: str | None = None) -> list[Series]:
+    out = []
+    for scorer, pts in block["curves"].items():
+        out.append(Series(label or scorer, [p["fraction"] for p in pts], [p[metric] for p in pts],
+                          [p[f"{metric}_low"] for p in pts], [p[f"{metric}_high"] for p in pts]))  # fmt: skip
+    return out
+
+
+def _overlay_series(doc: dict[str, Any], scorer: str, metric: str = "pairwise_accuracy") -> list[Series]:
+    return [s for m in doc["models"] if scorer in m["curves"]
+            for s in _curve_series({"curves": {scorer: m["curves"][scorer]}}, metric, m["name"])]  # fmt: skip
+
+
+def _bon_series(rows: list[dict[str, Any]], n: int) -> list[Series]:
+    """One line per (scorer, policy) at ``N = n``, in order of cost."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["n"] == n:
+            label = r["scorer"] if r["scorer"] == r["policy"] else f"{r['scorer']} ({r['policy']})"
+            groups.setdefault(label, []).append(r)
+    return [Series(k, [r["cost_fraction"] for r in v], [r["judge_score"] for r in v])
+            for k, v in ((k, sorted(v, key=lambda r: r["cost_fraction"] or 0)) for k, v in groups.items())]  # fmt: skip
+
+
+def bon_summary(rows: list[dict[str, Any]], fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)) -> list[dict]:
+    """The rows README.md shows: the largest N of each model, k nearest to ``fractions`` of T, and policies without
+    a k (``random``, ``oracle``). T is taken as the largest k of the model's rows."""
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        mine = [r for r in rows if r["model"] == model]
+        n, steps = max(r["n"] for r in mine), max(r["k"] for r in mine) or 1
+        ks = {round(f * steps) for f in fractions}
+        out += [r for r in mine if r["n"] == n and (r["k"] in ks or r["scorer"] == r["policy"])]
+    return out
+
+
+def _chance(block: dict[str, Any], metric: str) -> float | None:
+    return block.get("chance", {}).get(metric)
+
+
+def _charts(doc: dict[str, Any], draw: Any) -> dict[str, Any]:
+    """Every chart of the page (or README), drawn by ``draw(series, key, **labels)``."""
+    charts: dict[str, Any] = {"model": [], "overlay": [], "bon": []}
+    for i, m in enumerate(doc["models"]):
+        charts["model"].append({metric: draw(_curve_series(m, metric), f"model-{i}-{metric}",
+                                              title=f"{m['name']}: {METRIC_LABELS[metric]}",
+                                              x_label="step fraction k/T", y_label=METRIC_LABELS[metric],
+                                              reference=_chance(m, metric))
+                                for metric in doc["metrics"]})  # fmt: skip
+    for j, s in enumerate(_scorers(doc)):
+        charts["overlay"].append(draw(_overlay_series(doc, s), f"overlay-{j}", title=f"{s}: pairwise accuracy by "
+                                      "model", x_label="step fraction k/T", y_label="pairwise accuracy",
+                                      reference=0.5))  # fmt: skip
+    for i, m in enumerate(doc["models"]):
+        for n in sorted({r["n"] for r in m["bon"]}, reverse=True):  # the largest N first (README draws it only)
+            charts["bon"].append(draw(_bon_series(m["bon"], n), f"bon-{i}-n{n}", title=f"{m['name']}: Best-of-{n}",
+                                      x_label="cost fraction", y_label="judge score", reference=None))  # fmt: skip
+    return charts
+
+
+def _drill(doc: dict[str, Any], entries: list[Any], fractions: tuple[float, ...]) -> dict[str, Any]:
+    by_name = {e.name: e for e in entries}
+    models = []
+    for m in doc["models"]:
+        e = by_name[m["name"]]
+        columns, arrays = [], []
+        for scorer, arr in e.data.scores.items():
+            steps = np.flatnonzero(~np.isnan(arr).all(axis=(1, 2)))
+            if not len(steps):
+                continue
+            chosen = dict.fromkeys(int(steps[np.argmin(np.abs(steps / e.data.num_steps - f))]) for f in fractions)
+            for k in chosen:
+                columns.append(f"{scorer} @ {k / e.data.num_steps:.2f} (k={k})")
+                arrays.append(arr[k])
+        prompts = []
+        for i, (pid, text, skills) in enumerate(zip(e.data.prompt_ids, e.prompts, e.skills)):
+            judge = e.data.judge[i]
+            prompts.append({"id": pid, "text": text, "skills": list(skills), "judge": _round(judge),
+                            "mean_judge": _round([np.nanmean(judge)])[0], "aligned": _round(e.data.aligned[i]),
+                            "scores": [_round(a[i]) for a in arrays]})  # fmt: skip
+        models.append({"name": m["name"], "seeds": list(e.data.seeds), "columns": columns, "prompts": prompts})
+    return {"models": models}
+
+
+def _round(values: Any) -> list[float | None]:
+    return [round(float(v), 4) if np.isfinite(v) else None for v in np.asarray(values, dtype=np.float64)]
+
+
+def script_json(data: Any) -> Markup:
+    """JSON safe inside a ``<script type="application/json">`` element (no ``<``, ``>``, ``&`` characters)."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    for ch, esc in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        text = text.replace(ch, esc)
+    return Markup(text)
+
+
+def render_html(doc: dict[str, Any], entries: list[Any], fractions: tuple[float, ...]) -> str:
+    """The self-contained ``index.html``."""
+    header, rows = ranking_rows(doc)
+    charts = _charts(doc, lambda series, key, **kw: svg_chart(series, **kw))
+    ref = doc["settings"]["reference_fraction"]
+    skill_tables = []
+    for m in doc["models"]:
+        table = []
+        for skill, block in m["skills"].items():
+            cells = []
+            for s in m["scorers"]:
+                p, last = _point(block, s, ref), (block["curves"].get(s) or [None])[-1]
+                cells.append((_ci(p, "pairwise_accuracy") if p else "–", fmt(last and last["pairwise_accuracy"]),
+                              fmt(block["earliest_fraction"].get(s), 2)))  # fmt: skip
+            table.append({"skill": skill, "prompts": block["num_prompts"], "judge": fmt(block["final_judge_score"]),
+                          "cells": cells})  # fmt: skip
+        skill_tables.append(table)
+    return environment().get_template("index.html.j2").render(
+        doc=doc, header=header, rows=rows, charts=charts, skill_tables=skill_tables, metric_labels=METRIC_LABELS,
+        drill=script_json(_drill(doc, entries, fractions)), provenance=[_provenance(r) for r in doc["provenance"]],
+        bon=doc.get("bon", []), ref=ref,
+    )  # fmt: skip
+
+
+def _provenance(run: dict[str, Any]) -> list[tuple[str, str]]:
+    keys = ["run_id", "source", "model", "benchmark", "model_info", "sampler", "seeds", "scorers", "judge",
+            "num_prompts", "package_version", "git_revision", "created", "timing"]  # fmt: skip
+    return [(k, v if isinstance(v, str) else json.dumps(v, sort_keys=True)) for k in keys if (v := run.get(k))
+            not in (None, "", {}, [])]  # fmt: skip
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(md_escape(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(md_escape(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(doc: dict[str, Any], pngs: dict[str, Path] | None, out: Path) -> str:
+    """``README.md``: ranking, charts (when drawn), earliest fractions, per-skill and BoN tables, provenance."""
+    header, rows = ranking_rows(doc)
+    ref = doc["settings"]["reference_fraction"]
+    level = round(100 * doc["settings"]["confidence_level"])
+    parts = [f"# {md_escape(doc['title'])}", "",
+             f"Generated {doc['generated']} by `noisyclip leaderboard build` (noisyclip-metrics "
+             f"{doc['package_version']}). Within-prompt pairwise accuracy of each scorer at step k against the "
+             f"judge's score of the final image; {level}% bootstrap intervals over prompts "
+             f"({doc['settings']['n_resamples']} resamples). Earliest fraction: first k/T reaching "
+             f"{doc['settings']['within']:.0%} of the final step's improvement over chance.", "", "## Ranking", "",
+             _md_table(header, [[c["text"] for c in r] for r in rows]), ""]  # fmt: skip
+    if pngs:
+        parts += ["## Timestep-versus-accuracy curves", ""]
+        for key, path in pngs.items():
+            if not key.startswith("bon"):
+                parts += [f"![{key}]({path.relative_to(out).as_posix()})", ""]
+    parts += ["## Per skill", ""]
+    for m in doc["models"]:
+        parts += [f"### {md_escape(m['name'])}", ""]
+        head = ["Skill", "Prompts", "Judge score"] + [f"{s} @ {ref:g}" for s in m["scorers"]]
+        body = [[skill, str(b["num_prompts"]), fmt(b["final_judge_score"])]
+                + [_ci(p, "pairwise_accuracy") if (p := _point(b, s, ref)) else "–" for s in m["scorers"]]
+                for skill, b in m["skills"].items()]  # fmt: skip
+        parts += [_md_table(head, body) if body else "No skill tags.", ""]
+    if doc.get("bon"):
+        parts += ["## Best-of-N cost and quality", "", "Largest N of each model, k near 1/4, 1/2, 3/4 and all of T "
+                  "(every row: `leaderboard.json`, key `bon`).", ""]
+        parts += [_md_table(["Model", "Scorer", "Policy", "N", "k", "Cost fraction", "Judge score", "Prompts"],
+                            [[r["model"], r["scorer"], str(r["policy"]), str(r["n"]), str(r["k"]),
+                              fmt(r["cost_fraction"]), fmt(r["judge_score"]), str(r["prompts"])]
+                             for r in bon_summary(doc["bon"])]), ""]  # fmt: skip
+        parts += [f"![{k}]({p.relative_to(out).as_posix()})\n" for k, p in (pngs or {}).items() if k.startswith("bon")]
+    parts += ["## Provenance", ""]
+    parts += [_md_table(["Run", "Model", "Benchmark", "Seeds", "Sampler", "Judge", "Version", "Git", "Created"],
+                        [[r["run_id"], r["model"], r["benchmark"], " ".join(map(str, r["seeds"])),
+                          json.dumps(r["sampler"], sort_keys=True), str(r["judge"].get("name", "")),
+                          r.get("package_version", ""), r.get("git_revision", ""), r.get("created", "")]
+                         for r in doc["provenance"]]), ""]  # fmt: skip
+    return "\n".join(parts)
+
+
+def _csv(header: list[str], rows: list[list[Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows([["" if v is None else v for v in r] for r in rows])
+    return buf.getvalue()
+
+
+def _tables_csv(doc: dict[str, Any]) -> tuple[str, str]:
+    ref = doc["settings"]["reference_fraction"]
+    lb_head = ["rank", "name", "model", "benchmark", "judge", "final_judge_score", "final_judge_score_low",
+               "final_judge_score_high", "aligned_rate", "num_prompts", "num_seeds", "num_steps", "scorer",
+               "reference_step", "pairwise_accuracy", "pairwise_accuracy_low", "pairwise_accuracy_high",
+               "top1_agreement", "spearman", "final_pairwise_accuracy", "earliest_fraction"]  # fmt: skip
+    lb_rows, curve_rows = [], []
+    metrics = [c for m in doc["metrics"] for c in (m, f"{m}_low", f"{m}_high")]
+    for m in doc["models"]:
+        for s in m["scorers"]:
+            p, pts = _point(m, s, ref), m["curves"].get(s) or []
+            lb_rows.append([m["rank"], m["name"], m["model"], m["benchmark"], m["judge"], m["final_judge_score"],
+                            m["final_judge_score_low"], m["final_judge_score_high"], m["aligned_rate"],
+                            m["num_prompts"], len(m["seeds"]), m["num_steps"], s, p and p["step"],
+                            p and p["pairwise_accuracy"], p and p["pairwise_accuracy_low"],
+                            p and p["pairwise_accuracy_high"], p and p["top1_agreement"], p and p["spearman"],
+                            pts[-1]["pairwise_accuracy"] if pts else None, m["earliest_fraction"].get(s)])  # fmt: skip
+        for skill, block in [("", m), *m["skills"].items()]:
+            for s, pts in block["curves"].items():
+                curve_rows += [[m["name"], m["benchmark"], skill, s, p["step"], p["fraction"],
+                                *(p[c] for c in metrics), p["pairs"]] for p in pts]  # fmt: skip
+    curve_head = ["name", "benchmark", "skill", "scorer", "step", "fraction", *metrics, "pairs"]
+    return _csv(lb_head, lb_rows), _csv(curve_head, curve_rows)
+
+
+def write_outputs(doc: dict[str, Any], entries: list[Any], out: Path, config: Any) -> list[Path]:
+    """Write every output file into ``out`` (which exists); returns the paths."""
+    files = [atomic_write_text(out / "index.html", render_html(doc, entries, config.drill_fractions))]
+    pngs: dict[str, Path] | None = None
+    if config.charts:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:  # optional dependency: README without charts
+            pngs = None
+        else:
+            specs = _charts(doc, lambda series, key, **kw: (key, series, kw))
+            first_n = [spec for j, spec in enumerate(specs["bon"])
+                       if j == 0 or spec[0].rsplit("-n", 1)[0] != specs["bon"][j - 1][0].rsplit("-n", 1)[0]]
+            wanted = [m["pairwise_accuracy"] for m in specs["model"]] + specs["overlay"] + first_n
+            pngs = {key: png_chart(series, out / "charts" / f"{key}.png", **kw) for key, series, kw in wanted}
+            files += list(pngs.values())
+    files.append(atomic_write_text(out / "README.md", render_markdown(doc, pngs, out)))
+    files.append(atomic_write_text(out / "leaderboard.json", json.dumps(doc, indent=1, allow_nan=False) + "\n"))
+    lb, curves = _tables_csv(doc)
+    files.append(atomic_write_text(out / "leaderboard.csv", lb))
+    files.append(atomic_write_text(out / "curves.csv", curves))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for path in files:  # atomic writes create private files; a published page is world-readable like the PNGs
+        path.chmod(0o666 & ~umask)
+    return files
