@@ -1,0 +1,201 @@
+"""Early-stopping Best-of-N on recorded runs: judge score of the pick versus cost, NoisyCLIP against the baselines.
+
+    python bench/bon_world.py --results runs/results [--run RUN_ID] [--n 6] [--fractions 0.3 0.4 0.5 0.6]
+                              [--no-live] [--repeats 3] [--threads N]
+
+Input: a results store written by ``noisyclip evaluate`` with scorers ``noisyclip clip clip-x0 clip-x0-decoded
+clip-final`` (e.g. on a world model with the ``world-oracle`` judge). For every run it prints Markdown tables:
+
+1. **Best-of-N, one-shot policy, at cost fractions** (default 0.3-0.6): judge score of the pick for each scorer and
+   random choice, next to full-cost ``clip-final`` BoN and the oracle-best pick. The cost of a setting is
+   ``(N·k + (T − k) + N·c) / (N·T)`` with ``c`` the scorer's cost per scoring in denoiser-call equivalents (x̂0
+   scorers decide after the step-(k+1) call; see ``noisyclip_metrics.bon.offline``); at a budget the largest k
+   whose cost fits is used. Two ratios against full-cost ``clip-final`` BoN: the raw ratio of judge scores and the
+   share of its gain over random that is kept, ``(J − J_random) / (J_clip-final − J_random)``.
+2. **Successive halving vs one-shot at equal cost** (halving schedule k, 2k, 3k... until one candidate is left).
+3. **Live overhead**: an ``EarlyBestOfN`` run of the run's own pipeline and scorers (one-shot at the 0.5 budget)
+   against a full-cost run: seconds spent scoring inside the loop relative to the denoising seconds saved.
+
+Scorer costs ``c`` are measured here, on this machine, side by side with one guided denoiser call on a batch of N
+(``--no-live`` takes them from the run's recorded timing instead and skips table 3). BoN outcomes come from the
+recorded trajectories (no regeneration: a survivor's trajectory is the one recorded in the full run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from noisyclip_metrics.bon.early import EarlyBestOfN
+from noisyclip_metrics.bon.loops import LoopSettings, advance, loop_adapter
+from noisyclip_metrics.bon.offline import compute_bon
+from noisyclip_metrics.bon.policies import OneShotPolicy
+from noisyclip_metrics.results import ResultsStore, RunInfo
+from noisyclip_metrics.scorers import ScoreInputs
+
+SCORERS = ("noisyclip", "clip", "clip-x0", "clip-x0-decoded")
+
+
+def timed(fn: Callable[[], object], repeats: int) -> float:
+    """Median seconds of ``repeats`` calls after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def live_setup(info: RunInfo, names: Sequence[str]) -> tuple[Any, dict[str, Any]]:
+    """The run's pipeline and its scorers, loaded from the ids recorded in the run."""
+    from noisyclip_metrics.functional import resolve_model
+    from noisyclip_metrics.pipelines import load_pipeline
+    from noisyclip_metrics.scorers import build_scorer
+
+    pipe = load_pipeline(info.model_info.get("id") or info.model)
+    scorers = {}
+    for name in names:
+        ref = info.scorers.get(name, {}).get("model") or info.scorers.get("clip", {}).get("model")
+        if ref:
+            scorers[name] = build_scorer(name, model=resolve_model(ref), vae=pipe.vae)
+    return pipe, scorers
+
+
+def measure_costs(pipe: Any, scorers: dict[str, Any], info: RunInfo, n: int, prompt: str, repeats: int,
+                  ) -> dict[str, float]:  # fmt: skip
+    """Seconds of one scoring of N candidates / seconds of one guided denoiser call on N candidates, per scorer."""
+    _, adapter = loop_adapter(pipe)
+    s = info.sampler
+    settings = LoopSettings(num_inference_steps=s.get("num_inference_steps"), guidance_scale=s.get("guidance_scale"),
+                            height=s.get("height"), width=s.get("width"))  # fmt: skip
+    with torch.no_grad():
+        state = adapter.prepare(pipe, [prompt] * n, list(range(n)), settings)
+        for _ in range(state.num_steps // 2):
+            advance(state, adapter.model_output(state))
+        denoise = timed(lambda: adapter.model_output(state), repeats)
+        output = adapter.model_output(state)
+        images = adapter.decode(state)
+        latents = adapter.unpack(state, state.latents)
+        t = torch.full((n,), state.timestep_at(state.step))
+        inputs = ScoreInputs(prompts=[prompt] * n, latents=latents, timesteps=t, scheduler=pipe.scheduler,
+                             model_output=adapter.unpack(state, output), images=images, step=state.step)  # fmt: skip
+        return {name: timed(lambda sc=sc: sc.score(inputs), repeats) / denoise for name, sc in scorers.items()}
+
+
+def at_budget(rows: list[dict[str, Any]], scorer: str, policy: str, fraction: float) -> dict[str, Any] | None:
+    """The row of the largest cost within ``fraction`` (ties: larger k) for a scorer and policy."""
+    fit = [r for r in rows if r["scorer"] == scorer and r["policy"] == policy and r["cost_fraction"] <= fraction + 1e-9]
+    return max(fit, key=lambda r: (r["cost_fraction"], r["k"])) if fit else None
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def bon_tables(rows: list[dict[str, Any]], n: int, fractions: Sequence[float]) -> str:
+    """Tables 1 and 2 (Markdown) from the BoN rows of one run."""
+    rows = [r for r in rows if r["n"] == n]
+    rand = next(r for r in rows if r["policy"] == "random")
+    oracle = next(r for r in rows if r["policy"] == "oracle")
+    final = next((r for r in rows if r["scorer"] == "clip-final" and r["policy"] == "one-shot"), None)
+    jr, jf = rand["judge_score"], final["judge_score"] if final else None
+    scorers = [s for s in SCORERS if any(r["scorer"] == s for r in rows)]
+    head = "| scorer | " + " | ".join(f"cost ≤ {f:g}: judge (k)" for f in fractions) + " |"
+    out = [f"### Best-of-{n}, one-shot: judge score of the pick", "", head, "|" + "---|" * (len(fractions) + 1)]
+    ratio = ["", "Against full-cost `clip-final` BoN: raw ratio of judge scores / share of its gain over random kept",
+             "", "| scorer | " + " | ".join(f"cost ≤ {f:g}" for f in fractions) + " |",
+             "|" + "---|" * (len(fractions) + 1)]  # fmt: skip
+    for s in scorers:
+        cells, rcells = [], []
+        for f in fractions:
+            r = at_budget(rows, s, "one-shot", f)
+            cells.append("—" if r is None else f"{r['judge_score']:.4f} ({r['k']})")
+            if r is None or jf is None:
+                rcells.append("—")
+            else:
+                gain = (r["judge_score"] - jr) / (jf - jr) if abs(jf - jr) > 1e-12 else float("nan")
+                rcells.append(f"{r['judge_score'] / jf:.3f} / {gain:.2f}")
+        out.append(f"| {s} | " + " | ".join(cells) + " |")
+        ratio.append(f"| {s} | " + " | ".join(rcells) + " |")
+    out.append(f"| random (cost {rand['cost_fraction']:.2f}) | " + " | ".join(f"{jr:.4f}" for _ in fractions) + " |")
+    ratio.append("| random | " + " | ".join("—" if jf is None else f"{jr / jf:.3f} / 0.00" for _ in fractions) + " |")
+    out += ["", f"Full-cost `clip-final` BoN (cost {_fmt(final and final['cost_fraction'], 3)}): judge {_fmt(jf)}; "
+            f"oracle-best pick: {oracle['judge_score']:.4f}; random: {jr:.4f} "
+            f"({rand['prompts']} prompts, T = {rand['num_steps']})."]  # fmt: skip
+    out += ratio
+    out += ["", f"### Best-of-{n}: successive halving vs one-shot at equal cost (judge score; k or schedule)", "",
+            "| scorer | cost ≤ | one-shot | halving |", "|---|---|---|---|"]  # fmt: skip
+    for s in scorers:
+        for f in fractions:
+            one, half = at_budget(rows, s, "one-shot", f), at_budget(rows, s, "halving", f)
+            out.append(f"| {s} | {f:g} | " + (f"{one['judge_score']:.4f} (k={one['k']})" if one else "—") + " | "
+                       + (f"{half['judge_score']:.4f} ({half['schedule']})" if half else "—") + " |")  # fmt: skip
+    return "\n".join(out)
+
+
+def overhead_table(pipe: Any, scorers: dict[str, Any], info: RunInfo, n: int, prompt: str, repeats: int = 1) -> str:
+    """Table 3: scoring seconds inside the loop vs denoising seconds saved (one-shot at the 0.5 budget; medians)."""
+    s = info.sampler
+    kwargs = dict(num_inference_steps=s.get("num_inference_steps"), guidance_scale=s.get("guidance_scale"),
+                  height=s.get("height"), width=s.get("width"))  # fmt: skip
+    steps = int(s.get("num_inference_steps") or 20)
+    k = max(k for k in range(steps + 1) if (n * k + steps - k) <= 0.5 * n * steps)
+    out = [f"### Live overhead: Best-of-{n}, one-shot at k = {k} of T = {steps}, `{type(pipe).__name__}`", "",
+           "| scorer | denoise s (early) | denoise s (full) | saved s | scoring s | scoring / saved |",
+           "|---|---|---|---|---|---|"]  # fmt: skip
+    for name, scorer in scorers.items():
+        if name == "clip-final":
+            continue
+        runs = [(EarlyBestOfN(pipe, scorer, OneShotPolicy(k=steps))(prompt, n=n, **kwargs).seconds,
+                 EarlyBestOfN(pipe, scorer, OneShotPolicy(k=k))(prompt, n=n, **kwargs).seconds)
+                for _ in range(max(1, repeats))]  # fmt: skip
+        full = statistics.median(f["denoise"] for f, _ in runs)
+        early = statistics.median(e["denoise"] for _, e in runs)
+        sc = statistics.median(e["score"] for _, e in runs)
+        saved = full - early
+        out.append(f"| {name} | {early:.3f} | {full:.3f} | {saved:.3f} | {sc:.3f} | "
+                   f"{sc / saved if saved > 0 else float('nan'):.3f} |")  # fmt: skip
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", required=True, help="results store (noisyclip evaluate --out)")
+    parser.add_argument("--run", default=None, help="one run id (default: every run)")
+    parser.add_argument("--n", type=int, default=6)
+    parser.add_argument("--fractions", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6])
+    parser.add_argument("--no-live", action="store_true", help="scorer costs from the run's timing; no table 3")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    store = ResultsStore.open(args.results)
+    runs = [store.run(args.run)] if args.run else store.runs()
+    for info in runs:
+        prompt = store.prompts(info.run_id)["prompt"][0].as_py()
+        print(f"## {info.model} on {info.benchmark} (run {info.run_id}, judge {info.judge.get('name')})\n")
+        costs, live = None, None
+        if not args.no_live:
+            live = live_setup(info, [*SCORERS, "clip-final"])
+            costs = measure_costs(*live, info, args.n, prompt, args.repeats)
+            print("Scorer cost per scoring, in denoiser-call equivalents measured here: "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in costs.items()) + "\n")  # fmt: skip
+        rows = compute_bon(store, info.run_id, ns=[args.n], costs=costs, write=False).to_pylist()
+        if not any(r["n"] == args.n for r in rows):
+            print(f"(no prompt has {args.n} judged seeds)\n")
+            continue
+        print(bon_tables(rows, args.n, args.fractions) + "\n")
+        if live is not None:
+            scorers = {k: v for k, v in live[1].items() if k in SCORERS}
+            print(overhead_table(live[0], scorers, info, args.n, prompt, args.repeats) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Early-stopping Best-of-N: live (:class:`EarlyBestOfN`), inside any pipeline call (:class:`NoisyCLIPMonitor`) and
+from recorded results (:func:`compute_bon`).
+
+See :mod:`.early` (engine and account), :mod:`.loops`/:mod:`.families` (prunable loops per pipeline family),
+:mod:`.policies` (one-shot, halving, threshold; cost model), :mod:`.calibration` (threshold calibration),
+:mod:`.monitor` and :mod:`.offline`.
+"""
+
+from __future__ import annotations
+
+from .calibration import ThresholdCalibration, fit_threshold_calibration
+from .early import BoNResult, Decision, EarlyBestOfN
+from .loops import LOOP_ADAPTERS, LoopSettings
+from .monitor import NoisyCLIPMonitor
+from .offline import BON_SCHEMA, compute_bon, read_bon
+from .policies import POLICIES, HalvingPolicy, OneShotPolicy, ThresholdPolicy, build_policy, schedule_cost
+
+__all__ = [
+    "EarlyBestOfN",
+    "BoNResult",
+    "Decision",
+    "NoisyCLIPMonitor",
+    "LoopSettings",
+    "LOOP_ADAPTERS",
+    "POLICIES",
+    "OneShotPolicy",
+    "HalvingPolicy",
+    "ThresholdPolicy",
+    "build_policy",
+    "schedule_cost",
+    "ThresholdCalibration",
+    "fit_threshold_calibration",
+    "compute_bon",
+    "read_bon",
+    "BON_SCHEMA",
+]

@@ -1,0 +1,162 @@
+"""Calibration of the ``threshold`` policy: how far below the leader the eventual best candidate may score at step k.
+
+Fitted on a results store (:mod:`noisyclip_metrics.results`): for every prompt with at least ``n`` judged seeds
+(its first ``n`` seeds), let ``b`` be the candidate the judge scores best (ties: lowest seed) and, at step k, ``s``
+the scorer's scores of the ``n`` candidates. The *normalised gap* of the eventual best is
+
+    z_k = (s_b - max(s)) / std(s)        (population std over the n; z_k = 0 when std = 0)
+
+which is <= 0. The calibration stores, for every k = 0..T, the ``quantile`` (default 0.1) of z_k over prompts. At
+run time the threshold policy keeps candidates with
+
+    score >= max(scores) + gap_k * std(scores)
+
+so that, on the calibration data, the eventual best clears the bar at step k with probability ``1 - quantile``.
+Runs with another T are mapped by the fraction k/T (nearest calibrated step). The calibration is a small JSON file
+(:meth:`ThresholdCalibration.save`).
+
+Example:
+    >>> cal = ThresholdCalibration(scorer="noisyclip", n=4, quantile=0.1, num_steps=2, gaps=(-9.0, -1.0, 0.0))
+    >>> import torch
+    >>> round(cal.bar(torch.tensor([0.0, 1.0, 2.0, 3.0]), 1, 2), 3)  # 3 - 1 * std
+    1.882
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import DataFileError, InputError
+from ..io import write_json
+from ..results import ResultsStore
+
+__all__ = ["ThresholdCalibration", "fit_threshold_calibration"]
+
+FORMAT = "noisyclip-bon-threshold"
+
+
+@dataclass(frozen=True)
+class ThresholdCalibration:
+    """Per-step quantiles of the eventual best candidate's normalised gap to the leader (see the module docstring).
+
+    Args:
+        scorer: scorer the calibration was fitted for.
+        n: candidates per group in the fit.
+        quantile: the quantile stored (probability that the eventual best falls below the bar at a step).
+        num_steps: T of the fitted runs.
+        gaps: ``T + 1`` normalised gaps (<= 0), one per step k.
+        judge: judge that defined the eventual best.
+        runs: run ids fitted on.
+        groups: prompts (groups of n candidates) fitted on.
+    """
+
+    scorer: str
+    n: int
+    quantile: float
+    num_steps: int
+    gaps: tuple[float, ...]
+    judge: str = ""
+    runs: tuple[str, ...] = field(default_factory=tuple)
+    groups: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "gaps", tuple(float(g) for g in self.gaps))
+        object.__setattr__(self, "runs", tuple(self.runs))
+        if len(self.gaps) != self.num_steps + 1:
+            raise InputError(f"gaps: expected T + 1 = {self.num_steps + 1} values, got {len(self.gaps)}")
+        if not 0.0 < self.quantile < 1.0:
+            raise InputError(f"quantile: expected a value in (0, 1), got {self.quantile}")
+
+    def gap(self, step: int, num_steps: int) -> float:
+        """Calibrated gap at step ``step`` of a ``num_steps``-step run (nearest calibrated fraction)."""
+        if num_steps < 1 or not 0 <= step <= num_steps:
+            raise InputError(f"step: expected a step in [0, {num_steps}], got {step}")
+        return self.gaps[int(round(step / num_steps * self.num_steps))]
+
+    def bar(self, scores: torch.Tensor, step: int, num_steps: int) -> float:
+        """The score a candidate needs at ``step`` to survive: ``max + gap * std`` of ``scores``."""
+        values = torch.as_tensor(scores, dtype=torch.float64).flatten()
+        std = float(values.std(unbiased=False)) if values.numel() > 1 else 0.0
+        return float(values.max()) + self.gap(step, num_steps) * std
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-serialisable dict (with a format tag)."""
+        return {"format": FORMAT, **asdict(self), "gaps": list(self.gaps), "runs": list(self.runs)}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the calibration as JSON."""
+        return write_json(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path | dict[str, Any]) -> ThresholdCalibration:
+        """Read a calibration written by :meth:`save` (or its dict).
+
+        Raises:
+            DataFileError: for a missing or malformed file.
+        """
+        if isinstance(path, dict):
+            data = dict(path)
+        else:
+            try:
+                data = json.loads(Path(path).read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                raise DataFileError(f"{path}: calibration file not found") from None
+            except (json.JSONDecodeError, UnicodeDecodeError, IsADirectoryError) as err:
+                raise DataFileError(f"{path}: not a JSON calibration ({err})") from None
+        if not isinstance(data, dict) or data.pop("format", None) != FORMAT:
+            raise DataFileError(f"{path}: not a threshold calibration (expected format {FORMAT!r})")
+        try:
+            return cls(**data)
+        except TypeError as err:
+            raise DataFileError(f"{path}: malformed calibration ({err})") from None
+
+
+def fit_threshold_calibration(results: str | Path | ResultsStore, scorer: str, n: int = 6, quantile: float = 0.1,
+                              run_id: str | None = None) -> ThresholdCalibration:  # fmt: skip
+    """Fit a :class:`ThresholdCalibration` on the runs of a results store (all runs with the same T, or one run).
+
+    Raises:
+        InputError: when no run has ``scorer`` scores at every step and prompts with ``n`` judged seeds, or runs
+            with different T are mixed.
+    """
+    from .offline import load_run
+
+    store = results if isinstance(results, ResultsStore) else ResultsStore.open(results)
+    runs = [store.run(run_id)] if run_id else store.runs()
+    gaps: list[np.ndarray] = []
+    used, judges, steps_seen = [], set(), set()
+    for info in runs:
+        arrays = load_run(store, info.run_id)
+        if scorer not in arrays.scores:
+            continue
+        rows, cols = arrays.groups(n)
+        if len(rows) == 0:
+            continue
+        s = arrays.scores[scorer][rows[:, None], cols]  # (G, n, T+1)
+        if np.isnan(s).any():
+            continue
+        j = arrays.judge[rows[:, None], cols]
+        best = np.argmax(j, axis=1)
+        sb = np.take_along_axis(s, best[:, None, None], axis=1)[:, 0]  # (G, T+1)
+        std = s.std(axis=1)
+        z = np.where(std > 0, (sb - s.max(axis=1)) / np.where(std > 0, std, 1.0), 0.0)
+        gaps.append(z)
+        used.append(info.run_id)
+        judges.add(arrays.judge_name)
+        steps_seen.add(arrays.num_steps)
+    if not gaps:
+        raise InputError(f"scorer: no run of {store.root} has {scorer!r} scores at every step for prompts with "
+                         f"{n} judged seeds")  # fmt: skip
+    if len(steps_seen) > 1:
+        raise InputError(f"run_id: runs have different numbers of steps {sorted(steps_seen)}; pick one with run_id")
+    z = np.concatenate(gaps)
+    q = np.quantile(z, quantile, axis=0)
+    return ThresholdCalibration(scorer=scorer, n=n, quantile=quantile, num_steps=steps_seen.pop(),
+                                gaps=tuple(float(min(0.0, v)) for v in q), judge=",".join(sorted(judges)),
+                                runs=tuple(used), groups=int(z.shape[0]))  # fmt: skip

@@ -1,0 +1,283 @@
+"""Early-stopping Best-of-N: run N candidates for a few steps, score them, finish only the survivors.
+
+:class:`EarlyBestOfN` drives a pipeline through a prunable loop (:mod:`noisyclip_metrics.bon.loops`), asks a
+policy (:mod:`noisyclip_metrics.bon.policies`) which candidates survive each decision, and returns a
+:class:`BoNResult`: the chosen image(s) and a full account (denoiser and scorer evaluations, wall time per phase,
+every candidate's score at every decision). A survivor's final image equals the plain pipeline's image for its
+seed and settings.
+
+Step index convention: k = number of completed denoising steps (0 = pure noise, T = final latent). A decision at
+step k scores the step-k latents; scorers that read x̂0 (``clip-x0``, ``clip-x0-decoded``) get the guided denoiser
+output at those latents, computed by the step-(k+1) denoiser call that the survivors then reuse. ``clip-final``
+scores decoded final images and so only decides at k = T (full-cost BoN).
+
+Example:
+    >>> import tempfile, torch
+    >>> from noisyclip_metrics.testing import tiny_pipeline
+    >>> from noisyclip_metrics.model import NoisyCLIPModel, TINY_TEST_CONFIG
+    >>> from noisyclip_metrics.scorers import build_scorer
+    >>> pipe = tiny_pipeline("sd", tempfile.mkdtemp())
+    >>> scorer = build_scorer("clip", model=NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0))
+    >>> bon = EarlyBestOfN(pipe, scorer, OneShotPolicy(k=1))
+    >>> result = bon("a red circle", n=3, num_inference_steps=2, height=32, width=32)
+    >>> result.images.shape, result.denoiser_evals, result.scorer_evals  # 3·1 + 1·(2 − 1) calls, 3 scorings
+    (torch.Size([1, 3, 32, 32]), 4, 3)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+from ..model import check_prompts
+from ..preview import PREVIEW_MAPS
+from ..scorers import ScoreInputs, Scorer
+from ..trajectory import PIPELINE_FAMILIES, PipelineFamily
+from ..x0 import model_input_scale
+from .loops import LoopAdapter, LoopSettings, LoopState, advance, loop_adapter, prune
+from .policies import OneShotPolicy, Policy, rank
+
+__all__ = ["EarlyBestOfN", "BoNResult", "Decision", "check_scorer_matches"]
+
+_SAME_MAP = {"sd2": "sd1"}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One decision: the step, every alive candidate's score (by seed) and the seeds kept, best first."""
+
+    step: int
+    scores: dict[int, float]
+    kept: tuple[int, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class BoNResult:
+    """Outcome and account of one early-stopping Best-of-N run.
+
+    Args:
+        images: ``(m, 3, H, W)`` chosen images in ``[0, 1]``, best first.
+        seeds: their seeds.
+        prompts: their prompts.
+        scores: their scores at the last decision.
+        n: candidates started.
+        num_steps: T.
+        denoiser_evals: per-candidate denoiser calls (classifier-free guidance counts one call per candidate).
+        scorer_evals: per-candidate scorings.
+        seconds: wall time per phase (``setup``, ``denoise``, ``score``, ``decode``, ``total``).
+        decisions: every decision in step order.
+        policy: the policy's name.
+        scorer: the scorer's name.
+    """
+
+    images: torch.Tensor
+    seeds: tuple[int, ...]
+    prompts: tuple[str, ...]
+    scores: tuple[float, ...]
+    n: int
+    num_steps: int
+    denoiser_evals: int
+    scorer_evals: int
+    seconds: dict[str, float]
+    decisions: tuple[Decision, ...]
+    policy: str
+    scorer: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def full_cost(self) -> int:
+        """Denoiser calls of full-cost BoN: ``n · T``."""
+        return self.n * self.num_steps
+
+    @property
+    def cost_fraction(self) -> float:
+        """``denoiser_evals / (n · T)`` (scorer cost not included; see :func:`~.offline.bon_rows` for that)."""
+        return self.denoiser_evals / self.full_cost
+
+    def to_json(self) -> dict[str, Any]:
+        """The account as a JSON-serialisable dict (without the images)."""
+        return {
+            "seeds": list(self.seeds), "prompts": list(self.prompts), "scores": list(self.scores), "n": self.n,
+            "num_steps": self.num_steps, "policy": self.policy, "scorer": self.scorer,
+            "denoiser_evals": self.denoiser_evals, "scorer_evals": self.scorer_evals, "full_cost": self.full_cost,
+            "cost_fraction": self.cost_fraction, "seconds": dict(self.seconds),
+            "decisions": [{"step": d.step, "scores": {str(s): v for s, v in d.scores.items()}, "kept": list(d.kept)}
+                          for d in self.decisions],
+            "settings": dict(self.settings),
+        }  # fmt: skip
+
+
+def check_scorer_matches(scorer: Scorer, pipe: Any, family: PipelineFamily) -> None:
+    """Raise :class:`InputError` unless the scorer reads the pipeline's latent space.
+
+    Checks the channel count of the scorer's preview map against the VAE's, and that a *published* preview map
+    (``sd1``, ``sdxl``, ``sd3``, ``flux``) is the one of the pipeline's family; fitted maps are accepted.
+    """
+    channels = int(pipe.vae.config.latent_channels)
+    vae = getattr(scorer, "vae", None)
+    if vae is not None and int(vae.config.latent_channels) != channels:
+        raise InputError(f"scorer: its VAE has {vae.config.latent_channels} latent channels, the pipeline's "
+                         f"{channels}")  # fmt: skip
+    if not ({"latents", "x0"} & set(scorer.requires)):
+        return
+    model = getattr(scorer, "model", None)
+    if model is None:
+        return
+    if int(model.latent_channels) != channels:
+        raise InputError(f"scorer: its preview map {model.config.preview_name!r} reads {model.latent_channels} latent "
+                         f"channels, the {type(pipe).__name__}'s latents have {channels}")  # fmt: skip
+    name = _SAME_MAP.get(model.config.preview_name, model.config.preview_name)
+    published = {_SAME_MAP.get(PIPELINE_FAMILIES.get(f).preview, PIPELINE_FAMILIES.get(f).preview)
+                 for f in PIPELINE_FAMILIES}  # fmt: skip
+    expected = _SAME_MAP.get(family.preview, family.preview)
+    if name in published and name in PREVIEW_MAPS and name != expected:
+        raise InputError(f"scorer: its preview map {model.config.preview_name!r} is for another latent space; a "
+                         f"{type(pipe).__name__} needs {family.preview!r} (or a map fitted to its VAE)")  # fmt: skip
+
+
+class EarlyBestOfN:
+    """Early-stopping Best-of-N over a diffusers pipeline.
+
+    Args:
+        pipe: a StableDiffusion, SDXL, SD3 or FLUX pipeline.
+        scorer: any :class:`~noisyclip_metrics.scorers.Scorer` (``noisyclip``, ``clip``, ``clip-x0``...).
+        policy: a :class:`~noisyclip_metrics.bon.policies.Policy` (default: one-shot at ``k=0``).
+
+    Raises:
+        InputError: for an unsupported pipeline (listing the supported ones) or a scorer whose latent space does
+            not match the pipeline's.
+    """
+
+    def __init__(self, pipe: Any, scorer: Scorer, policy: Policy | None = None) -> None:
+        self.family, self.adapter = loop_adapter(pipe)
+        if not isinstance(scorer, Scorer):
+            raise InputError(f"scorer: expected a Scorer (name, requires, score()), got {type(scorer).__name__}")
+        check_scorer_matches(scorer, pipe, self.family)
+        self.pipe, self.scorer = pipe, scorer
+        self.policy = policy if policy is not None else OneShotPolicy(k=0)
+        self._needs_output = bool({"x0"} & set(scorer.requires))
+        self._needs_images = "images" in scorer.requires
+
+    def _prompts(self, prompt: str | Sequence[str], n: int) -> list[str]:
+        if isinstance(prompt, str):
+            return [prompt] * n
+        prompts = check_prompts(prompt, name="prompt")
+        if len(prompts) != n:
+            raise InputError(f"prompt: expected one prompt or a list of n = {n} prompts, got {len(prompts)}")
+        return prompts
+
+    def _score(self, state: LoopState, prompts: list[str], k: int, output: torch.Tensor | None,
+               images: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+        a: LoopAdapter = self.adapter
+        sched, b, final = self.pipe.scheduler, state.batch, k >= state.num_steps
+        latents = a.unpack(state, state.latents)
+        t = torch.full((b,), state.timestep_at(k))
+        scale = torch.ones(b) if final else model_input_scale(sched, t, b)
+        inputs = ScoreInputs(
+            prompts=prompts, latents=latents, timesteps=t, x0=latents if final else None, scheduler=sched,
+            model_output=None if output is None else a.unpack(state, output), latent_scale=scale.to(latents.device),
+            images=images, step=k,
+        )  # fmt: skip
+        with torch.no_grad():
+            return self.scorer.score(inputs).detach().float().cpu()
+
+    @torch.no_grad()
+    def __call__(self, prompt: str | Sequence[str], n: int, seeds: Sequence[int] | None = None,
+                 num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                 height: int | None = None, width: int | None = None, negative_prompt: str | None = None,
+                 **settings: Any) -> BoNResult:  # fmt: skip
+        """Run Best-of-``n`` for ``prompt`` (one prompt for all, or a list of ``n``).
+
+        Args:
+            prompt: the prompt, or one prompt per candidate.
+            n: candidates (N >= 1).
+            seeds: one seed per candidate (default ``0..n-1``).
+            num_inference_steps: T requested (the pipeline's default when ``None``).
+            guidance_scale: classifier-free guidance scale (the pipeline's default when ``None``).
+            height: image height in pixels.
+            width: image width in pixels.
+            negative_prompt: negative prompt for every candidate.
+            **settings: other :class:`~noisyclip_metrics.bon.loops.LoopSettings` fields (``guidance_rescale``,
+                ``eta``, ``true_cfg_scale``, ``max_sequence_length``).
+        """
+        t_start = time.perf_counter()
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise InputError(f"n: expected an integer >= 1 (candidates), got {n!r}")
+        prompts = self._prompts(prompt, n)
+        seeds = list(range(n)) if seeds is None else [int(s) for s in seeds]
+        if len(seeds) != n or len(set(seeds)) != n:
+            raise InputError(f"seeds: expected n = {n} distinct seeds, got {list(seeds)}")
+        try:
+            cfg = LoopSettings(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, height=height,
+                               width=width, negative_prompt=negative_prompt, **settings)  # fmt: skip
+        except TypeError as err:
+            raise InputError(f"settings: {err}") from None
+        if cfg.num_inference_steps is not None and cfg.num_inference_steps < 1:
+            raise InputError(f"num_inference_steps: expected >= 1, got {cfg.num_inference_steps}")
+        seconds = dict.fromkeys(("setup", "denoise", "score", "decode"), 0.0)
+        state = self.adapter.prepare(self.pipe, prompts, seeds, cfg)
+        T = state.num_steps
+        self.policy.validate(n, T)
+        steps = sorted(set(self.policy.decision_steps(T)))
+        if self._needs_images and any(k < T for k in steps):
+            raise InputError(f"policy: scorer {self.scorer.name!r} scores final images only; decide at k = T = {T}")
+        seconds["setup"] = time.perf_counter() - t_start
+        alive = list(range(n))
+        decisions: list[Decision] = []
+        last_scores = [float("nan")] * n
+        denoiser = scorings = 0
+        images: torch.Tensor | None = None
+        for k in range(T + 1):
+            output = None
+            decide = k in steps or (k == T and len(alive) > self.policy.m)
+            if decide and len(alive) > self.policy.m:
+                if self._needs_output and k < T:
+                    t0 = time.perf_counter()
+                    output = self.adapter.model_output(state)
+                    denoiser += state.batch
+                    seconds["denoise"] += time.perf_counter() - t0
+                if self._needs_images:
+                    t0 = time.perf_counter()
+                    images = self.adapter.decode(state)
+                    seconds["decode"] += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                scores = self._score(state, [prompts[i] for i in alive], k, output, images)
+                scorings += state.batch
+                keep = self.policy.keep(k, scores, T) if k in steps else rank(scores)
+                keep = keep[: self.policy.m] if k == T else keep  # at T: the final pick of the top m
+                seconds["score"] += time.perf_counter() - t0
+                decisions.append(Decision(k, {seeds[i]: float(s) for i, s in zip(alive, scores.tolist())},
+                                          tuple(seeds[alive[j]] for j in keep)))  # fmt: skip
+                for j, i in enumerate(alive):
+                    last_scores[i] = float(scores[j])
+                prune(state, keep)
+                alive = [alive[j] for j in keep]
+                output = None if output is None else output[torch.tensor(keep, device=output.device)]
+                images = None if images is None else images[torch.tensor(keep, device=images.device)]
+            if k == T:
+                break
+            t0 = time.perf_counter()
+            if output is None:
+                output = self.adapter.model_output(state)
+                denoiser += state.batch
+            advance(state, output)
+            seconds["denoise"] += time.perf_counter() - t0
+        if images is None:
+            t0 = time.perf_counter()
+            images = self.adapter.decode(state)
+            seconds["decode"] += time.perf_counter() - t0
+        seconds["total"] = time.perf_counter() - t_start
+        return BoNResult(
+            images=images.float().cpu(), seeds=tuple(seeds[i] for i in alive), prompts=tuple(prompts[i] for i in alive),
+            scores=tuple(last_scores[i] for i in alive), n=n, num_steps=T, denoiser_evals=denoiser,
+            scorer_evals=scorings, seconds={k: round(v, 6) for k, v in seconds.items()}, decisions=tuple(decisions),
+            policy=self.policy.name, scorer=self.scorer.name,
+            settings={"pipeline": type(self.pipe).__name__, "scheduler": type(self.pipe.scheduler).__name__,
+                      "num_steps": T, "height": state.height, "width": state.width,
+                      "guidance_scale": state.options.get("guidance", getattr(self.pipe, "_guidance_scale", None))},
+        )  # fmt: skip

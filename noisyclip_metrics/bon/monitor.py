@@ -1,0 +1,136 @@
+"""``NoisyCLIPMonitor``: per-step scores of a batch from inside any diffusers pipeline call.
+
+For users who keep their own generation loop (or just call the pipeline)::
+
+    monitor = NoisyCLIPMonitor(scorer, prompts, threshold=0.2)
+    pipe(prompts, callback_on_step_end=monitor, callback_on_step_end_tensor_inputs=["latents"])
+    monitor.scores[k]          # (B,) scores of the step-k latents, k = 1..T
+
+Step index convention: k = number of completed denoising steps. diffusers calls ``callback_on_step_end`` after
+``scheduler.step`` at loop index ``i``, so the latent it passes is the step-``k = i + 1`` latent, which sits at the
+scheduler's ``timesteps[k]`` (clean at ``k = T``). Euler-type latents are scaled to the variance-preserving form the
+scorers expect (:func:`noisyclip_metrics.x0.model_input_scale`); FLUX latents are unpacked (``height``/``width``
+are needed for that; a square image is assumed when they are not given).
+
+With ``threshold``, the monitor sets ``pipe._interrupt = True`` as soon as every candidate of the batch scores
+below it: the pipeline skips its remaining steps and decodes the current latents (diffusers' interrupt). Only
+scorers that read latents alone work here (``noisyclip``, ``clip``): the callback does not see the denoiser output
+at the step-k latent that x̂0 scorers need.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ..errors import InputError
+from ..model import check_prompts
+from ..preview import unpack_flux
+from ..scorers import ScoreInputs, Scorer
+from ..trajectory import pipeline_family
+from ..x0 import model_input_scale
+
+__all__ = ["NoisyCLIPMonitor"]
+
+
+class NoisyCLIPMonitor:
+    """A ``callback_on_step_end`` that records per-step scores (and can interrupt the pipeline).
+
+    Args:
+        scorer: a scorer that reads latents only (``noisyclip`` or ``clip``).
+        prompts: one prompt for the whole batch, or one per prompt of the call (repeated for
+            ``num_images_per_prompt`` as diffusers lays the batch out).
+        every: score every ``every`` steps (and always at the last step).
+        threshold: interrupt when every candidate scores below this (raw cosine); ``None``: never.
+        height: image height in pixels (FLUX unpacking).
+        width: image width in pixels.
+
+    Example:
+        >>> import tempfile, torch
+        >>> from noisyclip_metrics.testing import tiny_pipeline
+        >>> from noisyclip_metrics.model import NoisyCLIPModel, TINY_TEST_CONFIG
+        >>> from noisyclip_metrics.scorers import build_scorer
+        >>> pipe = tiny_pipeline("sd", tempfile.mkdtemp())
+        >>> scorer = build_scorer("clip", model=NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0))
+        >>> monitor = NoisyCLIPMonitor(scorer, "a red circle")
+        >>> _ = pipe(["a red circle"] * 2, num_inference_steps=3, height=32, width=32, output_type="pt",
+        ...          callback_on_step_end=monitor, callback_on_step_end_tensor_inputs=["latents"])
+        >>> sorted(monitor.scores), tuple(monitor.scores[3].shape)
+        ([1, 2, 3], (2,))
+    """
+
+    def __init__(self, scorer: Scorer, prompts: str | Sequence[str], every: int = 1, threshold: float | None = None,
+                 height: int | None = None, width: int | None = None) -> None:  # fmt: skip
+        if not isinstance(scorer, Scorer):
+            raise InputError(f"scorer: expected a Scorer, got {type(scorer).__name__}")
+        if set(scorer.requires) - {"latents"}:
+            raise InputError(f"scorer: the monitor only sees latents; {scorer.name!r} needs "
+                             f"{sorted(set(scorer.requires) - {'latents'})} (use 'noisyclip' or 'clip')")  # fmt: skip
+        if not isinstance(every, int) or every < 1:
+            raise InputError(f"every: expected an integer >= 1, got {every!r}")
+        if threshold is not None and math.isnan(float(threshold)):
+            raise InputError(f"threshold: expected a number, got {threshold!r}")
+        self.scorer = scorer
+        self.prompts = [prompts] if isinstance(prompts, str) else check_prompts(prompts)
+        self.every, self.threshold = every, None if threshold is None else float(threshold)
+        self.height, self.width = height, width
+        self.scores: dict[int, torch.Tensor] = {}
+        self.interrupted_at: int | None = None
+
+    def reset(self) -> None:
+        """Forget recorded scores (before reusing the monitor for another call)."""
+        self.scores, self.interrupted_at = {}, None
+
+    def as_tensor(self) -> tuple[list[int], torch.Tensor]:
+        """(steps, ``(B, len(steps))`` scores) of everything recorded, in step order."""
+        steps = sorted(self.scores)
+        if not steps:
+            return [], torch.empty(0, 0)
+        return steps, torch.stack([self.scores[k] for k in steps], dim=1)
+
+    def _batch_prompts(self, batch: int) -> list[str]:
+        if len(self.prompts) == 1:
+            return self.prompts * batch
+        if batch % len(self.prompts):
+            raise InputError(f"prompts: {len(self.prompts)} prompts do not divide the pipeline's batch of {batch}")
+        per = batch // len(self.prompts)
+        return [p for p in self.prompts for _ in range(per)]
+
+    def _unpack(self, pipe: Any, latents: torch.Tensor) -> torch.Tensor:
+        if latents.ndim != 3:
+            return latents
+        factor = int(pipe.vae_scale_factor)
+        if self.height is None or self.width is None:
+            side = int(round(math.sqrt(latents.shape[1]))) * 2 * factor
+            return unpack_flux(latents, self.height or side, self.width or side, factor)
+        return unpack_flux(latents, self.height, self.width, factor)
+
+    def __call__(self, pipe: Any, step_index: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The ``callback_on_step_end`` hook; returns ``{}`` (it changes no tensor)."""
+        if "latents" not in callback_kwargs:
+            raise InputError("callback_kwargs: no 'latents'; call the pipeline with "
+                             "callback_on_step_end_tensor_inputs=['latents']")  # fmt: skip
+        sched = pipe.scheduler
+        num_steps = int(getattr(pipe, "_num_timesteps", None) or len(sched.timesteps))
+        k = int(step_index) + 1
+        if k % self.every and k != num_steps:
+            return {}
+        pipeline_family(pipe)  # unsupported pipelines fail clearly
+        latents = self._unpack(pipe, callback_kwargs["latents"])
+        batch = int(latents.shape[0])
+        if k < num_steps:
+            t = torch.full((batch,), float(sched.timesteps[k]))
+            scale = model_input_scale(sched, t, batch)
+        else:
+            t, scale = torch.zeros(batch), torch.ones(batch)
+        with torch.no_grad():
+            scores = self.scorer.score(ScoreInputs(prompts=self._batch_prompts(batch), latents=latents, timesteps=t,
+                                                   latent_scale=scale.to(latents.device), step=k))  # fmt: skip
+        self.scores[k] = scores.detach().float().cpu()
+        if self.threshold is not None and bool((self.scores[k] < self.threshold).all()) and k < num_steps:
+            pipe._interrupt = True
+            self.interrupted_at = k
+        return {}

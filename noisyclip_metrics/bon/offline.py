@@ -1,0 +1,254 @@
+"""Best-of-N outcomes from recorded trajectories: no regeneration, since a survivor's trajectory is the same as in the
+full run (see :mod:`noisyclip_metrics.bon.loops`), so its final judgment is the recorded one.
+
+For one run of a results store (:mod:`noisyclip_metrics.results`), every prompt with at least ``N`` judged seeds
+contributes its **first N seeds in seed order**. For each scorer, ``N`` and step ``k``:
+
+* ``one-shot``: the pick is the argmax of the step-k scores among the N (ties: lowest seed);
+* ``halving``: successive halving with the linear schedule ``k, 2k, 3k, ...`` (clipped to T) until one candidate is
+  left (``halving_counts(N)``: 6 -> 3 -> 2 -> 1); column ``k`` is the first decision step;
+* ``random`` (floor, one row per N): the expected judge score of a uniformly random pick (mean over the N), cost
+  ``1/N`` (one candidate generated, nothing scored);
+* ``oracle`` (ceiling, one row per N): the best judge score among the N, cost 1.
+
+A prompt whose scores are missing at a step a row needs is left out of that row (column ``prompts`` counts the
+prompts of each row). ``judge_score`` is the judge score of the pick averaged over prompts, ``aligned_rate`` the fraction of picks the
+judge calls fully aligned (null when the judge gives no verdict). Cost, in denoiser calls per candidate-step::
+
+    cost_fraction = (denoiser_evals + scorer_evals * scorer_cost_eq) / (N * T)
+
+with ``denoiser_evals``/``scorer_evals`` from :func:`~noisyclip_metrics.bon.policies.schedule_cost` (one-shot
+top-1: ``N·k + (T − k)`` and ``N``; x̂0 scorers decide after the next denoiser call) and ``scorer_cost_eq`` the cost
+of scoring one candidate once, in denoiser-call equivalents, from the run's timing (:func:`scorer_costs`), or given.
+``clip-final`` only scores final images: one row, ``k = T`` (full-cost BoN).
+
+Rows go to ``<results>/bon/<run_id>.parquet`` (:data:`BON_SCHEMA`), written atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import InputError, SchemaError
+from ..results import ResultsStore, RunInfo, _atomic_parquet
+from .policies import halving_counts, schedule_cost
+
+__all__ = ["RunArrays", "load_run", "scorer_costs", "bon_rows", "compute_bon", "read_bon", "BON_SCHEMA",
+           "DEFAULT_NS", "x0_scorer"]  # fmt: skip
+
+DEFAULT_NS = (2, 4, 6, 8)
+BON_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()), ("model", pa.string()), ("benchmark", pa.string()), ("judge", pa.string()),
+        ("scorer", pa.string()), ("policy", pa.string()), ("n", pa.int32()), ("k", pa.int32()),
+        ("schedule", pa.string()), ("num_steps", pa.int32()), ("cost_fraction", pa.float64()),
+        ("denoiser_evals", pa.int64()), ("scorer_evals", pa.int64()), ("scorer_cost_eq", pa.float64()),
+        ("judge_score", pa.float64()), ("aligned_rate", pa.float64()), ("prompts", pa.int32()),
+    ]
+)  # fmt: skip
+
+
+def x0_scorer(name: str) -> bool:
+    """Whether a scorer reads the x̂0 estimate (it needs the denoiser output at its step)."""
+    return "x0" in name
+
+
+@dataclass(frozen=True)
+class RunArrays:
+    """One run's scores and judgments as arrays over (prompt, seed[, step]); NaN where a row is missing."""
+
+    info: RunInfo
+    prompt_ids: tuple[str, ...]
+    seeds: tuple[int, ...]
+    scores: dict[str, np.ndarray]  # scorer -> (P, S, T+1)
+    judge: np.ndarray  # (P, S)
+    aligned: np.ndarray  # (P, S), 1/0, NaN when unknown
+    judge_name: str
+
+    @property
+    def num_steps(self) -> int:
+        """T."""
+        return int(next(iter(self.scores.values())).shape[2]) - 1 if self.scores else 0
+
+    def groups(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(prompt rows, seed columns ``(P', n)``): prompts with >= n judged seeds, their first n seeds in order."""
+        rows, cols = [], []
+        for p in range(len(self.prompt_ids)):
+            judged = np.flatnonzero(~np.isnan(self.judge[p]))
+            if len(judged) >= n:
+                rows.append(p)
+                cols.append(judged[:n])
+        return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64).reshape(len(rows), n)
+
+
+def load_run(store: ResultsStore, run_id: str) -> RunArrays:
+    """Read a run's score and judgment rows into :class:`RunArrays` (seeds sorted ascending)."""
+    info = store.run(run_id)
+    table = store.rows(run_id, columns=["kind", "prompt_id", "seed", "step", "num_steps", "scorer", "judge", "score",
+                                        "aligned"])  # fmt: skip
+    cols = {c: table[c].to_pylist() for c in table.column_names}
+    prompt_ids = tuple(dict.fromkeys(cols["prompt_id"]))
+    seeds = tuple(sorted(set(int(s) for s in cols["seed"])))
+    pidx = {p: i for i, p in enumerate(prompt_ids)}
+    sidx = {s: i for i, s in enumerate(seeds)}
+    steps = {int(t) for t in cols["num_steps"] if t is not None}
+    if len(steps) > 1:
+        raise SchemaError(f"{store.root}: run {run_id} mixes numbers of steps {sorted(steps)}")
+    num_steps = steps.pop() if steps else int(info.sampler.get("num_inference_steps", 0))
+    scores: dict[str, np.ndarray] = {}
+    judge = np.full((len(prompt_ids), len(seeds)), np.nan)
+    aligned = np.full_like(judge, np.nan)
+    judge_names = set()
+    for kind, p, s, k, scorer, jname, value, al in zip(cols["kind"], cols["prompt_id"], cols["seed"], cols["step"],
+                                                       cols["scorer"], cols["judge"], cols["score"], cols["aligned"]):
+        i, j = pidx[p], sidx[int(s)]
+        if kind == "judgment":
+            judge[i, j] = value
+            aligned[i, j] = np.nan if al is None else float(al)
+            judge_names.add(jname)
+        elif kind == "score":
+            if scorer not in scores:
+                scores[scorer] = np.full((len(prompt_ids), len(seeds), num_steps + 1), np.nan)
+            scores[scorer][i, j, int(k)] = value
+    judge_name = ",".join(sorted(n for n in judge_names if n)) or str(info.judge.get("name", ""))
+    return RunArrays(info, prompt_ids, seeds, scores, judge, aligned, judge_name)
+
+
+def scorer_costs(info: RunInfo, scored_steps: dict[str, int]) -> dict[str, float]:
+    """Cost of scoring one candidate once, in denoiser-call equivalents, from the run's timing.
+
+    ``(score_seconds/<scorer> / (candidates · scored_steps)) / (denoise_seconds / (candidates · T))``, where
+    ``scored_steps`` is how many steps the scorer scored per candidate (T + 1, or 1 for ``clip-final``). The run's
+    ``denoise_seconds`` covers the whole generation (denoiser calls, scheduler, final VAE decode), so this slightly
+    underestimates scorer costs relative to a bare denoiser call. 0 when the timing is missing.
+    """
+    timing = info.timing or {}
+    denoise, cands, steps = (float(timing.get(k, 0) or 0) for k in ("denoise_seconds", "candidates", "steps"))
+    out = {}
+    for name, count in scored_steps.items():
+        seconds = float(timing.get(f"score_seconds/{name}", 0) or 0)
+        ok = denoise > 0 and cands > 0 and steps > 0 and count > 0
+        out[name] = (seconds / (cands * count)) / (denoise / (cands * steps)) if ok else 0.0
+    return out
+
+
+def _simulate(s: np.ndarray, decisions: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Pick per group: ``s`` (G, N, T+1) scores; each decision keeps the top ``survivors`` of the alive ones."""
+    g, n, _ = s.shape
+    alive = np.ones((g, n), dtype=bool)
+    last = None
+    for step, survivors in decisions:
+        masked = np.where(alive, s[:, :, step], -np.inf)
+        order = np.argsort(-masked, axis=1, kind="stable")  # ties: lower seed first
+        alive = np.zeros_like(alive)
+        np.put_along_axis(alive, order[:, :survivors], True, axis=1)
+        last = order
+    if last is None:
+        raise InputError("decisions: expected at least one decision")
+    return last[:, 0]
+
+
+def _halving_decisions(k: int, n: int, num_steps: int) -> list[tuple[int, int]]:
+    decisions: list[tuple[int, int]] = []
+    for j, count in enumerate(halving_counts(n)):
+        step = min(num_steps, (j + 1) * k)
+        if decisions and decisions[-1][0] == step:
+            decisions[-1] = (step, count)  # decisions collapsed at T: one scoring, keep the final count
+        else:
+            decisions.append((step, count))
+    return decisions
+
+
+def bon_rows(arrays: RunArrays, ns: Iterable[int] = DEFAULT_NS, costs: dict[str, float] | None = None,
+             ) -> dict[str, list]:  # fmt: skip
+    """BoN outcome rows (columns of :data:`BON_SCHEMA`) of one run; see the module docstring."""
+    info, steps = arrays.info, arrays.num_steps
+    if steps < 1:
+        raise InputError(f"run {info.run_id}: expected score rows with at least one step, got none")
+    scored = {name: int((~np.isnan(a).all(axis=(0, 1))).sum()) for name, a in arrays.scores.items()}
+    costs = {**scorer_costs(info, scored), **(costs or {})}
+    out: dict[str, list] = {f.name: [] for f in BON_SCHEMA}
+
+    def add(scorer: str, policy: str, n: int, k: int, schedule: str, denoiser: int, scorings: int,
+            judged: np.ndarray, aligned: np.ndarray) -> None:  # fmt: skip
+        """One row; ``judged``/``aligned``: the pick's judge score / verdict per prompt."""
+        c = costs.get(scorer, 0.0)
+        values = dict(run_id=info.run_id, model=info.model, benchmark=info.benchmark, judge=arrays.judge_name,
+                      scorer=scorer, policy=policy, n=n, k=k, schedule=schedule, num_steps=steps,
+                      cost_fraction=(denoiser + scorings * c) / (n * steps), denoiser_evals=denoiser,
+                      scorer_evals=scorings, scorer_cost_eq=c, judge_score=float(judged.mean()),
+                      aligned_rate=None if np.isnan(aligned).any() else float(aligned.mean()),
+                      prompts=len(judged))  # fmt: skip
+        for key, v in values.items():
+            out[key].append(v)
+
+    for n in ns:
+        prow, pcol = arrays.groups(int(n))
+        if len(prow) == 0:
+            continue
+        jsel, asel = arrays.judge[prow[:, None], pcol], arrays.aligned[prow[:, None], pcol]
+        add("random", "random", n, 0, "", steps, 0, jsel.mean(axis=1), asel.mean(axis=1))
+        best = np.argmax(jsel, axis=1)
+        rows = np.arange(len(jsel))
+        add("oracle", "oracle", n, steps, "", n * steps, 0, jsel[rows, best], asel[rows, best])
+        for name, a in arrays.scores.items():
+            s = a[prow[:, None], pcol]  # (G, n, T+1)
+            for k in range(steps + 1):
+                plans = [("one-shot", [(k, 1)])]
+                if k >= 1 and n > 2 and name != "clip-final":
+                    plans.append(("halving", _halving_decisions(k, n, steps)))
+                for policy, decisions in plans:
+                    need = sorted({d for d, _ in decisions})
+                    valid = ~np.isnan(s[:, :, need]).any(axis=(1, 2))
+                    if not valid.any():
+                        continue
+                    picks = _simulate(s[valid], decisions)
+                    den, sc = schedule_cost(n, steps, decisions, needs_model_output=x0_scorer(name))
+                    vrows = np.arange(int(valid.sum()))
+                    add(name, policy, n, k, ",".join(str(d) for d, _ in decisions), den, sc,
+                        jsel[valid][vrows, picks], asel[valid][vrows, picks])
+    return out
+
+
+def compute_bon(results: str | Path | ResultsStore, run_id: str | None = None, ns: Iterable[int] = DEFAULT_NS,
+                costs: dict[str, float] | None = None, write: bool = True) -> pa.Table:  # fmt: skip
+    """BoN outcomes of one run (or every run) of a results store, written to ``<results>/bon/<run_id>.parquet``.
+
+    Args:
+        results: a results folder or an open :class:`ResultsStore`.
+        run_id: one run (all runs of the store when ``None``).
+        ns: values of N.
+        costs: scorer cost per scoring in denoiser-call equivalents, overriding the run's timing.
+        write: write the Parquet files.
+    """
+    store = results if isinstance(results, ResultsStore) else ResultsStore.open(results)
+    ns = [int(n) for n in ns]
+    if not ns or any(n < 1 for n in ns):
+        raise InputError(f"ns: expected values of N >= 1, got {ns}")
+    runs = [store.run(run_id)] if run_id else store.runs()
+    tables = []
+    for info in runs:
+        arrays = load_run(store, info.run_id)
+        if run_id is None and not arrays.scores:
+            continue  # a run that has not written rows yet
+        table = pa.table(bon_rows(arrays, ns, costs), schema=BON_SCHEMA)
+        if write:
+            _atomic_parquet(table, store.root / "bon" / f"{info.run_id}.parquet")
+        tables.append(table)
+    if not tables:
+        raise InputError(f"results: {store.root} has no run with score rows; run `noisyclip evaluate` first")
+    return pa.concat_tables(tables)
+
+
+def read_bon(results: str | Path) -> pa.Table:
+    """Every ``bon/*.parquet`` of a results folder (empty table with :data:`BON_SCHEMA` when none)."""
+    files = sorted((Path(results) / "bon").glob("*.parquet"))
+    if not files:
+        return BON_SCHEMA.empty_table()
+    return pa.concat_tables([pq.read_table(f).cast(BON_SCHEMA) for f in files])

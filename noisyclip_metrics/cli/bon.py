@@ -1,0 +1,175 @@
+"""``noisyclip bon``: early-stopping Best-of-N, live (``run``), from recorded results (``offline``), and the threshold
+policy's calibration (``calibrate``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from . import COMMANDS, Command, OneLineParser
+
+_SCORERS = ("noisyclip", "clip", "clip-x0", "clip-x0-decoded", "clip-final")
+
+
+def _configure_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pipeline", required=True, help="diffusers pipeline folder or registered id (world:sd-base)")
+    p.add_argument("--prompt", required=True, nargs="+", help="one prompt, or n prompts (one per candidate)")
+    p.add_argument("--n", type=int, default=6, help="candidates N (default: 6)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="one seed per candidate (default: 0..n-1)")
+    p.add_argument("--policy", default="one-shot", help="one-shot, halving or threshold (default: one-shot)")
+    p.add_argument("--k", type=int, default=None, help="one-shot: decision step k (default: about T/2)")
+    p.add_argument("--m", type=int, default=1, help="images kept (default: 1)")
+    p.add_argument("--schedule", type=int, nargs="+", default=None, help="halving: increasing decision steps")
+    p.add_argument("--calibration", type=Path, default=None, help="threshold: calibration JSON (bon calibrate)")
+    p.add_argument("--scorer", default="noisyclip", choices=_SCORERS)
+    p.add_argument("--model", default=None, help="the scorer's CLIP (model id or folder; world ids by default)")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps T (the pipeline's default)")
+    p.add_argument("--guidance-scale", type=float, default=None)
+    p.add_argument("--negative-prompt", default=None)
+    p.add_argument("--height", type=int, default=None)
+    p.add_argument("--width", type=int, default=None)
+    p.add_argument("--out", required=True, type=Path, help="folder for the chosen image(s) and account.json")
+
+
+def _default_model(pipeline: str, scorer: str) -> str:
+    from ..world.models import is_world_id
+
+    if is_world_id(pipeline):
+        return "world:noisyclip" if scorer == "noisyclip" else "world:clip"
+    raise InputError("--model: needed for a non-world pipeline (the scorer's CLIP checkpoint folder or id)")
+
+
+def _policy(args: argparse.Namespace, steps: int | None) -> Any:
+    from ..bon.policies import build_policy
+
+    params: dict[str, Any] = {"m": args.m}
+    if args.policy == "one-shot":
+        params["k"] = args.k if args.k is not None else max(1, (steps or 20) // 2)
+    elif args.policy == "halving":
+        if not args.schedule:
+            raise InputError("--schedule: the halving policy needs increasing decision steps, e.g. --schedule 4 8 12")
+        params["schedule"] = tuple(args.schedule)
+    elif args.policy == "threshold":
+        if args.calibration is None:
+            raise InputError("--calibration: the threshold policy needs a calibration file (noisyclip bon calibrate)")
+        params["calibration"] = args.calibration
+    return build_policy(args.policy, **params)
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from ..bon.early import EarlyBestOfN
+    from ..functional import resolve_model
+    from ..io import write_json
+    from ..pipelines import load_pipeline
+    from ..scorers import build_scorer
+    from ..world.models import is_world_id, world_sampler
+
+    pipe = load_pipeline(args.pipeline)
+    steps, guidance = args.steps, args.guidance_scale
+    if is_world_id(args.pipeline):
+        sampler = world_sampler()
+        steps = steps or int(sampler["num_inference_steps"])
+        guidance = guidance if guidance is not None else sampler.get("guidance_scale")
+    policy = _policy(args, steps)
+    model = resolve_model(args.model or _default_model(args.pipeline, args.scorer))
+    scorer = build_scorer(args.scorer, model=model, vae=pipe.vae)
+    prompt = args.prompt[0] if len(args.prompt) == 1 else list(args.prompt)
+    result = EarlyBestOfN(pipe, scorer, policy)(
+        prompt, n=args.n, seeds=args.seeds, num_inference_steps=steps, guidance_scale=guidance, height=args.height,
+        width=args.width, negative_prompt=args.negative_prompt,
+    )  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for rank, (seed, img) in enumerate(zip(result.seeds, result.images)):
+        path = args.out / f"chosen-{rank}-seed{seed}.png"
+        Image.fromarray((img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()).save(path)
+        files.append(path.name)
+    account = {**result.to_json(), "images": files, "pipeline_id": args.pipeline, "model": args.model}
+    write_json(args.out / "account.json", account)
+    print(f"chose seed(s) {list(result.seeds)} of {result.n}: {result.denoiser_evals} denoiser calls "
+          f"({result.cost_fraction:.2f} of full BoN), {result.scorer_evals} scorings -> {args.out}")  # fmt: skip
+    return 0
+
+
+def _configure_offline(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", required=True, type=Path, help="results folder (noisyclip evaluate --out)")
+    p.add_argument("--run", default=None, help="one run id (default: every run)")
+    p.add_argument("--n", type=int, nargs="+", default=[2, 4, 6, 8], help="values of N (default: 2 4 6 8)")
+    p.add_argument("--scorer-cost", nargs="+", default=None, metavar="SCORER=EQ",
+                   help="scorer cost per scoring in denoiser-call equivalents (default: from the run's timing)")
+
+
+def _run_offline(args: argparse.Namespace) -> int:
+    from ..bon.offline import compute_bon
+
+    costs = {}
+    for item in args.scorer_cost or []:
+        name, _, value = item.partition("=")
+        try:
+            costs[name] = float(value)
+        except ValueError:
+            raise InputError(f"--scorer-cost: expected SCORER=NUMBER, got {item!r}") from None
+    table = compute_bon(args.results, args.run, ns=args.n, costs=costs)
+    rows = table.to_pylist()
+    runs = sorted({r["run_id"] for r in rows})
+    print(f"{len(rows)} BoN rows for {len(runs)} run(s) -> {Path(args.results) / 'bon'}")
+    for r in rows:
+        if r["policy"] in ("random", "oracle") or (r["scorer"] == "clip-final" and r["policy"] == "one-shot"):
+            print(f"  {r['run_id']}  N={r['n']}  {r['scorer']:<12} cost {r['cost_fraction']:.2f}  "
+                  f"judge {r['judge_score']:.4f}")  # fmt: skip
+    return 0
+
+
+def _configure_calibrate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", required=True, type=Path, help="results folder to fit on")
+    p.add_argument("--scorer", default="noisyclip", help="scorer the threshold policy will use")
+    p.add_argument("--n", type=int, default=6, help="candidates per group (default: 6)")
+    p.add_argument("--quantile", type=float, default=0.1, help="chance to drop the eventual best per step (0.1)")
+    p.add_argument("--run", default=None, help="one run id (default: every run with the same T)")
+    p.add_argument("--out", required=True, type=Path, help="calibration JSON to write")
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from ..bon.calibration import fit_threshold_calibration
+
+    cal = fit_threshold_calibration(args.results, args.scorer, n=args.n, quantile=args.quantile, run_id=args.run)
+    cal.save(args.out)
+    print(json.dumps({"out": str(args.out), "groups": cal.groups, "num_steps": cal.num_steps}))
+    return 0
+
+
+_SUBCOMMANDS = {
+    "run": ("early-stopping BoN on a pipeline; saves the chosen image(s) and account.json", _configure_run, _run_run),
+    "offline": ("BoN outcomes from a results store into <results>/bon/<run_id>.parquet", _configure_offline,
+                _run_offline),
+    "calibrate": ("fit the threshold policy's calibration on a results store", _configure_calibrate, _run_calibrate),
+}  # fmt: skip
+
+
+def _configure(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="bon_command", metavar="{run,offline,calibrate}", parser_class=OneLineParser)
+    for name, (help_text, configure, run) in _SUBCOMMANDS.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        configure(sp)
+        sp.set_defaults(_bon_run=run)
+    p.epilog = ("Examples: noisyclip bon run --pipeline world:sd-base --prompt 'two red circles' --n 6 "
+                "--policy one-shot --k 8 --scorer noisyclip --out runs/bon;  "
+                "noisyclip bon offline --results runs/results")  # fmt: skip
+
+
+def _run(args: argparse.Namespace) -> int:
+    run = getattr(args, "_bon_run", None)
+    if run is None:
+        sys.stderr.write("noisyclip bon: error: choose a subcommand: run, offline or calibrate\n")
+        return 2
+    return int(run(args) or 0)
+
+
+COMMANDS.register("bon", Command("bon", "early-stopping Best-of-N: live on a pipeline, or from recorded results",
+                                 _configure, _run))  # fmt: skip

@@ -1,0 +1,275 @@
+"""Early-stopping Best-of-N, live: exactness against the plain pipelines, accounts, policies, monitor, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from noisyclip_metrics.bon import EarlyBestOfN, HalvingPolicy, NoisyCLIPMonitor, OneShotPolicy, schedule_cost
+from noisyclip_metrics.errors import InputError, UnknownNameError
+from noisyclip_metrics.model import TINY_TEST_CONFIG, NoisyCLIPModel
+from noisyclip_metrics.scorers import ScoreInputs, build_scorer
+from noisyclip_metrics.testing import tiny_pipeline
+from noisyclip_metrics.trajectory import capture_trajectories
+
+PREVIEW = {"sd": "sd1", "sdxl": "sdxl", "sd3": "sd3", "flux": "flux"}
+PROMPT = "a red circle above a blue square"
+SIZE = {"height": 32, "width": 32}
+T = 4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The tiny models are 40x slower with 2 threads on a machine shared with training jobs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def pipes(tmp_path_factory):
+    cache: dict[str, object] = {}
+
+    def get(family: str):
+        if family not in cache:
+            cache[family] = tiny_pipeline(family, tmp_path_factory.mktemp(family))
+        return cache[family]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {f: NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview=p, seed=0) for f, p in PREVIEW.items()}
+
+
+def _scheduler(pipe, family: str, kind: str):
+    from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+                           EulerDiscreteScheduler, UniPCMultistepScheduler)  # fmt: skip
+
+    if kind == "default":
+        return pipe.scheduler
+    if family in ("sd3", "flux"):  # flow matching: DPM++/UniPC with flow sigmas (diffusers' own FLUX/SD3 recipe)
+        flux = family == "flux"
+        kwargs = {"use_flow_sigmas": True, "prediction_type": "flow_prediction", "flow_shift": 3.0}
+        if kind == "dpm++":
+            return DPMSolverMultistepScheduler(**kwargs, use_dynamic_shifting=flux, time_shift_type="exponential")
+        return UniPCMultistepScheduler(**kwargs)
+    cls = {"ddim": DDIMScheduler, "euler": EulerDiscreteScheduler, "euler-ancestral": EulerAncestralDiscreteScheduler,
+           "dpm++": DPMSolverMultistepScheduler, "unipc": UniPCMultistepScheduler}[kind]  # fmt: skip
+    return cls.from_config(pipe.scheduler.config)
+
+
+def _plain(pipe, seed: int, **kwargs) -> torch.Tensor:
+    out = pipe([PROMPT], num_inference_steps=T, output_type="pt", generator=[torch.Generator().manual_seed(seed)],
+               **SIZE, **kwargs)  # fmt: skip
+    return out.images[0]
+
+
+COMBOS = [
+    ("sd", "default"), ("sd", "euler"), ("sd", "euler-ancestral"), ("sd", "dpm++"), ("sd", "unipc"),
+    ("sdxl", "default"), ("sdxl", "ddim"), ("sdxl", "dpm++"), ("sdxl", "unipc"),
+    ("sd3", "default"), ("sd3", "dpm++"), ("sd3", "unipc"),
+    ("flux", "default"), ("flux", "dpm++"), ("flux", "unipc"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("family", "kind"), COMBOS)
+def test_survivors_equal_the_plain_pipeline(pipes, models, family, kind):
+    """Exactness: each survivor's image is the plain pipeline's for its seed (CFG on; multistep history pruned)."""
+    pipe = pipes(family)
+    default = pipe.scheduler
+    pipe.scheduler = _scheduler(pipe, family, kind)
+    try:
+        scorer = build_scorer("clip", model=models[family])
+        result = EarlyBestOfN(pipe, scorer, OneShotPolicy(k=2, m=2))(PROMPT, n=3, seeds=[10, 11, 12],
+                                                                      num_inference_steps=T, **SIZE)  # fmt: skip
+        assert result.images.shape == (2, 3, 32, 32)
+        for seed, image in zip(result.seeds, result.images):
+            torch.testing.assert_close(image, _plain(pipe, seed), atol=1e-4, rtol=0)
+    finally:
+        pipe.scheduler = default
+
+
+def test_flux_true_cfg_and_guidance_embedding_are_exact(pipes, models):
+    from diffusers import FluxTransformer2DModel
+
+    pipe = pipes("flux")
+    original = pipe.transformer
+    torch.manual_seed(0)
+    pipe.transformer = FluxTransformer2DModel(**{**dict(original.config), "guidance_embeds": True}).eval()
+    try:
+        scorer = build_scorer("clip", model=models["flux"])
+        result = EarlyBestOfN(pipe, scorer, HalvingPolicy((1, 3)))(
+            PROMPT, n=4, seeds=[3, 4, 5, 6], num_inference_steps=T, negative_prompt="a dog", true_cfg_scale=2.0,
+            guidance_scale=2.5, **SIZE,
+        )  # fmt: skip
+        ref = _plain(pipe, result.seeds[0], negative_prompt="a dog", true_cfg_scale=2.0, guidance_scale=2.5)
+        torch.testing.assert_close(result.images[0], ref, atol=1e-4, rtol=0)
+    finally:
+        pipe.transformer = original
+
+
+def test_one_shot_account_and_decisions(pipes, models):
+    pipe = pipes("sd")
+    scorer = build_scorer("clip", model=models["sd"])
+    n, k, m = 5, 2, 2
+    result = EarlyBestOfN(pipe, scorer, OneShotPolicy(k=k, m=m))(PROMPT, n=n, num_inference_steps=T, **SIZE)
+    assert result.denoiser_evals == n * k + m * (T - k) == schedule_cost(n, T, [(k, m)])[0]
+    assert result.scorer_evals == n and result.full_cost == n * T
+    assert result.cost_fraction == pytest.approx((n * k + m * (T - k)) / (n * T))
+    (decision,) = result.decisions
+    assert decision.step == k and sorted(decision.scores) == list(range(n))
+    ranked = sorted(decision.scores, key=lambda s: (-decision.scores[s], s))
+    assert list(result.seeds) == ranked[:m] == list(decision.kept)
+    assert result.scores == tuple(decision.scores[s] for s in result.seeds)
+    assert set(result.seconds) == {"setup", "denoise", "score", "decode", "total"}
+    assert 0.0 <= float(result.images.min()) <= float(result.images.max()) <= 1.0
+    assert result.to_json()["decisions"][0]["kept"] == list(result.seeds)
+
+
+def test_decision_scores_equal_scores_of_the_recorded_trajectories(pipes, models):
+    """What the offline BoN relies on: scores inside the loop are the scores of the full run's trajectories."""
+    pipe = pipes("sdxl")
+    seeds = [0, 1, 2]
+    for name in ("clip", "clip-x0"):
+        scorer = build_scorer(name, model=models["sdxl"])
+        result = EarlyBestOfN(pipe, scorer, OneShotPolicy(k=2))(PROMPT, n=3, seeds=seeds, num_inference_steps=T,
+                                                                **SIZE)  # fmt: skip
+        batch = capture_trajectories(pipe, [PROMPT] * 3, seeds, num_inference_steps=T, **SIZE)
+        recorded = scorer.score(ScoreInputs(prompts=[PROMPT] * 3, latents=batch.latents[:, 2], x0=batch.x0[:, 2],
+                                            latent_scale=batch.latent_scale[2].expand(3)))  # fmt: skip
+        live = torch.tensor([result.decisions[0].scores[s] for s in seeds])
+        torch.testing.assert_close(live, recorded.float(), atol=1e-4, rtol=0)
+
+
+def test_x0_scorer_and_halving_accounts(pipes, models):
+    pipe = pipes("sd3")
+    x0 = build_scorer("clip-x0", model=models["sd3"])
+    r = EarlyBestOfN(pipe, x0, OneShotPolicy(k=1))(PROMPT, n=4, num_inference_steps=T, **SIZE)
+    assert r.denoiser_evals == 4 * 2 + 1 * (T - 2)  # decides after the step-2 call, which the survivor reuses
+    halving = EarlyBestOfN(pipe, build_scorer("clip", model=models["sd3"]), HalvingPolicy((1, 2, 3)))
+    r = halving(PROMPT, n=6, num_inference_steps=T, **SIZE)
+    assert [len(d.scores) for d in r.decisions] == [6, 3, 2] and len(r.seeds) == 1
+    assert r.denoiser_evals == 6 + 3 + 2 + 1 and r.scorer_evals == 11
+
+
+def test_clip_final_is_full_cost_bon(pipes, models):
+    pipe = pipes("flux")
+    scorer = build_scorer("clip-final", model=models["flux"])
+    r = EarlyBestOfN(pipe, scorer, OneShotPolicy(k=T))(PROMPT, n=3, num_inference_steps=T, **SIZE)
+    assert r.denoiser_evals == 3 * T and r.images.shape == (1, 3, 32, 32)
+    final = scorer.score(ScoreInputs(prompts=[PROMPT], images=r.images))
+    assert float(final[0]) == pytest.approx(r.scores[0], abs=1e-4)
+    with pytest.raises(InputError, match="final images only"):
+        EarlyBestOfN(pipe, scorer, OneShotPolicy(k=2))(PROMPT, n=3, num_inference_steps=T, **SIZE)
+
+
+def test_monitor_records_every_step_and_matches_trajectory_scores(pipes, models):
+    pipe = pipes("sdxl")  # Euler: latents are scaled to the variance-preserving form
+    scorer = build_scorer("noisyclip", model=models["sdxl"])
+    monitor = NoisyCLIPMonitor(scorer, PROMPT)
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    pipe([PROMPT] * 2, num_inference_steps=T, generator=gens, output_type="pt", callback_on_step_end=monitor,
+         callback_on_step_end_tensor_inputs=["latents"], **SIZE)  # fmt: skip
+    steps, table = monitor.as_tensor()
+    assert steps == list(range(1, T + 1)) and table.shape == (2, T)
+    batch = capture_trajectories(pipe, [PROMPT] * 2, [0, 1], num_inference_steps=T, **SIZE)
+    for k in steps:
+        ref = scorer.score(ScoreInputs(prompts=[PROMPT] * 2, latents=batch.latents[:, k],
+                                       latent_scale=batch.latent_scale[k].expand(2)))  # fmt: skip
+        torch.testing.assert_close(monitor.scores[k], ref.float(), atol=1e-4, rtol=0)
+
+
+def test_monitor_interrupts_and_unpacks_flux(pipes, models):
+    pipe = pipes("flux")
+    monitor = NoisyCLIPMonitor(build_scorer("clip", model=models["flux"]), [PROMPT], threshold=float("inf"),
+                               height=32, width=32)  # fmt: skip
+    out = pipe([PROMPT] * 2, num_inference_steps=T, output_type="pt", callback_on_step_end=monitor,
+               callback_on_step_end_tensor_inputs=["latents"], **SIZE)  # fmt: skip
+    assert monitor.interrupted_at == 1 and sorted(monitor.scores) == [1] and out.images.shape[0] == 2
+    every = NoisyCLIPMonitor(build_scorer("clip", model=models["flux"]), PROMPT, every=3)  # square size inferred
+    pipe([PROMPT], num_inference_steps=T, output_type="pt", callback_on_step_end=every,
+         callback_on_step_end_tensor_inputs=["latents"], **SIZE)  # fmt: skip
+    assert sorted(every.scores) == [3, T]
+
+
+def test_monitor_bad_input(pipes, models):
+    with pytest.raises(InputError, match="only sees latents"):
+        NoisyCLIPMonitor(build_scorer("clip-x0", model=models["sd"]), PROMPT)
+    with pytest.raises(InputError, match="every"):
+        NoisyCLIPMonitor(build_scorer("clip", model=models["sd"]), PROMPT, every=0)
+    monitor = NoisyCLIPMonitor(build_scorer("clip", model=models["sd"]), PROMPT)
+    with pytest.raises(InputError, match="callback_on_step_end_tensor_inputs"):
+        monitor(pipes("sd"), 0, 0, {})
+
+
+# ------------------------------------------------------------------------------------------------------ bad input
+def _bon(pipes, models, family="sd", policy=None, scorer="clip", model=None):
+    return EarlyBestOfN(pipes(family), build_scorer(scorer, model=model or models[family], vae=pipes(family).vae),
+                        policy or OneShotPolicy(k=1))  # fmt: skip
+
+
+def test_bad_n_k_m_and_schedule(pipes, models):
+    bon = _bon(pipes, models)
+    for n in (0, -2):
+        with pytest.raises(InputError, match="n: expected an integer >= 1"):
+            bon(PROMPT, n=n, num_inference_steps=T, **SIZE)
+    with pytest.raises(InputError, match=r"k: expected a step in \[0, T\] = \[0, 4\], got 5"):
+        _bon(pipes, models, policy=OneShotPolicy(k=5))(PROMPT, n=2, num_inference_steps=T, **SIZE)
+    with pytest.raises(InputError, match="k: expected a step >= 0"):
+        OneShotPolicy(k=-1)
+    with pytest.raises(InputError, match="m: expected at most n = 2"):
+        _bon(pipes, models, policy=OneShotPolicy(k=1, m=3))(PROMPT, n=2, num_inference_steps=T, **SIZE)
+    with pytest.raises(InputError, match="strictly increasing"):
+        HalvingPolicy((2, 2, 3))
+    with pytest.raises(InputError, match="strictly increasing"):
+        HalvingPolicy((3, 1))
+    with pytest.raises(InputError, match="schedule: expected a step"):
+        _bon(pipes, models, policy=HalvingPolicy((1, 9)))(PROMPT, n=4, num_inference_steps=T, **SIZE)
+
+
+def test_bad_prompts_and_seeds(pipes, models):
+    bon = _bon(pipes, models)
+    with pytest.raises(InputError, match="list of n = 3 prompts, got 2"):
+        bon([PROMPT, "a dog"], n=3, num_inference_steps=T, **SIZE)
+    with pytest.raises(InputError, match="seeds: expected n = 2 distinct seeds"):
+        bon(PROMPT, n=2, seeds=[1, 1], num_inference_steps=T, **SIZE)
+    r = bon([PROMPT, "a dog"], n=2, num_inference_steps=T, **SIZE)  # one prompt per candidate works
+    assert r.prompts[0] in (PROMPT, "a dog")
+
+
+def test_scorer_latent_space_must_match(pipes, models):
+    with pytest.raises(InputError, match="reads 16 latent channels"):
+        _bon(pipes, models, family="sd", model=models["sd3"])
+    with pytest.raises(InputError, match="preview map 'sd1' is for another latent space"):
+        _bon(pipes, models, family="sdxl", model=models["sd"])
+    with pytest.raises(InputError, match="VAE has 4 latent channels"):
+        EarlyBestOfN(pipes("sd3"), build_scorer("clip-x0-decoded", model=models["sd3"], vae=pipes("sd").vae))
+
+
+def test_unsupported_pipeline_lists_the_supported_ones():
+    class Img2ImgLikePipeline:
+        scheduler = None
+
+    with pytest.raises(InputError, match="supported pipelines: StableDiffusionPipeline, StableDiffusionXLPipeline"):
+        EarlyBestOfN(Img2ImgLikePipeline(), object())
+
+
+def test_unknown_policy_name():
+    from noisyclip_metrics.bon import build_policy
+
+    with pytest.raises(UnknownNameError, match="did you mean 'one-shot'"):
+        build_policy("one-shoot", k=1)
+    with pytest.raises(InputError, match="bad parameters"):
+        build_policy("halving", k=1)
+
+
+def test_scheduler_with_a_batch_wide_noise_sampler_is_refused():
+    from noisyclip_metrics.bon.loops import loop_adapter
+
+    sde = type("DPMSolverSDEScheduler", (), {})()
+    fake_sd = type("StableDiffusionPipeline", (), {"scheduler": sde})()
+    with pytest.raises(InputError, match="one noise sampler for the whole batch"):
+        loop_adapter(fake_sd)

@@ -1,0 +1,278 @@
+"""Best-of-N from recorded results (values, cost formula, files), threshold calibration, CLI and benchmark script."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from noisyclip_metrics.bon import (EarlyBestOfN, ThresholdCalibration, ThresholdPolicy, compute_bon,
+                                   fit_threshold_calibration, read_bon, schedule_cost)  # fmt: skip
+from noisyclip_metrics.bon.offline import load_run
+from noisyclip_metrics.cli import main
+from noisyclip_metrics.errors import DataFileError, InputError
+from noisyclip_metrics.results import ResultsStore, RunInfo
+
+ROOT = Path(__file__).resolve().parents[1]
+T = 4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_store(root: Path, scores: dict[str, np.ndarray], judge: np.ndarray, aligned: np.ndarray | None = None,
+               seeds: list[int] | None = None, timing: dict | None = None, run_id: str = "run1") -> ResultsStore:
+    """A results store with one run: ``scores[name]`` is (P, S, T+1) (NaN: no row), ``judge`` (P, S) (NaN: none)."""
+    p, s = judge.shape
+    seeds = seeds or list(range(s))
+    store = ResultsStore.create(root)
+    store.write_run(RunInfo(run_id=run_id, model="toy", benchmark="bench", sampler={"num_inference_steps": T},
+                            seeds=tuple(seeds), scorers={n: {} for n in scores}, judge={"name": "oracle"},
+                            timing=timing or {}))  # fmt: skip
+    ids = [f"p{i}" for i in range(p)]
+    store.write_prompts(run_id, ids, [f"prompt {i}" for i in ids], [[] for _ in ids])
+    cols: dict[str, list] = {k: [] for k in ("kind", "run_id", "model", "benchmark", "prompt_id", "seed", "step",
+                                             "num_steps", "timestep", "scorer", "judge", "score", "aligned")}
+
+    def add(*values):
+        for key, v in zip(cols, values):
+            cols[key].append(v)
+
+    for i in reversed(range(p)):  # rows in no particular order
+        for j in reversed(range(s)):
+            if not np.isnan(judge[i, j]):
+                al = None if aligned is None else bool(aligned[i, j])
+                add("judgment", run_id, "toy", "bench", ids[i], seeds[j], None, None, None, None, "oracle",
+                    float(judge[i, j]), al)  # fmt: skip
+            for name, a in scores.items():
+                for k in range(T + 1):
+                    if not np.isnan(a[i, j, k]):
+                        add("score", run_id, "toy", "bench", ids[i], seeds[j], k, T, 1000.0 - k, name, None,
+                            float(a[i, j, k]), None)  # fmt: skip
+    store.append(run_id, cols, "chunk-0")
+    return store
+
+
+def _rows(table, **match):
+    return [r for r in table.to_pylist() if all(r[k] == v for k, v in match.items())]
+
+
+@pytest.fixture()
+def toy(tmp_path):
+    rng = np.random.default_rng(0)
+    judge = rng.random((5, 8))
+    aligned = judge > 0.5
+    noise = rng.normal(size=(5, 8, T + 1))
+    scores = {
+        "perfect": np.repeat(judge[:, :, None], T + 1, axis=2),  # the judge itself at every step
+        "noisy": judge[:, :, None] + noise * np.linspace(1.0, 0.0, T + 1),  # converges to the judge
+        "clip-x0": judge[:, :, None] + noise,
+        "clip-final": np.where(np.arange(T + 1) == T, judge[:, :, None], np.nan),
+    }
+    timing = {"denoise_seconds": 8.0, "candidates": 40, "steps": T, "score_seconds/noisy": 0.5,
+              "score_seconds/clip-final": 0.2}  # fmt: skip
+    return make_store(tmp_path / "results", scores, judge, aligned, timing=timing), judge, aligned
+
+
+def test_scorer_equal_to_the_judge_gives_the_oracle_and_random_is_the_mean(toy):
+    store, judge, aligned = toy
+    table = compute_bon(store)
+    for n in (2, 4, 6, 8):
+        oracle = _rows(table, policy="oracle", n=n)[0]
+        random = _rows(table, policy="random", n=n)[0]
+        assert oracle["judge_score"] == pytest.approx(judge[:, :n].max(axis=1).mean())
+        assert random["judge_score"] == pytest.approx(judge[:, :n].mean())
+        assert random["aligned_rate"] == pytest.approx(aligned[:, :n].mean())
+        assert random["cost_fraction"] == pytest.approx(1 / n) and oracle["cost_fraction"] == pytest.approx(1.0)
+        for r in _rows(table, scorer="perfect", n=n):
+            assert r["judge_score"] == pytest.approx(oracle["judge_score"])
+    final = _rows(table, scorer="clip-final", n=6)
+    assert [(r["policy"], r["k"]) for r in final] == [("one-shot", T)]
+    assert final[0]["judge_score"] == pytest.approx(judge[:, :6].max(axis=1).mean())
+
+
+def test_cost_formula_with_scorer_cost_from_the_run_timing(toy):
+    store, _, _ = toy
+    table = compute_bon(store, ns=[6])
+    per_call = 8.0 / (40 * T)
+    c_noisy = (0.5 / (40 * (T + 1))) / per_call  # scored at T + 1 steps per candidate
+    c_final = (0.2 / 40) / per_call  # scored once per candidate
+    for k in range(T + 1):
+        (r,) = _rows(table, scorer="noisy", policy="one-shot", k=k)
+        assert r["denoiser_evals"] == 6 * k + (T - k) and r["scorer_evals"] == 6
+        assert r["cost_fraction"] == pytest.approx((6 * k + (T - k) + 6 * c_noisy) / (6 * T))
+        (x0,) = _rows(table, scorer="clip-x0", policy="one-shot", k=k)
+        assert x0["denoiser_evals"] == (6 * (k + 1) + (T - k - 1) if k < T else 6 * T)
+        assert x0["scorer_cost_eq"] == 0.0  # no timing recorded for it
+    (f,) = _rows(table, scorer="clip-final")
+    assert f["cost_fraction"] == pytest.approx(1 + c_final / T)
+    (h,) = _rows(table, scorer="noisy", policy="halving", k=1)
+    assert h["schedule"] == "1,2,3" and h["denoiser_evals"] == 6 + 3 + 2 + 1 * (T - 3) and h["scorer_evals"] == 11
+    (h2,) = _rows(table, scorer="noisy", policy="halving", k=2)
+    assert h2["schedule"] == "2,4"  # 4 and 6 collapse at T = 4: one final decision there
+    assert h2["denoiser_evals"] == schedule_cost(6, T, [(2, 3), (4, 1)])[0] == 6 * 2 + 3 * 2
+    override = compute_bon(store, ns=[6], costs={"noisy": 1.0}, write=False)
+    (r,) = _rows(override, scorer="noisy", policy="one-shot", k=0)
+    assert r["cost_fraction"] == pytest.approx((T + 6) / (6 * T))
+
+
+def test_picks_ties_first_seeds_and_incomplete_prompts(tmp_path):
+    judge = np.array([[0.1, 0.9, 0.5, 0.7], [0.2, 0.4, np.nan, 0.8]])  # prompt 1 has only 3 judged seeds
+    tied = np.zeros((2, 4, T + 1))
+    best_late = np.zeros((2, 4, T + 1))
+    best_late[:, 0, :] = 1.0  # seed 11 (the last in seed order) leads: only in play when N = 4
+    store = make_store(tmp_path / "r", {"tied": tied, "late": best_late}, judge, seeds=[11, 3, 7, 5])
+    table = compute_bon(store, ns=[2, 3, 4])
+    # seeds in order 3, 5, 7, 11 -> columns 1, 3, 2, 0; ties pick the lowest seed (3)
+    (r,) = _rows(table, scorer="tied", policy="one-shot", n=2, k=0)
+    assert r["judge_score"] == pytest.approx((0.9 + 0.4) / 2) and r["prompts"] == 2
+    (r,) = _rows(table, scorer="late", policy="one-shot", n=2, k=0)  # seed 11 is not among the first 2
+    assert r["judge_score"] == pytest.approx((0.9 + 0.4) / 2)
+    (r,) = _rows(table, scorer="late", policy="one-shot", n=4, k=0)
+    assert r["judge_score"] == pytest.approx(0.1) and r["prompts"] == 1  # prompt 1 lacks a 4th judged seed
+    (r,) = _rows(table, policy="random", n=3)
+    assert r["judge_score"] == pytest.approx(np.mean([np.mean([0.9, 0.7, 0.5]), np.mean([0.4, 0.8, 0.2])]))
+    assert r["aligned_rate"] is None  # the judge gave no verdicts
+
+
+def test_bad_offline_input(toy, tmp_path):
+    store, _, _ = toy
+    with pytest.raises(InputError, match="values of N >= 1"):
+        compute_bon(store, ns=[0])
+    with pytest.raises(InputError, match="no run with score rows"):
+        compute_bon(ResultsStore.create(tmp_path / "empty"))
+    assert not _rows(compute_bon(store, ns=[9], write=False), n=9)  # only 8 seeds: no group of 9
+
+
+def test_files_are_written_and_readable_by_the_leaderboard(toy):
+    store, _, _ = toy
+    table = compute_bon(store.root)
+    path = store.root / "bon" / "run1.parquet"
+    assert path.is_file() and read_bon(store.root).num_rows == table.num_rows
+    needed = {"run_id", "model", "benchmark", "scorer", "policy", "n", "k", "cost_fraction", "judge_score",
+              "aligned_rate", "prompts"}  # fmt: skip
+    assert needed <= set(table.column_names)
+    if importlib.util.find_spec("noisyclip_metrics.leaderboard.build") is not None:
+        from noisyclip_metrics.leaderboard import build
+
+        if hasattr(build, "read_bon"):
+            assert build.read_bon(store.root).num_rows == table.num_rows
+
+
+def test_threshold_calibration_fit_save_load(toy, tmp_path):
+    store, _, _ = toy
+    cal = fit_threshold_calibration(store, "perfect", n=6)
+    assert cal.num_steps == T and cal.gaps == (0.0,) * (T + 1) and cal.groups == 5  # the best always leads
+    noisy = fit_threshold_calibration(store, "noisy", n=6, quantile=0.2)
+    assert len(noisy.gaps) == T + 1 and all(g <= 0 for g in noisy.gaps) and noisy.gaps[-1] == 0.0
+    path = noisy.save(tmp_path / "cal.json")
+    assert ThresholdCalibration.load(path) == noisy
+    (tmp_path / "bad.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(DataFileError, match="not a threshold calibration"):
+        ThresholdCalibration.load(tmp_path / "bad.json")
+    with pytest.raises(InputError, match="no run"):
+        fit_threshold_calibration(store, "missing-scorer")
+
+
+def test_threshold_policy_keeps_candidates_above_the_bar():
+    cal = ThresholdCalibration(scorer="x", n=4, quantile=0.1, num_steps=2, gaps=(-10.0, -1.0, 0.0))
+    policy = ThresholdPolicy(cal, m=1)
+    scores = [0.0, 1.0, 2.0, 3.0]  # std 1.118: the bar at step 1 of 2 is 1.88
+    assert policy.keep(1, scores, 2) == [3, 2]
+    assert policy.keep(0, scores, 2) == [3, 2, 1, 0] and policy.keep(2, scores, 2) == [3]
+    assert policy.keep(2, scores, 4) == [3, 2]  # another T: mapped by fraction (step 2 of 4 -> 1 of 2)
+    assert ThresholdPolicy(cal, m=2).keep(2, scores, 2) == [3, 2]
+    assert policy.decision_steps(4) == (1, 2, 3)
+
+
+def test_threshold_policy_live_account(tmp_path):
+    from noisyclip_metrics.model import TINY_TEST_CONFIG, NoisyCLIPModel
+    from noisyclip_metrics.scorers import build_scorer
+    from noisyclip_metrics.testing import tiny_pipeline
+
+    pipe = tiny_pipeline("sd", tmp_path / "pipe")
+    scorer = build_scorer("clip", model=NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0))
+    cal = ThresholdCalibration(scorer="clip", n=4, quantile=0.1, num_steps=T, gaps=(-9.0, -0.5, -0.5, -0.5, 0.0))
+    r = EarlyBestOfN(pipe, scorer, ThresholdPolicy(cal))("a red circle", n=4, num_inference_steps=T, height=32,
+                                                         width=32)  # fmt: skip
+    plan = [(d.step, len(d.kept)) for d in r.decisions]
+    assert r.denoiser_evals == schedule_cost(4, T, plan)[0] and len(r.seeds) == 1
+    assert all(len(d.kept) <= len(d.scores) for d in r.decisions) and r.decisions[0].step == 1
+
+
+def test_load_run_arrays(toy):
+    store, judge, _ = toy
+    arrays = load_run(store, "run1")
+    assert arrays.num_steps == T and arrays.seeds == tuple(range(8)) and arrays.judge_name == "oracle"
+    np.testing.assert_allclose(arrays.judge[np.argsort(arrays.prompt_ids)], judge)
+
+
+# ---------------------------------------------------------------------------------------------------------------- CLI
+def test_cli_offline_and_calibrate(toy, tmp_path, capsys):
+    store, _, _ = toy
+    assert main(["bon", "offline", "--results", str(store.root), "--n", "2", "6"]) == 0
+    assert "BoN rows" in capsys.readouterr().out and (store.root / "bon" / "run1.parquet").is_file()
+    out = tmp_path / "cal.json"
+    assert main(["bon", "calibrate", "--results", str(store.root), "--scorer", "noisy", "--out", str(out)]) == 0
+    assert ThresholdCalibration.load(out).scorer == "noisy"
+    assert main(["bon", "offline", "--results", str(tmp_path / "nowhere")]) == 2
+    assert "results folder not found" in capsys.readouterr().err
+    assert main(["bon", "offline", "--results", str(store.root), "--scorer-cost", "noisy"]) == 2
+    assert "SCORER=NUMBER" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    """A small store made by `noisyclip evaluate`: tiny SD pipeline, tiny CLIPs, judge clip-final, T = 4."""
+    from noisyclip_metrics.evaluate import EvalConfig, evaluate
+    from noisyclip_metrics.model import TINY_TEST_CONFIG, NoisyCLIPModel
+    from noisyclip_metrics.testing import tiny_pipeline
+
+    d = tmp_path_factory.mktemp("evaluated")
+    tiny_pipeline("sd", d / "pipe")
+    NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0).save_pretrained(d / "clip")
+    NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=1).save_pretrained(d / "noisyclip")
+    (d / "prompts.txt").write_text("a red circle\ntwo blue squares\na green triangle\n", encoding="utf-8")
+    evaluate(EvalConfig(model=str(d / "pipe"), out=str(d / "results"), benchmark=str(d / "prompts.txt"),
+                        seeds=(0, 1, 2, 3, 4, 5), num_inference_steps=T, height=32, width=32,
+                        scorers=("noisyclip", "clip", "clip-x0", "clip-x0-decoded", "clip-final"),
+                        noisyclip=str(d / "noisyclip"), clip=str(d / "clip"), judge="clip-final",
+                        progress=False))  # fmt: skip
+    return d
+
+
+def test_cli_run_saves_images_and_account(evaluated, tmp_path, capsys):
+    d, out = evaluated, tmp_path / "bon"
+    code = main(["bon", "run", "--pipeline", str(d / "pipe"), "--prompt", "a red circle", "--n", "3", "--k", "2",
+                 "--steps", str(T), "--height", "32", "--width", "32", "--scorer", "noisyclip", "--model",
+                 str(d / "noisyclip"), "--out", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    account = json.loads((out / "account.json").read_text())
+    assert account["denoiser_evals"] == 3 * 2 + (T - 2) and len(account["images"]) == 1
+    assert (out / account["images"][0]).is_file()
+    code = main(["bon", "run", "--pipeline", str(d / "pipe"), "--prompt", "x", "--policy", "halving", "--model",
+                 str(d / "noisyclip"), "--out", str(out)])  # fmt: skip
+    assert code == 2 and "--schedule" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_benchmark_script_runs_on_an_evaluated_store(evaluated, capsys):
+    spec = importlib.util.spec_from_file_location("bon_world", ROOT / "bench" / "bon_world.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--results", str(evaluated / "results"), "--repeats", "1", "--fractions", "0.4", "0.6"])
+    out = capsys.readouterr().out
+    for heading in ("Best-of-6, one-shot", "raw ratio", "successive halving vs one-shot", "Live overhead",
+                    "denoiser-call equivalents measured here"):  # fmt: skip
+        assert heading in out
+    for scorer in ("noisyclip", "clip-x0-decoded", "random"):
+        assert f"| {scorer} |" in out
