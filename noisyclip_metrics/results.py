@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import InputError, SchemaError
@@ -224,8 +225,6 @@ class ResultsStore:
             if table.schema != ROW_SCHEMA:
                 raise SchemaError(f"{self.root}: rows have schema {table.schema}, expected {ROW_SCHEMA}")
         if kind is not None:
-            import pyarrow.compute as pc
-
             table = table.filter(pc.equal(table["kind"], kind))
         return table.select(columns) if columns else table
 
@@ -256,9 +255,9 @@ class ResultsStore:
         if orphans:
             raise SchemaError(f"{self.root}: rows of runs without provenance: {orphans}")
         for run_id in row_runs:
-            t = self.rows(run_id, columns=["kind", "prompt_id", "seed", "step", "scorer", "judge"])
-            keys = list(zip(*(t[c].to_pylist() for c in t.column_names)))
-            if len(keys) != len(set(keys)):
+            keys = ["kind", "prompt_id", "seed", "step", "scorer", "judge"]
+            counts = self.rows(run_id, columns=keys).group_by(keys).aggregate([([], "count_all")])
+            if counts.num_rows and pc.max(counts["count_all"]).as_py() > 1:
                 raise SchemaError(f"{self.root}: run {run_id} has duplicate rows")
         return list(runs.values())
 

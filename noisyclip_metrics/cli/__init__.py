@@ -49,10 +49,15 @@ class OneLineParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser with every registered subcommand."""
+def _load_commands() -> None:
     for module in COMMAND_MODULES:
         importlib.import_module(module)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every registered subcommand. With ``only``, just that subcommand gets its arguments (the
+    others are listed, so ``noisyclip --help`` works, but their possibly heavy ``configure`` is not run)."""
+    _load_commands()
     parser = OneLineParser(
         prog="noisyclip",
         description="Prompt alignment from noisy diffusion latents (NoisyCLIP): metrics, curves, early-stopping BoN.",
@@ -64,14 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMANDS:
         cmd = COMMANDS.get(name)
         p = sub.add_parser(name, help=cmd.help, description=cmd.help)
-        cmd.configure(p)
+        if only is None or only == name:
+            cmd.configure(p)
         p.set_defaults(_run=cmd.run, _prog=p.prog)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``noisyclip`` console script."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _load_commands()
+    first = next((a for a in argv if not a.startswith("-")), "")
+    parser = build_parser(only=first)
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
