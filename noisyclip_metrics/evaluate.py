@@ -187,6 +187,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
                 f"latents have {channels}"
             )
     judge = build_judge(d["judge"], clip=d["clip"])
+    _check_precomputed(judge, prompts, cfg.seeds)
     sampler = {"num_inference_steps": int(d["num_inference_steps"]), "guidance_scale": d["guidance_scale"],
                "height": cfg.height, "width": cfg.width, "scheduler": type(pipe.scheduler).__name__}  # fmt: skip
     name = cfg.name or cfg.model
@@ -231,6 +232,22 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
                   "candidates": evaluated, "steps": sampler["num_inference_steps"]}  # fmt: skip
         store.write_run(RunInfo(**{**info.to_json(), "seeds": cfg.seeds, "timing": timing}))
     return EvalResult(run_id, store.root, sum(len(c) for c in mine), seconds)
+
+
+def _check_precomputed(judge: Any, prompts: Any, seeds: Sequence[int]) -> None:
+    """A judgments file must score every (prompt id, seed) of the run; fail before any generation if not."""
+    from .judgments import PrecomputedJudge
+
+    if not isinstance(judge, PrecomputedJudge):
+        return
+    have = set(judge.scores())
+    missing = [(p.id, str(s)) for p in prompts for s in seeds if (p.id, str(s)) not in have]
+    if missing:
+        shown = ", ".join(f"{p}/{s}" for p, s in missing[:3])
+        raise InputError(
+            f"judge: the judgments file has no score for {len(missing)} of the run's (prompt id, seed) candidates, "
+            f"e.g. {shown}; its candidate ids must be the seeds"
+        )
 
 
 def _run_chunk(cfg: EvalConfig, pipe: Any, chunk: Sequence[tuple[Any, int]], scorers: Sequence[Any], judge: Any,

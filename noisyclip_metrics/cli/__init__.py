@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
+import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -38,6 +41,7 @@ COMMAND_MODULES = [
     "noisyclip_metrics.cli.correlate",
     "noisyclip_metrics.cli.leaderboard",
     "noisyclip_metrics.cli.bon",
+    "noisyclip_metrics.cli.demo",
 ]
 
 
@@ -75,8 +79,19 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    """Keep the output to what the command says: library info/warnings go away unless NOISYCLIP_VERBOSE is set."""
+    if os.environ.get("NOISYCLIP_VERBOSE"):
+        return
+    for name in ("diffusers", "transformers", "huggingface_hub", "open_clip", "root"):
+        logging.getLogger(None if name == "root" else name).setLevel(logging.ERROR)
+    for category in (FutureWarning, DeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``noisyclip`` console script."""
+    _quiet_libraries()
     argv = list(sys.argv[1:] if argv is None else argv)
     _load_commands()
     first = next((a for a in argv if not a.startswith("-")), "")

@@ -97,9 +97,12 @@ def _load_cached(asset_id: str, weights: str) -> Any:
             import torch
             from diffusers import StableDiffusionPipeline
 
-            pipe = StableDiffusionPipeline.from_pretrained(
-                folder, dtype=torch.float32, safety_checker=None, requires_safety_checker=False
-            )
+            from ..pipelines import quiet_loading
+
+            with quiet_loading():
+                pipe = StableDiffusionPipeline.from_pretrained(
+                    folder, dtype=torch.float32, safety_checker=None, requires_safety_checker=False
+                )
             pipe.set_progress_bar_config(disable=True)
             return pipe
         from ..model import NoisyCLIPModel

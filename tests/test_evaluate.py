@@ -1,0 +1,153 @@
+"""The evaluation runner on a small diffusers pipeline saved locally (the bring-your-own-model path): rows, resume after
+a real kill, torchrun sharding, bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pytest
+
+from noisyclip_metrics.cli import main
+from noisyclip_metrics.errors import InputError, SchemaError
+from noisyclip_metrics.evaluate import EvalConfig, evaluate
+from noisyclip_metrics.model import TINY_TEST_CONFIG, NoisyCLIPModel
+from noisyclip_metrics.results import ResultsStore
+from noisyclip_metrics.testing import tiny_pipeline
+
+PROMPTS = ["a red circle", "two blue squares", "a green triangle above a red circle", "no circles"]
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("byom")
+    tiny_pipeline("sd", root / "pipe")
+    NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0).save_pretrained(root / "clip")
+    NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=1).save_pretrained(root / "noisyclip")
+    (root / "prompts.txt").write_text("\n".join(PROMPTS) + "\n")
+    return root
+
+
+def _args(root: Path, out: Path, benchmark: Path | None = None, **extra: object) -> list[str]:
+    argv = ["evaluate", "--model", str(root / "pipe"), "--benchmark", str(benchmark or root / "prompts.txt"), "--noisyclip",
+            str(root / "noisyclip"), "--clip", str(root / "clip"), "--judge", "clip-final", "--seeds", "0", "1", "2",
+            "--num-inference-steps", "3", "--height", "32", "--width", "32", "--out", str(out), "--no-progress"]
+    for k, v in extra.items():
+        argv += [f"--{k.replace('_', '-')}", str(v)]
+    return argv
+
+
+def _sorted_rows(out: Path) -> list[tuple]:
+    t = ResultsStore.open(out).rows()
+    cols = ["kind", "prompt_id", "seed", "step", "scorer", "judge", "score"]
+    return sorted(zip(*(t[c].to_pylist() for c in cols)), key=lambda r: tuple("" if v is None else str(v) for v in r[:6]))
+
+
+def _same(a: list[tuple], b: list[tuple]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x[:6] == y[:6]
+        assert abs(x[6] - y[6]) < 1e-5
+
+
+def test_rows_of_every_step_scorer_and_judgment(assets, tmp_path):
+    assert main(_args(assets, tmp_path / "res", batch_size=5)) == 0
+    store = ResultsStore.open(tmp_path / "res")
+    (run,) = store.runs()
+    assert run.model_info["weights"] and run.scorers["noisyclip"]["weights"] and run.git_revision
+    assert run.sampler["num_inference_steps"] == 3 and run.timing["candidates"] == 12
+    scores = store.rows(kind="score")
+    # 4 prompts x 3 seeds x 4 steps x 3 scorers
+    assert scores.num_rows == 4 * 3 * 4 * 3
+    assert set(pc.unique(scores["scorer"]).to_pylist()) == {"noisyclip", "clip", "clip-x0"}
+    judgments = store.rows(kind="judgment")
+    assert judgments.num_rows == 12 and set(pc.unique(judgments["judge"]).to_pylist()) == {"clip-final"}
+    assert store.prompts(run.run_id).num_rows == 4
+    # the same command again is a no-op: nothing to do, no duplicate rows
+    assert main(_args(assets, tmp_path / "res", batch_size=5)) == 0
+    assert ResultsStore.open(tmp_path / "res").rows().num_rows == scores.num_rows + 12
+    store.validate()
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_exactly_the_uninterrupted_rows(assets, tmp_path):
+    assert main(_args(assets, tmp_path / "full", batch_size=1)) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "noisyclip_metrics.cli", *_args(assets, tmp_path / "killed", batch_size=1)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    rows_dir = tmp_path / "killed" / "rows"
+    deadline = time.time() + 240
+    while time.time() < deadline and len(list(rows_dir.glob("*/*.parquet"))) < 3:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    written = len(list(rows_dir.glob("*/*.parquet")))
+    assert 3 <= written < 12, "the run must be killed part-way"
+    assert main(_args(assets, tmp_path / "killed", batch_size=1)) == 0
+    _same(_sorted_rows(tmp_path / "killed"), _sorted_rows(tmp_path / "full"))
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_equal_one(assets, tmp_path):
+    assert main(_args(assets, tmp_path / "single", batch_size=2)) == 0
+    port = str(29700 + os.getpid() % 1000)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", f"--master-port={port}", "-m",
+         "noisyclip_metrics.cli", *_args(assets, tmp_path / "ddp", batch_size=2)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = {f.parent.name for f in (tmp_path / "ddp" / "rows").glob("*/*.parquet")}
+    assert len(ranks) == 1
+    _same(_sorted_rows(tmp_path / "ddp"), _sorted_rows(tmp_path / "single"))
+
+
+def test_bad_input(assets, tmp_path, capsys):
+    def err(argv: list[str]) -> str:
+        assert main(argv) == 2
+        out = capsys.readouterr().err
+        assert out.count("\n") == 1
+        return out
+
+    assert "unknown world id" in err(_args(assets, tmp_path / "a")[:1] + ["--model", "world:sd-bse", "--out",
+                                                                            str(tmp_path / "a")])  # fmt: skip
+    assert "neither a registered model id nor a local pipeline folder" in err(
+        ["evaluate", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "b"), "--judge", "clip-final",
+         "--clip", str(assets / "clip")]
+    )  # fmt: skip
+    assert "did you mean" in err(_args(assets, tmp_path / "c") + ["--scorers", "noisyclp"])
+    assert "unknown judge" in err(_args(assets, tmp_path / "d") + ["--judge", "oracel"])
+    bad = tmp_path / "bad.txt"
+    bad.write_text("a red circle\na red circle\n")
+    assert "duplicate" in err(_args(assets, tmp_path / "e", benchmark=bad))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("x")
+    assert "not a results store" in err(_args(assets, other))
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if not os.access(ro, os.W_OK):  # root can write anyway
+            assert "permission" in err(_args(assets, ro / "res"))
+    finally:
+        ro.chmod(0o700)
+    judgments = tmp_path / "j.csv"
+    judgments.write_text("prompt_id,candidate_id,judge,score\np99999,0,human,3\n")
+    assert "has no score for 12" in err(_args(assets, tmp_path / "f") + ["--judge", str(judgments)])
+
+
+def test_schema_errors(tmp_path):
+    with pytest.raises(SchemaError, match="not a results store"):
+        ResultsStore.open(tmp_path)
+    (tmp_path / "store.json").write_text('{"schema": "noisyclip-results", "schema_version": 7}')
+    with pytest.raises(SchemaError, match="schema_version 7"):
+        ResultsStore.open(tmp_path)
+    with pytest.raises(InputError, match="seeds"):
+        EvalConfig(model="m", out=str(tmp_path), seeds=(1, 1))
