@@ -44,17 +44,27 @@ def warmup_cosine(total: int, warmup: int, floor: float = 0.05) -> Callable[[int
 
 
 class EMA:
-    """Exponential moving average of a module's floating-point state (kept as a state dict)."""
+    """Exponential moving average of a module's floating-point state (kept as a state dict).
+
+    The decay warms up as ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so the average forgets the random
+    initialisation quickly (with a fixed 0.999, 37% of the average is still the initialisation after 1,000 steps).
+    """
 
     def __init__(self, module: nn.Module, decay: float) -> None:
         self.decay = decay
         self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
 
+    def decay_at(self, updates: int) -> float:
+        """Decay used for update number ``updates`` (0-based)."""
+        return min(self.decay, (1 + updates) / (10 + updates))
+
     @torch.no_grad()
-    def update(self, module: nn.Module) -> None:
+    def update(self, module: nn.Module, updates: int) -> None:
+        """Fold the module's current state in; ``updates`` = number of earlier updates (the optimizer step)."""
+        decay = self.decay_at(updates)
         for k, v in module.state_dict().items():
             if v.is_floating_point():
-                self.shadow[k].mul_(self.decay).add_(v.detach(), alpha=1 - self.decay)
+                self.shadow[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
             else:
                 self.shadow[k].copy_(v)
 

@@ -123,7 +123,7 @@ def train_world_unet(
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         optimizer.step()
         schedule.step()
-        ema.update(unet)
+        ema.update(unet, updates=step)
         done = step + 1
         bar.update(1)
         if done % 50 == 0 or done == cfg.steps:
