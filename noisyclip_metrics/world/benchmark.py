@@ -14,23 +14,23 @@ WORLD_BENCHMARK = "world"
 def world_promptset(n: int | None = None, seed: int = 0) -> PromptSet:
     """The first ``n`` prompts of the world benchmark (all 400 by default), stratified by template.
 
-    Prompt ids are ``w000``... in benchmark order; ``extra["heldout"]`` tells whether a prompt uses a held-out
-    composition.
+    Prompt ids are ``w000``... in the order of the whole benchmark, so a prompt keeps its id in every subset;
+    ``extra["heldout"]`` tells whether a prompt uses a held-out composition.
 
     Example:
         >>> ps = world_promptset(10)
-        >>> len(ps), ps[0].id, ps[0].source
-        (10, 'w000', 'world')
+        >>> len(ps), ps[0].source, all(world_promptset()[p.id].text == p.text for p in ps)
+        (10, 'world', True)
     """
     split = make_split(seed=seed)
-    prompts = split.benchmark(n)
+    ids = {p.text: f"w{i:03d}" for i, p in enumerate(split.benchmark())}
     return PromptSet(
         WORLD_BENCHMARK,
         tuple(
             Prompt(
-                id=f"w{i:03d}", text=p.text, skills=p.skills, source=WORLD_BENCHMARK, category=p.template,
+                id=ids[p.text], text=p.text, skills=p.skills, source=WORLD_BENCHMARK, category=p.template,
                 split="benchmark", extra={"heldout": split.touches_heldout(p)},
             )  # fmt: skip
-            for i, p in enumerate(prompts)
+            for p in split.benchmark(n)
         ),
     )
