@@ -30,7 +30,8 @@ def test_load_world_without_path_matches_world_promptset():
 
 def test_world_options_and_prefix_property():
     small = load_benchmark("world", n=12)
-    assert len(small) == 12 and small.ids == load_benchmark("world").ids[:12]
+    full = load_benchmark("world")
+    assert len(small) == 12 and all(full[p.id].text == p.text for p in small)  # ids are stable across subsets
     assert load_benchmark("world", n=5, seed=1).texts == world_promptset(5, seed=1).texts
     with pytest.raises(InputError, match="did you mean 'seed'"):
         load_benchmark("world", sed=1)
