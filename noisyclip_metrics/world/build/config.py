@@ -23,7 +23,7 @@ class SamplerConfig:
     """Default sampler of the world pipelines (recorded with the weights, used by the world ids)."""
 
     num_inference_steps: int = 20
-    guidance_scale: float = 4.0
+    guidance_scale: float = 5.0
 
 
 @dataclass(frozen=True)
