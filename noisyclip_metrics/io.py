@@ -8,9 +8,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .errors import DataFileError
+from .errors import DataFileError, SchemaError
 
-__all__ = ["read_prompt_file", "atomic_write_bytes", "atomic_write_text", "write_json"]
+__all__ = ["read_prompt_file", "atomic_write_bytes", "atomic_write_text", "write_json", "read_manifest"]
 
 
 def read_prompt_file(path: str | Path) -> list[str]:
@@ -78,3 +78,25 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def write_json(path: str | Path, data: Any) -> Path:
     """Atomically write ``data`` as indented JSON."""
     return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_manifest(path: Path, schema: str, version: int, what: str, hint: str = "") -> dict[str, Any]:
+    """Read a store's JSON manifest and check its ``schema`` and ``schema_version``.
+
+    Raises:
+        SchemaError: the file is missing (``<folder>: not a <what>``), not JSON, or of another schema or version.
+    """
+    if not path.is_file():
+        raise SchemaError(f"{path.parent}: not a {what} (no {path.name})")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise SchemaError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(meta, dict) or meta.get("schema") != schema:
+        found = meta.get("schema") if isinstance(meta, dict) else type(meta).__name__
+        raise SchemaError(f"{path}: schema {found!r}, expected {schema!r}")
+    if meta.get("schema_version") != version:
+        raise SchemaError(
+            f"{path}: schema_version {meta.get('schema_version')!r}, this library reads {version}{hint}"
+        )
+    return meta

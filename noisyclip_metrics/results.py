@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import InputError, SchemaError
-from .io import write_json
+from .io import read_manifest, write_json
 
 __all__ = ["ResultsStore", "RunInfo", "ROW_SCHEMA", "PROMPT_SCHEMA", "SCHEMA", "SCHEMA_VERSION", "run_id_for"]
 
@@ -126,21 +126,9 @@ class ResultsStore:
             SchemaError: if the folder is not a results store or has another schema version.
         """
         root = Path(root)
-        manifest = root / "store.json"
         if not root.is_dir():
             raise SchemaError(f"{root}: results folder not found")
-        if not manifest.is_file():
-            raise SchemaError(f"{root}: not a results store (no store.json)")
-        try:
-            meta = json.loads(manifest.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise SchemaError(f"{manifest}: not valid JSON ({err})") from None
-        if meta.get("schema") != SCHEMA:
-            raise SchemaError(f"{manifest}: schema {meta.get('schema')!r}, expected {SCHEMA!r}")
-        if meta.get("schema_version") != SCHEMA_VERSION:
-            raise SchemaError(
-                f"{manifest}: schema_version {meta.get('schema_version')!r}, this library reads {SCHEMA_VERSION}"
-            )
+        read_manifest(root / "store.json", SCHEMA, SCHEMA_VERSION, "results store")
         return cls(root)
 
     @classmethod

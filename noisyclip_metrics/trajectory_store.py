@@ -40,7 +40,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from .errors import ConfigMismatchError, InputError, SchemaError
-from .io import atomic_write_bytes
+from .io import atomic_write_bytes, read_manifest
 from .trajectory import TrajectoryBatch, capture_trajectories
 
 __all__ = ["TrajectoryStore", "TrajectoryRecord", "record_trajectories", "SCHEMA", "SCHEMA_VERSION", "work_key"]
@@ -83,20 +83,8 @@ class TrajectoryStore:
             SchemaError: if the folder is not a trajectory store or was written with another schema version.
         """
         root = Path(root)
-        manifest = root / "manifest.json"
-        if not manifest.is_file():
-            raise SchemaError(f"{root}: not a trajectory store (no manifest.json)")
-        try:
-            meta = json.loads(manifest.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise SchemaError(f"{manifest}: not valid JSON ({err})") from None
-        if meta.get("schema") != SCHEMA:
-            raise SchemaError(f"{manifest}: schema {meta.get('schema')!r}, expected {SCHEMA!r}")
-        if meta.get("schema_version") != SCHEMA_VERSION:
-            raise SchemaError(
-                f"{manifest}: schema_version {meta.get('schema_version')!r}, this library reads {SCHEMA_VERSION}; "
-                "re-record the trajectories or use a matching noisyclip-metrics version"
-            )
+        meta = read_manifest(root / "manifest.json", SCHEMA, SCHEMA_VERSION, "trajectory store",
+                             "; re-record the trajectories or use a matching noisyclip-metrics version")  # fmt: skip
         return cls(root, meta.get("settings", {}))
 
     @classmethod
