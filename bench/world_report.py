@@ -1,0 +1,110 @@
+"""The built-in world's measurement tables (for the README), from a finished demo's leaderboard.
+
+    python bench/world_report.py [--leaderboard leaderboards/world/leaderboard.json] [--build noisyclip_metrics/world/weights/BUILD.json]
+
+Prints Markdown tables: the VAE, the world CLIP as a judge, every diffusion model's oracle TIFA score and fully-aligned
+rate (overall and per skill), each scorer's within-prompt pairwise accuracy against the oracle at step fractions
+0.1 ... 1.0 (95% bootstrap intervals over prompts), the earliest fraction within 10% of the final accuracy, and each
+scorer's cost per candidate and step next to one denoiser step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+SCORERS = ("noisyclip", "clip", "clip-x0", "clip-x0-decoded")
+
+
+def _point(curve: list[dict[str, Any]], fraction: float) -> dict[str, Any] | None:
+    return min(curve, key=lambda p: abs(p["fraction"] - fraction)) if curve else None
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def _ci(obj: dict[str, Any], key: str) -> str:
+    if obj.get(key) is None:
+        return "–"
+    return f"{obj[key]:.3f} [{obj.get(key + '_low', float('nan')):.2f}, {obj.get(key + '_high', float('nan')):.2f}]"
+
+
+def build_tables(build: dict[str, Any]) -> None:
+    m = build["metrics"]
+    vae, clip = m["vae"], m["clip"]
+    print("| VAE (4x16x16 latents from 32x32 images) | value |\n|---|---:|")
+    print(f"| reconstruction PSNR (dB) | {vae['psnr']:.1f} |")
+    print(f"| linear preview R² (held-out images, at latent resolution) | {vae['preview_r2']:.4f} |")
+    print(f"| oracle agreement, originals vs reconstructions | {vae['oracle_agreement']:.3f} |\n")
+    print("| world CLIP on clean renders | value |\n|---|---:|")
+    print(f"| top-1 caption retrieval among the 400 benchmark captions (oracle-correct) | {clip['top1_retrieval']:.3f} |")
+    for key in sorted(k for k in clip if k.startswith("negatives/") and k != "negatives/min"):
+        print(f"| true caption preferred over a hard negative: {key.split('/')[1]} | {clip[key]:.3f} |")
+    print()
+
+
+def model_tables(doc: dict[str, Any]) -> None:
+    skills = sorted({s for m in doc["models"] for s in m["skills"]})
+    print("| model | prompts x seeds | oracle TIFA score | fully aligned | " + " | ".join(skills) + " |")
+    print("|---|---:|---:|---:|" + "---:|" * len(skills))
+    for m in doc["models"]:
+        per = " | ".join(_fmt(m["skills"].get(s, {}).get("aligned_rate"), 2) for s in skills)
+        print(f"| {m['name']} | {m['num_prompts']} x {len(m['seeds'])} | {_ci(m, 'final_judge_score')} | "
+              f"{_ci(m, 'aligned_rate')} | {per} |")  # fmt: skip
+    print("\n(per-skill columns: fully-aligned rate of the prompts with that skill)\n")
+
+
+def curve_tables(doc: dict[str, Any]) -> None:
+    for m in doc["models"]:
+        final = m["curves"].get("clip-final", [])
+        print(f"**{m['name']}**: within-prompt pairwise accuracy against the oracle's TIFA score (95% CI); "
+              f"frozen CLIP on the final image (clip-final): {_ci(final[-1], 'pairwise_accuracy') if final else '–'}\n")
+        print("| scorer | " + " | ".join(f"{f:.1f}" for f in FRACTIONS) + " | earliest within 10% |")
+        print("|---|" + "---:|" * (len(FRACTIONS) + 1))
+        for s in SCORERS:
+            curve = m["curves"].get(s)
+            if not curve:
+                continue
+            cells = []
+            for f in FRACTIONS:
+                p = _point(curve, f)
+                cells.append(f"{p['pairwise_accuracy']:.3f} [{p['pairwise_accuracy_low']:.2f}, {p['pairwise_accuracy_high']:.2f}]")
+            print(f"| {s} | " + " | ".join(cells) + f" | {_fmt(m['earliest_fraction'].get(s), 2)} |")
+        print()
+
+
+def cost_table(doc: dict[str, Any]) -> None:
+    print("| model | denoiser step (ms / candidate) | " + " | ".join(f"{s} (ms / candidate / step)" for s in
+                                                             SCORERS) + " |")  # fmt: skip
+    print("|---|---:|" + "---:|" * len(SCORERS))
+    for run in doc["provenance"]:
+        t = run["timing"]
+        cand, steps = t["candidates"], t["steps"]
+        den = 1000 * t["denoise_seconds"] / (cand * steps)
+        cells = [_fmt(1000 * t[f"score_seconds/{s}"] / (cand * (steps + 1)), 2) if f"score_seconds/{s}" in t else "–"
+                 for s in SCORERS]  # fmt: skip
+        print(f"| {run['model']} | {den:.2f} | " + " | ".join(cells) + " |")
+    print("\n(denoiser time includes classifier-free guidance and the final VAE decode; scoring time is per scorer "
+          "call on a batch, divided by candidates x (T + 1) steps)\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--leaderboard", type=Path, default=ROOT / "leaderboards" / "world" / "leaderboard.json")
+    parser.add_argument("--build", type=Path, default=ROOT / "noisyclip_metrics" / "world" / "weights" / "BUILD.json")
+    args = parser.parse_args()
+    if args.build.is_file():
+        build_tables(json.loads(args.build.read_text(encoding="utf-8")))
+    doc = json.loads(args.leaderboard.read_text(encoding="utf-8"))
+    model_tables(doc)
+    curve_tables(doc)
+    cost_table(doc)
+
+
+if __name__ == "__main__":
+    main()
