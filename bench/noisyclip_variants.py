@@ -99,7 +99,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600, help="fine-tuning steps per variant")
     parser.add_argument("--best-target", default=None, help="target for the window study (default: best of three)")
     parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the build's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     build_cfg = json.loads((args.work / "build_config.json").read_text())
     sampler = build_cfg["sampler"]
@@ -114,7 +117,7 @@ def main() -> None:
         out_dir="", steps=args.steps, batch_size=noisy["train_batch_size"], lr=noisy["lr"],
         warmup_steps=max(1, args.steps // 10), negatives="world",
         labels=str(args.work / "trajectories" / "labels.json"), val_fraction=0.0, checkpoint_every=args.steps // 3,
-        num_threads=build_cfg["threads"],
+        num_threads=args.threads or build_cfg["threads"],
     )  # fmt: skip
     results: dict[str, list[tuple[float, float, float]]] = {}
     frozen = NoisyCLIPModel.from_pretrained(args.work / "clip" / "model")

@@ -95,14 +95,12 @@ class EvalResult:
     seconds: dict[str, float]
 
 
-def _source_folder(name: str | None) -> Path | None:
+def _source_folders(name: str | None) -> tuple[Path, ...]:
     if name is None:
-        return None
-    from .world.models import WORLD_IDS, is_world_id, world_weights_dir
+        return ()
+    from .world.models import asset_paths, is_world_id
 
-    if is_world_id(name):
-        return world_weights_dir() / WORLD_IDS.get(name).folder
-    return Path(name)
+    return asset_paths(name) if is_world_id(name) else (Path(name),)
 
 
 def load_prompts(benchmark: str, path: str | None = None, n: int | None = None) -> Any:
@@ -192,11 +190,12 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
                "height": cfg.height, "width": cfg.width, "scheduler": type(pipe.scheduler).__name__}  # fmt: skip
     name = cfg.name or cfg.model
     scorer_info = {s: {"model": d["noisyclip"] if s == "noisyclip" else d["clip"],
-                       "weights": weights_hash(_source_folder(d["noisyclip"] if s == "noisyclip" else d["clip"]))}
+                       "weights": weights_hash(*_source_folders(d["noisyclip"] if s == "noisyclip" else d["clip"]))}
                    for s in cfg.scorers}  # fmt: skip
     judge_info = {"name": getattr(judge, "name", str(d["judge"])), "source": str(d["judge"]),
-                  "weights": weights_hash(_source_folder(d["clip"])) if d["judge"] == "clip-final" else ""}  # fmt: skip
-    model_info = {"id": cfg.model, "weights": weights_hash(_source_folder(cfg.model)), "pipeline": type(pipe).__name__}
+                  "weights": weights_hash(*_source_folders(d["clip"])) if d["judge"] == "clip-final" else ""}  # fmt: skip
+    model_info = {"id": cfg.model, "weights": weights_hash(*_source_folders(cfg.model)),
+                  "pipeline": type(pipe).__name__}
     identity = {"model": model_info, "benchmark": prompts.name, "prompts": prompts.ids, "seeds": cfg.seeds,
                 "sampler": sampler, "scorers": scorer_info, "judge": judge_info, "name": name}  # fmt: skip
     run_id = run_id_for(identity)

@@ -21,21 +21,22 @@ def git_revision() -> str:
         return "unknown"
 
 
-def weights_hash(path: str | Path | None) -> str:
-    """SHA-256 (first 16 hex digits) of every ``*.safetensors`` / ``*.json`` file under ``path`` (or ``""``).
+def weights_hash(*paths: str | Path | None) -> str:
+    """SHA-256 (first 16 hex digits) of every ``*.safetensors`` / ``*.json`` file under ``paths`` (or ``""``).
 
     Example:
         >>> weights_hash(None)
         ''
     """
-    if path is None or not Path(path).exists():
+    roots = [Path(p) for p in paths if p is not None and Path(p).exists()]
+    if not roots:
         return ""
-    root = Path(path)
-    files = sorted(p for p in ([root] if root.is_file() else root.rglob("*")) if p.suffix in (".safetensors", ".json"))
     h = hashlib.sha256()
-    for f in files:
-        h.update(str(f.relative_to(root) if root.is_dir() else f.name).encode())
-        with f.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+    for root in roots:
+        files = sorted(p for p in ([root] if root.is_file() else root.rglob("*")) if p.suffix in (".safetensors", ".json"))
+        for f in files:
+            h.update(str(f.relative_to(root) if root.is_dir() else f.name).encode())
+            with f.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
     return h.hexdigest()[:16]

@@ -28,8 +28,10 @@ from ..errors import CheckpointError, InputError
 from ..registry import Registry
 
 __all__ = ["WORLD_IDS", "WorldAsset", "world_weights_dir", "load_world", "world_build_info", "RETRAIN_COMMAND",
-           "is_world_id", "world_sampler"]  # fmt: skip
+           "is_world_id", "world_sampler", "SHARED_COMPONENTS", "shared_components", "asset_paths"]  # fmt: skip
 
+#: Pipeline components every world diffusion model shares, stored once under ``weights/shared/``.
+SHARED_COMPONENTS = ("text_encoder", "tokenizer", "vae")
 RETRAIN_COMMAND = "noisyclip world build --preset full --work runs/world-build --out noisyclip_metrics/world/weights"
 PREFIX = "world:"
 
@@ -75,6 +77,40 @@ def _asset_folder(asset: WorldAsset) -> Path:
     return folder
 
 
+def shared_components() -> dict[str, Any]:
+    """The text encoder, tokenizer and VAE every world pipeline shares (loaded fresh), as ``from_pretrained`` kwargs.
+
+    A world pipeline folder holds its own ``unet/``, ``scheduler/`` and ``model_index.json``; the shared components
+    are stored once in ``weights/shared/`` (three copies would break the 25 MB budget of the package). Load one with
+    plain diffusers::
+
+        StableDiffusionPipeline.from_pretrained(weights / "sd-base", **shared_components())
+    """
+    import torch
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from ..pipelines import quiet_loading
+
+    shared = world_weights_dir() / "shared"
+    if not shared.is_dir():
+        raise CheckpointError(f"{shared}: the shared world pipeline components are missing; retrain the world with: "
+                              f"{RETRAIN_COMMAND}")  # fmt: skip
+    with quiet_loading():
+        return {
+            "text_encoder": CLIPTextModel.from_pretrained(shared / "text_encoder", dtype=torch.float32),
+            "tokenizer": CLIPTokenizer.from_pretrained(shared / "tokenizer"),
+            "vae": AutoencoderKL.from_pretrained(shared / "vae", torch_dtype=torch.float32),
+        }
+
+
+def asset_paths(asset_id: str) -> tuple[Path, ...]:
+    """Every folder holding weights of a world asset (a pipeline's own folder and ``shared/``)."""
+    asset = WORLD_IDS.get(asset_id)
+    folder = world_weights_dir() / asset.folder
+    return (folder, world_weights_dir() / "shared") if asset.kind == "pipeline" else (folder,)
+
+
 def world_build_info() -> dict[str, Any]:
     """``BUILD.json`` of the world weights (command, config, git revision, metrics)."""
     path = world_weights_dir() / "BUILD.json"
@@ -101,7 +137,8 @@ def _load_cached(asset_id: str, weights: str) -> Any:
 
             with quiet_loading():
                 pipe = StableDiffusionPipeline.from_pretrained(
-                    folder, dtype=torch.float32, safety_checker=None, requires_safety_checker=False
+                    folder, dtype=torch.float32, safety_checker=None, requires_safety_checker=False,
+                    **shared_components(),
                 )
             pipe.set_progress_bar_config(disable=True)
             return pipe

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,11 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from ...errors import InputError
 from ...io import write_json
 from ...model import NoisyCLIPModel
 from ...preview import PreviewMap
+from ..models import SHARED_COMPONENTS
 from .clip import train_world_clip
 from .clip_eval import clip_competence
 from .data import CONTEXT_LENGTH, build_tokenizer, render_pool
@@ -217,6 +220,14 @@ def _save_fp16(src: Path, dst: Path, keep_fp32: tuple[str, ...] = ("preview.",))
     save_file(tensors, str(dst), metadata=meta)
 
 
+def _check_shared(a: Path, b: Path) -> None:
+    """Fail the build when a component meant to be shared differs between two pipelines."""
+    from ...provenance import weights_hash
+
+    if weights_hash(a) != weights_hash(b):
+        raise InputError(f"{a}: differs from {b}; world pipelines must share {a.name}")
+
+
 @_register("package")
 def _package(ctx: BuildContext) -> dict[str, Any]:
     out = ctx.out
@@ -230,9 +241,17 @@ def _package(ctx: BuildContext) -> dict[str, Any]:
     for unet in ctx.config.unets:
         src = ctx.work / f"unet-{unet.name}" / "pipeline"
         copy_tree(src, out / unet.name)
+        for component in SHARED_COMPONENTS:  # identical in every pipeline: stored once, in shared/
+            _check_shared(src / component, ctx.work / f"unet-{ctx.config.unets[0].name}" / "pipeline" / component)
+            shutil.rmtree(out / unet.name / component)
         for path in (out / unet.name).rglob("*.safetensors"):
             _save_fp16(path, path)
         models.append(unet.name)
+    first = ctx.work / f"unet-{ctx.config.unets[0].name}" / "pipeline"
+    for component in SHARED_COMPONENTS:
+        copy_tree(first / component, out / "shared" / component)
+    for path in (out / "shared").rglob("*.safetensors"):
+        _save_fp16(path, path)
     metrics = {}
     for stage in ctx.work.iterdir():
         done = stage / "DONE.json"
