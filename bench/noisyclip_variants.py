@@ -99,6 +99,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600, help="fine-tuning steps per variant")
     parser.add_argument("--best-target", default=None, help="target for the window study (default: best of three)")
     parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--targets-only", action="store_true", help="compare the three targets, skip the window study")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the build's)")
     args = parser.parse_args()
     if args.threads:
@@ -139,7 +140,7 @@ def main() -> None:
     early = {n: float(np.mean([a for a, _, _ in results[n][1:5]])) for n in results if n.startswith("target=")}
     best = args.best_target or max(early, key=early.get).split("=")[1]
     for name, overrides in variants(best).items():
-        if not name.startswith("target="):
+        if not name.startswith("target=") and not args.targets_only:
             run(name, overrides)
 
     print(f"\nbenchmark trajectories: {args.model}, {len(source)} candidates, {len(set(r.prompt_id for r in source.records))}"
