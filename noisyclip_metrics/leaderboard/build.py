@@ -134,7 +134,7 @@ def _merged_prompts(group: list[tuple[ResultsStore, RunInfo]]) -> tuple[list[str
             if texts.setdefault(pid, entry)[0] != text:
                 raise SchemaError(f"{store.root}: prompt {pid!r} of run {run.run_id} has another text than in a "
                                   "merged run of the same model and benchmark")  # fmt: skip
-    ids = list(texts)
+    ids = sorted(texts)  # canonical order: curves and their bootstrap do not depend on the order rows were written
     return ids, [texts[i][0] for i in ids], [texts[i][1] for i in ids]
 
 
