@@ -143,7 +143,8 @@ def main() -> None:
         if not name.startswith("target=") and not args.targets_only:
             run(name, overrides)
 
-    print(f"\nbenchmark trajectories: {args.model}, {len(source)} candidates, {len(set(r.prompt_id for r in source.records))}"
+    n_prompts = len({r.prompt_id for r in source.records})
+    print(f"\nbenchmark trajectories: {args.model}, {len(source)} candidates, {n_prompts}"
           f" prompts; reference: oracle TIFA score; fine-tuning: {args.steps} steps per variant\n")  # fmt: skip
     print("| scorer | " + " | ".join(f"{f:.1f}" for f in FRACTIONS) + " | mean 0.2-0.5 |")
     print("|---|" + "---:|" * (len(FRACTIONS) + 1))

@@ -192,8 +192,8 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     scorer_info = {s: {"model": d["noisyclip"] if s == "noisyclip" else d["clip"],
                        "weights": weights_hash(*_source_folders(d["noisyclip"] if s == "noisyclip" else d["clip"]))}
                    for s in cfg.scorers}  # fmt: skip
-    judge_info = {"name": getattr(judge, "name", str(d["judge"])), "source": str(d["judge"]),
-                  "weights": weights_hash(*_source_folders(d["clip"])) if d["judge"] == "clip-final" else ""}  # fmt: skip
+    judge_weights = weights_hash(*_source_folders(d["clip"])) if d["judge"] == "clip-final" else ""
+    judge_info = {"name": getattr(judge, "name", str(d["judge"])), "source": str(d["judge"]), "weights": judge_weights}
     model_info = {"id": cfg.model, "weights": weights_hash(*_source_folders(cfg.model)),
                   "pipeline": type(pipe).__name__}
     identity = {"model": model_info, "benchmark": prompts.name, "prompts": prompts.ids, "seeds": cfg.seeds,

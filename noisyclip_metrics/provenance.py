@@ -33,8 +33,8 @@ def weights_hash(*paths: str | Path | None) -> str:
         return ""
     h = hashlib.sha256()
     for root in roots:
-        files = sorted(p for p in ([root] if root.is_file() else root.rglob("*")) if p.suffix in (".safetensors", ".json"))
-        for f in files:
+        candidates = [root] if root.is_file() else root.rglob("*")
+        for f in sorted(p for p in candidates if p.suffix in (".safetensors", ".json")):
             h.update(str(f.relative_to(root) if root.is_dir() else f.name).encode())
             with f.open("rb") as fh:
                 for block in iter(lambda: fh.read(1 << 20), b""):

@@ -121,7 +121,12 @@ def world_build_info() -> dict[str, Any]:
 
 def world_sampler() -> dict[str, Any]:
     """Default sampler settings of the world pipelines (``num_inference_steps``, ``guidance_scale``)."""
-    return dict(world_build_info().get("sampler", {"num_inference_steps": 20, "guidance_scale": 4.0}))
+    from dataclasses import asdict
+
+    from .build.config import SamplerConfig
+
+    sampler = world_build_info().get("sampler")
+    return dict(asdict(SamplerConfig()) if sampler is None else sampler)
 
 
 @lru_cache(maxsize=16)

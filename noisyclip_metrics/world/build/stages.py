@@ -238,16 +238,16 @@ def _package(ctx: BuildContext) -> dict[str, Any]:
         copy_tree(src, out / name)
         _save_fp16(src / "model.safetensors", out / name / "model.safetensors")
     models = []
+    first = ctx.work / f"unet-{ctx.config.unets[0].name}" / "pipeline"
     for unet in ctx.config.unets:
         src = ctx.work / f"unet-{unet.name}" / "pipeline"
         copy_tree(src, out / unet.name)
         for component in SHARED_COMPONENTS:  # identical in every pipeline: stored once, in shared/
-            _check_shared(src / component, ctx.work / f"unet-{ctx.config.unets[0].name}" / "pipeline" / component)
+            _check_shared(src / component, first / component)
             shutil.rmtree(out / unet.name / component)
         for path in (out / unet.name).rglob("*.safetensors"):
             _save_fp16(path, path)
         models.append(unet.name)
-    first = ctx.work / f"unet-{ctx.config.unets[0].name}" / "pipeline"
     for component in SHARED_COMPONENTS:
         copy_tree(first / component, out / "shared" / component)
     for path in (out / "shared").rglob("*.safetensors"):

@@ -3,8 +3,8 @@
 Each model is a diffusers ``UNet2DConditionModel`` conditioned by cross-attention on the token features of the world
 text encoder (the world CLIP's text tower exported as a ``transformers.CLIPTextModel``), trained with the
 epsilon-prediction DDPM loss (cosine schedule, 1,000 steps), 10% caption dropout for classifier-free guidance and an
-EMA of the weights (Min-SNR-gamma loss weighting speeds up convergence). The models differ in capacity and training length (see :data:`UNET_MODELS`); the pipelines
-sample with DDIM.
+EMA of the weights (Min-SNR-gamma loss weighting speeds up convergence). The models differ in capacity and training
+length (see :data:`UNET_MODELS`); the pipelines sample with DDIM.
 """
 
 from __future__ import annotations
