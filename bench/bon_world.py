@@ -38,7 +38,7 @@ from noisyclip_metrics.bon.policies import OneShotPolicy
 from noisyclip_metrics.results import ResultsStore, RunInfo
 from noisyclip_metrics.scorers import ScoreInputs
 
-SCORERS = ("noisyclip", "clip", "clip-x0", "clip-x0-decoded")
+SCORERS = ("noisyclip", "noisyclip-x0", "clip", "clip-x0", "clip-x0-decoded")
 
 
 def timed(fn: Callable[[], object], repeats: int) -> float:

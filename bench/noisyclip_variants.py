@@ -101,6 +101,8 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--targets-only", action="store_true", help="compare the three targets, skip the window study")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the build's)")
+    parser.add_argument("--read", choices=("latents", "x0"), default="latents",
+                        help="what the three target runs read (the window study keeps its own setting)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -112,10 +114,11 @@ def main() -> None:
     source = TrajectorySource([store])
     reference = np.array([labels[r.key] for r in source.records])
     noisy = build_cfg["noisy"]
+    recipe = noisy["runs"][0]  # batch size and learning rate of the build's first NoisyCLIP run
     base = TrainConfig(
         init=str(args.work / "clip" / "model"),
         trajectories=tuple(str(args.work / "trajectories" / m) for m in noisy["models"]),
-        out_dir="", steps=args.steps, batch_size=noisy["train_batch_size"], lr=noisy["lr"],
+        out_dir="", steps=args.steps, batch_size=recipe["train_batch_size"], lr=recipe["lr"],
         warmup_steps=max(1, args.steps // 10), negatives="world",
         labels=str(args.work / "trajectories" / "labels.json"), val_fraction=0.0, checkpoint_every=args.steps // 3,
         num_threads=args.threads or build_cfg["threads"],
@@ -135,10 +138,11 @@ def main() -> None:
         print(f"{name}: " + " ".join(f"{a:.3f}" for a, _, _ in results[name]), flush=True)
 
     targets = variants("prompt")
+    suffix = " read=x0" if args.read == "x0" else ""
     for name in [n for n in targets if n.startswith("target=")]:
-        run(name, targets[name])
+        run(name + suffix, {**targets[name], "read": args.read})
     early = {n: float(np.mean([a for a, _, _ in results[n][1:5]])) for n in results if n.startswith("target=")}
-    best = args.best_target or max(early, key=early.get).split("=")[1]
+    best = args.best_target or max(early, key=early.get).split()[0].split("=")[1]
     for name, overrides in variants(best).items():
         if not name.startswith("target=") and not args.targets_only:
             run(name, overrides)

@@ -17,7 +17,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-SCORERS = ("noisyclip", "clip", "clip-x0", "clip-x0-decoded")
+SCORERS = ("noisyclip", "noisyclip-x0", "clip", "clip-x0", "clip-x0-decoded")
 
 
 def _point(curve: list[dict[str, Any]], fraction: float) -> dict[str, Any] | None:

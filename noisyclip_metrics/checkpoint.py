@@ -8,6 +8,11 @@ A checkpoint folder holds:
   ``preview.bias`` (3,));
 * ``tokenizer/`` (``vocab.json``, ``merges.txt``) when the model uses its own BPE files.
 
+NoisyCLIP fine-tunes only the image tower, so a fine-tuned checkpoint may leave its text tower in the CLIP it started
+from: :func:`share_text_tower` removes the text weights from ``model.safetensors`` and records
+``"text_from": <relative path>`` and ``"text_sha256"`` in ``config.json``; loading reads them back from that folder
+and refuses a text tower whose hash differs.
+
 A folder whose ``config.json`` says ``"model_type": "clip"`` is a Hugging Face ``transformers`` ``CLIPModel`` (the
 format of the official NoisyCLIP release); it is converted to open_clip on load and paired with a preview map
 (``"sdxl"`` by default, the map the official model was trained with).
@@ -34,7 +39,8 @@ from .preview import PreviewMap, get_preview_map
 if TYPE_CHECKING:
     from .model import NoisyCLIPModel
 
-__all__ = ["save_pretrained", "load_pretrained", "load_state_dict_file", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["save_pretrained", "load_pretrained", "load_state_dict_file", "share_text_tower", "text_tower_sha256",
+           "FORMAT", "FORMAT_VERSION"]  # fmt: skip
 
 FORMAT = "noisyclip-metrics"
 FORMAT_VERSION = 1
@@ -91,6 +97,65 @@ def _atomic_dir_write(path: Path, write: Any) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def _is_text_key(key: str) -> bool:
+    return key.startswith("clip.") and not key.startswith("clip.visual.")
+
+
+def text_tower_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """Hash of the text-tower tensors (every ``clip.`` key outside ``clip.visual.``: names, dtypes, shapes, bytes)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key in sorted(k for k in tensors if _is_text_key(k)):
+        t = tensors[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def share_text_tower(folder: str | Path, base: str | Path) -> Path:
+    """Drop the text tower from checkpoint ``folder`` and point it at the identical one in checkpoint ``base``.
+
+    Raises:
+        CheckpointError: if either folder is not a checkpoint, or the two text towers differ in any tensor.
+    """
+    folder, base = Path(folder), Path(base)
+    meta, base_meta = _read_config(folder), _read_config(base)
+    if "text_from" in base_meta:
+        raise CheckpointError(f"{base}: itself takes its text tower from {base_meta['text_from']}; point at that one")
+    if "text_from" in meta:
+        raise CheckpointError(f"{folder}: already takes its text tower from {meta['text_from']}")
+    tensors = load_state_dict_file(folder / WEIGHTS_NAME)
+    base_tensors = load_state_dict_file(base / WEIGHTS_NAME)
+    ours = {k for k in tensors if _is_text_key(k)}
+    theirs = {k for k in base_tensors if _is_text_key(k)}
+    differ = sorted(ours ^ theirs) or sorted(k for k in ours if not torch.equal(tensors[k], base_tensors[k]))
+    if differ:
+        raise CheckpointError(f"{folder}: its text tower differs from the one in {base} (e.g. {differ[0]!r})")
+    with safe_open(str(folder / WEIGHTS_NAME), framework="pt") as f:
+        file_meta = f.metadata() or {}
+    kept = {k: v for k, v in tensors.items() if k not in ours}
+    meta["text_from"] = os.path.relpath(base.resolve(), folder.resolve())
+    meta["text_sha256"] = text_tower_sha256(base_tensors)
+    tmp = folder / f".{WEIGHTS_NAME}.tmp"
+    save_file(kept, str(tmp), metadata=file_meta)
+    os.replace(tmp, folder / WEIGHTS_NAME)
+    (folder / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return folder
+
+
+def _load_text_tower(folder: Path, meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+    base = (folder / str(meta["text_from"])).resolve()
+    weights = base / WEIGHTS_NAME
+    if not weights.is_file():
+        raise CheckpointError(f"{folder}: takes its text tower from {base}, whose {WEIGHTS_NAME} is missing")
+    tensors = load_state_dict_file(weights)
+    if text_tower_sha256(tensors) != meta.get("text_sha256"):
+        raise CheckpointError(f"{folder}: the text tower in {base} is not the one this checkpoint was trained with "
+                              "(text_sha256 differs)")  # fmt: skip
+    return {k: v for k, v in tensors.items() if _is_text_key(k)}
 
 
 def save_pretrained(model: NoisyCLIPModel, path: str | Path) -> Path:
@@ -171,6 +236,8 @@ def load_pretrained(
     except (KeyError, TypeError, InputError) as err:
         raise CheckpointError(f"{folder / CONFIG_NAME}: malformed 'config' ({err})") from None
     tensors = load_state_dict_file(weights)
+    if "text_from" in meta:
+        tensors.update(_load_text_tower(folder, meta))
     with safe_open(str(weights), framework="pt") as f:
         file_meta = f.metadata() or {}
     stored_preview = PreviewMap.from_tensors(tensors, file_meta)

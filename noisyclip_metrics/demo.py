@@ -25,8 +25,8 @@ __all__ = ["DemoConfig", "run_demo", "DEMO_PROMPTS", "DEMO_MODELS"]
 #: Prompts of the default (quick) demo: the first prompts of the world benchmark, stratified by template.
 DEMO_PROMPTS = 40
 DEMO_MODELS = ("world:sd-small", "world:sd-base", "world:sd-large")
-QUICK_SCORERS = ("noisyclip", "clip", "clip-x0", "clip-final")
-FULL_SCORERS = ("noisyclip", "clip", "clip-x0", "clip-x0-decoded", "clip-final")
+QUICK_SCORERS = ("noisyclip", "noisyclip-x0", "clip", "clip-x0", "clip-final")
+FULL_SCORERS = ("noisyclip", "noisyclip-x0", "clip", "clip-x0", "clip-x0-decoded", "clip-final")
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,10 @@ class EvalConfig:
         height: image height (pipeline default if omitted).
         width: image width.
         scorers: scorer names to record at every step.
-        noisyclip: the fine-tuned NoisyCLIP (model id or folder; ``world:noisyclip`` for world models).
+        noisyclip: the fine-tuned NoisyCLIP of the ``noisyclip`` scorer (model id or folder; ``world:noisyclip`` for
+            world models).
+        noisyclip_x0: the x̂0-reading NoisyCLIP of the ``noisyclip-x0`` scorer (``world:noisyclip-x0`` for world
+            models).
         clip: the frozen CLIP for ``clip``/``clip-x0``/``clip-x0-decoded``/``clip-final`` (``world:clip``).
         judge: ``world-oracle``, ``clip-final`` or a judgments file (candidate ids = seeds).
         batch_size: candidates per pipeline call (and per chunk file).
@@ -65,6 +68,7 @@ class EvalConfig:
     width: int | None = None
     scorers: tuple[str, ...] = DEFAULT_SCORERS
     noisyclip: str | None = None
+    noisyclip_x0: str | None = None
     clip: str | None = None
     judge: str | None = None
     batch_size: int = 32
@@ -139,6 +143,7 @@ def _defaults(cfg: EvalConfig) -> dict[str, Any]:
         "num_inference_steps": cfg.num_inference_steps or sampler.get("num_inference_steps", 20),
         "guidance_scale": cfg.guidance_scale if cfg.guidance_scale is not None else sampler.get("guidance_scale"),
         "noisyclip": cfg.noisyclip or ("world:noisyclip" if world else None),
+        "noisyclip-x0": cfg.noisyclip_x0 or ("world:noisyclip-x0" if world else None),
         "clip": cfg.clip or ("world:clip" if world else None),
         "judge": cfg.judge or ("world-oracle" if world else None),
     }
@@ -154,6 +159,13 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
+def _barrier(world_size: int) -> None:
+    if world_size > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
 def evaluate(cfg: EvalConfig) -> EvalResult:
     """Run (or resume) an evaluation; see the module docstring."""
     from tqdm.auto import tqdm
@@ -163,7 +175,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     from .judges import build_judge
     from .pipelines import load_pipeline
     from .provenance import git_revision, weights_hash
-    from .scorers import build_scorer
+    from .scorers import NOISYCLIP_SCORERS, build_scorer, model_resource
 
     rank, world_size = _dist()
     d = _defaults(cfg)
@@ -171,27 +183,23 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         raise InputError("judge: a non-world model needs --judge (clip-final, or a judgments file)")
     prompts = load_prompts(cfg.benchmark, cfg.benchmark_path, cfg.prompts)
     pipe = load_pipeline(cfg.model)
-    needs = {"noisyclip": d["noisyclip"], "clip": d["clip"]}
-    resources: dict[str, Any] = {"vae": pipe.vae}
-    for key, ref in needs.items():
-        if ref is not None and (key == "noisyclip" and "noisyclip" in cfg.scorers or key == "clip"):
-            resources[key] = resolve_model(ref)
-    scorers = [build_scorer(name, **resources) for name in cfg.scorers]
+    refs = {s: d[s] if s in NOISYCLIP_SCORERS else d["clip"] for s in cfg.scorers}  # scorer -> its model id
+    missing = [s for s, ref in refs.items() if ref is None]
+    if missing:
+        raise InputError(f"scorers: {missing} need a model; pass --noisyclip / --noisyclip-x0 / --clip")
+    models = {ref: resolve_model(ref) for ref in dict.fromkeys(refs.values())}
+    scorers = [build_scorer(s, vae=pipe.vae, **{model_resource(s): models[refs[s]]}) for s in cfg.scorers]
     channels = int(pipe.vae.config.latent_channels)
-    for key in ("noisyclip", "clip"):
-        if key in resources and resources[key].latent_channels != channels:
-            raise InputError(
-                f"{key}: its preview map reads {resources[key].latent_channels} latent channels, the pipeline's "
-                f"latents have {channels}"
-            )
+    for ref, model in models.items():
+        if model.latent_channels != channels:
+            raise InputError(f"{ref}: its preview map reads {model.latent_channels} latent channels, the pipeline's "
+                             f"latents have {channels}")  # fmt: skip
     judge = build_judge(d["judge"], clip=d["clip"])
     _check_precomputed(judge, prompts, cfg.seeds)
     sampler = {"num_inference_steps": int(d["num_inference_steps"]), "guidance_scale": d["guidance_scale"],
                "height": cfg.height, "width": cfg.width, "scheduler": type(pipe.scheduler).__name__}  # fmt: skip
     name = cfg.name or cfg.model
-    scorer_info = {s: {"model": d["noisyclip"] if s == "noisyclip" else d["clip"],
-                       "weights": weights_hash(*_source_folders(d["noisyclip"] if s == "noisyclip" else d["clip"]))}
-                   for s in cfg.scorers}  # fmt: skip
+    scorer_info = {s: {"model": ref, "weights": weights_hash(*_source_folders(ref))} for s, ref in refs.items()}
     judge_weights = weights_hash(*_source_folders(d["clip"])) if d["judge"] == "clip-final" else ""
     judge_info = {"name": getattr(judge, "name", str(d["judge"])), "source": str(d["judge"]), "weights": judge_weights}
     model_info = {"id": cfg.model, "weights": weights_hash(*_source_folders(cfg.model)),
@@ -199,16 +207,19 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     identity = {"model": model_info, "benchmark": prompts.name, "prompts": prompts.ids, "seeds": cfg.seeds,
                 "sampler": sampler, "scorers": scorer_info, "judge": judge_info, "name": name}  # fmt: skip
     run_id = run_id_for(identity)
-    store = ResultsStore.create(cfg.out)
     info = RunInfo(
         run_id=run_id, model=name, benchmark=prompts.name, sampler=sampler, seeds=cfg.seeds, scorers=scorer_info,
         judge=judge_info, model_info=model_info, package_version=__version__, git_revision=git_revision(),
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), num_prompts=len(prompts),
     )  # fmt: skip
-    if rank == 0:
+    if rank == 0:  # one process creates the store; the others open it once it exists
+        store = ResultsStore.create(cfg.out)
         store.write_run(info)
         store.write_prompts(run_id, prompts.ids, prompts.texts, [p.skills for p in prompts])
+    _barrier(world_size)
+    store = ResultsStore.open(cfg.out) if rank else store
     done = store.done_items(run_id)
+    _barrier(world_size)  # every rank must split the same remaining items before any rank writes new rows
     items = [(p, s) for p in prompts for s in cfg.seeds if (p.id, s) not in done]
     chunks = [items[i : i + cfg.batch_size] for i in range(0, len(items), cfg.batch_size)]
     mine = chunks[rank::world_size]
@@ -220,10 +231,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         _run_chunk(cfg, pipe, chunk, scorers, judge, store, run_id, name, prompts.name, sampler, seconds, per_scorer)
         bar.update(len(chunk))
     bar.close()
-    if world_size > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
+    _barrier(world_size)
     if rank == 0:
         evaluated = sum(len(c) for c in chunks)
         timing = {**{f"{k}_seconds": round(v, 3) for k, v in seconds.items()},

@@ -44,6 +44,8 @@ __all__ = [
     "resolve_model_cfg",
 ]
 
+#: What a NoisyCLIP image tower can be fine-tuned to read (:attr:`NoisyCLIPConfig.reads`).
+READS = ("latents", "x0")
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -85,6 +87,9 @@ class NoisyCLIPConfig:
         interpolation: how previews are resized to the tower's input size (``"bilinear"`` or ``"bicubic"``).
         preview_name: name of the preview map (the weights live in ``model.safetensors``).
         source: what the checkpoint was made from (``"open_clip"``, ``"transformers"``, ``"world"``...).
+        reads: what the image tower was fine-tuned to read: ``"latents"`` (previews of the noisy latents, the
+            paper's NoisyCLIP; also any frozen CLIP) or ``"x0"`` (previews of the scheduler's x̂0 estimate). The
+            ``noisyclip`` and ``noisyclip-x0`` scorers refuse a model fine-tuned for the other one.
     """
 
     model_cfg: dict[str, Any]
@@ -95,6 +100,11 @@ class NoisyCLIPConfig:
     interpolation: str = "bilinear"
     preview_name: str = "custom"
     source: str = "open_clip"
+    reads: str = "latents"
+
+    def __post_init__(self) -> None:
+        if self.reads not in READS:
+            raise InputError(f"reads: expected one of {list(READS)}, got {self.reads!r}")
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict (``config.json`` of a checkpoint)."""

@@ -4,11 +4,17 @@
 name                         what the CLIP image tower reads                              needs
 ============================ ============================================================ ==========================
 ``noisyclip``                preview of the latent, tower fine-tuned on noisy latents      ``latents``
+``noisyclip-x0``             preview of x̂0, tower fine-tuned on x̂0 previews                ``x0`` (or how to get it)
 ``clip``                     preview of the latent, frozen tower (the paper's baseline)    ``latents``
 ``clip-x0``                  preview of the scheduler's x̂0 estimate, frozen tower          ``x0`` (or how to get it)
 ``clip-x0-decoded``          VAE decode of x̂0, frozen tower (the expensive baseline)       ``x0``, a VAE
 ``clip-final``               the final pixel image, frozen tower (post-hoc reference)      ``images``
 ============================ ============================================================ ==========================
+
+The two NoisyCLIP scorers check what the checkpoint was fine-tuned to read (:attr:`NoisyCLIPConfig.reads
+<noisyclip_metrics.model.NoisyCLIPConfig>`) and refuse the other kind; :func:`noisyclip_scorer_name` names the
+right one for a model. ``noisyclip`` needs only the latents, so it also works inside a pipeline callback
+(:class:`~noisyclip_metrics.bon.monitor.NoisyCLIPMonitor`); ``noisyclip-x0`` needs the denoiser output at the step.
 
 All return raw cosine similarities of shape ``(B,)`` (float32, on the inputs' device). x̂0 is taken from
 :attr:`ScoreInputs.x0` or, when absent, computed from the latent, the timestep and the denoiser output with
@@ -26,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -48,6 +55,9 @@ __all__ = [
     "DecodedX0Scorer",
     "FinalImageScorer",
     "decode_latents",
+    "NOISYCLIP_SCORERS",
+    "noisyclip_scorer_name",
+    "model_resource",
 ]
 
 
@@ -194,10 +204,33 @@ def _need(kind: str, **resources: Any) -> Any:
     return value
 
 
-SCORERS.register(
-    "noisyclip",
-    lambda **r: PreviewScorer(_need("noisyclip", **r), name="noisyclip", source="latents"),
-)
+#: Scorer name -> what its fine-tuned tower reads. Every other scorer uses the frozen ``clip=`` model.
+NOISYCLIP_SCORERS = {"noisyclip": "latents", "noisyclip-x0": "x0"}
+
+
+def noisyclip_scorer_name(model: NoisyCLIPModel) -> str:
+    """The NoisyCLIP scorer that reads what ``model`` was fine-tuned on (``noisyclip`` or ``noisyclip-x0``)."""
+    return next(name for name, reads in NOISYCLIP_SCORERS.items() if reads == model.config.reads)
+
+
+def model_resource(scorer: str) -> str:
+    """Which model a scorer needs: ``"noisyclip"`` (fine-tuned) or ``"clip"`` (frozen)."""
+    return "noisyclip" if scorer in NOISYCLIP_SCORERS else "clip"
+
+
+def _fine_tuned(name: str, **resources: Any) -> PreviewScorer:
+    model = _need("noisyclip", **resources)
+    reads = NOISYCLIP_SCORERS[name]
+    if model.config.reads != reads:
+        raise InputError(f"noisyclip: this checkpoint was fine-tuned on previews of {model.config.reads} "
+                         f"(config reads={model.config.reads!r}); score it with "
+                         f"{noisyclip_scorer_name(model)!r}, not {name!r}")  # fmt: skip
+    requires = frozenset({"x0"} if reads == "x0" else {"latents"})
+    return PreviewScorer(model, name=name, source=reads, requires=requires)
+
+
+for _name in NOISYCLIP_SCORERS:
+    SCORERS.register(_name, functools.partial(_fine_tuned, _name))
 SCORERS.register("clip", lambda **r: PreviewScorer(_need("clip", **r), name="clip", source="latents"))
 SCORERS.register(
     "clip-x0",
@@ -217,14 +250,15 @@ def build_scorer(name: str, *, model: NoisyCLIPModel | None = None, **resources:
 
     Args:
         name: one of :func:`list_scorers`.
-        model: shorthand for the CLIP the scorer uses (``noisyclip=`` for ``noisyclip``, ``clip=`` otherwise).
+        model: shorthand for the CLIP the scorer uses (``noisyclip=`` for the NoisyCLIP scorers, ``clip=``
+            otherwise).
         **resources: ``noisyclip=`` (fine-tuned model), ``clip=`` (frozen model), ``vae=`` (diffusers VAE).
 
     Raises:
         UnknownNameError: for an unknown scorer name (with a did-you-mean).
-        InputError: when a needed resource is missing.
+        InputError: when a needed resource is missing, or a NoisyCLIP checkpoint reads the other preview kind.
     """
     factory = SCORERS.get(name)
     if model is not None:
-        resources.setdefault("noisyclip" if name == "noisyclip" else "clip", model)
+        resources.setdefault(model_resource(name), model)
     return factory(**resources)

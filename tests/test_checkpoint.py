@@ -142,3 +142,78 @@ def test_imported_model_saves_and_reloads_in_our_format(hf_folder, tmp_path, lat
     ours = NoisyCLIPModel.from_pretrained(hf_folder, preview="sd1")
     again = NoisyCLIPModel.from_pretrained(ours.save_pretrained(tmp_path / "ours"))
     torch.testing.assert_close(again.score_latents(latents, prompts), ours.score_latents(latents, prompts))
+
+
+def _fine_tuned_copy(model, seed=5):
+    """The model with a changed image tower and the same text tower (what NoisyCLIP fine-tuning produces)."""
+    import copy
+
+    tuned = copy.deepcopy(model)
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for p in tuned.clip.visual.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    return tuned
+
+
+def test_shared_text_tower_round_trip(tiny_model, latents, prompts, tmp_path):
+    from safetensors.torch import load_file
+
+    from noisyclip_metrics.checkpoint import share_text_tower
+
+    base = tiny_model.save_pretrained(tmp_path / "clip")
+    tuned = _fine_tuned_copy(tiny_model)
+    path = tuned.save_pretrained(tmp_path / "tuned")
+    full_size = (path / "model.safetensors").stat().st_size
+    share_text_tower(path, base)
+    assert (path / "model.safetensors").stat().st_size < full_size / 2  # the tiny tower is mostly text embedding
+    assert not [k for k in load_file(str(path / "model.safetensors")) if k.startswith("clip.token_embedding")]
+    assert json.loads((path / "config.json").read_text())["text_from"] == "../clip"
+    loaded = NoisyCLIPModel.from_pretrained(path)
+    torch.testing.assert_close(loaded.score_latents(latents, prompts), tuned.score_latents(latents, prompts))
+    # the pair moves together: a relative path
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (path).rename(moved / "tuned")
+    base.rename(moved / "clip")
+    NoisyCLIPModel.from_pretrained(moved / "tuned")
+
+
+def test_shared_text_tower_errors(tiny_model, tmp_path):
+    from noisyclip_metrics.checkpoint import share_text_tower
+
+    base = tiny_model.save_pretrained(tmp_path / "clip")
+    other = NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=9).save_pretrained(tmp_path / "other")
+    with pytest.raises(CheckpointError, match="text tower differs"):
+        share_text_tower(other, base)
+    path = _fine_tuned_copy(tiny_model).save_pretrained(tmp_path / "tuned")
+    share_text_tower(path, base)
+    with pytest.raises(CheckpointError, match="already takes its text tower"):
+        share_text_tower(path, base)
+    with pytest.raises(CheckpointError, match="itself takes its text tower"):
+        share_text_tower(other, path)
+    # a different base in the same place is refused, a missing one named
+    NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=9).save_pretrained(tmp_path / "clip")
+    with pytest.raises(CheckpointError, match="text_sha256 differs"):
+        NoisyCLIPModel.from_pretrained(path)
+    import shutil
+
+    shutil.rmtree(tmp_path / "clip")
+    with pytest.raises(CheckpointError, match="model.safetensors is missing"):
+        NoisyCLIPModel.from_pretrained(path)
+
+
+def test_reads_is_recorded_and_validated(tiny_model, tmp_path):
+    import dataclasses
+
+    tiny_model.config = dataclasses.replace(tiny_model.config, reads="x0")
+    path = tiny_model.save_pretrained(tmp_path / "x0")
+    assert NoisyCLIPModel.from_pretrained(path).config.reads == "x0"
+    meta = json.loads((path / "config.json").read_text())
+    del meta["config"]["reads"]  # checkpoints written before the field existed read latents
+    (path / "config.json").write_text(json.dumps(meta))
+    assert NoisyCLIPModel.from_pretrained(path).config.reads == "latents"
+    meta["config"]["reads"] = "pixels"
+    (path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="reads: expected one of \\['latents', 'x0'\\], got 'pixels'"):
+        NoisyCLIPModel.from_pretrained(path)

@@ -34,18 +34,29 @@ def tuned():
     return NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=7)
 
 
+@pytest.fixture(scope="module")
+def tuned_x0(tuned):
+    """A NoisyCLIP whose checkpoint says its tower was fine-tuned on x̂0 previews."""
+    import copy
+    import dataclasses
+
+    model = copy.deepcopy(tuned)
+    model.config = dataclasses.replace(model.config, reads="x0")
+    return model
+
+
 def test_registry_names():
-    assert list_scorers() == ["noisyclip", "clip", "clip-x0", "clip-x0-decoded", "clip-final"]
+    assert list_scorers() == ["noisyclip", "noisyclip-x0", "clip", "clip-x0", "clip-x0-decoded", "clip-final"]
 
 
-def test_every_scorer_returns_per_sample_cosines(pipe, batch, frozen, tuned):
+def test_every_scorer_returns_per_sample_cosines(pipe, batch, frozen, tuned, tuned_x0):
     k = 2
     inputs = ScoreInputs(
         prompts=PROMPTS, latents=batch.latents[:, k], x0=batch.x0[:, k], images=batch.images,
         timesteps=batch.timesteps[k].expand(3), latent_scale=batch.latent_scale[k],
     )  # fmt: skip
     for name in list_scorers():
-        scorer = build_scorer(name, noisyclip=tuned, clip=frozen, vae=pipe.vae)
+        scorer = build_scorer(name, noisyclip=tuned_x0 if name == "noisyclip-x0" else tuned, clip=frozen, vae=pipe.vae)
         assert isinstance(scorer, Scorer) and scorer.name == name
         scores = scorer.score(inputs)
         assert scores.shape == (3,) and scores.dtype == torch.float32
@@ -96,6 +107,23 @@ def test_text_embeddings_are_cached_per_call(frozen, monkeypatch):
     monkeypatch.setattr(frozen.clip, "encode_text", spy)
     frozen.encode_text(["a", "b", "a", "a"])
     assert calls == [2]
+
+
+def test_noisyclip_x0_reads_the_x0_preview_and_refuses_the_other_kind(pipe, batch, frozen, tuned, tuned_x0):
+    from noisyclip_metrics.scorers import noisyclip_scorer_name
+
+    k = 2
+    inputs = ScoreInputs(prompts=PROMPTS, latents=batch.latents[:, k], x0=batch.x0[:, k])
+    ours = build_scorer("noisyclip-x0", model=tuned_x0)
+    assert ours.requires == frozenset({"x0"})
+    # the same tower on the same x̂0 preview as clip-x0, only the weights differ
+    torch.testing.assert_close(ours.score(inputs), build_scorer("clip-x0", model=tuned).score(inputs))
+    assert not torch.allclose(ours.score(inputs), build_scorer("clip-x0", model=frozen).score(inputs))
+    assert noisyclip_scorer_name(tuned_x0) == "noisyclip-x0" and noisyclip_scorer_name(tuned) == "noisyclip"
+    with pytest.raises(InputError, match="fine-tuned on previews of x0 .*score it with 'noisyclip-x0', not 'noisyclip'"):
+        build_scorer("noisyclip", model=tuned_x0)
+    with pytest.raises(InputError, match="score it with 'noisyclip', not 'noisyclip-x0'"):
+        build_scorer("noisyclip-x0", noisyclip=tuned)
 
 
 def test_errors(frozen, batch):

@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import InputError
 from . import COMMANDS, Command, OneLineParser
 
-_SCORERS = ("noisyclip", "clip", "clip-x0", "clip-x0-decoded", "clip-final")
+_SCORERS = ("noisyclip", "noisyclip-x0", "clip", "clip-x0", "clip-x0-decoded", "clip-final")
 
 
 def _configure_run(p: argparse.ArgumentParser) -> None:
@@ -39,7 +39,9 @@ def _default_model(pipeline: str, scorer: str) -> str:
     from ..world.models import is_world_id
 
     if is_world_id(pipeline):
-        return "world:noisyclip" if scorer == "noisyclip" else "world:clip"
+        from ..scorers import NOISYCLIP_SCORERS
+
+        return f"world:{scorer}" if scorer in NOISYCLIP_SCORERS else "world:clip"  # world ids mirror the names
     raise InputError("--model: needed for a non-world pipeline (the scorer's CLIP checkpoint folder or id)")
 
 

@@ -17,6 +17,7 @@ import torch
 from safetensors import safe_open
 
 from ..errors import DataFileError, InputError
+from ..model import READS
 from ..registry import Registry
 from ..trajectory_store import TrajectoryRecord, TrajectoryStore
 
@@ -69,8 +70,8 @@ class TrajectorySource:
     """Random access to ``(latent_k, latent_scale_k, final image)`` of trajectories in one or more stores."""
 
     def __init__(self, stores: Sequence[str | Path | TrajectoryStore], read: str = "latents") -> None:
-        if read not in ("latents", "x0"):
-            raise InputError(f"read: expected 'latents' or 'x0', got {read!r}")
+        if read not in READS:
+            raise InputError(f"read: expected one of {list(READS)}, got {read!r}")
         self.read = read
         self.stores = [s if isinstance(s, TrajectoryStore) else TrajectoryStore.open(s) for s in stores]
         if not self.stores:

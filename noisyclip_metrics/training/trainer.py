@@ -337,6 +337,7 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
         dist.barrier()
     if rank != 0:
         return None
+    student.config = dataclasses.replace(student.config, reads=config.read)  # the scorers check what it reads
     student.save_pretrained(out / "model")
     evaluation: list[dict[str, float]] = []
     if val_idx:

@@ -1,18 +1,20 @@
 """Registry ids of the built-in world's trained models, usable wherever a model id or folder is accepted.
 
-=====================  ===================================================================================
-id                     what
-=====================  ===================================================================================
-``world:sd-small``     diffusion model, small UNet, short training (``StableDiffusionPipeline`` folder)
-``world:sd-base``      diffusion model, base UNet
-``world:sd-large``     diffusion model, wider UNet
-``world:clip``         the world CLIP (frozen-CLIP baseline and ``clip-final`` judge), with the world preview map
-``world:noisyclip``    the world NoisyCLIP, fine-tuned from ``world:clip`` on noisy trajectories
-=====================  ===================================================================================
+======================  ===================================================================================
+id                      what
+======================  ===================================================================================
+``world:sd-small``      diffusion model, small UNet, short training (``StableDiffusionPipeline`` folder)
+``world:sd-base``       diffusion model, base UNet
+``world:sd-large``      diffusion model, wider UNet
+``world:clip``          the world CLIP (frozen-CLIP baseline and ``clip-final`` judge), with the world preview map
+``world:noisyclip``     the world NoisyCLIP (the paper's), fine-tuned from ``world:clip`` on previews of noisy latents
+``world:noisyclip-x0``  the world NoisyCLIP fine-tuned on previews of the x̂0 estimate (``noisyclip-x0`` scorer)
+======================  ===================================================================================
 
 The weights live in ``noisyclip_metrics/world/weights`` (fp16 safetensors; loaded as float32), or in the folder
 named by the ``NOISYCLIP_WORLD_WEIGHTS`` environment variable (e.g. a fresh build). ``BUILD.json`` there records
-the command, configuration and git revision that made them.
+the command, configuration and git revision that made them. Both NoisyCLIPs fine-tune only the image tower and take
+their text tower from ``clip/`` (see :func:`noisyclip_metrics.checkpoint.share_text_tower`).
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ for _asset in (
     WorldAsset("world:sd-base", "pipeline", "sd-base", "diffusion model: base UNet"),
     WorldAsset("world:sd-large", "pipeline", "sd-large", "diffusion model: wider UNet"),
     WorldAsset("world:clip", "model", "clip", "world CLIP (frozen baseline, clip-final judge)"),
-    WorldAsset("world:noisyclip", "model", "noisyclip", "world NoisyCLIP fine-tuned on noisy trajectories"),
+    WorldAsset("world:noisyclip", "model", "noisyclip", "world NoisyCLIP fine-tuned on noisy-latent previews"),
+    WorldAsset("world:noisyclip-x0", "model", "noisyclip-x0", "world NoisyCLIP fine-tuned on x0-estimate previews"),
 ):
     WORLD_IDS.register(_asset.id, _asset)
 
@@ -105,10 +108,14 @@ def shared_components() -> dict[str, Any]:
 
 
 def asset_paths(asset_id: str) -> tuple[Path, ...]:
-    """Every folder holding weights of a world asset (a pipeline's own folder and ``shared/``)."""
+    """Every folder holding weights of a world asset (its own folder; ``shared/`` or ``clip/`` it reads from)."""
     asset = WORLD_IDS.get(asset_id)
     folder = world_weights_dir() / asset.folder
-    return (folder, world_weights_dir() / "shared") if asset.kind == "pipeline" else (folder,)
+    if asset.kind == "pipeline":
+        return folder, world_weights_dir() / "shared"
+    if asset.id != "world:clip":  # the NoisyCLIPs take their text tower from clip/
+        return folder, world_weights_dir() / "clip"
+    return (folder,)
 
 
 def world_build_info() -> dict[str, Any]:

@@ -89,6 +89,9 @@ def test_filtered_and_distill_targets(world):
     assert filtered.final_loss == filtered.final_loss
     distill = train(_cfg(world, "distill", target="distill", negatives="test-swap", read="x0"), progress=False)
     assert distill.final_loss == distill.final_loss
+    # the checkpoint records what its tower reads, so only the matching scorer accepts it
+    saved = NoisyCLIPModel.from_pretrained(world / "distill" / "model")
+    assert saved.config.reads == "x0" and filtered.model.config.reads == "latents"
 
 
 def test_trainable_preview_map_moves(world):

@@ -47,8 +47,17 @@ def test_world_ids_load_through_diffusers_and_open_clip(built, monkeypatch):
     image = pipe(["a red circle"], num_inference_steps=2, height=32, width=32, output_type="pt").images
     assert image.shape == (1, 3, 32, 32)
     clip = load_world("world:noisyclip", fresh=True)
-    assert clip.config.preview_name == "world" and clip.latent_channels == 4
+    assert clip.config.preview_name == "world" and clip.latent_channels == 4 and clip.config.reads == "latents"
     assert type(clip.clip).__name__ == "CLIP"  # an open_clip model
+    x0 = load_world("world:noisyclip-x0", fresh=True)
+    assert x0.config.reads == "x0"
+    # both fine-tuned the image tower only and ship without a text tower: they read clip/'s
+    frozen = load_world("world:clip", fresh=True)
+    assert "text_from" in json.loads((root / "out" / "noisyclip-x0" / "config.json").read_text())
+    assert not any(k.startswith("clip.transformer") for k in load_file(str(root / "out" / "noisyclip" / "model.safetensors")))
+    for name, p in frozen.clip.named_parameters():
+        if not name.startswith("visual."):
+            assert torch.equal(p, dict(x0.clip.named_parameters())[name]), name
     with pytest.raises(UnknownNameError, match="did you mean 'world:sd-base'"):
         load_world("world:sd-bse")
 

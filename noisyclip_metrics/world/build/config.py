@@ -10,12 +10,13 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...errors import InputError
 from ...registry import Registry
 from .clip import ClipStageConfig
 from .unet import UNET_MODELS, UnetStageConfig
 from .vae import VaeStageConfig
 
-__all__ = ["SamplerConfig", "NoisyStageConfig", "WorldBuildConfig", "PRESETS"]
+__all__ = ["SamplerConfig", "NoisyRunConfig", "NoisyStageConfig", "WorldBuildConfig", "PRESETS"]
 
 
 @dataclass(frozen=True)
@@ -27,20 +28,46 @@ class SamplerConfig:
 
 
 @dataclass(frozen=True)
+class NoisyRunConfig:
+    """One NoisyCLIP fine-tuning run of the ``noisyclip`` stage, shipped as ``world:<name>``.
+
+    ``read`` is what the image tower learns to read (``latents``: the paper's NoisyCLIP; ``x0``: the preview of the
+    x̂0 estimate); ``target`` and ``step_sampling`` are the training target and step window
+    (:mod:`noisyclip_metrics.training`).
+    """
+
+    name: str
+    read: str = "latents"
+    target: str = "distill"
+    step_sampling: str = "window:4-10"
+    steps: int = 600
+    train_batch_size: int = 128
+    lr: float = 3e-4
+    train_preview: bool = False
+
+
+@dataclass(frozen=True)
 class NoisyStageConfig:
-    """Trajectories for NoisyCLIP fine-tuning and the fine-tuning run itself."""
+    """Trajectories of the training prompts for NoisyCLIP fine-tuning, and the fine-tuning runs on them."""
 
     models: tuple[str, ...] = ("sd-small", "sd-base", "sd-large")
     prompts: int = 200
     seeds: int = 6
     batch_size: int = 64
-    steps: int = 600
-    train_batch_size: int = 128
-    lr: float = 3e-4
-    step_sampling: str = "window:4-10"
-    target: str = "distill"
-    read: str = "latents"
-    train_preview: bool = False
+    runs: tuple[NoisyRunConfig, ...] = (
+        NoisyRunConfig("noisyclip", read="latents", target="distill"),
+        NoisyRunConfig("noisyclip-x0", read="x0", target="filtered"),
+    )
+
+    def __post_init__(self) -> None:
+        from ..models import WORLD_IDS
+
+        names = [run.name for run in self.runs]
+        if len(set(names)) != len(names):
+            raise InputError(f"runs: expected distinct names, got {names}")
+        for name in names:
+            if WORLD_IDS.get(f"world:{name}").kind != "model":
+                raise InputError(f"runs: world:{name} is not a model id")
 
 
 @dataclass(frozen=True)
@@ -74,7 +101,10 @@ PRESETS.register(
             UnetStageConfig("sd-base", (16, 32), 1, steps=12, batch_size=8, warmup=2, checkpoint_every=4),
         ),
         sampler=SamplerConfig(num_inference_steps=4, guidance_scale=4.0),
-        noisy=NoisyStageConfig(models=("sd-small", "sd-base"), prompts=6, seeds=2, batch_size=12, steps=4,
-                               train_batch_size=8, step_sampling="window:1-3"),  # fmt: skip
+        noisy=NoisyStageConfig(  # both runs distil: 12 tiny trajectories leave too few aligned ones to filter
+            models=("sd-small", "sd-base"), prompts=6, seeds=2, batch_size=12,
+            runs=tuple(NoisyRunConfig(name, read=read, step_sampling="window:1-3", steps=4, train_batch_size=8)
+                       for name, read in (("noisyclip", "latents"), ("noisyclip-x0", "x0"))),
+        ),  # fmt: skip
     ),
 )

@@ -12,6 +12,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from ...checkpoint import share_text_tower
 from ...errors import InputError
 from ...io import write_json
 from ...model import NoisyCLIPModel
@@ -193,18 +194,21 @@ def _noisyclip(ctx: BuildContext) -> dict[str, Any]:
 
     cfg = ctx.config.noisy
     folder = ctx.folder("noisyclip")
-    train_cfg = TrainConfig(
-        init=str(ctx.work / "clip" / "model"),
-        trajectories=tuple(str(ctx.work / "trajectories" / m) for m in cfg.models),
-        out_dir=str(folder / "run"), steps=cfg.steps, batch_size=cfg.train_batch_size, lr=cfg.lr,
-        warmup_steps=max(1, cfg.steps // 10), step_sampling=cfg.step_sampling, target=cfg.target, read=cfg.read,
-        train_preview=cfg.train_preview, negatives="world", labels=str(ctx.work / "trajectories" / "labels.json"),
-        val_fraction=0.15, seed=ctx.config.seed, checkpoint_every=max(1, cfg.steps // 5),
-        num_threads=ctx.config.threads,
-    )  # fmt: skip
-    result = train(train_cfg, progress=ctx.progress)
-    assert result is not None
-    return {"final_loss": result.final_loss, "evaluation": result.evaluation}
+    metrics = {}
+    for run in cfg.runs:
+        train_cfg = TrainConfig(
+            init=str(ctx.work / "clip" / "model"),
+            trajectories=tuple(str(ctx.work / "trajectories" / m) for m in cfg.models),
+            out_dir=str(folder / run.name), steps=run.steps, batch_size=run.train_batch_size, lr=run.lr,
+            warmup_steps=max(1, run.steps // 10), step_sampling=run.step_sampling, target=run.target, read=run.read,
+            train_preview=run.train_preview, negatives="world", labels=str(ctx.work / "trajectories" / "labels.json"),
+            val_fraction=0.15, seed=ctx.config.seed, checkpoint_every=max(1, run.steps // 5),
+            num_threads=ctx.config.threads,
+        )  # fmt: skip
+        result = train(train_cfg, progress=ctx.progress)
+        assert result is not None
+        metrics[run.name] = {"final_loss": result.final_loss, "evaluation": result.evaluation}
+    return metrics
 
 
 def _save_fp16(src: Path, dst: Path, keep_fp32: tuple[str, ...] = ("preview.",)) -> None:
@@ -234,9 +238,13 @@ def _package(ctx: BuildContext) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     copy_tree(ctx.work / "tokenizer", out / "tokenizer")
     PreviewMap.load(ctx.work / "vae" / "preview.safetensors").save(out / "preview.safetensors")
-    for name, src in (("clip", ctx.work / "clip" / "model"), ("noisyclip", ctx.work / "noisyclip" / "run" / "model")):
+    sources = {"clip": ctx.work / "clip" / "model"}
+    sources.update({run.name: ctx.work / "noisyclip" / run.name / "model" for run in ctx.config.noisy.runs})
+    for name, src in sources.items():
         copy_tree(src, out / name)
         _save_fp16(src / "model.safetensors", out / name / "model.safetensors")
+        if name != "clip":  # fine-tuned image towers only: the text tower stays in clip/
+            share_text_tower(out / name, out / "clip")
     models = []
     first = ctx.work / f"unet-{ctx.config.unets[0].name}" / "pipeline"
     for unet in ctx.config.unets:
