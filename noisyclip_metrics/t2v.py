@@ -215,7 +215,7 @@ def list_all_models() -> list[str]:
 
     Example:
         >>> list_all_models()
-        ['world:clip', 'world:noisyclip']
+        ['world:clip', 'world:noisyclip', 'world:noisyclip-x0']
     """
     from .world.models import WORLD_IDS
 
@@ -226,7 +226,9 @@ class NoisyCLIPScoreModel:
     """The t2v-metrics ``ScoreModel``-like backend: loads inputs and scores aligned (image, text) pairs.
 
     Args:
-        model: a :class:`NoisyCLIPModel`, a model id (``world:noisyclip``) or a checkpoint folder.
+        model: a :class:`NoisyCLIPModel`, a model id (``world:noisyclip``) or a checkpoint folder. A model
+            fine-tuned on x̂0 previews (``world:noisyclip-x0``, config ``reads="x0"``) expects latent inputs to be x̂0
+            estimates, not the noisy latents.
         device: where the model runs (a passed model is moved there).
         step: default step index, for latent trajectories (picks ``latents[step]``) and bookkeeping.
         timestep: default timestep of latents (used with ``scheduler`` for the input scale).

@@ -55,8 +55,8 @@ class NoisyStageConfig:
     seeds: int = 6
     batch_size: int = 64
     runs: tuple[NoisyRunConfig, ...] = (
-        NoisyRunConfig("noisyclip", read="latents", target="distill"),
-        NoisyRunConfig("noisyclip-x0", read="x0", target="filtered"),
+        NoisyRunConfig("noisyclip", read="latents"),
+        NoisyRunConfig("noisyclip-x0", read="x0"),  # distill beat filtered and prompt with read=x0 at 600 steps
     )
 
     def __post_init__(self) -> None:
@@ -101,7 +101,7 @@ PRESETS.register(
             UnetStageConfig("sd-base", (16, 32), 1, steps=12, batch_size=8, warmup=2, checkpoint_every=4),
         ),
         sampler=SamplerConfig(num_inference_steps=4, guidance_scale=4.0),
-        noisy=NoisyStageConfig(  # both runs distil: 12 tiny trajectories leave too few aligned ones to filter
+        noisy=NoisyStageConfig(
             models=("sd-small", "sd-base"), prompts=6, seeds=2, batch_size=12,
             runs=tuple(NoisyRunConfig(name, read=read, step_sampling="window:1-3", steps=4, train_batch_size=8)
                        for name, read in (("noisyclip", "latents"), ("noisyclip-x0", "x0"))),
