@@ -270,11 +270,12 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
     text_cache: dict[str, torch.Tensor] = {}
 
     def texts_for(prompts: Sequence[str]) -> torch.Tensor:
-        todo = [p for p in dict.fromkeys(prompts) if p not in text_cache]
-        if todo:
-            with torch.no_grad():
-                for p, e in zip(todo, student.encode_text(todo)):
-                    text_cache[p] = e
+        # one text per forward: a batched embedding can differ in its last bits with the batch it came in, and a
+        # resumed run fills the cache in other batches than an uninterrupted one (that broke resume == no resume)
+        with torch.no_grad():
+            for p in dict.fromkeys(prompts):
+                if p not in text_cache:
+                    text_cache[p] = student.encode_text([p])[0]
         return torch.stack([text_cache[p] for p in prompts])
 
     logit_scale = float(student.clip.logit_scale.exp())
