@@ -5,7 +5,7 @@
 Prints Markdown tables: the VAE, the world CLIP as a judge, every diffusion model's oracle TIFA score and fully-aligned
 rate (overall and per skill), each scorer's within-prompt pairwise accuracy against the oracle at step fractions
 0.1 ... 1.0 (95% bootstrap intervals over prompts), the earliest fraction within 10% of the final accuracy, and each
-scorer's cost per candidate and step next to one denoiser step.
+scorer's cost per candidate and step next to one denoiser step, and the evaluation runner's throughput per model.
 """
 
 from __future__ import annotations
@@ -93,6 +93,17 @@ def cost_table(doc: dict[str, Any]) -> None:
           "call on a batch, divided by candidates x (T + 1) steps)\n")
 
 
+def throughput_table(doc: dict[str, Any]) -> None:
+    print("| model | candidates / s | denoising s | scoring s (noisyclip alone) | judging s | writing s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for run in doc["provenance"]:
+        t = run["timing"]
+        parts = [t[f"{k}_seconds"] for k in ("denoise", "score", "judge", "write")]
+        print(f"| {run['model']} | {t['candidates'] / sum(parts):.1f} | {parts[0]:.0f} | {parts[1]:.0f} "
+              f"({t.get('score_seconds/noisyclip', float('nan')):.1f}) | {parts[2]:.1f} | {parts[3]:.2f} |")
+    print("\n(`noisyclip evaluate`'s own timing of each run, as recorded in the results store)\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--leaderboard", type=Path, default=ROOT / "leaderboards" / "world" / "leaderboard.json")
@@ -104,6 +115,7 @@ def main() -> None:
     model_tables(doc)
     curve_tables(doc)
     cost_table(doc)
+    throughput_table(doc)
 
 
 if __name__ == "__main__":
