@@ -56,12 +56,14 @@ def live_setup(info: RunInfo, names: Sequence[str]) -> tuple[Any, dict[str, Any]
     """The run's pipeline and its scorers, loaded from the ids recorded in the run."""
     from noisyclip_metrics.functional import resolve_model
     from noisyclip_metrics.pipelines import load_pipeline
-    from noisyclip_metrics.scorers import build_scorer
+    from noisyclip_metrics.scorers import build_scorer, model_resource
 
     pipe = load_pipeline(info.model_info.get("id") or info.model)
     scorers = {}
     for name in names:
-        ref = info.scorers.get(name, {}).get("model") or info.scorers.get("clip", {}).get("model")
+        ref = info.scorers.get(name, {}).get("model")
+        if ref is None and model_resource(name) == "clip":  # any frozen-CLIP scorer can use the run's clip
+            ref = info.scorers.get("clip", {}).get("model")
         if ref:
             scorers[name] = build_scorer(name, model=resolve_model(ref), vae=pipe.vae)
     return pipe, scorers

@@ -204,10 +204,12 @@ def test_shared_text_tower_errors(tiny_model, tmp_path):
 
 
 def test_reads_is_recorded_and_validated(tiny_model, tmp_path):
+    import copy
     import dataclasses
 
-    tiny_model.config = dataclasses.replace(tiny_model.config, reads="x0")
-    path = tiny_model.save_pretrained(tmp_path / "x0")
+    model = copy.deepcopy(tiny_model)  # the fixture is shared: never change it in place
+    model.config = dataclasses.replace(model.config, reads="x0")
+    path = model.save_pretrained(tmp_path / "x0")
     assert NoisyCLIPModel.from_pretrained(path).config.reads == "x0"
     meta = json.loads((path / "config.json").read_text())
     del meta["config"]["reads"]  # checkpoints written before the field existed read latents
