@@ -195,9 +195,30 @@ def test_monitor_interrupts_and_unpacks_flux(pipes, models):
     assert sorted(every.scores) == [3, T]
 
 
+@pytest.mark.parametrize("family", ["sdxl", "flux"])
+def test_monitor_scores_x0_inside_watch_like_the_trajectory(pipes, models, family):
+    pipe = pipes(family)  # Euler (SDXL) and flow-matching with packed latents (FLUX)
+    scorer = build_scorer("clip-x0", model=models[family])
+    monitor = NoisyCLIPMonitor(scorer, PROMPT, height=32, width=32)
+    gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
+    with monitor.watch(pipe):
+        pipe([PROMPT] * 2, num_inference_steps=T, generator=gens, output_type="pt", callback_on_step_end=monitor,
+             callback_on_step_end_tensor_inputs=["latents"], **SIZE)  # fmt: skip
+    assert "step" not in vars(pipe.scheduler)  # unwrapped again
+    steps, _ = monitor.as_tensor()
+    assert steps == list(range(0, T + 1))
+    batch = capture_trajectories(pipe, [PROMPT] * 2, [0, 1], num_inference_steps=T, **SIZE)
+    for k in steps:
+        ref = scorer.score(ScoreInputs(prompts=[PROMPT] * 2, x0=batch.x0[:, k]))
+        torch.testing.assert_close(monitor.scores[k], ref.float(), atol=1e-4, rtol=0)
+    with pytest.raises(InputError, match="monitor.watch"):  # outside watch() an x̂0 scorer cannot work
+        pipe([PROMPT], num_inference_steps=T, output_type="pt", callback_on_step_end=NoisyCLIPMonitor(scorer, PROMPT),
+             callback_on_step_end_tensor_inputs=["latents"], **SIZE)  # fmt: skip
+
+
 def test_monitor_bad_input(pipes, models):
-    with pytest.raises(InputError, match="only sees latents"):
-        NoisyCLIPMonitor(build_scorer("clip-x0", model=models["sd"]), PROMPT)
+    with pytest.raises(InputError, match="the monitor sees latents"):
+        NoisyCLIPMonitor(build_scorer("clip-final", model=models["sd"]), PROMPT)
     with pytest.raises(InputError, match="every"):
         NoisyCLIPMonitor(build_scorer("clip", model=models["sd"]), PROMPT, every=0)
     monitor = NoisyCLIPMonitor(build_scorer("clip", model=models["sd"]), PROMPT)

@@ -13,15 +13,23 @@ scorers expect (:func:`noisyclip_metrics.x0.model_input_scale`); FLUX latents ar
 are needed for that; a square image is assumed when they are not given).
 
 With ``threshold``, the monitor sets ``pipe._interrupt = True`` as soon as every candidate of the batch scores
-below it: the pipeline skips its remaining steps and decodes the current latents (diffusers' interrupt). Only
-scorers that read latents alone work here (``noisyclip``, ``clip``): the callback does not see the denoiser output
-at the step-k latent that x̂0 scorers need.
+below it: the pipeline skips its remaining steps and decodes the current latents (diffusers' interrupt).
+
+Scorers that read latents alone (``noisyclip``, ``clip``) need nothing more. The callback does not see the denoiser
+output that x̂0 scorers (``noisyclip-x0``, ``clip-x0``...) need, so for them the call runs inside
+``with monitor.watch(pipe):``, which keeps the last ``scheduler.step`` inputs. At loop index ``i`` those are the
+step-``i`` latent and the guided output at it, so the callback scores the step-``i`` x̂0 (``monitor.scores[i]``,
+i = 0..T-1) and, after the last step, the final latent as its own x̂0 (``monitor.scores[T]``)::
+
+    with monitor.watch(pipe):
+        pipe(prompts, callback_on_step_end=monitor, callback_on_step_end_tensor_inputs=["latents"])
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -31,7 +39,7 @@ from ..model import check_prompts
 from ..preview import unpack_flux
 from ..scorers import ScoreInputs, Scorer
 from ..trajectory import pipeline_family
-from ..x0 import model_input_scale
+from ..x0 import estimate_x0, model_input_scale
 
 __all__ = ["NoisyCLIPMonitor"]
 
@@ -40,7 +48,8 @@ class NoisyCLIPMonitor:
     """A ``callback_on_step_end`` that records per-step scores (and can interrupt the pipeline).
 
     Args:
-        scorer: a scorer that reads latents only (``noisyclip`` or ``clip``).
+        scorer: any scorer of latents or x̂0 (``noisyclip``, ``clip``; ``noisyclip-x0``, ``clip-x0`` and
+            ``clip-x0-decoded`` inside :meth:`watch`).
         prompts: one prompt for the whole batch, or one per prompt of the call (repeated for
             ``num_images_per_prompt`` as diffusers lays the batch out).
         every: score every ``every`` steps (and always at the last step).
@@ -66,9 +75,9 @@ class NoisyCLIPMonitor:
                  height: int | None = None, width: int | None = None) -> None:  # fmt: skip
         if not isinstance(scorer, Scorer):
             raise InputError(f"scorer: expected a Scorer, got {type(scorer).__name__}")
-        if set(scorer.requires) - {"latents"}:
-            raise InputError(f"scorer: the monitor only sees latents; {scorer.name!r} needs "
-                             f"{sorted(set(scorer.requires) - {'latents'})} (use 'noisyclip' or 'clip')")  # fmt: skip
+        if not set(scorer.requires) & {"latents", "x0"} or "images" in scorer.requires:
+            raise InputError(f"scorer: the monitor sees latents (and x̂0 inside watch()); {scorer.name!r} needs "
+                             f"{sorted(scorer.requires)}")  # fmt: skip
         if not isinstance(every, int) or every < 1:
             raise InputError(f"every: expected an integer >= 1, got {every!r}")
         if threshold is not None and math.isnan(float(threshold)):
@@ -79,6 +88,30 @@ class NoisyCLIPMonitor:
         self.height, self.width = height, width
         self.scores: dict[int, torch.Tensor] = {}
         self.interrupted_at: int | None = None
+        self._reads_x0 = "x0" in scorer.requires
+        self._last_step: tuple[torch.Tensor, torch.Tensor, Any] | None = None
+        self._watching = False
+
+    @contextlib.contextmanager
+    def watch(self, pipe: Any) -> Iterator[NoisyCLIPMonitor]:
+        """Keep the inputs of the pipeline's latest ``scheduler.step`` (what an x̂0 scorer needs) for one call."""
+        sched = pipe.scheduler
+        had_instance_attr = "step" in vars(sched)
+        previous = sched.step
+
+        def step(model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            self._last_step = (sample.detach(), model_output.detach(), timestep)
+            return previous(model_output, timestep, sample, *args, **kwargs)
+
+        sched.step, self._watching = step, True
+        try:
+            yield self
+        finally:
+            self._watching, self._last_step = False, None
+            if had_instance_attr:
+                sched.step = previous
+            else:
+                del sched.step
 
     def reset(self) -> None:
         """Forget recorded scores (before reusing the monitor for another call)."""
@@ -116,21 +149,36 @@ class NoisyCLIPMonitor:
         sched = pipe.scheduler
         num_steps = int(getattr(pipe, "_num_timesteps", None) or len(sched.timesteps))
         k = int(step_index) + 1
+        if self._reads_x0 and not self._watching:
+            raise InputError(f"scorer: {self.scorer.name!r} reads x̂0, which needs the denoiser output; run the "
+                             "pipeline inside `with monitor.watch(pipe):`")  # fmt: skip
         if k % self.every and k != num_steps:
             return {}
         pipeline_family(pipe)  # unsupported pipelines fail clearly
         latents = self._unpack(pipe, callback_kwargs["latents"])
         batch = int(latents.shape[0])
-        if k < num_steps:
-            t = torch.full((batch,), float(sched.timesteps[k]))
-            scale = model_input_scale(sched, t, batch)
-        else:
-            t, scale = torch.zeros(batch), torch.ones(batch)
+        prompts = self._batch_prompts(batch)
         with torch.no_grad():
-            scores = self.scorer.score(ScoreInputs(prompts=self._batch_prompts(batch), latents=latents, timesteps=t,
-                                                   latent_scale=scale.to(latents.device), step=k))  # fmt: skip
-        self.scores[k] = scores.detach().float().cpu()
+            if self._reads_x0:
+                assert self._last_step is not None
+                sample, output, t_i = self._last_step
+                t_i = float(t_i.item() if isinstance(t_i, torch.Tensor) else t_i)
+                x0 = self._unpack(pipe, estimate_x0(sched, sample, t_i, output))
+                self._record(pipe, k - 1, ScoreInputs(prompts=prompts, x0=x0, step=k - 1), num_steps)
+                if k == num_steps:  # the final latent is its own x̂0
+                    self._record(pipe, k, ScoreInputs(prompts=prompts, x0=latents, step=k), num_steps)
+                return {}
+            if k < num_steps:
+                t = torch.full((batch,), float(sched.timesteps[k]))
+                scale = model_input_scale(sched, t, batch)
+            else:
+                t, scale = torch.zeros(batch), torch.ones(batch)
+            self._record(pipe, k, ScoreInputs(prompts=prompts, latents=latents, timesteps=t,
+                                              latent_scale=scale.to(latents.device), step=k), num_steps)  # fmt: skip
+        return {}
+
+    def _record(self, pipe: Any, k: int, inputs: ScoreInputs, num_steps: int) -> None:
+        self.scores[k] = self.scorer.score(inputs).detach().float().cpu()
         if self.threshold is not None and bool((self.scores[k] < self.threshold).all()) and k < num_steps:
             pipe._interrupt = True
             self.interrupted_at = k
-        return {}
