@@ -22,7 +22,7 @@ settings), not on which other samples share the batch.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ from .registry import Registry
 from .x0 import estimate_x0, model_input_scale
 
 __all__ = [
+    "scheduler_step_hook",
     "PipelineFamily",
     "PIPELINE_FAMILIES",
     "pipeline_family",
@@ -143,27 +144,39 @@ def sampler_settings(pipe: Any, num_inference_steps: int, guidance_scale: float 
 
 
 @contextlib.contextmanager
-def _recording_step(scheduler: Any) -> Iterator[list[tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]]]:
-    """Temporarily wrap ``scheduler.step`` to record (sample, guided output, timestep, next sample)."""
-    records: list[tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]] = []
+def scheduler_step_hook(scheduler: Any, on_step: Callable[[torch.Tensor, torch.Tensor, Any, torch.Tensor], None],
+                        ) -> Iterator[None]:  # fmt: skip
+    """Temporarily wrap ``scheduler.step`` so that ``on_step(sample, guided output, timestep, next sample)`` sees
+    every call (the pipeline's own ``step`` is restored on exit)."""
     had_instance_attr = "step" in vars(scheduler)
     previous = scheduler.step
 
     def step(model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         out = previous(model_output, timestep, sample, *args, **kwargs)
-        nxt = out[0] if isinstance(out, tuple) else out.prev_sample
-        t = float(timestep.item() if isinstance(timestep, torch.Tensor) else timestep)
-        records.append((sample.detach().clone(), model_output.detach().clone(), t, nxt.detach().clone()))
+        on_step(sample, model_output, timestep, out[0] if isinstance(out, tuple) else out.prev_sample)
         return out
 
     scheduler.step = step
     try:
-        yield records
+        yield
     finally:
         if had_instance_attr:
             scheduler.step = previous
         else:
             del scheduler.step
+
+
+@contextlib.contextmanager
+def _recording_step(scheduler: Any) -> Iterator[list[tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]]]:
+    """Temporarily wrap ``scheduler.step`` to record (sample, guided output, timestep, next sample)."""
+    records: list[tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]] = []
+
+    def record(sample: torch.Tensor, output: torch.Tensor, timestep: Any, nxt: torch.Tensor) -> None:
+        t = float(timestep.item() if isinstance(timestep, torch.Tensor) else timestep)
+        records.append((sample.detach().clone(), output.detach().clone(), t, nxt.detach().clone()))
+
+    with scheduler_step_hook(scheduler, record):
+        yield records
 
 
 def _image_size(pipe: Any, height: int | None, width: int | None) -> tuple[int, int]:

@@ -120,7 +120,8 @@ def test_noisyclip_x0_reads_the_x0_preview_and_refuses_the_other_kind(pipe, batc
     torch.testing.assert_close(ours.score(inputs), build_scorer("clip-x0", model=tuned).score(inputs))
     assert not torch.allclose(ours.score(inputs), build_scorer("clip-x0", model=frozen).score(inputs))
     assert noisyclip_scorer_name(tuned_x0) == "noisyclip-x0" and noisyclip_scorer_name(tuned) == "noisyclip"
-    with pytest.raises(InputError, match="fine-tuned on previews of x0 .*score it with 'noisyclip-x0', not 'noisyclip'"):
+    refused = "fine-tuned on previews of x0 .*score it with 'noisyclip-x0', not 'noisyclip'"
+    with pytest.raises(InputError, match=refused):
         build_scorer("noisyclip", model=tuned_x0)
     with pytest.raises(InputError, match="score it with 'noisyclip', not 'noisyclip-x0'"):
         build_scorer("noisyclip-x0", noisyclip=tuned)

@@ -22,7 +22,8 @@ assert noisyclip_metrics.__file__.startswith(sys.argv[1]), noisyclip_metrics.__f
 for name in WORLD_IDS:
     load_world(name)
 model = load_world("world:noisyclip-x0")
-score = build_scorer("noisyclip-x0", model=model).score(ScoreInputs(prompts=["a red circle"], x0=torch.zeros(1, 4, 16, 16)))
+inputs = ScoreInputs(prompts=["a red circle"], x0=torch.zeros(1, 4, 16, 16))
+score = build_scorer("noisyclip-x0", model=model).score(inputs)
 pipe = load_world("world:sd-small")
 image = pipe(["a red circle"], num_inference_steps=2, height=32, width=32, output_type="pt").images
 print("ok", len(list(WORLD_IDS)), tuple(score.shape), tuple(image.shape))

@@ -38,7 +38,7 @@ from ..errors import InputError
 from ..model import check_prompts
 from ..preview import unpack_flux
 from ..scorers import ScoreInputs, Scorer
-from ..trajectory import pipeline_family
+from ..trajectory import pipeline_family, scheduler_step_hook
 from ..x0 import estimate_x0, model_input_scale
 
 __all__ = ["NoisyCLIPMonitor"]
@@ -89,29 +89,20 @@ class NoisyCLIPMonitor:
         self.scores: dict[int, torch.Tensor] = {}
         self.interrupted_at: int | None = None
         self._reads_x0 = "x0" in scorer.requires
-        self._last_step: tuple[torch.Tensor, torch.Tensor, Any] | None = None
-        self._watching = False
+        self._last_step: tuple[torch.Tensor, torch.Tensor, Any] | None = None  # set by steps inside watch()
 
     @contextlib.contextmanager
     def watch(self, pipe: Any) -> Iterator[NoisyCLIPMonitor]:
         """Keep the inputs of the pipeline's latest ``scheduler.step`` (what an x̂0 scorer needs) for one call."""
-        sched = pipe.scheduler
-        had_instance_attr = "step" in vars(sched)
-        previous = sched.step
 
-        def step(model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-            self._last_step = (sample.detach(), model_output.detach(), timestep)
-            return previous(model_output, timestep, sample, *args, **kwargs)
+        def keep(sample: torch.Tensor, output: torch.Tensor, timestep: Any, _: torch.Tensor) -> None:
+            self._last_step = (sample.detach(), output.detach(), timestep)
 
-        sched.step, self._watching = step, True
         try:
-            yield self
+            with scheduler_step_hook(pipe.scheduler, keep):
+                yield self
         finally:
-            self._watching, self._last_step = False, None
-            if had_instance_attr:
-                sched.step = previous
-            else:
-                del sched.step
+            self._last_step = None
 
     def reset(self) -> None:
         """Forget recorded scores (before reusing the monitor for another call)."""
@@ -149,7 +140,7 @@ class NoisyCLIPMonitor:
         sched = pipe.scheduler
         num_steps = int(getattr(pipe, "_num_timesteps", None) or len(sched.timesteps))
         k = int(step_index) + 1
-        if self._reads_x0 and not self._watching:
+        if self._reads_x0 and self._last_step is None:  # callbacks follow a step: None means outside watch()
             raise InputError(f"scorer: {self.scorer.name!r} reads x̂0, which needs the denoiser output; run the "
                              "pipeline inside `with monitor.watch(pipe):`")  # fmt: skip
         if k % self.every and k != num_steps:
@@ -160,7 +151,7 @@ class NoisyCLIPMonitor:
         prompts = self._batch_prompts(batch)
         with torch.no_grad():
             if self._reads_x0:
-                assert self._last_step is not None
+                assert self._last_step is not None  # checked above
                 sample, output, t_i = self._last_step
                 t_i = float(t_i.item() if isinstance(t_i, torch.Tensor) else t_i)
                 x0 = self._unpack(pipe, estimate_x0(sched, sample, t_i, output))

@@ -138,7 +138,8 @@ COMMANDS.register("capture", Command("capture", "record the trajectories of a di
 def _configure_score(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="NoisyCLIP checkpoint folder or model id")
     p.add_argument("--trajectories", required=True, type=Path, help="trajectory store folder")
-    p.add_argument("--scorer", default="noisyclip", choices=["noisyclip", "noisyclip-x0", "clip", "clip-x0", "clip-final"])
+    p.add_argument("--scorer", default="noisyclip",
+                   choices=["noisyclip", "noisyclip-x0", "clip", "clip-x0", "clip-final"])  # fmt: skip
     p.add_argument("--steps", type=int, nargs="+", default=None, help="step indices (default: every step)")
 
 
