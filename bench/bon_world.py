@@ -12,6 +12,8 @@ clip-final`` (e.g. on a world model with the ``world-oracle`` judge). For every 
    scorers decide after the step-(k+1) call; see ``noisyclip_metrics.bon.offline``); at a budget the largest k
    whose cost fits is used. Two ratios against full-cost ``clip-final`` BoN: the raw ratio of judge scores and the
    share of its gain over random that is kept, ``(J − J_random) / (J_clip-final − J_random)``.
+1b. **Cascade** ``one-shot top-2 + clip-final``: the same at the same budgets, when the two best candidates at step
+   k are both finished and ``clip-final`` picks one of them (its two scorings are counted in the cost).
 2. **Successive halving vs one-shot at equal cost** (halving schedule k, 2k, 3k... until one candidate is left).
 3. **Live overhead**: an ``EarlyBestOfN`` run of the run's own pipeline and scorers (one-shot at the 0.5 budget)
    against a full-cost run: seconds spent scoring inside the loop relative to the denoising seconds saved.
@@ -33,7 +35,7 @@ import torch
 
 from noisyclip_metrics.bon.early import EarlyBestOfN
 from noisyclip_metrics.bon.loops import LoopSettings, advance, loop_adapter
-from noisyclip_metrics.bon.offline import compute_bon
+from noisyclip_metrics.bon.offline import cascade_label, compute_bon
 from noisyclip_metrics.bon.policies import OneShotPolicy
 from noisyclip_metrics.results import ResultsStore, RunInfo
 from noisyclip_metrics.scorers import ScoreInputs
@@ -100,23 +102,46 @@ def _fmt(x: float | None, digits: int = 4) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
 
+CASCADE = cascade_label("one-shot", 2, "clip-final")
+
+
 def bon_tables(rows: list[dict[str, Any]], n: int, fractions: Sequence[float]) -> str:
-    """Tables 1 and 2 (Markdown) from the BoN rows of one run."""
+    """Tables 1, 1b and 2 (Markdown) from the BoN rows of one run."""
     rows = [r for r in rows if r["n"] == n]
     rand = next(r for r in rows if r["policy"] == "random")
     oracle = next(r for r in rows if r["policy"] == "oracle")
     final = next((r for r in rows if r["scorer"] == "clip-final" and r["policy"] == "one-shot"), None)
     jr, jf = rand["judge_score"], final["judge_score"] if final else None
     scorers = [s for s in SCORERS if any(r["scorer"] == s for r in rows)]
+    out = policy_tables(rows, n, fractions, "one-shot", scorers, rand, final)
+    out += ["", f"Full-cost `clip-final` BoN (cost {_fmt(final and final['cost_fraction'], 3)}): judge {_fmt(jf)}; "
+            f"oracle-best pick: {oracle['judge_score']:.4f}; random: {jr:.4f} "
+            f"({rand['prompts']} prompts, T = {rand['num_steps']})."]  # fmt: skip
+    if any(r["policy"] == CASCADE for r in rows):
+        out += [""] + policy_tables(rows, n, fractions, CASCADE, scorers, rand, final)
+    out += ["", f"### Best-of-{n}: successive halving vs one-shot at equal cost (judge score; k or schedule)", "",
+            "| scorer | cost ≤ | one-shot | halving |", "|---|---|---|---|"]  # fmt: skip
+    for s in scorers:
+        for f in fractions:
+            one, half = at_budget(rows, s, "one-shot", f), at_budget(rows, s, "halving", f)
+            out.append(f"| {s} | {f:g} | " + (f"{one['judge_score']:.4f} (k={one['k']})" if one else "—") + " | "
+                       + (f"{half['judge_score']:.4f} ({half['schedule']})" if half else "—") + " |")  # fmt: skip
+    return "\n".join(out)
+
+
+def policy_tables(rows: list[dict[str, Any]], n: int, fractions: Sequence[float], policy: str, scorers: Sequence[str],
+                  rand: dict[str, Any], final: dict[str, Any] | None) -> list[str]:  # fmt: skip
+    """Judge score of the pick at each budget for one policy, and its two ratios against full-cost clip-final."""
+    jr, jf = rand["judge_score"], final["judge_score"] if final else None
     head = "| scorer | " + " | ".join(f"cost ≤ {f:g}: judge (k)" for f in fractions) + " |"
-    out = [f"### Best-of-{n}, one-shot: judge score of the pick", "", head, "|" + "---|" * (len(fractions) + 1)]
+    out = [f"### Best-of-{n}, {policy}: judge score of the pick", "", head, "|" + "---|" * (len(fractions) + 1)]
     ratio = ["", "Against full-cost `clip-final` BoN: raw ratio of judge scores / share of its gain over random kept",
              "", "| scorer | " + " | ".join(f"cost ≤ {f:g}" for f in fractions) + " |",
              "|" + "---|" * (len(fractions) + 1)]  # fmt: skip
     for s in scorers:
         cells, rcells = [], []
         for f in fractions:
-            r = at_budget(rows, s, "one-shot", f)
+            r = at_budget(rows, s, policy, f)
             cells.append("—" if r is None else f"{r['judge_score']:.4f} ({r['k']})")
             if r is None or jf is None:
                 rcells.append("—")
@@ -127,18 +152,7 @@ def bon_tables(rows: list[dict[str, Any]], n: int, fractions: Sequence[float]) -
         ratio.append(f"| {s} | " + " | ".join(rcells) + " |")
     out.append(f"| random (cost {rand['cost_fraction']:.2f}) | " + " | ".join(f"{jr:.4f}" for _ in fractions) + " |")
     ratio.append("| random | " + " | ".join("—" if jf is None else f"{jr / jf:.3f} / 0.00" for _ in fractions) + " |")
-    out += ["", f"Full-cost `clip-final` BoN (cost {_fmt(final and final['cost_fraction'], 3)}): judge {_fmt(jf)}; "
-            f"oracle-best pick: {oracle['judge_score']:.4f}; random: {jr:.4f} "
-            f"({rand['prompts']} prompts, T = {rand['num_steps']})."]  # fmt: skip
-    out += ratio
-    out += ["", f"### Best-of-{n}: successive halving vs one-shot at equal cost (judge score; k or schedule)", "",
-            "| scorer | cost ≤ | one-shot | halving |", "|---|---|---|---|"]  # fmt: skip
-    for s in scorers:
-        for f in fractions:
-            one, half = at_budget(rows, s, "one-shot", f), at_budget(rows, s, "halving", f)
-            out.append(f"| {s} | {f:g} | " + (f"{one['judge_score']:.4f} (k={one['k']})" if one else "—") + " | "
-                       + (f"{half['judge_score']:.4f} ({half['schedule']})" if half else "—") + " |")  # fmt: skip
-    return "\n".join(out)
+    return out + ratio
 
 
 def overhead_table(pipe: Any, scorers: dict[str, Any], info: RunInfo, n: int, prompt: str, repeats: int = 1) -> str:

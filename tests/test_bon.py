@@ -166,6 +166,29 @@ def test_clip_final_is_full_cost_bon(pipes, models):
         EarlyBestOfN(pipe, scorer, OneShotPolicy(k=2))(PROMPT, n=3, num_inference_steps=T, **SIZE)
 
 
+@pytest.mark.parametrize("family", ["sd", "flux"])
+def test_cascade_final_scorer_picks_among_the_finished_survivors(pipes, models, family):
+    """Top-m by the early scorer, all m finished exactly, then the final scorer's best of them is the pick."""
+    pipe = pipes(family)
+    early, final = build_scorer("clip", model=models[family]), build_scorer("clip-final", model=models[family])
+    n, k, m = 5, 1, 3
+    r = EarlyBestOfN(pipe, early, OneShotPolicy(k=k, m=m), final_scorer=final)(PROMPT, n=n, num_inference_steps=T,
+                                                                                 **SIZE)  # fmt: skip
+    first, last = r.decisions
+    assert (first.step, first.scorer, len(first.kept)) == (k, "clip", m)
+    assert (last.step, last.scorer, sorted(last.scores)) == (T, "clip-final", sorted(first.kept))
+    best = max(last.scores, key=lambda s: (last.scores[s], -s))
+    assert r.seeds == last.kept == (best,) and r.images.shape == (1, 3, 32, 32)
+    assert r.denoiser_evals == n * k + m * (T - k) and r.scorer_evals == n and r.final_scorer_evals == m
+    assert (r.final_scorer, r.to_json()["final_scorer_evals"]) == ("clip-final", m)
+    torch.testing.assert_close(r.images[0], _plain(pipe, best), atol=1e-4, rtol=0)
+    # the final scores are clip-final's scores of the finished images
+    own = final.score(ScoreInputs(prompts=[PROMPT], images=r.images))
+    assert float(own[0]) == pytest.approx(last.scores[best], abs=1e-4)
+    with pytest.raises(InputError, match="final_scorer: expected a Scorer"):
+        EarlyBestOfN(pipe, early, OneShotPolicy(k=k, m=m), final_scorer="clip-final")
+
+
 def test_monitor_records_every_step_and_matches_trajectory_scores(pipes, models):
     pipe = pipes("sdxl")  # Euler: latents are scaled to the variance-preserving form
     scorer = build_scorer("noisyclip", model=models["sdxl"])

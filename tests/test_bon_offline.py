@@ -228,6 +228,12 @@ def test_cli_offline_and_calibrate(toy, tmp_path, capsys):
     assert "results folder not found" in capsys.readouterr().err
     assert main(["bon", "offline", "--results", str(store.root), "--scorer-cost", "noisy"]) == 2
     assert "SCORER=NUMBER" in capsys.readouterr().err
+    assert main(["bon", "offline", "--results", str(store.root), "--n", "6", "--final-scorer", "none"]) == 0
+    capsys.readouterr()
+    assert set(read_bon(store.root)["m"].to_pylist()) == {1}
+    assert main(["bon", "offline", "--results", str(store.root), "--final-scorer", "clip-x1"]) == 2
+    err = capsys.readouterr().err
+    assert "final_scorer: no run scored 'clip-x1'" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.fixture(scope="module")
@@ -259,6 +265,16 @@ def test_cli_run_saves_images_and_account(evaluated, tmp_path, capsys):
     account = json.loads((out / "account.json").read_text())
     assert account["denoiser_evals"] == 3 * 2 + (T - 2) and len(account["images"]) == 1
     assert (out / account["images"][0]).is_file()
+    cascade = tmp_path / "cascade"
+    code = main(["bon", "run", "--pipeline", str(d / "pipe"), "--prompt", "a red circle", "--n", "4", "--k", "1",
+                 "--m", "2", "--steps", str(T), "--height", "32", "--width", "32", "--scorer", "noisyclip", "--model",
+                 str(d / "noisyclip"), "--final-scorer", "clip-final", "--final-model", str(d / "noisyclip"),
+                 "--out", str(cascade)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    account = json.loads((cascade / "account.json").read_text())
+    assert account["final_scorer"] == "clip-final" and account["final_scorer_evals"] == 2
+    assert len(account["images"]) == 1 and account["denoiser_evals"] == 4 * 1 + 2 * (T - 1)
+    assert "+ 2 by clip-final" in capsys.readouterr().out
     code = main(["bon", "run", "--pipeline", str(d / "pipe"), "--prompt", "x", "--policy", "halving", "--model",
                  str(d / "noisyclip"), "--out", str(out)])  # fmt: skip
     assert code == 2 and "--schedule" in capsys.readouterr().err
@@ -276,3 +292,48 @@ def test_benchmark_script_runs_on_an_evaluated_store(evaluated, capsys):
         assert heading in out
     for scorer in ("noisyclip", "clip-x0-decoded", "random"):
         assert f"| {scorer} |" in out
+
+
+def test_cascade_rows_pick_the_final_scorers_best_of_the_top_m(toy):
+    store, _, _ = toy
+    table = compute_bon(store, ns=[6])
+    arrays = load_run(store, "run1")
+    judge = arrays.judge  # rows in the store's prompt order
+    noisy, final = arrays.scores["noisy"][:, :6], arrays.scores["clip-final"][:, :6, T]
+    per_call = 8.0 / (40 * T)
+    c_noisy, c_final = (0.5 / (40 * (T + 1))) / per_call, (0.2 / 40) / per_call
+    for k in range(T):
+        for m in (2, 3):
+            (r,) = _rows(table, scorer="noisy", policy=f"one-shot top-{m} + clip-final", k=k)
+            top = np.argsort(-noisy[:, :, k], axis=1, kind="stable")[:, :m]
+            picks = [top[p][np.argmax(final[p, top[p]])] for p in range(len(top))]
+            assert r["judge_score"] == pytest.approx(np.mean([judge[p, c] for p, c in enumerate(picks)]))
+            assert (r["m"], r["final_scorer"], r["final_evals"]) == (m, "clip-final", m)
+            assert r["denoiser_evals"] == 6 * k + m * (T - k) and r["scorer_evals"] == 6
+            assert r["cost_fraction"] == pytest.approx((6 * k + m * (T - k) + 6 * c_noisy + m * c_final) / (6 * T))
+            (one,) = _rows(table, scorer="noisy", policy="one-shot", k=k)
+            assert r["judge_score"] >= one["judge_score"] - 1e-12  # the final scorer here is the judge itself
+    (h,) = _rows(table, scorer="noisy", policy="halving top-2 + clip-final", k=1)
+    assert h["schedule"] == "1,2" and h["denoiser_evals"] == schedule_cost(6, T, [(1, 3), (2, 2)])[0]
+    assert not _rows(table, policy="one-shot top-4 + clip-final")  # m <= N/2
+    assert {r["m"] for r in _rows(table, policy="one-shot")} == {1}
+    assert all(r["final_scorer"] is None for r in _rows(table, policy="one-shot"))
+    assert not _rows(table, scorer="clip-final", m=2)
+    plain = compute_bon(store, ns=[6], final_scorer=None, write=False)
+    assert set(plain["m"].to_pylist()) == {1}
+    with pytest.raises(InputError, match="final_scorer: no run scored 'clip-x1'"):
+        compute_bon(store, ns=[6], final_scorer="clip-x1", write=False)
+    other = compute_bon(store, ns=[4], final_scorer="perfect", write=False)
+    assert _rows(other, scorer="noisy", policy="one-shot top-2 + perfect", k=0)
+
+
+def test_bon_files_from_before_cascades_still_read(toy):
+    import pyarrow.parquet as pq
+
+    store, _, _ = toy
+    table = compute_bon(store, ns=[4], final_scorer=None)
+    old = table.drop_columns(["m", "final_scorer", "final_evals", "final_cost_eq"])
+    pq.write_table(old, store.root / "bon" / "run1.parquet")
+    back = read_bon(store.root)
+    assert back.num_rows == table.num_rows and set(back["m"].to_pylist()) == {1}
+    assert back["final_scorer"].null_count == back.num_rows and set(back["final_evals"].to_pylist()) == {0}

@@ -240,9 +240,29 @@ def test_bon_results_are_rendered(results, tmp_path):
     assert len(doc["models"][0]["bon"]) == 3 and doc["models"][1]["bon"] == []
     assert 'id="bon"' in (tmp_path / "lb" / "index.html").read_text()
     assert "## Best-of-N" in (tmp_path / "lb" / "README.md").read_text()
+    assert all(r["m"] == 1 for r in doc["bon"])  # files without the cascade columns read as m = 1
     pq.write_table(pa.table({"run_id": [run_a], "scorer": ["x"]}), results / "bon" / "part-1.parquet")
     with pytest.raises(SchemaError, match="lacks columns"):
         read_bon(results)
+
+
+def test_bon_cascades_are_listed_and_only_top_2_drawn(results, tmp_path):
+    from noisyclip_metrics.leaderboard.render import _bon_series, bon_summary
+
+    run_a = next(r.run_id for r in ResultsStore.open(results).runs() if r.model == "model-a")
+    (results / "bon").mkdir()
+    rows = {"run_id": [run_a] * 3, "scorer": ["noisyclip"] * 3,
+            "policy": ["one-shot", "one-shot top-2 + clip-final", "one-shot top-3 + clip-final"], "n": [6] * 3,
+            "k": [10] * 3, "m": [1, 2, 3], "cost_fraction": [0.3, 0.4, 0.5], "judge_score": [0.7, 0.75, 0.8],
+            "prompts": [10] * 3}  # fmt: skip
+    pq.write_table(pa.table(rows), results / "bon" / "part-0.parquet")
+    build_leaderboard([results], tmp_path / "lb", FAST)
+    doc = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())
+    assert sorted(r["m"] for r in doc["bon"]) == [1, 2, 3]
+    labels = [s.label for s in _bon_series(doc["bon"], 6)]
+    assert labels == ["noisyclip (one-shot)", "noisyclip (one-shot top-2 + clip-final)"]
+    assert [r["m"] for r in bon_summary(doc["bon"])] == [1]
+    assert "one-shot top-3 + clip-final" in (tmp_path / "lb" / "index.html").read_text()
 
 
 # -------------------------------------------------------------------------------------------------------- end to end

@@ -11,6 +11,10 @@ step k scores the step-k latents; scorers that read x̂0 (``clip-x0``, ``clip-x0
 output at those latents, computed by the step-(k+1) denoiser call that the survivors then reuse. ``clip-final``
 scores decoded final images and so only decides at k = T (full-cost BoN).
 
+A *cascade* adds a ``final_scorer``: the policy's ``m`` survivors (all candidates alive at T) are finished and the
+final scorer (typically ``clip-final``) picks the best of them at step T; the result holds that one image. Its scorings are counted apart
+(``final_scorer_evals``), since they cost differently.
+
 Example:
     >>> import tempfile, torch
     >>> from noisyclip_metrics.testing import tiny_pipeline
@@ -22,6 +26,11 @@ Example:
     >>> result = bon("a red circle", n=3, num_inference_steps=2, height=32, width=32)
     >>> result.images.shape, result.denoiser_evals, result.scorer_evals  # 3·1 + 1·(2 − 1) calls, 3 scorings
     (torch.Size([1, 3, 32, 32]), 4, 3)
+    >>> final = build_scorer("clip-final", model=scorer.model)
+    >>> cascade = EarlyBestOfN(pipe, scorer, OneShotPolicy(k=1, m=2), final_scorer=final)
+    >>> result = cascade("a red circle", n=3, num_inference_steps=2, height=32, width=32)
+    >>> len(result.seeds), result.denoiser_evals, result.final_scorer_evals  # 3·1 + 2·(2 − 1) calls
+    (1, 5, 2)
 """
 
 from __future__ import annotations
@@ -49,11 +58,12 @@ _SAME_MAP = {"sd2": "sd1"}
 
 @dataclass(frozen=True)
 class Decision:
-    """One decision: the step, every alive candidate's score (by seed) and the seeds kept, best first."""
+    """One decision: the step, every alive candidate's score (by seed), the seeds kept (best first), the scorer."""
 
     step: int
     scores: dict[int, float]
     kept: tuple[int, ...]
+    scorer: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,7 +71,7 @@ class BoNResult:
     """Outcome and account of one early-stopping Best-of-N run.
 
     Args:
-        images: ``(m, 3, H, W)`` chosen images in ``[0, 1]``, best first.
+        images: ``(m, 3, H, W)`` chosen images in ``[0, 1]``, best first (one with a ``final_scorer``).
         seeds: their seeds.
         prompts: their prompts.
         scores: their scores at the last decision.
@@ -73,6 +83,9 @@ class BoNResult:
         decisions: every decision in step order.
         policy: the policy's name.
         scorer: the scorer's name.
+        settings: the pipeline, scheduler and sampling settings.
+        final_scorer: the cascade's final scorer (``None`` without one).
+        final_scorer_evals: its scorings (per candidate).
     """
 
     images: torch.Tensor
@@ -88,6 +101,8 @@ class BoNResult:
     policy: str
     scorer: str
     settings: dict[str, Any] = field(default_factory=dict)
+    final_scorer: str | None = None
+    final_scorer_evals: int = 0
 
     @property
     def full_cost(self) -> int:
@@ -106,8 +121,9 @@ class BoNResult:
             "num_steps": self.num_steps, "policy": self.policy, "scorer": self.scorer,
             "denoiser_evals": self.denoiser_evals, "scorer_evals": self.scorer_evals, "full_cost": self.full_cost,
             "cost_fraction": self.cost_fraction, "seconds": dict(self.seconds),
-            "decisions": [{"step": d.step, "scores": {str(s): v for s, v in d.scores.items()}, "kept": list(d.kept)}
-                          for d in self.decisions],
+            "final_scorer": self.final_scorer, "final_scorer_evals": self.final_scorer_evals,
+            "decisions": [{"step": d.step, "scorer": d.scorer, "scores": {str(s): v for s, v in d.scores.items()},
+                           "kept": list(d.kept)} for d in self.decisions],
             "settings": dict(self.settings),
         }  # fmt: skip
 
@@ -147,18 +163,23 @@ class EarlyBestOfN:
         pipe: a StableDiffusion, SDXL, SD3 or FLUX pipeline.
         scorer: any :class:`~noisyclip_metrics.scorers.Scorer` (``noisyclip``, ``clip``, ``clip-x0``...).
         policy: a :class:`~noisyclip_metrics.bon.policies.Policy` (default: one-shot at ``k=0``).
+        final_scorer: a cascade's final scorer: it picks one of the policy's ``m`` survivors at step T.
 
     Raises:
         InputError: for an unsupported pipeline (listing the supported ones) or a scorer whose latent space does
             not match the pipeline's.
     """
 
-    def __init__(self, pipe: Any, scorer: Scorer, policy: Policy | None = None) -> None:
+    def __init__(self, pipe: Any, scorer: Scorer, policy: Policy | None = None, final_scorer: Scorer | None = None,
+                 ) -> None:  # fmt: skip
         self.family, self.adapter = loop_adapter(pipe)
-        if not isinstance(scorer, Scorer):
-            raise InputError(f"scorer: expected a Scorer (name, requires, score()), got {type(scorer).__name__}")
-        check_scorer_matches(scorer, pipe, self.family)
-        self.pipe, self.scorer = pipe, scorer
+        for name, s in (("scorer", scorer), ("final_scorer", final_scorer)):
+            if s is None and name == "final_scorer":
+                continue
+            if not isinstance(s, Scorer):
+                raise InputError(f"{name}: expected a Scorer (name, requires, score()), got {type(s).__name__}")
+            check_scorer_matches(s, pipe, self.family)
+        self.pipe, self.scorer, self.final_scorer = pipe, scorer, final_scorer
         self.policy = policy if policy is not None else OneShotPolicy(k=0)
         self._needs_output = bool({"x0"} & set(scorer.requires))
         self._needs_images = "images" in scorer.requires
@@ -171,7 +192,7 @@ class EarlyBestOfN:
             raise InputError(f"prompt: expected one prompt or a list of n = {n} prompts, got {len(prompts)}")
         return prompts
 
-    def _score(self, state: LoopState, prompts: list[str], k: int, output: torch.Tensor | None,
+    def _score(self, scorer: Scorer, state: LoopState, prompts: list[str], k: int, output: torch.Tensor | None,
                images: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
         a: LoopAdapter = self.adapter
         sched, b, final = self.pipe.scheduler, state.batch, k >= state.num_steps
@@ -184,7 +205,7 @@ class EarlyBestOfN:
             images=images, step=k,
         )  # fmt: skip
         with torch.no_grad():
-            return self.scorer.score(inputs).detach().float().cpu()
+            return scorer.score(inputs).detach().float().cpu()
 
     @torch.no_grad()
     def __call__(self, prompt: str | Sequence[str], n: int, seeds: Sequence[int] | None = None,
@@ -234,7 +255,8 @@ class EarlyBestOfN:
         images: torch.Tensor | None = None
         for k in range(T + 1):
             output = None
-            decide = k in steps or (k == T and len(alive) > self.policy.m)
+            # beyond-m survivors at T: the cascade's final scorer picks among them, else the scorer keeps the top m
+            decide = k in steps or (k == T and len(alive) > self.policy.m and self.final_scorer is None)
             if decide and len(alive) > self.policy.m:
                 if self._needs_output and k < T:
                     t0 = time.perf_counter()
@@ -246,13 +268,13 @@ class EarlyBestOfN:
                     images = self.adapter.decode(state)
                     seconds["decode"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                scores = self._score(state, [prompts[i] for i in alive], k, output, images)
+                scores = self._score(self.scorer, state, [prompts[i] for i in alive], k, output, images)
                 scorings += state.batch
                 keep = self.policy.keep(k, scores, T) if k in steps else rank(scores)
                 keep = keep[: self.policy.m] if k == T else keep  # at T: the final pick of the top m
                 seconds["score"] += time.perf_counter() - t0
                 decisions.append(Decision(k, {seeds[i]: float(s) for i, s in zip(alive, scores.tolist())},
-                                          tuple(seeds[alive[j]] for j in keep)))  # fmt: skip
+                                          tuple(seeds[alive[j]] for j in keep), self.scorer.name))  # fmt: skip
                 for j, i in enumerate(alive):
                     last_scores[i] = float(scores[j])
                 prune(state, keep)
@@ -271,12 +293,25 @@ class EarlyBestOfN:
             t0 = time.perf_counter()
             images = self.adapter.decode(state)
             seconds["decode"] += time.perf_counter() - t0
+        finals = 0
+        if self.final_scorer is not None and len(alive) > 1:
+            t0 = time.perf_counter()
+            scores = self._score(self.final_scorer, state, [prompts[i] for i in alive], T, None, images)
+            finals = state.batch
+            best = rank(scores)[0]
+            seconds["score"] += time.perf_counter() - t0
+            decisions.append(Decision(T, {seeds[i]: float(s) for i, s in zip(alive, scores.tolist())},
+                                      (seeds[alive[best]],), self.final_scorer.name))  # fmt: skip
+            for j, i in enumerate(alive):
+                last_scores[i] = float(scores[j])
+            alive, images = [alive[best]], images[best : best + 1]
         seconds["total"] = time.perf_counter() - t_start
         return BoNResult(
             images=images.float().cpu(), seeds=tuple(seeds[i] for i in alive), prompts=tuple(prompts[i] for i in alive),
             scores=tuple(last_scores[i] for i in alive), n=n, num_steps=T, denoiser_evals=denoiser,
             scorer_evals=scorings, seconds={k: round(v, 6) for k, v in seconds.items()}, decisions=tuple(decisions),
-            policy=self.policy.name, scorer=self.scorer.name,
+            policy=self.policy.name, scorer=self.scorer.name, final_scorer=self.final_scorer and self.final_scorer.name,
+            final_scorer_evals=finals,
             settings={"pipeline": type(self.pipe).__name__, "scheduler": type(self.pipe.scheduler).__name__,
                       "num_steps": T, "height": state.height, "width": state.width,
                       "guidance_scale": state.options.get("guidance", getattr(self.pipe, "_guidance_scale", None))},

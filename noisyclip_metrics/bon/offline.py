@@ -22,6 +22,15 @@ top-1: ``N·k + (T − k)`` and ``N``; x̂0 scorers decide after the next denois
 of scoring one candidate once, in denoiser-call equivalents, from the run's timing (:func:`scorer_costs`), or given.
 ``clip-final`` only scores final images: one row, ``k = T`` (full-cost BoN).
 
+**Cascades** (``final_scorer``, default ``clip-final`` when the run scored it): the policy keeps the top ``m``
+(``2 <= m <= N/2``) instead of one, all ``m`` are finished, and the final scorer picks among them at step T
+(policy ``"one-shot top-m + clip-final"``, ``"halving top-m + clip-final"``). Their cost adds the final scorings::
+
+    cost_fraction = (denoiser_evals + scorer_evals * scorer_cost_eq + final_evals * final_cost_eq) / (N * T)
+
+Columns ``m``, ``final_scorer``, ``final_evals`` and ``final_cost_eq`` are ``1``, null, ``0`` and ``0`` on the other rows
+(and when reading files written before they existed).
+
 Rows go to ``<results>/bon/<run_id>.parquet`` (:data:`BON_SCHEMA`), written atomically.
 """
 
@@ -40,9 +49,10 @@ from ..results import ResultsStore, RunInfo, _atomic_parquet
 from .policies import halving_counts, schedule_cost
 
 __all__ = ["RunArrays", "load_run", "scorer_costs", "bon_rows", "compute_bon", "read_bon", "BON_SCHEMA",
-           "DEFAULT_NS", "x0_scorer"]  # fmt: skip
+           "DEFAULT_NS", "x0_scorer", "cascade_label"]  # fmt: skip
 
 DEFAULT_NS = (2, 4, 6, 8)
+DEFAULT_FINAL = "clip-final"
 BON_SCHEMA = pa.schema(
     [
         ("run_id", pa.string()), ("model", pa.string()), ("benchmark", pa.string()), ("judge", pa.string()),
@@ -50,8 +60,15 @@ BON_SCHEMA = pa.schema(
         ("schedule", pa.string()), ("num_steps", pa.int32()), ("cost_fraction", pa.float64()),
         ("denoiser_evals", pa.int64()), ("scorer_evals", pa.int64()), ("scorer_cost_eq", pa.float64()),
         ("judge_score", pa.float64()), ("aligned_rate", pa.float64()), ("prompts", pa.int32()),
+        ("m", pa.int32()), ("final_scorer", pa.string()), ("final_evals", pa.int64()), ("final_cost_eq", pa.float64()),
     ]
 )  # fmt: skip
+_CASCADE_DEFAULTS = {"m": 1, "final_scorer": None, "final_evals": 0, "final_cost_eq": 0.0}
+
+
+def cascade_label(policy: str, m: int, final_scorer: str) -> str:
+    """Policy name of a cascade row: ``cascade_label("one-shot", 2, "clip-final") == "one-shot top-2 + clip-final"``."""
+    return f"{policy} top-{m} + {final_scorer}"
 
 
 def x0_scorer(name: str) -> bool:
@@ -138,8 +155,11 @@ def scorer_costs(info: RunInfo, scored_steps: dict[str, int]) -> dict[str, float
     return out
 
 
-def _simulate(s: np.ndarray, decisions: Sequence[tuple[int, int]]) -> np.ndarray:
-    """Pick per group: ``s`` (G, N, T+1) scores; each decision keeps the top ``survivors`` of the alive ones."""
+def _simulate(s: np.ndarray, decisions: Sequence[tuple[int, int]], final: np.ndarray | None = None) -> np.ndarray:
+    """Pick per group: ``s`` (G, N, T+1) scores; each decision keeps the top ``survivors`` of the alive ones.
+
+    With ``final`` ((G, N) final-scorer scores), the pick is the survivor the final scorer ranks first instead.
+    """
     g, n, _ = s.shape
     alive = np.ones((g, n), dtype=bool)
     last = None
@@ -151,12 +171,14 @@ def _simulate(s: np.ndarray, decisions: Sequence[tuple[int, int]]) -> np.ndarray
         last = order
     if last is None:
         raise InputError("decisions: expected at least one decision")
-    return last[:, 0]
+    if final is None:
+        return last[:, 0]
+    return np.argmax(np.where(alive, final, -np.inf), axis=1)  # ties: lower seed first
 
 
-def _halving_decisions(k: int, n: int, num_steps: int) -> list[tuple[int, int]]:
+def _halving_decisions(k: int, n: int, num_steps: int, m: int = 1) -> list[tuple[int, int]]:
     decisions: list[tuple[int, int]] = []
-    for j, count in enumerate(halving_counts(n)):
+    for j, count in enumerate(halving_counts(n, m)):
         step = min(num_steps, (j + 1) * k)
         if decisions and decisions[-1][0] == step:
             decisions[-1] = (step, count)  # decisions collapsed at T: one scoring, keep the final count
@@ -165,26 +187,59 @@ def _halving_decisions(k: int, n: int, num_steps: int) -> list[tuple[int, int]]:
     return decisions
 
 
+def _plans(name: str, n: int, k: int, steps: int, final: str | None) -> list[tuple[str, int, list[tuple[int, int]]]]:
+    """(policy, m, decisions) simulated for one scorer, N and first decision step k."""
+    if name == "clip-final":
+        return [("one-shot", 1, [(k, 1)])] if k == steps else []
+    plans = [("one-shot", 1, [(k, 1)])]
+    if k >= 1 and n > 2:
+        plans.append(("halving", 1, _halving_decisions(k, n, steps)))
+    if final is None or name == final or k >= steps:
+        return plans
+    for m in range(2, n // 2 + 1):
+        plans.append(("one-shot", m, [(k, m)]))
+        halving = _halving_decisions(k, n, steps, m) if k >= 1 else []
+        if len(halving) > 1:  # one halving to m is the one-shot plan
+            plans.append(("halving", m, halving))
+    return plans
+
+
 def bon_rows(arrays: RunArrays, ns: Iterable[int] = DEFAULT_NS, costs: dict[str, float] | None = None,
-             ) -> dict[str, list]:  # fmt: skip
-    """BoN outcome rows (columns of :data:`BON_SCHEMA`) of one run; see the module docstring."""
+             final_scorer: str | None = DEFAULT_FINAL) -> dict[str, list]:  # fmt: skip
+    """BoN outcome rows (columns of :data:`BON_SCHEMA`) of one run; see the module docstring.
+
+    Args:
+        arrays: the run (:func:`load_run`).
+        ns: values of N.
+        costs: scorer cost per scoring in denoiser-call equivalents, overriding the run's timing.
+        final_scorer: the scorer that picks among the ``m`` survivors of cascade rows (none when ``None`` or when
+            the run has no step-T scores of it).
+    """
     info, steps = arrays.info, arrays.num_steps
     if steps < 1:
         raise InputError(f"run {info.run_id}: expected score rows with at least one step, got none")
     scored = {name: int((~np.isnan(a).all(axis=(0, 1))).sum()) for name, a in arrays.scores.items()}
     costs = {**scorer_costs(info, scored), **(costs or {})}
+    if final_scorer is not None and (final_scorer not in arrays.scores
+                                     or np.isnan(arrays.scores[final_scorer][:, :, steps]).all()):  # fmt: skip
+        final_scorer = None
+    c_final = costs.get(final_scorer, 0.0) if final_scorer else 0.0
     out: dict[str, list] = {f.name: [] for f in BON_SCHEMA}
 
     def add(scorer: str, policy: str, n: int, k: int, schedule: str, denoiser: int, scorings: int,
-            judged: np.ndarray, aligned: np.ndarray) -> None:  # fmt: skip
-        """One row; ``judged``/``aligned``: the pick's judge score / verdict per prompt."""
+            judged: np.ndarray, aligned: np.ndarray, m: int = 1) -> None:  # fmt: skip
+        """One row; ``judged``/``aligned``: the pick's judge score / verdict per prompt; ``m > 1``: a cascade."""
         c = costs.get(scorer, 0.0)
+        finals = m if m > 1 else 0
         values = dict(run_id=info.run_id, model=info.model, benchmark=info.benchmark, judge=arrays.judge_name,
-                      scorer=scorer, policy=policy, n=n, k=k, schedule=schedule, num_steps=steps,
-                      cost_fraction=(denoiser + scorings * c) / (n * steps), denoiser_evals=denoiser,
-                      scorer_evals=scorings, scorer_cost_eq=c, judge_score=float(judged.mean()),
-                      aligned_rate=None if np.isnan(aligned).any() else float(aligned.mean()),
-                      prompts=len(judged))  # fmt: skip
+                      scorer=scorer, policy=cascade_label(policy, m, str(final_scorer)) if finals else policy, n=n,
+                      k=k, schedule=schedule, num_steps=steps,
+                      cost_fraction=(denoiser + scorings * c + finals * c_final) / (n * steps),
+                      denoiser_evals=denoiser, scorer_evals=scorings, scorer_cost_eq=c,
+                      judge_score=float(judged.mean()),
+                      aligned_rate=None if np.isnan(aligned).any() else float(aligned.mean()), prompts=len(judged),
+                      m=m, final_scorer=final_scorer if finals else None, final_evals=finals,
+                      final_cost_eq=c_final if finals else 0.0)  # fmt: skip
         for key, v in values.items():
             out[key].append(v)
 
@@ -197,27 +252,29 @@ def bon_rows(arrays: RunArrays, ns: Iterable[int] = DEFAULT_NS, costs: dict[str,
         best = np.argmax(jsel, axis=1)
         rows = np.arange(len(jsel))
         add("oracle", "oracle", n, steps, "", n * steps, 0, jsel[rows, best], asel[rows, best])
+        fsel = arrays.scores[final_scorer][prow[:, None], pcol, steps] if final_scorer else None
         for name, a in arrays.scores.items():
             s = a[prow[:, None], pcol]  # (G, n, T+1)
             for k in range(steps + 1):
-                plans = [("one-shot", [(k, 1)])]
-                if k >= 1 and n > 2 and name != "clip-final":
-                    plans.append(("halving", _halving_decisions(k, n, steps)))
-                for policy, decisions in plans:
+                for policy, m, decisions in _plans(name, n, k, steps, final_scorer):
                     need = sorted({d for d, _ in decisions})
                     valid = ~np.isnan(s[:, :, need]).any(axis=(1, 2))
+                    if m > 1 and fsel is not None:
+                        valid &= ~np.isnan(fsel).any(axis=1)
                     if not valid.any():
                         continue
-                    picks = _simulate(s[valid], decisions)
+                    final = fsel[valid] if m > 1 and fsel is not None else None
+                    picks = _simulate(s[valid], decisions, final)
                     den, sc = schedule_cost(n, steps, decisions, needs_model_output=x0_scorer(name))
                     vrows = np.arange(int(valid.sum()))
                     add(name, policy, n, k, ",".join(str(d) for d, _ in decisions), den, sc,
-                        jsel[valid][vrows, picks], asel[valid][vrows, picks])
+                        jsel[valid][vrows, picks], asel[valid][vrows, picks], m)
     return out
 
 
 def compute_bon(results: str | Path | ResultsStore, run_id: str | None = None, ns: Iterable[int] = DEFAULT_NS,
-                costs: dict[str, float] | None = None, write: bool = True) -> pa.Table:  # fmt: skip
+                costs: dict[str, float] | None = None, write: bool = True,
+                final_scorer: str | None = DEFAULT_FINAL) -> pa.Table:  # fmt: skip
     """BoN outcomes of one run (or every run) of a results store, written to ``<results>/bon/<run_id>.parquet``.
 
     Args:
@@ -226,23 +283,28 @@ def compute_bon(results: str | Path | ResultsStore, run_id: str | None = None, n
         ns: values of N.
         costs: scorer cost per scoring in denoiser-call equivalents, overriding the run's timing.
         write: write the Parquet files.
+        final_scorer: the final judge of cascade rows (``None``: no cascade rows; the default is skipped for runs
+            that did not score it, another name must have been scored by some run).
     """
     store = results if isinstance(results, ResultsStore) else ResultsStore.open(results)
     ns = [int(n) for n in ns]
     if not ns or any(n < 1 for n in ns):
         raise InputError(f"ns: expected values of N >= 1, got {ns}")
     runs = [store.run(run_id)] if run_id else store.runs()
-    tables = []
+    tables, scored = [], set()
     for info in runs:
         arrays = load_run(store, info.run_id)
         if run_id is None and not arrays.scores:
             continue  # a run that has not written rows yet
-        table = pa.table(bon_rows(arrays, ns, costs), schema=BON_SCHEMA)
+        scored |= set(arrays.scores)
+        table = pa.table(bon_rows(arrays, ns, costs, final_scorer), schema=BON_SCHEMA)
         if write:
             _atomic_parquet(table, store.root / "bon" / f"{info.run_id}.parquet")
         tables.append(table)
     if not tables:
         raise InputError(f"results: {store.root} has no run with score rows; run `noisyclip evaluate` first")
+    if final_scorer not in (None, DEFAULT_FINAL) and final_scorer not in scored:
+        raise InputError(f"final_scorer: no run scored {final_scorer!r}; expected one of {sorted(scored)} or None")
     return pa.concat_tables(tables)
 
 
@@ -251,4 +313,13 @@ def read_bon(results: str | Path) -> pa.Table:
     files = sorted((Path(results) / "bon").glob("*.parquet"))
     if not files:
         return BON_SCHEMA.empty_table()
-    return pa.concat_tables([pq.read_table(f).cast(BON_SCHEMA) for f in files])
+    return pa.concat_tables([_with_cascade_columns(pq.read_table(f)).cast(BON_SCHEMA) for f in files])
+
+
+def _with_cascade_columns(table: pa.Table) -> pa.Table:
+    """Files written before cascades lack their columns: add them with the values of a non-cascade row."""
+    for name, value in _CASCADE_DEFAULTS.items():
+        if name not in table.column_names:
+            field = BON_SCHEMA.field(name)
+            table = table.append_column(field, pa.array([value] * table.num_rows, type=field.type))
+    return table.select(BON_SCHEMA.names)

@@ -12,7 +12,8 @@ name           rule
 
 Step index convention: k = number of completed denoising steps (0 = pure noise, T = final latent). Scores are
 compared as given (higher is better); ties keep the candidate that came first (lowest seed in a fresh run). If more
-than ``m`` candidates survive the last decision, the engine scores them at step T and keeps the top ``m``.
+than ``m`` candidates survive the last decision, the engine scores them at step T and keeps the top ``m`` (with a
+cascade's final scorer, :class:`~noisyclip_metrics.bon.early.EarlyBestOfN` lets it pick one of them instead).
 
 :func:`schedule_cost` is the cost model shared by the live engine and the offline BoN: denoiser evaluations per
 candidate are counted once per step (classifier-free guidance's two halves are one call), and a scorer that reads

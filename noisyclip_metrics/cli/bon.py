@@ -22,11 +22,14 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="one seed per candidate (default: 0..n-1)")
     p.add_argument("--policy", default="one-shot", help="one-shot, halving or threshold (default: one-shot)")
     p.add_argument("--k", type=int, default=None, help="one-shot: decision step k (default: about T/2)")
-    p.add_argument("--m", type=int, default=1, help="images kept (default: 1)")
+    p.add_argument("--m", type=int, default=1, help="candidates kept and finished (default: 1)")
     p.add_argument("--schedule", type=int, nargs="+", default=None, help="halving: increasing decision steps")
     p.add_argument("--calibration", type=Path, default=None, help="threshold: calibration JSON (bon calibrate)")
     p.add_argument("--scorer", default="noisyclip", choices=_SCORERS)
     p.add_argument("--model", default=None, help="the scorer's CLIP (model id or folder; world ids by default)")
+    p.add_argument("--final-scorer", default=None, choices=_SCORERS,
+                   help="cascade: this scorer picks one of the m finished survivors at the last step (e.g. clip-final)")
+    p.add_argument("--final-model", default=None, help="the final scorer's CLIP (default: as for --model)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps T (the pipeline's default)")
     p.add_argument("--guidance-scale", type=float, default=None)
     p.add_argument("--negative-prompt", default=None)
@@ -81,8 +84,12 @@ def _run_run(args: argparse.Namespace) -> int:
     policy = _policy(args, steps)
     model = resolve_model(args.model or _default_model(args.pipeline, args.scorer))
     scorer = build_scorer(args.scorer, model=model, vae=pipe.vae)
+    final = None
+    if args.final_scorer is not None:
+        final_model = resolve_model(args.final_model or _default_model(args.pipeline, args.final_scorer))
+        final = build_scorer(args.final_scorer, model=final_model, vae=pipe.vae)
     prompt = args.prompt[0] if len(args.prompt) == 1 else list(args.prompt)
-    result = EarlyBestOfN(pipe, scorer, policy)(
+    result = EarlyBestOfN(pipe, scorer, policy, final_scorer=final)(
         prompt, n=args.n, seeds=args.seeds, num_inference_steps=steps, guidance_scale=guidance, height=args.height,
         width=args.width, negative_prompt=args.negative_prompt,
     )  # fmt: skip
@@ -92,10 +99,13 @@ def _run_run(args: argparse.Namespace) -> int:
         path = args.out / f"chosen-{rank}-seed{seed}.png"
         Image.fromarray((img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()).save(path)
         files.append(path.name)
-    account = {**result.to_json(), "images": files, "pipeline_id": args.pipeline, "model": args.model}
+    account = {**result.to_json(), "images": files, "pipeline_id": args.pipeline, "model": args.model,
+               "final_model": args.final_model}
     write_json(args.out / "account.json", account)
     print(f"chose seed(s) {list(result.seeds)} of {result.n}: {result.denoiser_evals} denoiser calls "
-          f"({result.cost_fraction:.2f} of full BoN), {result.scorer_evals} scorings -> {args.out}")  # fmt: skip
+          f"({result.cost_fraction:.2f} of full BoN), {result.scorer_evals} scorings"
+          + (f" + {result.final_scorer_evals} by {result.final_scorer}" if result.final_scorer else "")
+          + f" -> {args.out}")  # fmt: skip
     return 0
 
 
@@ -105,6 +115,8 @@ def _configure_offline(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, nargs="+", default=[2, 4, 6, 8], help="values of N (default: 2 4 6 8)")
     p.add_argument("--scorer-cost", nargs="+", default=None, metavar="SCORER=EQ",
                    help="scorer cost per scoring in denoiser-call equivalents (default: from the run's timing)")
+    p.add_argument("--final-scorer", default="clip-final",
+                   help="final judge of the cascade rows (top-m, then this scorer; default: clip-final; 'none': off)")
 
 
 def _run_offline(args: argparse.Namespace) -> int:
@@ -117,7 +129,8 @@ def _run_offline(args: argparse.Namespace) -> int:
             costs[name] = float(value)
         except ValueError:
             raise InputError(f"--scorer-cost: expected SCORER=NUMBER, got {item!r}") from None
-    table = compute_bon(args.results, args.run, ns=args.n, costs=costs)
+    final = None if args.final_scorer.lower() == "none" else args.final_scorer
+    table = compute_bon(args.results, args.run, ns=args.n, costs=costs, final_scorer=final)
     rows = table.to_pylist()
     runs = sorted({r["run_id"] for r in rows})
     print(f"{len(rows)} BoN rows for {len(runs)} run(s) -> {Path(args.results) / 'bon'}")

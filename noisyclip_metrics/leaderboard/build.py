@@ -233,8 +233,10 @@ def read_bon(root: str | Path) -> pa.Table | None:
         if nulls:
             raise SchemaError(f"{f}: BoN columns {nulls} have missing values")
         weight = pc.cast(t["prompts"], pa.float64()) if "prompts" in t.column_names else pa.array(np.ones(t.num_rows))
+        m = t["m"] if "m" in t.column_names else pa.array(np.ones(t.num_rows, dtype=np.int64))  # cascades: m > 1
         try:
-            tables.append(pa.table({**{c: pc.cast(t[c], types[c]) for c in BON_COLUMNS}, "prompts": weight}))
+            tables.append(pa.table({**{c: pc.cast(t[c], types[c]) for c in BON_COLUMNS}, "prompts": weight,
+                                    "m": pc.cast(m, pa.int64())}))  # fmt: skip
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
             raise SchemaError(f"{f}: BoN column of the wrong type ({err})") from None
     return pa.concat_tables(tables)
@@ -264,12 +266,13 @@ def _bon_rows(bon: pa.Table | None, entries: list[Entry]) -> list[dict[str, Any]
     unknown = sorted(set(bon["run_id"].to_pylist()) - set(owner))
     if unknown:
         raise SchemaError(f"BoN rows name runs that are not in the results stores: {unknown[:3]}")
-    keys = ["run_id", "scorer", "policy", "n", "k"]
+    keys = ["run_id", "scorer", "policy", "n", "k", "m"]
     w = bon["prompts"]
     bon = bon.append_column("wc", pc.multiply(bon["cost_fraction"], w)).append_column(
         "wj", pc.multiply(bon["judge_score"], w))
     agg = bon.group_by(keys).aggregate([("wc", "sum"), ("wj", "sum"), ("prompts", "sum")])
     out = [{"model": owner[r["run_id"]], "scorer": r["scorer"], "policy": r["policy"], "n": r["n"], "k": r["k"],
+            "m": r["m"],
             "cost_fraction": r["wc_sum"] / r["prompts_sum"] if r["prompts_sum"] else None,
             "judge_score": r["wj_sum"] / r["prompts_sum"] if r["prompts_sum"] else None,
             "prompts": int(r["prompts_sum"])} for r in agg.to_pylist()]  # fmt: skip

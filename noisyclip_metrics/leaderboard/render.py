@@ -126,10 +126,10 @@ def _overlay_series(doc: dict[str, Any], scorer: str, metric: str = "pairwise_ac
 
 
 def _bon_series(rows: list[dict[str, Any]], n: int) -> list[Series]:
-    """One line per (scorer, policy) at ``N = n``, in order of cost."""
+    """One line per (scorer, policy) at ``N = n``, in order of cost; of the cascades, only the top-2 ones."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        if r["n"] == n:
+        if r["n"] == n and r.get("m", 1) <= 2:
             label = r["scorer"] if r["scorer"] == r["policy"] else f"{r['scorer']} ({r['policy']})"
             groups.setdefault(label, []).append(r)
     return [Series(k, [r["cost_fraction"] for r in v], [r["judge_score"] for r in v])
@@ -138,13 +138,13 @@ def _bon_series(rows: list[dict[str, Any]], n: int) -> list[Series]:
 
 def bon_summary(rows: list[dict[str, Any]], fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)) -> list[dict]:
     """The rows README.md shows: the largest N of each model, k nearest to ``fractions`` of T, and policies without
-    a k (``random``, ``oracle``). T is taken as the largest k of the model's rows."""
+    a k (``random``, ``oracle``); no cascades (``m > 1``). T is taken as the largest k of the model's rows."""
     out = []
     for model in dict.fromkeys(r["model"] for r in rows):
         mine = [r for r in rows if r["model"] == model]
         n, steps = max(r["n"] for r in mine), max(r["k"] for r in mine) or 1
         ks = {round(f * steps) for f in fractions}
-        out += [r for r in mine if r["n"] == n and (r["k"] in ks or r["scorer"] == r["policy"])]
+        out += [r for r in mine if r["n"] == n and r.get("m", 1) == 1 and (r["k"] in ks or r["scorer"] == r["policy"])]
     return out
 
 
@@ -272,7 +272,7 @@ def render_markdown(doc: dict[str, Any], pngs: dict[str, Path] | None, out: Path
         parts += [_md_table(head, body) if body else "No skill tags.", ""]
     if doc.get("bon"):
         parts += ["## Best-of-N cost and quality", "", "Largest N of each model, k near 1/4, 1/2, 3/4 and all of T "
-                  "(every row: `leaderboard.json`, key `bon`).", ""]
+                  "(every row, cascades included: `leaderboard.json`, key `bon`).", ""]
         parts += [_md_table(["Model", "Scorer", "Policy", "N", "k", "Cost fraction", "Judge score", "Prompts"],
                             [[r["model"], r["scorer"], str(r["policy"]), str(r["n"]), str(r["k"]),
                               fmt(r["cost_fraction"]), fmt(r["judge_score"]), str(r["prompts"])]
