@@ -34,10 +34,13 @@ from noisyclip_metrics.world.oracle import judge_batch
 FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 
 
-def variants(best_target: str) -> dict[str, dict[str, object]]:
+TARGET_NAMES = ("prompt", "filtered", "distill")
+
+
+def variants(best_target: str, targets: tuple[str, ...] = TARGET_NAMES) -> dict[str, dict[str, object]]:
     """Name -> TrainConfig overrides."""
     out: dict[str, dict[str, object]] = {
-        f"target={t}": {"target": t, "step_sampling": "window:4-10"} for t in ("prompt", "filtered", "distill")
+        f"target={t}": {"target": t, "step_sampling": "window:4-10"} for t in targets
     }
     for window in ("window:2-6", "window:8-14", "uniform", "final"):
         out[f"{best_target} {window}"] = {"target": best_target, "step_sampling": window}
@@ -100,6 +103,8 @@ def main() -> None:
     parser.add_argument("--best-target", default=None, help="target for the window study (default: best of three)")
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--targets-only", action="store_true", help="compare the three targets, skip the window study")
+    parser.add_argument("--targets", nargs="+", default=list(TARGET_NAMES),
+                        help="training targets to compare (default: prompt filtered distill; also: judged)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the build's)")
     parser.add_argument("--read", choices=("latents", "x0"), default="latents",
                         help="what the three target runs read (the window study keeps its own setting)")
@@ -137,7 +142,7 @@ def main() -> None:
         results[name] = curve(model, source, reference, cfg.read == "x0", args.resamples)
         print(f"{name}: " + " ".join(f"{a:.3f}" for a, _, _ in results[name]), flush=True)
 
-    targets = variants("prompt")
+    targets = variants("prompt", tuple(args.targets))
     suffix = " read=x0" if args.read == "x0" else ""
     for name in [n for n in targets if n.startswith("target=")]:
         run(name + suffix, {**targets[name], "read": args.read})

@@ -10,6 +10,9 @@ name             target
 ``distill``      the noisy-latent embedding learns the frozen CLIP's judgment of the trajectory's *final image*: soft
                  cross-entropy to the teacher's caption distribution (batch prompts + hard negatives) plus
                  ``1 - cos`` to the teacher's image embedding
+``judged``       ``distill`` plus a ranking term from the judge: batches are made of pairs of trajectories of one
+                 prompt (two seeds), and where the judge labels one pair member better, a logistic loss
+                 ``softplus(s_worse - s_better)`` on their scores ``s`` (logit-scaled cosine with their prompt)
 ================ ===================================================================================================
 
 The text tower and the logit scale stay frozen in every case.
@@ -25,7 +28,7 @@ import torch.nn.functional as F
 
 from ..registry import Registry
 
-__all__ = ["TargetBatch", "TrainTarget", "TARGETS", "infonce_loss", "distill_loss"]
+__all__ = ["TargetBatch", "TrainTarget", "TARGETS", "infonce_loss", "distill_loss", "rank_loss", "judged_loss"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,8 @@ class TargetBatch:
         prompt_index: ``(B,)`` column of each sample's own prompt in ``texts`` (``< U``).
         num_prompts: ``U``.
         logit_scale: the frozen CLIP temperature (``exp`` already applied).
-        teacher_image: ``(B, D)`` normalised frozen-CLIP embeddings of the final images (``distill`` only).
+        teacher_image: ``(B, D)`` normalised frozen-CLIP embeddings of the final images (``distill``, ``judged``).
+        labels: ``(B,)`` the judge's score of each trajectory's final image (``judged`` only).
     """
 
     image: torch.Tensor
@@ -47,6 +51,7 @@ class TargetBatch:
     num_prompts: int
     logit_scale: float
     teacher_image: torch.Tensor | None = None
+    labels: torch.Tensor | None = None
 
 
 def infonce_loss(batch: TargetBatch) -> torch.Tensor:
@@ -70,6 +75,23 @@ def distill_loss(batch: TargetBatch) -> torch.Tensor:
     return soft_ce + embed
 
 
+def rank_loss(batch: TargetBatch) -> torch.Tensor:
+    """Mean ``softplus(s_j - s_i)`` over the batch's pairs of one prompt with ``label_i > label_j`` (0 if none)."""
+    if batch.labels is None:
+        raise ValueError("rank loss needs labels")
+    own = batch.logit_scale * (batch.image * batch.texts[batch.prompt_index]).sum(1)  # (B,)
+    same = batch.prompt_index[:, None] == batch.prompt_index[None, :]
+    better = same & (batch.labels[:, None] > batch.labels[None, :])  # [i, j]: i should score above j
+    if not bool(better.any()):
+        return own.sum() * 0.0
+    return F.softplus(own[None, :] - own[:, None])[better].mean()
+
+
+def judged_loss(batch: TargetBatch) -> torch.Tensor:
+    """``distill`` plus the judge's ranking of seeds of one prompt."""
+    return distill_loss(batch) + rank_loss(batch)
+
+
 @dataclass(frozen=True)
 class TrainTarget:
     """A registered training target.
@@ -80,6 +102,7 @@ class TrainTarget:
         needs_labels: train only on trajectories judged aligned (requires per-trajectory labels).
         uses_negatives: add hard-negative captions as extra text columns.
         needs_teacher: compute the frozen CLIP's embeddings of the final images.
+        ranks_seeds: batches of same-prompt pairs, with every trajectory's label in the batch (requires labels).
     """
 
     name: str
@@ -87,9 +110,12 @@ class TrainTarget:
     needs_labels: bool = False
     uses_negatives: bool = False
     needs_teacher: bool = False
+    ranks_seeds: bool = False
 
 
 TARGETS: Registry[TrainTarget] = Registry("training target")
 TARGETS.register("prompt", TrainTarget("prompt", infonce_loss))
 TARGETS.register("filtered", TrainTarget("filtered", infonce_loss, needs_labels=True, uses_negatives=True))
 TARGETS.register("distill", TrainTarget("distill", distill_loss, uses_negatives=True, needs_teacher=True))
+TARGETS.register("judged", TrainTarget("judged", judged_loss, uses_negatives=True, needs_teacher=True,
+                                       ranks_seeds=True))  # fmt: skip

@@ -126,7 +126,8 @@ class TrainConfig:
         OPTIMIZERS.get(self.optimizer)
         NEGATIVES.get(self.negatives)
         parse_step_sampler(self.step_sampling)
-        if TARGETS.get(self.target).needs_labels and self.labels is None:
+        target = TARGETS.get(self.target)
+        if (target.needs_labels or target.ranks_seeds) and self.labels is None:
             raise InputError(f"labels: target {self.target!r} trains on judged trajectories and needs labels=")
 
     def to_json(self) -> dict[str, Any]:
@@ -247,6 +248,18 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
         train_idx = [i for i in train_idx if labels[source.records[i].key] >= config.keep_threshold]
     if not train_idx:
         raise InputError("trajectories: no training trajectories left after the held-out split and filtering")
+    siblings: dict[str, list[int]] = {}
+    if target.ranks_seeds:
+        assert labels is not None
+        missing = [source.records[i].key for i in train_idx if source.records[i].key not in labels]
+        if missing:
+            raise InputError(f"labels: no score for {len(missing)} trajectories, e.g. {missing[:3]}")
+        for i in train_idx:
+            siblings.setdefault(source.records[i].prompt_id, []).append(i)
+        siblings = {p: v for p, v in siblings.items() if len(v) > 1}
+        if not siblings or config.batch_size % 2:
+            raise InputError(f"target {config.target!r}: expected prompts with >= 2 seeds and an even batch_size")
+        pair_prompts = sorted(siblings)
     negatives_fn = NEGATIVES.get(config.negatives) if target.uses_negatives else NEGATIVES.get("none")
     sampler = parse_step_sampler(config.step_sampling)
     sampler.ranges(source.num_steps)
@@ -288,8 +301,15 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
     for step in range(start, config.steps):
         t0 = time.perf_counter()
         g = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-        picks = torch.randint(len(train_idx), (config.batch_size,), generator=g)
-        idx = [train_idx[int(i)] for i in picks]
+        if target.ranks_seeds:  # pairs of seeds of one prompt
+            idx = []
+            for i in torch.randint(len(pair_prompts), (config.batch_size // 2,), generator=g).tolist():
+                seeds = siblings[pair_prompts[i]]
+                a, b = torch.randperm(len(seeds), generator=g)[:2].tolist()
+                idx += [seeds[a], seeds[b]]
+        else:
+            picks = torch.randint(len(train_idx), (config.batch_size,), generator=g)
+            idx = [train_idx[int(i)] for i in picks]
         ks = sampler.sample(config.batch_size, source.num_steps, g).tolist()
         mine = slice(rank * per_rank, (rank + 1) * per_rank)
         z, scale = source.latents(idx[mine], ks[mine])
@@ -306,6 +326,7 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
         batch = TargetBatch(
             image=image, texts=texts, prompt_index=torch.tensor([unique.index(p) for p in prompts]),
             num_prompts=len(unique), logit_scale=logit_scale, teacher_image=teacher_image,
+            labels=torch.tensor([labels[source.records[i].key] for i in idx]) if target.ranks_seeds and labels else None,
         )  # fmt: skip
         loss = target.loss(batch)
         optimizer.zero_grad(set_to_none=True)

@@ -94,6 +94,47 @@ def test_filtered_and_distill_targets(world):
     assert saved.config.reads == "x0" and filtered.model.config.reads == "latents"
 
 
+def test_rank_loss_orders_seeds_of_one_prompt_by_their_labels():
+    import torch.nn.functional as F
+
+    from noisyclip_metrics.training.targets import TargetBatch, judged_loss, rank_loss
+
+    g = torch.Generator().manual_seed(0)
+    image = F.normalize(torch.randn(4, 8, generator=g), dim=1).requires_grad_(True)
+    texts = F.normalize(torch.randn(3, 8, generator=g), dim=1)  # 2 prompts + 1 hard negative
+
+    def batch(labels):
+        return TargetBatch(image=image, texts=texts, prompt_index=torch.tensor([0, 0, 1, 1]), num_prompts=2,
+                           logit_scale=10.0, teacher_image=image.detach(), labels=torch.tensor(labels))  # fmt: skip
+
+    s = 10.0 * (image * texts[torch.tensor([0, 0, 1, 1])]).sum(1)
+    # prompt 0: seed 1 judged better than seed 0; prompt 1: a tie, no pair
+    expected = F.softplus(s[0] - s[1])
+    torch.testing.assert_close(rank_loss(batch([0.0, 1.0, 0.5, 0.5])), expected)
+    both = (F.softplus(s[0] - s[1]) + F.softplus(s[3] - s[2])) / 2
+    torch.testing.assert_close(rank_loss(batch([0.0, 1.0, 1.0, 0.0])), both)
+    none = rank_loss(batch([1.0, 1.0, 0.0, 0.0]))
+    assert float(none.detach()) == 0.0 and none.requires_grad
+    (-rank_loss(batch([0.0, 1.0, 0.5, 0.5]))).backward()  # descending would raise s_0 - s_1
+    assert image.grad is not None and float(image.grad[1] @ texts[0]) > 0
+    assert float(judged_loss(batch([0.0, 1.0, 0.5, 0.5])).detach()) > float(expected.detach())
+
+
+def test_judged_target_trains_on_pairs_of_seeds(world):
+    NEGATIVES.register("test-swap", lambda p: [p.replace("red", "blue")] if "red" in p else [])
+    kw = dict(negatives="test-swap", read="x0", labels=str(world / "labels.json"))
+    judged = train(_cfg(world, "judged", target="judged", **kw), progress=False)
+    again = train(_cfg(world, "judged2", target="judged", **kw), progress=False)
+    distill = train(_cfg(world, "distill_l", target="distill", **kw), progress=False)
+    for k, v in _weights(judged.model).items():
+        assert torch.equal(v, _weights(again.model)[k]), k
+    assert any(not torch.equal(v, _weights(distill.model)[k]) for k, v in _weights(judged.model).items())
+    with pytest.raises(InputError, match="needs labels"):
+        _cfg(world, "x", target="judged")
+    with pytest.raises(InputError, match="even batch_size"):
+        train(_cfg(world, "odd", target="judged", batch_size=7, **kw), progress=False)
+
+
 def test_trainable_preview_map_moves(world):
     result = train(_cfg(world, "preview", train_preview=True), progress=False)
     base = NoisyCLIPModel.from_pretrained(world / "base")
