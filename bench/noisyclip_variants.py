@@ -6,7 +6,8 @@ Uses a finished world build's work folder (its world CLIP and its training traje
 world *benchmark* prompts for one model (held out from all training), labels every final image with the oracle,
 trains one NoisyCLIP per variant on the build's training trajectories, and prints the within-prompt pairwise accuracy
 against the oracle's TIFA score at each step fraction (bootstrap 95% CI over prompts), next to frozen CLIP on the same
-previews. Variants: the three training targets (prompt = the paper's InfoNCE, filtered = oracle-aligned trajectories +
+previews; then the Best-of-seeds judge score of the pick when choosing at each fraction, with its ratio to choosing by
+frozen CLIP on the final images (``clip-final``). Variants: the three training targets (prompt = the paper's InfoNCE, filtered = oracle-aligned trajectories +
 hard-negative captions, distill = the frozen CLIP's judgment of the final image) at one window, then step windows and
 controls for the best target. Every run is resumable; rerunning prints the table from the finished runs.
 """
@@ -68,14 +69,12 @@ def record_benchmark(work: Path, out: Path, model: str, n_prompts: int | None, s
 
 
 @torch.no_grad()
-def curve(model: NoisyCLIPModel, source: TrajectorySource, reference: np.ndarray, read_x0: bool,
-          resamples: int) -> list[tuple[float, float, float]]:  # fmt: skip
-    """(accuracy, lo, hi) per fraction; ``read_x0`` previews the x̂0 estimate instead of the latent."""
+def step_scores(model: NoisyCLIPModel, source: TrajectorySource, read_x0: bool) -> dict[float, np.ndarray]:
+    """Every candidate's score at each fraction; ``read_x0`` previews the x̂0 estimate instead of the latent."""
     src = TrajectorySource(source.stores, read="x0") if read_x0 else source
     idx = list(range(len(src)))
-    groups = [r.prompt_id for r in src.records]  # candidates of a prompt = its seeds
     text = model.encode_text([r.prompt for r in src.records])
-    rows = []
+    out = {}
     for f in FRACTIONS:
         k = round(f * src.num_steps)
         scores = []
@@ -83,13 +82,39 @@ def curve(model: NoisyCLIPModel, source: TrajectorySource, reference: np.ndarray
             chunk = idx[lo : lo + 512]
             z, scale = src.latents(chunk, [k] * len(chunk))
             scores.append((model.encode_latents(z * scale.view(-1, 1, 1, 1)) * text[lo : lo + 512]).sum(-1))
-        pred = torch.cat(scores).numpy()
-        gold_m, _ = group_matrix(reference, groups)
-        pred_m, _ = group_matrix(pred, groups)
+        out[f] = torch.cat(scores).numpy()
+    return out
+
+
+@torch.no_grad()
+def final_image_scores(model: NoisyCLIPModel, source: TrajectorySource) -> np.ndarray:
+    """Frozen CLIP on every candidate's final image (the ``clip-final`` scorer)."""
+    idx = list(range(len(source)))
+    text = model.encode_text([r.prompt for r in source.records])
+    return torch.cat([(model.encode_images(source.images(idx[lo : lo + 512])) * text[lo : lo + 512]).sum(-1)
+                      for lo in range(0, len(idx), 512)]).numpy()  # fmt: skip
+
+
+def curve(scores: dict[float, np.ndarray], source: TrajectorySource, reference: np.ndarray,
+          resamples: int) -> list[tuple[float, float, float]]:  # fmt: skip
+    """(pairwise accuracy, lo, hi) against ``reference`` per fraction, within prompts (candidates = seeds)."""
+    groups = [r.prompt_id for r in source.records]
+    gold_m, _ = group_matrix(reference, groups)
+    rows = []
+    for f in FRACTIONS:
+        pred_m, _ = group_matrix(scores[f], groups)
         correct, total = pairwise_counts(gold_m, pred_m)
         acc, lo, hi = (float(x[0]) for x in bootstrap_ratio(correct[:, None], total[:, None], n_resamples=resamples))
         rows.append((acc, lo, hi))
     return rows
+
+
+def best_of_n(scores: np.ndarray, source: TrajectorySource, reference: np.ndarray) -> float:
+    """Mean reference score of each prompt's highest-scoring candidate (ties: the first seed)."""
+    gold_m, _ = group_matrix(reference, [r.prompt_id for r in source.records])
+    pred_m, _ = group_matrix(scores, [r.prompt_id for r in source.records])
+    pred_m = np.where(np.isnan(pred_m), -np.inf, pred_m)
+    return float(np.nanmean(gold_m[np.arange(len(gold_m)), np.argmax(pred_m, axis=1)]))
 
 
 def main() -> None:
@@ -129,9 +154,16 @@ def main() -> None:
         num_threads=args.threads or build_cfg["threads"],
     )  # fmt: skip
     results: dict[str, list[tuple[float, float, float]]] = {}
+    bon: dict[str, list[float]] = {}  # Best-of-seeds judge score of the pick at each fraction
+
+    def add(name: str, scores: dict[float, np.ndarray]) -> None:
+        results[name] = curve(scores, source, reference, args.resamples)
+        bon[name] = [best_of_n(scores[f], source, reference) for f in FRACTIONS]
+
     frozen = NoisyCLIPModel.from_pretrained(args.work / "clip" / "model")
-    results["frozen CLIP (preview)"] = curve(frozen, source, reference, False, args.resamples)
-    results["frozen CLIP (x0 preview)"] = curve(frozen, source, reference, True, args.resamples)
+    add("frozen CLIP (preview)", step_scores(frozen, source, False))
+    add("frozen CLIP (x0 preview)", step_scores(frozen, source, True))
+    final_bon = best_of_n(final_image_scores(frozen, source), source, reference)
 
     def run(name: str, overrides: dict[str, object]) -> None:
         folder = args.out / name.replace(" ", "_").replace("=", "-").replace(":", "")
@@ -139,7 +171,7 @@ def main() -> None:
         if not (folder / "model" / "model.safetensors").is_file():
             train(cfg, progress=False)
         model = NoisyCLIPModel.from_pretrained(folder / "model")
-        results[name] = curve(model, source, reference, cfg.read == "x0", args.resamples)
+        add(name, step_scores(model, source, cfg.read == "x0"))
         print(f"{name}: " + " ".join(f"{a:.3f}" for a, _, _ in results[name]), flush=True)
 
     targets = variants("prompt", tuple(args.targets))
@@ -161,7 +193,18 @@ def main() -> None:
         mid = np.mean([a for a, _, _ in rows[1:5]])
         cells = " | ".join(f"{a:.3f} [{lo:.2f}, {hi:.2f}]" for a, lo, hi in rows)
         print(f"| {name} | {cells} | {mid:.3f} |")
+    groups, _ = group_matrix(reference, [r.prompt_id for r in source.records])
+    random_bon, oracle_bon = float(np.nanmean(np.nanmean(groups, axis=1))), float(np.nanmean(np.nanmax(groups, axis=1)))
+    print(f"\nBest-of-{args.seeds} judge score of the pick when choosing at each fraction (no cost accounting; "
+          f"`clip-final` = frozen CLIP on the final images: {final_bon:.3f}, random {random_bon:.3f}, oracle-best "
+          f"{oracle_bon:.3f})\n")  # fmt: skip
+    print("| scorer | " + " | ".join(f"{f:.1f}" for f in FRACTIONS) + " |")
+    print("|---|" + "---:|" * len(FRACTIONS))
+    for name, values in bon.items():
+        print(f"| {name} | " + " | ".join(f"{v:.3f} ({v / final_bon:.3f})" for v in values) + " |")
     write_json(args.out / "variants.json", {n: [list(r) for r in rows] for n, rows in results.items()})
+    write_json(args.out / "bon.json", {"clip-final": final_bon, "random": random_bon, "oracle": oracle_bon,
+                                       "fractions": list(FRACTIONS), "scorers": bon})  # fmt: skip
 
 
 if __name__ == "__main__":
