@@ -7,9 +7,11 @@ world *benchmark* prompts for one model (held out from all training), labels eve
 trains one NoisyCLIP per variant on the build's training trajectories, and prints the within-prompt pairwise accuracy
 against the oracle's TIFA score at each step fraction (bootstrap 95% CI over prompts), next to frozen CLIP on the same
 previews; then the Best-of-seeds judge score of the pick when choosing at each fraction, with its ratio to choosing by
-frozen CLIP on the final images (``clip-final``). Variants: the three training targets (prompt = the paper's InfoNCE, filtered = oracle-aligned trajectories +
-hard-negative captions, distill = the frozen CLIP's judgment of the final image) at one window, then step windows and
-controls for the best target. Every run is resumable; rerunning prints the table from the finished runs.
+frozen CLIP on the final images (``clip-final``). Variants: the training targets (prompt = the paper's InfoNCE,
+filtered = oracle-aligned trajectories + hard-negative captions, distill = the frozen CLIP's judgment of the final
+image; with ``--targets``, judged = distill plus the oracle's ranking of seeds by TIFA score, judged-aligned = the same
+with 1/0 labels) at one window, then step windows and controls for the best target. Every run is resumable;
+rerunning prints the table from the finished runs.
 """
 
 from __future__ import annotations
@@ -29,19 +31,28 @@ from noisyclip_metrics.training.data import TrajectorySource
 from noisyclip_metrics.training.trainer import TrainConfig, train
 from noisyclip_metrics.trajectory_store import TrajectoryStore, record_trajectories
 from noisyclip_metrics.world.benchmark import world_promptset
+from noisyclip_metrics.world.build.config import LABEL_FILES
 from noisyclip_metrics.world.build.stages import load_world_pipeline
 from noisyclip_metrics.world.oracle import judge_batch
 
 FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 
 
+#: ``--targets`` choices -> (variant name, TrainConfig overrides; ``labels`` names a world build label file kind).
+TARGETS = {
+    "prompt": ("target=prompt", {"target": "prompt"}),
+    "filtered": ("target=filtered", {"target": "filtered"}),
+    "distill": ("target=distill", {"target": "distill"}),
+    "judged": ("target=judged", {"target": "judged", "labels": "tifa"}),
+    "judged-aligned": ("target=judged labels=aligned", {"target": "judged", "labels": "aligned"}),
+}
 TARGET_NAMES = ("prompt", "filtered", "distill")
 
 
 def variants(best_target: str, targets: tuple[str, ...] = TARGET_NAMES) -> dict[str, dict[str, object]]:
     """Name -> TrainConfig overrides."""
     out: dict[str, dict[str, object]] = {
-        f"target={t}": {"target": t, "step_sampling": "window:4-10"} for t in targets
+        TARGETS[t][0]: {**TARGETS[t][1], "step_sampling": "window:4-10"} for t in targets
     }
     for window in ("window:2-6", "window:8-14", "uniform", "final"):
         out[f"{best_target} {window}"] = {"target": best_target, "step_sampling": window}
@@ -128,8 +139,8 @@ def main() -> None:
     parser.add_argument("--best-target", default=None, help="target for the window study (default: best of three)")
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--targets-only", action="store_true", help="compare the three targets, skip the window study")
-    parser.add_argument("--targets", nargs="+", default=list(TARGET_NAMES),
-                        help="training targets to compare (default: prompt filtered distill; also: judged)")
+    parser.add_argument("--targets", nargs="+", default=list(TARGET_NAMES), choices=list(TARGETS),
+                        help="training targets to compare (default: prompt filtered distill)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the build's)")
     parser.add_argument("--read", choices=("latents", "x0"), default="latents",
                         help="what the three target runs read (the window study keeps its own setting)")
@@ -167,7 +178,9 @@ def main() -> None:
 
     def run(name: str, overrides: dict[str, object]) -> None:
         folder = args.out / name.replace(" ", "_").replace("=", "-").replace(":", "")
-        cfg = dataclasses.replace(base, out_dir=str(folder), **overrides)
+        overrides = dict(overrides)
+        labels = str(args.work / "trajectories" / LABEL_FILES[str(overrides.pop("labels", "aligned"))])
+        cfg = dataclasses.replace(base, out_dir=str(folder), labels=labels, **overrides)
         if not (folder / "model" / "model.safetensors").is_file():
             train(cfg, progress=False)
         model = NoisyCLIPModel.from_pretrained(folder / "model")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -33,6 +34,13 @@ def test_ci_build_produces_every_artifact(built):
         assert stage in record["metrics"]
     assert {"psnr", "preview_r2", "oracle_agreement"} <= set(metrics["vae"])
     assert {"top1_retrieval", "negatives/relation"} <= set(metrics["clip"])
+    # the oracle's labels of the training trajectories: 1/0 fully aligned and the graded TIFA score
+    traj = root / "work" / "trajectories"
+    aligned, tifa = (json.loads((traj / f).read_text()) for f in ("labels.json", "scores.json"))
+    assert aligned.keys() == tifa.keys() and all(0.0 <= v <= 1.0 for v in tifa.values())
+    assert all(aligned[k] == float(tifa[k] == 1.0) for k in aligned)
+    x0_run = json.loads((root / "work" / "noisyclip" / "noisyclip-x0" / "train_config.json").read_text())
+    assert (x0_run["target"], Path(x0_run["labels"]).name, x0_run["read"]) == ("judged", "scores.json", "x0")
     # the shipped weights are fp16 safetensors; pipelines are complete diffusers folders
     assert (out / "sd-base" / "model_index.json").is_file()
     tensors = load_file(str(out / "sd-base" / "unet" / "diffusion_pytorch_model.safetensors"))

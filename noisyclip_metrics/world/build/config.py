@@ -33,17 +33,27 @@ class NoisyRunConfig:
 
     ``read`` is what the image tower learns to read (``latents``: the paper's NoisyCLIP; ``x0``: the preview of the
     x̂0 estimate); ``target`` and ``step_sampling`` are the training target and step window
-    (:mod:`noisyclip_metrics.training`).
+    (:mod:`noisyclip_metrics.training`); ``labels`` the oracle's labels of the training trajectories that a target
+    using labels gets (``aligned``: 1/0 fully aligned; ``tifa``: the TIFA score, graded).
     """
 
     name: str
     read: str = "latents"
     target: str = "distill"
+    labels: str = "aligned"
     step_sampling: str = "window:4-10"
     steps: int = 600
     train_batch_size: int = 128
     lr: float = 3e-4
     train_preview: bool = False
+
+    def __post_init__(self) -> None:
+        if self.labels not in LABEL_FILES:
+            raise InputError(f"labels: expected one of {sorted(LABEL_FILES)}, got {self.labels!r}")
+
+
+#: Label kind -> file the trajectories stage writes (``{"<prompt_id>#<seed>": value}``).
+LABEL_FILES = {"aligned": "labels.json", "tifa": "scores.json"}
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,8 @@ class NoisyStageConfig:
     batch_size: int = 64
     runs: tuple[NoisyRunConfig, ...] = (
         NoisyRunConfig("noisyclip", read="latents"),
-        NoisyRunConfig("noisyclip-x0", read="x0"),  # distill beat filtered and prompt with read=x0 at 600 steps
+        # judged (distill + the oracle's ranking of seeds, TIFA labels) beat distill, filtered and prompt with read=x0
+        NoisyRunConfig("noisyclip-x0", read="x0", target="judged", labels="tifa"),
     )
 
     def __post_init__(self) -> None:
@@ -103,8 +114,10 @@ PRESETS.register(
         sampler=SamplerConfig(num_inference_steps=4, guidance_scale=4.0),
         noisy=NoisyStageConfig(
             models=("sd-small", "sd-base"), prompts=6, seeds=2, batch_size=12,
-            runs=tuple(NoisyRunConfig(name, read=read, step_sampling="window:1-3", steps=4, train_batch_size=8)
-                       for name, read in (("noisyclip", "latents"), ("noisyclip-x0", "x0"))),
+            runs=tuple(NoisyRunConfig(name, read=read, target=target, labels=labels, step_sampling="window:1-3",
+                                      steps=4, train_batch_size=8)
+                       for name, read, target, labels in (("noisyclip", "latents", "distill", "aligned"),
+                                                          ("noisyclip-x0", "x0", "judged", "tifa"))),
         ),  # fmt: skip
     ),
 )

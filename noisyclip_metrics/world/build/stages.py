@@ -20,6 +20,7 @@ from ...preview import PreviewMap
 from ..models import SHARED_COMPONENTS
 from .clip import train_world_clip
 from .clip_eval import clip_competence
+from .config import LABEL_FILES
 from .data import CONTEXT_LENGTH, build_tokenizer, render_pool
 from .pipeline import BuildContext, _register, build_record, copy_tree
 from .unet import assemble_pipeline, text_features, train_world_unet
@@ -170,6 +171,7 @@ def _trajectories(ctx: BuildContext) -> dict[str, Any]:
     prompts = prompts[: cfg.prompts]
     ids = [f"t{i:05d}" for i in range(len(prompts))]
     labels: dict[str, float] = {}
+    scores: dict[str, float] = {}
     rates = {}
     for model in cfg.models:
         pipe = load_world_pipeline(ctx.work / f"unet-{model}" / "pipeline")
@@ -182,9 +184,11 @@ def _trajectories(ctx: BuildContext) -> dict[str, Any]:
         for recs, tensors in TrajectoryStore.open(store.root).iter_shards(names=("images",)):
             for rec, res in zip(recs, judge_batch(tensors["images"].numpy(), [r.prompt for r in recs])):
                 labels[rec.key] = float(res.aligned)
+                scores[rec.key] = float(res.score)
                 aligned.append(res.aligned)
         rates[model] = float(np.mean(aligned))
-    write_json(folder / "labels.json", labels)
+    write_json(folder / LABEL_FILES["aligned"], labels)
+    write_json(folder / LABEL_FILES["tifa"], scores)
     return {"trajectories": len(labels), "aligned_rate": rates}
 
 
@@ -201,7 +205,8 @@ def _noisyclip(ctx: BuildContext) -> dict[str, Any]:
             trajectories=tuple(str(ctx.work / "trajectories" / m) for m in cfg.models),
             out_dir=str(folder / run.name), steps=run.steps, batch_size=run.train_batch_size, lr=run.lr,
             warmup_steps=max(1, run.steps // 10), step_sampling=run.step_sampling, target=run.target, read=run.read,
-            train_preview=run.train_preview, negatives="world", labels=str(ctx.work / "trajectories" / "labels.json"),
+            train_preview=run.train_preview, negatives="world",
+            labels=str(ctx.work / "trajectories" / LABEL_FILES[run.labels]),
             val_fraction=0.15, seed=ctx.config.seed, checkpoint_every=max(1, run.steps // 5),
             num_threads=ctx.config.threads,
         )  # fmt: skip
