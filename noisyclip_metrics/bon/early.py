@@ -12,8 +12,8 @@ output at those latents, computed by the step-(k+1) denoiser call that the survi
 scores decoded final images and so only decides at k = T (full-cost BoN).
 
 A *cascade* adds a ``final_scorer``: the policy's ``m`` survivors (all candidates alive at T) are finished and the
-final scorer (typically ``clip-final``) picks the best of them at step T; the result holds that one image. Its scorings are counted apart
-(``final_scorer_evals``), since they cost differently.
+final scorer (typically ``clip-final``) picks the best of them at step T; the result holds that one image. Its
+scorings are counted apart (``final_scorer_evals``), since they cost differently.
 
 Example:
     >>> import tempfile, torch
@@ -173,9 +173,8 @@ class EarlyBestOfN:
     def __init__(self, pipe: Any, scorer: Scorer, policy: Policy | None = None, final_scorer: Scorer | None = None,
                  ) -> None:  # fmt: skip
         self.family, self.adapter = loop_adapter(pipe)
-        for name, s in (("scorer", scorer), ("final_scorer", final_scorer)):
-            if s is None and name == "final_scorer":
-                continue
+        named = {"scorer": scorer, **({"final_scorer": final_scorer} if final_scorer is not None else {})}
+        for name, s in named.items():
             if not isinstance(s, Scorer):
                 raise InputError(f"{name}: expected a Scorer (name, requires, score()), got {type(s).__name__}")
             check_scorer_matches(s, pipe, self.family)

@@ -28,8 +28,8 @@ of scoring one candidate once, in denoiser-call equivalents, from the run's timi
 
     cost_fraction = (denoiser_evals + scorer_evals * scorer_cost_eq + final_evals * final_cost_eq) / (N * T)
 
-Columns ``m``, ``final_scorer``, ``final_evals`` and ``final_cost_eq`` are ``1``, null, ``0`` and ``0`` on the other rows
-(and when reading files written before they existed).
+Columns ``m``, ``final_scorer``, ``final_evals`` and ``final_cost_eq`` are ``1``, null, ``0`` and ``0`` on the other
+rows (and when reading files written before they existed).
 
 Rows go to ``<results>/bon/<run_id>.parquet`` (:data:`BON_SCHEMA`), written atomically.
 """

@@ -240,26 +240,24 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
     labels = load_labels(config.labels) if config.labels else None
     train_idx = [i for i, r in enumerate(source.records) if not held_out(r.prompt_id, config.val_fraction)]
     val_idx = [i for i, r in enumerate(source.records) if held_out(r.prompt_id, config.val_fraction)]
-    if target.needs_labels:
+    if target.needs_labels or target.ranks_seeds:
         assert labels is not None
         missing = [source.records[i].key for i in train_idx if source.records[i].key not in labels]
         if missing:
             raise InputError(f"labels: no score for {len(missing)} trajectories, e.g. {missing[:3]}")
+    if target.needs_labels:
+        assert labels is not None
         train_idx = [i for i in train_idx if labels[source.records[i].key] >= config.keep_threshold]
     if not train_idx:
         raise InputError("trajectories: no training trajectories left after the held-out split and filtering")
-    siblings: dict[str, list[int]] = {}
+    siblings: dict[str, list[int]] = {}  # prompt id -> its training trajectories with a sibling (targets that rank)
     if target.ranks_seeds:
-        assert labels is not None
-        missing = [source.records[i].key for i in train_idx if source.records[i].key not in labels]
-        if missing:
-            raise InputError(f"labels: no score for {len(missing)} trajectories, e.g. {missing[:3]}")
         for i in train_idx:
             siblings.setdefault(source.records[i].prompt_id, []).append(i)
         siblings = {p: v for p, v in siblings.items() if len(v) > 1}
         if not siblings or config.batch_size % 2:
             raise InputError(f"target {config.target!r}: expected prompts with >= 2 seeds and an even batch_size")
-        pair_prompts = sorted(siblings)
+    pair_prompts = sorted(siblings)
     negatives_fn = NEGATIVES.get(config.negatives) if target.uses_negatives else NEGATIVES.get("none")
     sampler = parse_step_sampler(config.step_sampling)
     sampler.ranges(source.num_steps)
@@ -326,7 +324,7 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
         batch = TargetBatch(
             image=image, texts=texts, prompt_index=torch.tensor([unique.index(p) for p in prompts]),
             num_prompts=len(unique), logit_scale=logit_scale, teacher_image=teacher_image,
-            labels=torch.tensor([labels[source.records[i].key] for i in idx]) if target.ranks_seeds and labels else None,
+            labels=torch.tensor([labels[source.records[i].key] for i in idx]) if siblings and labels else None,
         )  # fmt: skip
         loss = target.loss(batch)
         optimizer.zero_grad(set_to_none=True)
