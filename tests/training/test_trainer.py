@@ -43,6 +43,11 @@ def _cfg(world: Path, out: str, **kw) -> TrainConfig:
     return TrainConfig(**args)
 
 
+def _swap_red_blue(prompt: str) -> list[str]:
+    """A hard-negative source for the tests (registered once under ``test-swap``; re-registering the same is fine)."""
+    return [prompt.replace("red", "blue")] if "red" in prompt else []
+
+
 def _weights(model: NoisyCLIPModel) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -83,7 +88,7 @@ def test_resume_with_another_config_is_refused(world):
 
 
 def test_filtered_and_distill_targets(world):
-    NEGATIVES.register("test-swap", lambda p: [p.replace("red", "blue")] if "red" in p else [])
+    NEGATIVES.register("test-swap", _swap_red_blue)
     filtered = train(_cfg(world, "filtered", target="filtered", labels=str(world / "labels.json"),
                           negatives="test-swap"), progress=False)  # fmt: skip
     assert filtered.final_loss == filtered.final_loss
@@ -121,7 +126,7 @@ def test_rank_loss_orders_seeds_of_one_prompt_by_their_labels():
 
 
 def test_judged_target_trains_on_pairs_of_seeds(world):
-    NEGATIVES.register("test-swap", lambda p: [p.replace("red", "blue")] if "red" in p else [])
+    NEGATIVES.register("test-swap", _swap_red_blue)
     kw = dict(negatives="test-swap", read="x0", labels=str(world / "labels.json"))
     judged = train(_cfg(world, "judged", target="judged", **kw), progress=False)
     again = train(_cfg(world, "judged2", target="judged", **kw), progress=False)
