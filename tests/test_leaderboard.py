@@ -246,7 +246,7 @@ def test_bon_results_are_rendered(results, tmp_path):
         read_bon(results)
 
 
-def test_bon_cascades_are_listed_and_only_top_2_drawn(results, tmp_path):
+def test_bon_cascades_are_listed_but_not_drawn(results, tmp_path):
     from noisyclip_metrics.leaderboard.render import _bon_series, bon_summary
 
     run_a = next(r.run_id for r in ResultsStore.open(results).runs() if r.model == "model-a")
@@ -260,7 +260,7 @@ def test_bon_cascades_are_listed_and_only_top_2_drawn(results, tmp_path):
     doc = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())
     assert sorted(r["m"] for r in doc["bon"]) == [1, 2, 3]
     labels = [s.label for s in _bon_series(doc["bon"], 6)]
-    assert labels == ["noisyclip (one-shot)", "noisyclip (one-shot top-2 + clip-final)"]
+    assert labels == ["noisyclip (one-shot)"]  # a legend of 4 policies x every scorer would not fit
     assert [r["m"] for r in bon_summary(doc["bon"])] == [1]
     assert "one-shot top-3 + clip-final" in (tmp_path / "lb" / "index.html").read_text()
 

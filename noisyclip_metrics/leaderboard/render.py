@@ -126,10 +126,10 @@ def _overlay_series(doc: dict[str, Any], scorer: str, metric: str = "pairwise_ac
 
 
 def _bon_series(rows: list[dict[str, Any]], n: int) -> list[Series]:
-    """One line per (scorer, policy) at ``N = n``, in order of cost; of the cascades, only the top-2 ones."""
+    """One line per (scorer, policy) at ``N = n``, in order of cost; no cascades (``m > 1``: the table lists them)."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
-        if r["n"] == n and r.get("m", 1) <= 2:
+        if r["n"] == n and r.get("m", 1) == 1:
             label = r["scorer"] if r["scorer"] == r["policy"] else f"{r['scorer']} ({r['policy']})"
             groups.setdefault(label, []).append(r)
     return [Series(k, [r["cost_fraction"] for r in v], [r["judge_score"] for r in v])
