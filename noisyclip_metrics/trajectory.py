@@ -144,16 +144,17 @@ def sampler_settings(pipe: Any, num_inference_steps: int, guidance_scale: float 
 
 
 @contextlib.contextmanager
-def scheduler_step_hook(scheduler: Any, on_step: Callable[[torch.Tensor, torch.Tensor, Any, torch.Tensor], None],
+def scheduler_step_hook(scheduler: Any, on_step: Callable[[torch.Tensor, torch.Tensor, float, torch.Tensor], None],
                         ) -> Iterator[None]:  # fmt: skip
     """Temporarily wrap ``scheduler.step`` so that ``on_step(sample, guided output, timestep, next sample)`` sees
-    every call (the pipeline's own ``step`` is restored on exit)."""
+    every call, with the timestep as a float (the pipeline's own ``step`` is restored on exit)."""
     had_instance_attr = "step" in vars(scheduler)
     previous = scheduler.step
 
     def step(model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         out = previous(model_output, timestep, sample, *args, **kwargs)
-        on_step(sample, model_output, timestep, out[0] if isinstance(out, tuple) else out.prev_sample)
+        t = float(timestep.item() if isinstance(timestep, torch.Tensor) else timestep)
+        on_step(sample, model_output, t, out[0] if isinstance(out, tuple) else out.prev_sample)
         return out
 
     scheduler.step = step
@@ -171,8 +172,7 @@ def _recording_step(scheduler: Any) -> Iterator[list[tuple[torch.Tensor, torch.T
     """Temporarily wrap ``scheduler.step`` to record (sample, guided output, timestep, next sample)."""
     records: list[tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]] = []
 
-    def record(sample: torch.Tensor, output: torch.Tensor, timestep: Any, nxt: torch.Tensor) -> None:
-        t = float(timestep.item() if isinstance(timestep, torch.Tensor) else timestep)
+    def record(sample: torch.Tensor, output: torch.Tensor, t: float, nxt: torch.Tensor) -> None:
         records.append((sample.detach().clone(), output.detach().clone(), t, nxt.detach().clone()))
 
     with scheduler_step_hook(scheduler, record):

@@ -252,6 +252,14 @@ class EarlyBestOfN:
         last_scores = [float("nan")] * n
         denoiser = scorings = 0
         images: torch.Tensor | None = None
+
+        def record(k: int, scorer: Scorer, scores: torch.Tensor, keep: Sequence[int]) -> None:
+            """One decision in the account; the alive candidates' last scores."""
+            decisions.append(Decision(k, {seeds[i]: float(s) for i, s in zip(alive, scores.tolist())},
+                                      tuple(seeds[alive[j]] for j in keep), scorer.name))  # fmt: skip
+            for j, i in enumerate(alive):
+                last_scores[i] = float(scores[j])
+
         for k in range(T + 1):
             output = None
             # beyond-m survivors at T: the cascade's final scorer picks among them, else the scorer keeps the top m
@@ -272,10 +280,7 @@ class EarlyBestOfN:
                 keep = self.policy.keep(k, scores, T) if k in steps else rank(scores)
                 keep = keep[: self.policy.m] if k == T else keep  # at T: the final pick of the top m
                 seconds["score"] += time.perf_counter() - t0
-                decisions.append(Decision(k, {seeds[i]: float(s) for i, s in zip(alive, scores.tolist())},
-                                          tuple(seeds[alive[j]] for j in keep), self.scorer.name))  # fmt: skip
-                for j, i in enumerate(alive):
-                    last_scores[i] = float(scores[j])
+                record(k, self.scorer, scores, keep)
                 prune(state, keep)
                 alive = [alive[j] for j in keep]
                 output = None if output is None else output[torch.tensor(keep, device=output.device)]
@@ -299,10 +304,7 @@ class EarlyBestOfN:
             finals = state.batch
             best = rank(scores)[0]
             seconds["score"] += time.perf_counter() - t0
-            decisions.append(Decision(T, {seeds[i]: float(s) for i, s in zip(alive, scores.tolist())},
-                                      (seeds[alive[best]],), self.final_scorer.name))  # fmt: skip
-            for j, i in enumerate(alive):
-                last_scores[i] = float(scores[j])
+            record(T, self.final_scorer, scores, [best])
             alive, images = [alive[best]], images[best : best + 1]
         seconds["total"] = time.perf_counter() - t_start
         return BoNResult(

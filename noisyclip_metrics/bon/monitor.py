@@ -89,14 +89,14 @@ class NoisyCLIPMonitor:
         self.scores: dict[int, torch.Tensor] = {}
         self.interrupted_at: int | None = None
         self._reads_x0 = "x0" in scorer.requires
-        self._last_step: tuple[torch.Tensor, torch.Tensor, Any] | None = None  # set by steps inside watch()
+        self._last_step: tuple[torch.Tensor, torch.Tensor, float] | None = None  # set by steps inside watch()
 
     @contextlib.contextmanager
     def watch(self, pipe: Any) -> Iterator[NoisyCLIPMonitor]:
         """Keep the inputs of the pipeline's latest ``scheduler.step`` (what an x̂0 scorer needs) for one call."""
 
-        def keep(sample: torch.Tensor, output: torch.Tensor, timestep: Any, _: torch.Tensor) -> None:
-            self._last_step = (sample.detach(), output.detach(), timestep)
+        def keep(sample: torch.Tensor, output: torch.Tensor, t: float, _: torch.Tensor) -> None:
+            self._last_step = (sample.detach(), output.detach(), t)
 
         try:
             with scheduler_step_hook(pipe.scheduler, keep):
@@ -153,7 +153,6 @@ class NoisyCLIPMonitor:
             if self._reads_x0:
                 assert self._last_step is not None  # checked above
                 sample, output, t_i = self._last_step
-                t_i = float(t_i.item() if isinstance(t_i, torch.Tensor) else t_i)
                 x0 = self._unpack(pipe, estimate_x0(sched, sample, t_i, output))
                 self._record(pipe, k - 1, ScoreInputs(prompts=prompts, x0=x0, step=k - 1), num_steps)
                 if k == num_steps:  # the final latent is its own x̂0

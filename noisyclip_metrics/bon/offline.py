@@ -259,11 +259,11 @@ def bon_rows(arrays: RunArrays, ns: Iterable[int] = DEFAULT_NS, costs: dict[str,
                 for policy, m, decisions in _plans(name, n, k, steps, final_scorer):
                     need = sorted({d for d, _ in decisions})
                     valid = ~np.isnan(s[:, :, need]).any(axis=(1, 2))
-                    if m > 1 and fsel is not None:
+                    if m > 1:  # a cascade: _plans gives m > 1 only with a final scorer
                         valid &= ~np.isnan(fsel).any(axis=1)
                     if not valid.any():
                         continue
-                    final = fsel[valid] if m > 1 and fsel is not None else None
+                    final = fsel[valid] if m > 1 else None
                     picks = _simulate(s[valid], decisions, final)
                     den, sc = schedule_cost(n, steps, decisions, needs_model_output=x0_scorer(name))
                     vrows = np.arange(int(valid.sum()))

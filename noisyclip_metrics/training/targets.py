@@ -112,6 +112,11 @@ class TrainTarget:
     needs_teacher: bool = False
     ranks_seeds: bool = False
 
+    @property
+    def uses_labels(self) -> bool:
+        """Whether the target reads per-trajectory labels (to filter, or to rank seeds)."""
+        return self.needs_labels or self.ranks_seeds
+
 
 TARGETS: Registry[TrainTarget] = Registry("training target")
 TARGETS.register("prompt", TrainTarget("prompt", infonce_loss))

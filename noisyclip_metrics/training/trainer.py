@@ -126,8 +126,7 @@ class TrainConfig:
         OPTIMIZERS.get(self.optimizer)
         NEGATIVES.get(self.negatives)
         parse_step_sampler(self.step_sampling)
-        target = TARGETS.get(self.target)
-        if (target.needs_labels or target.ranks_seeds) and self.labels is None:
+        if TARGETS.get(self.target).uses_labels and self.labels is None:
             raise InputError(f"labels: target {self.target!r} trains on judged trajectories and needs labels=")
 
     def to_json(self) -> dict[str, Any]:
@@ -240,7 +239,7 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
     labels = load_labels(config.labels) if config.labels else None
     train_idx = [i for i, r in enumerate(source.records) if not held_out(r.prompt_id, config.val_fraction)]
     val_idx = [i for i, r in enumerate(source.records) if held_out(r.prompt_id, config.val_fraction)]
-    if target.needs_labels or target.ranks_seeds:
+    if target.uses_labels:
         assert labels is not None
         missing = [source.records[i].key for i in train_idx if source.records[i].key not in labels]
         if missing:
