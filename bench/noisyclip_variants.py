@@ -10,8 +10,9 @@ previews; then the Best-of-seeds judge score of the pick when choosing at each f
 frozen CLIP on the final images (``clip-final``). Variants: the training targets (prompt = the paper's InfoNCE,
 filtered = oracle-aligned trajectories + hard-negative captions, distill = the frozen CLIP's judgment of the final
 image; with ``--targets``, judged = distill plus the oracle's ranking of seeds by TIFA score, judged-aligned = the same
-with 1/0 labels) at one window, then step windows and controls for the best target. Every run is resumable;
-rerunning prints the table from the finished runs.
+with 1/0 labels, listwise = distill plus the oracle's choice of the best of 4 seeds read at one step) at one window,
+then step windows and controls for the best target. Every run is resumable; rerunning prints the table from the
+finished runs.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ TARGETS = {
     "distill": ("target=distill", {"target": "distill"}),
     "judged": ("target=judged", {"target": "judged", "labels": "tifa"}),
     "judged-aligned": ("target=judged labels=aligned", {"target": "judged", "labels": "aligned"}),
+    "listwise": ("target=listwise", {"target": "listwise", "labels": "tifa"}),
 }
 TARGET_NAMES = ("prompt", "filtered", "distill")
 

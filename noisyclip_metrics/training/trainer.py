@@ -253,10 +253,12 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
     if target.ranks_seeds:
         for i in train_idx:
             siblings.setdefault(source.records[i].prompt_id, []).append(i)
-        siblings = {p: v for p, v in siblings.items() if len(v) > 1}
-        if not siblings or config.batch_size % 2:
-            raise InputError(f"target {config.target!r}: expected prompts with >= 2 seeds and an even batch_size")
-    pair_prompts = sorted(siblings)
+        group = target.group_size
+        siblings = {p: v for p, v in siblings.items() if len(v) >= group}
+        if not siblings or config.batch_size % group:
+            raise InputError(f"target {config.target!r}: expected prompts with >= {group} seeds and a batch_size "
+                             f"divisible by {group}, got batch_size {config.batch_size}")  # fmt: skip
+    group_prompts = sorted(siblings)
     negatives_fn = NEGATIVES.get(config.negatives) if target.uses_negatives else NEGATIVES.get("none")
     sampler = parse_step_sampler(config.step_sampling)
     sampler.ranges(source.num_steps)
@@ -298,16 +300,19 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
     for step in range(start, config.steps):
         t0 = time.perf_counter()
         g = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-        if target.ranks_seeds:  # pairs of seeds of one prompt
+        group = target.group_size
+        if target.ranks_seeds:  # groups of distinct seeds of one prompt
             idx = []
-            for i in torch.randint(len(pair_prompts), (config.batch_size // 2,), generator=g).tolist():
-                seeds = siblings[pair_prompts[i]]
-                a, b = torch.randperm(len(seeds), generator=g)[:2].tolist()
-                idx += [seeds[a], seeds[b]]
+            for i in torch.randint(len(group_prompts), (config.batch_size // group,), generator=g).tolist():
+                seeds = siblings[group_prompts[i]]
+                idx += [seeds[j] for j in torch.randperm(len(seeds), generator=g)[:group].tolist()]
         else:
             picks = torch.randint(len(train_idx), (config.batch_size,), generator=g)
             idx = [train_idx[int(i)] for i in picks]
-        ks = sampler.sample(config.batch_size, source.num_steps, g).tolist()
+        if target.shared_step:
+            ks = sampler.sample(config.batch_size // group, source.num_steps, g).repeat_interleave(group).tolist()
+        else:
+            ks = sampler.sample(config.batch_size, source.num_steps, g).tolist()
         mine = slice(rank * per_rank, (rank + 1) * per_rank)
         z, scale = source.latents(idx[mine], ks[mine])
         image = _gather(ddp_branch(z * scale.view(-1, 1, 1, 1)), world)

@@ -136,8 +136,75 @@ def test_judged_target_trains_on_pairs_of_seeds(world):
     assert any(not torch.equal(v, _weights(distill.model)[k]) for k, v in _weights(judged.model).items())
     with pytest.raises(InputError, match="needs labels"):
         _cfg(world, "x", target="judged")
-    with pytest.raises(InputError, match="even batch_size"):
+    with pytest.raises(InputError, match="batch_size divisible by 2, got batch_size 7"):
         train(_cfg(world, "odd", target="judged", batch_size=7, **kw), progress=False)
+
+
+def test_listwise_loss_is_the_cross_entropy_to_the_judges_softmax_per_prompt():
+    import torch.nn.functional as F
+
+    from noisyclip_metrics.training.targets import LISTWISE_TEMPERATURE, TargetBatch, listwise_loss
+
+    g = torch.Generator().manual_seed(1)
+    image = F.normalize(torch.randn(5, 8, generator=g), dim=1).requires_grad_(True)
+    texts = F.normalize(torch.randn(3, 8, generator=g), dim=1)
+    index = torch.tensor([0, 0, 0, 1, 2])  # prompt 0: three seeds; prompts 1 and 2: one each (no term)
+    labels = torch.tensor([0.2, 1.0, 0.6, 0.0, 1.0])
+    batch = TargetBatch(image=image, texts=texts, prompt_index=index, num_prompts=3, logit_scale=10.0,
+                        labels=labels)  # fmt: skip
+    s = 10.0 * (image[:3] * texts[0]).sum(1)
+    expected = -(F.softmax(labels[:3] / LISTWISE_TEMPERATURE, 0) * F.log_softmax(s, 0)).sum()
+    torch.testing.assert_close(listwise_loss(batch), expected)
+    listwise_loss(batch).backward()  # descending raises the judge's best seed (1) against its prompt
+    assert float(image.grad[1] @ texts[0]) < 0
+    single = TargetBatch(image=image, texts=texts, prompt_index=torch.tensor([0, 1, 2, 0, 1]), num_prompts=3,
+                         logit_scale=10.0, labels=labels)  # fmt: skip
+    pair = -(F.softmax(labels[[0, 3]] / LISTWISE_TEMPERATURE, 0)
+             * F.log_softmax(10.0 * (image[[0, 3]] * texts[0]).sum(1), 0)).sum()  # fmt: skip
+    pair2 = -(F.softmax(labels[[1, 4]] / LISTWISE_TEMPERATURE, 0)
+              * F.log_softmax(10.0 * (image[[1, 4]] * texts[1]).sum(1), 0)).sum()  # fmt: skip
+    torch.testing.assert_close(listwise_loss(single), (pair + pair2) / 2)  # prompt 2 alone: no term
+    alone = TargetBatch(image=image[:2], texts=texts, prompt_index=torch.tensor([0, 1]), num_prompts=3,
+                        logit_scale=10.0, labels=labels[:2])  # fmt: skip
+    assert float(listwise_loss(alone).detach()) == 0.0
+
+
+def test_listwise_target_trains_on_groups_of_four_seeds_read_at_one_step(world, tmp_path, monkeypatch):
+    from noisyclip_metrics.training.data import TrajectorySource
+
+    NEGATIVES.register("test-swap", _swap_red_blue)
+    kw = dict(negatives="test-swap", read="x0")
+    with pytest.raises(InputError, match="prompts with >= 4 seeds"):  # the module world has 2 seeds per prompt
+        train(_cfg(world, "lw2", target="listwise", labels=str(world / "labels.json"), **kw), progress=False)
+    pipe = tiny_pipeline("sd", tmp_path / "pipe")
+    store = record_trajectories(pipe, tmp_path / "traj4", PROMPTS[:4], seeds=[0, 1, 2, 3], num_inference_steps=4,
+                                height=32, width=32, batch_size=16, progress=False)  # fmt: skip
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({r.key: float(i % 3) / 2 for i, r in enumerate(store.records())}))
+    calls = []
+    original = TrajectorySource.latents
+
+    def spy(self, idx, ks):
+        calls.append((list(idx), list(ks)))
+        return original(self, idx, ks)
+
+    monkeypatch.setattr(TrajectorySource, "latents", spy)
+    cfg = dict(trajectories=(str(tmp_path / "traj4"),), labels=str(labels), val_fraction=0.0, **kw)
+    one = train(_cfg(world, "lw_a", target="listwise", out_dir=str(tmp_path / "a"), **cfg), progress=False)
+    assert len(calls) == 6
+    source = TrajectorySource([str(tmp_path / "traj4")], read="x0")
+    for idx, ks in calls:
+        for lo in range(0, 8, 4):  # each group: four distinct seeds of one prompt, at one step
+            group = [source.records[i] for i in idx[lo : lo + 4]]
+            assert len({r.prompt_id for r in group}) == 1 and len({r.seed for r in group}) == 4
+            assert len(set(ks[lo : lo + 4])) == 1
+    two = train(_cfg(world, "lw_b", target="listwise", out_dir=str(tmp_path / "b"), **cfg), progress=False)
+    judged = train(_cfg(world, "lw_j", target="judged", out_dir=str(tmp_path / "j"), **cfg), progress=False)
+    for k, v in _weights(one.model).items():
+        assert torch.equal(v, _weights(two.model)[k]), k
+    assert any(not torch.equal(v, _weights(judged.model)[k]) for k, v in _weights(one.model).items())
+    with pytest.raises(InputError, match="batch_size divisible by 4, got batch_size 6"):
+        train(_cfg(world, "lw6", target="listwise", out_dir=str(tmp_path / "c"), batch_size=6, **cfg), progress=False)
 
 
 def test_trainable_preview_map_moves(world):
