@@ -11,10 +11,14 @@ clip-final`` (e.g. on a world model with the ``world-oracle`` judge). For every 
    ``(N·k + (T − k) + N·c) / (N·T)`` with ``c`` the scorer's cost per scoring in denoiser-call equivalents (x̂0
    scorers decide after the step-(k+1) call; see ``noisyclip_metrics.bon.offline``); at a budget the largest k
    whose cost fits is used. Two ratios against full-cost ``clip-final`` BoN: the raw ratio of judge scores and the
-   share of its gain over random that is kept, ``(J − J_random) / (J_clip-final − J_random)``.
-1b. **Cascade** ``one-shot top-2 + clip-final``: the same at the same budgets, when the two best candidates at step
+   share of its gain over random that is kept, ``(J − J_random) / (J_clip-final − J_random)``. The raw ratio comes
+   with a 95% paired bootstrap interval over prompts (both picks of a prompt resampled together).
+1b. **Successive halving** (schedule k, 2k, 3k... until one candidate is left; column k is its first step): the
+   same tables.
+1c. **Cascade** ``one-shot top-2 + clip-final``: the same at the same budgets, when the two best candidates at step
    k are both finished and ``clip-final`` picks one of them (its two scorings are counted in the cost).
-2. **Successive halving vs one-shot at equal cost** (halving schedule k, 2k, 3k... until one candidate is left).
+2. **Successive halving vs one-shot at equal cost** (halving schedule k, 2k, 3k... until one candidate is left),
+   with the difference of their judge scores and its 95% paired bootstrap interval over prompts.
 3. **Live overhead**: an ``EarlyBestOfN`` run of the run's own pipeline and scorers (one-shot at the 0.5 budget)
    against a full-cost run: seconds spent scoring inside the loop relative to the denoising seconds saved.
 
@@ -31,14 +35,16 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from noisyclip_metrics.bon.early import EarlyBestOfN
 from noisyclip_metrics.bon.loops import LoopSettings, advance, loop_adapter
-from noisyclip_metrics.bon.offline import cascade_label, compute_bon
+from noisyclip_metrics.bon.offline import RunArrays, cascade_label, compute_bon, load_run, pick_scores
 from noisyclip_metrics.bon.policies import OneShotPolicy
 from noisyclip_metrics.results import ResultsStore, RunInfo
 from noisyclip_metrics.scorers import ScoreInputs
+from noisyclip_metrics.stats import bootstrap_ratio
 
 SCORERS = ("noisyclip", "noisyclip-x0", "clip", "clip-x0", "clip-x0-decoded")
 
@@ -105,37 +111,57 @@ def _fmt(x: float | None, digits: int = 4) -> str:
 CASCADE = cascade_label("one-shot", 2, "clip-final")
 
 
-def bon_tables(rows: list[dict[str, Any]], n: int, fractions: Sequence[float]) -> str:
-    """Tables 1, 1b and 2 (Markdown) from the BoN rows of one run."""
+def paired_interval(arrays: RunArrays, num: dict[str, Any], den: dict[str, Any], difference: bool = False,
+                    resamples: int = 2000) -> tuple[float, float, float]:  # fmt: skip
+    """Ratio (or difference) of two rows' mean judge scores of the pick, with a 95% bootstrap interval resampling
+    prompts (a prompt's two picks together); prompts that either row leaves out are dropped."""
+    a, b = pick_scores(arrays, num), pick_scores(arrays, den)
+    both = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[both], b[both]
+    top, bottom = (a - b, np.ones_like(a)) if difference else (a, b)
+    value, lo, hi = bootstrap_ratio(top, bottom, n_resamples=resamples)
+    return float(value), float(lo), float(hi)
+
+
+def bon_tables(rows: list[dict[str, Any]], n: int, fractions: Sequence[float], arrays: RunArrays | None = None) -> str:
+    """Tables 1, 1b, 1c and 2 (Markdown) from the BoN rows of one run (with ``arrays``: paired bootstrap intervals)."""
     rows = [r for r in rows if r["n"] == n]
     rand = next(r for r in rows if r["policy"] == "random")
     oracle = next(r for r in rows if r["policy"] == "oracle")
     final = next((r for r in rows if r["scorer"] == "clip-final" and r["policy"] == "one-shot"), None)
     jr, jf = rand["judge_score"], final["judge_score"] if final else None
     scorers = [s for s in SCORERS if any(r["scorer"] == s for r in rows)]
-    out = policy_tables(rows, n, fractions, "one-shot", scorers, rand, final)
+    out = policy_tables(rows, n, fractions, "one-shot", scorers, rand, final, arrays)
     out += ["", f"Full-cost `clip-final` BoN (cost {_fmt(final and final['cost_fraction'], 3)}): judge {_fmt(jf)}; "
             f"oracle-best pick: {oracle['judge_score']:.4f}; random: {jr:.4f} "
             f"({rand['prompts']} prompts, T = {rand['num_steps']})."]  # fmt: skip
-    if any(r["policy"] == CASCADE for r in rows):
-        out += [""] + policy_tables(rows, n, fractions, CASCADE, scorers, rand, final)
+    for policy in ("halving", CASCADE):
+        if any(r["policy"] == policy for r in rows):
+            out += [""] + policy_tables(rows, n, fractions, policy, scorers, rand, final, arrays)
     out += ["", f"### Best-of-{n}: successive halving vs one-shot at equal cost (judge score; k or schedule)", "",
-            "| scorer | cost ≤ | one-shot | halving |", "|---|---|---|---|"]  # fmt: skip
+            "| scorer | cost ≤ | one-shot | halving | halving − one-shot [95% CI] |", "|---|---|---|---|---|"]  # fmt: skip
     for s in scorers:
         for f in fractions:
             one, half = at_budget(rows, s, "one-shot", f), at_budget(rows, s, "halving", f)
+            diff = "—"
+            if one and half and arrays is not None:
+                d, lo, hi = paired_interval(arrays, half, one, difference=True)
+                diff = f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]"
             out.append(f"| {s} | {f:g} | " + (f"{one['judge_score']:.4f} (k={one['k']})" if one else "—") + " | "
-                       + (f"{half['judge_score']:.4f} ({half['schedule']})" if half else "—") + " |")  # fmt: skip
+                       + (f"{half['judge_score']:.4f} ({half['schedule']})" if half else "—") + f" | {diff} |")  # fmt: skip
     return "\n".join(out)
 
 
 def policy_tables(rows: list[dict[str, Any]], n: int, fractions: Sequence[float], policy: str, scorers: Sequence[str],
-                  rand: dict[str, Any], final: dict[str, Any] | None) -> list[str]:  # fmt: skip
-    """Judge score of the pick at each budget for one policy, and its two ratios against full-cost clip-final."""
+                  rand: dict[str, Any], final: dict[str, Any] | None, arrays: RunArrays | None = None,
+                  ) -> list[str]:  # fmt: skip
+    """Judge score of the pick at each budget for one policy, and its two ratios against full-cost clip-final (with
+    ``arrays``: the raw ratio's paired bootstrap interval)."""
     jr, jf = rand["judge_score"], final["judge_score"] if final else None
     head = "| scorer | " + " | ".join(f"cost ≤ {f:g}: judge (k)" for f in fractions) + " |"
     out = [f"### Best-of-{n}, {policy}: judge score of the pick", "", head, "|" + "---|" * (len(fractions) + 1)]
-    ratio = ["", "Against full-cost `clip-final` BoN: raw ratio of judge scores / share of its gain over random kept",
+    ci = " [95% CI]" if arrays is not None else ""
+    ratio = ["", f"Against full-cost `clip-final` BoN: raw ratio of judge scores{ci} / share of its gain over random kept",
              "", "| scorer | " + " | ".join(f"cost ≤ {f:g}" for f in fractions) + " |",
              "|" + "---|" * (len(fractions) + 1)]  # fmt: skip
     for s in scorers:
@@ -147,7 +173,11 @@ def policy_tables(rows: list[dict[str, Any]], n: int, fractions: Sequence[float]
                 rcells.append("—")
             else:
                 gain = (r["judge_score"] - jr) / (jf - jr) if abs(jf - jr) > 1e-12 else float("nan")
-                rcells.append(f"{r['judge_score'] / jf:.3f} / {gain:.2f}")
+                interval = ""
+                if arrays is not None and final is not None:
+                    _, lo, hi = paired_interval(arrays, r, final)
+                    interval = f" [{lo:.3f}, {hi:.3f}]"
+                rcells.append(f"{r['judge_score'] / jf:.3f}{interval} / {gain:.2f}")
         out.append(f"| {s} | " + " | ".join(cells) + " |")
         ratio.append(f"| {s} | " + " | ".join(rcells) + " |")
     out.append(f"| random (cost {rand['cost_fraction']:.2f}) | " + " | ".join(f"{jr:.4f}" for _ in fractions) + " |")
@@ -207,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not any(r["n"] == args.n for r in rows):
             print(f"(no prompt has {args.n} judged seeds)\n")
             continue
-        print(bon_tables(rows, args.n, args.fractions) + "\n")
+        print(bon_tables(rows, args.n, args.fractions, load_run(store, info.run_id)) + "\n")
         if live is not None:
             scorers = {k: v for k, v in live[1].items() if k in SCORERS}
             print(overhead_table(live[0], scorers, info, args.n, prompt, args.repeats) + "\n")

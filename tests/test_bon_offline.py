@@ -287,7 +287,8 @@ def test_benchmark_script_runs_on_an_evaluated_store(evaluated, capsys):
     spec.loader.exec_module(module)
     module.main(["--results", str(evaluated / "results"), "--repeats", "1", "--fractions", "0.4", "0.6"])
     out = capsys.readouterr().out
-    for heading in ("Best-of-6, one-shot", "raw ratio", "successive halving vs one-shot", "Live overhead",
+    for heading in ("Best-of-6, one-shot", "Best-of-6, halving", "raw ratio of judge scores [95% CI]",
+                    "successive halving vs one-shot", "halving − one-shot [95% CI]", "Live overhead",
                     "denoiser-call equivalents measured here"):  # fmt: skip
         assert heading in out
     for scorer in ("noisyclip", "clip-x0-decoded", "random"):
@@ -337,3 +338,32 @@ def test_bon_files_from_before_cascades_still_read(toy):
     back = read_bon(store.root)
     assert back.num_rows == table.num_rows and set(back["m"].to_pylist()) == {1}
     assert back["final_scorer"].null_count == back.num_rows and set(back["final_evals"].to_pylist()) == {0}
+
+
+def test_pick_scores_give_back_every_rows_per_prompt_picks(toy, tmp_path):
+    from noisyclip_metrics.bon import pick_scores
+
+    store, _, _ = toy
+    table = compute_bon(store, ns=[4, 6], write=False)
+    arrays = load_run(store, "run1")
+    rows = table.to_pylist()
+    assert {r["policy"] for r in rows} >= {"random", "oracle", "one-shot", "halving", "one-shot top-2 + clip-final",
+                                           "halving top-2 + clip-final"}  # fmt: skip
+    for r in rows:
+        per = pick_scores(arrays, r)
+        assert per.shape == (len(arrays.groups(r["n"])[0]),)
+        assert np.nanmean(per) == pytest.approx(r["judge_score"]) and int((~np.isnan(per)).sum()) == r["prompts"]
+    (h,) = _rows(table, scorer="noisy", policy="halving", n=6, k=1)  # 6 -> 3 -> 2 -> 1 at steps 1, 2, 3
+    s = arrays.scores["noisy"][:, :6]
+    alive = np.arange(6)[None].repeat(len(s), 0)
+    for step, keep in ((1, 3), (2, 2), (3, 1)):
+        order = np.argsort(-np.take_along_axis(s[:, :, step], alive, 1), axis=1, kind="stable")
+        alive = np.take_along_axis(alive, order[:, :keep], 1)
+    np.testing.assert_allclose(pick_scores(arrays, h), arrays.judge[np.arange(len(s)), alive[:, 0]])
+    other = make_store(tmp_path / "other", {"noisy": np.zeros((2, 6, T + 1))}, np.zeros((2, 6)), run_id="run2")
+    with pytest.raises(InputError, match="expected a row of run run2, got run run1"):
+        pick_scores(load_run(other, "run2"), h)
+    with pytest.raises(InputError, match="no scores of 'clip-x0'"):
+        pick_scores(load_run(other, "run2"), {**h, "run_id": "run2", "scorer": "clip-x0"})
+    with pytest.raises(InputError, match="cannot reproduce policy 'threshold'"):
+        pick_scores(arrays, {**h, "policy": "threshold"})

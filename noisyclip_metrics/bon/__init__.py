@@ -12,7 +12,7 @@ from .calibration import ThresholdCalibration, fit_threshold_calibration
 from .early import BoNResult, Decision, EarlyBestOfN
 from .loops import LOOP_ADAPTERS, LoopSettings
 from .monitor import NoisyCLIPMonitor
-from .offline import BON_SCHEMA, compute_bon, read_bon
+from .offline import BON_SCHEMA, compute_bon, pick_scores, read_bon
 from .policies import POLICIES, HalvingPolicy, OneShotPolicy, ThresholdPolicy, build_policy, schedule_cost
 
 __all__ = [

@@ -31,13 +31,16 @@ of scoring one candidate once, in denoiser-call equivalents, from the run's timi
 Columns ``m``, ``final_scorer``, ``final_evals`` and ``final_cost_eq`` are ``1``, null, ``0`` and ``0`` on the other
 rows (and when reading files written before they existed).
 
-Rows go to ``<results>/bon/<run_id>.parquet`` (:data:`BON_SCHEMA`), written atomically.
+Rows go to ``<results>/bon/<run_id>.parquet`` (:data:`BON_SCHEMA`), written atomically. :func:`pick_scores` gives
+a row's per-prompt judge scores of the pick back (its mean is the row's ``judge_score``), for paired comparisons of
+two rows with a bootstrap over prompts (:func:`~noisyclip_metrics.stats.bootstrap_ratio`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +52,7 @@ from ..results import ResultsStore, RunInfo, _atomic_parquet
 from .policies import halving_counts, schedule_cost
 
 __all__ = ["RunArrays", "load_run", "scorer_costs", "bon_rows", "compute_bon", "read_bon", "BON_SCHEMA",
-           "DEFAULT_NS", "x0_scorer", "cascade_label"]  # fmt: skip
+           "DEFAULT_NS", "x0_scorer", "cascade_label", "pick_scores"]  # fmt: skip
 
 DEFAULT_NS = (2, 4, 6, 8)
 DEFAULT_FINAL = "clip-final"
@@ -257,18 +260,57 @@ def bon_rows(arrays: RunArrays, ns: Iterable[int] = DEFAULT_NS, costs: dict[str,
             s = a[prow[:, None], pcol]  # (G, n, T+1)
             for k in range(steps + 1):
                 for policy, m, decisions in _plans(name, n, k, steps, final_scorer):
-                    need = sorted({d for d, _ in decisions})
-                    valid = ~np.isnan(s[:, :, need]).any(axis=(1, 2))
-                    if m > 1:  # a cascade: _plans gives m > 1 only with a final scorer
-                        valid &= ~np.isnan(fsel).any(axis=1)
+                    valid, picks = _plan_picks(s, decisions, fsel if m > 1 else None)
                     if not valid.any():
                         continue
-                    final = fsel[valid] if m > 1 else None
-                    picks = _simulate(s[valid], decisions, final)
                     den, sc = schedule_cost(n, steps, decisions, needs_model_output=x0_scorer(name))
                     vrows = np.arange(int(valid.sum()))
                     add(name, policy, n, k, ",".join(str(d) for d, _ in decisions), den, sc,
                         jsel[valid][vrows, picks], asel[valid][vrows, picks], m)
+    return out
+
+
+def _plan_picks(s: np.ndarray, decisions: Sequence[tuple[int, int]], final: np.ndarray | None,
+                ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(groups with every score the plan reads, the pick of each of them); ``final`` only for cascades."""
+    need = sorted({d for d, _ in decisions})
+    valid = ~np.isnan(s[:, :, need]).any(axis=(1, 2))
+    if final is not None:
+        valid &= ~np.isnan(final).any(axis=1)
+    if not valid.any():
+        return valid, np.zeros(0, dtype=np.int64)
+    return valid, _simulate(s[valid], decisions, None if final is None else final[valid])
+
+
+def pick_scores(arrays: RunArrays, row: Mapping[str, Any]) -> np.ndarray:
+    """Judge score of the pick of one BoN row (a dict of :data:`BON_SCHEMA` columns) for every prompt with ``n``
+    judged seeds, in :meth:`RunArrays.groups` order; NaN for a prompt the row leaves out. ``nanmean`` of the result
+    is the row's ``judge_score`` (``random``: the mean over the N, ``oracle``: the best).
+
+    Raises:
+        InputError: for a row of another run, or a scorer or policy the run cannot reproduce.
+    """
+    if row["run_id"] != arrays.info.run_id:
+        raise InputError(f"row: expected a row of run {arrays.info.run_id}, got run {row['run_id']}")
+    n, k, m, steps = int(row["n"]), int(row["k"]), int(row.get("m") or 1), arrays.num_steps
+    prow, pcol = arrays.groups(n)
+    jsel = arrays.judge[prow[:, None], pcol]
+    if row["policy"] == "random":
+        return jsel.mean(axis=1)
+    if row["policy"] == "oracle":
+        return jsel.max(axis=1)
+    if row["scorer"] not in arrays.scores:
+        raise InputError(f"row: run {arrays.info.run_id} has no scores of {row['scorer']!r}")
+    final_name = row.get("final_scorer") if m > 1 else None
+    base = row["policy"].split(" top-")[0] if final_name else row["policy"]
+    plans = {"one-shot": [(k, m)], "halving": _halving_decisions(k, n, steps, m)}
+    if base not in plans or (final_name and final_name not in arrays.scores):
+        raise InputError(f"row: cannot reproduce policy {row['policy']!r} of scorer {row['scorer']!r}")
+    s = arrays.scores[row["scorer"]][prow[:, None], pcol]
+    final = arrays.scores[final_name][prow[:, None], pcol, steps] if final_name else None
+    valid, picks = _plan_picks(s, plans[base], final)
+    out = np.full(len(prow), np.nan)
+    out[valid] = jsel[valid][np.arange(int(valid.sum())), picks]
     return out
 
 
