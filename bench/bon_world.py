@@ -139,7 +139,8 @@ def bon_tables(rows: list[dict[str, Any]], n: int, fractions: Sequence[float], a
         if any(r["policy"] == policy for r in rows):
             out += [""] + policy_tables(rows, n, fractions, policy, scorers, rand, final, arrays)
     out += ["", f"### Best-of-{n}: successive halving vs one-shot at equal cost (judge score; k or schedule)", "",
-            "| scorer | cost ≤ | one-shot | halving | halving − one-shot [95% CI] |", "|---|---|---|---|---|"]  # fmt: skip
+            "| scorer | cost ≤ | one-shot | halving | halving − one-shot [95% CI] |",
+            "|---|---|---|---|---|"]  # fmt: skip
     for s in scorers:
         for f in fractions:
             one, half = at_budget(rows, s, "one-shot", f), at_budget(rows, s, "halving", f)
@@ -148,7 +149,8 @@ def bon_tables(rows: list[dict[str, Any]], n: int, fractions: Sequence[float], a
                 d, lo, hi = paired_interval(arrays, half, one, difference=True)
                 diff = f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]"
             out.append(f"| {s} | {f:g} | " + (f"{one['judge_score']:.4f} (k={one['k']})" if one else "—") + " | "
-                       + (f"{half['judge_score']:.4f} ({half['schedule']})" if half else "—") + f" | {diff} |")  # fmt: skip
+                       + (f"{half['judge_score']:.4f} ({half['schedule']})" if half else "—")
+                       + f" | {diff} |")  # fmt: skip
     return "\n".join(out)
 
 
@@ -161,7 +163,8 @@ def policy_tables(rows: list[dict[str, Any]], n: int, fractions: Sequence[float]
     head = "| scorer | " + " | ".join(f"cost ≤ {f:g}: judge (k)" for f in fractions) + " |"
     out = [f"### Best-of-{n}, {policy}: judge score of the pick", "", head, "|" + "---|" * (len(fractions) + 1)]
     ci = " [95% CI]" if arrays is not None else ""
-    ratio = ["", f"Against full-cost `clip-final` BoN: raw ratio of judge scores{ci} / share of its gain over random kept",
+    ratio = ["", f"Against full-cost `clip-final` BoN: raw ratio of judge scores{ci} / share of its gain over random "
+             "kept",
              "", "| scorer | " + " | ".join(f"cost ≤ {f:g}" for f in fractions) + " |",
              "|" + "---|" * (len(fractions) + 1)]  # fmt: skip
     for s in scorers:

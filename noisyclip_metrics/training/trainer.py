@@ -70,11 +70,13 @@ class TrainConfig:
         grad_clip: gradient-norm clip.
         optimizer: ``adamw`` (default) or ``sgd`` (plain SGD with momentum 0.9).
         step_sampling: which steps to show (see :mod:`noisyclip_metrics.training.sampling`), e.g. ``window:20-29``.
-        target: ``prompt``, ``filtered``, ``distill``, ``judged`` or ``listwise`` (see :mod:`noisyclip_metrics.training.targets`).
+        target: ``prompt``, ``filtered``, ``distill``, ``judged`` or ``listwise`` (see
+            :mod:`noisyclip_metrics.training.targets`).
         read: ``latents`` (the paper) or ``x0`` (preview of the x̂0 estimate).
         train_preview: also learn the preview map (initialised from the model's map).
         negatives: hard-negative caption source name (``none``, or e.g. ``world``).
-        labels: JSON file of per-trajectory judge scores (``{"<prompt_id>#<seed>": score}``; ``filtered``, ``judged``, ``listwise``).
+        labels: JSON file of per-trajectory judge scores (``{"<prompt_id>#<seed>": score}``; ``filtered``,
+            ``judged``, ``listwise``).
         keep_threshold: with ``target="filtered"``, keep trajectories whose label is at least this.
         val_fraction: share of prompt ids held out for evaluation.
         eval_fractions: step fractions evaluated on the held-out prompts.
