@@ -19,7 +19,9 @@ clip-final`` (e.g. on a world model with the ``world-oracle`` judge). For every 
    k are both finished and ``clip-final`` picks one of them (its two scorings are counted in the cost).
 2. **Successive halving vs one-shot at equal cost** (halving schedule k, 2k, 3k... until one candidate is left),
    with the difference of their judge scores and its 95% paired bootstrap interval over prompts.
-3. **Live overhead**: an ``EarlyBestOfN`` run of the run's own pipeline and scorers (one-shot at the 0.5 budget)
+3. **Summary over all runs** (the README's two tables): per model and scorer, the one-shot judge score at each budget
+   with its raw ratio / gain kept; and for the two strongest scorers every policy's raw ratio [95% CI] / gain kept.
+4. **Live overhead**: an ``EarlyBestOfN`` run of the run's own pipeline and scorers (one-shot at the 0.5 budget)
    against a full-cost run: seconds spent scoring inside the loop relative to the denoising seconds saved.
 
 Scorer costs ``c`` are measured here, on this machine, side by side with one guided denoiser call on a batch of N
@@ -188,6 +190,53 @@ def policy_tables(rows: list[dict[str, Any]], n: int, fractions: Sequence[float]
     return out + ratio
 
 
+def _ratio_cell(arrays: RunArrays, row: dict[str, Any] | None, final: dict[str, Any], jr: float,
+                interval: bool) -> str:  # fmt: skip
+    """``raw [lo, hi] / gain`` of one row against full-cost clip-final (``—`` when no row fits)."""
+    if row is None:
+        return "—"
+    jf = final["judge_score"]
+    gain = (row["judge_score"] - jr) / (jf - jr) if abs(jf - jr) > 1e-12 else float("nan")
+    ci = ""
+    if interval:
+        _, lo, hi = paired_interval(arrays, row, final)
+        ci = f" [{lo:.3f}, {hi:.3f}]"
+    return f"{row['judge_score'] / jf:.3f}{ci} / {gain:.2f}"
+
+
+def summary_tables(runs: Sequence[tuple[str, list[dict[str, Any]], RunArrays]], n: int, fractions: Sequence[float],
+                   strongest: Sequence[str] = ("noisyclip-x0", "clip-x0-decoded")) -> str:  # fmt: skip
+    """Table 3: every run side by side (one-shot for every scorer; every policy for the ``strongest`` scorers)."""
+    cost_head = " | ".join(f"cost ≤ {f:g}" for f in fractions)
+    one = [f"### Summary: Best-of-{n}, one-shot, judge score of the pick (raw ratio / share of the gain kept)", "",
+           f"| model | scorer | {cost_head} |", "|---|---|" + "---|" * len(fractions)]  # fmt: skip
+    pol = [f"### Summary: Best-of-{n}, policies of the strongest scorers (raw ratio [95% CI] / share of the gain kept)",
+           "", f"| model | scorer | policy | {cost_head} |", "|---|---|---|" + "---|" * len(fractions)]  # fmt: skip
+    for model, all_rows, arrays in runs:
+        rows = [r for r in all_rows if r["n"] == n]
+        rand = next(r for r in rows if r["policy"] == "random")
+        oracle = next(r for r in rows if r["policy"] == "oracle")
+        final = next((r for r in rows if r["scorer"] == "clip-final" and r["policy"] == "one-shot"), None)
+        if final is None:
+            continue
+        jr = rand["judge_score"]
+        for s in [s for s in SCORERS if any(r["scorer"] == s for r in rows)]:
+            cells = []
+            for f in fractions:
+                r = at_budget(rows, s, "one-shot", f)
+                cells.append("—" if r is None else f"{r['judge_score']:.3f} ({_ratio_cell(arrays, r, final, jr, False)})")
+            one.append(f"| {model} | {s} | " + " | ".join(cells) + " |")
+        one.append(f"| {model} | reference: random {jr:.3f}, full-cost `clip-final` BoN {final['judge_score']:.3f}, "
+                   f"oracle-best pick {oracle['judge_score']:.3f} |" + " |" * len(fractions))  # fmt: skip
+        for s in strongest:
+            for policy in ("one-shot", "halving", CASCADE):
+                if not any(r["scorer"] == s and r["policy"] == policy for r in rows):
+                    continue
+                cells = [_ratio_cell(arrays, at_budget(rows, s, policy, f), final, jr, True) for f in fractions]
+                pol.append(f"| {model} | {s} | {policy} | " + " | ".join(cells) + " |")
+    return "\n".join(one + [""] + pol)
+
+
 def overhead_table(pipe: Any, scorers: dict[str, Any], info: RunInfo, n: int, prompt: str, repeats: int = 1) -> str:
     """Table 3: scoring seconds inside the loop vs denoising seconds saved (one-shot at the 0.5 budget; medians)."""
     s = info.sampler
@@ -227,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     store = ResultsStore.open(args.results)
     runs = [store.run(args.run)] if args.run else store.runs()
+    done: list[tuple[str, list[dict[str, Any]], RunArrays]] = []
     for info in runs:
         prompt = store.prompts(info.run_id)["prompt"][0].as_py()
         print(f"## {info.model} on {info.benchmark} (run {info.run_id}, judge {info.judge.get('name')})\n")
@@ -240,10 +290,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not any(r["n"] == args.n for r in rows):
             print(f"(no prompt has {args.n} judged seeds)\n")
             continue
-        print(bon_tables(rows, args.n, args.fractions, load_run(store, info.run_id)) + "\n")
+        arrays = load_run(store, info.run_id)
+        print(bon_tables(rows, args.n, args.fractions, arrays) + "\n")
+        done.append((info.model, rows, arrays))
         if live is not None:
             scorers = {k: v for k, v in live[1].items() if k in SCORERS}
             print(overhead_table(live[0], scorers, info, args.n, prompt, args.repeats) + "\n")
+    if done:
+        print(summary_tables(done, args.n, args.fractions) + "\n")
 
 
 if __name__ == "__main__":
