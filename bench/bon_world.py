@@ -224,7 +224,8 @@ def summary_tables(runs: Sequence[tuple[str, list[dict[str, Any]], RunArrays]], 
             cells = []
             for f in fractions:
                 r = at_budget(rows, s, "one-shot", f)
-                cells.append("—" if r is None else f"{r['judge_score']:.3f} ({_ratio_cell(arrays, r, final, jr, False)})")
+                ratio = _ratio_cell(arrays, r, final, jr, False)
+                cells.append("—" if r is None else f"{r['judge_score']:.3f} ({ratio})")
             one.append(f"| {model} | {s} | " + " | ".join(cells) + " |")
         one.append(f"| {model} | reference: random {jr:.3f}, full-cost `clip-final` BoN {final['judge_score']:.3f}, "
                    f"oracle-best pick {oracle['judge_score']:.3f} |" + " |" * len(fractions))  # fmt: skip
