@@ -20,7 +20,8 @@ clip-final`` (e.g. on a world model with the ``world-oracle`` judge). For every 
 2. **Successive halving vs one-shot at equal cost** (halving schedule k, 2k, 3k... until one candidate is left),
    with the difference of their judge scores and its 95% paired bootstrap interval over prompts.
 3. **Summary over all runs** (the README's two tables): per model and scorer, the one-shot judge score at each budget
-   with its raw ratio / gain kept; and for the two strongest scorers every policy's raw ratio [95% CI] / gain kept.
+   with its raw ratio / gain kept; for the two strongest scorers every policy's raw ratio [95% CI] / gain kept, and
+   their ceiling: the one-shot pick at the last step (full cost), i.e. how good a judge of the final image each is.
 4. **Live overhead**: an ``EarlyBestOfN`` run of the run's own pipeline and scorers (one-shot at the 0.5 budget)
    against a full-cost run: seconds spent scoring inside the loop relative to the denoising seconds saved.
 
@@ -212,6 +213,9 @@ def summary_tables(runs: Sequence[tuple[str, list[dict[str, Any]], RunArrays]], 
            f"| model | scorer | {cost_head} |", "|---|---|" + "---|" * len(fractions)]  # fmt: skip
     pol = [f"### Summary: Best-of-{n}, policies of the strongest scorers (raw ratio [95% CI] / share of the gain kept)",
            "", f"| model | scorer | policy | {cost_head} |", "|---|---|---|" + "---|" * len(fractions)]  # fmt: skip
+    ceiling = [f"### Summary: each scorer's own ceiling, Best-of-{n} picked at the last step k = T (cost >= 1): raw "
+               "ratio [95% CI] / share of the gain kept", "", "| model | " + " | ".join(strongest) + " |",
+               "|---|" + "---|" * len(strongest)]  # fmt: skip
     for model, all_rows, arrays in runs:
         rows = [r for r in all_rows if r["n"] == n]
         rand = next(r for r in rows if r["policy"] == "random")
@@ -235,7 +239,10 @@ def summary_tables(runs: Sequence[tuple[str, list[dict[str, Any]], RunArrays]], 
                     continue
                 cells = [_ratio_cell(arrays, at_budget(rows, s, policy, f), final, jr, True) for f in fractions]
                 pol.append(f"| {model} | {s} | {policy} | " + " | ".join(cells) + " |")
-    return "\n".join(one + [""] + pol)
+        last = [next((r for r in rows if r["scorer"] == s and r["policy"] == "one-shot" and r["k"] == r["num_steps"]),
+                     None) for s in strongest]  # fmt: skip
+        ceiling.append(f"| {model} | " + " | ".join(_ratio_cell(arrays, r, final, jr, True) for r in last) + " |")
+    return "\n".join(one + [""] + pol + [""] + ceiling)
 
 
 def overhead_table(pipe: Any, scorers: dict[str, Any], info: RunInfo, n: int, prompt: str, repeats: int = 1) -> str:
