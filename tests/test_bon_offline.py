@@ -289,8 +289,8 @@ def test_benchmark_script_runs_on_an_evaluated_store(evaluated, capsys):
     out = capsys.readouterr().out
     for heading in ("Best-of-6, one-shot", "Best-of-6, halving", "raw ratio of judge scores [95% CI]",
                     "successive halving vs one-shot", "halving − one-shot [95% CI]", "Live overhead",
-                    "Summary: Best-of-6, one-shot", "Summary: Best-of-6, policies of the strongest scorers", "own ceiling",
-                    "denoiser-call equivalents measured here"):  # fmt: skip
+                    "Summary: Best-of-6, one-shot", "Summary: Best-of-6, policies of the strongest scorers",
+                    "own ceiling", "denoiser-call equivalents measured here"):  # fmt: skip
         assert heading in out
     for scorer in ("noisyclip", "clip-x0-decoded", "random"):
         assert f"| {scorer} |" in out
