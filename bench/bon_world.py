@@ -39,11 +39,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from noisyclip_metrics.bon.early import EarlyBestOfN
 from noisyclip_metrics.bon.loops import LoopSettings, advance, loop_adapter
-from noisyclip_metrics.bon.offline import RunArrays, cascade_label, compute_bon, load_run, pick_scores
+from noisyclip_metrics.bon.offline import BON_SCHEMA, RunArrays, bon_rows, cascade_label, load_run, pick_scores
 from noisyclip_metrics.bon.policies import OneShotPolicy
 from noisyclip_metrics.results import ResultsStore, RunInfo
 from noisyclip_metrics.scorers import ScoreInputs
@@ -175,15 +176,7 @@ def policy_tables(rows: list[dict[str, Any]], n: int, fractions: Sequence[float]
         for f in fractions:
             r = at_budget(rows, s, policy, f)
             cells.append("—" if r is None else f"{r['judge_score']:.4f} ({r['k']})")
-            if r is None or jf is None:
-                rcells.append("—")
-            else:
-                gain = (r["judge_score"] - jr) / (jf - jr) if abs(jf - jr) > 1e-12 else float("nan")
-                interval = ""
-                if arrays is not None and final is not None:
-                    _, lo, hi = paired_interval(arrays, r, final)
-                    interval = f" [{lo:.3f}, {hi:.3f}]"
-                rcells.append(f"{r['judge_score'] / jf:.3f}{interval} / {gain:.2f}")
+            rcells.append("—" if final is None else _ratio_cell(arrays, r, final, jr))
         out.append(f"| {s} | " + " | ".join(cells) + " |")
         ratio.append(f"| {s} | " + " | ".join(rcells) + " |")
     out.append(f"| random (cost {rand['cost_fraction']:.2f}) | " + " | ".join(f"{jr:.4f}" for _ in fractions) + " |")
@@ -191,15 +184,15 @@ def policy_tables(rows: list[dict[str, Any]], n: int, fractions: Sequence[float]
     return out + ratio
 
 
-def _ratio_cell(arrays: RunArrays, row: dict[str, Any] | None, final: dict[str, Any], jr: float,
-                interval: bool) -> str:  # fmt: skip
-    """``raw [lo, hi] / gain`` of one row against full-cost clip-final (``—`` when no row fits)."""
+def _ratio_cell(arrays: RunArrays | None, row: dict[str, Any] | None, final: dict[str, Any], jr: float) -> str:
+    """``raw / gain`` of one row against full-cost clip-final, with the raw ratio's paired interval when ``arrays``
+    are given (``—`` when no row fits)."""
     if row is None:
         return "—"
     jf = final["judge_score"]
     gain = (row["judge_score"] - jr) / (jf - jr) if abs(jf - jr) > 1e-12 else float("nan")
     ci = ""
-    if interval:
+    if arrays is not None:
         _, lo, hi = paired_interval(arrays, row, final)
         ci = f" [{lo:.3f}, {hi:.3f}]"
     return f"{row['judge_score'] / jf:.3f}{ci} / {gain:.2f}"
@@ -228,7 +221,7 @@ def summary_tables(runs: Sequence[tuple[str, list[dict[str, Any]], RunArrays]], 
             cells = []
             for f in fractions:
                 r = at_budget(rows, s, "one-shot", f)
-                ratio = _ratio_cell(arrays, r, final, jr, False)
+                ratio = _ratio_cell(None, r, final, jr)
                 cells.append("—" if r is None else f"{r['judge_score']:.3f} ({ratio})")
             one.append(f"| {model} | {s} | " + " | ".join(cells) + " |")
         one.append(f"| {model} | reference: random {jr:.3f}, full-cost `clip-final` BoN {final['judge_score']:.3f}, "
@@ -237,11 +230,11 @@ def summary_tables(runs: Sequence[tuple[str, list[dict[str, Any]], RunArrays]], 
             for policy in ("one-shot", "halving", CASCADE):
                 if not any(r["scorer"] == s and r["policy"] == policy for r in rows):
                     continue
-                cells = [_ratio_cell(arrays, at_budget(rows, s, policy, f), final, jr, True) for f in fractions]
+                cells = [_ratio_cell(arrays, at_budget(rows, s, policy, f), final, jr) for f in fractions]
                 pol.append(f"| {model} | {s} | {policy} | " + " | ".join(cells) + " |")
         last = [next((r for r in rows if r["scorer"] == s and r["policy"] == "one-shot" and r["k"] == r["num_steps"]),
                      None) for s in strongest]  # fmt: skip
-        ceiling.append(f"| {model} | " + " | ".join(_ratio_cell(arrays, r, final, jr, True) for r in last) + " |")
+        ceiling.append(f"| {model} | " + " | ".join(_ratio_cell(arrays, r, final, jr) for r in last) + " |")
     return "\n".join(one + [""] + pol + [""] + ceiling)
 
 
@@ -294,11 +287,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             costs = measure_costs(*live, info, args.n, prompt, args.repeats)
             print("Scorer cost per scoring, in denoiser-call equivalents measured here: "
                   + ", ".join(f"{k} {v:.3f}" for k, v in costs.items()) + "\n")  # fmt: skip
-        rows = compute_bon(store, info.run_id, ns=[args.n], costs=costs, write=False).to_pylist()
+        arrays = load_run(store, info.run_id)  # read once: the BoN rows and their paired intervals both need it
+        rows = pa.table(bon_rows(arrays, [args.n], costs), schema=BON_SCHEMA).to_pylist()
         if not any(r["n"] == args.n for r in rows):
             print(f"(no prompt has {args.n} judged seeds)\n")
             continue
-        arrays = load_run(store, info.run_id)
         print(bon_tables(rows, args.n, args.fractions, arrays) + "\n")
         done.append((info.model, rows, arrays))
         if live is not None:

@@ -83,11 +83,16 @@ def distill_loss(batch: TargetBatch) -> torch.Tensor:
     return soft_ce + embed
 
 
+def _own_scores(batch: TargetBatch) -> torch.Tensor:
+    """``(B,)`` logit-scaled cosine of every sample with its own prompt."""
+    return batch.logit_scale * (batch.image * batch.texts[batch.prompt_index]).sum(1)
+
+
 def rank_loss(batch: TargetBatch) -> torch.Tensor:
     """Mean ``softplus(s_j - s_i)`` over the batch's pairs of one prompt with ``label_i > label_j`` (0 if none)."""
     if batch.labels is None:
         raise ValueError("rank loss needs labels")
-    own = batch.logit_scale * (batch.image * batch.texts[batch.prompt_index]).sum(1)  # (B,)
+    own = _own_scores(batch)
     same = batch.prompt_index[:, None] == batch.prompt_index[None, :]
     better = same & (batch.labels[:, None] > batch.labels[None, :])  # [i, j]: i should score above j
     if not bool(better.any()):
@@ -114,7 +119,7 @@ def listwise_loss(batch: TargetBatch, temperature: float = LISTWISE_TEMPERATURE)
     """
     if batch.labels is None:
         raise ValueError("listwise loss needs labels")
-    own = batch.logit_scale * (batch.image * batch.texts[batch.prompt_index]).sum(1)  # (B,)
+    own = _own_scores(batch)
     member = F.one_hot(batch.prompt_index, batch.num_prompts).T.bool()  # (U, B)
     member = member[member.sum(1) > 1]
     if member.shape[0] == 0:
