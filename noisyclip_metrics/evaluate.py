@@ -274,7 +274,7 @@ def _run_chunk(cfg: EvalConfig, pipe: Any, chunk: Sequence[tuple[Any, int]], sco
     batch = capture_trajectories(
         pipe, texts, seeds, num_inference_steps=sampler["num_inference_steps"],
         guidance_scale=sampler["guidance_scale"], height=cfg.height, width=cfg.width,
-        record_x0=any("x0" in s.name for s in scorers),
+        record_x0=any("x0" in s.requires for s in scorers),
     )  # fmt: skip
     t1 = time.perf_counter()
     seconds["denoise"] += t1 - t0

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 from noisyclip_metrics.errors import CheckpointError, ConfigMismatchError, InputError, UnknownNameError
 from noisyclip_metrics.world.build.config import PRESETS
+from noisyclip_metrics.world.build import pipeline
 from noisyclip_metrics.world.build.pipeline import build_world
 from noisyclip_metrics.world.models import RETRAIN_COMMAND, load_world
 
@@ -20,7 +21,11 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("world")
-    metrics = build_world(root / "work", root / "out", PRESETS.get("ci"), progress=False, command="test")
+    # the tree changes while the build runs: the record must keep the revision the build started from
+    revisions = iter(["rev-at-start"])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(pipeline, "git_revision", lambda: next(revisions, "rev-later-dirty"))
+        metrics = build_world(root / "work", root / "out", PRESETS.get("ci"), progress=False, command="test")
     return root, metrics
 
 
@@ -28,7 +33,7 @@ def test_ci_build_produces_every_artifact(built):
     root, metrics = built
     out = root / "out"
     record = json.loads((out / "BUILD.json").read_text())
-    assert record["command"] == "test" and record["git_revision"] and record["config"]["seed"] == 0
+    assert record["command"] == "test" and record["git_revision"] == "rev-at-start" and record["config"]["seed"] == 0
     assert set(record["models"]) == {"sd-small", "sd-base"}
     for stage in ("vae", "clip", "unet-sd-small", "trajectories", "noisyclip"):
         assert stage in record["metrics"]

@@ -51,13 +51,15 @@ class Stage:
 
 @dataclass
 class BuildContext:
-    """What stages share: folders, configuration, progress flag."""
+    """What stages share: folders, configuration, progress flag, and the source revision the build started from
+    (read once at the start: edits or commits made while a build runs for hours must not change its record)."""
 
     work: Path
     out: Path
     config: WorldBuildConfig
     progress: bool
     command: str | None = None
+    revision: str = "unknown"
 
     def folder(self, stage: str) -> Path:
         path = self.work / stage
@@ -98,7 +100,7 @@ def build_world(
 
     names = STAGES.names()
     wanted = names if stages is None else [STAGES.get(s).name for s in stages]
-    ctx = BuildContext(Path(work), Path(out), config, progress, command)
+    ctx = BuildContext(Path(work), Path(out), config, progress, command, revision=git_revision())
     ctx.work.mkdir(parents=True, exist_ok=True)
     cfg_path = ctx.work / "build_config.json"
     cfg_json = json.loads(json.dumps(config.to_json()))
@@ -133,7 +135,7 @@ def build_record(ctx: BuildContext, metrics: dict[str, Any], command: str | None
 
     return {
         "command": command or " ".join(sys.argv),
-        "git_revision": git_revision(),
+        "git_revision": ctx.revision,
         "noisyclip_metrics": __version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
