@@ -47,12 +47,12 @@ def step_ms(heads: int, name: str, steps: int, text_width: int = 128, seed: int 
     return 1000 * statistics.median(times)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="timed steps per model and head count")
     parser.add_argument("--heads", type=int, nargs="+", default=[8, 2], help="head counts; the first is the reference")
     parser.add_argument("--models", nargs="+", default=list(UNET_MODELS), choices=list(UNET_MODELS))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     print(f"torch threads: {torch.get_num_threads()}\n")
     print("| model | " + " | ".join(f"{h} heads ms/step" for h in args.heads) + " | "
           + " | ".join(f"{h} / {args.heads[0]} heads" for h in args.heads[1:]) + " |")  # fmt: skip

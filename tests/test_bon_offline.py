@@ -17,7 +17,6 @@ from noisyclip_metrics.cli import main
 from noisyclip_metrics.errors import DataFileError, InputError
 from noisyclip_metrics.results import ResultsStore, RunInfo
 
-ROOT = Path(__file__).resolve().parents[1]
 T = 4
 
 
@@ -281,11 +280,8 @@ def test_cli_run_saves_images_and_account(evaluated, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_benchmark_script_runs_on_an_evaluated_store(evaluated, capsys):
-    spec = importlib.util.spec_from_file_location("bon_world", ROOT / "bench" / "bon_world.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.main(["--results", str(evaluated / "results"), "--repeats", "1", "--fractions", "0.4", "0.6"])
+def test_benchmark_script_runs_on_an_evaluated_store(evaluated, bench_script, capsys):
+    bench_script("bon_world").main(["--results", str(evaluated / "results"), "--repeats", "1", "--fractions", "0.4", "0.6"])
     out = capsys.readouterr().out
     for heading in ("Best-of-6, one-shot", "Best-of-6, halving", "raw ratio of judge scores [95% CI]",
                     "successive halving vs one-shot", "halving − one-shot [95% CI]", "Live overhead",

@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from noisyclip_metrics.errors import CheckpointError, ConfigMismatchError, InputError, UnknownNameError
-from noisyclip_metrics.world.build.config import PRESETS
 from noisyclip_metrics.world.build import pipeline
+from noisyclip_metrics.world.build.config import PRESETS
 from noisyclip_metrics.world.build.pipeline import build_world
 from noisyclip_metrics.world.models import RETRAIN_COMMAND, load_world
 

@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("unet_step_time", ROOT / "bench" / "unet_step_time.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_prints_one_row_per_model_with_the_ratio_to_the_first_head_count(monkeypatch, capsys):
-    bench = _bench()
-    monkeypatch.setattr(sys, "argv", ["unet_step_time.py", "--steps", "1", "--heads", "8", "2", "--models", "sd-small"])
-    bench.main()
+def test_prints_one_row_per_model_with_the_ratio_to_the_first_head_count(bench_script, capsys):
+    bench_script("unet_step_time").main(["--steps", "1", "--heads", "8", "2", "--models", "sd-small"])
     lines = capsys.readouterr().out.splitlines()
     assert "| model | 8 heads ms/step | 2 heads ms/step | 2 / 8 heads |" in lines
     row = next(line for line in lines if line.startswith("| sd-small |"))

@@ -129,12 +129,12 @@ def build_world(
     return metrics
 
 
-def build_record(ctx: BuildContext, metrics: dict[str, Any], command: str | None) -> dict[str, Any]:
+def build_record(ctx: BuildContext, metrics: dict[str, Any]) -> dict[str, Any]:
     """The provenance written to ``BUILD.json``."""
     from ... import __version__
 
     return {
-        "command": command or " ".join(sys.argv),
+        "command": ctx.command or " ".join(sys.argv),
         "git_revision": ctx.revision,
         "noisyclip_metrics": __version__,
         "torch": torch.__version__,

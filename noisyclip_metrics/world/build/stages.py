@@ -270,7 +270,7 @@ def _package(ctx: BuildContext) -> dict[str, Any]:
         done = stage / "DONE.json"
         if done.is_file() and stage.name != "package":
             metrics[stage.name] = json.loads(done.read_text(encoding="utf-8"))
-    record = build_record(ctx, metrics, ctx.command)
+    record = build_record(ctx, metrics)
     record["models"] = models
     record["sampler"] = {"num_inference_steps": ctx.config.sampler.num_inference_steps,
                          "guidance_scale": ctx.config.sampler.guidance_scale}  # fmt: skip
