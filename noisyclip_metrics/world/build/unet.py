@@ -45,7 +45,7 @@ class UnetStageConfig:
 #: The three shipped models: they differ in capacity and training length.
 UNET_MODELS: dict[str, UnetStageConfig] = {
     "sd-small": UnetStageConfig("sd-small", (32, 64), 1, steps=2400),
-    "sd-base": UnetStageConfig("sd-base", (32, 64), 2, steps=1800),
+    "sd-base": UnetStageConfig("sd-base", (32, 64), 2, steps=2000),
     "sd-large": UnetStageConfig("sd-large", (48, 96), 1, steps=1900),
 }
 
