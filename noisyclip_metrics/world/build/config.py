@@ -61,7 +61,7 @@ class NoisyStageConfig:
     """Trajectories of the training prompts for NoisyCLIP fine-tuning, and the fine-tuning runs on them."""
 
     models: tuple[str, ...] = ("sd-small", "sd-base", "sd-large")
-    prompts: int = 300
+    prompts: int = 250
     seeds: int = 6
     batch_size: int = 64
     runs: tuple[NoisyRunConfig, ...] = (
