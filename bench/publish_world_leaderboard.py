@@ -1,8 +1,10 @@
 """Regenerate the published world leaderboard in ``leaderboards/world/`` (run whenever the world models change).
 
-    python bench/publish_world_leaderboard.py [--results runs/world-full/results] [--slice-prompts 4]
+    python bench/publish_world_leaderboard.py [--results runs/world-full/results [--rebuild]] [--slice-prompts 4]
 
-1. runs ``noisyclip demo --full`` into ``runs/world-full`` unless ``--results`` points at a finished full run;
+1. runs ``noisyclip demo --full`` into ``runs/world-full`` unless ``--results`` points at a finished full run; with
+   ``--rebuild`` the run's leaderboard is rebuilt from its results first (after a change to the leaderboard code: no
+   regeneration needed);
 2. copies the rendered report (``index.html``, ``README.md``, charts, ``leaderboard.json``, CSVs) and the BoN table
    to ``leaderboards/world/``;
 3. writes ``leaderboards/world/slice/``: the leaderboard JSON of the first ``--slice-prompts`` benchmark prompts, built
@@ -22,6 +24,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from noisyclip_metrics.demo import report_config
 from noisyclip_metrics.leaderboard.build import BuildConfig, build_leaderboard
 from noisyclip_metrics.results import ResultsStore
 
@@ -64,9 +67,14 @@ def slice_document(results: Path, work: Path, n_prompts: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=None, help="a finished full demo's results folder")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the leaderboard of --results first")
     parser.add_argument("--slice-prompts", type=int, default=4)
     args = parser.parse_args()
     results = args.results
+    if args.rebuild:
+        if results is None:
+            parser.error("--rebuild needs --results")
+        build_leaderboard([results], results.parent / "leaderboard", report_config(None))
     if results is None:
         out = ROOT / "runs" / "world-full"
         subprocess.run([sys.executable, "-m", "noisyclip_metrics.cli", "demo", "--full", "--out", str(out)], check=True)

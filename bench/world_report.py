@@ -49,14 +49,30 @@ def build_tables(build: dict[str, Any]) -> None:
 
 
 def model_tables(doc: dict[str, Any]) -> None:
-    skills = sorted({s for m in doc["models"] for s in m["skills"]})
-    print("| model | prompts x seeds | oracle TIFA score | fully aligned | " + " | ".join(skills) + " |")
-    print("|---|---:|---:|---:|" + "---:|" * len(skills))
+    groups = ("basic", "advanced")  # GenAI-Bench's skill groups first, then the skills
+    skills = sorted({s for m in doc["models"] for s in m["skills"]}, key=lambda s: (s not in groups, groups.index(s)
+                    if s in groups else 0, s))  # fmt: skip
+    print("| model | prompts x seeds | oracle TIFA score | fully aligned | mixed seeds | " + " | ".join(skills) + " |")
+    print("|---|---:|---:|---:|---:|" + "---:|" * len(skills))
     for m in doc["models"]:
         per = " | ".join(_fmt(m["skills"].get(s, {}).get("aligned_rate"), 2) for s in skills)
         print(f"| {m['name']} | {m['num_prompts']} x {len(m['seeds'])} | {_ci(m, 'final_judge_score')} | "
-              f"{_ci(m, 'aligned_rate')} | {per} |")  # fmt: skip
-    print("\n(per-skill columns: fully-aligned rate of the prompts with that skill)\n")
+              f"{_ci(m, 'aligned_rate')} | {_ci(m, 'mixed_rate')} | {per} |")  # fmt: skip
+    print("\n(mixed seeds: share of the prompts with both aligned and misaligned seeds, where choosing among seeds "
+          "matters; per-skill columns: fully-aligned rate of the prompts with that skill; `basic`: prompts with basic "
+          "skills only, `advanced`: with at least one advanced skill, GenAI-Bench's two groups)\n")
+    if any(g in m["skills"] for m in doc["models"] for g in groups):
+        print("| model | " + " | ".join(f"{g}: prompts | {g}: oracle TIFA score | {g}: fully aligned" for g in groups)
+              + " |")
+        print("|---|" + "---:|---:|---:|" * len(groups))
+        for m in doc["models"]:
+            cells = []
+            for g in groups:
+                block = m["skills"].get(g, {})
+                cells += [str(block.get("num_prompts", "–")), _ci(block, "final_judge_score"),
+                          _ci(block, "aligned_rate")]  # fmt: skip
+            print(f"| {m['name']} | " + " | ".join(cells) + " |")
+        print()
 
 
 def curve_tables(doc: dict[str, Any]) -> None:

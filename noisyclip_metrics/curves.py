@@ -193,6 +193,9 @@ class CurveSet:
     judge_score: Estimate
     aligned_rate: Estimate | None
     curves: dict[str, Curve] = field(default_factory=dict)
+    mixed_rate: Estimate | None = None
+    """Share of the prompts whose candidates are judged both aligned and misaligned: where choosing among seeds can
+    matter (prompts with fewer than two aligned verdicts are left out)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -288,9 +291,12 @@ def _per_prompt(data: ScoreArrays) -> dict[str, _PerPrompt]:
 
 def _curve_set(data: ScoreArrays, per: dict[str, _PerPrompt], rows: np.ndarray, config: CurveConfig) -> CurveSet:
     judge, aligned = data.judge[rows], data.aligned[rows]
+    verdicts = (~np.isnan(aligned)).sum(axis=1)
+    mixed = (np.nanmax(aligned, axis=1, initial=-np.inf) > np.nanmin(aligned, axis=1, initial=np.inf)) & (verdicts > 1)
     columns: list[tuple[np.ndarray, np.ndarray]] = [
         (np.nansum(judge, axis=1), (~np.isnan(judge)).sum(axis=1).astype(np.float64)),
-        (np.nansum(aligned, axis=1), (~np.isnan(aligned)).sum(axis=1).astype(np.float64)),
+        (np.nansum(aligned, axis=1), verdicts.astype(np.float64)),
+        (mixed.astype(np.float64), (verdicts > 1).astype(np.float64)),
     ]
     layout: list[tuple[str, str, int]] = []
     for name, pp in per.items():
@@ -304,9 +310,10 @@ def _curve_set(data: ScoreArrays, per: dict[str, _PerPrompt], rows: np.ndarray, 
     level = config.confidence_level
     judge_est = Estimate(float(value[0]), float(low[0]), float(high[0]), level)
     aligned_est = Estimate(float(value[1]), float(low[1]), float(high[1]), level) if den[:, 1].any() else None
+    mixed_est = Estimate(float(value[2]), float(low[2]), float(high[2]), level) if den[:, 2].any() else None
     chance = {m: CHANCE[m](judge) for m in METRICS}
     curves: dict[str, Curve] = {}
-    at = 2
+    at = 3
     for name, pp in per.items():
         v, lo, hi = {}, {}, {}
         for metric in METRICS:
@@ -315,7 +322,7 @@ def _curve_set(data: ScoreArrays, per: dict[str, _PerPrompt], rows: np.ndarray, 
             at += k
         pairs = pp.den["pairwise_accuracy"][rows].sum(axis=0)
         curves[name] = Curve(name, pp.steps, pp.steps / data.num_steps, v, lo, hi, pairs, chance)
-    return CurveSet(len(rows), judge_est, aligned_est, curves)
+    return CurveSet(len(rows), judge_est, aligned_est, curves, mixed_est)
 
 
 def compute_curves(data: ScoreArrays, config: CurveConfig = CurveConfig(),

@@ -15,12 +15,15 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
 from .io import write_json
 
-__all__ = ["DemoConfig", "run_demo", "DEMO_PROMPTS", "DEMO_MODELS"]
+if TYPE_CHECKING:
+    from .leaderboard.build import BuildConfig
+
+__all__ = ["DemoConfig", "run_demo", "report_config", "DEMO_PROMPTS", "DEMO_MODELS"]
 
 #: Prompts of the default (quick) demo: the first prompts of the world benchmark, stratified by template.
 DEMO_PROMPTS = 40
@@ -87,11 +90,24 @@ def _settings(cfg: DemoConfig) -> dict[str, Any]:
     return data
 
 
+def report_config(n_prompts: int | None) -> BuildConfig:
+    """The leaderboard settings of a demo over ``n_prompts`` benchmark prompts (``None``: the full split).
+
+    Example:
+        >>> report_config(None).title
+        'ShapesWorld leaderboard (full benchmark split)'
+    """
+    from .leaderboard.build import BuildConfig
+
+    what = "full benchmark split" if n_prompts is None else f"{n_prompts} benchmark prompts"
+    return BuildConfig(title=f"ShapesWorld leaderboard ({what})", overwrite=True)
+
+
 def run_demo(cfg: DemoConfig) -> Path:
     """Run the demo; returns the path of ``index.html``."""
     from .bon.offline import compute_bon
     from .evaluate import EvalConfig, evaluate
-    from .leaderboard.build import BuildConfig, build_leaderboard
+    from .leaderboard.build import build_leaderboard
 
     out = _check_out(cfg)
     out.mkdir(parents=True, exist_ok=True)
@@ -110,9 +126,7 @@ def run_demo(cfg: DemoConfig) -> Path:
     compute_bon(out / "results")
     timings["bon"] = round(time.perf_counter() - ts, 1)
     ts = time.perf_counter()
-    title = "ShapesWorld leaderboard" + (" (full benchmark split)" if cfg.n_prompts is None else
-                                        f" ({cfg.n_prompts} benchmark prompts)")  # fmt: skip
-    result = build_leaderboard([out / "results"], out / "leaderboard", BuildConfig(title=title, overwrite=True))
+    result = build_leaderboard([out / "results"], out / "leaderboard", report_config(cfg.n_prompts))
     timings["leaderboard"] = round(time.perf_counter() - ts, 1)
     timings["total"] = round(time.perf_counter() - t0, 1)
     index = result.out / "index.html"

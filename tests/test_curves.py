@@ -167,6 +167,19 @@ def test_pooled_over_pairs_not_prompts():
     assert curve.value["pairwise_accuracy"].tolist() == pytest.approx([6 / 7, 6 / 7])  # not (1 + 0) / 2
     assert curve.value["top1_agreement"].tolist() == [0.5, 0.5]
     assert compute_curves(data, FAST).overall.aligned_rate is None
+    assert compute_curves(data, FAST).overall.mixed_rate is None
+
+
+def test_mixed_rate_counts_prompts_with_both_verdicts():
+    aligned = np.array([[1.0, 0.0, 1.0], [1.0, 1.0, 1.0], [0.0, 0.0, np.nan], [1.0, np.nan, np.nan],
+                        [np.nan, 0.0, 1.0]])  # fmt: skip
+    judge = np.where(np.isnan(aligned), np.nan, aligned)
+    data = ScoreArrays(tuple("abcde"), (0, 1, 2), 1, judge, aligned, {"s": np.stack([judge, judge])})
+    mixed = compute_curves(data, FAST, [["x"], ["x"], ["y"], ["y"], ["y"]])
+    # a and e mixed; b and c one verdict only; d has a single judged seed and is left out
+    assert mixed.overall.mixed_rate.value == pytest.approx(2 / 4)
+    assert mixed.by_skill["x"].mixed_rate.value == pytest.approx(1 / 2)
+    assert mixed.by_skill["y"].mixed_rate.value == pytest.approx(1 / 2)
 
 
 def test_steps_without_scores_are_left_out(judge):

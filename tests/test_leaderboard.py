@@ -105,7 +105,9 @@ def test_build_writes_every_output_with_the_json_schema(results, tmp_path, capsy
     assert [p["pairwise_accuracy"] for p in a["curves"]["constant"]] == [0.5] * 5
     assert [p["fraction"] for p in a["curves"]["noisyclip"]] == [0, 0.25, 0.5, 0.75, 1]
     assert a["earliest_fraction"] == {"noisyclip": 0.25, "negated": None, "constant": None}
-    assert set(a["skills"]) == {"counting", "object", "spatial"} and a["skills"]["counting"]["num_prompts"] == 4
+    assert set(a["skills"]) == {"counting", "object", "spatial", "advanced", "basic"}
+    assert a["skills"]["counting"]["num_prompts"] == a["skills"]["advanced"]["num_prompts"] == 4
+    assert a["skills"]["basic"]["num_prompts"] == 4  # the "object" prompts: GenAI-Bench's group, derived
     assert "bon" not in doc and a["bon"] == []
     assert len(doc["provenance"]) == 2 and doc["provenance"][0]["source"] == str(results)
     with open(out / "leaderboard.csv", newline="") as f:
@@ -113,7 +115,7 @@ def test_build_writes_every_output_with_the_json_schema(results, tmp_path, capsy
     assert len(ranking) == 2 * 3 and ranking[0]["name"] == "model-a" and ranking[0]["reference_step"] == "2"
     with open(out / "curves.csv", newline="") as f:
         curves = list(csv.DictReader(f))
-    assert len(curves) == 2 * (1 + 3) * 3 * 5  # models x (all + skills) x scorers x steps
+    assert len(curves) == 2 * (1 + 5) * 3 * 5  # models x (all + skills and their groups) x scorers x steps
     readme = (out / "README.md").read_text()
     assert "| Rank | Model |" in readme and "## Per skill" in readme and "## Provenance" in readme
     for link in [line.split("](")[1].rstrip(")") for line in readme.splitlines() if line.startswith("![")]:

@@ -7,7 +7,7 @@ benchmark's own ``category`` label and ``split``, and ``extra`` fields kept verb
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, overload
@@ -15,7 +15,7 @@ from typing import Any, overload
 from ..errors import InputError, UnknownNameError
 from ..registry import did_you_mean
 
-__all__ = ["Prompt", "PromptSet", "SKILLS", "BASIC_SKILLS", "ADVANCED_SKILLS"]
+__all__ = ["Prompt", "PromptSet", "SKILLS", "BASIC_SKILLS", "ADVANCED_SKILLS", "with_skill_groups"]
 
 BASIC_SKILLS: tuple[str, ...] = ("attribute", "scene", "spatial relation", "action relation", "part relation")
 """GenAI-Bench's basic compositional skills."""
@@ -32,6 +32,29 @@ SKILLS: tuple[str, ...] = (
 )
 """The skill vocabulary shared by all benchmarks: GenAI-Bench's skills and group tags, plus ``object`` (object
 presence, GenEval), ``text rendering`` (DrawBench Text, PartiPrompts Writing & Symbols) and ``style``."""
+
+
+def with_skill_groups(skills: Sequence[str]) -> tuple[str, ...]:
+    """``skills`` plus GenAI-Bench's group tag: ``advanced`` when any advanced skill is present, otherwise ``basic``
+    when a basic skill or ``object`` is. Tags that already name a group (GenAI-Bench's own files) are kept as they
+    are, and so are prompts with neither kind of skill (``style`` or ``text rendering`` alone).
+
+    Example:
+        >>> with_skill_groups(("object", "spatial relation"))
+        ('object', 'spatial relation', 'basic')
+        >>> with_skill_groups(("object", "negation"))
+        ('object', 'negation', 'advanced')
+        >>> with_skill_groups(("style",)), with_skill_groups(("counting", "basic"))
+        (('style',), ('counting', 'basic'))
+    """
+    tags = tuple(skills)
+    if "basic" in tags or "advanced" in tags:
+        return tags
+    if any(t in ADVANCED_SKILLS for t in tags):
+        return (*tags, "advanced")
+    if any(t in BASIC_SKILLS or t == "object" for t in tags):
+        return (*tags, "basic")
+    return tags
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@
   ``leaderboard.csv`` (the ranking, one row per model and scorer) and ``curves.csv`` (every curve point, overall
   and per skill).
 
-The curve definitions are in :mod:`noisyclip_metrics.curves`.
+Per-skill blocks include GenAI-Bench's two groups, ``basic`` (prompts with basic skills only) and ``advanced`` (at
+least one advanced skill), derived with :func:`~noisyclip_metrics.benchmarks.with_skill_groups` where a benchmark's
+files do not tag them. The curve definitions are in :mod:`noisyclip_metrics.curves`.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..benchmarks.promptset import with_skill_groups
 from ..curves import METRICS, CurveConfig, CurveSet, ModelCurves, ScoreArrays, compute_curves, first_within, pivot_rows
 from ..errors import InputError, SchemaError
 from ..results import ResultsStore, RunInfo, merge_runs
@@ -130,7 +131,7 @@ def _merged_prompts(group: list[tuple[ResultsStore, RunInfo]]) -> tuple[list[str
     for store, run in group:
         table = store.prompts(run.run_id)
         for pid, text, skills in zip(*(table[c].to_pylist() for c in ("prompt_id", "prompt", "skills"))):
-            entry = (text, tuple(skills or ()))
+            entry = (text, with_skill_groups(skills or ()))
             if texts.setdefault(pid, entry)[0] != text:
                 raise SchemaError(f"{store.root}: prompt {pid!r} of run {run.run_id} has another text than in a "
                                   "merged run of the same model and benchmark")  # fmt: skip
@@ -253,6 +254,7 @@ def _curve_block(cs: CurveSet, config: BuildConfig) -> dict[str, Any]:
         "num_prompts": cs.prompts,
         **_estimate("final_judge_score", cs.judge_score),
         **_estimate("aligned_rate", cs.aligned_rate),
+        **_estimate("mixed_rate", cs.mixed_rate),
         "curves": {s: c.points() for s, c in cs.curves.items()},
         "chance": next((c.chance for c in cs.curves.values()), {}),
         "earliest_fraction": {s: first_within(c, "pairwise_accuracy", config.within) for s, c in cs.curves.items()},

@@ -20,6 +20,7 @@ from noisyclip_metrics.benchmarks import (
     load_benchmark,
     parse_spec,
     register_benchmark,
+    with_skill_groups,
 )
 from noisyclip_metrics.benchmarks import download as download_module
 from noisyclip_metrics.benchmarks import spec as spec_module
@@ -361,6 +362,19 @@ def test_promptset_behaviour():
     assert ps.to_records()[0] == {
         "id": "a", "text": "x", "skills": ["counting"], "source": "t", "category": "c1", "split": "train", "extra": {},
     }
+
+
+@pytest.mark.parametrize(("skills", "expected"), [
+    (("object", "attribute", "spatial relation"), ("object", "attribute", "spatial relation", "basic")),
+    (("object",), ("object", "basic")),
+    (("spatial relation", "negation"), ("spatial relation", "negation", "advanced")),
+    (("counting",), ("counting", "advanced")),
+    (("style", "text rendering"), ("style", "text rendering")),
+    ((), ()),
+    (("counting", "basic"), ("counting", "basic")),  # a file's own group tag is kept
+])
+def test_with_skill_groups(skills, expected):
+    assert with_skill_groups(skills) == expected
 
 
 # ------------------------------------------------------------------------------------------- download helper
