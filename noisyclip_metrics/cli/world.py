@@ -48,7 +48,8 @@ def _run(args: argparse.Namespace) -> int:
     metrics = build_world(args.work, args.out, config, stages=args.stages, progress=not args.no_progress,
                           command=command)  # fmt: skip
     for stage, values in metrics.items():
-        shown = {k: v for k, v in values.items() if not isinstance(v, (list, dict))}
+        shown = {k: v for k, v in values.items()
+                 if not isinstance(v, (list, dict)) and k not in ("command", "git_revision")}  # fmt: skip
         print(f"{stage:<14} {json.dumps(shown)}")
     return 0
 

@@ -36,7 +36,8 @@ def test_ci_build_produces_every_artifact(built):
     assert record["command"] == "test" and record["git_revision"] == "rev-at-start" and record["config"]["seed"] == 0
     assert set(record["models"]) == {"sd-small", "sd-base"}
     for stage in ("vae", "clip", "unet-sd-small", "trajectories", "noisyclip"):
-        assert stage in record["metrics"]
+        assert record["metrics"][stage]["git_revision"] == "rev-at-start"  # each stage's own provenance
+        assert record["metrics"][stage]["command"] == "test"
     assert {"psnr", "preview_r2", "oracle_agreement"} <= set(metrics["vae"])
     assert {"top1_retrieval", "negatives/relation"} <= set(metrics["clip"])
     # the oracle's labels of the training trajectories: 1/0 fully aligned and the graded TIFA score

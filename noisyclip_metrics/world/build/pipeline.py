@@ -124,6 +124,9 @@ def build_world(
             print(f"[world build] stage {name}", file=sys.stderr, flush=True)
         result = STAGES.get(name).run(ctx)
         result["seconds"] = round(time.perf_counter() - t0, 1)
+        # a stage rebuilt later (--stages) keeps its own provenance in BUILD.json's metrics
+        result["git_revision"] = ctx.revision
+        result["command"] = ctx.command or " ".join(sys.argv)
         metrics[name] = result
         write_json(ctx.folder(name) / "DONE.json", result)
     return metrics
