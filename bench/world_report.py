@@ -15,6 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from noisyclip_metrics.benchmarks import SKILL_GROUPS
+
 ROOT = Path(__file__).resolve().parents[1]
 FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 SCORERS = ("noisyclip", "noisyclip-x0", "clip", "clip-x0", "clip-x0-decoded")
@@ -49,9 +51,8 @@ def build_tables(build: dict[str, Any]) -> None:
 
 
 def model_tables(doc: dict[str, Any]) -> None:
-    groups = ("basic", "advanced")  # GenAI-Bench's skill groups first, then the skills
-    skills = sorted({s for m in doc["models"] for s in m["skills"]}, key=lambda s: (s not in groups, groups.index(s)
-                    if s in groups else 0, s))  # fmt: skip
+    present = {s for m in doc["models"] for s in m["skills"]}  # GenAI-Bench's skill groups first, then the skills
+    skills = [g for g in SKILL_GROUPS if g in present] + sorted(present - set(SKILL_GROUPS))
     print("| model | prompts x seeds | oracle TIFA score | fully aligned | mixed seeds | " + " | ".join(skills) + " |")
     print("|---|---:|---:|---:|---:|" + "---:|" * len(skills))
     for m in doc["models"]:
@@ -61,13 +62,13 @@ def model_tables(doc: dict[str, Any]) -> None:
     print("\n(mixed seeds: share of the prompts with both aligned and misaligned seeds, where choosing among seeds "
           "matters; per-skill columns: fully-aligned rate of the prompts with that skill; `basic`: prompts with basic "
           "skills only, `advanced`: with at least one advanced skill, GenAI-Bench's two groups)\n")
-    if any(g in m["skills"] for m in doc["models"] for g in groups):
-        print("| model | " + " | ".join(f"{g}: prompts | {g}: oracle TIFA score | {g}: fully aligned" for g in groups)
-              + " |")
-        print("|---|" + "---:|---:|---:|" * len(groups))
+    if any(g in m["skills"] for m in doc["models"] for g in SKILL_GROUPS):
+        heads = (f"{g}: prompts | {g}: oracle TIFA score | {g}: fully aligned" for g in SKILL_GROUPS)
+        print("| model | " + " | ".join(heads) + " |")
+        print("|---|" + "---:|---:|---:|" * len(SKILL_GROUPS))
         for m in doc["models"]:
             cells = []
-            for g in groups:
+            for g in SKILL_GROUPS:
                 block = m["skills"].get(g, {})
                 cells += [str(block.get("num_prompts", "–")), _ci(block, "final_judge_score"),
                           _ci(block, "aligned_rate")]  # fmt: skip

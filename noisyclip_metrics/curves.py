@@ -292,7 +292,7 @@ def _per_prompt(data: ScoreArrays) -> dict[str, _PerPrompt]:
 def _curve_set(data: ScoreArrays, per: dict[str, _PerPrompt], rows: np.ndarray, config: CurveConfig) -> CurveSet:
     judge, aligned = data.judge[rows], data.aligned[rows]
     verdicts = (~np.isnan(aligned)).sum(axis=1)
-    mixed = (np.nanmax(aligned, axis=1, initial=-np.inf) > np.nanmin(aligned, axis=1, initial=np.inf)) & (verdicts > 1)
+    mixed = np.nanmax(aligned, axis=1, initial=-np.inf) > np.nanmin(aligned, axis=1, initial=np.inf)
     columns: list[tuple[np.ndarray, np.ndarray]] = [
         (np.nansum(judge, axis=1), (~np.isnan(judge)).sum(axis=1).astype(np.float64)),
         (np.nansum(aligned, axis=1), verdicts.astype(np.float64)),

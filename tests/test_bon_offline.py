@@ -281,7 +281,8 @@ def test_cli_run_saves_images_and_account(evaluated, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_benchmark_script_runs_on_an_evaluated_store(evaluated, bench_script, capsys):
-    bench_script("bon_world").main(["--results", str(evaluated / "results"), "--repeats", "1", "--fractions", "0.4", "0.6"])
+    bench_script("bon_world").main(["--results", str(evaluated / "results"), "--repeats", "1",
+                                    "--fractions", "0.4", "0.6"])  # fmt: skip
     out = capsys.readouterr().out
     for heading in ("Best-of-6, one-shot", "Best-of-6, halving", "raw ratio of judge scores [95% CI]",
                     "successive halving vs one-shot", "halving − one-shot [95% CI]", "Live overhead",

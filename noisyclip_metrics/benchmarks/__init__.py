@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from . import loaders as _loaders  # noqa: F401  (registers the loader functions)
 from .download import download_benchmark
-from .promptset import ADVANCED_SKILLS, BASIC_SKILLS, SKILLS, Prompt, PromptSet, with_skill_groups
+from .promptset import ADVANCED_SKILLS, BASIC_SKILLS, SKILL_GROUPS, SKILLS, Prompt, PromptSet, with_skill_groups
 from .spec import (
     LOADERS,
     BenchmarkSpec,
@@ -37,6 +37,7 @@ __all__ = [
     "SKILLS",
     "BASIC_SKILLS",
     "ADVANCED_SKILLS",
+    "SKILL_GROUPS",
     "with_skill_groups",
     "BenchmarkSpec",
     "FileSpec",

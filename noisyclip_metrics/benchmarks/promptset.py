@@ -15,17 +15,18 @@ from typing import Any, overload
 from ..errors import InputError, UnknownNameError
 from ..registry import did_you_mean
 
-__all__ = ["Prompt", "PromptSet", "SKILLS", "BASIC_SKILLS", "ADVANCED_SKILLS", "with_skill_groups"]
+__all__ = ["Prompt", "PromptSet", "SKILLS", "BASIC_SKILLS", "ADVANCED_SKILLS", "SKILL_GROUPS", "with_skill_groups"]
 
 BASIC_SKILLS: tuple[str, ...] = ("attribute", "scene", "spatial relation", "action relation", "part relation")
 """GenAI-Bench's basic compositional skills."""
 ADVANCED_SKILLS: tuple[str, ...] = ("counting", "comparison", "differentiation", "negation", "universal")
 """GenAI-Bench's advanced compositional skills."""
+SKILL_GROUPS: tuple[str, ...] = ("basic", "advanced")
+"""GenAI-Bench's two prompt groups: basic skills only, or at least one advanced skill."""
 SKILLS: tuple[str, ...] = (
     *BASIC_SKILLS,
     *ADVANCED_SKILLS,
-    "basic",
-    "advanced",
+    *SKILL_GROUPS,
     "object",
     "text rendering",
     "style",
@@ -48,7 +49,7 @@ def with_skill_groups(skills: Sequence[str]) -> tuple[str, ...]:
         (('style',), ('counting', 'basic'))
     """
     tags = tuple(skills)
-    if "basic" in tags or "advanced" in tags:
+    if any(t in SKILL_GROUPS for t in tags):
         return tags
     if any(t in ADVANCED_SKILLS for t in tags):
         return (*tags, "advanced")

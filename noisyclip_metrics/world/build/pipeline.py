@@ -51,14 +51,15 @@ class Stage:
 
 @dataclass
 class BuildContext:
-    """What stages share: folders, configuration, progress flag, and the source revision the build started from
-    (read once at the start: edits or commits made while a build runs for hours must not change its record)."""
+    """What stages share: folders, configuration, progress flag, and the command line and source revision the build
+    started from (read once at the start: edits or commits made while a build runs for hours must not change its
+    record)."""
 
     work: Path
     out: Path
     config: WorldBuildConfig
     progress: bool
-    command: str | None = None
+    command: str = ""
     revision: str = "unknown"
 
     def folder(self, stage: str) -> Path:
@@ -100,7 +101,7 @@ def build_world(
 
     names = STAGES.names()
     wanted = names if stages is None else [STAGES.get(s).name for s in stages]
-    ctx = BuildContext(Path(work), Path(out), config, progress, command, revision=git_revision())
+    ctx = BuildContext(Path(work), Path(out), config, progress, command or " ".join(sys.argv), git_revision())
     ctx.work.mkdir(parents=True, exist_ok=True)
     cfg_path = ctx.work / "build_config.json"
     cfg_json = json.loads(json.dumps(config.to_json()))
@@ -126,7 +127,7 @@ def build_world(
         result["seconds"] = round(time.perf_counter() - t0, 1)
         # a stage rebuilt later (--stages) keeps its own provenance in BUILD.json's metrics
         result["git_revision"] = ctx.revision
-        result["command"] = ctx.command or " ".join(sys.argv)
+        result["command"] = ctx.command
         metrics[name] = result
         write_json(ctx.folder(name) / "DONE.json", result)
     return metrics
@@ -137,7 +138,7 @@ def build_record(ctx: BuildContext, metrics: dict[str, Any]) -> dict[str, Any]:
     from ... import __version__
 
     return {
-        "command": ctx.command or " ".join(sys.argv),
+        "command": ctx.command,
         "git_revision": ctx.revision,
         "noisyclip_metrics": __version__,
         "torch": torch.__version__,
