@@ -267,6 +267,19 @@ def test_bon_cascades_are_listed_but_not_drawn(results, tmp_path):
     assert "one-shot top-3 + clip-final" in (tmp_path / "lb" / "index.html").read_text()
 
 
+def test_bon_rows_tied_on_cost_are_listed_by_k_whatever_the_file_order(results, tmp_path):
+    run_a = next(r.run_id for r in ResultsStore.open(results).runs() if r.model == "model-a")
+    (results / "bon").mkdir()
+    orders = []
+    for ks in ([20, 19, 18], [18, 20, 19]):
+        rows = {"run_id": [run_a] * 3, "scorer": ["noisyclip"] * 3, "policy": ["one-shot"] * 3, "n": [6] * 3, "k": ks,
+                "cost_fraction": [1.0] * 3, "judge_score": [0.8] * 3, "prompts": [10] * 3}  # fmt: skip
+        pq.write_table(pa.table(rows), results / "bon" / "part-0.parquet")
+        build_leaderboard([results], tmp_path / f"lb-{ks[0]}", FAST)
+        orders.append([r["k"] for r in json.loads((tmp_path / f"lb-{ks[0]}" / "leaderboard.json").read_text())["bon"]])
+    assert orders == [[18, 19, 20]] * 2
+
+
 # -------------------------------------------------------------------------------------------------------- end to end
 @pytest.mark.slow
 def test_end_to_end_from_evaluate(tmp_path):

@@ -278,7 +278,9 @@ def _bon_rows(bon: pa.Table | None, entries: list[Entry]) -> list[dict[str, Any]
             "cost_fraction": r["wc_sum"] / r["prompts_sum"] if r["prompts_sum"] else None,
             "judge_score": r["wj_sum"] / r["prompts_sum"] if r["prompts_sum"] else None,
             "prompts": int(r["prompts_sum"])} for r in agg.to_pylist()]  # fmt: skip
-    return sorted(out, key=lambda r: (r["model"], r["n"], r["scorer"], str(r["policy"]), _num(r["cost_fraction"])))
+    # group_by's output order is not stable (hashing, threads): k and m break ties of cost so the order is
+    return sorted(out, key=lambda r: (r["model"], r["n"], r["scorer"], str(r["policy"]), _num(r["cost_fraction"]),
+                                      r["k"], r["m"]))  # fmt: skip
 
 
 def leaderboard_document(entries: list[Entry], curves: list[ModelCurves], bon: pa.Table | None,
