@@ -19,7 +19,11 @@ clip-final`` (e.g. on a world model with the ``world-oracle`` judge). For every 
    k are both finished and ``clip-final`` picks one of them (its two scorings are counted in the cost).
 2. **Successive halving vs one-shot at equal cost** (halving schedule k, 2k, 3k... until one candidate is left),
    with the difference of their judge scores and its 95% paired bootstrap interval over prompts.
-3. **Summary over all runs** (the README's two tables): per model and scorer, the one-shot judge score at each budget
+2b. **Halving schedules fitted on the recorded trajectories** (``noisyclip_metrics.bon.schedules``), for the two
+   strongest scorers: the best of every schedule that fits the budget, chosen on the same prompts it is scored on
+   (an optimistic upper bound for any halving schedule) and cross-fitted (chosen on half the prompts, scored on the
+   other half, averaged over 20 random halvings), against one-shot with the cross-fitted difference's interval.
+3. **Summary over all runs** (the README's tables): per model and scorer, the one-shot judge score at each budget
    with its raw ratio / gain kept; for the two strongest scorers every policy's raw ratio [95% CI] / gain kept, and
    their ceiling: the one-shot pick at the last step (full cost), i.e. how good a judge of the final image each is.
 4. **Live overhead**: an ``EarlyBestOfN`` run of the run's own pipeline and scorers (one-shot at the 0.5 budget)
@@ -46,6 +50,8 @@ from noisyclip_metrics.bon.early import EarlyBestOfN
 from noisyclip_metrics.bon.loops import LoopSettings, advance, loop_adapter
 from noisyclip_metrics.bon.offline import BON_SCHEMA, RunArrays, bon_rows, cascade_label, load_run, pick_scores
 from noisyclip_metrics.bon.policies import OneShotPolicy
+from noisyclip_metrics.bon.schedules import crossfit_halving, fit_halving_schedule
+from noisyclip_metrics.errors import InputError
 from noisyclip_metrics.results import ResultsStore, RunInfo
 from noisyclip_metrics.scorers import ScoreInputs
 from noisyclip_metrics.stats import bootstrap_ratio
@@ -158,6 +164,48 @@ def bon_tables(rows: list[dict[str, Any]], n: int, fractions: Sequence[float], a
     return "\n".join(out)
 
 
+def schedule_rows(rows: list[dict[str, Any]], arrays: RunArrays, n: int, fractions: Sequence[float],
+                  costs: dict[str, float] | None, scorers: Sequence[str] = ("noisyclip-x0", "clip-x0-decoded"),
+                  ) -> list[dict[str, Any]]:  # fmt: skip
+    """Per scorer and budget: one-shot, linear halving, the in-sample best and the cross-fitted halving schedule."""
+    out = []
+    for s in scorers:
+        if s not in arrays.scores:
+            continue
+        for f in fractions:
+            one, linear = at_budget(rows, s, "one-shot", f), at_budget(rows, s, "halving", f)
+            try:
+                best = fit_halving_schedule(arrays, s, n, f, costs)
+                cross = crossfit_halving(arrays, s, n, f, costs)
+            except InputError:  # no schedule fits the budget, or too few prompts to split
+                continue
+            diff = None
+            if one is not None:
+                a, b = cross.values, pick_scores(arrays, one)
+                both = ~(np.isnan(a) | np.isnan(b))
+                diff = bootstrap_ratio(a[both] - b[both], np.ones(int(both.sum())), n_resamples=2000)
+            out.append(dict(scorer=s, budget=f, one=one, linear=linear, best=best, cross=cross,
+                            diff=None if diff is None else tuple(float(x) for x in diff)))  # fmt: skip
+    return out
+
+
+def schedule_table(entries: list[dict[str, Any]], n: int) -> str:
+    """Table 2b (Markdown) from :func:`schedule_rows`."""
+    out = [f"### Best-of-{n}: halving schedules fitted on the recorded trajectories (judge score; schedule)", "",
+           "| scorer | cost ≤ | one-shot | halving k, 2k, 3k | best schedule, in-sample (upper bound) | "
+           "cross-fitted (most chosen) | cross-fitted − one-shot [95% CI] |", "|---|---|---|---|---|---|---|"]
+    for e in entries:
+        one, linear, best, cross = e["one"], e["linear"], e["best"], e["cross"]
+        top = next(iter(cross.schedules))
+        diff = "—" if e["diff"] is None else "{:+.4f} [{:+.4f}, {:+.4f}]".format(*e["diff"])
+        out.append(f"| {e['scorer']} | {e['budget']:g} | "
+                   + (f"{one['judge_score']:.4f} (k={one['k']})" if one else "—") + " | "
+                   + (f"{linear['judge_score']:.4f} ({linear['schedule']})" if linear else "—") + " | "
+                   + f"{best.judge_score:.4f} ({','.join(map(str, best.schedule))}) | "
+                   + f"{cross.judge_score:.4f} ({','.join(map(str, top))}) | {diff} |")  # fmt: skip
+    return "\n".join(out)
+
+
 def policy_tables(rows: list[dict[str, Any]], n: int, fractions: Sequence[float], policy: str, scorers: Sequence[str],
                   rand: dict[str, Any], final: dict[str, Any] | None, arrays: RunArrays | None = None,
                   ) -> list[str]:  # fmt: skip
@@ -199,8 +247,10 @@ def _ratio_cell(arrays: RunArrays | None, row: dict[str, Any] | None, final: dic
 
 
 def summary_tables(runs: Sequence[tuple[str, list[dict[str, Any]], RunArrays]], n: int, fractions: Sequence[float],
-                   strongest: Sequence[str] = ("noisyclip-x0", "clip-x0-decoded")) -> str:  # fmt: skip
-    """Table 3: every run side by side (one-shot for every scorer; every policy for the ``strongest`` scorers)."""
+                   strongest: Sequence[str] = ("noisyclip-x0", "clip-x0-decoded"),
+                   schedules: Sequence[tuple[str, list[dict[str, Any]]]] = ()) -> str:  # fmt: skip
+    """Table 3: every run side by side (one-shot for every scorer; every policy for the ``strongest`` scorers; with
+    ``schedules`` (model, :func:`schedule_rows`): fitted halving schedules against one-shot)."""
     cost_head = " | ".join(f"cost ≤ {f:g}" for f in fractions)
     one = [f"### Summary: Best-of-{n}, one-shot, judge score of the pick (raw ratio / share of the gain kept)", "",
            f"| model | scorer | {cost_head} |", "|---|---|" + "---|" * len(fractions)]  # fmt: skip
@@ -235,7 +285,24 @@ def summary_tables(runs: Sequence[tuple[str, list[dict[str, Any]], RunArrays]], 
         last = [next((r for r in rows if r["scorer"] == s and r["policy"] == "one-shot" and r["k"] == r["num_steps"]),
                      None) for s in strongest]  # fmt: skip
         ceiling.append(f"| {model} | " + " | ".join(_ratio_cell(arrays, r, final, jr) for r in last) + " |")
-    return "\n".join(one + [""] + pol + [""] + ceiling)
+    out = one + [""] + pol + [""] + ceiling
+    if schedules:
+        out += ["", f"### Summary: Best-of-{n}, fitted halving schedules minus one-shot at equal cost: cross-fitted "
+                "[95% CI] (in-sample best, an upper bound)", "", f"| model | scorer | {cost_head} |",
+                "|---|---|" + "---|" * len(fractions)]  # fmt: skip
+        for model, entries in schedules:
+            for s in dict.fromkeys(e["scorer"] for e in entries):
+                cells = []
+                for f in fractions:
+                    e = next((e for e in entries if e["scorer"] == s and e["budget"] == f), None)
+                    if e is None or e["one"] is None or e["diff"] is None:
+                        cells.append("—")
+                        continue
+                    d, lo, hi = e["diff"]
+                    bound = e["best"].judge_score - e["one"]["judge_score"]
+                    cells.append(f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] ({bound:+.3f})")
+                out.append(f"| {model} | {s} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
 
 
 def overhead_table(pipe: Any, scorers: dict[str, Any], info: RunInfo, n: int, prompt: str, repeats: int = 1) -> str:
@@ -278,6 +345,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     store = ResultsStore.open(args.results)
     runs = [store.run(args.run)] if args.run else store.runs()
     done: list[tuple[str, list[dict[str, Any]], RunArrays]] = []
+    schedules: list[tuple[str, list[dict[str, Any]]]] = []
     for info in runs:
         prompt = store.prompts(info.run_id)["prompt"][0].as_py()
         print(f"## {info.model} on {info.benchmark} (run {info.run_id}, judge {info.judge.get('name')})\n")
@@ -293,12 +361,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"(no prompt has {args.n} judged seeds)\n")
             continue
         print(bon_tables(rows, args.n, args.fractions, arrays) + "\n")
+        fitted = schedule_rows(rows, arrays, args.n, args.fractions, costs)
+        if fitted:
+            print(schedule_table(fitted, args.n) + "\n")
         done.append((info.model, rows, arrays))
+        schedules.append((info.model, fitted))
         if live is not None:
             scorers = {k: v for k, v in live[1].items() if k in SCORERS}
             print(overhead_table(live[0], scorers, info, args.n, prompt, args.repeats) + "\n")
     if done:
-        print(summary_tables(done, args.n, args.fractions) + "\n")
+        print(summary_tables(done, args.n, args.fractions, schedules=schedules) + "\n")
 
 
 if __name__ == "__main__":

@@ -29,12 +29,14 @@ def _one_thread():
 
 
 def make_store(root: Path, scores: dict[str, np.ndarray], judge: np.ndarray, aligned: np.ndarray | None = None,
-               seeds: list[int] | None = None, timing: dict | None = None, run_id: str = "run1") -> ResultsStore:
-    """A results store with one run: ``scores[name]`` is (P, S, T+1) (NaN: no row), ``judge`` (P, S) (NaN: none)."""
+               seeds: list[int] | None = None, timing: dict | None = None, run_id: str = "run1",
+               steps: int = T) -> ResultsStore:  # fmt: skip
+    """A results store with one run of ``steps`` denoising steps: ``scores[name]`` is (P, S, steps + 1) (NaN: no
+    row), ``judge`` (P, S) (NaN: none)."""
     p, s = judge.shape
     seeds = seeds or list(range(s))
     store = ResultsStore.create(root)
-    store.write_run(RunInfo(run_id=run_id, model="toy", benchmark="bench", sampler={"num_inference_steps": T},
+    store.write_run(RunInfo(run_id=run_id, model="toy", benchmark="bench", sampler={"num_inference_steps": steps},
                             seeds=tuple(seeds), scorers={n: {} for n in scores}, judge={"name": "oracle"},
                             timing=timing or {}))  # fmt: skip
     ids = [f"p{i}" for i in range(p)]
@@ -53,9 +55,9 @@ def make_store(root: Path, scores: dict[str, np.ndarray], judge: np.ndarray, ali
                 add("judgment", run_id, "toy", "bench", ids[i], seeds[j], None, None, None, None, "oracle",
                     float(judge[i, j]), al)  # fmt: skip
             for name, a in scores.items():
-                for k in range(T + 1):
+                for k in range(steps + 1):
                     if not np.isnan(a[i, j, k]):
-                        add("score", run_id, "toy", "bench", ids[i], seeds[j], k, T, 1000.0 - k, name, None,
+                        add("score", run_id, "toy", "bench", ids[i], seeds[j], k, steps, 1000.0 - k, name, None,
                             float(a[i, j, k]), None)  # fmt: skip
     store.append(run_id, cols, "chunk-0")
     return store
@@ -282,12 +284,14 @@ def test_cli_run_saves_images_and_account(evaluated, tmp_path, capsys):
 @pytest.mark.slow
 def test_benchmark_script_runs_on_an_evaluated_store(evaluated, bench_script, capsys):
     bench_script("bon_world").main(["--results", str(evaluated / "results"), "--repeats", "1",
-                                    "--fractions", "0.4", "0.6"])  # fmt: skip
+                                    "--fractions", "0.4", "0.6", "1.2"])  # fmt: skip
     out = capsys.readouterr().out
     for heading in ("Best-of-6, one-shot", "Best-of-6, halving", "raw ratio of judge scores [95% CI]",
                     "successive halving vs one-shot", "halving − one-shot [95% CI]", "Live overhead",
                     "Summary: Best-of-6, one-shot", "Summary: Best-of-6, policies of the strongest scorers",
-                    "own ceiling", "denoiser-call equivalents measured here"):  # fmt: skip
+                    "own ceiling", "denoiser-call equivalents measured here",
+                    "halving schedules fitted on the recorded trajectories", "cross-fitted − one-shot [95% CI]",
+                    "fitted halving schedules minus one-shot"):  # fmt: skip
         assert heading in out
     for scorer in ("noisyclip", "clip-x0-decoded", "random"):
         assert f"| {scorer} |" in out

@@ -3,7 +3,7 @@ from recorded results (:func:`compute_bon`).
 
 See :mod:`.early` (engine and account), :mod:`.loops`/:mod:`.families` (prunable loops per pipeline family),
 :mod:`.policies` (one-shot, halving, threshold; cost model), :mod:`.calibration` (threshold calibration),
-:mod:`.monitor` and :mod:`.offline`.
+:mod:`.monitor`, :mod:`.offline` and :mod:`.schedules` (halving schedules fitted on recorded runs).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from .loops import LOOP_ADAPTERS, LoopSettings
 from .monitor import NoisyCLIPMonitor
 from .offline import BON_SCHEMA, compute_bon, pick_scores, read_bon
 from .policies import POLICIES, HalvingPolicy, OneShotPolicy, ThresholdPolicy, build_policy, schedule_cost
+from .schedules import CrossFit, ScheduleFit, crossfit_halving, fit_halving_schedule
 
 __all__ = [
     "EarlyBestOfN",
@@ -33,4 +34,8 @@ __all__ = [
     "compute_bon",
     "read_bon",
     "BON_SCHEMA",
+    "fit_halving_schedule",
+    "crossfit_halving",
+    "ScheduleFit",
+    "CrossFit",
 ]

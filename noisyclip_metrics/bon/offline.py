@@ -12,8 +12,9 @@ contributes its **first N seeds in seed order**. For each scorer, ``N`` and step
 * ``oracle`` (ceiling, one row per N): the best judge score among the N, cost 1.
 
 A prompt whose scores are missing at a step a row needs is left out of that row (column ``prompts`` counts the
-prompts of each row). ``judge_score`` is the judge score of the pick averaged over prompts, ``aligned_rate`` the fraction of picks the
-judge calls fully aligned (null when the judge gives no verdict). Cost, in denoiser calls per candidate-step::
+prompts of each row). ``judge_score`` is the judge score of the pick averaged over prompts, ``aligned_rate`` the
+fraction of picks the judge calls fully aligned (null when the judge gives no verdict). Cost, in denoiser calls per
+candidate-step::
 
     cost_fraction = (denoiser_evals + scorer_evals * scorer_cost_eq) / (N * T)
 
@@ -52,7 +53,8 @@ from ..results import ResultsStore, RunInfo, _atomic_parquet
 from .policies import halving_counts, schedule_cost
 
 __all__ = ["RunArrays", "load_run", "scorer_costs", "bon_rows", "compute_bon", "read_bon", "BON_SCHEMA",
-           "DEFAULT_NS", "x0_scorer", "cascade_label", "pick_scores"]  # fmt: skip
+           "DEFAULT_NS", "x0_scorer", "cascade_label", "pick_scores", "plan_scores", "plan_cost",
+           "run_costs"]  # fmt: skip
 
 DEFAULT_NS = (2, 4, 6, 8)
 DEFAULT_FINAL = "clip-final"
@@ -158,6 +160,19 @@ def scorer_costs(info: RunInfo, scored_steps: dict[str, int]) -> dict[str, float
     return out
 
 
+def run_costs(arrays: RunArrays, costs: Mapping[str, float] | None = None) -> dict[str, float]:
+    """Every scorer's cost per scoring in denoiser-call equivalents: the run's timing (:func:`scorer_costs`, counting
+    the steps each scorer scored), overridden by ``costs``."""
+    scored = {name: int((~np.isnan(a).all(axis=(0, 1))).sum()) for name, a in arrays.scores.items()}
+    return {**scorer_costs(arrays.info, scored), **(costs or {})}
+
+
+def plan_cost(n: int, num_steps: int, denoiser_evals: int, scoring_eq: float) -> float:
+    """``cost_fraction`` of a plan: ``(denoiser_evals + scoring_eq) / (n · T)``, with ``scoring_eq`` its scorings in
+    denoiser-call equivalents (scorings × the scorer's cost, plus a cascade's final scorings × theirs)."""
+    return (denoiser_evals + scoring_eq) / (n * num_steps)
+
+
 def _simulate(s: np.ndarray, decisions: Sequence[tuple[int, int]], final: np.ndarray | None = None) -> np.ndarray:
     """Pick per group: ``s`` (G, N, T+1) scores; each decision keeps the top ``survivors`` of the alive ones.
 
@@ -221,8 +236,7 @@ def bon_rows(arrays: RunArrays, ns: Iterable[int] = DEFAULT_NS, costs: dict[str,
     info, steps = arrays.info, arrays.num_steps
     if steps < 1:
         raise InputError(f"run {info.run_id}: expected score rows with at least one step, got none")
-    scored = {name: int((~np.isnan(a).all(axis=(0, 1))).sum()) for name, a in arrays.scores.items()}
-    costs = {**scorer_costs(info, scored), **(costs or {})}
+    costs = run_costs(arrays, costs)
     if final_scorer is not None and (final_scorer not in arrays.scores
                                      or np.isnan(arrays.scores[final_scorer][:, :, steps]).all()):  # fmt: skip
         final_scorer = None
@@ -234,10 +248,11 @@ def bon_rows(arrays: RunArrays, ns: Iterable[int] = DEFAULT_NS, costs: dict[str,
         """One row; ``judged``/``aligned``: the pick's judge score / verdict per prompt; ``m > 1``: a cascade."""
         c = costs.get(scorer, 0.0)
         finals = m if m > 1 else 0
+        fraction = plan_cost(n, steps, denoiser, scorings * c + finals * c_final)
         values = dict(run_id=info.run_id, model=info.model, benchmark=info.benchmark, judge=arrays.judge_name,
                       scorer=scorer, policy=cascade_label(policy, m, str(final_scorer)) if finals else policy, n=n,
                       k=k, schedule=schedule, num_steps=steps,
-                      cost_fraction=(denoiser + scorings * c + finals * c_final) / (n * steps),
+                      cost_fraction=fraction,
                       denoiser_evals=denoiser, scorer_evals=scorings, scorer_cost_eq=c,
                       judge_score=float(judged.mean()),
                       aligned_rate=None if np.isnan(aligned).any() else float(aligned.mean()), prompts=len(judged),
@@ -306,11 +321,29 @@ def pick_scores(arrays: RunArrays, row: Mapping[str, Any]) -> np.ndarray:
     plans = {"one-shot": [(k, m)], "halving": _halving_decisions(k, n, steps, m)}
     if base not in plans or (final_name and final_name not in arrays.scores):
         raise InputError(f"row: cannot reproduce policy {row['policy']!r} of scorer {row['scorer']!r}")
-    s = arrays.scores[row["scorer"]][prow[:, None], pcol]
-    final = arrays.scores[final_name][prow[:, None], pcol, steps] if final_name else None
-    valid, picks = _plan_picks(s, plans[base], final)
+    return plan_scores(arrays, row["scorer"], n, plans[base], final_name)
+
+
+def plan_scores(arrays: RunArrays, scorer: str, n: int, decisions: Sequence[tuple[int, int]],
+                final_scorer: str | None = None) -> np.ndarray:  # fmt: skip
+    """Judge score of the pick of one plan for every prompt with ``n`` judged seeds (:meth:`RunArrays.groups` order),
+    NaN for a prompt missing a score the plan reads.
+
+    Args:
+        arrays: the run.
+        scorer: the scorer that takes the decisions.
+        n: N.
+        decisions: ``(step, survivors)`` in step order, each keeping the top ``survivors`` of the candidates alive.
+        final_scorer: picks among the last survivors at step T (a cascade); ``None``: the last decision's best.
+    """
+    if scorer not in arrays.scores:
+        raise InputError(f"scorer: run {arrays.info.run_id} has no scores of {scorer!r}")
+    prow, pcol = arrays.groups(n)
+    s = arrays.scores[scorer][prow[:, None], pcol]
+    final = arrays.scores[final_scorer][prow[:, None], pcol, arrays.num_steps] if final_scorer else None
+    valid, picks = _plan_picks(s, decisions, final)
     out = np.full(len(prow), np.nan)
-    out[valid] = jsel[valid][np.arange(int(valid.sum())), picks]
+    out[valid] = arrays.judge[prow[:, None], pcol][valid][np.arange(int(valid.sum())), picks]
     return out
 
 

@@ -1,5 +1,5 @@
-"""``noisyclip bon``: early-stopping Best-of-N, live (``run``), from recorded results (``offline``), and the threshold
-policy's calibration (``calibrate``)."""
+"""``noisyclip bon``: early-stopping Best-of-N, live (``run``), from recorded results (``offline``), the threshold
+policy's calibration (``calibrate``) and the halving schedule for a budget (``schedule``)."""
 
 from __future__ import annotations
 
@@ -119,16 +119,21 @@ def _configure_offline(p: argparse.ArgumentParser) -> None:
                    help="final judge of the cascade rows (top-m, then this scorer; default: clip-final; 'none': off)")
 
 
-def _run_offline(args: argparse.Namespace) -> int:
-    from ..bon.offline import compute_bon
-
+def _scorer_costs(items: list[str] | None) -> dict[str, float]:
     costs = {}
-    for item in args.scorer_cost or []:
+    for item in items or []:
         name, _, value = item.partition("=")
         try:
             costs[name] = float(value)
         except ValueError:
             raise InputError(f"--scorer-cost: expected SCORER=NUMBER, got {item!r}") from None
+    return costs
+
+
+def _run_offline(args: argparse.Namespace) -> int:
+    from ..bon.offline import compute_bon
+
+    costs = _scorer_costs(args.scorer_cost)
     final = None if args.final_scorer.lower() == "none" else args.final_scorer
     table = compute_bon(args.results, args.run, ns=args.n, costs=costs, final_scorer=final)
     rows = table.to_pylist()
@@ -159,29 +164,64 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_schedule(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", required=True, type=Path, help="results folder to fit on")
+    p.add_argument("--scorer", default="noisyclip-x0", help="scorer the halving policy will use")
+    p.add_argument("--n", type=int, default=6, help="candidates N (default: 6)")
+    p.add_argument("--budget", type=float, required=True, help="cost budget, a fraction of N·T denoiser calls")
+    p.add_argument("--run", default=None, help="one run id (default: every run)")
+    p.add_argument("--scorer-cost", nargs="+", default=None, metavar="SCORER=EQ",
+                   help="scorer cost per scoring in denoiser-call equivalents (default: from the run's timing)")
+    p.add_argument("--crossfit", type=int, default=20, metavar="REPEATS",
+                   help="also estimate the schedule on held-out prompts: random halvings averaged (default 20; 0: off)")
+
+
+def _run_schedule(args: argparse.Namespace) -> int:
+    from ..bon.offline import load_run
+    from ..bon.schedules import crossfit_halving, fit_halving_schedule
+    from ..results import ResultsStore
+
+    store = ResultsStore.open(args.results)
+    costs = _scorer_costs(args.scorer_cost)
+    for info in [store.run(args.run)] if args.run else store.runs():
+        arrays = load_run(store, info.run_id)
+        fit = fit_halving_schedule(arrays, args.scorer, args.n, args.budget, costs)
+        out = {"run_id": info.run_id, "model": info.model, "scorer": fit.scorer, "n": fit.n, "budget": fit.budget,
+               "schedule": list(fit.schedule), "cost_fraction": round(fit.cost_fraction, 4),
+               "judge_score": round(fit.judge_score, 4), "prompts": fit.prompts}  # fmt: skip
+        if args.crossfit > 0:
+            out["crossfit_judge_score"] = round(crossfit_halving(arrays, args.scorer, args.n, args.budget, costs,
+                                                                 repeats=args.crossfit).judge_score, 4)  # fmt: skip
+        print(json.dumps(out))
+    return 0
+
+
 _SUBCOMMANDS = {
     "run": ("early-stopping BoN on a pipeline; saves the chosen image(s) and account.json", _configure_run, _run_run),
     "offline": ("BoN outcomes from a results store into <results>/bon/<run_id>.parquet", _configure_offline,
                 _run_offline),
     "calibrate": ("fit the threshold policy's calibration on a results store", _configure_calibrate, _run_calibrate),
+    "schedule": ("the best halving schedule within a cost budget, fitted on a results store", _configure_schedule,
+                 _run_schedule),
 }  # fmt: skip
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="bon_command", metavar="{run,offline,calibrate}", parser_class=OneLineParser)
+    sub = p.add_subparsers(dest="bon_command", metavar="{run,offline,calibrate,schedule}", parser_class=OneLineParser)
     for name, (help_text, configure, run) in _SUBCOMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
         configure(sp)
         sp.set_defaults(_bon_run=run)
     p.epilog = ("Examples: noisyclip bon run --pipeline world:sd-base --prompt 'two red circles' --n 6 "
                 "--policy one-shot --k 8 --scorer noisyclip --out runs/bon;  "
-                "noisyclip bon offline --results runs/results")  # fmt: skip
+                "noisyclip bon offline --results runs/results;  "
+                "noisyclip bon schedule --results runs/results --scorer noisyclip-x0 --budget 0.5")  # fmt: skip
 
 
 def _run(args: argparse.Namespace) -> int:
     run = getattr(args, "_bon_run", None)
     if run is None:
-        sys.stderr.write("noisyclip bon: error: choose a subcommand: run, offline or calibrate\n")
+        sys.stderr.write("noisyclip bon: error: choose a subcommand: run, offline, calibrate or schedule\n")
         return 2
     return int(run(args) or 0)
 

@@ -1,0 +1,141 @@
+"""Halving schedules fitted on recorded runs: enumeration, the fitted choice against brute force, cross-fitting."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from math import comb
+
+import numpy as np
+import pytest
+
+from noisyclip_metrics.bon import HalvingPolicy, compute_bon, crossfit_halving, fit_halving_schedule, schedule_cost
+from noisyclip_metrics.bon.offline import load_run, plan_scores
+from noisyclip_metrics.bon.schedules import halving_schedules
+from noisyclip_metrics.errors import InputError
+
+from .test_bon_offline import T, make_store
+
+STEPS = 8  # longer trajectories than the offline toy so that many schedules fit a budget
+
+
+@pytest.fixture()
+def run(tmp_path):
+    rng = np.random.default_rng(3)
+    judge = rng.random((40, 6))
+    noise = rng.normal(size=(40, 6, STEPS + 1))
+    scores = {
+        "settling": judge[:, :, None] + noise * np.linspace(1.5, 0.0, STEPS + 1),  # converges to the judge
+        "perfect": np.repeat(judge[:, :, None], STEPS + 1, axis=2),
+    }
+    scores["settling"][0, 2, 5] = np.nan  # prompt 0 misses one score: it cannot be used
+    timing = {"denoise_seconds": 8.0, "candidates": 240, "steps": STEPS, "score_seconds/settling": 0.9}
+    store = make_store(tmp_path / "results", scores, judge, timing=timing, steps=STEPS)
+    arrays = load_run(store, "run1")
+    return store, arrays, judge, np.asarray(arrays.prompt_ids) != "p0"  # prompts with every score, in group order
+
+
+def test_schedules_are_every_increasing_tuple_of_one_step_per_halving():
+    assert list(halving_schedules(2, 2)) == [(0,), (1,), (2,)]
+    six = list(halving_schedules(6, 20))  # 6 -> 3 -> 2 -> 1
+    assert len(six) == comb(21, 3) == len(set(six)) and all(a < b < c for a, b, c in six)
+    assert len(list(halving_schedules(8, T))) == comb(T + 1, 3)  # 8 -> 4 -> 2 -> 1
+    for bad in ((1, 4), (6, 0), (True, 4)):
+        with pytest.raises(InputError, match="n: expected|num_steps: expected"):
+            halving_schedules(*bad)
+
+
+def test_fitted_schedule_is_the_best_within_budget_and_beats_every_linear_row(run):
+    store, arrays, judge, ok = run
+    table = compute_bon(store, ns=[6], write=False).to_pylist()
+    for budget in (0.35, 0.5, 0.7):
+        fit = fit_halving_schedule(arrays, "settling", 6, budget)
+        assert fit.cost_fraction <= budget and fit.prompts == 39 and fit.policy() == HalvingPolicy(fit.schedule)
+        picks = plan_scores(arrays, "settling", 6, list(zip(fit.schedule, (3, 2, 1))))
+        assert fit.judge_score == pytest.approx(picks[ok].mean())
+        for r in table:  # the linear family k, 2k, 3k is among the candidates
+            if r["scorer"] == "settling" and r["policy"] == "halving" and r["cost_fraction"] <= budget:
+                linear = plan_scores(arrays, "settling", 6, _decisions(r["schedule"]))
+                assert fit.judge_score >= linear[ok].mean() - 1e-12
+        brute = max(plan_scores(arrays, "settling", 6, list(zip(s, (3, 2, 1))))[ok].mean()
+                    for s in itertools.combinations(range(STEPS + 1), 3)
+                    if _cost(fit, s, arrays) <= budget + 1e-9)  # fmt: skip
+        assert fit.judge_score == pytest.approx(brute)
+    perfect = fit_halving_schedule(arrays, "perfect", 6, 0.5)  # every schedule picks the best: the cheapest wins
+    assert perfect.judge_score == pytest.approx(judge.max(axis=1).mean()) and perfect.schedule == (0, 1, 2)
+
+
+def _decisions(schedule: str) -> list[tuple[int, int]]:
+    steps = [int(x) for x in schedule.split(",")]
+    return list(zip(steps, (3, 2, 1)[: len(steps) - 1] + (1,)))
+
+
+def _cost(fit, schedule, arrays) -> float:
+    from noisyclip_metrics.bon.offline import plan_cost, run_costs
+
+    den, sc = schedule_cost(6, STEPS, list(zip(schedule, (3, 2, 1))))
+    return plan_cost(6, STEPS, den, sc * run_costs(arrays)["settling"])
+
+
+def test_fit_on_a_subset_of_prompts(run):
+    _, arrays, _, ok = run
+    first = np.flatnonzero(ok)[:20]
+    half = fit_halving_schedule(arrays, "settling", 6, 0.5, prompts=[*first, int(np.flatnonzero(~ok)[0])])
+    assert half.prompts == 20  # the incomplete prompt does not count
+    full = fit_halving_schedule(arrays, "settling", 6, 0.5)
+    on_first = {f.schedule: plan_scores(arrays, "settling", 6, list(zip(f.schedule, (3, 2, 1))))[first].mean()
+                for f in (half, full)}  # fmt: skip
+    assert half.judge_score == pytest.approx(on_first[half.schedule])
+    assert on_first[half.schedule] >= on_first[full.schedule] - 1e-12
+    free = fit_halving_schedule(arrays, "settling", 6, 0.5, costs={"settling": 0.0})  # overrides the run's timing
+    assert free.cost_fraction == pytest.approx(schedule_cost(6, STEPS, list(zip(free.schedule, (3, 2, 1))))[0] / 48)
+
+
+def test_crossfit_is_deterministic_and_leaves_out_incomplete_prompts(run):
+    _, arrays, judge, ok = run
+    a = crossfit_halving(arrays, "settling", 6, 0.5, folds=2, repeats=5, seed=1)
+    b = crossfit_halving(arrays, "settling", 6, 0.5, folds=2, repeats=5, seed=1)
+    assert np.array_equal(a.values, b.values, equal_nan=True) and a.schedules == b.schedules
+    assert np.isnan(a.values[~ok]).all() and not np.isnan(a.values[ok]).any()
+    assert sum(a.schedules.values()) == 10 and list(a.schedules.values()) == sorted(a.schedules.values(), reverse=True)
+    assert a.judge_score <= judge.max(axis=1).mean() + 1e-12
+    perfect = crossfit_halving(arrays, "perfect", 6, 0.5, repeats=3)  # the best schedule everywhere
+    assert perfect.judge_score == pytest.approx(judge.max(axis=1).mean()) and list(perfect.schedules) == [(0, 1, 2)]
+
+
+def test_bad_schedule_fitting_input(run):
+    _, arrays, _, ok = run
+    with pytest.raises(InputError, match="scorer: run run1 has no scores of 'nope'"):
+        fit_halving_schedule(arrays, "nope", 6, 0.5)
+    with pytest.raises(InputError, match="no halving schedule of 'settling' for N = 6 costs at most 0.1"):
+        fit_halving_schedule(arrays, "settling", 6, 0.1)
+    for budget in (0.0, float("nan"), True):
+        with pytest.raises(InputError, match="budget: expected a cost fraction > 0"):
+            fit_halving_schedule(arrays, "settling", 6, budget)
+    with pytest.raises(InputError, match="prompts: expected indices in 0..39"):
+        fit_halving_schedule(arrays, "settling", 6, 0.5, prompts=[40])
+    with pytest.raises(InputError, match="prompts: none of them"):
+        fit_halving_schedule(arrays, "settling", 6, 0.5, prompts=np.flatnonzero(~ok))
+    with pytest.raises(InputError, match="n: no prompt of run run1 has 7 judged seeds"):
+        fit_halving_schedule(arrays, "settling", 7, 0.5)
+    with pytest.raises(InputError, match="folds: expected an int >= 2"):
+        crossfit_halving(arrays, "settling", 6, 0.5, folds=1)
+    with pytest.raises(InputError, match="repeats: expected an int >= 1"):
+        crossfit_halving(arrays, "settling", 6, 0.5, repeats=0)
+    with pytest.raises(InputError, match="folds: expected at most 39"):
+        crossfit_halving(arrays, "settling", 6, 0.5, folds=40)
+
+
+def test_cli_schedule_prints_the_fit_and_its_crossfit(run, capsys):
+    from noisyclip_metrics.cli import main
+
+    store, arrays, _, _ = run
+    assert main(["bon", "schedule", "--results", str(store.root), "--scorer", "settling", "--budget", "0.5",
+                 "--crossfit", "3"]) == 0  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    fit = fit_halving_schedule(arrays, "settling", 6, 0.5)
+    assert out["schedule"] == list(fit.schedule) and out["judge_score"] == round(fit.judge_score, 4)
+    assert out["crossfit_judge_score"] == round(crossfit_halving(arrays, "settling", 6, 0.5, repeats=3).judge_score, 4)
+    assert main(["bon", "schedule", "--results", str(store.root), "--scorer", "settling", "--budget", "0.05"]) == 2
+    err = capsys.readouterr().err
+    assert "no halving schedule of 'settling'" in err and len(err.strip().splitlines()) == 1
