@@ -19,10 +19,12 @@ clip-final`` (e.g. on a world model with the ``world-oracle`` judge). For every 
    k are both finished and ``clip-final`` picks one of them (its two scorings are counted in the cost).
 2. **Successive halving vs one-shot at equal cost** (halving schedule k, 2k, 3k... until one candidate is left),
    with the difference of their judge scores and its 95% paired bootstrap interval over prompts.
-2b. **Halving schedules fitted on the recorded trajectories** (``noisyclip_metrics.bon.schedules``), for the two
-   strongest scorers: the best of every schedule that fits the budget, chosen on the same prompts it is scored on
-   (an optimistic upper bound for any halving schedule) and cross-fitted (chosen on half the prompts, scored on the
-   other half, averaged over 20 random halvings), against one-shot with the cross-fitted difference's interval.
+2b. **Policies fitted on the recorded trajectories** (``noisyclip_metrics.bon.fitting``), for the two strongest
+   scorers: the halving schedule (every schedule that fits the budget) and the calibrated threshold policy's
+   settings (quantile, first step, interval; its cost is a mean over prompts), each chosen on the same prompts it is
+   scored on (an optimistic upper bound) and cross-fitted (chosen, and the threshold calibrated, on half the
+   prompts, scored on the other half, averaged over 20 random halvings), against one-shot with the cross-fitted
+   difference's interval; the summary adds the cross-fitted policies' raw ratios to the policies table.
 3. **Summary over all runs** (the README's tables): per model and scorer, the one-shot judge score at each budget
    with its raw ratio / gain kept; for the two strongest scorers every policy's raw ratio [95% CI] / gain kept, and
    their ceiling: the one-shot pick at the last step (full cost), i.e. how good a judge of the final image each is.
@@ -50,7 +52,8 @@ from noisyclip_metrics.bon.early import EarlyBestOfN
 from noisyclip_metrics.bon.loops import LoopSettings, advance, loop_adapter
 from noisyclip_metrics.bon.offline import BON_SCHEMA, RunArrays, bon_rows, cascade_label, load_run, pick_scores
 from noisyclip_metrics.bon.policies import OneShotPolicy
-from noisyclip_metrics.bon.schedules import crossfit_halving, fit_halving_schedule
+from noisyclip_metrics.bon.fitting import (crossfit_halving, crossfit_threshold, fit_halving_schedule,
+                                          fit_threshold_policy)  # fmt: skip
 from noisyclip_metrics.errors import InputError
 from noisyclip_metrics.results import ResultsStore, RunInfo
 from noisyclip_metrics.scorers import ScoreInputs
@@ -164,45 +167,80 @@ def bon_tables(rows: list[dict[str, Any]], n: int, fractions: Sequence[float], a
     return "\n".join(out)
 
 
-def schedule_rows(rows: list[dict[str, Any]], arrays: RunArrays, n: int, fractions: Sequence[float],
-                  costs: dict[str, float] | None, scorers: Sequence[str] = ("noisyclip-x0", "clip-x0-decoded"),
-                  ) -> list[dict[str, Any]]:  # fmt: skip
-    """Per scorer and budget: one-shot, linear halving, the in-sample best and the cross-fitted halving schedule."""
+def _label(fit: Any) -> str:
+    """A fitted policy's settings, short."""
+    if hasattr(fit, "schedule"):
+        return ",".join(map(str, fit.schedule))
+    return f"q {fit.calibration.quantile:g}, from {fit.min_step}, every {fit.every}"
+
+
+def _choice(choice: tuple) -> str:
+    """A cross-fit choice (a schedule, or quantile / min_step / every), short."""
+    if len(choice) == 3 and isinstance(choice[0], float):
+        return f"q {choice[0]:g}, from {choice[1]}, every {choice[2]}"
+    return ",".join(map(str, choice))
+
+
+FITTED = {
+    "halving, fitted": (fit_halving_schedule, crossfit_halving),
+    "threshold, fitted": (fit_threshold_policy, crossfit_threshold),
+}
+
+
+def fitted_rows(rows: list[dict[str, Any]], arrays: RunArrays, n: int, fractions: Sequence[float],
+                costs: dict[str, float] | None, scorers: Sequence[str] = ("noisyclip-x0", "clip-x0-decoded"),
+                ) -> list[dict[str, Any]]:  # fmt: skip
+    """Per scorer, fitted policy and budget: one-shot, the in-sample best settings and the cross-fitted policy, with
+    the cross-fitted pick's difference to one-shot and its raw ratio to full-cost clip-final (95% paired intervals)."""
+    final = next((r for r in rows if r["n"] == n and r["scorer"] == "clip-final" and r["policy"] == "one-shot"), None)
+    rand = next(r for r in rows if r["n"] == n and r["policy"] == "random")
     out = []
     for s in scorers:
         if s not in arrays.scores:
             continue
-        for f in fractions:
-            one, linear = at_budget(rows, s, "one-shot", f), at_budget(rows, s, "halving", f)
-            try:
-                best = fit_halving_schedule(arrays, s, n, f, costs)
-                cross = crossfit_halving(arrays, s, n, f, costs)
-            except InputError:  # no schedule fits the budget, or too few prompts to split
-                continue
-            diff = None
-            if one is not None:
-                a, b = cross.values, pick_scores(arrays, one)
-                both = ~(np.isnan(a) | np.isnan(b))
-                diff = bootstrap_ratio(a[both] - b[both], np.ones(int(both.sum())), n_resamples=2000)
-            out.append(dict(scorer=s, budget=f, one=one, linear=linear, best=best, cross=cross,
-                            diff=None if diff is None else tuple(float(x) for x in diff)))  # fmt: skip
+        for policy, (fit_fn, cross_fn) in FITTED.items():
+            for f in fractions:
+                try:
+                    best = fit_fn(arrays, s, n, f, costs=costs)
+                    cross = cross_fn(arrays, s, n, f, costs=costs)
+                except InputError:  # nothing fits the budget, or too few prompts to split
+                    continue
+                one = at_budget(rows, s, "one-shot", f)
+                entry = dict(scorer=s, policy=policy, budget=f, one=one, best=best, cross=cross, diff=None, ratio=None)
+                if one is not None:
+                    entry["diff"] = _paired(cross.values, pick_scores(arrays, one), difference=True)
+                if final is not None:
+                    v, lo, hi = _paired(cross.values, pick_scores(arrays, final))
+                    jf, jr = final["judge_score"], rand["judge_score"]
+                    gain = (cross.judge_score - jr) / (jf - jr) if abs(jf - jr) > 1e-12 else float("nan")
+                    entry["ratio"] = (v, lo, hi, gain)
+                out.append(entry)
     return out
 
 
-def schedule_table(entries: list[dict[str, Any]], n: int) -> str:
-    """Table 2b (Markdown) from :func:`schedule_rows`."""
-    out = [f"### Best-of-{n}: halving schedules fitted on the recorded trajectories (judge score; schedule)", "",
-           "| scorer | cost ≤ | one-shot | halving k, 2k, 3k | best schedule, in-sample (upper bound) | "
-           "cross-fitted (most chosen) | cross-fitted − one-shot [95% CI] |", "|---|---|---|---|---|---|---|"]
+def _paired(a: np.ndarray, b: np.ndarray, difference: bool = False) -> tuple[float, float, float]:
+    """Ratio (or difference) of the means of two per-prompt arrays, with a 95% paired bootstrap interval."""
+    both = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[both], b[both]
+    top, bottom = (a - b, np.ones_like(a)) if difference else (a, b)
+    value, lo, hi = bootstrap_ratio(top, bottom, n_resamples=2000)
+    return float(value), float(lo), float(hi)
+
+
+def fitted_table(entries: list[dict[str, Any]], n: int) -> str:
+    """Table 2b (Markdown) from :func:`fitted_rows`."""
+    out = [f"### Best-of-{n}: halving schedules and threshold settings fitted on the recorded trajectories "
+           "(judge score; settings; cost)", "",
+           "| scorer | policy | cost ≤ | one-shot | in-sample best (upper bound) | cross-fitted (most chosen) | "
+           "cross-fitted − one-shot [95% CI] |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for e in entries:
-        one, linear, best, cross = e["one"], e["linear"], e["best"], e["cross"]
-        top = next(iter(cross.schedules))
+        one, best, cross = e["one"], e["best"], e["cross"]
         diff = "—" if e["diff"] is None else "{:+.4f} [{:+.4f}, {:+.4f}]".format(*e["diff"])
-        out.append(f"| {e['scorer']} | {e['budget']:g} | "
+        out.append(f"| {e['scorer']} | {e['policy']} | {e['budget']:g} | "
                    + (f"{one['judge_score']:.4f} (k={one['k']})" if one else "—") + " | "
-                   + (f"{linear['judge_score']:.4f} ({linear['schedule']})" if linear else "—") + " | "
-                   + f"{best.judge_score:.4f} ({','.join(map(str, best.schedule))}) | "
-                   + f"{cross.judge_score:.4f} ({','.join(map(str, top))}) | {diff} |")  # fmt: skip
+                   + f"{best.judge_score:.4f} ({_label(best)}; {best.cost_fraction:.3f}) | "
+                   + f"{cross.judge_score:.4f} ({_choice(next(iter(cross.choices)))}; {cross.cost_fraction:.3f}) | "
+                   + f"{diff} |")  # fmt: skip
     return "\n".join(out)
 
 
@@ -248,9 +286,9 @@ def _ratio_cell(arrays: RunArrays | None, row: dict[str, Any] | None, final: dic
 
 def summary_tables(runs: Sequence[tuple[str, list[dict[str, Any]], RunArrays]], n: int, fractions: Sequence[float],
                    strongest: Sequence[str] = ("noisyclip-x0", "clip-x0-decoded"),
-                   schedules: Sequence[tuple[str, list[dict[str, Any]]]] = ()) -> str:  # fmt: skip
+                   fits: Sequence[tuple[str, list[dict[str, Any]]]] = ()) -> str:  # fmt: skip
     """Table 3: every run side by side (one-shot for every scorer; every policy for the ``strongest`` scorers; with
-    ``schedules`` (model, :func:`schedule_rows`): fitted halving schedules against one-shot)."""
+    ``fits`` (model, :func:`fitted_rows`): the cross-fitted policies too, and against one-shot)."""
     cost_head = " | ".join(f"cost ≤ {f:g}" for f in fractions)
     one = [f"### Summary: Best-of-{n}, one-shot, judge score of the pick (raw ratio / share of the gain kept)", "",
            f"| model | scorer | {cost_head} |", "|---|---|" + "---|" * len(fractions)]  # fmt: skip
@@ -282,27 +320,41 @@ def summary_tables(runs: Sequence[tuple[str, list[dict[str, Any]], RunArrays]], 
                     continue
                 cells = [_ratio_cell(arrays, at_budget(rows, s, policy, f), final, jr) for f in fractions]
                 pol.append(f"| {model} | {s} | {policy} | " + " | ".join(cells) + " |")
+            for policy in FITTED:
+                entries = {e["budget"]: e for e in dict(fits).get(model, [])
+                           if (e["scorer"], e["policy"]) == (s, policy)}  # fmt: skip
+                if entries:
+                    cells = [_fitted_cell(entries.get(f)) for f in fractions]
+                    pol.append(f"| {model} | {s} | {policy} (cross-fitted) | " + " | ".join(cells) + " |")
         last = [next((r for r in rows if r["scorer"] == s and r["policy"] == "one-shot" and r["k"] == r["num_steps"]),
                      None) for s in strongest]  # fmt: skip
         ceiling.append(f"| {model} | " + " | ".join(_ratio_cell(arrays, r, final, jr) for r in last) + " |")
     out = one + [""] + pol + [""] + ceiling
-    if schedules:
-        out += ["", f"### Summary: Best-of-{n}, fitted halving schedules minus one-shot at equal cost: cross-fitted "
-                "[95% CI] (in-sample best, an upper bound)", "", f"| model | scorer | {cost_head} |",
-                "|---|---|" + "---|" * len(fractions)]  # fmt: skip
-        for model, entries in schedules:
-            for s in dict.fromkeys(e["scorer"] for e in entries):
+    if fits:
+        out += ["", f"### Summary: Best-of-{n}, fitted policies minus one-shot at equal cost: cross-fitted [95% CI] "
+                "(in-sample best, an upper bound)", "", f"| model | scorer | policy | {cost_head} |",
+                "|---|---|---|" + "---|" * len(fractions)]  # fmt: skip
+        for model, entries in fits:
+            for s, policy in dict.fromkeys((e["scorer"], e["policy"]) for e in entries):
                 cells = []
                 for f in fractions:
-                    e = next((e for e in entries if e["scorer"] == s and e["budget"] == f), None)
+                    e = next((e for e in entries if (e["scorer"], e["policy"], e["budget"]) == (s, policy, f)), None)
                     if e is None or e["one"] is None or e["diff"] is None:
                         cells.append("—")
                         continue
                     d, lo, hi = e["diff"]
                     bound = e["best"].judge_score - e["one"]["judge_score"]
                     cells.append(f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] ({bound:+.3f})")
-                out.append(f"| {model} | {s} | " + " | ".join(cells) + " |")
+                out.append(f"| {model} | {s} | {policy} | " + " | ".join(cells) + " |")
     return "\n".join(out)
+
+
+def _fitted_cell(entry: dict[str, Any] | None) -> str:
+    """``raw [CI] / gain (mean cost)`` of a cross-fitted policy against full-cost clip-final."""
+    if entry is None or entry["ratio"] is None:
+        return "—"
+    v, lo, hi, gain = entry["ratio"]
+    return f"{v:.3f} [{lo:.3f}, {hi:.3f}] / {gain:.2f} (cost {entry['cross'].cost_fraction:.2f})"
 
 
 def overhead_table(pipe: Any, scorers: dict[str, Any], info: RunInfo, n: int, prompt: str, repeats: int = 1) -> str:
@@ -345,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     store = ResultsStore.open(args.results)
     runs = [store.run(args.run)] if args.run else store.runs()
     done: list[tuple[str, list[dict[str, Any]], RunArrays]] = []
-    schedules: list[tuple[str, list[dict[str, Any]]]] = []
+    fits: list[tuple[str, list[dict[str, Any]]]] = []
     for info in runs:
         prompt = store.prompts(info.run_id)["prompt"][0].as_py()
         print(f"## {info.model} on {info.benchmark} (run {info.run_id}, judge {info.judge.get('name')})\n")
@@ -361,16 +413,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"(no prompt has {args.n} judged seeds)\n")
             continue
         print(bon_tables(rows, args.n, args.fractions, arrays) + "\n")
-        fitted = schedule_rows(rows, arrays, args.n, args.fractions, costs)
+        fitted = fitted_rows(rows, arrays, args.n, args.fractions, costs)
         if fitted:
-            print(schedule_table(fitted, args.n) + "\n")
+            print(fitted_table(fitted, args.n) + "\n")
         done.append((info.model, rows, arrays))
-        schedules.append((info.model, fitted))
+        fits.append((info.model, fitted))
         if live is not None:
             scorers = {k: v for k, v in live[1].items() if k in SCORERS}
             print(overhead_table(live[0], scorers, info, args.n, prompt, args.repeats) + "\n")
     if done:
-        print(summary_tables(done, args.n, args.fractions, schedules=schedules) + "\n")
+        print(summary_tables(done, args.n, args.fractions, fits=fits) + "\n")
 
 
 if __name__ == "__main__":

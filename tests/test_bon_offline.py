@@ -279,6 +279,15 @@ def test_cli_run_saves_images_and_account(evaluated, tmp_path, capsys):
     code = main(["bon", "run", "--pipeline", str(d / "pipe"), "--prompt", "x", "--policy", "halving", "--model",
                  str(d / "noisyclip"), "--out", str(out)])  # fmt: skip
     assert code == 2 and "--schedule" in capsys.readouterr().err
+    # gap 0: only the leader survives the first decision (step 2), as one-shot at k = 2
+    cal = ThresholdCalibration(scorer="noisyclip", n=3, quantile=0.1, num_steps=T, gaps=(0.0,) * (T + 1))
+    cal = cal.save(tmp_path / "cal.json")
+    code = main(["bon", "run", "--pipeline", str(d / "pipe"), "--prompt", "a red circle", "--n", "3", "--policy",
+                 "threshold", "--calibration", str(cal), "--min-step", "2", "--every", "2", "--steps", str(T),
+                 "--height", "32", "--width", "32", "--model", str(d / "noisyclip"), "--out", str(tmp_path / "thr")])
+    assert code == 0, capsys.readouterr().err
+    account = json.loads((tmp_path / "thr" / "account.json").read_text())
+    assert account["policy"] == "threshold" and account["denoiser_evals"] == 3 * 2 + (T - 2)
 
 
 @pytest.mark.slow
@@ -290,8 +299,8 @@ def test_benchmark_script_runs_on_an_evaluated_store(evaluated, bench_script, ca
                     "successive halving vs one-shot", "halving − one-shot [95% CI]", "Live overhead",
                     "Summary: Best-of-6, one-shot", "Summary: Best-of-6, policies of the strongest scorers",
                     "own ceiling", "denoiser-call equivalents measured here",
-                    "halving schedules fitted on the recorded trajectories", "cross-fitted − one-shot [95% CI]",
-                    "fitted halving schedules minus one-shot"):  # fmt: skip
+                    "fitted on the recorded trajectories", "cross-fitted − one-shot [95% CI]",
+                    "threshold, fitted (cross-fitted)", "fitted policies minus one-shot"):  # fmt: skip
         assert heading in out
     for scorer in ("noisyclip", "clip-x0-decoded", "random"):
         assert f"| {scorer} |" in out

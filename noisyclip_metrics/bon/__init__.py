@@ -3,7 +3,7 @@ from recorded results (:func:`compute_bon`).
 
 See :mod:`.early` (engine and account), :mod:`.loops`/:mod:`.families` (prunable loops per pipeline family),
 :mod:`.policies` (one-shot, halving, threshold; cost model), :mod:`.calibration` (threshold calibration),
-:mod:`.monitor`, :mod:`.offline` and :mod:`.schedules` (halving schedules fitted on recorded runs).
+:mod:`.monitor`, :mod:`.offline` and :mod:`.fitting` (halving schedules and threshold settings fitted on recorded runs).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from .loops import LOOP_ADAPTERS, LoopSettings
 from .monitor import NoisyCLIPMonitor
 from .offline import BON_SCHEMA, compute_bon, pick_scores, read_bon
 from .policies import POLICIES, HalvingPolicy, OneShotPolicy, ThresholdPolicy, build_policy, schedule_cost
-from .schedules import CrossFit, ScheduleFit, crossfit_halving, fit_halving_schedule
+from .fitting import (CrossFit, ScheduleFit, ThresholdFit, ThresholdGrid, crossfit_halving, crossfit_threshold,
+                      fit_halving_schedule, fit_threshold_policy)  # fmt: skip
 
 __all__ = [
     "EarlyBestOfN",
@@ -38,4 +39,8 @@ __all__ = [
     "crossfit_halving",
     "ScheduleFit",
     "CrossFit",
+    "fit_threshold_policy",
+    "crossfit_threshold",
+    "ThresholdFit",
+    "ThresholdGrid",
 ]

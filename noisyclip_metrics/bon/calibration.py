@@ -36,7 +36,7 @@ from ..errors import DataFileError, InputError
 from ..io import write_json
 from ..results import ResultsStore
 
-__all__ = ["ThresholdCalibration", "fit_threshold_calibration"]
+__all__ = ["ThresholdCalibration", "fit_threshold_calibration", "normalised_gaps", "gap_quantiles"]
 
 FORMAT = "noisyclip-bon-threshold"
 
@@ -141,12 +141,7 @@ def fit_threshold_calibration(results: str | Path | ResultsStore, scorer: str, n
         s = arrays.scores[scorer][rows[:, None], cols]  # (G, n, T+1)
         if np.isnan(s).any():
             continue
-        j = arrays.judge[rows[:, None], cols]
-        best = np.argmax(j, axis=1)
-        sb = np.take_along_axis(s, best[:, None, None], axis=1)[:, 0]  # (G, T+1)
-        std = s.std(axis=1)
-        z = np.where(std > 0, (sb - s.max(axis=1)) / np.where(std > 0, std, 1.0), 0.0)
-        gaps.append(z)
+        gaps.append(normalised_gaps(s, arrays.judge[rows[:, None], cols]))
         used.append(info.run_id)
         judges.add(arrays.judge_name)
         steps_seen.add(arrays.num_steps)
@@ -156,7 +151,22 @@ def fit_threshold_calibration(results: str | Path | ResultsStore, scorer: str, n
     if len(steps_seen) > 1:
         raise InputError(f"run_id: runs have different numbers of steps {sorted(steps_seen)}; pick one with run_id")
     z = np.concatenate(gaps)
-    q = np.quantile(z, quantile, axis=0)
     return ThresholdCalibration(scorer=scorer, n=n, quantile=quantile, num_steps=steps_seen.pop(),
-                                gaps=tuple(float(min(0.0, v)) for v in q), judge=",".join(sorted(judges)),
-                                runs=tuple(used), groups=int(z.shape[0]))  # fmt: skip
+                                gaps=gap_quantiles(z, quantile), judge=",".join(sorted(judges)), runs=tuple(used),
+                                groups=int(z.shape[0]))  # fmt: skip
+
+
+def normalised_gaps(scores: np.ndarray, judge: np.ndarray) -> np.ndarray:
+    """``z_k`` of the module docstring for every group and step: ``scores`` (G, n, T+1), ``judge`` (G, n) -> (G, T+1).
+
+    The eventual best is the judge's best candidate (ties: the first).
+    """
+    best = np.argmax(judge, axis=1)
+    sb = np.take_along_axis(scores, best[:, None, None], axis=1)[:, 0]  # (G, T+1)
+    std = scores.std(axis=1)
+    return np.where(std > 0, (sb - scores.max(axis=1)) / np.where(std > 0, std, 1.0), 0.0)
+
+
+def gap_quantiles(z: np.ndarray, quantile: float) -> tuple[float, ...]:
+    """Per-step ``quantile`` of normalised gaps ``z`` (G, T+1), capped at 0: a calibration's ``gaps``."""
+    return tuple(float(min(0.0, v)) for v in np.quantile(z, quantile, axis=0))

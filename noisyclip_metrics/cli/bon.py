@@ -1,5 +1,5 @@
 """``noisyclip bon``: early-stopping Best-of-N, live (``run``), from recorded results (``offline``), the threshold
-policy's calibration (``calibrate``) and the halving schedule for a budget (``schedule``)."""
+policy's calibration (``calibrate``) and a policy's settings for a budget (``fit``)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=int, default=None, help="one-shot: decision step k (default: about T/2)")
     p.add_argument("--m", type=int, default=1, help="candidates kept and finished (default: 1)")
     p.add_argument("--schedule", type=int, nargs="+", default=None, help="halving: increasing decision steps")
-    p.add_argument("--calibration", type=Path, default=None, help="threshold: calibration JSON (bon calibrate)")
+    p.add_argument("--calibration", type=Path, default=None, help="threshold: calibration JSON (bon calibrate / fit)")
+    p.add_argument("--min-step", type=int, default=1, help="threshold: first step that may drop candidates (1)")
+    p.add_argument("--every", type=int, default=1, help="threshold: steps between decisions (1)")
     p.add_argument("--scorer", default="noisyclip", choices=_SCORERS)
     p.add_argument("--model", default=None, help="the scorer's CLIP (model id or folder; world ids by default)")
     p.add_argument("--final-scorer", default=None, choices=_SCORERS,
@@ -61,7 +63,7 @@ def _policy(args: argparse.Namespace, steps: int | None) -> Any:
     elif args.policy == "threshold":
         if args.calibration is None:
             raise InputError("--calibration: the threshold policy needs a calibration file (noisyclip bon calibrate)")
-        params["calibration"] = args.calibration
+        params.update(calibration=args.calibration, min_step=args.min_step, every=args.every)
     return build_policy(args.policy, **params)
 
 
@@ -164,34 +166,51 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _configure_schedule(p: argparse.ArgumentParser) -> None:
+def _configure_fit(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", required=True, type=Path, help="results folder to fit on")
-    p.add_argument("--scorer", default="noisyclip-x0", help="scorer the halving policy will use")
+    p.add_argument("--policy", default="halving", choices=("halving", "threshold"), help="policy to fit")
+    p.add_argument("--scorer", default="noisyclip-x0", help="scorer the policy will use")
     p.add_argument("--n", type=int, default=6, help="candidates N (default: 6)")
     p.add_argument("--budget", type=float, required=True, help="cost budget, a fraction of N·T denoiser calls")
     p.add_argument("--run", default=None, help="one run id (default: every run)")
     p.add_argument("--scorer-cost", nargs="+", default=None, metavar="SCORER=EQ",
                    help="scorer cost per scoring in denoiser-call equivalents (default: from the run's timing)")
     p.add_argument("--crossfit", type=int, default=20, metavar="REPEATS",
-                   help="also estimate the schedule on held-out prompts: random halvings averaged (default 20; 0: off)")
+                   help="also estimate the policy on held-out prompts: random halvings averaged (default 20; 0: off)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="threshold: write the fitted calibration JSON here (one run: use --run on a multi-run store)")
 
 
-def _run_schedule(args: argparse.Namespace) -> int:
+def _run_fit(args: argparse.Namespace) -> int:
+    from ..bon.fitting import crossfit_halving, crossfit_threshold, fit_halving_schedule, fit_threshold_policy
     from ..bon.offline import load_run
-    from ..bon.schedules import crossfit_halving, fit_halving_schedule
     from ..results import ResultsStore
 
     store = ResultsStore.open(args.results)
     costs = _scorer_costs(args.scorer_cost)
-    for info in [store.run(args.run)] if args.run else store.runs():
+    runs = [store.run(args.run)] if args.run else store.runs()
+    if args.out is not None and (args.policy != "threshold" or len(runs) != 1):
+        raise InputError(f"--out: writes one threshold calibration; got policy {args.policy!r} and {len(runs)} runs "
+                         "(use --policy threshold and --run)")  # fmt: skip
+    fit_fn, cross_fn = {"halving": (fit_halving_schedule, crossfit_halving),
+                        "threshold": (fit_threshold_policy, crossfit_threshold)}[args.policy]  # fmt: skip
+    for info in runs:
         arrays = load_run(store, info.run_id)
-        fit = fit_halving_schedule(arrays, args.scorer, args.n, args.budget, costs)
-        out = {"run_id": info.run_id, "model": info.model, "scorer": fit.scorer, "n": fit.n, "budget": fit.budget,
-               "schedule": list(fit.schedule), "cost_fraction": round(fit.cost_fraction, 4),
-               "judge_score": round(fit.judge_score, 4), "prompts": fit.prompts}  # fmt: skip
+        fit = fit_fn(arrays, args.scorer, args.n, args.budget, costs=costs)
+        out: dict[str, Any] = {"run_id": info.run_id, "model": info.model, "policy": args.policy,
+                               "scorer": fit.scorer, "n": fit.n, "budget": fit.budget}  # fmt: skip
+        if args.policy == "halving":
+            out["schedule"] = list(fit.schedule)
+        else:
+            out.update(quantile=fit.calibration.quantile, min_step=fit.min_step, every=fit.every)
+            if args.out is not None:
+                out["calibration"] = str(fit.calibration.save(args.out))
+        out.update(cost_fraction=round(fit.cost_fraction, 4), judge_score=round(fit.judge_score, 4),
+                   prompts=fit.prompts)  # fmt: skip
         if args.crossfit > 0:
-            out["crossfit_judge_score"] = round(crossfit_halving(arrays, args.scorer, args.n, args.budget, costs,
-                                                                 repeats=args.crossfit).judge_score, 4)  # fmt: skip
+            cross = cross_fn(arrays, args.scorer, args.n, args.budget, costs=costs, repeats=args.crossfit)
+            out.update(crossfit_judge_score=round(cross.judge_score, 4),
+                       crossfit_cost_fraction=round(cross.cost_fraction, 4))  # fmt: skip
         print(json.dumps(out))
     return 0
 
@@ -201,13 +220,13 @@ _SUBCOMMANDS = {
     "offline": ("BoN outcomes from a results store into <results>/bon/<run_id>.parquet", _configure_offline,
                 _run_offline),
     "calibrate": ("fit the threshold policy's calibration on a results store", _configure_calibrate, _run_calibrate),
-    "schedule": ("the best halving schedule within a cost budget, fitted on a results store", _configure_schedule,
-                 _run_schedule),
+    "fit": ("the best halving schedule or threshold settings within a cost budget, fitted on a results store",
+            _configure_fit, _run_fit),
 }  # fmt: skip
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="bon_command", metavar="{run,offline,calibrate,schedule}", parser_class=OneLineParser)
+    sub = p.add_subparsers(dest="bon_command", metavar="{run,offline,calibrate,fit}", parser_class=OneLineParser)
     for name, (help_text, configure, run) in _SUBCOMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
         configure(sp)
@@ -215,13 +234,14 @@ def _configure(p: argparse.ArgumentParser) -> None:
     p.epilog = ("Examples: noisyclip bon run --pipeline world:sd-base --prompt 'two red circles' --n 6 "
                 "--policy one-shot --k 8 --scorer noisyclip --out runs/bon;  "
                 "noisyclip bon offline --results runs/results;  "
-                "noisyclip bon schedule --results runs/results --scorer noisyclip-x0 --budget 0.5")  # fmt: skip
+                "noisyclip bon fit --results runs/results --policy halving --scorer noisyclip-x0 "
+                "--budget 0.5")  # fmt: skip
 
 
 def _run(args: argparse.Namespace) -> int:
     run = getattr(args, "_bon_run", None)
     if run is None:
-        sys.stderr.write("noisyclip bon: error: choose a subcommand: run, offline, calibrate or schedule\n")
+        sys.stderr.write("noisyclip bon: error: choose a subcommand: run, offline, calibrate or fit\n")
         return 2
     return int(run(args) or 0)
 

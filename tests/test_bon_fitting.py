@@ -11,7 +11,7 @@ import pytest
 
 from noisyclip_metrics.bon import HalvingPolicy, compute_bon, crossfit_halving, fit_halving_schedule, schedule_cost
 from noisyclip_metrics.bon.offline import load_run, plan_scores
-from noisyclip_metrics.bon.schedules import halving_schedules
+from noisyclip_metrics.bon.fitting import halving_schedules
 from noisyclip_metrics.errors import InputError
 
 from .test_bon_offline import T, make_store
@@ -95,12 +95,12 @@ def test_crossfit_is_deterministic_and_leaves_out_incomplete_prompts(run):
     _, arrays, judge, ok = run
     a = crossfit_halving(arrays, "settling", 6, 0.5, folds=2, repeats=5, seed=1)
     b = crossfit_halving(arrays, "settling", 6, 0.5, folds=2, repeats=5, seed=1)
-    assert np.array_equal(a.values, b.values, equal_nan=True) and a.schedules == b.schedules
+    assert np.array_equal(a.values, b.values, equal_nan=True) and a.choices == b.choices
     assert np.isnan(a.values[~ok]).all() and not np.isnan(a.values[ok]).any()
-    assert sum(a.schedules.values()) == 10 and list(a.schedules.values()) == sorted(a.schedules.values(), reverse=True)
+    assert sum(a.choices.values()) == 10 and list(a.choices.values()) == sorted(a.choices.values(), reverse=True)
     assert a.judge_score <= judge.max(axis=1).mean() + 1e-12
     perfect = crossfit_halving(arrays, "perfect", 6, 0.5, repeats=3)  # the best schedule everywhere
-    assert perfect.judge_score == pytest.approx(judge.max(axis=1).mean()) and list(perfect.schedules) == [(0, 1, 2)]
+    assert perfect.judge_score == pytest.approx(judge.max(axis=1).mean()) and list(perfect.choices) == [(0, 1, 2)]
 
 
 def test_bad_schedule_fitting_input(run):
@@ -126,16 +126,123 @@ def test_bad_schedule_fitting_input(run):
         crossfit_halving(arrays, "settling", 6, 0.5, folds=40)
 
 
-def test_cli_schedule_prints_the_fit_and_its_crossfit(run, capsys):
+def test_cli_fit_prints_the_fit_and_its_crossfit(run, tmp_path, capsys):
+    from noisyclip_metrics.bon import ThresholdCalibration, crossfit_threshold, fit_threshold_policy
     from noisyclip_metrics.cli import main
 
     store, arrays, _, _ = run
-    assert main(["bon", "schedule", "--results", str(store.root), "--scorer", "settling", "--budget", "0.5",
+    assert main(["bon", "fit", "--results", str(store.root), "--scorer", "settling", "--budget", "0.5",
                  "--crossfit", "3"]) == 0  # fmt: skip
     out = json.loads(capsys.readouterr().out)
     fit = fit_halving_schedule(arrays, "settling", 6, 0.5)
     assert out["schedule"] == list(fit.schedule) and out["judge_score"] == round(fit.judge_score, 4)
     assert out["crossfit_judge_score"] == round(crossfit_halving(arrays, "settling", 6, 0.5, repeats=3).judge_score, 4)
-    assert main(["bon", "schedule", "--results", str(store.root), "--scorer", "settling", "--budget", "0.05"]) == 2
+    cal = tmp_path / "cal.json"
+    assert main(["bon", "fit", "--results", str(store.root), "--policy", "threshold", "--scorer", "settling",
+                 "--budget", "0.6", "--crossfit", "2", "--out", str(cal)]) == 0  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    fit = fit_threshold_policy(arrays, "settling", 6, 0.6)
+    assert (out["quantile"], out["min_step"], out["every"]) == (fit.calibration.quantile, fit.min_step, fit.every)
+    assert ThresholdCalibration.load(cal) == fit.calibration and out["calibration"] == str(cal)
+    cross = crossfit_threshold(arrays, "settling", 6, 0.6, repeats=2)
+    assert out["crossfit_cost_fraction"] == round(cross.cost_fraction, 4)
+    assert main(["bon", "fit", "--results", str(store.root), "--scorer", "settling", "--budget", "0.05"]) == 2
     err = capsys.readouterr().err
     assert "no halving schedule of 'settling'" in err and len(err.strip().splitlines()) == 1
+    assert main(["bon", "fit", "--results", str(store.root), "--budget", "0.5", "--out", str(cal)]) == 2
+    assert "--out: writes one threshold calibration" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------- threshold
+LIVE_T, LIVE_N = 6, 6
+
+
+@pytest.fixture(scope="module")
+def live():
+    """A tiny SD pipeline, a tiny CLIP and every step's scores of 6 seeds' full trajectories, per scorer."""
+    import tempfile
+
+    import torch
+
+    from noisyclip_metrics.model import TINY_TEST_CONFIG, NoisyCLIPModel
+    from noisyclip_metrics.scorers import ScoreInputs, build_scorer
+    from noisyclip_metrics.testing import tiny_pipeline
+    from noisyclip_metrics.trajectory import capture_trajectories
+
+    torch.set_num_threads(1)
+    pipe = tiny_pipeline("sd", tempfile.mkdtemp())
+    model = NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0)
+    prompt, seeds = "two red circles above a blue square", list(range(LIVE_N))
+    batch = capture_trajectories(pipe, [prompt] * LIVE_N, seeds, num_inference_steps=LIVE_T, height=32, width=32)
+    scorers, recorded = {}, {}
+    for name in ("clip", "clip-x0"):
+        scorers[name] = build_scorer(name, model=model)
+        recorded[name] = torch.stack([scorers[name].score(ScoreInputs(
+            prompts=[prompt] * LIVE_N, latents=batch.latents[:, k], x0=batch.x0[:, k],
+            latent_scale=batch.latent_scale[k].expand(LIVE_N))) for k in range(LIVE_T + 1)], dim=1).double().numpy()
+    return pipe, scorers, recorded, prompt, seeds  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["clip", "clip-x0"])
+@pytest.mark.parametrize(("gap", "min_step", "every", "m"), [(-0.6, 1, 1, 1), (-1.2, 2, 2, 1), (-0.3, 0, 1, 2)])
+def test_replayed_threshold_runs_match_the_live_policy(live, name, gap, min_step, every, m):
+    from noisyclip_metrics.bon import EarlyBestOfN, ThresholdCalibration, ThresholdPolicy
+    from noisyclip_metrics.bon.fitting import simulate_threshold
+
+    pipe, scorers, recorded, prompt, seeds = live
+    gaps = (gap,) * LIVE_T + (0.0,)
+    cal = ThresholdCalibration(scorer=name, n=LIVE_N, quantile=0.1, num_steps=LIVE_T, gaps=gaps)
+    result = EarlyBestOfN(pipe, scorers[name], ThresholdPolicy(cal, m=m, min_step=min_step, every=every))(
+        prompt, n=LIVE_N, seeds=seeds, num_inference_steps=LIVE_T, height=32, width=32)  # fmt: skip
+    pick, den, sc = simulate_threshold(recorded[name][None], gaps, min_step, every, m, name == "clip-x0")
+    assert (int(den[0]), int(sc[0])) == (result.denoiser_evals, result.scorer_evals)
+    assert seeds[int(pick[0])] == result.seeds[0]
+    assert result.denoiser_evals < LIVE_N * LIVE_T  # something was dropped: the replay was put to the test
+
+
+def test_threshold_replay_bad_input():
+    from noisyclip_metrics.bon.fitting import simulate_threshold
+
+    with pytest.raises(InputError, match=r"scores: expected a \(G, N, T \+ 1\) array"):
+        simulate_threshold(np.zeros((2, 3)), (0.0, 0.0))
+    with pytest.raises(InputError, match=r"scores: expected a \(G, N, T \+ 1\) array"):
+        simulate_threshold(np.full((1, 2, 3), np.nan), (0.0,) * 3)
+    with pytest.raises(InputError, match=r"gaps: expected T \+ 1 = 3 values, got 2"):
+        simulate_threshold(np.zeros((1, 2, 3)), (0.0, 0.0))
+    with pytest.raises(InputError, match="min_step, every, m: expected"):
+        simulate_threshold(np.zeros((1, 2, 3)), (0.0,) * 3, every=0)
+
+
+def test_fitted_threshold_is_the_best_grid_setting_within_budget(run):
+    from noisyclip_metrics.bon import ThresholdPolicy, crossfit_threshold, fit_threshold_policy
+    from noisyclip_metrics.bon.calibration import gap_quantiles, normalised_gaps
+    from noisyclip_metrics.bon.fitting import ThresholdGrid, simulate_threshold
+
+    _, arrays, judge, ok = run
+    grid = ThresholdGrid(quantiles=(0.05, 0.2, 0.4), min_steps=(1, 3, 9), every=(1, 2))  # 9 >= T is skipped
+    fit = fit_threshold_policy(arrays, "settling", 6, 0.6, grid)
+    c = 0.9 / (240 * (STEPS + 1)) / (8.0 / (240 * STEPS))  # the run's timing
+    s, j = arrays.scores["settling"][ok], judge_in_group_order(arrays)[ok]
+    brute = []
+    for q in grid.quantiles:
+        gaps = gap_quantiles(normalised_gaps(s, j), q)
+        for k in (1, 3):
+            for e in (1, 2):
+                pick, den, sc = simulate_threshold(s, gaps, k, e)
+                cost = ((den + sc * c) / (6 * STEPS)).mean()
+                if cost <= 0.6:
+                    brute.append((j[np.arange(len(j)), pick].mean(), -cost, (q, k, e)))
+    best = max(brute)
+    assert fit.judge_score == pytest.approx(best[0]) and fit.cost_fraction == pytest.approx(-best[1])
+    assert (fit.calibration.quantile, fit.min_step, fit.every) == best[2] and fit.prompts == 39
+    assert fit.policy() == ThresholdPolicy(fit.calibration, min_step=fit.min_step, every=fit.every)
+    cross = crossfit_threshold(arrays, "settling", 6, 0.6, grid, repeats=4)
+    assert np.isnan(cross.values[~ok]).all() and np.isnan(cross.costs[~ok]).all()
+    assert 0 < cross.cost_fraction < 1 and sum(cross.choices.values()) == 8
+    with pytest.raises(InputError, match="no threshold setting of 'settling' has a mean cost at most 0.05"):
+        fit_threshold_policy(arrays, "settling", 6, 0.05, grid)
+
+
+def judge_in_group_order(arrays):
+    prow, pcol = arrays.groups(6)
+    return arrays.judge[prow[:, None], pcol]
