@@ -208,7 +208,8 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
                 "sampler": sampler, "scorers": scorer_info, "judge": judge_info, "name": name}  # fmt: skip
     run_id = run_id_for(identity)
     info = RunInfo(
-        run_id=run_id, model=name, benchmark=prompts.name, sampler=sampler, seeds=cfg.seeds, scorers=scorer_info,
+        run_id=run_id, model=name, benchmark=prompts.name, sampler=sampler, seeds=cfg.seeds,
+        scorers={s: {**scorer_info[s], "requires": sorted(sc.requires)} for s, sc in zip(cfg.scorers, scorers)},
         judge=judge_info, model_info=model_info, package_version=__version__, git_revision=git_revision(),
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), num_prompts=len(prompts),
     )  # fmt: skip

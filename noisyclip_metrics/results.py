@@ -62,7 +62,11 @@ PROMPT_SCHEMA = pa.schema([("prompt_id", pa.string()), ("prompt", pa.string()), 
 
 @dataclass(frozen=True)
 class RunInfo:
-    """Provenance of one evaluation run (``runs/<run_id>.json``)."""
+    """Provenance of one evaluation run (``runs/<run_id>.json``).
+
+    ``scorers`` maps each scorer name to its ``model`` id, the ``weights`` hash and the inputs it ``requires``
+    (``latents``, ``x0``, ``vae``, ``images``; the BoN cost model reads them).
+    """
 
     run_id: str
     model: str

@@ -30,14 +30,14 @@ def _one_thread():
 
 def make_store(root: Path, scores: dict[str, np.ndarray], judge: np.ndarray, aligned: np.ndarray | None = None,
                seeds: list[int] | None = None, timing: dict | None = None, run_id: str = "run1",
-               steps: int = T) -> ResultsStore:  # fmt: skip
+               steps: int = T, scorer_info: dict | None = None) -> ResultsStore:  # fmt: skip
     """A results store with one run of ``steps`` denoising steps: ``scores[name]`` is (P, S, steps + 1) (NaN: no
     row), ``judge`` (P, S) (NaN: none)."""
     p, s = judge.shape
     seeds = seeds or list(range(s))
     store = ResultsStore.create(root)
     store.write_run(RunInfo(run_id=run_id, model="toy", benchmark="bench", sampler={"num_inference_steps": steps},
-                            seeds=tuple(seeds), scorers={n: {} for n in scores}, judge={"name": "oracle"},
+                            seeds=tuple(seeds), scorers=scorer_info or {n: {} for n in scores}, judge={"name": "oracle"},
                             timing=timing or {}))  # fmt: skip
     ids = [f"p{i}" for i in range(p)]
     store.write_prompts(run_id, ids, [f"prompt {i}" for i in ids], [[] for _ in ids])
@@ -124,6 +124,16 @@ def test_cost_formula_with_scorer_cost_from_the_run_timing(toy):
     override = compute_bon(store, ns=[6], costs={"noisy": 1.0}, write=False)
     (r,) = _rows(override, scorer="noisy", policy="one-shot", k=0)
     assert r["cost_fraction"] == pytest.approx((T + 6) / (6 * T))
+
+
+def test_x0_cost_follows_the_recorded_requires_and_falls_back_to_the_name(tmp_path):
+    judge = np.random.default_rng(1).random((3, 6))
+    s = np.repeat(judge[:, :, None], T + 1, axis=2)
+    info = {"custom": {"requires": ["x0"]}, "my-x0-like": {"requires": ["latents"]}, "old-x0": {}}
+    store = make_store(tmp_path / "r", {name: s for name in info}, judge, scorer_info=info)
+    table = compute_bon(store, ns=[6], write=False)
+    evals = {name: _rows(table, scorer=name, policy="one-shot", k=1)[0]["denoiser_evals"] for name in info}
+    assert evals == {"custom": 6 * 2 + (T - 2), "my-x0-like": 6 * 1 + (T - 1), "old-x0": 6 * 2 + (T - 2)}
 
 
 def test_picks_ties_first_seeds_and_incomplete_prompts(tmp_path):

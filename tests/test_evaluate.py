@@ -60,6 +60,7 @@ def test_rows_of_every_step_scorer_and_judgment(assets, tmp_path):
     store = ResultsStore.open(tmp_path / "res")
     (run,) = store.runs()
     assert run.model_info["weights"] and run.scorers["noisyclip"]["weights"] and run.git_revision
+    assert run.scorers["noisyclip"]["requires"] == ["latents"]  # recorded for the BoN cost model, not in the run id
     assert run.sampler["num_inference_steps"] == 3 and run.timing["candidates"] == 12
     scores = store.rows(kind="score")
     # 4 prompts x 3 seeds x 4 steps x 3 scorers

@@ -41,7 +41,7 @@ import numpy as np
 
 from ..errors import InputError
 from .calibration import ThresholdCalibration, gap_quantiles, normalised_gaps
-from .offline import RunArrays, _simulate, plan_cost, run_costs, x0_scorer
+from .offline import RunArrays, _simulate, plan_cost, reads_x0, run_costs
 from .policies import HalvingPolicy, ThresholdPolicy, halving_counts, schedule_cost
 
 __all__ = ["ScheduleFit", "ThresholdFit", "ThresholdGrid", "CrossFit", "halving_schedules", "fit_halving_schedule",
@@ -191,7 +191,7 @@ def _run(arrays: RunArrays, scorer: str, n: int, budget: float, costs: Mapping[s
     if len(complete) == 0:
         raise InputError(f"scorer: no prompt of run {arrays.info.run_id} has every {scorer!r} score")
     return _Run(scorer, scores[complete], arrays.judge[prow[:, None], pcol][complete], complete, len(prow), scored,
-                run_costs(arrays, costs).get(scorer, 0.0), x0_scorer(scorer))  # fmt: skip
+                run_costs(arrays, costs).get(scorer, 0.0), reads_x0(arrays.info, scorer))  # fmt: skip
 
 
 def _columns(run: _Run, prompts: Sequence[int] | None) -> np.ndarray:

@@ -53,7 +53,7 @@ from ..results import ResultsStore, RunInfo, _atomic_parquet
 from .policies import halving_counts, schedule_cost
 
 __all__ = ["RunArrays", "load_run", "scorer_costs", "bon_rows", "compute_bon", "read_bon", "BON_SCHEMA",
-           "DEFAULT_NS", "x0_scorer", "cascade_label", "pick_scores", "plan_scores", "plan_cost",
+           "DEFAULT_NS", "reads_x0", "cascade_label", "pick_scores", "plan_scores", "plan_cost",
            "run_costs"]  # fmt: skip
 
 DEFAULT_NS = (2, 4, 6, 8)
@@ -76,9 +76,11 @@ def cascade_label(policy: str, m: int, final_scorer: str) -> str:
     return f"{policy} top-{m} + {final_scorer}"
 
 
-def x0_scorer(name: str) -> bool:
-    """Whether a scorer reads the x̂0 estimate (it needs the denoiser output at its step)."""
-    return "x0" in name
+def reads_x0(info: RunInfo, name: str) -> bool:
+    """Whether a run's scorer reads the x̂0 estimate, so that it needs the denoiser output at its step: from the inputs
+    the run recorded it ``requires``; runs recorded before those were kept fall back to the name (``"x0"`` in it)."""
+    requires = (info.scorers.get(name) or {}).get("requires")
+    return "x0" in requires if requires is not None else "x0" in name
 
 
 @dataclass(frozen=True)
@@ -278,7 +280,7 @@ def bon_rows(arrays: RunArrays, ns: Iterable[int] = DEFAULT_NS, costs: dict[str,
                     valid, picks = _plan_picks(s, decisions, fsel if m > 1 else None)
                     if not valid.any():
                         continue
-                    den, sc = schedule_cost(n, steps, decisions, needs_model_output=x0_scorer(name))
+                    den, sc = schedule_cost(n, steps, decisions, needs_model_output=reads_x0(info, name))
                     vrows = np.arange(int(valid.sum()))
                     add(name, policy, n, k, ",".join(str(d) for d, _ in decisions), den, sc,
                         jsel[valid][vrows, picks], asel[valid][vrows, picks], m)
