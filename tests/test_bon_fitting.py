@@ -243,6 +243,18 @@ def test_fitted_threshold_is_the_best_grid_setting_within_budget(run):
         fit_threshold_policy(arrays, "settling", 6, 0.05, grid)
 
 
+def test_threshold_needs_scores_at_every_step(tmp_path):
+    from noisyclip_metrics.bon import fit_threshold_policy
+
+    judge = np.random.default_rng(2).random((4, 6))
+    every_other = np.where(np.arange(STEPS + 1) % 2 == 0, judge[:, :, None], np.nan)  # scored at even steps only
+    store = make_store(tmp_path / "r", {"even": every_other}, judge, steps=STEPS)
+    arrays = load_run(store, "run1")
+    with pytest.raises(InputError, match="the threshold policy needs scores at every step"):
+        fit_threshold_policy(arrays, "even", 6, 0.9)
+    assert set(fit_halving_schedule(arrays, "even", 6, 0.9).schedule) <= {0, 2, 4, 6, 8}  # halving uses what exists
+
+
 def judge_in_group_order(arrays):
     prow, pcol = arrays.groups(6)
     return arrays.judge[prow[:, None], pcol]
