@@ -54,6 +54,9 @@ class EvalConfig:
         name: display name of the model (default: the model id).
         save_images: folder to save final images as ``<prompt_id>/<seed>.png`` (for external judges).
         progress: show a progress bar.
+        device: torch device of the pipeline, scorers and CLIP judge (``cpu``, ``cuda``...; default: where they load).
+        dtype: pipeline dtype (``float32``, ``float16``, ``bfloat16``; scorers stay float32). Off the defaults, the
+            device type and dtype join the run's identity: scores made elsewhere never mix into a run on resume.
     """
 
     model: str
@@ -75,6 +78,8 @@ class EvalConfig:
     name: str | None = None
     save_images: str | None = None
     progress: bool = True
+    device: str | None = None
+    dtype: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
@@ -182,12 +187,13 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     if d["judge"] is None:
         raise InputError("judge: a non-world model needs --judge (clip-final, or a judgments file)")
     prompts = load_prompts(cfg.benchmark, cfg.benchmark_path, cfg.prompts)
-    pipe = load_pipeline(cfg.model)
+    pipe = load_pipeline(cfg.model, cfg.device, cfg.dtype)
+    device = pipe.device if cfg.device else None
     refs = {s: d[s] if s in NOISYCLIP_SCORERS else d["clip"] for s in cfg.scorers}  # scorer -> its model id
     missing = [s for s, ref in refs.items() if ref is None]
     if missing:
         raise InputError(f"scorers: {missing} need a model; pass --noisyclip / --noisyclip-x0 / --clip")
-    models = {ref: resolve_model(ref) for ref in dict.fromkeys(refs.values())}
+    models = {ref: resolve_model(ref, device) for ref in dict.fromkeys(refs.values())}
     scorers = [build_scorer(s, vae=pipe.vae, **{model_resource(s): models[refs[s]]}) for s in cfg.scorers]
     channels = int(pipe.vae.config.latent_channels)
     for ref, model in models.items():
@@ -195,9 +201,14 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
             raise InputError(f"{ref}: its preview map reads {model.latent_channels} latent channels, the pipeline's "
                              f"latents have {channels}")  # fmt: skip
     judge = build_judge(d["judge"], clip=d["clip"])
+    if device is not None and isinstance(getattr(judge, "model", None), torch.nn.Module):
+        judge.model = resolve_model(judge.model, device)
     _check_precomputed(judge, prompts, cfg.seeds)
     sampler = {"num_inference_steps": int(d["num_inference_steps"]), "guidance_scale": d["guidance_scale"],
                "height": cfg.height, "width": cfg.width, "scheduler": type(pipe.scheduler).__name__}  # fmt: skip
+    placement = {"device": pipe.device.type, "dtype": str(pipe.dtype).removeprefix("torch.")}
+    if placement != {"device": "cpu", "dtype": "float32"}:  # the defaults stay out: earlier run ids still match
+        sampler.update(placement)
     name = cfg.name or cfg.model
     scorer_info = {s: {"model": ref, "weights": weights_hash(*_source_folders(ref))} for s, ref in refs.items()}
     judge_weights = weights_hash(*_source_folders(d["clip"])) if d["judge"] == "clip-final" else ""

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +26,7 @@ import torch
 
 from .errors import InputError
 from .model import NoisyCLIPModel, check_prompts
+from .pipelines import torch_device
 from .preview import check_latents
 from .resolvers import MODEL_RESOLVERS, load_resolvers
 from .scorers import ScoreInputs, Scorer, build_scorer
@@ -35,23 +37,39 @@ __all__ = ["noisyclip_score", "resolve_model"]
 ModelLike = NoisyCLIPModel | str | Path | Callable[[], NoisyCLIPModel]
 
 
-def resolve_model(model: ModelLike) -> NoisyCLIPModel:
-    """A :class:`NoisyCLIPModel`, a registered model id, a checkpoint folder, or a zero-argument factory."""
+def resolve_model(model: ModelLike, device: str | torch.device | None = None) -> NoisyCLIPModel:
+    """A :class:`NoisyCLIPModel`, a registered model id, a checkpoint folder, or a zero-argument factory.
+
+    With ``device``, the model on that device: a model elsewhere is copied there, so that neither the caller's
+    model nor a registered id's cached one moves.
+    """
     if isinstance(model, NoisyCLIPModel):
-        return model
+        return on_device(model, device)
     if isinstance(model, (str, Path)):
         load_resolvers()
         for resolver in MODEL_RESOLVERS:
             found = resolver(str(model))
             if found is not None:
-                return found
-        return NoisyCLIPModel.from_pretrained(model)
+                return on_device(found, device)
+        return NoisyCLIPModel.from_pretrained(model).to(torch_device(device) or "cpu")
     if callable(model):
         built = model()
         if not isinstance(built, NoisyCLIPModel):
             raise InputError(f"model: the factory returned {type(built).__name__}, expected a NoisyCLIPModel")
-        return built
+        return on_device(built, device)
     raise InputError(f"model: expected a NoisyCLIPModel, a model id/folder or a factory, got {type(model).__name__}")
+
+
+def on_device(model: NoisyCLIPModel, device: str | torch.device | None) -> NoisyCLIPModel:
+    """``model`` when it is on ``device`` (or ``device`` is ``None``), else a copy of it moved there."""
+    target = torch_device(device)
+    if target is None:
+        return model
+    if target.type == "cuda" and target.index is None:
+        target = torch.device("cuda", torch.cuda.current_device())
+    if model.device == target:
+        return model
+    return copy.deepcopy(model).to(target)
 
 
 def _check_timesteps(timesteps: object, batch: int) -> torch.Tensor | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -63,6 +65,8 @@ class NoisyCLIPScore(Metric):
     def __init__(self, model: ModelLike, scorer: str = "noisyclip", scheduler: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.model = resolve_model(model)
+        if isinstance(model, (str, Path)) and not Path(model).is_dir():
+            self.model = copy.deepcopy(self.model)  # a registered id's model is cached: .to() must not move it
         self.scorer_name = scorer
         self._scorer = build_scorer(scorer, model=self.model)
         self.scheduler = scheduler

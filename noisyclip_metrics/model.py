@@ -329,7 +329,7 @@ class NoisyCLIPModel(nn.Module):
     def make_preview(self, latents: torch.Tensor, clamp: bool = True) -> torch.Tensor:
         """Latents ``(B, C, h, w)`` -> preview ``(B, 3, h, w)`` in ``[0, 1]`` (differentiable in the map's weights)."""
         check_latents(latents, self.latent_channels)
-        x = latents.to(self.preview_weight.dtype)
+        x = latents.to(device=self.preview_weight.device, dtype=self.preview_weight.dtype)
         out = torch.einsum("oc,bchw->bohw", self.preview_weight, x) + self.preview_bias[None, :, None, None]
         return out.clamp(0.0, 1.0) if clamp else out
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .errors import InputError
 from .resolvers import PIPELINE_RESOLVERS, load_resolvers
 
-__all__ = ["load_pipeline", "quiet_loading"]
+__all__ = ["load_pipeline", "quiet_loading", "torch_device", "torch_dtype", "DTYPES"]
 
 
 @contextlib.contextmanager
@@ -36,23 +39,69 @@ def quiet_loading() -> Iterator[None]:
         tlog.set_verbosity(levels[1])
 
 
-def load_pipeline(name: str) -> Any:
-    """A diffusers pipeline from a registered id or a local folder (``DiffusionPipeline.from_pretrained``).
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def torch_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
+    """``float32`` / ``float16`` / ``bfloat16`` (or a torch dtype, or ``None``) as a torch dtype.
+
+    Example:
+        >>> torch_dtype("float16")
+        torch.float16
+    """
+    if name is None or isinstance(name, torch.dtype):
+        return name
+    if name not in DTYPES:
+        raise InputError(f"dtype: expected one of {', '.join(DTYPES)}, got {name!r}")
+    return DTYPES[name]
+
+
+def torch_device(name: str | torch.device | None) -> torch.device | None:
+    """A torch device from ``cpu``, ``cuda``, ``cuda:1``, ``mps``... (``None`` stays ``None``).
+
+    Raises:
+        InputError: for a malformed name or a device this machine does not have.
+    """
+    if name is None or isinstance(name, torch.device):
+        return name
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"device: expected a torch device such as cpu, cuda or cuda:1, got {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device: {name!r} asked for, but torch sees no CUDA device here")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"device: {name!r} asked for, but torch sees no MPS device here")
+    return device
+
+
+def load_pipeline(name: str, device: str | torch.device | None = None,
+                  dtype: str | torch.dtype | None = None) -> Any:  # fmt: skip
+    """A diffusers pipeline from a registered id or a local folder (``DiffusionPipeline.from_pretrained``), moved to
+    ``device`` and cast to ``dtype`` when given (``float32``, ``float16``, ``bfloat16``).
 
     Raises:
         UnknownNameError: for an unknown registered id (with a did-you-mean).
-        InputError: when ``name`` is neither a registered id nor a local folder (nothing is downloaded).
+        InputError: when ``name`` is neither a registered id nor a local folder (nothing is downloaded), or for an
+            unknown dtype or an unavailable device.
     """
+    device, dtype = torch_device(device), torch_dtype(dtype)
     load_resolvers()
     for resolver in PIPELINE_RESOLVERS:
         pipe = resolver(name)
-        if pipe is not None:
-            return pipe
+        if pipe is not None:  # registered pipelines may be cached and shared: a placed one is a copy
+            return _placed(copy.deepcopy(pipe) if device is not None or dtype is not None else pipe, device, dtype)
     if not Path(name).is_dir():
         raise InputError(f"pipeline: {name!r} is neither a registered model id nor a local pipeline folder")
     from diffusers import DiffusionPipeline
 
     with quiet_loading():
-        pipe = DiffusionPipeline.from_pretrained(name)
+        pipe = DiffusionPipeline.from_pretrained(name, **({"torch_dtype": dtype} if dtype is not None else {}))
     pipe.set_progress_bar_config(disable=True)
+    return _placed(pipe, device, None)
+
+
+def _placed(pipe: Any, device: torch.device | None, dtype: torch.dtype | None) -> Any:
+    if device is not None or dtype is not None:
+        pipe = pipe.to(**{k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None})
     return pipe

@@ -56,7 +56,7 @@ PARAMETERIZATIONS: Registry[Parameterization] = Registry("scheduler parameterisa
 
 
 def _as_batch(t: torch.Tensor | float | int, batch: int) -> torch.Tensor:
-    t = torch.as_tensor(t, dtype=torch.float64).flatten()
+    t = torch.as_tensor(t, dtype=torch.float64).flatten().cpu()  # noise levels are computed on the CPU, in float64
     if t.numel() == 1:
         t = t.expand(batch)
     if t.numel() != batch:
@@ -80,7 +80,7 @@ def _alphas_cumprod(scheduler: Any) -> torch.Tensor:
     ab = getattr(scheduler, "alphas_cumprod", None)
     if ab is None:
         raise InputError(f"scheduler: {type(scheduler).__name__} has no alphas_cumprod")
-    return torch.as_tensor(ab)
+    return torch.as_tensor(ab).cpu()
 
 
 def _scheduled_sigmas(scheduler: Any, t: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
@@ -90,8 +90,8 @@ def _scheduled_sigmas(scheduler: Any, t: torch.Tensor, fallback: torch.Tensor) -
     sigmas = getattr(scheduler, "sigmas", None)
     if steps is None or sigmas is None or len(sigmas) < len(steps) or len(steps) == 0:
         return fallback
-    steps = torch.as_tensor(steps, dtype=torch.float64)
-    sigmas = torch.as_tensor(sigmas, dtype=torch.float64)[: len(steps)]
+    steps = torch.as_tensor(steps, dtype=torch.float64).cpu()  # set_timesteps(device=...) may have put them on a GPU
+    sigmas = torch.as_tensor(sigmas, dtype=torch.float64).cpu()[: len(steps)]
     hit = (t[:, None] - steps[None, :]).abs() < 1e-6
     found = hit.any(1)
     return torch.where(found, sigmas[hit.float().argmax(1)], fallback)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
+import torch
 
 from noisyclip_metrics.cli import main
 from noisyclip_metrics.errors import InputError, SchemaError
@@ -142,6 +143,26 @@ def test_bad_input(assets, tmp_path, capsys):
     judgments = tmp_path / "j.csv"
     judgments.write_text("prompt_id,candidate_id,judge,score\np99999,0,human,3\n")
     assert "has no score for 12" in err(_args(assets, tmp_path / "f") + ["--judge", str(judgments)])
+
+
+def test_device_and_dtype_join_the_run_identity_only_off_the_defaults(assets, tmp_path, capsys):
+    assert main(_args(assets, tmp_path / "res")) == 0
+    assert main(_args(assets, tmp_path / "res", device="cpu", dtype="float32")) == 0  # the same run: nothing to do
+    assert main(_args(assets, tmp_path / "res", dtype="bfloat16")) == 0
+    runs = {r.run_id: r for r in ResultsStore.open(tmp_path / "res").runs()}
+    assert len(runs) == 2
+    (half,) = [r for r in runs.values() if "dtype" in r.sampler]
+    assert (half.sampler["device"], half.sampler["dtype"]) == ("cpu", "bfloat16")
+    assert ResultsStore.open(tmp_path / "res").rows(half.run_id).num_rows == 4 * 3 * (4 * 3 + 1)
+    capsys.readouterr()
+    bad = [("dtype", "float8", "dtype: expected one of float32, float16, bfloat16"),
+           ("device", "gpu0", "device: expected a torch device")]
+    if not torch.cuda.is_available():
+        bad.append(("device", "cuda:0", "torch sees no CUDA device here"))
+    for flag, value, message in bad:
+        assert main(_args(assets, tmp_path / "bad", **{flag: value})) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
 
 
 def test_schema_errors(tmp_path):

@@ -37,6 +37,8 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--negative-prompt", default=None)
     p.add_argument("--height", type=int, default=None)
     p.add_argument("--width", type=int, default=None)
+    p.add_argument("--device", default=None, help="torch device of the pipeline and scorers (cpu, cuda, cuda:1...)")
+    p.add_argument("--dtype", default=None, help="pipeline dtype: float32, float16 or bfloat16 (scorers stay float32)")
     p.add_argument("--out", required=True, type=Path, help="folder for the chosen image(s) and account.json")
 
 
@@ -77,18 +79,19 @@ def _run_run(args: argparse.Namespace) -> int:
     from ..scorers import build_scorer
     from ..world.models import is_world_id, world_sampler
 
-    pipe = load_pipeline(args.pipeline)
+    pipe = load_pipeline(args.pipeline, args.device, args.dtype)
     steps, guidance = args.steps, args.guidance_scale
     if is_world_id(args.pipeline):
         sampler = world_sampler()
         steps = steps or int(sampler["num_inference_steps"])
         guidance = guidance if guidance is not None else sampler.get("guidance_scale")
     policy = _policy(args, steps)
-    model = resolve_model(args.model or _default_model(args.pipeline, args.scorer))
+    device = pipe.device if args.device else None
+    model = resolve_model(args.model or _default_model(args.pipeline, args.scorer), device)
     scorer = build_scorer(args.scorer, model=model, vae=pipe.vae)
     final = None
     if args.final_scorer is not None:
-        final_model = resolve_model(args.final_model or _default_model(args.pipeline, args.final_scorer))
+        final_model = resolve_model(args.final_model or _default_model(args.pipeline, args.final_scorer), device)
         final = build_scorer(args.final_scorer, model=final_model, vae=pipe.vae)
     prompt = args.prompt[0] if len(args.prompt) == 1 else list(args.prompt)
     result = EarlyBestOfN(pipe, scorer, policy, final_scorer=final)(

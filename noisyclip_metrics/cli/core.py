@@ -113,6 +113,8 @@ def _configure_capture(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=None)
     p.add_argument("--width", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default=None, help="torch device of the pipeline (cpu, cuda, cuda:1...)")
+    p.add_argument("--dtype", default=None, help="pipeline dtype: float32, float16 or bfloat16")
     p.add_argument("--out", required=True, type=Path, help="trajectory store folder (created, or resumed)")
 
 
@@ -122,8 +124,9 @@ def _run_capture(args: argparse.Namespace) -> int:
     from ..trajectory_store import record_trajectories
 
     prompts = read_prompt_file(args.prompts)
+    pipe = load_pipeline(args.pipeline, args.device, args.dtype)
     store = record_trajectories(
-        load_pipeline(args.pipeline), args.out, prompts, args.seeds, batch_size=args.batch_size,
+        pipe, args.out, prompts, args.seeds, batch_size=args.batch_size,
         num_inference_steps=args.steps, guidance_scale=args.guidance_scale, height=args.height, width=args.width,
     )  # fmt: skip
     print(f"{len(store)} trajectories in {store.root}")

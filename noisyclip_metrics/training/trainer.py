@@ -37,6 +37,7 @@ from torch import nn
 from ..errors import ConfigMismatchError, InputError
 from ..functional import resolve_model
 from ..model import NoisyCLIPModel
+from ..pipelines import torch_device
 from ..registry import Registry
 from .data import NEGATIVES, TrajectorySource, held_out, load_labels
 from .evaluate import evaluate_steps
@@ -84,6 +85,10 @@ class TrainConfig:
         checkpoint_every: steps between checkpoints (0: only the final model).
         log_every: steps between log lines.
         num_threads: torch CPU threads (fixed for reproducibility; 0 leaves torch's default).
+        device: where the model trains: ``cpu``, ``cuda``, ``cuda:1``... or ``auto`` (under ``torchrun`` each process
+            takes ``cuda:LOCAL_RANK``; CPU without CUDA). It may change when a run is resumed. On the CPU a resumed
+            run equals an uninterrupted one bit for bit; on a GPU to within its kernels' nondeterminism (6.2e-05 on
+            an H200, ``scripts/gpu_check.py``).
     """
 
     init: str
@@ -110,9 +115,10 @@ class TrainConfig:
     checkpoint_every: int = 0
     log_every: int = 10
     num_threads: int = 0
+    device: str = "cpu"
 
     #: Fields that may differ when a run is resumed.
-    RESUMABLE_CHANGES = ("checkpoint_every", "log_every", "num_threads")
+    RESUMABLE_CHANGES = ("checkpoint_every", "log_every", "num_threads", "device")
 
     def __post_init__(self) -> None:
         if isinstance(self.trajectories, (str, Path)):
@@ -128,6 +134,8 @@ class TrainConfig:
         OPTIMIZERS.get(self.optimizer)
         NEGATIVES.get(self.negatives)
         parse_step_sampler(self.step_sampling)
+        if self.device != "auto":
+            torch_device(self.device)
         if TARGETS.get(self.target).uses_labels and self.labels is None:
             raise InputError(f"labels: target {self.target!r} trains on judged trajectories and needs labels=")
 
@@ -152,6 +160,19 @@ def _dist() -> tuple[int, int]:
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def _device(name: str) -> torch.device:
+    """The training device: ``auto`` is ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU."""
+    if name == "auto":
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    device = torch_device(name)
+    assert device is not None
+    if device.type == "cuda" and device.index is None:  # under torchrun, each process its own GPU
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))
+    return device
 
 
 def _gather(x: torch.Tensor, world: int) -> torch.Tensor:
@@ -216,6 +237,9 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
         progress: show a progress bar (rank 0).
         stop_at: stop after this many steps without finishing (as if interrupted; a later call resumes).
     """
+    device = _device(config.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # before the process group, so that nccl binds this process's GPU
     rank, world = _dist()
     if config.batch_size % world:
         raise InputError(f"batch_size: expected a multiple of the {world} DDP processes, got {config.batch_size}")
@@ -229,8 +253,8 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
 
     torch.manual_seed(config.seed)
     target = TARGETS.get(config.target)
-    student = copy.deepcopy(resolve_model(config.init))  # never train a cached/shared model in place
-    teacher = resolve_model(config.init) if (target.needs_teacher or config.labels is None) else None
+    student = copy.deepcopy(resolve_model(config.init)).to(device)  # never train a cached/shared model in place
+    teacher = resolve_model(config.init, device) if (target.needs_teacher or config.labels is None) else None
     for p in student.parameters():
         p.requires_grad_(False)
     for p in student.vision_parameters():
@@ -279,7 +303,8 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
         start = int(state["step"])
     ddp_branch: nn.Module = branch
     if world > 1:
-        ddp_branch = nn.parallel.DistributedDataParallel(branch)
+        ids = [device] if device.type == "cuda" else None
+        ddp_branch = nn.parallel.DistributedDataParallel(branch, device_ids=ids)
 
     text_cache: dict[str, torch.Tensor] = {}
 
@@ -317,7 +342,7 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
             ks = sampler.sample(config.batch_size, source.num_steps, g).tolist()
         mine = slice(rank * per_rank, (rank + 1) * per_rank)
         z, scale = source.latents(idx[mine], ks[mine])
-        image = _gather(ddp_branch(z * scale.view(-1, 1, 1, 1)), world)
+        image = _gather(ddp_branch((z * scale.view(-1, 1, 1, 1)).to(device)), world)
         prompts = source.prompts(idx)
         unique = list(dict.fromkeys(prompts))
         negs = [n for n in dict.fromkeys(n for p in unique for n in negatives_fn(p)) if n not in set(unique)]
@@ -328,9 +353,10 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
             with torch.no_grad():
                 teacher_image = teacher.encode_images(source.images(idx))
         batch = TargetBatch(
-            image=image, texts=texts, prompt_index=torch.tensor([unique.index(p) for p in prompts]),
+            image=image, texts=texts, prompt_index=torch.tensor([unique.index(p) for p in prompts], device=device),
             num_prompts=len(unique), logit_scale=logit_scale, teacher_image=teacher_image,
-            labels=torch.tensor([labels[source.records[i].key] for i in idx]) if siblings and labels else None,
+            labels=(torch.tensor([labels[source.records[i].key] for i in idx], device=device)
+                    if siblings and labels else None),
         )  # fmt: skip
         loss = target.loss(batch)
         optimizer.zero_grad(set_to_none=True)

@@ -81,6 +81,16 @@ def test_resume_after_interruption_equals_uninterrupted(world):
         assert torch.equal(v, _weights(resumed.model)[k]), k
 
 
+def test_device_auto_trains_where_it_can_and_may_change_on_resume(world):
+    reference = train(_cfg(world, "dev_ref"), progress=False)
+    assert train(_cfg(world, "dev_auto", device="auto", checkpoint_every=1), progress=False, stop_at=3) is None
+    resumed = train(_cfg(world, "dev_auto", device="cpu", checkpoint_every=1), progress=False)  # device may change
+    for k, v in _weights(reference.model).items():  # without CUDA, "auto" is the CPU: the same weights
+        assert torch.equal(v, _weights(resumed.model)[k]) or torch.cuda.is_available(), k
+    with pytest.raises(InputError, match="device: expected a torch device"):
+        _cfg(world, "x", device="gpu")
+
+
 def test_resume_with_another_config_is_refused(world):
     train(_cfg(world, "mismatch"), progress=False, stop_at=1)
     with pytest.raises(ConfigMismatchError, match="lr"):
