@@ -1,12 +1,15 @@
 """Cost of scoring one step's latents: ``noisyclip`` (preview + CLIP) vs ``clip-x0-decoded`` (VAE decode + CLIP) vs one
-denoiser call, at SD-1.5-sized configurations (real architecture configs, random weights, CPU).
+denoiser call, at SD-1.5-sized configurations (real architecture configs, random weights; CPU by default).
 
     python bench/scoring_cost.py [--batch 4] [--latent 64] [--repeats 3] [--clip ViT-B-32] [--threads N]
+                                 [--device cuda] [--dtype float16]
 
 Prints a Markdown table with median wall times and the ratios, all measured side by side in one run. The UNet and VAE
 use the Stable Diffusion 1.5 configurations (``UNet2DConditionModel``: blocks 320/640/1280/1280, cross-attention 768;
 ``AutoencoderKL``: blocks 128/256/512/512, 4 latent channels); the CLIP is an open_clip architecture (ViT-B-32, the
 official NoisyCLIP backbone, by default). Text embeddings are computed once per prompt and excluded, as in the scorers.
+``--device``/``--dtype`` place the UNet and VAE (the CLIP scorer stays float32, as the scorers run); on a GPU every
+timed call ends with a device synchronisation.
 """
 
 from __future__ import annotations
@@ -40,13 +43,15 @@ def sd15_vae() -> torch.nn.Module:
     ).eval()  # fmt: skip
 
 
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    """Median seconds of ``repeats`` calls after one warm-up call."""
+def timed(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
+    """Median seconds of ``repeats`` calls after one warm-up call (``sync`` waits for the device after each)."""
     fn()
+    sync()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
@@ -58,21 +63,26 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--clip", default="ViT-B-32", help="open_clip architecture of the scorer")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda...)")
+    parser.add_argument("--dtype", default="float32", help="UNet and VAE dtype: float32, float16 or bfloat16")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     from noisyclip_metrics.model import NoisyCLIPModel
+    from noisyclip_metrics.pipelines import torch_device, torch_dtype
     from noisyclip_metrics.scorers import ScoreInputs, build_scorer
 
+    device, dtype = torch_device(args.device), torch_dtype(args.dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     torch.manual_seed(0)
     b, s = args.batch, args.latent
-    latents = torch.randn(b, 4, s, s)
+    latents = torch.randn(b, 4, s, s).to(device, dtype)
     prompts = [f"prompt number {i}" for i in range(b)]
-    model = NoisyCLIPModel.from_config(args.clip, preview="sd1", seed=0)
-    unet, vae = sd15_unet(), sd15_vae()
-    text_ctx = torch.randn(2 * b, 77, 768)
-    t = torch.full((2 * b,), 500)
+    model = NoisyCLIPModel.from_config(args.clip, preview="sd1", seed=0).to(device)
+    unet, vae = sd15_unet().to(device, dtype), sd15_vae().to(device, dtype)
+    text_ctx = torch.randn(2 * b, 77, 768).to(device, dtype)
+    t = torch.full((2 * b,), 500, device=device)
     noisyclip = build_scorer("noisyclip", model=model)
     decoded = build_scorer("clip-x0-decoded", model=model, vae=vae)
     inputs = ScoreInputs(prompts=prompts, latents=latents, x0=latents)
@@ -80,11 +90,11 @@ def main() -> None:
     with torch.no_grad():
         model.encode_text(prompts)  # warm; scorers cache nothing across calls, so time text separately
         rows = {
-            "text embeddings (once per prompt)": timed(lambda: model.encode_text(prompts), args.repeats),
-            "noisyclip: preview + CLIP image tower": timed(lambda: noisyclip.score(inputs), args.repeats),
-            "clip-x0-decoded: VAE decode + CLIP": timed(lambda: decoded.score(inputs), args.repeats),
+            "text embeddings (once per prompt)": timed(lambda: model.encode_text(prompts), args.repeats, sync),
+            "noisyclip: preview + CLIP image tower": timed(lambda: noisyclip.score(inputs), args.repeats, sync),
+            "clip-x0-decoded: VAE decode + CLIP": timed(lambda: decoded.score(inputs), args.repeats, sync),
             f"denoiser call, CFG (UNet batch {2 * b})": timed(
-                lambda: unet(torch.cat([latents, latents]), t, encoder_hidden_states=text_ctx), args.repeats
+                lambda: unet(torch.cat([latents, latents]), t, encoder_hidden_states=text_ctx), args.repeats, sync
             ),
         }
     n_params = {
@@ -92,14 +102,15 @@ def main() -> None:
         "UNet": sum(p.numel() for p in unet.parameters()),
         "VAE": sum(p.numel() for p in vae.parameters()),
     }
-    print(f"batch {b}, latents {b}x4x{s}x{s} ({8 * s} px images), CLIP {args.clip}, torch threads "
-          f"{torch.get_num_threads()}, median of {args.repeats} after a warm-up")  # fmt: skip
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"batch {b}, latents {b}x4x{s}x{s} ({8 * s} px images), CLIP {args.clip}, UNet/VAE {args.dtype} on "
+          f"{where}, median of {args.repeats} after a warm-up")  # fmt: skip
     print("parameters: " + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in n_params.items()) + "\n")
     ours = rows["noisyclip: preview + CLIP image tower"]
     print("| operation | seconds | x noisyclip |")
     print("|---|---:|---:|")
     for name, sec in rows.items():
-        print(f"| {name} | {sec:.3f} | {sec / ours:.1f} |")
+        print(f"| {name} | {sec:.4f} | {sec / ours:.1f} |")
     dec = rows["clip-x0-decoded: VAE decode + CLIP"]
     den = rows[f"denoiser call, CFG (UNet batch {2 * b})"]
     print(f"\nclip-x0-decoded / noisyclip = {dec / ours:.1f}x;  denoiser call / noisyclip = {den / ours:.1f}x;  "
