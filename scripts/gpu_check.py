@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False  # see the module docstring
     half = torch.float16 if device.type == "cuda" else torch.bfloat16
     half_name = str(half).removeprefix("torch.")
-    work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
+    work = Path(tempfile.mkdtemp(prefix="gpu-check-"))  # removed at the end
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (dry run)"
     print(f"torch {torch.__version__}, {name}; work folder {work}", flush=True)
 
@@ -284,9 +285,12 @@ def main(argv: list[str] | None = None) -> int:
             raise AssertionError(f"the model did not train on {device}")
         return f"final loss {whole.final_loss:.4f}; resumed vs uninterrupted max |diff| {diff:.1e}"
 
-    for name, run in CHECKS:
-        if args.only is None or any(word in name for word in args.only):
-            run()
+    try:
+        for name, run in CHECKS:
+            if args.only is None or any(word in name for word in args.only):
+                run()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     failed = [r["check"] for r in RESULTS if r["status"] == "FAIL"]
     print(f"\n{len(RESULTS) - len(failed)} of {len(RESULTS)} checks passed" + (f"; failed: {failed}" if failed else ""))
     if args.out is not None:
