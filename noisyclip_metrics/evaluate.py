@@ -54,6 +54,9 @@ class EvalConfig:
         name: display name of the model (default: the model id).
         save_images: folder to save final images as ``<prompt_id>/<seed>.png`` (for external judges).
         progress: show a progress bar.
+        score_every: score every this many steps (and always the last): ``1`` scores all T + 1 steps; ``2`` halves
+            the scoring cost, and the curves and BoN rows then have the even steps only (the threshold policy's
+            fitting needs every step). Other than 1, it joins the run's identity.
         device: torch device of the pipeline, scorers and CLIP judge (``cpu``, ``cuda``...; default: where they load).
         dtype: pipeline dtype (``float32``, ``float16``, ``bfloat16``; scorers stay float32). Off the defaults, the
             device type and dtype join the run's identity: scores made elsewhere never mix into a run on resume.
@@ -78,6 +81,7 @@ class EvalConfig:
     name: str | None = None
     save_images: str | None = None
     progress: bool = True
+    score_every: int = 1
     device: str | None = None
     dtype: str | None = None
 
@@ -90,6 +94,8 @@ class EvalConfig:
             raise InputError(f"seeds: expected distinct seeds, got {list(self.seeds)}")
         if self.batch_size < 1:
             raise InputError(f"batch_size: expected >= 1, got {self.batch_size}")
+        if not isinstance(self.score_every, int) or isinstance(self.score_every, bool) or self.score_every < 1:
+            raise InputError(f"score_every: expected an int >= 1 (score every n-th step), got {self.score_every!r}")
         if self.prompts is not None and self.prompts < 1:
             raise InputError(f"prompts: expected >= 1, got {self.prompts}")
 
@@ -209,6 +215,8 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     placement = {"device": pipe.device.type, "dtype": str(pipe.dtype).removeprefix("torch.")}
     if placement != {"device": "cpu", "dtype": "float32"}:  # the defaults stay out: earlier run ids still match
         sampler.update(placement)
+    if cfg.score_every != 1:
+        sampler["score_every"] = cfg.score_every
     name = cfg.name or cfg.model
     scorer_info = {s: {"model": ref, "weights": weights_hash(*_source_folders(ref))} for s, ref in refs.items()}
     judge_weights = weights_hash(*_source_folders(d["clip"])) if d["judge"] == "clip-final" else ""
@@ -300,8 +308,11 @@ def _run_chunk(cfg: EvalConfig, pipe: Any, chunk: Sequence[tuple[Any, int]], sco
                                aligned)):  # fmt: skip
             cols[k].append(v)
 
+    every = int(sampler.get("score_every", 1))
     with torch.no_grad():
         for k in range(steps + 1):
+            if k % every and k != steps:
+                continue
             inputs = ScoreInputs(
                 prompts=texts, latents=batch.latents[:, k], x0=batch.x0[:, k], images=batch.images,
                 timesteps=batch.timesteps[k].expand(len(texts)), latent_scale=batch.latent_scale[k].expand(len(texts)),

@@ -165,6 +165,32 @@ def test_device_and_dtype_join_the_run_identity_only_off_the_defaults(assets, tm
         assert message in err and err.count("\n") == 1
 
 
+def test_score_every_scores_fewer_steps_and_is_part_of_the_identity(assets, tmp_path, capsys):
+    from noisyclip_metrics.bon import compute_bon
+    from noisyclip_metrics.curves import CurveConfig, compute_curves, pivot_rows
+
+    assert main(_args(assets, tmp_path / "res")) == 0
+    assert main(_args(assets, tmp_path / "res", score_every=2)) == 0  # T = 3: steps 0, 2 and the last, 3
+    store = ResultsStore.open(tmp_path / "res")
+    (sparse,) = [r for r in store.runs() if r.sampler.get("score_every") == 2]
+    (full,) = [r for r in store.runs() if "score_every" not in r.sampler]
+    rows = store.rows(sparse.run_id, kind="score")
+    assert sorted(set(rows["step"].to_pylist())) == [0, 2, 3]
+    assert rows.num_rows == 4 * 3 * 3 * 3  # prompts x seeds x scored steps x scorers
+    every = {(p, s, k, n): v for p, s, k, n, v in zip(*(store.rows(full.run_id, kind="score")[c].to_pylist()
+                                                        for c in ("prompt_id", "seed", "step", "scorer", "score")))}
+    for p, s, k, n, v in zip(*(rows[c].to_pylist() for c in ("prompt_id", "seed", "step", "scorer", "score"))):
+        assert abs(every[(p, s, k, n)] - v) < 1e-6  # the same scores, at fewer steps
+    ids = store.prompts(sparse.run_id)["prompt_id"].to_pylist()
+    data = pivot_rows(store.rows(sparse.run_id), ids, sparse.seeds, 3, ["noisyclip", "clip", "clip-x0"])
+    curves = compute_curves(data, CurveConfig(n_resamples=20)).overall.curves
+    assert all(c.steps.tolist() == [0, 2, 3] for c in curves.values())  # the curves have the scored steps
+    assert {r["k"] for r in compute_bon(store, sparse.run_id, write=False).to_pylist()
+            if r["policy"] == "one-shot"} <= {0, 2, 3}  # fmt: skip
+    assert main(_args(assets, tmp_path / "res", score_every=0)) == 2
+    assert "score_every: expected an int >= 1" in capsys.readouterr().err
+
+
 def test_schema_errors(tmp_path):
     with pytest.raises(SchemaError, match="not a results store"):
         ResultsStore.open(tmp_path)

@@ -24,7 +24,9 @@ def _run(args: argparse.Namespace) -> int:
     from ..evaluate import EvalConfig, evaluate
 
     result = evaluate(dataclass_from_args(EvalConfig, args, _REQUIRED))
-    print(f"run {result.run_id}: {result.items} candidates evaluated into {result.store}")
+    spent = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items() if k in ("denoise", "score", "judge"))
+    print(f"run {result.run_id}: {result.items} candidates evaluated into {result.store}" + (f" ({spent})" if spent
+                                                                                          else ""))  # fmt: skip
     return 0
 
 
