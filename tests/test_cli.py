@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -93,3 +94,18 @@ def test_console_script_entry_point(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "noisyclip_metrics.cli", "score", "--model", "m", "--trajectories",
                            str(tmp_path)], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+
+
+def test_config_flags_are_described_from_the_dataclass_docstrings(capsys):
+    from noisyclip_metrics.cli.core import field_docs
+    from noisyclip_metrics.evaluate import EvalConfig
+    from noisyclip_metrics.training.trainer import TrainConfig
+
+    for cls in (EvalConfig, TrainConfig):
+        docs = field_docs(cls)
+        undocumented = [f.name for f in dataclasses.fields(cls) if not f.name.isupper() and f.name not in docs]
+        assert not undocumented, f"{cls.__name__}: {undocumented}"
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    out = capsys.readouterr().out
+    assert "score every this many steps" in out and "``" not in out

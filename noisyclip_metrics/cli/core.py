@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import sys
 import types
@@ -14,7 +15,7 @@ from typing import Any
 from ..errors import InputError
 from . import COMMANDS, Command
 
-__all__ = ["add_dataclass_arguments", "dataclass_from_args"]
+__all__ = ["add_dataclass_arguments", "dataclass_from_args", "field_docs"]
 
 
 def _field_type(annotation: Any) -> tuple[Any, bool, bool]:
@@ -32,9 +33,45 @@ def _field_type(annotation: Any) -> tuple[Any, bool, bool]:
     return annotation, False, optional
 
 
+def field_docs(cls: Any) -> dict[str, str]:
+    """Each field's description from the ``Args:`` / ``Attributes:`` section of a dataclass's docstring.
+
+    Example:
+        >>> from noisyclip_metrics.evaluate import EvalConfig
+        >>> field_docs(EvalConfig)["seeds"]
+        'seeds per prompt (candidates).'
+    """
+    docs: dict[str, str] = {}
+    lines = inspect.cleandoc(cls.__doc__ or "").splitlines()
+    inside, indent, name = False, None, None
+    for line in lines:
+        if line.strip() in ("Args:", "Attributes:"):
+            inside, indent, name = True, None, None
+            continue
+        if not inside:
+            continue
+        if not line.strip():
+            name = None
+            continue
+        depth = len(line) - len(line.lstrip())
+        if depth == 0:
+            inside = False
+            continue
+        indent = depth if indent is None else indent
+        head, sep, text = line.strip().partition(": ")
+        if depth == indent and sep and head.isidentifier():
+            name = head
+            docs[name] = text.strip()
+        elif name is not None:
+            docs[name] += " " + line.strip()
+    return docs
+
+
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: Any, required: tuple[str, ...] = ()) -> None:
-    """One ``--flag`` per field of a config dataclass (defaults are the dataclass's; ``--config`` JSON in between)."""
+    """One ``--flag`` per field of a config dataclass, described from its docstring (defaults are the dataclass's;
+    ``--config`` JSON in between)."""
     parser.add_argument("--config", type=Path, help="JSON file of settings (command-line flags override it)")
+    docs = field_docs(cls)
     for f in dataclasses.fields(cls):
         if f.name.isupper():
             continue
@@ -42,6 +79,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: Any, required:
         flag = "--" + f.name.replace("_", "-")
         default = None if f.default is dataclasses.MISSING else f.default
         help_text = f"(default: {default!r})" if f.name not in required else "(required)"
+        if f.name in docs:
+            help_text = f"{docs[f.name]} {help_text}".replace("``", "").replace("%", "%%")
         if kind is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
