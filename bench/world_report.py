@@ -1,11 +1,15 @@
 """The built-in world's measurement tables (for the README), from a finished demo's leaderboard.
 
     python bench/world_report.py [--leaderboard leaderboards/world/leaderboard.json] [--build noisyclip_metrics/world/weights/BUILD.json]
+                                 [--results runs/world-full/results]
 
 Prints Markdown tables: the VAE, the world CLIP as a judge, every diffusion model's oracle TIFA score and fully-aligned
 rate (overall and per skill), each scorer's within-prompt pairwise accuracy against the oracle at step fractions
 0.1 ... 1.0 (95% bootstrap intervals over prompts), the earliest fraction within 10% of the final accuracy, and each
 scorer's cost per candidate and step next to one denoiser step, and the evaluation runner's throughput per model.
+With ``--results`` (the results store the leaderboard was built from): GenAI-Bench's basic and advanced groups
+stratified by whether a prompt has a spatial relation, and the advanced rate standardised to the basic group's
+relation share (95% bootstrap intervals, prompts resampled within each cell).
 """
 
 from __future__ import annotations
@@ -121,10 +125,62 @@ def throughput_table(doc: dict[str, Any]) -> None:
     print("\n(`noisyclip evaluate`'s own timing of each run, as recorded in the results store)\n")
 
 
+def stratified_groups(results: Path, resamples: int = 2000) -> None:
+    """Fully-aligned rate and TIFA score of the basic / advanced groups within the relation / no-relation strata."""
+    import numpy as np
+
+    from noisyclip_metrics.bon.offline import load_run
+    from noisyclip_metrics.results import ResultsStore
+    from noisyclip_metrics.world.vocab import ADVANCED_SKILLS
+
+    store = ResultsStore.open(results)
+    rng = np.random.default_rng(0)
+    print("| model | group | no relation: prompts | fully aligned | TIFA | with a relation: prompts | fully aligned | "
+          "TIFA |\n|---|---|---:|---:|---:|---:|---:|---:|")  # fmt: skip
+    standardised = []
+    for info in sorted(store.runs(), key=lambda r: r.model):
+        arrays = load_run(store, info.run_id)
+        table = store.prompts(info.run_id)
+        skills = dict(zip(table["prompt_id"].to_pylist(), table["skills"].to_pylist()))
+        aligned, tifa = np.nanmean(arrays.aligned, axis=1), np.nanmean(arrays.judge, axis=1)
+        cells: dict[tuple[str, bool], np.ndarray] = {}
+        for group in ("basic", "advanced"):
+            for rel in (False, True):
+                cells[group, rel] = np.array([i for i, pid in enumerate(arrays.prompt_ids)
+                                              if bool(set(skills[pid]) & set(ADVANCED_SKILLS)) == (group == "advanced")
+                                              and ("spatial relation" in skills[pid]) == rel], dtype=np.int64)  # fmt: skip
+        for group in ("basic", "advanced"):
+            row = [f"{len(cells[group, rel])} | {_mean_ci(aligned[cells[group, rel]], rng, resamples)} | "
+                   f"{tifa[cells[group, rel]].mean():.3f}" for rel in (False, True)]  # fmt: skip
+            print(f"| {info.model} | {group} | " + " | ".join(row) + " |")
+        share = len(cells["basic", True]) / (len(cells["basic", True]) + len(cells["basic", False]))
+        boot = [share * rng.choice(aligned[cells["advanced", True]], len(cells["advanced", True])).mean()
+                + (1 - share) * rng.choice(aligned[cells["advanced", False]], len(cells["advanced", False])).mean()
+                for _ in range(resamples)]  # fmt: skip
+        value = share * aligned[cells["advanced", True]].mean() + (1 - share) * aligned[cells["advanced", False]].mean()
+        basic = aligned[np.concatenate([cells["basic", False], cells["basic", True]])]
+        standardised.append(f"| {info.model} | {share:.2f} | {_mean_ci(basic, rng, resamples)} | {value:.3f} "
+                            f"[{np.quantile(boot, 0.025):.2f}, {np.quantile(boot, 0.975):.2f}] |")  # fmt: skip
+    print("\n| model | basic prompts with a relation | basic: fully aligned | advanced, standardised to that share |")
+    print("|---|---:|---:|---:|")
+    print("\n".join(standardised))
+    print("\n(per prompt: the share of its seeds the oracle calls fully aligned, and its mean TIFA score)\n")
+
+
+def _mean_ci(values: Any, rng: Any, resamples: int) -> str:
+    import numpy as np
+
+    if len(values) == 0:
+        return "–"
+    boot = [rng.choice(values, len(values)).mean() for _ in range(resamples)]
+    return f"{values.mean():.3f} [{np.quantile(boot, 0.025):.2f}, {np.quantile(boot, 0.975):.2f}]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--leaderboard", type=Path, default=ROOT / "leaderboards" / "world" / "leaderboard.json")
     parser.add_argument("--build", type=Path, default=ROOT / "noisyclip_metrics" / "world" / "weights" / "BUILD.json")
+    parser.add_argument("--results", type=Path, default=None, help="results store: the stratified group tables")
     args = parser.parse_args()
     if args.build.is_file():
         build_tables(json.loads(args.build.read_text(encoding="utf-8")))
@@ -133,6 +189,8 @@ def main() -> None:
     curve_tables(doc)
     cost_table(doc)
     throughput_table(doc)
+    if args.results is not None:
+        stratified_groups(args.results)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def _one_thread():
 
 def make_store(root: Path, scores: dict[str, np.ndarray], judge: np.ndarray, aligned: np.ndarray | None = None,
                seeds: list[int] | None = None, timing: dict | None = None, run_id: str = "run1",
-               steps: int = T, scorer_info: dict | None = None) -> ResultsStore:  # fmt: skip
+               steps: int = T, scorer_info: dict | None = None, skills: list | None = None) -> ResultsStore:  # fmt: skip
     """A results store with one run of ``steps`` denoising steps: ``scores[name]`` is (P, S, steps + 1) (NaN: no
     row), ``judge`` (P, S) (NaN: none)."""
     p, s = judge.shape
@@ -40,7 +40,7 @@ def make_store(root: Path, scores: dict[str, np.ndarray], judge: np.ndarray, ali
                             seeds=tuple(seeds), scorers=scorer_info or {n: {} for n in scores}, judge={"name": "oracle"},
                             timing=timing or {}))  # fmt: skip
     ids = [f"p{i}" for i in range(p)]
-    store.write_prompts(run_id, ids, [f"prompt {i}" for i in ids], [[] for _ in ids])
+    store.write_prompts(run_id, ids, [f"prompt {i}" for i in ids], skills or [[] for _ in ids])
     cols: dict[str, list] = {k: [] for k in ("kind", "run_id", "model", "benchmark", "prompt_id", "seed", "step",
                                              "num_steps", "timestep", "scorer", "judge", "score", "aligned")}
 

@@ -21,3 +21,23 @@ def test_model_table_leads_with_the_skill_groups_that_cover_every_prompt(bench_s
         assert cells[0] == m["name"]
         # every world prompt names an object, so each is basic or advanced, never both
         assert int(cells[1]) + int(cells[4]) == m["num_prompts"]
+
+
+def test_stratified_groups_separate_the_relation_confound(bench_script, tmp_path, capsys):
+    """Basic prompts fail on relations, advanced ones elsewhere: the strata and the standardised rate show it."""
+    import numpy as np
+
+    from tests.test_bon_offline import make_store
+
+    skills = [["object", "spatial relation"]] * 4 + [["object"]] * 4 + [["object", "counting"]] * 4
+    skills += [["object", "counting", "spatial relation"]] * 2
+    aligned = np.array([[0.0] * 3] * 4 + [[1.0] * 3] * 4 + [[1.0, 0.0, 0.0]] * 4 + [[0.0] * 3] * 2)
+    store = make_store(tmp_path / "r", {"s": np.zeros((14, 3, 5))}, aligned.copy(), aligned, skills=skills)
+    bench_script("world_report").stratified_groups(store.root, resamples=50)
+    out = capsys.readouterr().out
+    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line for line in out.splitlines()
+            if line.startswith("| toy |")}  # fmt: skip
+    assert "| 4 | 1.000 [1.00, 1.00] |" in rows["toy", "basic"] and "| 4 | 0.000 [0.00, 0.00] |" in rows["toy", "basic"]
+    assert "| 4 | 0.333 [0.33, 0.33] |" in rows["toy", "advanced"] and "| 2 | 0.000" in rows["toy", "advanced"]
+    # basic: half its prompts have a relation -> advanced standardised = 0.5 * 0 + 0.5 * 1/3
+    assert "| toy | 0.50 | 0.500" in out and "| 0.167 [0.17, 0.17] |" in out
