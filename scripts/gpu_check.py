@@ -6,8 +6,9 @@ Needs a CUDA device (the CPU test suite cannot reach these paths). Runs, on the 
 pipelines, and prints one line per check with the largest difference it saw:
 
 * the metric (``NoisyCLIPScore``) on GPU latents, float32 and float16, against the CPU;
-* trajectory capture of a world pipeline on the GPU against the CPU (same seeds; CUDA draws its own noise, so the
-  images differ and the check is that the oracle judges them as it judges CPU images of the same quality);
+* trajectory capture of a world pipeline on the GPU: finite latents and x̂0, and the oracle's TIFA score of its
+  images printed next to the CPU's (same seeds; CUDA draws its own noise, so the images differ: 16 prompts, a
+  reading, not a test);
 * ``EarlyBestOfN`` on the GPU (one-shot, halving, threshold; preview, x̂0 and decoded-x̂0 scorers; float32 and
   float16; SD, SDXL, SD3 and FLUX with their default and multistep schedulers): every survivor's image against the
   plain pipeline's for its seed on the same device;
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             out.append(f"{str(dtype)[6:]} |diff| {diff:.2e}")
         return ", ".join(out)
 
-    @check("capture: world:sd-base trajectories on the GPU; oracle judges them like the CPU's")
+    @check("capture: world:sd-base trajectories on the GPU are finite; oracle TIFA score next to the CPU's")
     def _capture() -> str:
         from noisyclip_metrics.judges import build_judge
         from noisyclip_metrics.trajectory import capture_trajectories
