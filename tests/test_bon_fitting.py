@@ -187,7 +187,7 @@ def live():
 @pytest.mark.parametrize(("gap", "min_step", "every", "m"), [(-0.6, 1, 1, 1), (-1.2, 2, 2, 1), (-0.3, 0, 1, 2)])
 def test_replayed_threshold_runs_match_the_live_policy(live, name, gap, min_step, every, m):
     from noisyclip_metrics.bon import EarlyBestOfN, ThresholdCalibration, ThresholdPolicy
-    from noisyclip_metrics.bon.fitting import simulate_threshold
+    from noisyclip_metrics.bon.calibration import simulate_threshold
 
     pipe, scorers, recorded, prompt, seeds = live
     gaps = (gap,) * LIVE_T + (0.0,)
@@ -201,7 +201,7 @@ def test_replayed_threshold_runs_match_the_live_policy(live, name, gap, min_step
 
 
 def test_threshold_replay_bad_input():
-    from noisyclip_metrics.bon.fitting import simulate_threshold
+    from noisyclip_metrics.bon.calibration import simulate_threshold
 
     with pytest.raises(InputError, match=r"scores: expected a \(G, N, T \+ 1\) array"):
         simulate_threshold(np.zeros((2, 3)), (0.0, 0.0))
@@ -216,7 +216,8 @@ def test_threshold_replay_bad_input():
 def test_fitted_threshold_is_the_best_grid_setting_within_budget(run):
     from noisyclip_metrics.bon import ThresholdPolicy, crossfit_threshold, fit_threshold_policy
     from noisyclip_metrics.bon.calibration import gap_quantiles, normalised_gaps
-    from noisyclip_metrics.bon.fitting import ThresholdGrid, simulate_threshold
+    from noisyclip_metrics.bon.calibration import simulate_threshold
+    from noisyclip_metrics.bon.fitting import ThresholdGrid
 
     _, arrays, judge, ok = run
     grid = ThresholdGrid(quantiles=(0.05, 0.2, 0.4), min_steps=(1, 3, 9), every=(1, 2))  # 9 >= T is skipped

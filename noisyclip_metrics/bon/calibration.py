@@ -20,11 +20,19 @@ Example:
     >>> import torch
     >>> round(cal.bar(torch.tensor([0.0, 1.0, 2.0, 3.0]), 1, 2), 3)  # 3 - 1 * std
     1.882
+
+:func:`simulate_threshold` replays the policy on recorded scores, with the decisions and account of a live run:
+
+    >>> import numpy as np
+    >>> scores = np.array([[[0.0, 0.1, 0.9], [0.0, 0.5, 0.2], [0.0, 0.4, 0.3]]])  # 1 prompt, 3 candidates, T = 2
+    >>> simulate_threshold(scores, gaps=(0.0, -1.0, 0.0), min_step=1)  # step 1 keeps 0.5 and 0.4; T picks 0.3
+    (array([2]), array([5.]), array([5.]))
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +44,8 @@ from ..errors import DataFileError, InputError
 from ..io import write_json
 from ..results import ResultsStore
 
-__all__ = ["ThresholdCalibration", "fit_threshold_calibration", "normalised_gaps", "gap_quantiles"]
+__all__ = ["ThresholdCalibration", "fit_threshold_calibration", "normalised_gaps", "gap_quantiles",
+           "simulate_threshold"]
 
 FORMAT = "noisyclip-bon-threshold"
 
@@ -170,3 +179,58 @@ def normalised_gaps(scores: np.ndarray, judge: np.ndarray) -> np.ndarray:
 def gap_quantiles(z: np.ndarray, quantile: float) -> tuple[float, ...]:
     """Per-step ``quantile`` of normalised gaps ``z`` (G, T+1), capped at 0: a calibration's ``gaps``."""
     return tuple(float(min(0.0, v)) for v in np.quantile(z, quantile, axis=0))
+
+
+def simulate_threshold(scores: np.ndarray, gaps: Sequence[float], min_step: int = 1, every: int = 1, m: int = 1,
+                       needs_model_output: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Replay the threshold policy on recorded scores, as :class:`~.early.EarlyBestOfN` runs it live.
+
+    At each decision step ``k`` in ``range(min_step, T, every)`` with more than ``m`` candidates alive, every alive
+    candidate is scored and those below ``max + gaps[k] · std`` of the alive scores are dropped (the top ``m`` are
+    always kept); at T the top ``m`` of those left are kept.
+
+    Args:
+        scores: ``(G, N, T + 1)`` recorded scores of G groups of N candidates.
+        gaps: ``T + 1`` calibrated gaps (:attr:`~.calibration.ThresholdCalibration.gaps` of a calibration with the
+            same T).
+        min_step, every, m: the policy's settings.
+        needs_model_output: the scorer reads x̂0: a decision at ``k < T`` uses the step-(k+1) denoiser call of every
+            candidate alive before it (which the survivors reuse).
+
+    Returns:
+        ``(pick, denoiser_evals, scorer_evals)`` per group: the first candidate kept at T (the best with ``m = 1``),
+        and the run's account.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 3 or s.shape[2] < 2 or np.isnan(s).any():
+        raise InputError(f"scores: expected a (G, N, T + 1) array of numbers with T >= 1, got shape {s.shape}")
+    g, n, steps = s.shape[0], s.shape[1], s.shape[2] - 1
+    if len(gaps) != steps + 1:
+        raise InputError(f"gaps: expected T + 1 = {steps + 1} values, got {len(gaps)}")
+    if min_step < 0 or every < 1 or m < 1:
+        raise InputError(f"min_step, every, m: expected >= 0, >= 1 and >= 1, got {min_step}, {every}, {m}")
+    decisions = set(range(min_step, steps, every))
+    alive = np.ones((g, n), dtype=bool)
+    denoiser, scorings = np.zeros(g), np.zeros(g)
+    for k in range(steps + 1):
+        count = alive.sum(axis=1)
+        deciding = count > m if (k in decisions or k == steps) else np.zeros(g, dtype=bool)
+        if deciding.any():
+            masked = np.where(alive, s[:, :, k], -np.inf)
+            order = np.argsort(-masked, axis=1, kind="stable")  # ties: lower position first
+            keep = np.zeros_like(alive)
+            np.put_along_axis(keep, order[:, :m], True, axis=1)
+            if k < steps:
+                values = np.where(alive, s[:, :, k], np.nan)
+                bar = np.nanmax(values, axis=1) + np.asarray(gaps, dtype=np.float64)[k] * np.nanstd(values, axis=1)
+                keep |= alive & (masked >= bar[:, None])
+            scorings += np.where(deciding, count, 0)
+            if needs_model_output and k < steps:
+                denoiser += np.where(deciding, count, 0)  # the step-(k+1) call of the candidates alive before
+            alive = np.where(deciding[:, None], keep, alive)
+            count_after = alive.sum(axis=1)
+            if k < steps:
+                denoiser += np.where(deciding & needs_model_output, 0, count_after)
+        elif k < steps:
+            denoiser += count
+    return np.argmax(alive, axis=1), denoiser, scorings

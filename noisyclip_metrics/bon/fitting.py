@@ -7,11 +7,12 @@ policy's run can be simulated exactly, offline (:mod:`.offline`), and its settin
   steps in ``0..T``, one per halving (``6 -> 3 -> 2 -> 1`` takes 3 steps: ``C(T + 1, 3)`` schedules, 1,330 for
   T = 20); :func:`fit_halving_schedule` keeps the one with the best mean judge score of the pick among those whose
   cost fits the budget (cost as in :func:`~.offline.bon_rows`, scorer cost included).
-* **Threshold** (:class:`~.policies.ThresholdPolicy`): :func:`simulate_threshold` replays the policy on recorded
-  scores (the same decisions and account as :class:`~.early.EarlyBestOfN` live); :func:`fit_threshold_policy`
-  calibrates it on the prompts (:func:`~.calibration.fit_threshold_calibration`'s gaps at each quantile of a
-  :class:`ThresholdGrid`) and keeps the quantile, first step and interval with the best mean judge score of the pick
-  among those whose **mean** cost over the prompts fits the budget (a threshold run's cost depends on the prompt).
+* **Threshold** (:class:`~.policies.ThresholdPolicy`): :func:`~.calibration.simulate_threshold` replays the policy
+  on recorded scores (the same decisions and account as :class:`~.early.EarlyBestOfN` live);
+  :func:`fit_threshold_policy` calibrates it on the prompts (:func:`~.calibration.fit_threshold_calibration`'s gaps
+  at each quantile of a :class:`ThresholdGrid`) and keeps the quantile, first step and interval with the best mean
+  judge score of the pick among those whose **mean** cost over the prompts fits the budget (a threshold run's cost
+  depends on the prompt).
 * **Cross-fitting** (:func:`crossfit_halving`, :func:`crossfit_threshold`): the prompts are split at random into
   ``folds``; each fold's picks come from the policy fitted on the other folds; this is repeated over ``repeats``
   random splits and each prompt's judge score of the pick (and cost) is averaged over them. Fitted and scored on the
@@ -24,10 +25,6 @@ first in order.
 Example:
     >>> [s for s in halving_schedules(4, 3)]  # 4 -> 2 -> 1: two halvings
     [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
-    >>> import numpy as np
-    >>> scores = np.array([[[0.0, 0.1, 0.9], [0.0, 0.5, 0.2], [0.0, 0.4, 0.3]]])  # 1 prompt, 3 candidates, T = 2
-    >>> simulate_threshold(scores, gaps=(0.0, -1.0, 0.0), min_step=1)  # step 1 keeps 0.5 and 0.4; T picks 0.3
-    (array([2]), array([5.]), array([5.]))
 """
 
 from __future__ import annotations
@@ -40,12 +37,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import InputError
-from .calibration import ThresholdCalibration, gap_quantiles, normalised_gaps
+from .calibration import ThresholdCalibration, gap_quantiles, normalised_gaps, simulate_threshold
 from .offline import RunArrays, _simulate, plan_cost, reads_x0, run_costs
 from .policies import HalvingPolicy, ThresholdPolicy, halving_counts, schedule_cost
 
 __all__ = ["ScheduleFit", "ThresholdFit", "ThresholdGrid", "CrossFit", "halving_schedules", "fit_halving_schedule",
-           "simulate_threshold", "fit_threshold_policy", "crossfit_halving", "crossfit_threshold"]  # fmt: skip
+           "fit_threshold_policy", "crossfit_halving", "crossfit_threshold"]  # fmt: skip
 
 
 def halving_schedules(n: int, num_steps: int) -> Iterator[tuple[int, ...]]:
@@ -315,61 +312,6 @@ def crossfit_halving(arrays: RunArrays, scorer: str, n: int, budget: float, cost
 
 
 # ---------------------------------------------------------------------------------------------------------- threshold
-def simulate_threshold(scores: np.ndarray, gaps: Sequence[float], min_step: int = 1, every: int = 1, m: int = 1,
-                       needs_model_output: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
-    """Replay the threshold policy on recorded scores, as :class:`~.early.EarlyBestOfN` runs it live.
-
-    At each decision step ``k`` in ``range(min_step, T, every)`` with more than ``m`` candidates alive, every alive
-    candidate is scored and those below ``max + gaps[k] · std`` of the alive scores are dropped (the top ``m`` are
-    always kept); at T the top ``m`` of those left are kept.
-
-    Args:
-        scores: ``(G, N, T + 1)`` recorded scores of G groups of N candidates.
-        gaps: ``T + 1`` calibrated gaps (:attr:`~.calibration.ThresholdCalibration.gaps` of a calibration with the
-            same T).
-        min_step, every, m: the policy's settings.
-        needs_model_output: the scorer reads x̂0: a decision at ``k < T`` uses the step-(k+1) denoiser call of every
-            candidate alive before it (which the survivors reuse).
-
-    Returns:
-        ``(pick, denoiser_evals, scorer_evals)`` per group: the first candidate kept at T (the best with ``m = 1``),
-        and the run's account.
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    if s.ndim != 3 or s.shape[2] < 2 or np.isnan(s).any():
-        raise InputError(f"scores: expected a (G, N, T + 1) array of numbers with T >= 1, got shape {s.shape}")
-    g, n, steps = s.shape[0], s.shape[1], s.shape[2] - 1
-    if len(gaps) != steps + 1:
-        raise InputError(f"gaps: expected T + 1 = {steps + 1} values, got {len(gaps)}")
-    if min_step < 0 or every < 1 or m < 1:
-        raise InputError(f"min_step, every, m: expected >= 0, >= 1 and >= 1, got {min_step}, {every}, {m}")
-    decisions = set(range(min_step, steps, every))
-    alive = np.ones((g, n), dtype=bool)
-    denoiser, scorings = np.zeros(g), np.zeros(g)
-    for k in range(steps + 1):
-        count = alive.sum(axis=1)
-        deciding = count > m if (k in decisions or k == steps) else np.zeros(g, dtype=bool)
-        if deciding.any():
-            masked = np.where(alive, s[:, :, k], -np.inf)
-            order = np.argsort(-masked, axis=1, kind="stable")  # ties: lower position first
-            keep = np.zeros_like(alive)
-            np.put_along_axis(keep, order[:, :m], True, axis=1)
-            if k < steps:
-                values = np.where(alive, s[:, :, k], np.nan)
-                bar = np.nanmax(values, axis=1) + np.asarray(gaps, dtype=np.float64)[k] * np.nanstd(values, axis=1)
-                keep |= alive & (masked >= bar[:, None])
-            scorings += np.where(deciding, count, 0)
-            if needs_model_output and k < steps:
-                denoiser += np.where(deciding, count, 0)  # the step-(k+1) call of the candidates alive before
-            alive = np.where(deciding[:, None], keep, alive)
-            count_after = alive.sum(axis=1)
-            if k < steps:
-                denoiser += np.where(deciding & needs_model_output, 0, count_after)
-        elif k < steps:
-            denoiser += count
-    return np.argmax(alive, axis=1), denoiser, scorings
-
-
 def _threshold_settings(grid: ThresholdGrid, steps: int) -> list[tuple[int, int]]:
     return [(int(k), int(e)) for k in grid.min_steps for e in grid.every if int(k) < steps]
 
