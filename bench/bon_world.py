@@ -52,8 +52,7 @@ from noisyclip_metrics.bon.early import EarlyBestOfN
 from noisyclip_metrics.bon.loops import LoopSettings, advance, loop_adapter
 from noisyclip_metrics.bon.offline import BON_SCHEMA, RunArrays, bon_rows, cascade_label, load_run, pick_scores
 from noisyclip_metrics.bon.policies import OneShotPolicy
-from noisyclip_metrics.bon.fitting import (crossfit_halving, crossfit_threshold, fit_halving_schedule,
-                                          fit_threshold_policy)  # fmt: skip
+from noisyclip_metrics.bon.fitting import FITTERS
 from noisyclip_metrics.errors import InputError
 from noisyclip_metrics.results import ResultsStore, RunInfo
 from noisyclip_metrics.scorers import ScoreInputs
@@ -128,12 +127,23 @@ def paired_interval(arrays: RunArrays, num: dict[str, Any], den: dict[str, Any],
                     resamples: int = 2000) -> tuple[float, float, float]:  # fmt: skip
     """Ratio (or difference) of two rows' mean judge scores of the pick, with a 95% bootstrap interval resampling
     prompts (a prompt's two picks together); prompts that either row leaves out are dropped."""
-    a, b = pick_scores(arrays, num), pick_scores(arrays, den)
+    return _paired(pick_scores(arrays, num), pick_scores(arrays, den), difference, resamples)
+
+
+def _paired(a: np.ndarray, b: np.ndarray, difference: bool = False, resamples: int = 2000,
+            ) -> tuple[float, float, float]:  # fmt: skip
+    """Ratio (or difference) of the means of two per-prompt arrays, with a 95% paired bootstrap interval (prompts
+    missing from either dropped)."""
     both = ~(np.isnan(a) | np.isnan(b))
     a, b = a[both], b[both]
     top, bottom = (a - b, np.ones_like(a)) if difference else (a, b)
     value, lo, hi = bootstrap_ratio(top, bottom, n_resamples=resamples)
     return float(value), float(lo), float(hi)
+
+
+def _gain(judge: float, random: float, final: float) -> float:
+    """Share of full-cost clip-final BoN's gain over random that a judge score keeps (NaN when there is none)."""
+    return (judge - random) / (final - random) if abs(final - random) > 1e-12 else float("nan")
 
 
 def bon_tables(rows: list[dict[str, Any]], n: int, fractions: Sequence[float], arrays: RunArrays | None = None) -> str:
@@ -181,10 +191,7 @@ def _choice(choice: tuple) -> str:
     return ",".join(map(str, choice))
 
 
-FITTED = {
-    "halving, fitted": (fit_halving_schedule, crossfit_halving),
-    "threshold, fitted": (fit_threshold_policy, crossfit_threshold),
-}
+FITTED = {f"{name}, fitted": fns for name, fns in FITTERS.items()}
 
 
 def fitted_rows(rows: list[dict[str, Any]], arrays: RunArrays, n: int, fractions: Sequence[float],
@@ -211,20 +218,9 @@ def fitted_rows(rows: list[dict[str, Any]], arrays: RunArrays, n: int, fractions
                     entry["diff"] = _paired(cross.values, pick_scores(arrays, one), difference=True)
                 if final is not None:
                     v, lo, hi = _paired(cross.values, pick_scores(arrays, final))
-                    jf, jr = final["judge_score"], rand["judge_score"]
-                    gain = (cross.judge_score - jr) / (jf - jr) if abs(jf - jr) > 1e-12 else float("nan")
-                    entry["ratio"] = (v, lo, hi, gain)
+                    entry["ratio"] = (v, lo, hi, _gain(cross.judge_score, rand["judge_score"], final["judge_score"]))
                 out.append(entry)
     return out
-
-
-def _paired(a: np.ndarray, b: np.ndarray, difference: bool = False) -> tuple[float, float, float]:
-    """Ratio (or difference) of the means of two per-prompt arrays, with a 95% paired bootstrap interval."""
-    both = ~(np.isnan(a) | np.isnan(b))
-    a, b = a[both], b[both]
-    top, bottom = (a - b, np.ones_like(a)) if difference else (a, b)
-    value, lo, hi = bootstrap_ratio(top, bottom, n_resamples=2000)
-    return float(value), float(lo), float(hi)
 
 
 def fitted_table(entries: list[dict[str, Any]], n: int) -> str:
@@ -276,7 +272,7 @@ def _ratio_cell(arrays: RunArrays | None, row: dict[str, Any] | None, final: dic
     if row is None:
         return "—"
     jf = final["judge_score"]
-    gain = (row["judge_score"] - jr) / (jf - jr) if abs(jf - jr) > 1e-12 else float("nan")
+    gain = _gain(row["judge_score"], jr, jf)
     ci = ""
     if arrays is not None:
         _, lo, hi = paired_interval(arrays, row, final)

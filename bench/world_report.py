@@ -150,7 +150,7 @@ def stratified_groups(results: Path, resamples: int = 2000) -> None:
                                               if bool(set(skills[pid]) & set(ADVANCED_SKILLS)) == (group == "advanced")
                                               and ("spatial relation" in skills[pid]) == rel], dtype=np.int64)  # fmt: skip
         for group in ("basic", "advanced"):
-            row = [f"{len(cells[group, rel])} | {_mean_ci(aligned[cells[group, rel]], rng, resamples)} | "
+            row = [f"{len(cells[group, rel])} | {_mean_ci(aligned[cells[group, rel]], resamples)} | "
                    f"{tifa[cells[group, rel]].mean():.3f}" for rel in (False, True)]  # fmt: skip
             print(f"| {info.model} | {group} | " + " | ".join(row) + " |")
         share = len(cells["basic", True]) / (len(cells["basic", True]) + len(cells["basic", False]))
@@ -159,7 +159,7 @@ def stratified_groups(results: Path, resamples: int = 2000) -> None:
                 for _ in range(resamples)]  # fmt: skip
         value = share * aligned[cells["advanced", True]].mean() + (1 - share) * aligned[cells["advanced", False]].mean()
         basic = aligned[np.concatenate([cells["basic", False], cells["basic", True]])]
-        standardised.append(f"| {info.model} | {share:.2f} | {_mean_ci(basic, rng, resamples)} | {value:.3f} "
+        standardised.append(f"| {info.model} | {share:.2f} | {_mean_ci(basic, resamples)} | {value:.3f} "
                             f"[{np.quantile(boot, 0.025):.2f}, {np.quantile(boot, 0.975):.2f}] |")  # fmt: skip
     print("\n| model | basic prompts with a relation | basic: fully aligned | advanced, standardised to that share |")
     print("|---|---:|---:|---:|")
@@ -167,13 +167,16 @@ def stratified_groups(results: Path, resamples: int = 2000) -> None:
     print("\n(per prompt: the share of its seeds the oracle calls fully aligned, and its mean TIFA score)\n")
 
 
-def _mean_ci(values: Any, rng: Any, resamples: int) -> str:
+def _mean_ci(values: Any, resamples: int) -> str:
+    """Mean with its 95% percentile bootstrap interval over the values (prompts)."""
     import numpy as np
+
+    from noisyclip_metrics.stats import bootstrap_ratio
 
     if len(values) == 0:
         return "–"
-    boot = [rng.choice(values, len(values)).mean() for _ in range(resamples)]
-    return f"{values.mean():.3f} [{np.quantile(boot, 0.025):.2f}, {np.quantile(boot, 0.975):.2f}]"
+    value, low, high = bootstrap_ratio(values, np.ones_like(values), n_resamples=resamples)
+    return f"{float(value):.3f} [{float(low):.2f}, {float(high):.2f}]"
 
 
 def main() -> None:

@@ -42,7 +42,7 @@ from .offline import RunArrays, _simulate, plan_cost, reads_x0, run_costs
 from .policies import HalvingPolicy, ThresholdPolicy, halving_counts, schedule_cost
 
 __all__ = ["ScheduleFit", "ThresholdFit", "ThresholdGrid", "CrossFit", "halving_schedules", "fit_halving_schedule",
-           "fit_threshold_policy", "crossfit_halving", "crossfit_threshold"]  # fmt: skip
+           "fit_threshold_policy", "crossfit_halving", "crossfit_threshold", "FITTERS"]  # fmt: skip
 
 
 def halving_schedules(n: int, num_steps: int) -> Iterator[tuple[int, ...]]:
@@ -328,7 +328,7 @@ def _threshold_candidates(run: _Run, n: int, cols: np.ndarray, grid: ThresholdGr
         gaps = gap_quantiles(z, q)
         for min_step, every in _threshold_settings(grid, steps):
             pick, den, sc = simulate_threshold(run.scores[cols], gaps, min_step, every, 1, run.x0)
-            cost = (den + sc * run.cost_eq) / (n * steps)
+            cost = plan_cost(n, steps, den, sc * run.cost_eq)
             out.append(((float(q), min_step, every), gaps, float(cost.mean()),
                         float(run.judge[cols][np.arange(len(cols)), pick].mean())))  # fmt: skip
     return out
@@ -380,6 +380,14 @@ def crossfit_threshold(arrays: RunArrays, scorer: str, n: int, budget: float, gr
     def fold_fit(train: np.ndarray, test: np.ndarray) -> tuple[tuple, np.ndarray, np.ndarray]:
         (q, min_step, every), gaps, _, _ = _choose(_threshold_candidates(run, n, train, grid), budget, scorer)
         pick, den, sc = simulate_threshold(run.scores[test], gaps, min_step, every, 1, run.x0)
-        return (q, min_step, every), run.judge[test][np.arange(len(test)), pick], (den + sc * run.cost_eq) / (n * steps)
+        return (q, min_step, every), run.judge[test][np.arange(len(test)), pick], plan_cost(n, steps, den,
+                                                                                             sc * run.cost_eq)
 
     return _crossfit(run.groups, run.rows, folds, repeats, seed, fold_fit)
+
+
+#: Fitted policies by name: (fit on prompts, cross-fitted estimate); ``noisyclip bon fit --policy`` and the benchmark.
+FITTERS: dict[str, tuple[Callable[..., ScheduleFit | ThresholdFit], Callable[..., CrossFit]]] = {
+    "halving": (fit_halving_schedule, crossfit_halving),
+    "threshold": (fit_threshold_policy, crossfit_threshold),
+}

@@ -171,7 +171,9 @@ def _run_calibrate(args: argparse.Namespace) -> int:
 
 def _configure_fit(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", required=True, type=Path, help="results folder to fit on")
-    p.add_argument("--policy", default="halving", choices=("halving", "threshold"), help="policy to fit")
+    from ..bon.fitting import FITTERS
+
+    p.add_argument("--policy", default="halving", choices=sorted(FITTERS), help="policy to fit")
     p.add_argument("--scorer", default="noisyclip-x0", help="scorer the policy will use")
     p.add_argument("--n", type=int, default=6, help="candidates N (default: 6)")
     p.add_argument("--budget", type=float, required=True, help="cost budget, a fraction of N·T denoiser calls")
@@ -185,7 +187,7 @@ def _configure_fit(p: argparse.ArgumentParser) -> None:
 
 
 def _run_fit(args: argparse.Namespace) -> int:
-    from ..bon.fitting import crossfit_halving, crossfit_threshold, fit_halving_schedule, fit_threshold_policy
+    from ..bon.fitting import FITTERS
     from ..bon.offline import load_run
     from ..results import ResultsStore
 
@@ -195,8 +197,7 @@ def _run_fit(args: argparse.Namespace) -> int:
     if args.out is not None and (args.policy != "threshold" or len(runs) != 1):
         raise InputError(f"--out: writes one threshold calibration; got policy {args.policy!r} and {len(runs)} runs "
                          "(use --policy threshold and --run)")  # fmt: skip
-    fit_fn, cross_fn = {"halving": (fit_halving_schedule, crossfit_halving),
-                        "threshold": (fit_threshold_policy, crossfit_threshold)}[args.policy]  # fmt: skip
+    fit_fn, cross_fn = FITTERS[args.policy]
     for info in runs:
         arrays = load_run(store, info.run_id)
         fit = fit_fn(arrays, args.scorer, args.n, args.budget, costs=costs)

@@ -163,14 +163,13 @@ def _dist() -> tuple[int, int]:
 
 
 def _device(name: str) -> torch.device:
-    """The training device: ``auto`` is ``cuda:LOCAL_RANK`` when CUDA is available, else the CPU."""
+    """The training device: ``auto`` is ``cuda`` when CUDA is available, else the CPU; ``cuda`` without an index is
+    ``cuda:LOCAL_RANK`` (under ``torchrun``, each process its own GPU; the current one otherwise)."""
     if name == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch_device(name)
     assert device is not None
-    if device.type == "cuda" and device.index is None:  # under torchrun, each process its own GPU
+    if device.type == "cuda" and device.index is None:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", torch.cuda.current_device())))
     return device
 
