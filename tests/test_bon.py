@@ -189,6 +189,91 @@ def test_cascade_final_scorer_picks_among_the_finished_survivors(pipes, models, 
         EarlyBestOfN(pipe, early, OneShotPolicy(k=k, m=m), final_scorer="clip-final")
 
 
+PROMPTS = [PROMPT, "a green triangle", "two blue squares left of a red circle"]
+
+
+def _same_run(batched, alone, atol=1e-4):
+    """A prompt's result inside a batch is its result alone: decisions, survivors, account, images."""
+    assert (batched.seeds, batched.prompts, batched.n) == (alone.seeds, alone.prompts, alone.n)
+    assert (batched.denoiser_evals, batched.scorer_evals, batched.final_scorer_evals) == (
+        alone.denoiser_evals, alone.scorer_evals, alone.final_scorer_evals)  # fmt: skip
+    assert [(d.step, d.kept, d.scorer, sorted(d.scores)) for d in batched.decisions] == [
+        (d.step, d.kept, d.scorer, sorted(d.scores)) for d in alone.decisions]  # fmt: skip
+    for b, a in zip(batched.decisions, alone.decisions):
+        assert b.scores == pytest.approx(a.scores, abs=atol)
+    torch.testing.assert_close(batched.images, alone.images, atol=atol, rtol=0)
+
+
+@pytest.mark.parametrize(("family", "kind"), [("sd", "default"), ("sd", "dpm++"), ("sdxl", "default"),
+                                              ("flux", "unipc")])  # fmt: skip
+def test_a_batch_of_prompts_gives_each_prompt_its_own_run(pipes, models, family, kind):
+    """Several prompts' candidates in one batch, each pruned on its own scores: every result is the run alone."""
+    pipe = pipes(family)
+    default = pipe.scheduler
+    pipe.scheduler = _scheduler(pipe, family, kind)
+    try:
+        for name, policy in (("clip", OneShotPolicy(k=2, m=2)), ("clip-x0", HalvingPolicy((1, 2)))):
+            bon = EarlyBestOfN(pipe, build_scorer(name, model=models[family]), policy)
+            batch = bon.run_batch(PROMPTS, n=4, seeds=[7, 8, 9, 10], num_inference_steps=T, **SIZE)
+            assert len(batch) == 3 and [r.prompts[0] for r in batch] == PROMPTS
+            for prompt, result in zip(PROMPTS, batch):
+                alone = bon(prompt, n=4, seeds=[7, 8, 9, 10], num_inference_steps=T, **SIZE)
+                _same_run(result, alone)
+                assert result.seconds == batch.seconds and result.settings["batch_prompts"] == 3
+            assert batch.denoiser_evals == sum(r.denoiser_evals for r in batch)
+            assert batch.cost_fraction == pytest.approx(batch.denoiser_evals / (3 * 4 * T))
+        seed = batch[1].seeds[0]  # and a survivor is still the plain pipeline's image
+        ref = pipe(["a green triangle"], num_inference_steps=T, output_type="pt",
+                   generator=[torch.Generator().manual_seed(seed)], **SIZE).images[0]  # fmt: skip
+        torch.testing.assert_close(batch[1].images[0], ref, atol=1e-4, rtol=0)
+    finally:
+        pipe.scheduler = default
+
+
+def test_a_batch_with_prompts_pruned_at_different_rates(pipes, models):
+    """The threshold policy drops different numbers per prompt: groups decide apart, the others keep running."""
+    from noisyclip_metrics.bon import ThresholdCalibration, ThresholdPolicy
+
+    pipe = pipes("sd")
+    scorer = build_scorer("clip", model=models["sd"])
+    cal = ThresholdCalibration(scorer="clip", n=5, quantile=0.1, num_steps=T, gaps=(-9.0, -0.4, -0.3, -0.2, 0.0))
+    bon = EarlyBestOfN(pipe, scorer, ThresholdPolicy(cal))
+    prompts = [PROMPT, "a dog", "three yellow stars", "a green triangle"]
+    batch = bon.run_batch(prompts, n=5, num_inference_steps=T, **SIZE)
+    alone = [bon(p, n=5, num_inference_steps=T, **SIZE) for p in prompts]
+    for result, own in zip(batch, alone):
+        _same_run(result, own)
+    widths = {tuple(len(d.scores) for d in r.decisions) for r in alone}
+    assert len(widths) > 1  # the prompts were pruned differently: the per-group path was exercised
+
+
+@pytest.mark.parametrize("family", ["sd", "flux"])
+def test_a_batch_of_cascades(pipes, models, family):
+    pipe = pipes(family)
+    early, final = build_scorer("clip", model=models[family]), build_scorer("clip-final", model=models[family])
+    bon = EarlyBestOfN(pipe, early, OneShotPolicy(k=1, m=3), final_scorer=final)
+    batch = bon.run_batch(PROMPTS[:2], n=4, num_inference_steps=T, **SIZE)
+    for prompt, result in zip(PROMPTS, batch):
+        _same_run(result, bon(prompt, n=4, num_inference_steps=T, **SIZE))
+        assert result.final_scorer_evals == 3 and len(result.seeds) == 1
+
+
+def test_a_batch_of_per_candidate_prompts_and_bad_batches(pipes, models):
+    bon = _bon(pipes, models)
+    batch = bon.run_batch([[PROMPT, "a dog"], "a cat"], n=2, num_inference_steps=T, **SIZE)
+    assert batch[0].prompts[0] in (PROMPT, "a dog") and batch[1].prompts == ("a cat",)
+    assert "batch_prompts" not in bon.run_batch(["a cat"], n=2, num_inference_steps=T, **SIZE)[0].settings
+    for bad in ([], PROMPT, None):
+        with pytest.raises(InputError, match="prompts: expected a non-empty list of prompts"):
+            bon.run_batch(bad, n=2, num_inference_steps=T, **SIZE)
+    with pytest.raises(InputError, match="list of n = 3 prompts, got 2"):
+        bon.run_batch([PROMPT, [PROMPT, "a dog"]], n=3, num_inference_steps=T, **SIZE)
+    with pytest.raises(InputError, match="n: expected an integer >= 1"):
+        bon.run_batch([PROMPT], n=0, num_inference_steps=T, **SIZE)
+    with pytest.raises(InputError, match="seeds: expected n = 2 distinct seeds"):
+        bon.run_batch([PROMPT], n=2, seeds=[3], num_inference_steps=T, **SIZE)
+
+
 def test_monitor_records_every_step_and_matches_trajectory_scores(pipes, models):
     pipe = pipes("sdxl")  # Euler: latents are scaled to the variance-preserving form
     scorer = build_scorer("noisyclip", model=models["sdxl"])

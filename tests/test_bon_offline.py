@@ -300,6 +300,47 @@ def test_cli_run_saves_images_and_account(evaluated, tmp_path, capsys):
     assert account["policy"] == "threshold" and account["denoiser_evals"] == 3 * 2 + (T - 2)
 
 
+def test_cli_run_batches_a_prompt_file_and_resumes(evaluated, tmp_path, capsys):
+    d, out = evaluated, tmp_path / "many"
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\ntwo blue squares\na green triangle\n", encoding="utf-8")
+    args = ["bon", "run", "--pipeline", str(d / "pipe"), "--prompts-file", str(prompts), "--batch-prompts", "2",
+            "--n", "3", "--k", "2", "--steps", str(T), "--height", "32", "--width", "32", "--scorer", "noisyclip",
+            "--model", str(d / "noisyclip"), "--out", str(out)]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    assert "3 prompt(s) run: " in capsys.readouterr().out
+    accounts = [json.loads((out / f"{i:04d}" / "account.json").read_text()) for i in range(3)]
+    assert [a["prompt"] for a in accounts] == ["a red circle", "two blue squares", "a green triangle"]
+    assert [a["prompt_index"] for a in accounts] == [0, 1, 2]
+    assert [a["denoiser_evals"] for a in accounts] == [3 * 2 + (T - 2)] * 3
+    assert [a["settings"].get("batch_prompts") for a in accounts] == [2, 2, None]  # batches of 2, then of 1
+    single = tmp_path / "single"
+    assert main([*args[:4], "--prompt", "two blue squares", *args[8:-1], str(single)]) == 0
+    alone = json.loads((single / "account.json").read_text())
+    assert alone["seeds"] == accounts[1]["seeds"] and alone["decisions"][0]["kept"] == accounts[1]["decisions"][0]["kept"]
+    capsys.readouterr()
+    # a crash after prompt 0's images but before its account: the rerun redoes that prompt only, nothing twice
+    (out / "0000" / "account.json").unlink()
+    (out / "0000" / "chosen-0-seed99.png").write_bytes(b"stale")
+    assert main(args) == 0
+    assert "1 prompt(s) run, 2 already done" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "0000").iterdir()) == ["account.json", f"chosen-0-seed{accounts[0]['seeds'][0]}.png"]
+    assert json.loads((out / "0000" / "account.json").read_text())["seeds"] == accounts[0]["seeds"]
+    # another prompt file or other settings in the same --out are refused, in one line
+    other = list(args)
+    other[args.index("--n") + 1] = "4"
+    assert main(other) == 2
+    assert "was run with n = 3, this run has 4" in capsys.readouterr().err
+    prompts.write_text("a dog\n", encoding="utf-8")
+    assert main(args) == 2
+    assert "is the result of prompt 'a red circle', not line 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="2"):
+        main([*args[:4], "--prompt", "x", "--prompts-file", str(prompts), *args[6:]])
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert main([*args[:6], "--batch-prompts", "0", *args[8:]]) == 2
+    assert "--batch-prompts: expected >= 1" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_benchmark_script_runs_on_an_evaluated_store(evaluated, bench_script, capsys):
     bench_script("bon_world").main(["--results", str(evaluated / "results"), "--repeats", "1",

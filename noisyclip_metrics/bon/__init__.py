@@ -9,7 +9,7 @@ See :mod:`.early` (engine and account), :mod:`.loops`/:mod:`.families` (prunable
 from __future__ import annotations
 
 from .calibration import ThresholdCalibration, fit_threshold_calibration
-from .early import BoNResult, Decision, EarlyBestOfN
+from .early import BoNBatch, BoNResult, Decision, EarlyBestOfN
 from .loops import LOOP_ADAPTERS, LoopSettings
 from .monitor import NoisyCLIPMonitor
 from .offline import BON_SCHEMA, compute_bon, pick_scores, read_bon
@@ -20,6 +20,7 @@ from .fitting import (CrossFit, ScheduleFit, ThresholdFit, ThresholdGrid, crossf
 __all__ = [
     "EarlyBestOfN",
     "BoNResult",
+    "BoNBatch",
     "Decision",
     "NoisyCLIPMonitor",
     "LoopSettings",

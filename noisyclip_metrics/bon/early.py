@@ -31,12 +31,18 @@ Example:
     >>> result = cascade("a red circle", n=3, num_inference_steps=2, height=32, width=32)
     >>> len(result.seeds), result.denoiser_evals, result.final_scorer_evals  # 3·1 + 2·(2 − 1) calls
     (1, 5, 2)
+
+Several prompts in one batch (each pruned on its own; on a GPU this is how saved denoiser calls become seconds):
+
+    >>> batch = bon.run_batch(["a red circle", "a blue square"], n=3, num_inference_steps=2, height=32, width=32)
+    >>> [r.prompts for r in batch], batch.denoiser_evals, batch.cost_fraction
+    ([('a red circle',), ('a blue square',)], 8, 0.6666666666666666)
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +57,7 @@ from ..x0 import model_input_scale
 from .loops import LoopAdapter, LoopSettings, LoopState, advance, loop_adapter, prune
 from .policies import OneShotPolicy, Policy, rank
 
-__all__ = ["EarlyBestOfN", "BoNResult", "Decision", "check_scorer_matches"]
+__all__ = ["EarlyBestOfN", "BoNResult", "BoNBatch", "Decision", "check_scorer_matches"]
 
 _SAME_MAP = {"sd2": "sd1"}
 
@@ -128,6 +134,43 @@ class BoNResult:
         }  # fmt: skip
 
 
+@dataclass(frozen=True, eq=False)
+class BoNBatch:
+    """Outcome of :meth:`EarlyBestOfN.run_batch`: one :class:`BoNResult` per prompt and the batch's wall time.
+
+    Args:
+        results: one result per prompt, in the order given (each with its own denoiser and scorer counts).
+        seconds: the whole batch's wall time per phase (``setup``, ``denoise``, ``score``, ``decode``, ``total``).
+    """
+
+    results: tuple[BoNResult, ...]
+    seconds: dict[str, float]
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, index: int) -> BoNResult:
+        return self.results[index]
+
+    def __iter__(self) -> Iterator[BoNResult]:
+        return iter(self.results)
+
+    @property
+    def denoiser_evals(self) -> int:
+        """Per-candidate denoiser calls of all prompts together."""
+        return sum(r.denoiser_evals for r in self.results)
+
+    @property
+    def full_cost(self) -> int:
+        """Denoiser calls of full-cost BoN for every prompt."""
+        return sum(r.full_cost for r in self.results)
+
+    @property
+    def cost_fraction(self) -> float:
+        """``denoiser_evals / full_cost`` (scorer cost not included)."""
+        return self.denoiser_evals / self.full_cost
+
+
 def check_scorer_matches(scorer: Scorer, pipe: Any, family: PipelineFamily) -> None:
     """Raise :class:`InputError` unless the scorer reads the pipeline's latent space.
 
@@ -191,17 +234,24 @@ class EarlyBestOfN:
             raise InputError(f"prompt: expected one prompt or a list of n = {n} prompts, got {len(prompts)}")
         return prompts
 
-    def _score(self, scorer: Scorer, state: LoopState, prompts: list[str], k: int, output: torch.Tensor | None,
-               images: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+    def _score(self, scorer: Scorer, state: LoopState, rows: list[int], prompts: list[str], k: int,
+               output: torch.Tensor | None, images: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+        """Scores of batch rows ``rows`` (all of them when ``rows`` covers the batch) at step ``k``."""
         a: LoopAdapter = self.adapter
-        sched, b, final = self.pipe.scheduler, state.batch, k >= state.num_steps
-        latents = a.unpack(state, state.latents)
+        sched, final = self.pipe.scheduler, k >= state.num_steps
+        whole = len(rows) == state.batch
+
+        def take(x: torch.Tensor | None) -> torch.Tensor | None:
+            return x if x is None or whole else x[torch.tensor(rows, device=x.device)]
+
+        latents = take(a.unpack(state, state.latents))
+        b = len(rows)
         t = torch.full((b,), state.timestep_at(k))
         scale = torch.ones(b) if final else model_input_scale(sched, t, b)
         inputs = ScoreInputs(
             prompts=prompts, latents=latents, timesteps=t, x0=latents if final else None, scheduler=sched,
-            model_output=None if output is None else a.unpack(state, output), latent_scale=scale.to(latents.device),
-            images=images, step=k,
+            model_output=None if output is None else take(a.unpack(state, output)),
+            latent_scale=scale.to(latents.device), images=take(images), step=k,
         )  # fmt: skip
         with torch.no_grad():
             return scorer.score(inputs).detach().float().cpu()
@@ -226,19 +276,56 @@ class EarlyBestOfN:
                 ``eta``, ``true_cfg_scale``, ``max_sequence_length``).
         """
         t_start = time.perf_counter()
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise InputError(f"n: expected an integer >= 1 (candidates), got {n!r}")
-        prompts = self._prompts(prompt, n)
-        seeds = list(range(n)) if seeds is None else [int(s) for s in seeds]
-        if len(seeds) != n or len(set(seeds)) != n:
-            raise InputError(f"seeds: expected n = {n} distinct seeds, got {list(seeds)}")
-        try:
-            cfg = LoopSettings(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, height=height,
-                               width=width, negative_prompt=negative_prompt, **settings)  # fmt: skip
-        except TypeError as err:
-            raise InputError(f"settings: {err}") from None
-        if cfg.num_inference_steps is not None and cfg.num_inference_steps < 1:
-            raise InputError(f"num_inference_steps: expected >= 1, got {cfg.num_inference_steps}")
+        n = _check_n(n)
+        cfg = _settings(num_inference_steps, guidance_scale, height, width, negative_prompt, settings)
+        return self._run([self._prompts(prompt, n)], [_seeds(seeds, n)], n, cfg, t_start).results[0]
+
+    @torch.no_grad()
+    def run_batch(self, prompts: Sequence[str | Sequence[str]], n: int, seeds: Sequence[int] | None = None,
+                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                  height: int | None = None, width: int | None = None, negative_prompt: str | None = None,
+                  **settings: Any) -> BoNBatch:  # fmt: skip
+        """Best-of-``n`` for several prompts in one batch: ``len(prompts) · n`` candidates, each prompt pruned apart.
+
+        Every prompt's candidates are decided on by the policy exactly as in a run of their own (same decisions,
+        same survivors, same images to float tolerance), but every denoiser call and scoring serves all prompts'
+        candidates at once. On a GPU that is what turns the denoiser calls early stopping saves into seconds: a
+        call on the survivors of one prompt costs as long as on all its candidates, a call on many prompts'
+        survivors does not.
+
+        Args:
+            prompts: one entry per Best-of-N: a prompt, or a list of ``n`` prompts (one per candidate).
+            n: candidates per prompt (N >= 1).
+            seeds: one seed per candidate, used for every prompt (default ``0..n-1``).
+            num_inference_steps: T requested (the pipeline's default when ``None``).
+            guidance_scale: classifier-free guidance scale (the pipeline's default when ``None``).
+            height: image height in pixels.
+            width: image width in pixels.
+            negative_prompt: negative prompt for every candidate.
+            **settings: other :class:`~noisyclip_metrics.bon.loops.LoopSettings` fields.
+
+        Returns:
+            a :class:`BoNBatch`: one :class:`BoNResult` per prompt (each with its own denoiser and scorer counts;
+            their ``seconds`` are the batch's) and the batch's wall time per phase.
+
+        Raises:
+            InputError: for an empty ``prompts`` or any input :meth:`__call__` refuses.
+        """
+        t_start = time.perf_counter()
+        n = _check_n(n)
+        if isinstance(prompts, str) or not isinstance(prompts, Sequence) or not prompts:
+            raise InputError(f"prompts: expected a non-empty list of prompts (one per Best-of-N), got {prompts!r}")
+        cfg = _settings(num_inference_steps, guidance_scale, height, width, negative_prompt, settings)
+        groups = [self._prompts(p, n) for p in prompts]
+        return self._run(groups, [_seeds(seeds, n)] * len(groups), n, cfg, t_start)
+
+    def _run(self, groups: list[list[str]], group_seeds: list[list[int]], n: int, cfg: LoopSettings,
+             t_start: float) -> BoNBatch:  # fmt: skip
+        """The loop: every group's candidates batched, each group pruned by the policy on its own scores."""
+        prompts = [p for g in groups for p in g]
+        seeds = [s for g in group_seeds for s in g]
+        group = [g for g in range(len(groups)) for _ in range(n)]
+        m = self.policy.m
         seconds = dict.fromkeys(("setup", "denoise", "score", "decode"), 0.0)
         state = self.adapter.prepare(self.pipe, prompts, seeds, cfg)
         T = state.num_steps
@@ -247,73 +334,132 @@ class EarlyBestOfN:
         if self._needs_images and any(k < T for k in steps):
             raise InputError(f"policy: scorer {self.scorer.name!r} scores final images only; decide at k = T = {T}")
         seconds["setup"] = time.perf_counter() - t_start
-        alive = list(range(n))
-        decisions: list[Decision] = []
-        last_scores = [float("nan")] * n
-        denoiser = scorings = 0
+        alive = list(range(len(prompts)))  # candidate index of each batch row
+        decisions: list[list[Decision]] = [[] for _ in groups]
+        last_scores = [float("nan")] * len(prompts)
+        denoiser, scorings, finals = [0] * len(groups), [0] * len(groups), [0] * len(groups)
         images: torch.Tensor | None = None
 
-        def record(k: int, scorer: Scorer, scores: torch.Tensor, keep: Sequence[int]) -> None:
-            """One decision in the account; the alive candidates' last scores."""
-            decisions.append(Decision(k, {seeds[i]: float(s) for i, s in zip(alive, scores.tolist())},
-                                      tuple(seeds[alive[j]] for j in keep), scorer.name))  # fmt: skip
-            for j, i in enumerate(alive):
-                last_scores[i] = float(scores[j])
+        def rows_of(g: int) -> list[int]:
+            return [j for j, i in enumerate(alive) if group[i] == g]
+
+        def decide(k: int, scorer: Scorer, deciding: list[int], choose: Any, output: torch.Tensor | None,
+                   images: torch.Tensor | None, counts: list[int]) -> list[int]:  # fmt: skip
+            """Score the deciding groups' rows in one call; the batch rows kept (each group's best first)."""
+            rows = [j for j, i in enumerate(alive) if group[i] in deciding]
+            scores = self._score(scorer, state, rows, [prompts[alive[j]] for j in rows], k, output, images)
+            by_row = dict(zip(rows, scores.tolist()))
+            keep: list[int] = []
+            for g in range(len(groups)):
+                own = rows_of(g)
+                if g not in deciding:
+                    keep += own
+                    continue
+                counts[g] += len(own)
+                values = [by_row[j] for j in own]
+                kept = [own[p] for p in choose(values)]
+                decisions[g].append(Decision(k, {seeds[alive[j]]: v for j, v in zip(own, values)},
+                                             tuple(seeds[alive[j]] for j in kept), scorer.name))  # fmt: skip
+                for j, v in zip(own, values):
+                    last_scores[alive[j]] = v
+                keep += kept
+            return keep
+
+        def select(keep: list[int], *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+            if keep != list(range(state.batch)):
+                prune(state, keep)
+            alive[:] = [alive[j] for j in keep]
+            return [None if x is None else x[torch.tensor(keep, device=x.device)] for x in tensors]
+
+        def count_denoiser() -> None:
+            for i in alive:
+                denoiser[group[i]] += 1
 
         for k in range(T + 1):
             output = None
             # beyond-m survivors at T: the cascade's final scorer picks among them, else the scorer keeps the top m
-            decide = k in steps or (k == T and len(alive) > self.policy.m and self.final_scorer is None)
-            if decide and len(alive) > self.policy.m:
+            if k in steps or (k == T and self.final_scorer is None):
+                deciding = [g for g in range(len(groups)) if len(rows_of(g)) > m]
+            else:
+                deciding = []
+            if deciding:
                 if self._needs_output and k < T:
                     t0 = time.perf_counter()
                     output = self.adapter.model_output(state)
-                    denoiser += state.batch
+                    count_denoiser()
                     seconds["denoise"] += time.perf_counter() - t0
                 if self._needs_images:
                     t0 = time.perf_counter()
                     images = self.adapter.decode(state)
                     seconds["decode"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                scores = self._score(self.scorer, state, [prompts[i] for i in alive], k, output, images)
-                scorings += state.batch
-                keep = self.policy.keep(k, scores, T) if k in steps else rank(scores)
-                keep = keep[: self.policy.m] if k == T else keep  # at T: the final pick of the top m
+
+                def choose(values: list[float], k: int = k) -> list[int]:
+                    keep = self.policy.keep(k, values, T) if k in steps else rank(values)
+                    return keep[:m] if k == T else keep  # at T: the final pick of the top m
+
+                keep = decide(k, self.scorer, deciding, choose, output, images, scorings)
                 seconds["score"] += time.perf_counter() - t0
-                record(k, self.scorer, scores, keep)
-                prune(state, keep)
-                alive = [alive[j] for j in keep]
-                output = None if output is None else output[torch.tensor(keep, device=output.device)]
-                images = None if images is None else images[torch.tensor(keep, device=images.device)]
+                output, images = select(keep, output, images)
             if k == T:
                 break
             t0 = time.perf_counter()
             if output is None:
                 output = self.adapter.model_output(state)
-                denoiser += state.batch
+                count_denoiser()
             advance(state, output)
             seconds["denoise"] += time.perf_counter() - t0
         if images is None:
             t0 = time.perf_counter()
             images = self.adapter.decode(state)
             seconds["decode"] += time.perf_counter() - t0
-        finals = 0
-        if self.final_scorer is not None and len(alive) > 1:
+        cascading = [g for g in range(len(groups)) if len(rows_of(g)) > 1] if self.final_scorer is not None else []
+        if cascading:
             t0 = time.perf_counter()
-            scores = self._score(self.final_scorer, state, [prompts[i] for i in alive], T, None, images)
-            finals = state.batch
-            best = rank(scores)[0]
+            keep = decide(T, self.final_scorer, cascading, lambda values: rank(values)[:1], None, images, finals)
             seconds["score"] += time.perf_counter() - t0
-            record(T, self.final_scorer, scores, [best])
-            alive, images = [alive[best]], images[best : best + 1]
+            (images,) = select(keep, images)
         seconds["total"] = time.perf_counter() - t_start
-        return BoNResult(
-            images=images.float().cpu(), seeds=tuple(seeds[i] for i in alive), prompts=tuple(prompts[i] for i in alive),
-            scores=tuple(last_scores[i] for i in alive), n=n, num_steps=T, denoiser_evals=denoiser,
-            scorer_evals=scorings, seconds={k: round(v, 6) for k, v in seconds.items()}, decisions=tuple(decisions),
-            policy=self.policy.name, scorer=self.scorer.name, final_scorer=self.final_scorer and self.final_scorer.name,
-            final_scorer_evals=finals,
-            settings={"pipeline": type(self.pipe).__name__, "scheduler": type(self.pipe.scheduler).__name__,
-                      "num_steps": T, "height": state.height, "width": state.width,
-                      "guidance_scale": state.options.get("guidance", getattr(self.pipe, "_guidance_scale", None))},
-        )  # fmt: skip
+        seconds = {k: round(v, 6) for k, v in seconds.items()}
+        images = images.float().cpu()
+        settings = {"pipeline": type(self.pipe).__name__, "scheduler": type(self.pipe.scheduler).__name__,
+                    "num_steps": T, "height": state.height, "width": state.width,
+                    "guidance_scale": state.options.get("guidance", getattr(self.pipe, "_guidance_scale", None)),
+                    **({"batch_prompts": len(groups)} if len(groups) > 1 else {})}  # fmt: skip
+        results = []
+        for g in range(len(groups)):
+            own = rows_of(g)
+            results.append(BoNResult(
+                images=images[own], seeds=tuple(seeds[alive[j]] for j in own),
+                prompts=tuple(prompts[alive[j]] for j in own), scores=tuple(last_scores[alive[j]] for j in own),
+                n=n, num_steps=T, denoiser_evals=denoiser[g], scorer_evals=scorings[g], seconds=dict(seconds),
+                decisions=tuple(decisions[g]), policy=self.policy.name, scorer=self.scorer.name,
+                final_scorer=self.final_scorer and self.final_scorer.name, final_scorer_evals=finals[g],
+                settings=dict(settings),
+            ))  # fmt: skip
+        return BoNBatch(results=tuple(results), seconds=seconds)
+
+
+def _check_n(n: Any) -> int:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise InputError(f"n: expected an integer >= 1 (candidates), got {n!r}")
+    return n
+
+
+def _seeds(seeds: Sequence[int] | None, n: int) -> list[int]:
+    values = list(range(n)) if seeds is None else [int(s) for s in seeds]
+    if len(values) != n or len(set(values)) != n:
+        raise InputError(f"seeds: expected n = {n} distinct seeds, got {list(values)}")
+    return values
+
+
+def _settings(num_inference_steps: int | None, guidance_scale: float | None, height: int | None, width: int | None,
+              negative_prompt: str | None, settings: dict[str, Any]) -> LoopSettings:  # fmt: skip
+    try:
+        cfg = LoopSettings(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, height=height,
+                           width=width, negative_prompt=negative_prompt, **settings)  # fmt: skip
+    except TypeError as err:
+        raise InputError(f"settings: {err}") from None
+    if cfg.num_inference_steps is not None and cfg.num_inference_steps < 1:
+        raise InputError(f"num_inference_steps: expected >= 1, got {cfg.num_inference_steps}")
+    return cfg

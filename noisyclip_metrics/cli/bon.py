@@ -17,7 +17,13 @@ _SCORERS = ("noisyclip", "noisyclip-x0", "clip", "clip-x0", "clip-x0-decoded", "
 
 def _configure_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", required=True, help="diffusers pipeline folder or registered id (world:sd-base)")
-    p.add_argument("--prompt", required=True, nargs="+", help="one prompt, or n prompts (one per candidate)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--prompt", nargs="+", help="one prompt, or n prompts (one per candidate)")
+    what.add_argument("--prompts-file", type=Path, default=None,
+                      help="text file, one prompt per line: a Best-of-N each, batched (see --batch-prompts); the "
+                           "results go to OUT/NNNN/ and a rerun resumes where it stopped")  # fmt: skip
+    p.add_argument("--batch-prompts", type=int, default=8,
+                   help="with --prompts-file: prompts whose candidates share one batch (default: 8)")
     p.add_argument("--n", type=int, default=6, help="candidates N (default: 6)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="one seed per candidate (default: 0..n-1)")
     p.add_argument("--policy", default="one-shot", help="one-shot, halving or threshold (default: one-shot)")
@@ -40,6 +46,50 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="torch device of the pipeline and scorers (cpu, cuda, cuda:1...)")
     p.add_argument("--dtype", default=None, help="pipeline dtype: float32, float16 or bfloat16 (scorers stay float32)")
     p.add_argument("--out", required=True, type=Path, help="folder for the chosen image(s) and account.json")
+
+
+def _save(result: Any, out: Path, extra: dict[str, Any]) -> None:
+    """The chosen images as PNGs and the account (written last, atomically: it marks the prompt as done)."""
+    from PIL import Image
+
+    from ..io import write_json
+
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("chosen-*.png"):  # of an interrupted or earlier run
+        stale.unlink()
+    files = []
+    for rank, (seed, img) in enumerate(zip(result.seeds, result.images)):
+        path = out / f"chosen-{rank}-seed{seed}.png"
+        Image.fromarray((img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()).save(path)
+        files.append(path.name)
+    write_json(out / "account.json", {**result.to_json(), "images": files, **extra})
+
+
+def _todo(out: Path, prompts: list[str], same: dict[str, Any]) -> list[int]:
+    """Indices of the prompts without a finished account in ``out``.
+
+    Refuses an ``out`` written for another prompt file or with other settings ``same`` (account keys and values).
+    """
+    import json
+
+    todo = []
+    for i, prompt in enumerate(prompts):
+        path = out / f"{i:04d}" / "account.json"
+        if not path.is_file():
+            todo.append(i)
+            continue
+        try:
+            done = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise InputError(f"--out: unreadable {path} ({err}); remove that folder to rerun the prompt") from None
+        if done.get("prompt") != prompt:
+            raise InputError(f"--out: {path} is the result of prompt {done.get('prompt')!r}, not line {i + 1} of "
+                             f"--prompts-file ({prompt!r}); use another --out")  # fmt: skip
+        for key, value in same.items():
+            if done.get(key) != value:
+                raise InputError(f"--out: {path} was run with {key} = {done.get(key)!r}, this run has {value!r}; use "
+                                 "another --out to change settings")  # fmt: skip
+    return todo
 
 
 def _default_model(pipeline: str, scorer: str) -> str:
@@ -70,11 +120,8 @@ def _policy(args: argparse.Namespace, steps: int | None) -> Any:
 
 
 def _run_run(args: argparse.Namespace) -> int:
-    from PIL import Image
-
     from ..bon.early import EarlyBestOfN
     from ..functional import resolve_model
-    from ..io import write_json
     from ..pipelines import load_pipeline
     from ..scorers import build_scorer
     from ..world.models import is_world_id, world_sampler
@@ -93,24 +140,34 @@ def _run_run(args: argparse.Namespace) -> int:
     if args.final_scorer is not None:
         final_model = resolve_model(args.final_model or _default_model(args.pipeline, args.final_scorer), device)
         final = build_scorer(args.final_scorer, model=final_model, vae=pipe.vae)
-    prompt = args.prompt[0] if len(args.prompt) == 1 else list(args.prompt)
-    result = EarlyBestOfN(pipe, scorer, policy, final_scorer=final)(
-        prompt, n=args.n, seeds=args.seeds, num_inference_steps=steps, guidance_scale=guidance, height=args.height,
-        width=args.width, negative_prompt=args.negative_prompt,
-    )  # fmt: skip
-    args.out.mkdir(parents=True, exist_ok=True)
-    files = []
-    for rank, (seed, img) in enumerate(zip(result.seeds, result.images)):
-        path = args.out / f"chosen-{rank}-seed{seed}.png"
-        Image.fromarray((img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()).save(path)
-        files.append(path.name)
-    account = {**result.to_json(), "images": files, "pipeline_id": args.pipeline, "model": args.model,
-               "final_model": args.final_model}
-    write_json(args.out / "account.json", account)
-    print(f"chose seed(s) {list(result.seeds)} of {result.n}: {result.denoiser_evals} denoiser calls "
-          f"({result.cost_fraction:.2f} of full BoN), {result.scorer_evals} scorings"
-          + (f" + {result.final_scorer_evals} by {result.final_scorer}" if result.final_scorer else "")
-          + f" -> {args.out}")  # fmt: skip
+    bon = EarlyBestOfN(pipe, scorer, policy, final_scorer=final)
+    kwargs = {"n": args.n, "seeds": args.seeds, "num_inference_steps": steps, "guidance_scale": guidance,
+              "height": args.height, "width": args.width, "negative_prompt": args.negative_prompt}  # fmt: skip
+    extra = {"pipeline_id": args.pipeline, "model": args.model, "final_model": args.final_model}
+    if args.prompts_file is None:
+        result = bon(args.prompt[0] if len(args.prompt) == 1 else list(args.prompt), **kwargs)
+        _save(result, args.out, extra)
+        print(f"chose seed(s) {list(result.seeds)} of {result.n}: {result.denoiser_evals} denoiser calls "
+              f"({result.cost_fraction:.2f} of full BoN), {result.scorer_evals} scorings"
+              + (f" + {result.final_scorer_evals} by {result.final_scorer}" if result.final_scorer else "")
+              + f" -> {args.out}")  # fmt: skip
+        return 0
+    from ..io import read_prompt_file
+
+    if args.batch_prompts < 1:
+        raise InputError(f"--batch-prompts: expected >= 1, got {args.batch_prompts}")
+    prompts = read_prompt_file(args.prompts_file)
+    todo = _todo(args.out, prompts, {"n": args.n, "policy": policy.name, "scorer": scorer.name})
+    calls = full = 0
+    for start in range(0, len(todo), args.batch_prompts):
+        chunk = todo[start : start + args.batch_prompts]
+        batch = bon.run_batch([prompts[i] for i in chunk], **kwargs)
+        for i, result in zip(chunk, batch):
+            _save(result, args.out / f"{i:04d}", {**extra, "prompt": prompts[i], "prompt_index": i})
+        calls, full = calls + batch.denoiser_evals, full + batch.full_cost
+    done = len(prompts) - len(todo)
+    print(f"{len(todo)} prompt(s) run" + (f", {done} already done" if done else "")
+          + (f": {calls} denoiser calls ({calls / full:.2f} of full BoN)" if full else "") + f" -> {args.out}")
     return 0
 
 
