@@ -18,7 +18,7 @@ With ``--prompts P`` (P > 1) it runs P prompts twice per policy, one after the o
 candidates (``EarlyBestOfN.run_batch``, each prompt pruned on its own), and prints the seconds per prompt and the
 wall fraction of each: where a small batch under-uses the hardware, batching prompts is what turns the saved
 denoiser calls into saved seconds. ``--pipeline world:sd-base`` (or another world model) runs the built-in world's
-pipeline and NoisyCLIP instead of the SD-1.5-sized one (use ``--steps 20``, the world's T).
+pipeline and NoisyCLIP instead of the SD-1.5-sized one (T defaults to the world's 20).
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ def build(pipeline: str, device: torch.device, dtype: torch.dtype) -> tuple[Any,
     pipe = load_pipeline(pipeline, device, dtype)
     scorer = build_scorer("noisyclip", model=resolve_model("world:noisyclip", device), vae=pipe.vae)
     sampler = world_sampler()
-    return pipe, scorer, {"guidance_scale": sampler.get("guidance_scale")}, f"{pipeline} with world:noisyclip"
+    settings = {"guidance_scale": sampler.get("guidance_scale"), "num_inference_steps": sampler["num_inference_steps"]}
+    return pipe, scorer, settings, f"{pipeline} with world:noisyclip"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--n", type=int, default=6)
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=None, help="T (default: 50, or the world's 20)")
     parser.add_argument("--latent", type=int, default=64, help="latent side (64 = 512 px images; sd15 only)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
@@ -103,8 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     device, dtype = torch_device(args.device), torch_dtype(args.dtype)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     pipe, scorer, sampler, what = build(args.pipeline, device, dtype)
-    t, n = args.steps, args.n
-    kwargs: dict[str, Any] = {"num_inference_steps": t, **sampler}
+    t, n = args.steps or int(sampler.get("num_inference_steps", 50)), args.n
+    kwargs: dict[str, Any] = {**sampler, "num_inference_steps": t}
     if args.pipeline == "sd15":
         kwargs.update(height=8 * args.latent, width=8 * args.latent)
     policies = {"full-cost BoN (k = T)": OneShotPolicy(k=t), f"one-shot k = {t // 2}": OneShotPolicy(k=t // 2),

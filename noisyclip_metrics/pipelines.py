@@ -102,6 +102,8 @@ def load_pipeline(name: str, device: str | torch.device | None = None,
 
 
 def _placed(pipe: Any, device: torch.device | None, dtype: torch.dtype | None) -> Any:
+    if dtype is not None and getattr(pipe, "dtype", None) == dtype:
+        dtype = None  # already: a cast would only make diffusers warn about modules to keep in float32
     if device is not None or dtype is not None:
         pipe = pipe.to(**{k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None})
     return pipe

@@ -402,3 +402,12 @@ def test_scheduler_with_a_batch_wide_noise_sampler_is_refused():
     fake_sd = type("StableDiffusionPipeline", (), {"scheduler": sde})()
     with pytest.raises(InputError, match="one noise sampler for the whole batch"):
         loop_adapter(fake_sd)
+
+
+def test_overhead_benchmark_compares_one_prompt_at_a_time_with_a_batch(bench_script, capsys):
+    bench_script("bon_overhead").main(["--pipeline", "world:sd-small", "--steps", "4", "--n", "2", "--prompts", "2",
+                                       "--repeats", "1"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "2 prompts: one after the other" in out and "| batch of 2: s / prompt |" in out
+    rows = [line for line in out.splitlines() if line.startswith(("| full-cost", "| one-shot", "| halving"))]
+    assert [r.split(" | ")[1] for r in rows] == ["8 (1.00)", "6 (0.75)", "5 (0.62)"]  # calls per prompt, N = 2, T = 4
