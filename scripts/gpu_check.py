@@ -11,7 +11,7 @@ pipelines, and prints one line per check with the largest difference it saw:
   reading, not a test);
 * ``EarlyBestOfN`` on the GPU (one-shot, halving, threshold; preview, x̂0 and decoded-x̂0 scorers; float32 and
   float16; SD, SDXL, SD3 and FLUX with their default and multistep schedulers): every survivor's image against the
-  plain pipeline's for its seed on the same device;
+  plain pipeline's for its seed on the same device; ``run_batch`` of 4 prompts against each prompt's run alone;
 * ``NoisyCLIPMonitor`` inside a GPU pipeline call against scoring the captured trajectory;
 * ``evaluate`` with ``device`` / ``dtype`` (the run records them, its BoN rows compute), and the CLI's
   ``--device`` / ``--dtype`` for ``evaluate``, ``capture`` and ``bon run``;
@@ -73,10 +73,10 @@ def check(name: str) -> Callable[[Callable[[], str]], Callable[[], None]]:
     return wrap
 
 
-def plain(pipe: Any, seed: int, steps: int, **kwargs: Any) -> torch.Tensor:
+def plain(pipe: Any, seed: int, steps: int, prompt: str = PROMPT, **kwargs: Any) -> torch.Tensor:
     """The plain pipeline's image for one seed, drawn on the pipeline's device as the package draws it."""
     gen = [torch.Generator(device=pipe.device).manual_seed(seed)]
-    return pipe([PROMPT], num_inference_steps=steps, output_type="pt", generator=gen, **kwargs).images[0].float().cpu()
+    return pipe([prompt], num_inference_steps=steps, output_type="pt", generator=gen, **kwargs).images[0].float().cpu()
 
 
 def survivors_match(pipe: Any, scorer: Any, policy: Any, steps: int, n: int = 6, **kwargs: Any) -> float:
@@ -163,6 +163,28 @@ def main(argv: list[str] | None = None) -> int:
                     worst = survivors_match(pipe, scorer, policy, 20)
                     out.append(f"{name}/{policy.name} {worst:.1e}")
             return "max |diff| " + ", ".join(out)
+
+    @check(f"bon: run_batch of 4 prompts on world:sd-base (float32, {half_name}): each prompt = its own run")
+    def _batch() -> str:
+        prompts = [PROMPT, "a red circle", "three green triangles", "a blue square to the left of a red circle"]
+        out = []
+        for dtype in (torch.float32, half):
+            pipe = load_pipeline("world:sd-base", device, dtype)
+            scorer = build_scorer("noisyclip-x0", model=resolve_model("world:noisyclip-x0", device))
+            bon = EarlyBestOfN(pipe, scorer, HalvingPolicy((3, 6, 9)))
+            batch = bon.run_batch(prompts, n=6, seeds=list(range(20, 26)), num_inference_steps=20)
+            same, worst = 0, 0.0
+            for prompt, result in zip(prompts, batch):
+                alone = bon(prompt, n=6, seeds=list(range(20, 26)), num_inference_steps=20)
+                same += alone.seeds == result.seeds
+                ref = plain(pipe, result.seeds[0], 20, prompt)
+                worst = max(worst, float((result.images[0] - ref).abs().max()))
+            if worst > TOL[dtype]:
+                raise AssertionError(f"{dtype}: a survivor differs from the plain pipeline by {worst:.2e}")
+            if dtype == torch.float32 and same < len(prompts):  # half precision may break a near tie differently
+                raise AssertionError(f"float32: {len(prompts) - same} prompt(s) chose another seed than alone")
+            out.append(f"{str(dtype)[6:]}: survivors = plain within {worst:.1e}, {same}/{len(prompts)} picks as alone")
+        return "; ".join(out)
 
     @check(f"bon: world:sd-base float32 with TF32 {'on' if tf32 else 'off'} (PyTorch's default): survivor deviation")
     def _tf32() -> str:
