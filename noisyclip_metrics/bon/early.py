@@ -42,7 +42,7 @@ Several prompts in one batch (each pruned on its own; on a GPU this is how saved
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -319,125 +319,141 @@ class EarlyBestOfN:
         groups = [self._prompts(p, n) for p in prompts]
         return self._run(groups, [_seeds(seeds, n)] * len(groups), n, cfg, t_start)
 
+    def _decide(self, book: _Book, state: LoopState, k: int, scorer: Scorer, deciding: list[int],
+                choose: Callable[[list[float]], list[int]], output: torch.Tensor | None, images: torch.Tensor | None,
+                counts: list[int]) -> list[int]:  # fmt: skip
+        """Score the deciding prompts' rows in one call and record their decisions; the batch rows kept."""
+        rows = [j for g in deciding for j in book.rows_of(g)]
+        scores = self._score(scorer, state, rows, [book.prompts[book.alive[j]] for j in rows], k, output, images)
+        return book.decide(k, scorer.name, dict(zip(rows, scores.tolist())), choose, counts)
+
     def _run(self, groups: list[list[str]], group_seeds: list[list[int]], n: int, cfg: LoopSettings,
              t_start: float) -> BoNBatch:  # fmt: skip
-        """The loop: every group's candidates batched, each group pruned by the policy on its own scores."""
-        prompts = [p for g in groups for p in g]
-        seeds = [s for g in group_seeds for s in g]
-        group = [g for g in range(len(groups)) for _ in range(n)]
-        m = self.policy.m
-        seconds = dict.fromkeys(("setup", "denoise", "score", "decode"), 0.0)
-        state = self.adapter.prepare(self.pipe, prompts, seeds, cfg)
+        """The loop: every prompt's candidates batched, each prompt's pruned by the policy on its own scores."""
+        book = _Book([p for g in groups for p in g], [s for g in group_seeds for s in g], n)
+        m, seconds = self.policy.m, dict.fromkeys(("setup", "denoise", "score", "decode"), 0.0)
+        state = self.adapter.prepare(self.pipe, book.prompts, book.seeds, cfg)
         T = state.num_steps
         self.policy.validate(n, T)
         steps = sorted(set(self.policy.decision_steps(T)))
         if self._needs_images and any(k < T for k in steps):
             raise InputError(f"policy: scorer {self.scorer.name!r} scores final images only; decide at k = T = {T}")
         seconds["setup"] = time.perf_counter() - t_start
-        alive = list(range(len(prompts)))  # candidate index of each batch row
-        decisions: list[list[Decision]] = [[] for _ in groups]
-        last_scores = [float("nan")] * len(prompts)
-        denoiser, scorings, finals = [0] * len(groups), [0] * len(groups), [0] * len(groups)
         images: torch.Tensor | None = None
 
-        def rows_of(g: int) -> list[int]:
-            return [j for j, i in enumerate(alive) if group[i] == g]
+        def timed(phase: str, fn: Callable[[], Any]) -> Any:
+            t0 = time.perf_counter()
+            value = fn()
+            seconds[phase] += time.perf_counter() - t0
+            return value
 
-        def decide(k: int, scorer: Scorer, deciding: list[int], choose: Any, output: torch.Tensor | None,
-                   images: torch.Tensor | None, counts: list[int]) -> list[int]:  # fmt: skip
-            """Score the deciding groups' rows in one call; the batch rows kept (each group's best first)."""
-            rows = [j for j, i in enumerate(alive) if group[i] in deciding]
-            scores = self._score(scorer, state, rows, [prompts[alive[j]] for j in rows], k, output, images)
-            by_row = dict(zip(rows, scores.tolist()))
-            keep: list[int] = []
-            for g in range(len(groups)):
-                own = rows_of(g)
-                if g not in deciding:
-                    keep += own
-                    continue
-                counts[g] += len(own)
-                values = [by_row[j] for j in own]
-                kept = [own[p] for p in choose(values)]
-                decisions[g].append(Decision(k, {seeds[alive[j]]: v for j, v in zip(own, values)},
-                                             tuple(seeds[alive[j]] for j in kept), scorer.name))  # fmt: skip
-                for j, v in zip(own, values):
-                    last_scores[alive[j]] = v
-                keep += kept
-            return keep
-
-        def select(keep: list[int], *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
-            if keep != list(range(state.batch)):
-                prune(state, keep)
-            alive[:] = [alive[j] for j in keep]
-            return [None if x is None else x[torch.tensor(keep, device=x.device)] for x in tensors]
-
-        def count_denoiser() -> None:
-            for i in alive:
-                denoiser[group[i]] += 1
+        def denoise() -> torch.Tensor:
+            book.count_call()
+            return self.adapter.model_output(state)
 
         for k in range(T + 1):
             output = None
             # beyond-m survivors at T: the cascade's final scorer picks among them, else the scorer keeps the top m
-            if k in steps or (k == T and self.final_scorer is None):
-                deciding = [g for g in range(len(groups)) if len(rows_of(g)) > m]
-            else:
-                deciding = []
+            deciding = book.over(m) if k in steps or (k == T and self.final_scorer is None) else []
             if deciding:
                 if self._needs_output and k < T:
-                    t0 = time.perf_counter()
-                    output = self.adapter.model_output(state)
-                    count_denoiser()
-                    seconds["denoise"] += time.perf_counter() - t0
+                    output = timed("denoise", denoise)
                 if self._needs_images:
-                    t0 = time.perf_counter()
-                    images = self.adapter.decode(state)
-                    seconds["decode"] += time.perf_counter() - t0
-                t0 = time.perf_counter()
+                    images = timed("decode", lambda: self.adapter.decode(state))
 
                 def choose(values: list[float], k: int = k) -> list[int]:
                     keep = self.policy.keep(k, values, T) if k in steps else rank(values)
                     return keep[:m] if k == T else keep  # at T: the final pick of the top m
 
-                keep = decide(k, self.scorer, deciding, choose, output, images, scorings)
-                seconds["score"] += time.perf_counter() - t0
-                output, images = select(keep, output, images)
+                keep = timed("score", lambda: self._decide(book, state, k, self.scorer, deciding, choose, output,
+                                                           images, book.scorings))  # fmt: skip
+                output, images = book.select(state, keep, output, images)
             if k == T:
                 break
-            t0 = time.perf_counter()
-            if output is None:
-                output = self.adapter.model_output(state)
-                count_denoiser()
-            advance(state, output)
-            seconds["denoise"] += time.perf_counter() - t0
+            output = output if output is not None else timed("denoise", denoise)
+            timed("denoise", lambda: advance(state, output))
         if images is None:
-            t0 = time.perf_counter()
-            images = self.adapter.decode(state)
-            seconds["decode"] += time.perf_counter() - t0
-        cascading = [g for g in range(len(groups)) if len(rows_of(g)) > 1] if self.final_scorer is not None else []
+            images = timed("decode", lambda: self.adapter.decode(state))
+        cascading = book.over(1) if self.final_scorer is not None else []
         if cascading:
-            t0 = time.perf_counter()
-            keep = decide(T, self.final_scorer, cascading, lambda values: rank(values)[:1], None, images, finals)
-            seconds["score"] += time.perf_counter() - t0
-            (images,) = select(keep, images)
+            keep = timed("score", lambda: self._decide(book, state, T, self.final_scorer, cascading,
+                                                       lambda values: rank(values)[:1], None, images, book.finals))
+            (images,) = book.select(state, keep, images)
         seconds["total"] = time.perf_counter() - t_start
         seconds = {k: round(v, 6) for k, v in seconds.items()}
-        images = images.float().cpu()
         settings = {"pipeline": type(self.pipe).__name__, "scheduler": type(self.pipe.scheduler).__name__,
                     "num_steps": T, "height": state.height, "width": state.width,
                     "guidance_scale": state.options.get("guidance", getattr(self.pipe, "_guidance_scale", None)),
                     **({"batch_prompts": len(groups)} if len(groups) > 1 else {})}  # fmt: skip
+        images = images.float().cpu()
         results = []
         for g in range(len(groups)):
-            own = rows_of(g)
+            own, alive = book.rows_of(g), book.alive
             results.append(BoNResult(
-                images=images[own], seeds=tuple(seeds[alive[j]] for j in own),
-                prompts=tuple(prompts[alive[j]] for j in own), scores=tuple(last_scores[alive[j]] for j in own),
-                n=n, num_steps=T, denoiser_evals=denoiser[g], scorer_evals=scorings[g], seconds=dict(seconds),
-                decisions=tuple(decisions[g]), policy=self.policy.name, scorer=self.scorer.name,
-                final_scorer=self.final_scorer and self.final_scorer.name, final_scorer_evals=finals[g],
+                images=images[own], seeds=tuple(book.seeds[alive[j]] for j in own),
+                prompts=tuple(book.prompts[alive[j]] for j in own),
+                scores=tuple(book.last_scores[alive[j]] for j in own), n=n, num_steps=T,
+                denoiser_evals=book.denoiser[g], scorer_evals=book.scorings[g], seconds=dict(seconds),
+                decisions=tuple(book.decisions[g]), policy=self.policy.name, scorer=self.scorer.name,
+                final_scorer=self.final_scorer and self.final_scorer.name, final_scorer_evals=book.finals[g],
                 settings=dict(settings),
             ))  # fmt: skip
         return BoNBatch(results=tuple(results), seconds=seconds)
+
+
+class _Book:
+    """Bookkeeping of one run: the candidate in each batch row, and every prompt's decisions and counts.
+
+    Candidates are numbered prompt by prompt (``n`` each); ``alive[j]`` is the candidate in batch row ``j``.
+    """
+
+    def __init__(self, prompts: list[str], seeds: list[int], n: int) -> None:
+        self.prompts, self.seeds, self.n = prompts, seeds, n
+        groups = len(prompts) // n
+        self.alive = list(range(len(prompts)))
+        self.decisions: list[list[Decision]] = [[] for _ in range(groups)]
+        self.last_scores = [float("nan")] * len(prompts)
+        self.denoiser, self.scorings, self.finals = [0] * groups, [0] * groups, [0] * groups
+
+    def rows_of(self, g: int) -> list[int]:
+        """Batch rows of prompt ``g``'s alive candidates."""
+        return [j for j, i in enumerate(self.alive) if i // self.n == g]
+
+    def over(self, m: int) -> list[int]:
+        """Prompts with more than ``m`` candidates alive."""
+        return [g for g in range(len(self.decisions)) if len(self.rows_of(g)) > m]
+
+    def count_call(self) -> None:
+        """One denoiser call for every alive candidate."""
+        for i in self.alive:
+            self.denoiser[i // self.n] += 1
+
+    def decide(self, k: int, scorer: str, scores: dict[int, float], choose: Callable[[list[float]], list[int]],
+               counts: list[int]) -> list[int]:  # fmt: skip
+        """Record the decisions of the prompts whose rows were scored; the batch rows kept (each prompt's best
+        first, the other prompts' rows as they are)."""
+        keep: list[int] = []
+        for g in range(len(self.decisions)):
+            own = self.rows_of(g)
+            if not own or own[0] not in scores:
+                keep += own
+                continue
+            counts[g] += len(own)
+            values = [scores[j] for j in own]
+            kept = [own[p] for p in choose(values)]
+            self.decisions[g].append(Decision(k, {self.seeds[self.alive[j]]: v for j, v in zip(own, values)},
+                                              tuple(self.seeds[self.alive[j]] for j in kept), scorer))  # fmt: skip
+            for j, v in zip(own, values):
+                self.last_scores[self.alive[j]] = v
+            keep += kept
+        return keep
+
+    def select(self, state: LoopState, keep: list[int], *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+        """Keep batch rows ``keep`` in the loop, the bookkeeping and ``tensors``."""
+        if keep != list(range(state.batch)):
+            prune(state, keep)
+        self.alive = [self.alive[j] for j in keep]
+        return [None if x is None else x[torch.tensor(keep, device=x.device)] for x in tensors]
 
 
 def _check_n(n: Any) -> int:
