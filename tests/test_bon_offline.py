@@ -357,6 +357,20 @@ def test_benchmark_script_runs_on_an_evaluated_store(evaluated, bench_script, ca
         assert f"| {scorer} |" in out
 
 
+def test_live_benchmark_reproduces_the_offline_picks(evaluated, bench_script, capsys):
+    """End to end: live EarlyBestOfN batches choose the seeds the offline BoN picks, whose images the run judged."""
+    bench_script("bon_live").main(["--results", str(evaluated / "results"), "--prompts", "3", "--batch-prompts", "2",
+                                   "--scorer", "noisyclip", "--budget", "0.6"])  # fmt: skip
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    assert [r[1].split(" (")[0] for r in rows] == ["noisyclip one-shot 2", "noisyclip halving 1,2,3",
+                                                   "clip-final full-cost BoN"]  # fmt: skip
+    for row in rows:
+        assert row[2] == "3 / 3" and float(row[3]) < 1e-4  # same picks; a pick's image is the run's image
+        live, offline = row[4].split(" / ")
+        calls, planned = row[5].split(" / ")
+        assert live == offline and float(calls) == float(planned)
+
+
 def test_cascade_rows_pick_the_final_scorers_best_of_the_top_m(toy):
     store, _, _ = toy
     table = compute_bon(store, ns=[6])

@@ -53,7 +53,7 @@ from ..results import ResultsStore, RunInfo, _atomic_parquet
 from .policies import halving_counts, schedule_cost
 
 __all__ = ["RunArrays", "load_run", "scorer_costs", "bon_rows", "compute_bon", "read_bon", "BON_SCHEMA",
-           "DEFAULT_NS", "reads_x0", "cascade_label", "pick_scores", "plan_scores", "plan_cost",
+           "DEFAULT_NS", "reads_x0", "cascade_label", "pick_scores", "plan_picks", "plan_scores", "plan_cost",
            "run_costs"]  # fmt: skip
 
 DEFAULT_NS = (2, 4, 6, 8)
@@ -326,10 +326,10 @@ def pick_scores(arrays: RunArrays, row: Mapping[str, Any]) -> np.ndarray:
     return plan_scores(arrays, row["scorer"], n, plans[base], final_name)
 
 
-def plan_scores(arrays: RunArrays, scorer: str, n: int, decisions: Sequence[tuple[int, int]],
-                final_scorer: str | None = None) -> np.ndarray:  # fmt: skip
-    """Judge score of the pick of one plan for every prompt with ``n`` judged seeds (:meth:`RunArrays.groups` order),
-    NaN for a prompt missing a score the plan reads.
+def plan_picks(arrays: RunArrays, scorer: str, n: int, decisions: Sequence[tuple[int, int]],
+               final_scorer: str | None = None) -> np.ndarray:  # fmt: skip
+    """Seed of the pick of one plan for every prompt with ``n`` judged seeds (:meth:`RunArrays.groups` order), -1 for a
+    prompt missing a score the plan reads. What a live run of the plan on the same seeds chooses.
 
     Args:
         arrays: the run.
@@ -344,9 +344,20 @@ def plan_scores(arrays: RunArrays, scorer: str, n: int, decisions: Sequence[tupl
     s = arrays.scores[scorer][prow[:, None], pcol]
     final = arrays.scores[final_scorer][prow[:, None], pcol, arrays.num_steps] if final_scorer else None
     valid, picks = _plan_picks(s, decisions, final)
-    out = np.full(len(prow), np.nan)
-    out[valid] = arrays.judge[prow[:, None], pcol][valid][np.arange(int(valid.sum())), picks]
+    out = np.full(len(prow), -1, dtype=np.int64)
+    out[valid] = np.asarray(arrays.seeds)[pcol[valid][np.arange(int(valid.sum())), picks]]
     return out
+
+
+def plan_scores(arrays: RunArrays, scorer: str, n: int, decisions: Sequence[tuple[int, int]],
+                final_scorer: str | None = None) -> np.ndarray:  # fmt: skip
+    """Judge score of the pick of one plan (:func:`plan_picks`) for every prompt with ``n`` judged seeds, NaN for a
+    prompt missing a score the plan reads."""
+    picks = plan_picks(arrays, scorer, n, decisions, final_scorer)
+    prow, _ = arrays.groups(n)
+    seeds = np.asarray(arrays.seeds)  # ascending (load_run)
+    out = arrays.judge[prow, np.searchsorted(seeds, np.where(picks >= 0, picks, seeds[0]))]
+    return np.where(picks >= 0, out, np.nan)
 
 
 def compute_bon(results: str | Path | ResultsStore, run_id: str | None = None, ns: Iterable[int] = DEFAULT_NS,
