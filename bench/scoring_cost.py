@@ -73,7 +73,7 @@ def main() -> None:
     inputs = ScoreInputs(prompts=prompts, latents=latents, x0=latents)
 
     with torch.no_grad():
-        model.encode_text(prompts)  # warm; scorers cache nothing across calls, so time text separately
+        model.encode_text(prompts)  # the model keeps text embeddings across calls: the scorer rows exclude text
         rows = {
             "text embeddings (once per prompt)": timed(lambda: model.encode_text(prompts), args.repeats, sync),
             "noisyclip: preview + CLIP image tower": timed(lambda: noisyclip.score(inputs), args.repeats, sync),

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -368,12 +369,44 @@ class NoisyCLIPModel(nn.Module):
         return self.tokenizer(list(prompts)).to(self.device)
 
     def encode_text(self, prompts: Sequence[str]) -> torch.Tensor:
-        """L2-normalised text embeddings; each distinct prompt is encoded once per call."""
+        """L2-normalised text embeddings; each distinct prompt is encoded once per call.
+
+        Under ``torch.no_grad`` (scoring), embeddings are also kept across calls, so a prompt scored at every step of
+        a denoising loop is encoded once; they are dropped as soon as the text tower's weights change (trained,
+        loaded, moved or cast). At most :attr:`TEXT_CACHE_SIZE` prompts are kept, the least recently used go first.
+        """
         prompts = check_prompts(prompts)
         unique = list(dict.fromkeys(prompts))
-        emb = F.normalize(self.clip.encode_text(self.tokenize(unique)).float(), dim=-1)
+        if torch.is_grad_enabled():
+            emb = self._encode_text(unique)
+        else:
+            cache = self._text_cache()
+            missing = [p for p in unique if p not in cache]
+            if missing:
+                cache.update(zip(missing, self._encode_text(missing)))
+            for p in unique:
+                cache.move_to_end(p)
+            emb = torch.stack([cache[p] for p in unique])
+            while len(cache) > self.TEXT_CACHE_SIZE:
+                cache.popitem(last=False)
         index = {p: i for i, p in enumerate(unique)}
         return emb[torch.tensor([index[p] for p in prompts], device=emb.device)]
+
+    #: Prompts whose embeddings :meth:`encode_text` keeps across calls.
+    TEXT_CACHE_SIZE = 4096
+
+    def _encode_text(self, prompts: list[str]) -> torch.Tensor:
+        return F.normalize(self.clip.encode_text(self.tokenize(prompts)).float(), dim=-1)
+
+    def _text_cache(self) -> OrderedDict[str, torch.Tensor]:
+        """The embeddings cache of the text tower's current weights (a new, empty one when they changed)."""
+        visual = {id(p) for p in self.clip.visual.parameters()}
+        key = tuple((p.data_ptr(), p._version, p.dtype) for p in self.clip.parameters() if id(p) not in visual)
+        cached = self.__dict__.get("_text_embeddings")
+        if cached is None or cached[0] != key:
+            cached = (key, OrderedDict())
+            self.__dict__["_text_embeddings"] = cached
+        return cached[1]
 
     # ------------------------------------------------------------------------------------------------------ scoring
     @torch.no_grad()

@@ -109,6 +109,43 @@ def test_text_embeddings_are_cached_per_call(frozen, monkeypatch):
     assert calls == [2]
 
 
+def test_text_embeddings_are_kept_across_scoring_calls_until_the_weights_change(monkeypatch):
+    """A prompt scored at every step is encoded once; training, loading, casting or moving the tower drops the cache."""
+    model = NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0)
+    calls = []
+    real = model.clip.encode_text
+    monkeypatch.setattr(model.clip, "encode_text", lambda tokens, *a, **k: calls.append(len(tokens)) or real(tokens))
+    with torch.no_grad():
+        first = model.encode_text(["a red circle", "a dog", "a red circle"])
+        again = model.encode_text(["a dog", "a red circle", "a cat"])
+    assert calls == [2, 1]  # only the new prompt the second time
+    torch.testing.assert_close(again[:2], first[[1, 0]], rtol=0, atol=0)
+    model.clip.encode_text = real
+    torch.testing.assert_close(again, model.encode_text(["a dog", "a red circle", "a cat"]), rtol=0, atol=1e-6)
+    model.clip.encode_text = lambda tokens, *a, **k: calls.append(len(tokens)) or real(tokens)
+    calls.clear()
+    text_param = next(p for n, p in model.clip.named_parameters() if not n.startswith("visual"))
+    with torch.no_grad():
+        text_param.add_(torch.randn(text_param.shape, generator=torch.Generator().manual_seed(0)))  # an optimiser
+        # step, or load_state_dict: in place
+        changed = model.encode_text(["a dog"])
+        assert calls == [1] and not torch.allclose(changed[0], first[1])
+        model.encode_text(["a dog"])
+        assert calls == [1]
+        next(model.clip.visual.parameters()).add_(1.0)  # the image tower does not touch text embeddings
+        model.encode_text(["a dog"])
+        assert calls == [1]
+        model.double()
+        assert model.encode_text(["a dog"]).dtype == torch.float32 and calls == [1, 1]
+    with torch.enable_grad():  # training: never cached, gradients flow
+        out = model.encode_text(["a dog"])
+        assert calls == [1, 1, 1] and out.requires_grad
+    monkeypatch.setattr(NoisyCLIPModel, "TEXT_CACHE_SIZE", 2)
+    with torch.no_grad():
+        model.encode_text(["p1", "p2", "p3"])
+        assert list(model._text_cache()) == ["p2", "p3"]  # least recently used first out
+
+
 def test_noisyclip_x0_reads_the_x0_preview_and_refuses_the_other_kind(pipe, batch, frozen, tuned, tuned_x0):
     from noisyclip_metrics.scorers import noisyclip_scorer_name
 
