@@ -339,6 +339,8 @@ def test_cli_run_batches_a_prompt_file_and_resumes(evaluated, tmp_path, capsys):
     assert "not allowed with argument" in capsys.readouterr().err
     assert main([*args[:6], "--batch-prompts", "0", *args[8:]]) == 2
     assert "--batch-prompts: expected >= 1" in capsys.readouterr().err
+    assert main([*args[:5], str(tmp_path / "missing.txt"), *args[6:]]) == 2
+    assert "missing.txt: prompt file not found" in capsys.readouterr().err
 
 
 @pytest.mark.slow

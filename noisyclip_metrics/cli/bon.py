@@ -122,10 +122,14 @@ def _policy(args: argparse.Namespace, steps: int | None) -> Any:
 def _run_run(args: argparse.Namespace) -> int:
     from ..bon.early import EarlyBestOfN
     from ..functional import resolve_model
+    from ..io import read_prompt_file
     from ..pipelines import load_pipeline
     from ..scorers import build_scorer
     from ..world.models import is_world_id, world_sampler
 
+    if args.batch_prompts < 1:
+        raise InputError(f"--batch-prompts: expected >= 1, got {args.batch_prompts}")
+    prompts = None if args.prompts_file is None else read_prompt_file(args.prompts_file)  # before the slow loads
     pipe = load_pipeline(args.pipeline, args.device, args.dtype)
     steps, guidance = args.steps, args.guidance_scale
     if is_world_id(args.pipeline):
@@ -144,7 +148,7 @@ def _run_run(args: argparse.Namespace) -> int:
     kwargs = {"n": args.n, "seeds": args.seeds, "num_inference_steps": steps, "guidance_scale": guidance,
               "height": args.height, "width": args.width, "negative_prompt": args.negative_prompt}  # fmt: skip
     extra = {"pipeline_id": args.pipeline, "model": args.model, "final_model": args.final_model}
-    if args.prompts_file is None:
+    if prompts is None:
         result = bon(args.prompt[0] if len(args.prompt) == 1 else list(args.prompt), **kwargs)
         _save(result, args.out, extra)
         print(f"chose seed(s) {list(result.seeds)} of {result.n}: {result.denoiser_evals} denoiser calls "
@@ -152,11 +156,6 @@ def _run_run(args: argparse.Namespace) -> int:
               + (f" + {result.final_scorer_evals} by {result.final_scorer}" if result.final_scorer else "")
               + f" -> {args.out}")  # fmt: skip
         return 0
-    from ..io import read_prompt_file
-
-    if args.batch_prompts < 1:
-        raise InputError(f"--batch-prompts: expected >= 1, got {args.batch_prompts}")
-    prompts = read_prompt_file(args.prompts_file)
     todo = _todo(args.out, prompts, {"n": args.n, "policy": policy.name, "scorer": scorer.name})
     calls = full = 0
     for start in range(0, len(todo), args.batch_prompts):
