@@ -4,7 +4,8 @@
 policy (:mod:`noisyclip_metrics.bon.policies`) which candidates survive each decision, and returns a
 :class:`BoNResult`: the chosen image(s) and a full account (denoiser and scorer evaluations, wall time per phase,
 every candidate's score at every decision). A survivor's final image equals the plain pipeline's image for its
-seed and settings.
+seed and settings. :meth:`EarlyBestOfN.run_batch` runs several prompts' candidates in one batch, each prompt pruned
+on its own scores (a :class:`BoNBatch` of per-prompt results).
 
 Step index convention: k = number of completed denoising steps (0 = pure noise, T = final latent). A decision at
 step k scores the step-k latents; scorers that read x̂0 (``clip-x0``, ``clip-x0-decoded``) get the guided denoiser
