@@ -395,6 +395,10 @@ class NoisyCLIPModel(nn.Module):
     #: Prompts whose embeddings :meth:`encode_text` keeps across calls.
     TEXT_CACHE_SIZE = 4096
 
+    def clear_text_cache(self) -> None:
+        """Forget the text embeddings kept across calls (they are dropped by themselves when the weights change)."""
+        self.__dict__.pop("_text_embeddings", None)
+
     def _encode_text(self, prompts: list[str]) -> torch.Tensor:
         return F.normalize(self.clip.encode_text(self.tokenize(prompts)).float(), dim=-1)
 

@@ -144,6 +144,8 @@ def test_text_embeddings_are_kept_across_scoring_calls_until_the_weights_change(
     with torch.no_grad():
         model.encode_text(["p1", "p2", "p3"])
         assert list(model._text_cache()) == ["p2", "p3"]  # least recently used first out
+        model.clear_text_cache()
+        assert list(model._text_cache()) == []
 
 
 def test_noisyclip_x0_reads_the_x0_preview_and_refuses_the_other_kind(pipe, batch, frozen, tuned, tuned_x0):
