@@ -307,8 +307,9 @@ def test_cli_run_batches_a_prompt_file_and_resumes(evaluated, tmp_path, capsys):
     args = ["bon", "run", "--pipeline", str(d / "pipe"), "--prompts-file", str(prompts), "--batch-prompts", "2",
             "--n", "3", "--k", "2", "--steps", str(T), "--height", "32", "--width", "32", "--scorer", "noisyclip",
             "--model", str(d / "noisyclip"), "--out", str(out)]  # fmt: skip
-    assert main(args) == 0, capsys.readouterr().err
-    assert "3 prompt(s) run: " in capsys.readouterr().out
+    assert main(args) == 0
+    printed = capsys.readouterr()
+    assert "3 prompt(s) run: " in printed.out and "bon run: 100%" in printed.err  # a progress bar, 3/3 prompts
     accounts = [json.loads((out / f"{i:04d}" / "account.json").read_text()) for i in range(3)]
     assert [a["prompt"] for a in accounts] == ["a red circle", "two blue squares", "a green triangle"]
     assert [a["prompt_index"] for a in accounts] == [0, 1, 2]

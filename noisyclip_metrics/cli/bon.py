@@ -24,6 +24,7 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
                            "results go to OUT/NNNN/ and a rerun resumes where it stopped")  # fmt: skip
     p.add_argument("--batch-prompts", type=int, default=8,
                    help="with --prompts-file: prompts whose candidates share one batch (default: 8)")
+    p.add_argument("--no-progress", action="store_true", help="with --prompts-file: hide the progress bar")
     p.add_argument("--n", type=int, default=6, help="candidates N (default: 6)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="one seed per candidate (default: 0..n-1)")
     p.add_argument("--policy", default="one-shot", help="one-shot, halving or threshold (default: one-shot)")
@@ -156,14 +157,18 @@ def _run_run(args: argparse.Namespace) -> int:
               + (f" + {result.final_scorer_evals} by {result.final_scorer}" if result.final_scorer else "")
               + f" -> {args.out}")  # fmt: skip
         return 0
+    from tqdm.auto import tqdm
+
     todo = _todo(args.out, prompts, {"n": args.n, "policy": policy.name, "scorer": scorer.name})
     calls = full = 0
-    for start in range(0, len(todo), args.batch_prompts):
-        chunk = todo[start : start + args.batch_prompts]
-        batch = bon.run_batch([prompts[i] for i in chunk], **kwargs)
-        for i, result in zip(chunk, batch):
-            _save(result, args.out / f"{i:04d}", {**extra, "prompt": prompts[i], "prompt_index": i})
-        calls, full = calls + batch.denoiser_evals, full + batch.full_cost
+    with tqdm(total=len(todo), desc="bon run", unit="prompt", disable=args.no_progress) as bar:
+        for start in range(0, len(todo), args.batch_prompts):
+            chunk = todo[start : start + args.batch_prompts]
+            batch = bon.run_batch([prompts[i] for i in chunk], **kwargs)
+            for i, result in zip(chunk, batch):
+                _save(result, args.out / f"{i:04d}", {**extra, "prompt": prompts[i], "prompt_index": i})
+            calls, full = calls + batch.denoiser_evals, full + batch.full_cost
+            bar.update(len(chunk))
     done = len(prompts) - len(todo)
     print(f"{len(todo)} prompt(s) run" + (f", {done} already done" if done else "")
           + (f": {calls} denoiser calls ({calls / full:.2f} of full BoN)" if full else "") + f" -> {args.out}")
