@@ -23,7 +23,6 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +33,8 @@ from bon_world import at_budget, live_setup  # noqa: E402
 
 from noisyclip_metrics.bon.early import EarlyBestOfN  # noqa: E402
 from noisyclip_metrics.bon.offline import bon_rows, load_run, plan_picks  # noqa: E402
-from noisyclip_metrics.bon.policies import HalvingPolicy, OneShotPolicy, Policy, schedule_cost  # noqa: E402
+from noisyclip_metrics.bon.policies import (HalvingPolicy, OneShotPolicy, Policy, halving_counts,  # noqa: E402
+                                            schedule_cost)
 from noisyclip_metrics.judges import build_judge  # noqa: E402
 from noisyclip_metrics.results import ResultsStore  # noqa: E402
 
@@ -59,11 +59,7 @@ def decisions_of(policy: Policy, n: int, steps: int) -> list[tuple[int, int]]:
     """The (step, survivors) plan of a one-shot or halving policy, as the offline BoN simulates it."""
     if isinstance(policy, OneShotPolicy):
         return [(policy.k, policy.m)]
-    alive, plan = n, []
-    for k in policy.schedule:
-        alive = max(policy.m, -(-alive // 2))
-        plan.append((k, alive))
-    return plan
+    return list(zip(policy.schedule, halving_counts(n, policy.m)))
 
 
 def main(argv: list[str] | None = None) -> None:
