@@ -44,7 +44,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -320,6 +322,11 @@ class EarlyBestOfN:
         groups = [self._prompts(p, n) for p in prompts]
         return self._run(groups, [_seeds(seeds, n)] * len(groups), n, cfg, t_start)
 
+    def _choose(self, k: int, steps: list[int], num_steps: int, values: list[float]) -> list[int]:
+        """Positions kept among one prompt's alive candidates at step ``k`` (best first)."""
+        keep = self.policy.keep(k, values, num_steps) if k in steps else rank(values)
+        return keep[: self.policy.m] if k == num_steps else keep  # at T: the final pick of the top m
+
     def _decide(self, book: _Book, state: LoopState, k: int, scorer: Scorer, deciding: list[int],
                 choose: Callable[[list[float]], list[int]], output: torch.Tensor | None, images: torch.Tensor | None,
                 counts: list[int]) -> list[int]:  # fmt: skip
@@ -342,11 +349,11 @@ class EarlyBestOfN:
         seconds["setup"] = time.perf_counter() - t_start
         images: torch.Tensor | None = None
 
-        def timed(phase: str, fn: Callable[[], Any]) -> Any:
+        @contextmanager
+        def clock(phase: str) -> Iterator[None]:
             t0 = time.perf_counter()
-            value = fn()
+            yield
             seconds[phase] += time.perf_counter() - t0
-            return value
 
         def denoise() -> torch.Tensor:
             book.count_call()
@@ -358,27 +365,27 @@ class EarlyBestOfN:
             deciding = book.over(m) if k in steps or (k == T and self.final_scorer is None) else []
             if deciding:
                 if self._needs_output and k < T:
-                    output = timed("denoise", denoise)
+                    with clock("denoise"):
+                        output = denoise()
                 if self._needs_images:
-                    images = timed("decode", lambda: self.adapter.decode(state))
-
-                def choose(values: list[float], k: int = k) -> list[int]:
-                    keep = self.policy.keep(k, values, T) if k in steps else rank(values)
-                    return keep[:m] if k == T else keep  # at T: the final pick of the top m
-
-                keep = timed("score", lambda: self._decide(book, state, k, self.scorer, deciding, choose, output,
-                                                           images, book.scorings))  # fmt: skip
+                    with clock("decode"):
+                        images = self.adapter.decode(state)
+                with clock("score"):
+                    keep = self._decide(book, state, k, self.scorer, deciding, partial(self._choose, k, steps, T),
+                                        output, images, book.scorings)  # fmt: skip
                 output, images = book.select(state, keep, output, images)
             if k == T:
                 break
-            output = output if output is not None else timed("denoise", denoise)
-            timed("denoise", lambda: advance(state, output))
+            with clock("denoise"):
+                advance(state, output if output is not None else denoise())
         if images is None:
-            images = timed("decode", lambda: self.adapter.decode(state))
+            with clock("decode"):
+                images = self.adapter.decode(state)
         cascading = book.over(1) if self.final_scorer is not None else []
         if cascading:
-            keep = timed("score", lambda: self._decide(book, state, T, self.final_scorer, cascading,
-                                                       lambda values: rank(values)[:1], None, images, book.finals))
+            with clock("score"):
+                keep = self._decide(book, state, T, self.final_scorer, cascading, lambda values: rank(values)[:1],
+                                    None, images, book.finals)  # fmt: skip
             (images,) = book.select(state, keep, images)
         seconds["total"] = time.perf_counter() - t_start
         seconds = {k: round(v, 6) for k, v in seconds.items()}
