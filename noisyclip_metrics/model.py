@@ -374,6 +374,8 @@ class NoisyCLIPModel(nn.Module):
         Under ``torch.no_grad`` (scoring), embeddings are also kept across calls, so a prompt scored at every step of
         a denoising loop is encoded once; they are dropped as soon as the text tower's weights change (trained,
         loaded, moved or cast). At most :attr:`TEXT_CACHE_SIZE` prompts are kept, the least recently used go first.
+        A kept embedding is its prompt encoded alone: one encoded in a batch can differ in its last bits with the
+        batch, and a score must not depend on which earlier call first saw its prompt.
         """
         prompts = check_prompts(prompts)
         unique = list(dict.fromkeys(prompts))
@@ -382,8 +384,8 @@ class NoisyCLIPModel(nn.Module):
         else:
             cache = self._text_cache()
             missing = [p for p in unique if p not in cache]
-            if missing:
-                cache.update(zip(missing, self._encode_text(missing)))
+            for p in missing:
+                cache[p] = self._encode_text([p])[0]
             for p in unique:
                 cache.move_to_end(p)
             emb = torch.stack([cache[p] for p in unique])

@@ -118,10 +118,16 @@ def test_text_embeddings_are_kept_across_scoring_calls_until_the_weights_change(
     with torch.no_grad():
         first = model.encode_text(["a red circle", "a dog", "a red circle"])
         again = model.encode_text(["a dog", "a red circle", "a cat"])
-    assert calls == [2, 1]  # only the new prompt the second time
+    assert calls == [1, 1, 1]  # each new prompt alone; only the new prompt the second time
     torch.testing.assert_close(again[:2], first[[1, 0]], rtol=0, atol=0)
     model.clip.encode_text = real
     torch.testing.assert_close(again, model.encode_text(["a dog", "a red circle", "a cat"]), rtol=0, atol=1e-6)
+    for history in (["a cat", "a dog"], ["a dog", "a red circle", "a cat"]):  # whichever call saw a prompt first
+        model.clear_text_cache()
+        with torch.no_grad():
+            model.encode_text(history)
+            seen = model.encode_text(["a cat"])
+        torch.testing.assert_close(seen, model._encode_text(["a cat"]), rtol=0, atol=0)  # bit for bit
     model.clip.encode_text = lambda tokens, *a, **k: calls.append(len(tokens)) or real(tokens)
     calls.clear()
     text_param = next(p for n, p in model.clip.named_parameters() if not n.startswith("visual"))
