@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bon_world import at_budget, live_setup  # noqa: E402
 
 from noisyclip_metrics.bon.early import EarlyBestOfN  # noqa: E402
-from noisyclip_metrics.bon.offline import bon_rows, load_run, plan_picks  # noqa: E402
+from noisyclip_metrics.bon.offline import bon_rows, load_run, plan_picks, plan_scores, reads_x0  # noqa: E402
 from noisyclip_metrics.bon.policies import (HalvingPolicy, OneShotPolicy, Policy, halving_counts,  # noqa: E402
                                             schedule_cost)
 from noisyclip_metrics.judges import build_judge  # noqa: E402
@@ -87,30 +87,28 @@ def main(argv: list[str] | None = None) -> None:
         prompts = [texts[arrays.prompt_ids[p]] for p in prow]
         pipe, scorers = live_setup(info, [args.scorer, "clip-final"])
         judge = build_judge(info.judge["source"], clip=info.scorers.get("clip-final", {}).get("model"))
+        if not (pcol == pcol[0]).all():
+            raise SystemExit("the run's prompts have different seeds; this script needs the same N for all")
+        column = {int(arrays.seeds[j]): int(j) for j in pcol[0]}  # seed -> its judge column
+        seeds = list(column)
         rows = bon_rows(arrays, ns=[n])
         sampler = {k: info.sampler.get(k) for k in ("guidance_scale", "height", "width")}
         for label, name, policy in policies(rows, args.scorer, n, args.budget, steps):
             plan = decisions_of(policy, n, steps)
-            offline = plan_picks(arrays, name, n, plan)[: len(prow)]
+            offline, offline_judge = (f(arrays, name, n, plan)[: len(prow)] for f in (plan_picks, plan_scores))
             bon = EarlyBestOfN(pipe, scorers[name], policy)
             live_seeds, live_judge, calls, t0 = [], [], 0, time.perf_counter()
             for start in range(0, len(prompts), args.batch_prompts):
                 chunk = prompts[start : start + args.batch_prompts]
-                seeds = [int(arrays.seeds[j]) for j in pcol[start]]
-                if any(list(map(int, np.asarray(arrays.seeds)[c])) != seeds for c in pcol[start : start + len(chunk)]):
-                    raise SystemExit("the run's prompts have different seeds; this script needs the same N for all")
                 with torch.no_grad():
                     batch = bon.run_batch(chunk, n=n, seeds=seeds, num_inference_steps=steps, **sampler)
-                for prompt, result in zip(chunk, batch):
-                    live_seeds.append(result.seeds[0])
-                    live_judge.append(judge.judge([prompt], result.images)[0])
-                    calls += result.denoiser_evals
+                live_seeds += [r.seeds[0] for r in batch]
+                live_judge += judge.judge(chunk, torch.cat([r.images for r in batch]))
+                calls += batch.denoiser_evals
             seconds = time.perf_counter() - t0
-            column = {int(s): j for j, s in enumerate(arrays.seeds)}
             recorded = np.array([arrays.judge[p, column[s]] for p, s in zip(prow, live_seeds)])
-            offline_judge = np.array([arrays.judge[p, column[int(s)]] for p, s in zip(prow, offline)])
             same = int(sum(int(a) == int(b) for a, b in zip(live_seeds, offline)))
-            plan_calls = schedule_cost(n, steps, plan, needs_model_output="x0" in scorers[name].requires)[0]
+            plan_calls = schedule_cost(n, steps, plan, needs_model_output=reads_x0(info, name))[0]
             print(f"| {info.model} | {name} {label} | {same} / {len(prompts)} | "
                   f"{float(np.abs(np.array(live_judge) - recorded).max()):.1e} | "
                   f"{np.mean(live_judge):.3f} / {offline_judge.mean():.3f} | {calls / len(prompts):.1f} / {plan_calls} | "

@@ -178,10 +178,10 @@ def bon_tables(rows: list[dict[str, Any]], n: int, fractions: Sequence[float], a
 
 
 def _label(fit: Any) -> str:
-    """A fitted policy's settings, short."""
+    """A fitted policy's settings, short (as :func:`_choice` writes a cross-fit's)."""
     if hasattr(fit, "schedule"):
-        return ",".join(map(str, fit.schedule))
-    return f"q {fit.calibration.quantile:g}, from {fit.min_step}, every {fit.every}"
+        return _choice(fit.schedule)
+    return _choice((float(fit.calibration.quantile), fit.min_step, fit.every))
 
 
 def _choice(choice: tuple) -> str:
