@@ -20,7 +20,7 @@ from ...preview import PreviewMap
 from ..models import SHARED_COMPONENTS
 from .clip import train_world_clip
 from .clip_eval import clip_competence
-from .config import LABEL_FILES
+from .config import LABEL_FILES, WorldBuildConfig
 from .data import CONTEXT_LENGTH, build_tokenizer, render_pool
 from .pipeline import BuildContext, _register, build_record, copy_tree
 from .unet import assemble_pipeline, text_features, train_world_unet
@@ -158,17 +158,30 @@ def load_world_pipeline(folder: Path) -> Any:
     return pipe
 
 
+def noisy_training_prompts(config: WorldBuildConfig) -> list[str]:
+    """The distinct training-split prompts whose trajectories the ``trajectories`` stage records (``noisy.prompts`` of
+    them), in order: the prompts every NoisyCLIP of the build is fine-tuned on.
+
+    Example:
+        >>> from noisyclip_metrics.world.build.config import PRESETS
+        >>> len(noisy_training_prompts(PRESETS.get("ci")))
+        6
+    """
+    from ..splits import make_split
+
+    split = make_split(seed=config.seed)
+    n = config.noisy.prompts
+    return list(dict.fromkeys(p.text for p in split.train(n * 3, seed=config.seed + 17)))[:n]
+
+
 @_register("trajectories")
 def _trajectories(ctx: BuildContext) -> dict[str, Any]:
     from ...trajectory_store import TrajectoryStore, record_trajectories
     from ..oracle import judge_batch
-    from ..splits import make_split
 
     cfg = ctx.config.noisy
     folder = ctx.folder("trajectories")
-    split = make_split(seed=ctx.config.seed)
-    prompts = list(dict.fromkeys(p.text for p in split.train(cfg.prompts * 3, seed=ctx.config.seed + 17)))
-    prompts = prompts[: cfg.prompts]
+    prompts = noisy_training_prompts(ctx.config)
     ids = [f"t{i:05d}" for i in range(len(prompts))]
     labels: dict[str, float] = {}
     scores: dict[str, float] = {}

@@ -1,0 +1,38 @@
+"""bench/noisyclip_generalization.py: fresh training-distribution prompts against the benchmark, end to end."""
+
+from __future__ import annotations
+
+from noisyclip_metrics.world.benchmark import world_promptset
+from noisyclip_metrics.world.build.config import PRESETS
+from noisyclip_metrics.world.build.stages import noisy_training_prompts
+
+
+def test_fresh_prompts_are_unused_training_prompts(bench_script):
+    module = bench_script("noisyclip_generalization")
+    fresh = module.fresh_prompts(60)
+    assert len(set(fresh)) == 60 and fresh == module.fresh_prompts(60)
+    assert not set(fresh) & set(noisy_training_prompts(PRESETS.get("full")))
+    assert not set(fresh) & set(world_promptset().texts)
+
+
+def test_script_reports_each_prompt_set_and_resumes(bench_script, tmp_path, capsys):
+    module = bench_script("noisyclip_generalization")
+    args = ["--out", str(tmp_path), "--fresh", "2", "--benchmark-prompts", "3", "--seeds", "2", "--models", "sd-small",
+            "--scorers", "world:noisyclip-x0", "world:noisyclip", "--steps", "4", "20", "--resamples", "50"]  # fmt: skip
+    module.main(args)
+    out = capsys.readouterr().out
+    rows = [line.strip("| ").split(" | ") for line in out.splitlines() if line.startswith("| sd-small")]
+    assert {r[5] for r in rows} == {"world:noisyclip-x0", "world:noisyclip"}
+    counts = {r[1]: int(r[2]) for r in rows}
+    assert counts["fresh"] == 2
+    assert sum(n for part, n in counts.items() if part.startswith("benchmark")) == 3
+    for row in rows:
+        for cell in row[6:]:
+            value, interval = cell.split(" [")
+            lo, hi = (float(x) for x in interval.rstrip("]").split(", "))
+            assert lo <= float(value) <= hi
+    shards = sorted(p.name for p in tmp_path.rglob("*.safetensors"))
+    assert shards
+    module.main(args)
+    assert capsys.readouterr().out.split("Best-of-2")[1] == out.split("Best-of-2")[1]  # the same stores, reused
+    assert sorted(p.name for p in tmp_path.rglob("*.safetensors")) == shards
