@@ -34,12 +34,13 @@ from noisyclip_metrics.model import NoisyCLIPModel
 from noisyclip_metrics.pipelines import load_pipeline
 from noisyclip_metrics.stats import bootstrap_ratio
 from noisyclip_metrics.training.data import TrajectorySource
-from noisyclip_metrics.trajectory_store import TrajectoryStore, record_trajectories
+from noisyclip_metrics.training.evaluate import embed_at_step
+from noisyclip_metrics.trajectory_store import record_trajectories
 from noisyclip_metrics.world.benchmark import world_promptset
 from noisyclip_metrics.world.build.config import PRESETS
 from noisyclip_metrics.world.build.stages import noisy_training_prompts
 from noisyclip_metrics.world.models import world_sampler
-from noisyclip_metrics.world.oracle import judge_batch
+from noisyclip_metrics.world.oracle import judge_trajectories
 from noisyclip_metrics.world.splits import make_split
 
 MODELS = ("sd-small", "sd-base", "sd-large")
@@ -69,10 +70,7 @@ def record(out: Path, model: str, prompts: Sequence[str], ids: Sequence[str], se
     path = out / f"judgments-{model}.json"
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
-    scores = {}
-    for recs, tensors in TrajectoryStore.open(store.root).iter_shards(names=("images",)):
-        for rec, res in zip(recs, judge_batch(tensors["images"].numpy(), [r.prompt for r in recs])):
-            scores[rec.key] = float(res.score)
+    scores = {key: float(res.score) for key, res in judge_trajectories(store.root).items()}
     write_json(path, scores)
     return scores
 
@@ -82,14 +80,7 @@ def step_scores(model: NoisyCLIPModel, source: TrajectorySource, order: Sequence
                 steps: Sequence[int]) -> np.ndarray:  # fmt: skip
     """``(len(steps), len(order))`` scores of each candidate's preview at each step."""
     text = model.encode_text([source.records[i].prompt for i in order])
-    out = np.empty((len(steps), len(order)))
-    for row, k in enumerate(steps):
-        for lo in range(0, len(order), CHUNK):
-            chunk = list(order[lo : lo + CHUNK])
-            z, scale = source.latents(chunk, [k] * len(chunk))
-            emb = model.encode_latents(z * scale.view(-1, 1, 1, 1))
-            out[row, lo : lo + len(chunk)] = (emb * text[lo : lo + CHUNK]).sum(-1).numpy()
-    return out
+    return np.stack([(embed_at_step(model, source, order, k, CHUNK) * text).sum(-1).numpy() for k in steps])
 
 
 @torch.no_grad()

@@ -29,12 +29,13 @@ from noisyclip_metrics.io import write_json
 from noisyclip_metrics.model import NoisyCLIPModel
 from noisyclip_metrics.stats import bootstrap_ratio, group_matrix, pairwise_counts
 from noisyclip_metrics.training.data import TrajectorySource
+from noisyclip_metrics.training.evaluate import embed_at_step
 from noisyclip_metrics.training.trainer import TrainConfig, train
 from noisyclip_metrics.trajectory_store import TrajectoryStore, record_trajectories
 from noisyclip_metrics.world.benchmark import world_promptset
 from noisyclip_metrics.world.build.config import LABEL_FILES
 from noisyclip_metrics.world.build.stages import load_world_pipeline
-from noisyclip_metrics.world.oracle import judge_batch
+from noisyclip_metrics.world.oracle import judge_trajectories
 
 FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 
@@ -73,10 +74,7 @@ def record_benchmark(work: Path, out: Path, model: str, n_prompts: int | None, s
     labels_path = out / "bench-labels.json"
     if labels_path.is_file():
         return store, json.loads(labels_path.read_text())
-    labels = {}
-    for recs, t in store.iter_shards(names=("images",)):
-        for rec, res in zip(recs, judge_batch(t["images"].numpy(), [r.prompt for r in recs])):
-            labels[rec.key] = float(res.score)
+    labels = {key: float(res.score) for key, res in judge_trajectories(store.root).items()}
     write_json(labels_path, labels)
     return store, labels
 
@@ -87,16 +85,8 @@ def step_scores(model: NoisyCLIPModel, source: TrajectorySource, read_x0: bool) 
     src = TrajectorySource(source.stores, read="x0") if read_x0 else source
     idx = list(range(len(src)))
     text = model.encode_text([r.prompt for r in src.records])
-    out = {}
-    for f in FRACTIONS:
-        k = round(f * src.num_steps)
-        scores = []
-        for lo in range(0, len(idx), 512):
-            chunk = idx[lo : lo + 512]
-            z, scale = src.latents(chunk, [k] * len(chunk))
-            scores.append((model.encode_latents(z * scale.view(-1, 1, 1, 1)) * text[lo : lo + 512]).sum(-1))
-        out[f] = torch.cat(scores).numpy()
-    return out
+    return {f: (embed_at_step(model, src, idx, round(f * src.num_steps), 512) * text).sum(-1).numpy()
+            for f in FRACTIONS}  # fmt: skip
 
 
 @torch.no_grad()

@@ -21,7 +21,20 @@ from ..model import NoisyCLIPModel
 from ..stats.grouped import within_group_pairwise_accuracy
 from .data import TrajectorySource
 
-__all__ = ["evaluate_steps", "within_group_pairwise_accuracy"]
+__all__ = ["embed_at_step", "evaluate_steps", "within_group_pairwise_accuracy"]
+
+
+@torch.no_grad()
+def embed_at_step(model: NoisyCLIPModel, source: TrajectorySource, indices: Sequence[int], step: int,
+                  batch_size: int = 256) -> torch.Tensor:  # fmt: skip
+    """``(len(indices), D)`` image-tower embeddings of the trajectories' previews at ``step`` (what ``source`` reads:
+    the latent or the x̂0 estimate), ``batch_size`` latents per forward pass."""
+    embs = []
+    for lo in range(0, len(indices), batch_size):
+        chunk = list(indices[lo : lo + batch_size])
+        z, scale = source.latents(chunk, [step] * len(chunk))
+        embs.append(model.encode_latents((z * scale.view(-1, 1, 1, 1)).to(model.device)))
+    return torch.cat(embs)
 
 
 @torch.no_grad()
@@ -49,12 +62,7 @@ def evaluate_steps(
     own = torch.tensor([unique.index(p) for p in prompts])
     rows = []
     for k in steps:
-        embs = []
-        for lo in range(0, len(indices), batch_size):
-            chunk = list(indices[lo : lo + batch_size])
-            z, scale = source.latents(chunk, [k] * len(chunk))
-            embs.append(model.encode_latents((z * scale.view(-1, 1, 1, 1)).to(model.device)))
-        sims = torch.cat(embs) @ text.T
+        sims = embed_at_step(model, source, indices, k, batch_size) @ text.T
         rank = (sims > sims.gather(1, own[:, None].to(sims.device))).sum(1)
         scores = sims.gather(1, own[:, None].to(sims.device))[:, 0].cpu()
         rows.append(

@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,8 @@ from .questions import SceneObject, answer_question, make_questions
 from .segment import segment_image
 from .spec import Prompt, SceneSpec
 
-__all__ = ["JudgeResult", "QuestionResult", "as_float_image", "judge_batch", "judge_image", "judge_objects"]
+__all__ = ["JudgeResult", "QuestionResult", "as_float_image", "judge_batch", "judge_image", "judge_objects",
+           "judge_trajectories"]  # fmt: skip
 
 _RANGE_SLACK = 1e-6
 
@@ -249,3 +251,14 @@ def judge_batch(
     specs = [_as_spec(p, f"prompts[{i}]") for i, p in enumerate(prompts)]
     cfg = _scaled(config, canvas)
     return [judge_objects(segment_image(img, canvas, config), spec, cfg) for img, spec in zip(floats, specs)]
+
+
+def judge_trajectories(store: str | Path) -> dict[str, JudgeResult]:
+    """The oracle's judgment of the final image of every trajectory in a trajectory store, by trajectory key (in the
+    store's order)."""
+    from ..trajectory_store import TrajectoryStore
+
+    out: dict[str, JudgeResult] = {}
+    for recs, tensors in TrajectoryStore.open(store).iter_shards(names=("images",)):
+        out.update(zip((r.key for r in recs), judge_batch(tensors["images"].numpy(), [r.prompt for r in recs])))
+    return out

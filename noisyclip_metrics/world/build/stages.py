@@ -176,8 +176,8 @@ def noisy_training_prompts(config: WorldBuildConfig) -> list[str]:
 
 @_register("trajectories")
 def _trajectories(ctx: BuildContext) -> dict[str, Any]:
-    from ...trajectory_store import TrajectoryStore, record_trajectories
-    from ..oracle import judge_batch
+    from ...trajectory_store import record_trajectories
+    from ..oracle import judge_trajectories
 
     cfg = ctx.config.noisy
     folder = ctx.folder("trajectories")
@@ -194,11 +194,10 @@ def _trajectories(ctx: BuildContext) -> dict[str, Any]:
             guidance_scale=ctx.config.sampler.guidance_scale, height=32, width=32, progress=ctx.progress,
         )  # fmt: skip
         aligned = []
-        for recs, tensors in TrajectoryStore.open(store.root).iter_shards(names=("images",)):
-            for rec, res in zip(recs, judge_batch(tensors["images"].numpy(), [r.prompt for r in recs])):
-                labels[rec.key] = float(res.aligned)
-                scores[rec.key] = float(res.score)
-                aligned.append(res.aligned)
+        for key, res in judge_trajectories(store.root).items():
+            labels[key] = float(res.aligned)
+            scores[key] = float(res.score)
+            aligned.append(res.aligned)
         rates[model] = float(np.mean(aligned))
     write_json(folder / LABEL_FILES["aligned"], labels)
     write_json(folder / LABEL_FILES["tifa"], scores)
