@@ -166,7 +166,7 @@ def tifa_section(data: Path, resamples: int, seed: int) -> None:
                   agreement(dsg_mean.ravel(), tifa_mean.ravel(), n_resamples=resamples, seed=seed)))
     pair_table("Inter-annotator agreement (cells: estimate [95% bootstrap CI]); DSG = Cho et al.'s re-annotation "
                "of the same 800 images by 5 workers:", rows_)
-    print(f"DSG leave-one-out, mean over the 5 workers: " + ", ".join(
+    print("DSG leave-one-out, mean over the 5 workers: " + ", ".join(
         f"{n} {np.mean([getattr(r, n).value for r in dsg_results]):.3f}" for n in STAT_COLUMNS) + "\n")
     print("Per-model mean human rating (mean of the 2 TIFA raters; DSG mean of 5), 95% bootstrap CI over texts:\n")
     print("| model | TIFA human mean | DSG human mean |")

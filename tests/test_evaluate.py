@@ -16,7 +16,7 @@ import torch
 
 from noisyclip_metrics.cli import main
 from noisyclip_metrics.errors import InputError, SchemaError
-from noisyclip_metrics.evaluate import EvalConfig, evaluate
+from noisyclip_metrics.evaluate import EvalConfig
 from noisyclip_metrics.model import TINY_TEST_CONFIG, NoisyCLIPModel
 from noisyclip_metrics.results import ResultsStore
 from noisyclip_metrics.testing import tiny_pipeline

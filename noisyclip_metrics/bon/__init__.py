@@ -35,6 +35,7 @@ __all__ = [
     "fit_threshold_calibration",
     "compute_bon",
     "read_bon",
+    "pick_scores",
     "BON_SCHEMA",
     "fit_halving_schedule",
     "crossfit_halving",

@@ -29,7 +29,7 @@ def world(tmp_path_factory):
     pipe = tiny_pipeline("sd", root / "pipe")
     store = record_trajectories(pipe, root / "traj", PROMPTS, seeds=[0, 1], num_inference_steps=4, height=32,
                                 width=32, batch_size=18, progress=False)  # fmt: skip
-    base = NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0).save_pretrained(root / "base")
+    NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0).save_pretrained(root / "base")
     labels = {r.key: float(i % 2) for i, r in enumerate(store.records())}
     (root / "labels.json").write_text(json.dumps(labels))
     return root
