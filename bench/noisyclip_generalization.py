@@ -1,6 +1,7 @@
 """Does a NoisyCLIP's Best-of-N edge over frozen CLIP carry over to prompts unlike the ones it was fine-tuned on?
 
     python bench/noisyclip_generalization.py --out runs/generalization [--fresh 200] [--scorers world:noisyclip-x0 DIR]
+        [--wise 0.3 0.5 0.7]
 
 The world's NoisyCLIPs are fine-tuned on the trajectories of 250 training-split prompts (the build's ``trajectories``
 stage); frozen CLIP (``clip-final``, the reference of the Best-of-N tables) was trained on renders of thousands. This
@@ -9,13 +10,17 @@ with the oracle (TIFA score):
 
 * ``fresh``: prompts drawn from the training split like the build's, none of them among the build's 250 (the same
   distribution the NoisyCLIPs were trained on, unseen prompts);
-* ``benchmark``: the 400 benchmark prompts, reported in two parts: those built from training compositions only, and
-  those that use a held-out colour-shape pair or relation combination (``extra["heldout"]``).
+* ``benchmark``: the 400 benchmark prompts, reported in two parts, those built from training compositions only and
+  those that use a held-out colour-shape pair or relation combination (``extra["heldout"]``), and whole.
 
 It then prints, per model and prompt set, the judge score of the Best-of-6 pick of each scorer (a NoisyCLIP reading the
 x̂0 preview at step k of T, or the latent for one that reads latents) as a ratio to ``clip-final``'s pick, with 95%
 paired bootstrap intervals over prompts. Stores and judgments are kept in ``--out`` and reused by a rerun (trajectory
 stores resume; the benchmark's are the ones ``noisyclip evaluate`` would record: same pipelines, seeds and sampler).
+
+``--wise A ...`` adds, for each scorer, its WiSE-FT interpolations with frozen ``world:clip`` at image-tower weight
+``A`` (:func:`noisyclip_metrics.training.wise.interpolate_image_tower`; 0 is frozen CLIP reading the same input, 1
+the scorer itself): the standard remedy when fine-tuning costs generalisation.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from noisyclip_metrics.pipelines import load_pipeline
 from noisyclip_metrics.stats import bootstrap_ratio
 from noisyclip_metrics.training.data import TrajectorySource
 from noisyclip_metrics.training.evaluate import embed_at_step
+from noisyclip_metrics.training.wise import interpolate_image_tower
 from noisyclip_metrics.trajectory_store import record_trajectories
 from noisyclip_metrics.world.benchmark import world_promptset
 from noisyclip_metrics.world.build.config import PRESETS
@@ -113,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--scorers", nargs="+", default=["world:noisyclip-x0"],
                         help="NoisyCLIP ids or folders (each read as it was trained: x̂0 preview or latent)")  # fmt: skip
+    parser.add_argument("--wise", type=float, nargs="+", default=[], metavar="ALPHA",
+                        help="also score WiSE-FT interpolations of each scorer with world:clip at these weights")  # fmt: skip
     parser.add_argument("--steps", type=int, nargs="+", default=list(STEPS), help="decision steps k")
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=2)
@@ -128,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     heldout = {p.id for p in bench if p.extra.get("heldout")}
     frozen = resolve_model("world:clip")
     scorers = {name: resolve_model(name) for name in args.scorers}
+    scorers.update({f"{name} WiSE-FT {alpha:g}": interpolate_image_tower(scorers[name], frozen, alpha)
+                    for name in args.scorers for alpha in args.wise})  # fmt: skip
     rows = []
     for model in args.models:
         for set_name, (texts, ids) in sets.items():
@@ -145,9 +155,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             reference = pick(judge, final_scores(frozen, source, order).reshape(shape))
             picks = {name: step_scores(s, by_key[s.config.reads], order, args.steps).reshape(len(args.steps), *shape)
                      for name, s in scorers.items()}  # fmt: skip
+            unseen = np.array([p.split("/", 1)[1] in heldout for p in pids])
             parts = {"fresh": np.ones(len(pids), dtype=bool)} if set_name == "fresh" else {
-                "benchmark, training compositions": np.array([p.split("/", 1)[1] not in heldout for p in pids]),
-                "benchmark, held-out compositions": np.array([p.split("/", 1)[1] in heldout for p in pids]),
+                "benchmark, training compositions": ~unseen, "benchmark, held-out compositions": unseen,
+                "benchmark, all": np.ones(len(pids), dtype=bool),
             }  # fmt: skip
             for part, mask in parts.items():
                 if not mask.any():

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from noisyclip_metrics.cli import COMMANDS, main
 from noisyclip_metrics.model import TINY_TEST_CONFIG, NoisyCLIPModel
@@ -38,6 +39,7 @@ def test_help_for_every_command(capsys):
         (["score", "--model", "/nope", "--trajectories", "/nope"], "not a trajectory store"),
         (["train", "--init", "x", "--trajectories", "t", "--out-dir", "o", "--target", "distil"], "did you mean"),
         (["capture", "--pipeline", "/nope", "--prompts", "/nope.txt", "--out", "/tmp/x"], "prompt file not found"),
+        (["wise-ft", "--finetuned", "f", "--base", "b", "--alpha", "1.5", "--out", "/tmp/x"], "alpha: expected"),
     ],
 )
 def test_errors_are_one_line_with_status_2(capsys, argv, match):
@@ -85,6 +87,13 @@ def test_capture_score_train_end_to_end(tmp_path, capsys):
                           "--val-fraction", "0.1", "--no-progress")  # fmt: skip
     assert code == 0, err
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file() and "model:" in out
+    code, out, err = _run(capsys, "wise-ft", "--finetuned", str(tmp_path / "run" / "model"), "--base",
+                          str(tmp_path / "base"), "--alpha", "0.5", "--out", str(tmp_path / "wise"))  # fmt: skip
+    assert code == 0, err
+    tuned, base, wise = (NoisyCLIPModel.from_pretrained(tmp_path / p).clip.visual.state_dict()
+                         for p in ("run/model", "base", "wise"))  # fmt: skip
+    assert all(torch.allclose(wise[k], (tuned[k] + base[k]) / 2) for k in wise)
+    assert any(not torch.equal(tuned[k], base[k]) for k in wise)
 
 
 def test_console_script_entry_point(tmp_path):

@@ -1,4 +1,4 @@
-"""Core subcommands: ``train``, ``capture``, ``score``, ``info``."""
+"""Core subcommands: ``train``, ``wise-ft``, ``capture``, ``score``, ``info``."""
 
 from __future__ import annotations
 
@@ -140,6 +140,27 @@ def _run_train(args: argparse.Namespace) -> int:
 
 COMMANDS.register("train", Command("train", "fine-tune a CLIP image tower on noisy trajectory latents",
                                    _configure_train, _run_train))  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------------- wise-ft
+def _configure_wise_ft(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--finetuned", required=True, help="the fine-tuned NoisyCLIP (folder or registered id)")
+    p.add_argument("--base", required=True, help="the CLIP it was fine-tuned from (folder or registered id)")
+    p.add_argument("--alpha", required=True, type=float, help="weight of the fine-tuned image tower, in [0, 1]")
+    p.add_argument("--out", required=True, type=Path, help="checkpoint folder to write (replaced atomically)")
+
+
+def _run_wise_ft(args: argparse.Namespace) -> int:
+    from ..training.wise import interpolate_image_tower
+
+    model = interpolate_image_tower(args.finetuned, args.base, args.alpha)
+    print(f"model: {model.save_pretrained(args.out)}")
+    return 0
+
+
+COMMANDS.register("wise-ft", Command(
+    "wise-ft", "interpolate a fine-tuned image tower with the CLIP it started from (WiSE-FT)", _configure_wise_ft,
+    _run_wise_ft))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------- capture
