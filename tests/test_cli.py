@@ -48,6 +48,13 @@ def test_errors_are_one_line_with_status_2(capsys, argv, match):
     assert err.count("\n") == 1 and match in err and err.startswith("noisyclip ")
 
 
+def test_world_build_from_a_folder_that_is_not_weights_is_one_line(capsys, tmp_path):
+    code, _, err = _run(capsys, "world", "build", "--preset", "ci", "--work", str(tmp_path / "w"), "--out",
+                        str(tmp_path / "o"), "--from-weights", str(tmp_path), "--no-progress")  # fmt: skip
+    assert code == 2 and err.count("\n") == 1 and "from_weights:" in err and "no BUILD.json" in err
+    assert not (tmp_path / "o").exists()
+
+
 def test_usage_errors_are_one_line_with_status_2(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "--steps", "many"])

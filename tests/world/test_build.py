@@ -129,3 +129,58 @@ def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path):
         torch.testing.assert_close(v, w, atol=1e-6, rtol=0, msg=k)
     with pytest.raises(ConfigMismatchError):
         train_world_vae(tmp_path / "part", VaeStageConfig(**{**cfg.__dict__, "lr": 1e-4}), progress=False)
+
+
+def test_from_weights_rebuilds_only_the_noisyclips(built, tmp_path):
+    """A work folder seeded from packaged weights skips every stage before ``trajectories`` and keeps its record."""
+    import dataclasses
+
+    from noisyclip_metrics.world.build.config import NoisyRunConfig
+
+    root, _ = built
+    cfg = PRESETS.get("ci")
+    runs = tuple(dataclasses.replace(r, steps=6) for r in cfg.noisy.runs)  # another recipe for the NoisyCLIPs
+    cfg = dataclasses.replace(cfg, noisy=dataclasses.replace(cfg.noisy, runs=runs))
+    assert all(isinstance(r, NoisyRunConfig) for r in runs)
+    metrics = build_world(tmp_path / "work", tmp_path / "out", cfg, progress=False, command="rebuild",
+                          from_weights=root / "out")  # fmt: skip
+    before = json.loads((root / "out" / "BUILD.json").read_text())
+    record = json.loads((tmp_path / "out" / "BUILD.json").read_text())
+    assert record["command"] == "rebuild" and record["config"]["noisy"]["runs"][0]["steps"] == 6
+    for stage in ("tokenizer", "vae", "clip", "text-encoder", "unet-data", "unet-sd-small", "unet-sd-base"):
+        seeded = record["metrics"][stage]
+        assert seeded["seeded_from"]["folder"] == str(root / "out"), stage
+        assert {k: v for k, v in seeded.items() if k != "seeded_from"} == before["metrics"][stage], stage
+    for stage in ("trajectories", "noisyclip"):
+        assert metrics[stage]["command"] == "rebuild" and "seeded_from" not in metrics[stage]
+    # the UNets, CLIP and preview map are the packaged ones, unchanged; the NoisyCLIPs are new
+    for path in ("sd-base/unet/diffusion_pytorch_model.safetensors", "clip/model.safetensors",
+                 "shared/vae/diffusion_pytorch_model.safetensors", "preview.safetensors"):  # fmt: skip
+        a, b = load_file(str(root / "out" / path)), load_file(str(tmp_path / "out" / path))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), path
+    old, new = (load_file(str(r / "noisyclip-x0" / "model.safetensors")) for r in (root / "out", tmp_path / "out"))
+    assert any(not torch.equal(old[k], new[k]) for k in old)
+
+
+def test_from_weights_refuses_other_weights(built, tmp_path):
+    import dataclasses
+    import shutil
+
+    root, _ = built
+    cfg = PRESETS.get("ci")
+    with pytest.raises(InputError, match="from_weights: .*no BUILD.json"):
+        build_world(tmp_path / "w1", tmp_path / "o1", cfg, stages=["tokenizer"], progress=False,
+                    from_weights=tmp_path / "nowhere")  # fmt: skip
+    # the seeded stages must have been built with this configuration
+    other = dataclasses.replace(cfg, unet_pool=cfg.unet_pool + 1)
+    with pytest.raises(InputError, match="from_weights: .*another unet_pool configuration"):
+        build_world(tmp_path / "w2", tmp_path / "o2", other, stages=["tokenizer"], progress=False,
+                    from_weights=root / "out")  # fmt: skip
+    copy = tmp_path / "weights"
+    shutil.copytree(root / "out", copy)
+    shutil.rmtree(copy / "sd-base")
+    with pytest.raises(InputError, match="sd-base is missing"):
+        build_world(tmp_path / "w3", tmp_path / "o3", cfg, stages=["tokenizer"], progress=False, from_weights=copy)
+    (copy / "BUILD.json").write_text("{not json")
+    with pytest.raises(InputError, match="not a build record"):
+        build_world(tmp_path / "w4", tmp_path / "o4", cfg, stages=["tokenizer"], progress=False, from_weights=copy)

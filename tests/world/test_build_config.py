@@ -27,3 +27,35 @@ def test_attention_heads_is_the_number_of_heads_of_every_attention_layer():
     assert attentions and {m.heads for m in attentions} == {2}
     widths = {m.to_q.out_features // m.heads for m in attentions}
     assert widths == {8, 16}  # head width = channels / heads at both resolutions
+
+
+def test_noisy_stage_refuses_bad_prompt_counts():
+    import pytest
+
+    from noisyclip_metrics.errors import InputError
+    from noisyclip_metrics.world.build.config import NoisyStageConfig
+
+    for kwargs, name in (({"prompts": 0}, "prompts"), ({"coverage_prompts": -1}, "coverage_prompts"),
+                         ({"coverage_prompts": True}, "coverage_prompts"), ({"seeds": 2.0}, "seeds")):  # fmt: skip
+        with pytest.raises(InputError, match=f"^{name}: expected an int"):
+            NoisyStageConfig(**kwargs)
+
+
+def test_noisyclip_training_prompts_cover_the_grammar_but_never_the_benchmark():
+    from noisyclip_metrics.world.build.stages import noisy_training_prompts
+    from noisyclip_metrics.world.grammar import parse_prompt
+    from noisyclip_metrics.world.splits import make_split
+
+    cfg = PRESETS.get("full")
+    prompts = noisy_training_prompts(cfg)
+    n, extra = cfg.noisy.prompts, cfg.noisy.coverage_prompts
+    split = make_split(cfg.seed)
+    assert len(prompts) == n + extra == len(set(prompts)) and not set(prompts) & split.pool_texts
+    specs = [parse_prompt(p) for p in prompts]
+    # the first part is the training split (what the UNets learned from); the coverage part reaches held-out
+    # compositions too, as the world CLIP's captions do
+    assert not any(split.touches_heldout(s) for s in specs[:n])
+    assert 0.1 < sum(split.touches_heldout(s) for s in specs[n:]) / extra < 0.9
+    assert noisy_training_prompts(cfg) == prompts
+    assert noisy_training_prompts(dataclasses.replace(cfg, noisy=dataclasses.replace(cfg.noisy, coverage_prompts=0))) \
+        == prompts[:n]

@@ -42,7 +42,7 @@ class NoisyRunConfig:
     target: str = "distill"
     labels: str = "aligned"
     step_sampling: str = "window:4-10"
-    steps: int = 600
+    steps: int = 1200
     train_batch_size: int = 128
     lr: float = 3e-4
     train_preview: bool = False
@@ -58,10 +58,17 @@ LABEL_FILES = {"aligned": "labels.json", "tifa": "scores.json"}
 
 @dataclass(frozen=True)
 class NoisyStageConfig:
-    """Trajectories of the training prompts for NoisyCLIP fine-tuning, and the fine-tuning runs on them."""
+    """Trajectories of the training prompts for NoisyCLIP fine-tuning, and the fine-tuning runs on them.
+
+    The prompts are ``prompts`` distinct prompts of the training split (what the UNets learned from) and then
+    ``coverage_prompts`` distinct prompts drawn from the whole grammar with the training template mix, the held-out
+    compositions included, as the world CLIP's own training captions are. No prompt of the benchmark pool is ever
+    among them (see :func:`~noisyclip_metrics.world.build.stages.noisy_training_prompts`).
+    """
 
     models: tuple[str, ...] = ("sd-small", "sd-base", "sd-large")
     prompts: int = 250
+    coverage_prompts: int = 250
     seeds: int = 6
     batch_size: int = 64
     runs: tuple[NoisyRunConfig, ...] = (
@@ -72,6 +79,11 @@ class NoisyStageConfig:
 
     def __post_init__(self) -> None:
         from ..models import WORLD_IDS
+
+        for name, least in (("prompts", 1), ("coverage_prompts", 0), ("seeds", 1), ("batch_size", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise InputError(f"{name}: expected an int >= {least}, got {value!r}")
 
         names = [run.name for run in self.runs]
         if len(set(names)) != len(names):
@@ -113,7 +125,7 @@ PRESETS.register(
         ),
         sampler=SamplerConfig(num_inference_steps=4, guidance_scale=4.0),
         noisy=NoisyStageConfig(
-            models=("sd-small", "sd-base"), prompts=6, seeds=2, batch_size=12,
+            models=("sd-small", "sd-base"), prompts=6, coverage_prompts=2, seeds=2, batch_size=12,
             runs=tuple(NoisyRunConfig(name, read=read, target=target, labels=labels, step_sampling="window:1-3",
                                       steps=4, train_batch_size=8)
                        for name, read, target, labels in (("noisyclip", "latents", "distill", "aligned"),

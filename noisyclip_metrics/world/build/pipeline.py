@@ -9,7 +9,7 @@ stage                   output in ``work/``
 ``text-encoder``        ``text-encoder/``: the CLIP text tower as a ``transformers.CLIPTextModel`` + tokenizer
 ``unet-data``           ``unet-data/data.safetensors``: latents of training renders, text features
 ``unet-<name>``         ``unet-<name>/pipeline``: one StableDiffusionPipeline per model in the config
-``trajectories``        ``trajectories/<model>``: trajectory stores of training prompts; oracle labels
+``trajectories``        ``trajectories/<model>``: trajectory stores of the NoisyCLIP prompts; oracle labels
 ``noisyclip``           ``noisyclip/run/model``: the fine-tuned NoisyCLIP
 ``package``             the weights folder (fp16 safetensors) + ``BUILD.json`` (command, config, git revision)
 ======================  ===============================================================================================
@@ -86,6 +86,7 @@ def build_world(
     stages: list[str] | None = None,
     progress: bool = True,
     command: str | None = None,
+    from_weights: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run the build stages (all by default) and return the metrics of every stage.
 
@@ -96,6 +97,8 @@ def build_world(
         stages: subset of stage names to run, in build order (default: all).
         progress: show progress bars.
         command: the command line recorded in ``BUILD.json``.
+        from_weights: a packaged weights folder to take the stages before ``trajectories`` from instead of training
+            them (:func:`~noisyclip_metrics.world.build.seed.seed_from_weights`).
     """
     from . import stages as _stages  # noqa: F401  (registers the stages)
 
@@ -108,6 +111,12 @@ def build_world(
     if cfg_path.is_file() and json.loads(cfg_path.read_text(encoding="utf-8")) != cfg_json:
         raise InputError(f"{ctx.work}: holds a build with another configuration; use a new --work folder")
     write_json(cfg_path, cfg_json)
+    if from_weights is not None:
+        from .seed import seed_from_weights
+
+        seeded = seed_from_weights(ctx.work, from_weights, config)
+        if progress and seeded:
+            print(f"[world build] from {from_weights}: {', '.join(seeded)}", file=sys.stderr, flush=True)
     if config.threads:
         torch.set_num_threads(config.threads)
     metrics: dict[str, Any] = {}

@@ -159,19 +159,41 @@ def load_world_pipeline(folder: Path) -> Any:
 
 
 def noisy_training_prompts(config: WorldBuildConfig) -> list[str]:
-    """The distinct training-split prompts whose trajectories the ``trajectories`` stage records (``noisy.prompts`` of
-    them), in order: the prompts every NoisyCLIP of the build is fine-tuned on.
+    """The distinct prompts whose trajectories the ``trajectories`` stage records, in order: the prompts every
+    NoisyCLIP of the build is fine-tuned on.
+
+    First ``noisy.prompts`` prompts of the training split, then ``noisy.coverage_prompts`` prompts drawn from the
+    whole grammar with the training template mix (held-out compositions included, as in the world CLIP's captions).
+    Neither part holds a prompt of the benchmark pool (any benchmark size), and no prompt appears twice.
 
     Example:
         >>> from noisyclip_metrics.world.build.config import PRESETS
-        >>> len(noisy_training_prompts(PRESETS.get("ci")))
-        6
+        >>> from noisyclip_metrics.world.splits import make_split
+        >>> prompts = noisy_training_prompts(PRESETS.get("ci"))
+        >>> len(prompts), bool(set(prompts) & make_split(0).pool_texts)
+        (8, False)
     """
+    from ..sampling import sample_prompts
     from ..splits import make_split
 
     split = make_split(seed=config.seed)
-    n = config.noisy.prompts
-    return list(dict.fromkeys(p.text for p in split.train(n * 3, seed=config.seed + 17)))[:n]
+    n, extra = config.noisy.prompts, config.noisy.coverage_prompts
+    train = list(dict.fromkeys(p.text for p in split.train(n * 3, seed=config.seed + 17)))[:n]
+    if len(train) < n:
+        raise InputError(f"noisy.prompts: only {len(train)} distinct training prompts drawn, expected {n}")
+    seen = set(train) | split.pool_texts
+    coverage: list[str] = []
+    rng = np.random.default_rng([config.seed, 23])
+    for _ in range(20):
+        for p in sample_prompts(extra * 4, seed=rng, mix=split.config.train_mix):
+            if p.text not in seen and len(coverage) < extra:
+                seen.add(p.text)
+                coverage.append(p.text)
+        if len(coverage) == extra:
+            break
+    else:
+        raise InputError(f"noisy.coverage_prompts: only {len(coverage)} new distinct prompts drawn, expected {extra}")
+    return train + coverage
 
 
 @_register("trajectories")
