@@ -9,7 +9,7 @@ on real world models. For every run of the store it takes the first ``--prompts`
 seeds, and runs ``EarlyBestOfN.run_batch`` live (``--batch-prompts`` prompts per batch) with
 
 * the one-shot and the halving row that the offline BoN picks at ``--budget`` for ``--scorer``, and
-* full-cost ``clip-final`` BoN (one-shot at k = T), the reference of the ratios;
+* full-cost ``clip-final`` BoN (one-shot at k = T), the reference of the ratios (``--no-reference`` skips it);
 
 then judges every chosen image with the run's judge, and prints per policy: how many live picks are the offline
 pick's seed, the largest difference between a live pick's judge score and the recorded judge score of the same seed
@@ -39,8 +39,10 @@ from noisyclip_metrics.judges import build_judge  # noqa: E402
 from noisyclip_metrics.results import ResultsStore  # noqa: E402
 
 
-def policies(rows: dict[str, list], scorer: str, n: int, budget: float, steps: int) -> list[tuple[str, str, Policy]]:
-    """(label, scorer, live policy) of the offline rows at the budget, and full-cost ``clip-final`` BoN."""
+def policies(rows: dict[str, list], scorer: str, n: int, budget: float, steps: int,
+             reference: bool = True) -> list[tuple[str, str, Policy]]:  # fmt: skip
+    """(label, scorer, live policy) of the offline rows at the budget, and full-cost ``clip-final`` BoN unless not
+    ``reference``."""
     table = [dict(zip(rows, values)) for values in zip(*rows.values())]
     table = [r for r in table if r["n"] == n and r["m"] == 1]
     out = []
@@ -51,7 +53,8 @@ def policies(rows: dict[str, list], scorer: str, n: int, budget: float, steps: i
         schedule = tuple(int(k) for k in row["schedule"].split(","))
         policy = OneShotPolicy(k=schedule[0]) if name == "one-shot" else HalvingPolicy(schedule)
         out.append((f"{name} {row['schedule']} (cost {row['cost_fraction']:.2f})", scorer, policy))
-    out.append(("full-cost BoN (k = T)", "clip-final", OneShotPolicy(k=steps)))
+    if reference:
+        out.append(("full-cost BoN (k = T)", "clip-final", OneShotPolicy(k=steps)))
     return out
 
 
@@ -70,6 +73,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scorer", default="noisyclip-x0")
     parser.add_argument("--n", type=int, default=6)
     parser.add_argument("--budget", type=float, default=0.5)
+    parser.add_argument("--no-reference", action="store_true",
+                        help="skip full-cost clip-final BoN (it does not depend on --scorer: after a scorer changes, "
+                             "only the scorer's rows need rerunning)")  # fmt: skip
     args = parser.parse_args(argv)
 
     store = ResultsStore.open(args.results)
@@ -93,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         seeds = list(column)
         rows = bon_rows(arrays, ns=[n])
         sampler = {k: info.sampler.get(k) for k in ("guidance_scale", "height", "width")}
-        for label, name, policy in policies(rows, args.scorer, n, args.budget, steps):
+        for label, name, policy in policies(rows, args.scorer, n, args.budget, steps, not args.no_reference):
             plan = decisions_of(policy, n, steps)
             offline, offline_judge = (f(arrays, name, n, plan)[: len(prow)] for f in (plan_picks, plan_scores))
             bon = EarlyBestOfN(pipe, scorers[name], policy)

@@ -3,15 +3,18 @@
     python bench/noisyclip_generalization.py --out runs/generalization [--fresh 200] [--scorers world:noisyclip-x0 DIR]
         [--wise 0.3 0.5 0.7]
 
-The world's NoisyCLIPs are fine-tuned on the trajectories of 250 training-split prompts (the build's ``trajectories``
-stage); frozen CLIP (``clip-final``, the reference of the Best-of-N tables) was trained on renders of thousands. This
-script records, for every world model, the trajectories of two prompt sets, 6 seeds each, and judges every final image
-with the oracle (TIFA score):
+The world's NoisyCLIPs are fine-tuned on the trajectories of the build's prompts (``noisy_training_prompts``: 250 of
+the training split, then 250 drawn from the whole grammar, none of them a benchmark prompt); frozen CLIP
+(``clip-final``, the reference of the Best-of-N tables) was trained on renders of thousands. This script records, for
+every world model, the trajectories of two prompt sets, 6 seeds each, and judges every final image with the oracle
+(TIFA score):
 
-* ``fresh``: prompts drawn from the training split like the build's, none of them among the build's 250 (the same
-  distribution the NoisyCLIPs were trained on, unseen prompts);
+* ``fresh``: prompts drawn from the training split like the build's first 250, none of them among the build's prompts
+  (unseen prompts of a distribution the NoisyCLIPs were trained on);
 * ``benchmark``: the 400 benchmark prompts, reported in two parts, those built from training compositions only and
-  those that use a held-out colour-shape pair or relation combination (``extra["heldout"]``), and whole.
+  those that use a colour-shape pair or relation combination held out from the UNets' training
+  (``extra["heldout"]``; the build's coverage prompts use such compositions too, never the benchmark's prompts), and
+  whole.
 
 It then prints, per model and prompt set, the judge score of the Best-of-6 pick of each scorer (a NoisyCLIP reading the
 x̂0 preview at step k of T, or the latent for one that reads latents) as a ratio to ``clip-final``'s pick, with 95%
