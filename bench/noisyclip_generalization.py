@@ -116,7 +116,7 @@ def ratio_cell(num: np.ndarray, den: np.ndarray, resamples: int) -> str:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="folder for the trajectory stores and judgments")
-    parser.add_argument("--fresh", type=int, default=200, help="fresh training-distribution prompts")
+    parser.add_argument("--fresh", type=int, default=200, help="fresh training-distribution prompts (0: none)")
     parser.add_argument("--benchmark-prompts", type=int, default=None, help="first N benchmark prompts (default: all)")
     parser.add_argument("--seeds", type=int, default=6)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
@@ -136,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "fresh": (fresh, [f"v{i:04d}" for i in range(len(fresh))]),
         "benchmark": (list(bench.texts), list(bench.ids)),
     }
+    sets = {name: value for name, value in sets.items() if value[0]}  # --fresh 0: the benchmark only
     heldout = {p.id for p in bench if p.extra.get("heldout")}
     frozen = resolve_model("world:clip")
     scorers = {name: resolve_model(name) for name in args.scorers}
