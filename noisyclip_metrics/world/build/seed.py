@@ -24,14 +24,10 @@ from ...io import write_json
 from ..models import SHARED_COMPONENTS
 from .config import WorldBuildConfig
 
-__all__ = ["seed_from_weights", "SEEDABLE"]
+__all__ = ["seed_from_weights"]
 
-#: Stages whose outputs a weights folder holds (``unet-data`` only as its recorded measurements: its renders are
-#: not shipped, and nothing after it reads them once the UNets are restored).
-SEEDABLE = ("tokenizer", "vae", "clip", "text-encoder", "unet-data", "unet-sd-small", "unet-sd-base", "unet-sd-large")
-
-#: Configuration keys that the seeded stages were built with (all but ``noisy``, the stages rebuilt afterwards).
-_SEEDED_CONFIG = ("seed", "vae", "clip", "unet_pool", "unets", "sampler")
+#: Configuration keys the seeded stages do not depend on: the NoisyCLIP stages rebuilt afterwards, and torch threads.
+_NOT_SEEDED_CONFIG = ("noisy", "threads")
 
 
 def _copy(src: Path, dst: Path) -> None:
@@ -44,12 +40,13 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 def seed_from_weights(work: str | Path, weights: str | Path, config: WorldBuildConfig) -> list[str]:
-    """Restore the stages of :data:`SEEDABLE` that ``config`` builds into ``work`` from the weights folder
-    ``weights``; return their names. Stages already done in ``work`` are left as they are.
+    """Restore the stages before ``trajectories`` that ``config`` builds into ``work`` from the weights folder
+    ``weights``; return their names. Stages already done in ``work`` are left as they are; ``unet-data`` is restored
+    as its recorded measurements only (its renders are not shipped, and nothing reads them once the UNets are).
 
     Raises:
         InputError: ``weights`` is not a packaged weights folder, or it was built with another configuration for
-            the seeded stages (``seed``, ``vae``, ``clip``, ``unet_pool``, ``unets``, ``sampler``).
+            the seeded stages (every configuration key but ``noisy`` and ``threads``).
     """
     work, weights = Path(work), Path(weights)
     record_path = weights / "BUILD.json"
@@ -61,7 +58,7 @@ def seed_from_weights(work: str | Path, weights: str | Path, config: WorldBuildC
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise InputError(f"from_weights: {record_path} is not a build record ({err})") from None
     wanted = json.loads(json.dumps(config.to_json()))
-    differ = [k for k in _SEEDED_CONFIG if built.get(k) != wanted[k]]
+    differ = [k for k in wanted if k not in _NOT_SEEDED_CONFIG and built.get(k) != wanted[k]]
     if differ:
         raise InputError(f"from_weights: {weights} was built with another {', '.join(differ)} configuration than "
                          "this build; seed only a build whose earlier stages match")  # fmt: skip
@@ -80,8 +77,12 @@ def seed_from_weights(work: str | Path, weights: str | Path, config: WorldBuildC
         outputs[f"unet-{name}"] = [(weights / name, pipe)] + [
             (weights / "shared" / c, pipe / c) for c in SHARED_COMPONENTS
         ]
+    from . import stages as _stages  # noqa: F401  (registers the stages)
+    from .pipeline import STAGES
+
+    names = STAGES.names()
     seeded = []
-    for stage in SEEDABLE:
+    for stage in names[: names.index("trajectories")]:
         done = work / stage / "DONE.json"
         if stage not in outputs or done.is_file():
             continue
@@ -89,7 +90,7 @@ def seed_from_weights(work: str | Path, weights: str | Path, config: WorldBuildC
             raise InputError(f"from_weights: {record_path} records no {stage!r} stage")
         for src, dst in outputs[stage]:
             _copy(src, dst)
-        (work / stage / "DONE.json").unlink(missing_ok=True)  # the tokenizer folder ships its own DONE.json
+        done.unlink(missing_ok=True)  # the tokenizer folder ships its own DONE.json
         result: dict[str, Any] = dict(metrics[stage])  # with the stage's own revision and command, when recorded
         result["seeded_from"] = {"folder": str(weights), "git_revision": record.get("git_revision", "unknown"),
                                  "created": record.get("created", "unknown")}  # fmt: skip
