@@ -10,7 +10,16 @@ from typing import Any
 
 from .errors import DataFileError, SchemaError
 
-__all__ = ["read_prompt_file", "atomic_write_bytes", "atomic_write_text", "write_json", "read_manifest"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "current_umask",
+    "fsync_file",
+    "new_file_mode",
+    "read_manifest",
+    "read_prompt_file",
+    "write_json",
+]
 
 
 def read_prompt_file(path: str | Path) -> list[str]:
@@ -53,13 +62,50 @@ def read_prompt_file(path: str | Path) -> list[str]:
     return prompts
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows (``/proc/self/status``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, but only where /proc is missing)
+    os.umask(mask)
+    return mask
+
+
+def new_file_mode() -> int:
+    """The mode ``open()`` would give a new file: ``0o666`` less the umask (``0o644`` under the usual ``022``).
+
+    Temporary files (``tempfile.mkstemp``) are created ``0o600`` whatever the umask; the atomic writers give the
+    final file this mode instead, so a store written by one user can be read by others as the umask intends.
+    """
+    return 0o666 & ~current_umask()
+
+
+def fsync_file(path: str | Path) -> None:
+    """Flush a written file's data to disk (before it is renamed into place), and give it :func:`new_file_mode`."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fchmod(fd, new_file_mode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, fsync and an atomic rename."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder, fsync and an atomic rename.
+
+    The file gets the mode a plain ``open()`` would give it (``0o666`` less the umask), not ``mkstemp``'s ``0o600``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), new_file_mode())
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -96,7 +142,5 @@ def read_manifest(path: Path, schema: str, version: int, what: str, hint: str = 
         found = meta.get("schema") if isinstance(meta, dict) else type(meta).__name__
         raise SchemaError(f"{path}: schema {found!r}, expected {schema!r}")
     if meta.get("schema_version") != version:
-        raise SchemaError(
-            f"{path}: schema_version {meta.get('schema_version')!r}, this library reads {version}{hint}"
-        )
+        raise SchemaError(f"{path}: schema_version {meta.get('schema_version')!r}, this library reads {version}{hint}")
     return meta
