@@ -74,7 +74,9 @@ class ScoreInputs:
         scheduler: the pipeline's scheduler (to compute x̂0 without ``x0``).
         latent_scale: ``(B,)`` factor applied to ``latents`` before the preview (default 1).
         images: ``(B, 3, H, W)`` final images in ``[0, 1]``.
-        step: the step index k of the latents, for bookkeeping only.
+        step: the step index k of the latents (the index into the scheduler's timesteps); besides bookkeeping, it
+            says which step a latent is at where its timestep occurs twice in the schedule with different noise
+            levels (:func:`noisyclip_metrics.x0.noise_level`).
     """
 
     prompts: Sequence[str]
@@ -99,7 +101,8 @@ class ScoreInputs:
         missing = [n for n in ("latents", "timesteps", "model_output", "scheduler") if getattr(self, n) is None]
         if missing:
             raise InputError(f"x0: not given, and cannot be estimated without {missing}")
-        return estimate_x0(self.scheduler, self.latents, self.timesteps, self.model_output)  # type: ignore[arg-type]
+        given = (self.scheduler, self.latents, self.timesteps, self.model_output)
+        return estimate_x0(*given, step_index=self.step)  # type: ignore[arg-type]
 
 
 @runtime_checkable

@@ -167,13 +167,22 @@ def scheduler_step_hook(scheduler: Any, on_step: Callable[[torch.Tensor, torch.T
             del scheduler.step
 
 
+_Record = tuple[torch.Tensor, torch.Tensor, float, torch.Tensor, int | None]
+
+
 @contextlib.contextmanager
-def _recording_step(scheduler: Any) -> Iterator[list[tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]]]:
-    """Temporarily wrap ``scheduler.step`` to record (sample, guided output, timestep, next sample)."""
-    records: list[tuple[torch.Tensor, torch.Tensor, float, torch.Tensor]] = []
+def _recording_step(scheduler: Any) -> Iterator[list[_Record]]:
+    """Temporarily wrap ``scheduler.step`` to record (sample, guided output, timestep, next sample, step index).
+
+    The step index (into ``scheduler.timesteps``) is the scheduler's own counter, for schedulers that keep one; it
+    tells apart steps that share a timestep but not a noise level (see :func:`noisyclip_metrics.x0.noise_level`).
+    """
+    records: list[_Record] = []
 
     def record(sample: torch.Tensor, output: torch.Tensor, t: float, nxt: torch.Tensor) -> None:
-        records.append((sample.detach().clone(), output.detach().clone(), t, nxt.detach().clone()))
+        index = getattr(scheduler, "step_index", None)  # already advanced past the step just taken
+        index = None if index is None else int(index) - 1
+        records.append((sample.detach().clone(), output.detach().clone(), t, nxt.detach().clone(), index))
 
     with scheduler_step_hook(scheduler, record):
         yield records
@@ -237,10 +246,12 @@ def capture_trajectories(
     unpack = (lambda z: unpack_flux(z, height, width, pipe.vae_scale_factor)) if family.packed else (lambda z: z)
     latents = [unpack(r[0]) for r in records] + [unpack(records[-1][3])]
     timesteps = torch.tensor([r[2] for r in records] + [0.0], dtype=torch.float64)
-    scale = model_input_scale(pipe.scheduler, timesteps[:-1], len(records))
+    index = None if any(r[4] is None for r in records) else torch.tensor([r[4] for r in records])
+    scale = model_input_scale(pipe.scheduler, timesteps[:-1], len(records), step_index=index)
     latent_scale = torch.cat([scale, torch.ones(1)])
     if record_x0:
-        x0 = [unpack(estimate_x0(pipe.scheduler, r[0], r[2], r[1])) for r in records] + [latents[-1]]
+        x0 = [unpack(estimate_x0(pipe.scheduler, r[0], r[2], r[1], step_index=r[4])) for r in records]
+        x0 = x0 + [latents[-1]]
     else:
         x0 = [torch.full_like(z, float("nan")) for z in latents]
     images = out.images if isinstance(out.images, torch.Tensor) else torch.as_tensor(out.images)

@@ -250,7 +250,7 @@ class EarlyBestOfN:
         latents = take(a.unpack(state, state.latents))
         b = len(rows)
         t = torch.full((b,), state.timestep_at(k))
-        scale = torch.ones(b) if final else model_input_scale(sched, t, b)
+        scale = torch.ones(b) if final else model_input_scale(sched, t, b, step_index=k)
         inputs = ScoreInputs(
             prompts=prompts, latents=latents, timesteps=t, x0=latents if final else None, scheduler=sched,
             model_output=None if output is None else take(a.unpack(state, output)),
