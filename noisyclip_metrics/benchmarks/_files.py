@@ -12,6 +12,7 @@ import io
 import json
 import math
 import re
+import reprlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,17 @@ __all__ = [
     "json_entry_line",
     "require",
     "as_number",
+    "short_repr",
 ]
+
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlist, _REPR.maxdict = 3, 60, 60, 4, 4
+
+
+def short_repr(value: Any) -> str:
+    """``repr`` cut to a few dozen characters and three levels of nesting (safe on deeply nested values)."""
+    return _REPR.repr(value)
 
 
 def where(path: Path | str, line: int | None = None, field: str | None = None) -> str:
@@ -84,6 +95,8 @@ def read_json(path: Path | str) -> Any:
     except json.JSONDecodeError as exc:
         hint = " (file truncated?)" if exc.pos >= len(text.rstrip()) else ""
         raise DataFileError(f"{where(path, exc.lineno)}: invalid JSON at column {exc.colno}: {exc.msg}{hint}") from None
+    except RecursionError:
+        raise DataFileError(f"{where(path)}: JSON nested too deeply to read (a corrupt or hostile file?)") from None
     except _DuplicateKey as exc:
         key = str(exc.args[0])
         hits = [m.start() for m in re.finditer(re.escape(json.dumps(key)) + r"\s*:", text)]
@@ -101,6 +114,8 @@ def read_jsonl(path: Path | str) -> list[tuple[int, Any]]:
             out.append((number, json.loads(line)))
         except json.JSONDecodeError as exc:
             raise DataFileError(f"{where(path, number)}: invalid JSON at column {exc.colno}: {exc.msg}") from None
+        except RecursionError:
+            raise DataFileError(f"{where(path, number)}: JSON nested too deeply to read (a corrupt line?)") from None
     return out
 
 
@@ -238,7 +253,7 @@ def require(entry: Any, field: str, kind: type | tuple[type, ...], path: Path | 
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         names = "/".join(k.__name__ for k in kinds)
-        raise DataFileError(f"{where(path, line, field)}: expected {names}, found {value!r}")
+        raise DataFileError(f"{where(path, line, field)}: expected {names}, found {short_repr(value)}")
     return value
 
 
@@ -253,5 +268,5 @@ def as_number(value: Any, path: Path | str, line: int | None, field: str) -> flo
         except ValueError:
             number = None
     if number is None or not math.isfinite(number):
-        raise DataFileError(f"{where(path, line, field)}: expected a finite number, found {value!r}")
+        raise DataFileError(f"{where(path, line, field)}: expected a finite number, found {short_repr(value)}")
     return number

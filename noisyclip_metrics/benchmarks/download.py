@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import DataFileError, InputError
+from ..safepath import safe_join
 from .spec import benchmark_spec
 
 __all__ = ["download_benchmark"]
@@ -40,7 +41,7 @@ def download_benchmark(name: str, dest: str | Path, *, overwrite: bool = False, 
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for item in spec.download:
-        target = folder / item.file
+        target = safe_join(folder, item.file, what=f"{name}: download file name")  # never outside dest
         if overwrite or not target.exists():
             try:
                 with urllib.request.urlopen(item.url, timeout=timeout) as response:  # noqa: S310 (spec URLs, https)

@@ -13,7 +13,8 @@ from typing import Any
 
 from ..errors import DataFileError, InputError
 from ..registry import did_you_mean
-from ._files import json_entry_line, read_json, read_jsonl, read_lines, read_table, require, where
+from ..safepath import name_problem
+from ._files import json_entry_line, read_json, read_jsonl, read_lines, read_table, require, short_repr, where
 from .promptset import SKILLS, Prompt
 from .spec import LOADERS, BenchmarkSpec, Source
 
@@ -38,6 +39,18 @@ def _unique(prompts: list[Prompt], path: Path, line_of: Callable[[int], int | No
             raise DataFileError(f"{where(path, line_of(k), 'id')}: duplicate id {prompt.id!r} (first at line {first})")
         seen[prompt.id] = k
     return prompts
+
+
+def _checked_id(value: str, path: Path, line_of: Callable[[], int | None], field: str = "id") -> str:
+    """A prompt id read from a file, refused when it cannot be a file name (ids name the folders of
+    ``--save-images``): separators, ``..``, absolute paths, NUL/control characters, over-long ids."""
+    problem = name_problem(value)
+    if problem is not None:
+        shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+        raise DataFileError(
+            f"{where(path, line_of(), field)}: prompt id {shown} {problem}; prompt ids must be usable as file names"
+        )
+    return value
 
 
 def _field(record: Any, name: str, kind: type | tuple[type, ...], path: Path, index: int) -> Any:
@@ -71,11 +84,11 @@ def load_genai_bench(spec: BenchmarkSpec, source: Source) -> list[Prompt]:
         raise DataFileError(f"{where(path, 1)}: expected an object keyed by prompt index, found {type(data).__name__}")
     prompts_by_id: dict[str, dict[str, Any]] = {}
     for k, (key, entry) in enumerate(data.items()):
-        if not key.isdigit():
+        if not (key.isascii() and key.isdigit()):
             raise DataFileError(f"{where(path, json_entry_line(path, k), 'key')}: prompt index {key!r} is not a number")
         text = _field(entry, "prompt", str, path, k)
         inner = entry.get("id")
-        if inner is not None and (not str(inner).isdigit() or int(inner) != int(key)):
+        if inner is not None and (not (str(inner).isascii() and str(inner).isdigit()) or int(inner) != int(key)):
             raise DataFileError(
                 f"{where(path, json_entry_line(path, k), 'id')}: id {inner!r} does not match its key {key!r}"
             )
@@ -140,6 +153,8 @@ def load_t2i_compbench(
     for s in splits:
         for cat in cats:
             name = f"{cat}.txt" if s == "full" else f"{cat}_{s}.txt"
+            if name_problem(name) is not None:  # categories and splits come from the spec: files of the folder only
+                raise DataFileError(f"{spec.origin or spec.name}: file name {name!r} {name_problem(name)}")
             path = source.folder / name
             if not path.is_file():
                 if s in optional:
@@ -194,7 +209,7 @@ def load_tifa(spec: BenchmarkSpec, source: Source, *, subsets: str | Sequence[st
     if not isinstance(data, list):
         raise DataFileError(f"{where(path, 1)}: expected a JSON list of {{id, caption}} records")
     for k, record in enumerate(data):
-        _field(record, "id", str, path, k)
+        _checked_id(_field(record, "id", str, path, k), path, lambda k=k: json_entry_line(path, k))
         _field(record, "caption", str, path, k)
     ids = {r["id"] for r in data}
     qa_path = source.files.get("question_answers")
@@ -250,7 +265,15 @@ def load_delimited(spec: BenchmarkSpec, source: Source) -> list[Prompt]:
             )
         skills = spec.skills_for(*(row[c].strip() for c in skill_cols))
         extra = {c: row[c] for c in extra_cols}
-        prompts.append(Prompt(id_format.format(index=index), text, skills, spec.name, category, extra=extra))
+        try:
+            prompt_id = id_format.format(index=index)
+        except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
+            raise DataFileError(
+                f"{spec.origin or spec.name}: field 'fields.id_format': {id_format!r} cannot format a record index "
+                f"({type(exc).__name__}: {exc}); use e.g. '{{index:04d}}'"
+            ) from None
+        _checked_id(prompt_id, path, lambda line=line: line)
+        prompts.append(Prompt(prompt_id, text, skills, spec.name, category, extra=extra))
         lines.append(line)
     return _unique(prompts, path, lines.__getitem__)
 
@@ -270,7 +293,10 @@ def load_geneval(spec: BenchmarkSpec, source: Source) -> list[Prompt]:
         include = require(record, "include", list, path, line)
         if tag not in spec.categories:
             raise DataFileError(f"{where(path, line, 'tag')}: unknown tag {tag!r}{did_you_mean(tag, spec.categories)}")
-        extra = {"include": tuple(include), "exclude": tuple(record.get("exclude", ()))}
+        exclude = record.get("exclude", [])
+        if not isinstance(exclude, list):
+            raise DataFileError(f"{where(path, line, 'exclude')}: expected list, found {short_repr(exclude)}")
+        extra = {"include": tuple(include), "exclude": tuple(exclude)}
         prompts.append(Prompt(f"{index:05d}", text, spec.skills_for(tag), spec.name, tag, extra=extra))
         lines.append(line)
     check = source.files.get("prompts_txt")
@@ -295,7 +321,7 @@ def load_imagereward(spec: BenchmarkSpec, source: Source) -> list[Prompt]:
         raise DataFileError(f"{where(path, 1)}: expected a JSON list of {{id, prompt}} records")
     prompts = []
     for k, record in enumerate(data):
-        _field(record, "id", str, path, k)
+        _checked_id(_field(record, "id", str, path, k), path, lambda k=k: json_entry_line(path, k))
         text = _field(record, "prompt", str, path, k)
         extra: dict[str, Any] = {}
         if "generations" in record or "ranking" in record:

@@ -14,6 +14,7 @@ from typing import Any, overload
 
 from ..errors import InputError, UnknownNameError
 from ..registry import did_you_mean
+from ..safepath import check_name
 
 __all__ = ["Prompt", "PromptSet", "SKILLS", "BASIC_SKILLS", "ADVANCED_SKILLS", "SKILL_GROUPS", "with_skill_groups"]
 
@@ -63,7 +64,8 @@ class Prompt:
     """One benchmark prompt.
 
     Attributes:
-        id: unique within its benchmark (e.g. GenAI-Bench ``"00001"``, TIFA ``"coco_301091"``).
+        id: unique within its benchmark (e.g. GenAI-Bench ``"00001"``, TIFA ``"coco_301091"``); usable as a file
+            name (no ``/`` or ``\\``, not ``..``, no control characters, at most 200 bytes), since ids name files.
         text: the prompt given to the generator.
         skills: tags from :data:`SKILLS`, sorted.
         source: the benchmark name (``"genai-bench-527"``, ...).
@@ -83,6 +85,7 @@ class Prompt:
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:
             raise InputError(f"prompt id must be a non-empty string, got {self.id!r}")
+        check_name(self.id, "prompt id")  # ids name files (--save-images): no separators, '..', NUL, huge ids
         if not isinstance(self.text, str):
             raise InputError(f"prompt {self.id!r}: text must be a string, got {type(self.text).__name__}")
         unknown = [s for s in self.skills if s not in SKILLS]

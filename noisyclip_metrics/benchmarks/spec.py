@@ -24,6 +24,7 @@ import yaml
 
 from ..errors import DataFileError, InputError
 from ..registry import Registry, did_you_mean
+from ..safepath import name_problem
 from ._files import read_text
 from .promptset import SKILLS, Prompt, PromptSet
 
@@ -180,6 +181,10 @@ def parse_spec(text: str, origin: str = "<spec>") -> BenchmarkSpec:
         )
     except (KeyError, TypeError) as exc:
         raise fail("files", f"each entry needs 'role' and a list 'names' ({exc})") from None
+    for fspec in files:
+        for name in fspec.names:
+            if name_problem(name) is not None:  # a file name of the benchmark folder, never a path out of it
+                raise fail("files", f"role {fspec.role!r}: file name {name!r} {name_problem(name)}")
     skill_map: dict[str, tuple[str, ...]] = {}
     for label, skills in (raw.get("skill_map") or {}).items():
         skills = (skills,) if isinstance(skills, str) else tuple(skills or ())
@@ -194,6 +199,9 @@ def parse_spec(text: str, origin: str = "<spec>") -> BenchmarkSpec:
         )
     except (KeyError, TypeError) as exc:
         raise fail("download", f"each entry needs 'url' and 'file' ({exc})") from None
+    for item in download:
+        if name_problem(item.file) is not None:  # downloads are written into the destination folder only
+            raise fail("download", f"file {item.file!r} {name_problem(item.file)}")
     for key in ("fields", "options", "expected", "judgments"):
         if not isinstance(raw.get(key, {}) or {}, dict):
             raise fail(key, "must be a mapping")
