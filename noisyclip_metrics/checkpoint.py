@@ -189,10 +189,14 @@ def _read_config(folder: Path) -> dict[str, Any]:
     cfg_path = folder / CONFIG_NAME
     if not cfg_path.is_file():
         raise CheckpointError(f"{cfg_path}: missing; a checkpoint folder needs {CONFIG_NAME} and {WEIGHTS_NAME}")
-    try:
-        return json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{cfg_path}: not valid JSON ({err})") from None
+    from .jsonfile import read_json_file, type_name
+
+    meta = read_json_file(cfg_path, "checkpoint config", CheckpointError)
+    if not isinstance(meta, dict):
+        raise CheckpointError(
+            f'{cfg_path}: expected a JSON object ({{"format": ..., "config": ...}}), found {type_name(meta)}'
+        )
+    return meta
 
 
 def load_pretrained(
@@ -214,7 +218,8 @@ def load_pretrained(
 
     folder = Path(path)
     meta = _read_config(folder)
-    if meta.get("model_type") == "clip" or "CLIPModel" in meta.get("architectures", []):
+    architectures = meta.get("architectures")
+    if meta.get("model_type") == "clip" or (isinstance(architectures, list) and "CLIPModel" in architectures):
         model = _load_hf_folder(folder, preview if preview is not None else "sdxl")
         return model.to(device) if device is not None else model
     if meta.get("format") != FORMAT:
@@ -222,7 +227,7 @@ def load_pretrained(
             f"{folder / CONFIG_NAME}: not a {FORMAT} checkpoint (format={meta.get('format')!r}) "
             "and not a Hugging Face CLIPModel (model_type='clip')"
         )
-    if int(meta.get("format_version", -1)) != FORMAT_VERSION:
+    if meta.get("format_version") != FORMAT_VERSION or isinstance(meta.get("format_version"), bool):
         raise CheckpointError(
             f"{folder / CONFIG_NAME}: format_version {meta.get('format_version')!r}, this library reads {FORMAT_VERSION}"
         )
@@ -231,22 +236,37 @@ def load_pretrained(
         pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
         hint = f"; found pickle files {pickles}, which are never loaded (convert them to safetensors)" if pickles else ""
         raise CheckpointError(f"{weights}: missing{hint}")
+    if "config" not in meta:
+        raise CheckpointError(f"{folder / CONFIG_NAME}: field 'config': missing (the model config)")
     try:
         config = NoisyCLIPConfig.from_json(meta["config"])
     except (KeyError, TypeError, InputError) as err:
         raise CheckpointError(f"{folder / CONFIG_NAME}: malformed 'config' ({err})") from None
+    if "text_from" in meta and not isinstance(meta["text_from"], str):
+        raise CheckpointError(f"{folder / CONFIG_NAME}: field 'text_from': expected a relative folder path")
     tensors = load_state_dict_file(weights)
     if "text_from" in meta:
         tensors.update(_load_text_tower(folder, meta))
     with safe_open(str(weights), framework="pt") as f:
         file_meta = f.metadata() or {}
-    stored_preview = PreviewMap.from_tensors(tensors, file_meta)
+    try:
+        stored_preview = PreviewMap.from_tensors(tensors, file_meta)
+    except (ValueError, TypeError, InputError) as err:  # metadata that is not JSON, tensors of the wrong shape
+        raise CheckpointError(f"{weights}: malformed preview map ({' '.join(str(err).split())})") from None
     clip_sd = {k.removeprefix("clip."): v for k, v in tensors.items() if k.startswith("clip.")}
-    model = NoisyCLIPModel(
-        config,
-        preview=get_preview_map(preview) if preview is not None else stored_preview,
-        tokenizer_folder=folder,
-    )
+    try:
+        model = NoisyCLIPModel(
+            config,
+            preview=get_preview_map(preview) if preview is not None else stored_preview,
+            tokenizer_folder=folder,
+        )
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, RuntimeError, AssertionError) as err:
+        # open_clip builds whatever model_cfg describes: values it cannot build from are errors of config.json
+        raise CheckpointError(
+            f"{folder / CONFIG_NAME}: 'config.model_cfg' does not describe a model open_clip can "
+            f"build ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
+        ) from None
+    _check_shapes(model.clip.state_dict(), clip_sd, weights)
     result = model.clip.load_state_dict(clip_sd, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise CheckpointError(
@@ -255,6 +275,17 @@ def load_pretrained(
         )
     model.eval()
     return model.to(device) if device is not None else model
+
+
+def _check_shapes(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], weights: Path) -> None:
+    """Refuse weights whose shapes differ from the model config.json describes (torch would raise a RuntimeError)."""
+    for key, tensor in found.items():
+        want = expected.get(key)
+        if want is not None and tuple(want.shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"{weights}: weights do not match config.json: {key!r} has shape {tuple(tensor.shape)} in the file, "
+                f"the config's model expects {tuple(want.shape)} (check embed_dim / width / layers in 'config.model_cfg')"
+            )
 
 
 def _load_hf_folder(folder: Path, preview: PreviewMap | str) -> NoisyCLIPModel:
@@ -287,7 +318,15 @@ def _hf_image_stats(folder: Path) -> tuple[tuple[float, float, float], tuple[flo
 
     pre = folder / "preprocessor_config.json"
     if pre.is_file():
-        data = json.loads(pre.read_text(encoding="utf-8"))
+        from .jsonfile import read_json_file
+
+        data = read_json_file(pre, "preprocessor config", CheckpointError)
+        if not isinstance(data, dict):
+            raise CheckpointError(f"{pre}: expected a JSON object")
         mean, std = data.get("image_mean", OPENAI_MEAN), data.get("image_std", OPENAI_STD)
+        for name, values in (("image_mean", mean), ("image_std", std)):
+            ok = isinstance(values, (list, tuple)) and len(values) == 3
+            if not ok or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                raise CheckpointError(f"{pre}: field {name!r}: expected a list of 3 numbers")
         return tuple(float(v) for v in mean), tuple(float(v) for v in std)  # type: ignore[return-value]
     return OPENAI_MEAN, OPENAI_STD

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .errors import InputError
+from .errors import CheckpointError, InputError
 from .resolvers import PIPELINE_RESOLVERS, load_resolvers
 
 __all__ = ["load_pipeline", "quiet_loading", "torch_device", "torch_dtype", "DTYPES"]
@@ -93,12 +93,48 @@ def load_pipeline(name: str, device: str | torch.device | None = None,
             return _placed(copy.deepcopy(pipe) if device is not None or dtype is not None else pipe, device, dtype)
     if not Path(name).is_dir():
         raise InputError(f"pipeline: {name!r} is neither a registered model id nor a local pipeline folder")
+    _check_pipeline_folder(Path(name))
     from diffusers import DiffusionPipeline
 
-    with quiet_loading():
-        pipe = DiffusionPipeline.from_pretrained(name, **({"torch_dtype": dtype} if dtype is not None else {}))
+    try:
+        with quiet_loading():
+            pipe = DiffusionPipeline.from_pretrained(
+                name, use_safetensors=True, **({"torch_dtype": dtype} if dtype is not None else {})
+            )
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, ImportError) as err:
+        # diffusers reports a folder it cannot load with whatever exception its code hit; they all mean "bad folder"
+        message = " ".join(str(err).split())[:300]
+        raise CheckpointError(
+            f"{name}: not a loadable diffusers pipeline folder ({type(err).__name__}: {message})"
+        ) from None
     pipe.set_progress_bar_config(disable=True)
     return _placed(pipe, device, None)
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def _check_pipeline_folder(folder: Path) -> None:
+    """``model_index.json`` is a JSON object, and no component folder holds only pickle weights (never loaded)."""
+    from .jsonfile import read_json_file, type_name
+
+    index = read_json_file(folder / "model_index.json", "pipeline index (model_index.json)", CheckpointError)
+    if not isinstance(index, dict) or not isinstance(index.get("_class_name"), str):
+        raise CheckpointError(
+            f"{folder / 'model_index.json'}: expected a JSON object with a '_class_name' string, "
+            f"found {type_name(index)}"
+        )
+    for component, spec in index.items():
+        sub = folder / component
+        if component.startswith("_") or not isinstance(spec, list) or not sub.is_dir():
+            continue
+        files = [p for p in sub.iterdir() if p.is_file()]
+        pickles = sorted(p.name for p in files if p.suffix in PICKLE_SUFFIXES)
+        if pickles and not any(p.name.endswith(".safetensors") for p in files):
+            raise CheckpointError(
+                f"{sub}: only pickle weights {pickles}, which are never loaded (unpickling runs arbitrary code); "
+                "convert them to safetensors (e.g. pipe.save_pretrained(folder, safe_serialization=True))"
+            )
 
 
 def _placed(pipe: Any, device: torch.device | None, dtype: torch.dtype | None) -> Any:
