@@ -147,7 +147,9 @@ for _name, _factory in (("world-oracle", _world_oracle), ("clip-final", _clip_fi
         JUDGES.register(_name, _factory)
 
 
-def build_judge(name: str, clip: str | None = None, judgments: str | Path | None = None) -> Any:
+def build_judge(
+    name: str, clip: str | None = None, judgments: str | Path | None = None, *, missing: str = "error"
+) -> Any:
     """A judge by name (``world-oracle``, ``clip-final``, ``vqascore[:model]``), or a precomputed judgments file.
 
     Args:
@@ -156,12 +158,15 @@ def build_judge(name: str, clip: str | None = None, judgments: str | Path | None
             judge; its candidate ids are seeds.
         clip: the CLIP used by ``clip-final``.
         judgments: alternatively, the judgments file.
+        missing: for a judgments file, what a candidate without a stored score gets: ``"error"`` (default) or
+            ``"nan"`` (for callers that allowed a partial file, after
+            :func:`~noisyclip_metrics.judgments.check_coverage` with ``allow_partial=True``).
     """
     path = Path(judgments) if judgments is not None else Path(name)
     if judgments is not None or path.suffix.lower() in (".csv", ".tsv", ".jsonl") or path.is_file():
         from .judgments import PrecomputedJudge, read_judgments
 
-        return PrecomputedJudge(read_judgments(path))
+        return PrecomputedJudge(read_judgments(path), missing=missing)
     base, _, variant = name.partition(":")
     if name not in JUDGES and base not in JUDGES:
         names = JUDGES.names()

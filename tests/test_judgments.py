@@ -17,7 +17,9 @@ from noisyclip_metrics.judgments import (
     JUDGES,
     Judge,
     Judgment,
+    PartialJudgmentsWarning,
     PrecomputedJudge,
+    check_coverage,
     check_prompt_ids,
     mean_over_raters,
     merge_judgments,
@@ -268,3 +270,35 @@ def test_precomputed_judge_protocol_and_lookups():
     vqa = PrecomputedJudge(stored + [Judgment("00001", "A", "A", "vqa", 0.9)], judge="vqa")
     assert vqa.judge(["00001"], ["A"]) == [0.9]
     assert judge.as_array(["00001", "00002"], ["A", "B"]).tolist()[0][0] == 4.0
+
+
+# --------------------------------------------------------------------------------------- coverage, hostile files
+
+
+def test_partial_coverage_is_refused_unless_allowed():
+    js = [Judgment("p0", "0", None, "human", 3.0), Judgment("p0", "1", None, "human", float("nan"))]
+    wanted = [("p0", "0"), ("p0", "1"), ("p1", "0"), ("p1", "1")]
+    refused = r"h.csv: 2 of 4 candidates have no judgment \(e.g. p1/0, p1/1\); pass --allow-partial"
+    with pytest.raises(DataFileError, match=refused):
+        check_coverage(js, wanted, source="h.csv")
+    with pytest.warns(PartialJudgmentsWarning, match="2 of 4 candidates have no judgment"):
+        assert check_coverage(js, wanted, source="h.csv", allow_partial=True) == [("p1", "0"), ("p1", "1")]
+    assert check_coverage(js, wanted[:2]) == []  # a NaN score is a judgment given (explicitly missing)
+    assert not issubclass(PartialJudgmentsWarning, UserWarning)  # the CLI silences libraries' UserWarnings only
+
+
+def test_jsonl_nested_too_deeply_or_with_mistyped_fields(tmp_path):
+    path = tmp_path / "j.jsonl"
+    path.write_text('{"prompt_id": "p", "candidate_id": "0", "judge": "h", "score": 1}\n' + "[" * 100_000 + "\n")
+    with pytest.raises(DataFileError, match=r"j.jsonl:2: (JSON nested too deeply|invalid JSON)"):
+        read_judgments(path)
+    path.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(DataFileError, match=r"j.jsonl:1: JSON nested too deeply to read"):
+        read_judgments(path)
+    path.write_text('{"prompt_id": {"a": [[[[1]]]]}, "candidate_id": "0", "judge": "h", "score": 1}\n')
+    mistyped = r"j.jsonl:1: field 'prompt_id': expected a string or an integer, found \{'a': \[\[\[...\]\]\]\}"
+    with pytest.raises(DataFileError, match=mistyped):
+        read_judgments(path)
+    path.write_text('{"prompt_id": 7, "candidate_id": 0, "judge": "h", "score": [' + "[" * 50 + "]" * 50 + "]}\n")
+    with pytest.raises(DataFileError, match=r"j.jsonl:1: field 'score': expected a finite number, found \[\[\["):
+        read_judgments(path)

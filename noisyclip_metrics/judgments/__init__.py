@@ -24,6 +24,8 @@ from .readers import (
 )
 from .record import (
     Judgment,
+    PartialJudgmentsWarning,
+    check_coverage,
     check_prompt_ids,
     mean_over_raters,
     merge_judgments,
@@ -40,6 +42,8 @@ __all__ = [
     "mean_over_raters",
     "to_matrix",
     "check_prompt_ids",
+    "check_coverage",
+    "PartialJudgmentsWarning",
     "merge_judgments",
     "read_judgments",
     "write_judgments",

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..benchmarks._files import as_number, read_jsonl, read_table, where
+from ..benchmarks._files import as_number, read_jsonl, read_table, short_repr, where
 from ..benchmarks.promptset import PromptSet
 from ..errors import DataFileError, InputError
 from ..registry import did_you_mean
@@ -31,6 +32,8 @@ __all__ = [
     "merge_judgments",
     "read_judgments",
     "write_judgments",
+    "check_coverage",
+    "PartialJudgmentsWarning",
 ]
 
 _COLUMNS = ("prompt_id", "candidate_id", "model", "judge", "score", "rater")
@@ -155,6 +158,48 @@ def check_prompt_ids(judgments: Iterable[Judgment], prompts: PromptSet, *, sourc
     return len(ids)
 
 
+class PartialJudgmentsWarning(Warning):
+    """Some candidates have no judgment and the caller allowed it (``allow_partial``); they are left out.
+
+    Not a ``UserWarning``, so the CLI, which silences libraries' user warnings, prints it.
+    """
+
+
+def check_coverage(
+    judgments: Iterable[Judgment],
+    candidates: Iterable[tuple[str, str]],
+    *,
+    source: str = "judgments",
+    allow_partial: bool = False,
+) -> list[tuple[str, str]]:
+    """The (prompt id, candidate id) pairs of ``candidates`` that no judgment scores.
+
+    A judgments file that covers only some candidates would otherwise be used silently (the others dropping out of
+    every statistic), so by default that is an error naming how many lack a judgment; with ``allow_partial`` it is a
+    :class:`PartialJudgmentsWarning` and the pairs are returned. A judgment whose score is NaN counts as given.
+
+    Raises:
+        DataFileError: some candidates have no judgment and ``allow_partial`` is false.
+
+    Example:
+        >>> js = [Judgment("p1", "0", None, "human", 4.0)]
+        >>> check_coverage(js, [("p1", "0"), ("p1", "1")], source="h.csv")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        noisyclip_metrics.errors.DataFileError: h.csv: 1 of 2 candidates have no judgment (e.g. p1/1); ...
+    """
+    have = {(j.prompt_id, j.candidate_id) for j in judgments}
+    wanted = list(dict.fromkeys((str(p), str(c)) for p, c in candidates))
+    missing = [pair for pair in wanted if pair not in have]
+    if missing:
+        shown = ", ".join(f"{p}/{c}" for p, c in missing[:3])
+        message = f"{source}: {len(missing)} of {len(wanted)} candidates have no judgment (e.g. {shown})"
+        if not allow_partial:
+            raise DataFileError(f"{message}; pass --allow-partial (allow_partial=True) to leave them out")
+        warnings.warn(f"{message}; left out (--allow-partial)", PartialJudgmentsWarning, stacklevel=2)
+    return missing
+
+
 def merge_judgments(*groups: Iterable[Judgment]) -> list[Judgment]:
     """Concatenate judgments; the same (judge, prompt, candidate, rater) twice with different scores is an error."""
     seen: dict[tuple[str, str, str, str | None], float] = {}
@@ -204,6 +249,12 @@ def read_judgments(path: str | Path, *, judge: str | None = None) -> list[Judgme
             missing = [c for c in required if c not in obj]
             if missing:
                 raise DataFileError(f"{where(path, line, missing[0])}: missing{did_you_mean(missing[0], list(obj))}")
+            for key in ("prompt_id", "candidate_id", "model", "judge", "rater"):
+                value = obj.get(key)
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
+                    raise DataFileError(
+                        f"{where(path, line, key)}: expected a string or an integer, found {short_repr(value)}"
+                    )
             records.append((line, obj))
     elif path.suffix in (".csv", ".tsv"):
         _, rows = read_table(path, required, delimiter="\t" if path.suffix == ".tsv" else ",")
