@@ -32,7 +32,10 @@ class NoisyCLIPScore(Metric):
     - ``prompts`` (``list[str]``): one prompt per latent;
     - ``timesteps`` (optional): one timestep per latent; with ``scheduler`` they rescale Euler-type latents.
 
-    As output of ``compute``: a scalar tensor in ``[0, 100]``.
+    As output of ``compute``: a scalar tensor in ``[0, 100]``, or ``NaN`` when no sample has been seen (``compute``
+    before any ``update``, or after ``reset``). That is torchmetrics' convention: its ``CLIPScore`` returns NaN
+    there too (0 / 0 samples), and every torchmetrics metric warns (``UserWarning``) that ``compute`` was called
+    before ``update``. A mean over no samples is undefined, and NaN cannot be mistaken for a real score of 0.
 
     Args:
         model: a :class:`~noisyclip_metrics.model.NoisyCLIPModel`, a model id or checkpoint folder, or a factory.
@@ -85,7 +88,9 @@ class NoisyCLIPScore(Metric):
         self.n_samples += cos.numel()
 
     def compute(self) -> torch.Tensor:
-        """``max(100 * mean cosine, 0)`` over everything seen since the last reset."""
+        """``max(100 * mean cosine, 0)`` over everything seen since the last reset; NaN when nothing was seen."""
+        if int(self.n_samples) == 0:  # explicit rather than 0 / 0: a mean of no samples is undefined
+            return torch.tensor(float("nan"), device=self.score_sum.device)
         return _noisyclip_score_compute(self.score_sum, self.n_samples).float()
 
     def plot(self, val: torch.Tensor | Sequence[torch.Tensor] | None = None, ax: Any = None) -> Any:
