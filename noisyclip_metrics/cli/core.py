@@ -88,22 +88,46 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: Any, required:
                                 help=help_text)  # fmt: skip
 
 
+def _check_config_value(f: dataclasses.Field, value: Any, path: Path) -> None:
+    """A ``--config`` JSON value has the type of its field (``int``, ``float``, ``str``, ``bool``, a list of them)."""
+    try:
+        kind, many, optional = _field_type(f.type)
+    except Exception:  # noqa: BLE001  an annotation this simple resolver does not know: the dataclass checks it
+        return
+    if kind not in (int, float, str, bool) or (value is None and optional):
+        return
+
+    def ok(v: Any) -> bool:
+        if kind is float:
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+        return isinstance(v, kind) and (kind is bool or not isinstance(v, bool))
+
+    if not (all(map(ok, value)) if many and isinstance(value, list) else (not many and ok(value))):
+        from ..jsonfile import type_name
+
+        expected = f"a list of {kind.__name__}" if many else kind.__name__
+        raise InputError(
+            f"--config {path}: setting {f.name!r}: expected {expected}"
+            f"{' or null' if optional else ''}, found {type_name(value)}"
+        )
+
+
 def dataclass_from_args(cls: Any, args: argparse.Namespace, required: tuple[str, ...] = ()) -> Any:
     """Build ``cls`` with precedence command line > ``--config`` JSON > dataclass defaults."""
     values: dict[str, Any] = {}
     if getattr(args, "config", None) is not None:
-        try:
-            values = json.loads(Path(args.config).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"--config: {args.config} not found") from None
-        except json.JSONDecodeError as err:
-            raise InputError(f"--config: {args.config} is not valid JSON ({err})") from None
+        from ..jsonfile import read_json_file
+
+        values = read_json_file(args.config, "--config file", InputError)  # missing, not UTF-8, not JSON, too deep
         if not isinstance(values, dict):
             raise InputError(f"--config: {args.config} must hold a JSON object")
     names = {f.name for f in dataclasses.fields(cls) if not f.name.isupper()}
     unknown = sorted(set(values) - names)
     if unknown:
         raise InputError(f"--config: unknown settings {unknown}")
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            _check_config_value(f, values[f.name], args.config)
     for name in names:
         value = getattr(args, name, None)
         if value is not None:
