@@ -52,7 +52,7 @@ from .benchmarks.promptset import SKILLS
 from .errors import InputError
 from .judgments.record import Judgment, mean_over_raters, read_judgments
 from .registry import Registry, did_you_mean
-from .results import ResultsStore, RunInfo
+from .results import ResultsStore, RunInfo, check_unique_rows, note
 from .stats import agreement, kendall_tau_b, kendall_tau_c, pairwise_accuracy, pearson, spearman
 
 __all__ = ["correlate", "format_table", "ROW_KEYS", "STAT_KEYS", "GROUPINGS"]
@@ -87,7 +87,9 @@ def _load_run(store: ResultsStore, info: RunInfo) -> _Run:
     seeds = list(info.seeds)
     p_index = {p: i for i, p in enumerate(prompt_ids)}
     s_index = {s: i for i, s in enumerate(seeds)}
-    rows = store.rows(info.run_id).to_pydict()
+    table = store.rows(info.run_id)
+    check_unique_rows(table, f"{store.root}: run {info.run_id}")  # a later duplicate would silently win
+    rows = table.to_pydict()
     shape = (len(prompt_ids), len(seeds))
     scores: dict[tuple[str, int], np.ndarray] = {}
     judgments: dict[str, dict[str, np.ndarray]] = {}
@@ -257,7 +259,13 @@ def correlate(
         known = [r.model for r in store.runs()]
         raise InputError(f"model: no run of {model!r} in {store.root}{did_you_mean(str(model), known)} "
                          f"Runs: {', '.join(known) or 'none'}")  # fmt: skip
-    runs = [_load_run(store, info) for info in infos]
+    empty = [info for info in infos if not store.has_rows(info.run_id)]
+    if len(empty) == len(infos):
+        of = f" of {model!r}" if model else ""
+        raise InputError(f"{store.root}: no run{of} has rows yet; run `noisyclip evaluate` first")
+    for info in empty:  # just started, or stopped before its first chunk: it never blocks the rest of the store
+        note(f"{store.root}: run {info.run_id} ({info.model} on {info.benchmark}) has no rows yet; skipped")
+    runs = [_load_run(store, info) for info in infos if info not in empty]
     external = None
     if judgments is not None:
         items = read_judgments(judgments) if isinstance(judgments, (str, Path)) else list(judgments)

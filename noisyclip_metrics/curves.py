@@ -219,7 +219,9 @@ def pivot_rows(rows: pa.Table, prompt_ids: Sequence[str], seeds: Sequence[int], 
                scorers: Sequence[str] | None = None) -> ScoreArrays:  # fmt: skip
     """Dense arrays from results rows (:data:`noisyclip_metrics.results.ROW_SCHEMA`; other runs' rows excluded).
 
-    Of duplicate (prompt, seed, step, scorer) rows one is kept (rows of merged, compatible runs are identical).
+    Rows of several runs may cover the same candidates (merged, compatible runs: the last one's value is kept), but
+    one run never has two rows with the same key: those are refused
+    (:func:`~noisyclip_metrics.results.check_unique_rows`, by ``run_id`` when the rows have that column).
 
     Args:
         rows: score and judgment rows.
@@ -229,7 +231,7 @@ def pivot_rows(rows: pa.Table, prompt_ids: Sequence[str], seeds: Sequence[int], 
         scorers: scorer order (default: order of first appearance).
 
     Raises:
-        SchemaError: rows of an unknown kind, prompt, seed or scorer, or a step outside 0..T.
+        SchemaError: rows of an unknown kind, prompt, seed or scorer, a step outside 0..T, or duplicate rows of a run.
 
     Example:
         >>> from noisyclip_metrics.results import ROW_SCHEMA
@@ -241,6 +243,9 @@ def pivot_rows(rows: pa.Table, prompt_ids: Sequence[str], seeds: Sequence[int], 
         >>> data.judge.tolist(), data.scores["clip"][2].tolist()
         ([[nan, 0.8]], [[nan, 0.3]])
     """
+    from .results import check_unique_rows
+
+    check_unique_rows(rows, "rows")
     kinds = set(pc.unique(rows["kind"]).to_pylist())
     if not kinds <= {"score", "judgment"}:
         raise SchemaError(f"rows of unknown kind {sorted(k for k in kinds - {'score', 'judgment'} if k)!r}; "

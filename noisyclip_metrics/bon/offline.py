@@ -49,7 +49,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..errors import InputError, SchemaError
-from ..results import ResultsStore, RunInfo, _atomic_parquet
+from ..results import ResultsStore, RunInfo, _atomic_parquet, check_unique_rows
 from .policies import halving_counts, schedule_cost
 
 __all__ = ["RunArrays", "load_run", "scorer_costs", "bon_rows", "compute_bon", "read_bon", "BON_SCHEMA",
@@ -116,6 +116,7 @@ def load_run(store: ResultsStore, run_id: str) -> RunArrays:
     info = store.run(run_id)
     table = store.rows(run_id, columns=["kind", "prompt_id", "seed", "step", "num_steps", "scorer", "judge", "score",
                                         "aligned"])  # fmt: skip
+    check_unique_rows(table, f"{store.root}: run {run_id}")  # a candidate written twice would count twice
     cols = {c: table[c].to_pylist() for c in table.column_names}
     prompt_ids = tuple(dict.fromkeys(cols["prompt_id"]))
     seeds = tuple(sorted(set(int(s) for s in cols["seed"])))
@@ -378,6 +379,9 @@ def compute_bon(results: str | Path | ResultsStore, run_id: str | None = None, n
     ns = [int(n) for n in ns]
     if not ns or any(n < 1 for n in ns):
         raise InputError(f"ns: expected values of N >= 1, got {ns}")
+    bad = {k: v for k, v in (costs or {}).items() if not (isinstance(v, (int, float)) and 0 <= v < float("inf"))}
+    if bad:
+        raise InputError(f"costs: expected finite costs >= 0 (denoiser-call equivalents), got {bad}")
     runs = [store.run(run_id)] if run_id else store.runs()
     tables, scored = [], set()
     for info in runs:
