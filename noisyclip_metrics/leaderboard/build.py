@@ -9,13 +9,23 @@ Best-of-N results are optional: Parquet files ``bon/*.parquet`` under a results 
 :data:`BON_COLUMNS` (as :mod:`noisyclip_metrics.bon.offline` writes them: one row per run, scorer, policy, N and k,
 with an optional ``prompts`` count; or one row per prompt). Rows with the same ``(run_id, scorer, policy, n, k)`` are
 averaged, weighted by ``prompts`` when the column is there.
+
+A run without rows yet (just started, or stopped before its first chunk) is skipped with a note; rows with duplicate
+keys in a run refuse the build (:func:`~noisyclip_metrics.results.check_unique_rows`). The same run found in several
+folders (copies) counts once: each candidate's rows are taken from the first folder that has them.
+
+The outputs are built in a temporary folder beside ``out`` and then moved in: a build that fails leaves the previous
+leaderboard as it was.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import shutil
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,16 +38,40 @@ import pyarrow.parquet as pq
 from ..benchmarks.promptset import with_skill_groups
 from ..curves import METRICS, CurveConfig, CurveSet, ModelCurves, ScoreArrays, compute_curves, first_within, pivot_rows
 from ..errors import InputError, SchemaError
-from ..results import ResultsStore, RunInfo, merge_runs
+from ..io import current_umask
+from ..results import ResultsStore, RunInfo, check_unique_rows, merge_runs, note
 
-__all__ = ["BuildConfig", "Entry", "BuildResult", "LEADERBOARD_SCHEMA", "LEADERBOARD_SCHEMA_VERSION", "BON_COLUMNS",
-           "OUTPUT_FILES", "load_entries", "read_bon", "leaderboard_document", "build_leaderboard"]  # fmt: skip
+__all__ = [
+    "BON_COLUMNS",
+    "LEADERBOARD_SCHEMA",
+    "LEADERBOARD_SCHEMA_VERSION",
+    "OUTPUT_FILES",
+    "BuildConfig",
+    "BuildResult",
+    "Entry",
+    "build_leaderboard",
+    "leaderboard_document",
+    "load_entries",
+    "read_bon",
+]
 
 LEADERBOARD_SCHEMA = "noisyclip-leaderboard"
 LEADERBOARD_SCHEMA_VERSION = 1
 BON_COLUMNS = ("run_id", "scorer", "policy", "n", "k", "cost_fraction", "judge_score")
 OUTPUT_FILES = ("index.html", "README.md", "leaderboard.json", "leaderboard.csv", "curves.csv")
-_ROW_COLUMNS = ["kind", "model", "benchmark", "prompt_id", "seed", "step", "num_steps", "scorer", "score", "aligned"]
+_ROW_COLUMNS = [
+    "run_id",
+    "kind",
+    "model",
+    "benchmark",
+    "prompt_id",
+    "seed",
+    "step",
+    "num_steps",
+    "scorer",
+    "score",
+    "aligned",
+]
 
 
 @dataclass(frozen=True)
@@ -68,10 +102,19 @@ class BuildConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "drill_fractions", tuple(float(f) for f in self.drill_fractions))
-        bad = [f for f in (self.reference_fraction, *self.drill_fractions) if not 0 <= f <= 1]
+        bad = [f for f in (self.reference_fraction, *self.drill_fractions) if not 0 <= f <= 1]  # NaN fails too
         if bad:
             raise InputError(f"reference_fraction / drill_fractions: expected fractions in [0, 1], got {bad}")
-        self.curve_config()  # validates the bootstrap settings
+        for name in ("n_resamples", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (2 if name == "n_resamples" else 0):
+                want = "an int >= 2 (bootstrap resamples)" if name == "n_resamples" else "an int >= 0"
+                raise InputError(f"{name}: expected {want}, got {value!r}")
+        for name in ("confidence_level", "within"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise InputError(f"{name}: expected a finite number, got {value!r}")
+        self.curve_config()  # validates the bootstrap settings' ranges
 
     def curve_config(self) -> CurveConfig:
         return CurveConfig(self.n_resamples, self.confidence_level, self.seed, self.within)
@@ -139,11 +182,30 @@ def _merged_prompts(group: list[tuple[ResultsStore, RunInfo]]) -> tuple[list[str
     return ids, [texts[i][0] for i in ids], [texts[i][1] for i in ids]
 
 
+def _item_keys(table: pa.Table) -> Any:
+    return pc.binary_join_element_wise(table["prompt_id"], pc.cast(table["seed"], pa.string()), "#")
+
+
+def _run_tables(group: list[tuple[ResultsStore, RunInfo]]) -> list[pa.Table]:
+    """Each run's rows, checked for duplicate keys; a run found in several folders (copies) gives each candidate's rows
+    from the first folder that has the candidate."""
+    tables: list[pa.Table] = []
+    taken: dict[str, list[pa.Array]] = {}  # run id -> "prompt#seed" keys of the candidates taken so far
+    for store, run in group:
+        table = store.rows(run.run_id, columns=_ROW_COLUMNS)
+        check_unique_rows(table, f"{store.root}: run {run.run_id}")
+        earlier = taken.setdefault(run.run_id, [])
+        if earlier:
+            table = table.filter(pc.invert(pc.is_in(_item_keys(table), value_set=pa.concat_arrays(earlier))))
+        earlier.append(pc.unique(_item_keys(table)))
+        tables.append(table)
+    return tables
+
+
 def _entry(group: list[tuple[ResultsStore, RunInfo]], name: str) -> Entry:
     _check_compatible(group)
     first = group[0][1]
-    tables = [store.rows(run.run_id, columns=_ROW_COLUMNS) for store, run in group]
-    rows = pa.concat_tables(tables)
+    rows = pa.concat_tables(_run_tables(group))
     where = ", ".join(sorted({str(s.root) for s, _ in group}))
     if not rows.num_rows:
         raise SchemaError(f"{where}: model {first.model!r} on {first.benchmark!r} has no rows (not evaluated yet?)")
@@ -152,7 +214,8 @@ def _entry(group: list[tuple[ResultsStore, RunInfo]], name: str) -> Entry:
         if found != {want}:
             raise SchemaError(f"{where}: rows of model {first.model!r} name {column} {sorted(map(str, found))}, "
                               f"expected {want!r} as in the run record")  # fmt: skip
-    num_steps = int(first.sampler.get("num_inference_steps") or pc.max(rows["num_steps"]).as_py())
+    recorded = first.sampler.get("num_inference_steps")
+    num_steps = int(pc.max(rows["num_steps"]).as_py() if recorded is None else recorded)
     steps_seen = set(pc.unique(rows.filter(pc.equal(rows["kind"], "score"))["num_steps"]).to_pylist())
     if steps_seen - {num_steps}:
         raise SchemaError(f"{where}: rows of model {first.model!r} have num_steps {sorted(steps_seen)}, the run "
@@ -183,9 +246,18 @@ def load_entries(results: Sequence[str | Path]) -> list[Entry]:
     if not results:
         raise InputError("RESULTS: expected at least one results folder")
     stores = [ResultsStore.open(r) for r in results]
-    runs = merge_runs(stores)
-    if not runs:
+    merged = merge_runs(stores)
+    if not merged:
         raise SchemaError(f"{', '.join(str(s.root) for s in stores)}: no runs in the results store(s)")
+    runs = [(store, run) for store, run in merged if store.has_rows(run.run_id)]
+    if not runs:
+        ids = ", ".join(sorted({run.run_id for _, run in merged}))
+        raise SchemaError(
+            f"{', '.join(str(s.root) for s in stores)}: every run has no rows (not evaluated yet?): {ids}"
+        )
+    for store, run in merged:  # just started, or stopped before its first chunk: it never blocks the rest
+        if not store.has_rows(run.run_id):
+            note(f"{store.root}: run {run.run_id} ({run.model} on {run.benchmark}) has no rows yet; skipped")
     groups: dict[tuple[str, str], list[tuple[ResultsStore, RunInfo]]] = {}
     seen: set[tuple[str, str]] = set()
     for store, run in runs:
@@ -271,7 +343,8 @@ def _bon_rows(bon: pa.Table | None, entries: list[Entry]) -> list[dict[str, Any]
     keys = ["run_id", "scorer", "policy", "n", "k", "m"]
     w = bon["prompts"]
     bon = bon.append_column("wc", pc.multiply(bon["cost_fraction"], w)).append_column(
-        "wj", pc.multiply(bon["judge_score"], w))
+        "wj", pc.multiply(bon["judge_score"], w)
+    )
     agg = bon.group_by(keys).aggregate([("wc", "sum"), ("wj", "sum"), ("prompts", "sum")])
     out = [{"model": owner[r["run_id"]], "scorer": r["scorer"], "policy": r["policy"], "n": r["n"], "k": r["k"],
             "m": r["m"],
@@ -339,12 +412,59 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
         raise InputError(f"--out: {out} exists and is not empty; choose a new folder or pass --overwrite")
 
 
+def _write_and_swap(out: Path, write: Callable[[Path], Sequence[Path]]) -> list[Path]:
+    """Run ``write(folder)`` on a temporary folder beside ``out``, then move its outputs into ``out`` in place of the
+    old ones (which are put back if a move fails). Until the new outputs are complete, ``out`` is not touched."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.build-", dir=out.parent))
+    try:
+        files = [Path(f) for f in write(tmp)]
+        if not out.exists():
+            tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; the leaderboard is a page to publish
+            os.replace(tmp, out)
+        else:
+            _swap_outputs(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return [out / f.relative_to(tmp) for f in files]
+
+
+def _swap_outputs(new: Path, out: Path) -> None:
+    """Move the outputs of ``new`` into ``out``; the old ones go aside first and come back if anything fails."""
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    names = [*OUTPUT_FILES, "charts"]
+    moved: list[str] = []  # old outputs set aside
+    placed: list[str] = []  # new outputs moved in
+    try:
+        for name in names:
+            if (out / name).exists() or (out / name).is_symlink():
+                os.replace(out / name, old / name)
+                moved.append(name)
+        for name in names:
+            if (new / name).exists():
+                os.replace(new / name, out / name)
+                placed.append(name)
+    except BaseException:
+        for name in placed:
+            target = out / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            else:
+                target.unlink()
+        for name in moved:
+            os.replace(old / name, out / name)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def build_leaderboard(results: Sequence[str | Path], out: str | Path,
                       config: BuildConfig = BuildConfig()) -> BuildResult:  # fmt: skip
     """Build ``index.html``, ``README.md`` (+ ``charts/*.png``), ``leaderboard.json``, ``leaderboard.csv`` and
     ``curves.csv`` in ``out`` from one or more results folders.
 
-    With ``overwrite`` only these files and ``charts/`` are replaced; other files in ``out`` are left alone.
+    With ``overwrite`` only these files and ``charts/`` are replaced; other files in ``out`` are left alone. The new
+    files are written into a temporary folder beside ``out`` first: a build that fails leaves ``out`` as it was.
 
     Raises:
         InputError: ``out`` is a file, a results store, or a non-empty folder without ``overwrite``.
@@ -361,11 +481,7 @@ def build_leaderboard(results: Sequence[str | Path], out: str | Path,
     bon = pa.concat_tables(bons) if bons else None
     curves = [compute_curves(e.data, config.curve_config(), e.skills) for e in entries]
     doc = leaderboard_document(entries, curves, bon, config)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in OUTPUT_FILES:
-        (out / name).unlink(missing_ok=True)
-    shutil.rmtree(out / "charts", ignore_errors=True)
-    files = render.write_outputs(doc, entries, out, config)
+    files = _write_and_swap(out, lambda folder: render.write_outputs(doc, entries, folder, config))
     rows = sum(int(np.isfinite(a).sum()) for e in entries for a in e.data.scores.values())
     rows += sum(int(np.isfinite(e.data.judge).sum()) for e in entries)
     return BuildResult(out, tuple(files), len(entries), rows, time.perf_counter() - t0)
