@@ -1,15 +1,24 @@
 """Regenerate the published world leaderboard in ``leaderboards/world/`` (run whenever the world models change).
 
     python bench/publish_world_leaderboard.py [--results runs/world-full/results [--rebuild]] [--slice-prompts 4]
+                                              [--replicate-prompts 96]
 
-1. runs ``noisyclip demo --full`` into ``runs/world-full`` unless ``--results`` points at a finished full run; with
-   ``--rebuild`` the run's leaderboard is rebuilt from its results first (after a change to the leaderboard code: no
-   regeneration needed);
-2. copies the rendered report (``index.html``, ``README.md``, charts, ``leaderboard.json``, CSVs) and the BoN table
-   to ``leaderboards/world/``;
-3. writes ``leaderboards/world/slice/``: the leaderboard JSON of the first ``--slice-prompts`` benchmark prompts, built
+1. runs ``noisyclip demo --full`` into ``runs/world-full`` unless ``--results`` points at a finished full run (the full
+   demo refuses a fine-tuned scorer trained on its seeds or prompts); with ``--rebuild`` the run's leaderboard is
+   rebuilt from its results first (after a change to the leaderboard code: no regeneration needed);
+2. runs the two replicates of the leakage guard (:mod:`noisyclip_metrics.leaderboard.guard`) into
+   ``runs/world-replicates``: the first ``--replicate-prompts`` benchmark prompts on seeds 100-105 (``fresh-seeds``)
+   and as many prompts outside the benchmark and the NoisyCLIPs' training prompts on seeds 0-5 (``fresh-prompts``),
+   with the fine-tuned scorers and the frozen ones as controls; then ``noisyclip leaderboard guard``, which writes
+   ``guard.json`` / ``guard.md`` beside the leaderboard and **fails the publication** when a fine-tuned scorer's
+   published curve differs from a replicate beyond its interval;
+3. copies the rendered report (``index.html``, ``README.md``, charts, ``leaderboard.json``, CSVs, the guard's report)
+   and the BoN table to ``leaderboards/world/``;
+4. writes ``leaderboards/world/slice/``: the leaderboard JSON of the first ``--slice-prompts`` benchmark prompts, built
    from the same rows. ``tests/test_published_leaderboard.py`` regenerates that slice from scratch (trajectories,
    scores, judgments) with the shipped models and checks it equals the published one.
+
+Paths are given relative to the repository root, so that no published file names a folder of this machine.
 """
 
 from __future__ import annotations
@@ -64,31 +73,70 @@ def slice_document(results: Path, work: Path, n_prompts: int) -> dict:
     return json.loads((work / "slice-board" / "leaderboard.json").read_text(encoding="utf-8"))
 
 
+#: Scorers of the replicates: the fine-tuned ones (gating) and the frozen controls.
+GUARDED, CONTROLS = ("noisyclip", "noisyclip-x0"), ("clip", "clip-x0", "clip-final")
+FRESH_SEEDS = (100, 101, 102, 103, 104, 105)
+
+
+def run_replicates(out: Path, n_prompts: int, models: list[str], seeds: int, batch_size: int) -> dict[str, Path]:
+    """Evaluate the fresh-seed and fresh-prompt replicates of every model into ``out``; returns kind -> results."""
+    from noisyclip_metrics.evaluate import EvalConfig, evaluate
+    from noisyclip_metrics.world.benchmark import fresh_world_prompts
+    from noisyclip_metrics.world.build.config import PRESETS
+    from noisyclip_metrics.world.build.stages import noisy_training_prompts
+
+    trained = frozenset(noisy_training_prompts(PRESETS.get("full")))
+    prompt_file = out / "fresh-prompts.txt"
+    if not prompt_file.is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        prompt_file.write_text("\n".join(fresh_world_prompts(n_prompts, trained)) + "\n", encoding="utf-8")
+    runs = {
+        "fresh-seeds": {"benchmark": "world", "prompts": n_prompts, "seeds": FRESH_SEEDS},
+        "fresh-prompts": {"benchmark": str(prompt_file), "seeds": tuple(range(seeds))},
+    }
+    for kind, settings in runs.items():
+        for model in models:
+            evaluate(EvalConfig(model=model, out=str(out / kind), scorers=GUARDED + CONTROLS, batch_size=batch_size,
+                                name=model.split(":")[-1], progress=True, require_disjoint=True, **settings))
+    return {kind: out / kind for kind in runs}
+
+
 def main() -> None:
+    import os
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=None, help="a finished full demo's results folder")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the leaderboard of --results first")
     parser.add_argument("--slice-prompts", type=int, default=4)
+    parser.add_argument("--replicate-prompts", type=int, default=96,
+                        help="prompts of each replicate of the leakage guard")
     args = parser.parse_args()
+    os.chdir(ROOT)  # relative paths from here on: published files name no folder of this machine
     results = args.results
     if args.rebuild:
         if results is None:
             parser.error("--rebuild needs --results")
         build_leaderboard([results], results.parent / "leaderboard", report_config(None))
     if results is None:
-        out = ROOT / "runs" / "world-full"
+        out = Path("runs") / "world-full"
         subprocess.run([sys.executable, "-m", "noisyclip_metrics.cli", "demo", "--full", "--out", str(out)], check=True)
         results = out / "results"
+    demo = json.loads((results.parent / "demo.json").read_text(encoding="utf-8"))["settings"]
+    replicates = run_replicates(Path("runs") / "world-replicates", args.replicate_prompts, demo["models"],
+                                demo["seeds"], demo["batch_size"])
     board = results.parent / "leaderboard"
+    guard = [sys.executable, "-m", "noisyclip_metrics.cli", "leaderboard", "guard", str(results),
+             "--fresh-seeds", str(replicates["fresh-seeds"]), "--fresh-prompts", str(replicates["fresh-prompts"]),
+             "--scorers", *GUARDED, "--controls", *CONTROLS, "--out", str(board)]
+    if subprocess.run(guard, check=False).returncode != 0:
+        sys.exit(f"not published: the leakage guard failed (see {board / 'guard.md'})")
     if PUBLISHED.exists():
         shutil.rmtree(PUBLISHED)
     shutil.copytree(board, PUBLISHED)
-    doc = slice_document(results, ROOT / "runs" / "publish-slice", args.slice_prompts)
+    doc = slice_document(results, Path("runs") / "publish-slice", args.slice_prompts)
     (PUBLISHED / "slice").mkdir(parents=True, exist_ok=True)
     (PUBLISHED / "slice" / "leaderboard.json").write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    demo = results.parent / "demo.json"
-    if demo.is_file():
-        shutil.copy(demo, PUBLISHED / "demo.json")
+    shutil.copy(results.parent / "demo.json", PUBLISHED / "demo.json")
     print(f"published {PUBLISHED}")
 
 

@@ -23,7 +23,7 @@ from .io import write_json
 if TYPE_CHECKING:
     from .leaderboard.build import BuildConfig
 
-__all__ = ["DemoConfig", "run_demo", "report_config", "DEMO_PROMPTS", "DEMO_MODELS"]
+__all__ = ["DEMO_MODELS", "DEMO_PROMPTS", "DemoConfig", "report_config", "run_demo"]
 
 #: Prompts of the default (quick) demo: the first prompts of the world benchmark, stratified by template.
 DEMO_PROMPTS = 40
@@ -38,7 +38,8 @@ class DemoConfig:
 
     Args:
         out: output folder.
-        full: the whole benchmark split (400 prompts) and every scorer.
+        full: the whole benchmark split (400 prompts) and every scorer; as results meant for publishing, it refuses a
+            fine-tuned scorer trained on its seeds or prompts, or without a record of them (``require_disjoint``).
         prompts: override the number of benchmark prompts.
         seeds: seeds (candidates) per prompt.
         models: world diffusion models to evaluate.
@@ -119,7 +120,7 @@ def run_demo(cfg: DemoConfig) -> Path:
         evaluate(EvalConfig(
             model=model, out=str(out / "results"), benchmark="world", prompts=cfg.n_prompts,
             seeds=tuple(range(cfg.seeds)), scorers=cfg.scorers, batch_size=cfg.batch_size, name=model.split(":")[-1],
-            progress=cfg.progress,
+            progress=cfg.progress, require_disjoint=cfg.full,
         ))  # fmt: skip
         timings[f"evaluate {model}"] = round(time.perf_counter() - ts, 1)
     ts = time.perf_counter()
@@ -131,5 +132,5 @@ def run_demo(cfg: DemoConfig) -> Path:
     timings["total"] = round(time.perf_counter() - t0, 1)
     index = result.out / "index.html"
     write_json(out / "demo.json", {"settings": _settings(cfg), "status": "done", "seconds": timings,
-                                   "report": str(index)})  # fmt: skip
+                                   "report": index.relative_to(out).as_posix()})  # fmt: skip
     return index

@@ -15,6 +15,8 @@ __all__ = [
     "SchemaError",
     "ConfigMismatchError",
     "DataFileError",
+    "LeakageError",
+    "LeakageWarning",
 ]
 
 
@@ -50,3 +52,14 @@ class ConfigMismatchError(NoisyCLIPError, ValueError):
 
 class DataFileError(NoisyCLIPError, ValueError):
     """A data file (benchmark, judgments) is missing, truncated or malformed; the message names file, line, field."""
+
+
+class LeakageError(NoisyCLIPError, ValueError):
+    """A scorer would be evaluated on seeds or prompts it was trained on, where disjoint data is required."""
+
+
+class LeakageWarning(Warning):
+    """A scorer is evaluated on seeds or prompts it was trained on (its scores there overstate it).
+
+    Not a ``UserWarning``: the CLI silences libraries' user warnings but always prints this one, on one line.
+    """

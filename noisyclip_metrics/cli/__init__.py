@@ -100,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    warnings.formatwarning = lambda message, *_, **__: f"{args._prog}: warning: {' '.join(str(message).split())}\n"
     try:
         return int(args._run(args) or 0)
     except (NoisyCLIPError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as err:

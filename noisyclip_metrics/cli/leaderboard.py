@@ -61,6 +61,51 @@ ACTIONS.register("build", Action("build a leaderboard (index.html, README.md, le
                                  "folders", _configure_build, _run_build))  # fmt: skip
 
 
+def _configure_guard(p: argparse.ArgumentParser) -> None:
+    from ..leaderboard.guard import GuardConfig
+
+    d = GuardConfig()
+    p.add_argument("results", nargs="+", type=Path, metavar="RESULTS", help="the published results folders")
+    p.add_argument("--fresh-seeds", nargs="*", type=Path, default=[], metavar="DIR",
+                   help="results folders of the same models and prompts on other seeds (paired by prompt)")
+    p.add_argument("--fresh-prompts", nargs="*", type=Path, default=[], metavar="DIR",
+                   help="results folders of the same models on prompts outside the benchmark and the training data")
+    p.add_argument("--scorers", nargs="+", required=True, metavar="SCORER",
+                   help="the fine-tuned scorers to check (gating), e.g. noisyclip noisyclip-x0")
+    p.add_argument("--controls", nargs="*", default=[], metavar="SCORER",
+                   help="frozen scorers reported beside them (never gating), e.g. clip-x0 clip-final")
+    p.add_argument("--fractions", nargs="+", type=float, default=list(d.fractions), help="fractions checked")
+    p.add_argument("--family-alpha", type=float, default=d.family_alpha,
+                   help="false-alarm rate of the whole guard (Bonferroni over the gating checks)")
+    p.add_argument("--n-resamples", type=int, default=d.n_resamples, help="bootstrap resamples of prompts")
+    p.add_argument("--out", required=True, type=Path, help="folder for guard.json and guard.md (the leaderboard's)")
+    p.epilog = ("Exit status 2 when a fine-tuned scorer's published curve differs from a replicate beyond its "
+                "interval. Example: noisyclip leaderboard guard runs/main --fresh-seeds runs/seeds-100 --scorers "
+                "noisyclip-x0 --controls clip-x0 --out leaderboards/world")
+
+
+def _run_guard(args: argparse.Namespace) -> int:
+    from ..errors import InputError
+    from ..leaderboard.guard import GuardConfig, replicates_from_results, run_guard, write_guard
+
+    folders = {k: v for k, v in (("fresh-seeds", args.fresh_seeds), ("fresh-prompts", args.fresh_prompts)) if v}
+    if not folders:
+        raise InputError("--fresh-seeds / --fresh-prompts: expected at least one replicate results folder")
+    config = GuardConfig(tuple(args.fractions), args.family_alpha, args.n_resamples)
+    pairs, curves = replicates_from_results(args.results, folders)
+    report = run_guard(pairs, args.scorers, args.controls, config)
+    write_guard(report, curves, args.out)
+    gating = [c for c in report.checks if c.gating]
+    print(f"leakage guard: {len(gating) - len(report.failed)} of {len(gating)} checks within their interval "
+          f"(z = {report.z:.2f}); report in {args.out / 'guard.md'}")
+    report.raise_on_failure()
+    return 0
+
+
+ACTIONS.register("guard", Action("check fine-tuned scorers' published curves against fresh-seed and fresh-prompt "
+                                 "replicates (exit 2 when they differ)", _configure_guard, _run_guard))
+
+
 def _configure(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=OneLineParser, required=True)
     for name in ACTIONS:

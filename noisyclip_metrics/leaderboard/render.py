@@ -83,6 +83,22 @@ def _sort(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def seed_text(seeds: list[int]) -> str:
+    """How many evaluation seeds and which, runs of consecutive seeds as ranges.
+
+    Example:
+        >>> seed_text([0, 1, 2, 3, 4, 5]), seed_text([100, 101, 7])
+        ('6 (0-5)', '3 (7, 100-101)')
+    """
+    runs: list[list[int]] = []
+    for s in sorted(seeds):
+        if runs and s == runs[-1][1] + 1:
+            runs[-1][1] = s
+        else:
+            runs.append([s, s])
+    return f"{len(seeds)} ({', '.join(str(a) if a == b else f'{a}-{b}' for a, b in runs)})"
+
+
 def ranking_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[dict[str, str]]]]:
     """Header and cells (``text``, ``sort``) of the ranking table (also the first rows of ``leaderboard.csv``)."""
     ref = doc["settings"]["reference_fraction"]
@@ -99,7 +115,7 @@ def ranking_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[dict[str, st
                  {"text": _ci(m, "final_judge_score"), "sort": _sort(m["final_judge_score"])},
                  {"text": fmt(m["aligned_rate"]), "sort": _sort(m["aligned_rate"])},
                  {"text": str(m["num_prompts"]), "sort": str(m["num_prompts"])},
-                 {"text": str(len(m["seeds"])), "sort": str(len(m["seeds"]))},
+                 {"text": seed_text(m["seeds"]), "sort": str(len(m["seeds"]))},
                  {"text": str(m["num_steps"]), "sort": str(m["num_steps"])}]  # fmt: skip
         for s in scorers:
             p = _point(m, s, ref)

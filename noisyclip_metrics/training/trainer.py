@@ -38,6 +38,7 @@ from ..errors import ConfigMismatchError, InputError
 from ..functional import resolve_model
 from ..model import NoisyCLIPModel
 from ..pipelines import torch_device
+from ..provenance import describe_training_data
 from ..registry import Registry
 from .data import NEGATIVES, TrajectorySource, held_out, load_labels
 from .evaluate import evaluate_steps
@@ -300,6 +301,8 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         start = int(state["step"])
+    if rank == 0:
+        _truncate_log(out / "log.jsonl", start)
     ddp_branch: nn.Module = branch
     if world > 1:
         ids = [device] if device.type == "cuda" else None
@@ -388,7 +391,9 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
         dist.barrier()
     if rank != 0:
         return None
-    student.config = dataclasses.replace(student.config, reads=config.read)  # the scorers check what it reads
+    # the scorers check what it reads; evaluation checks its training seeds and prompts against a run's
+    trained_on = describe_training_data((r.seed for r in source.records), (r.prompt for r in source.records))
+    student.config = dataclasses.replace(student.config, reads=config.read, trained_on=trained_on)
     student.save_pretrained(out / "model")
     evaluation: list[dict[str, float]] = []
     if val_idx:
@@ -406,6 +411,25 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
         evaluation = evaluate_steps(student, source, val_idx, steps, reference.cpu())
         (out / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n", encoding="utf-8")
     return TrainResult(model=student, out_dir=out, evaluation=evaluation, final_loss=loss_value)
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop the log lines past ``step`` (the checkpoint a run resumes from), so that a run killed after its last
+    checkpoint does not log the replayed steps twice."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    keep = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by the kill
+            break
+        if not isinstance(entry, dict) or int(entry.get("step", 0)) > step:
+            break
+        keep.append(line if line.endswith("\n") else line + "\n")
+    if len(keep) != len(lines):
+        path.write_text("".join(keep), encoding="utf-8")
 
 
 def _save_checkpoint(out: Path, step: int, model: NoisyCLIPModel, optimizer: Any, schedule: Any) -> None:

@@ -81,6 +81,26 @@ def test_resume_after_interruption_equals_uninterrupted(world):
         assert torch.equal(v, _weights(resumed.model)[k]), k
 
 
+def test_resume_past_the_last_checkpoint_logs_every_step_once(world):
+    # killed at step 5, after the checkpoint of step 4: the log holds step 5, which the resumed run replays
+    assert train(_cfg(world, "relog", checkpoint_every=2), progress=False, stop_at=5) is None
+    lines = (world / "relog" / "log.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == [1, 2, 3, 4, 5]
+    (world / "relog" / "log.jsonl").write_text("\n".join(lines) + '\n{"step": 6, "lo')  # and a line cut by the kill
+    train(_cfg(world, "relog", checkpoint_every=2), progress=False)
+    steps = [json.loads(x)["step"] for x in (world / "relog" / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_checkpoint_records_the_seeds_and_prompts_it_was_trained_on(world):
+    from noisyclip_metrics.provenance import describe_training_data, prompt_overlap, seed_overlap
+
+    result = train(_cfg(world, "trained_on"), progress=False)
+    record = NoisyCLIPModel.from_pretrained(result.out_dir / "model").config.trained_on
+    assert record == describe_training_data([0, 1], PROMPTS)
+    assert seed_overlap(record, [0, 1, 2]) == [0, 1] and prompt_overlap(record, PROMPTS[:2] + ["a cat"]) == PROMPTS[:2]
+
+
 def test_device_auto_trains_where_it_can_and_may_change_on_resume(world):
     reference = train(_cfg(world, "dev_ref"), progress=False)
     assert train(_cfg(world, "dev_auto", device="auto", checkpoint_every=1), progress=False, stop_at=3) is None
