@@ -77,7 +77,9 @@ def _check_timesteps(timesteps: object, batch: int) -> torch.Tensor | None:
         return None
     t = torch.as_tensor(timesteps)
     if t.ndim > 1 or t.numel() not in (1, batch):
-        raise InputError(f"timesteps: expected one value or {batch} values (one per latent), got shape {tuple(t.shape)}")
+        raise InputError(
+            f"timesteps: expected one value or {batch} values (one per latent), got shape {tuple(t.shape)}"
+        )
     if t.is_floating_point() and not torch.isfinite(t).all():
         raise InputError("timesteps: expected finite values, got NaN or Inf")
     return t.expand(batch) if t.numel() == 1 else t
@@ -90,15 +92,19 @@ def _noisyclip_score_update(
     timesteps: torch.Tensor | None = None,
     scheduler: Any = None,
     channels: int | None = None,
+    *,
+    step_index: int | torch.Tensor | Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Validate one batch and return its ``(B,)`` raw cosines (the kernel of class and function)."""
     check_latents(latents, channels)
     prompts = check_prompts(prompts, batch=int(latents.shape[0]))
     t = _check_timesteps(timesteps, int(latents.shape[0]))
-    scale = model_input_scale(scheduler, t, len(prompts)).to(latents.device) if (
+    scale = model_input_scale(scheduler, t, len(prompts), step_index=step_index).to(latents.device) if (
         scheduler is not None and t is not None
     ) else None  # fmt: skip
-    return scorer.score(ScoreInputs(prompts=prompts, latents=latents, timesteps=t, latent_scale=scale)).float()
+    step = step_index if isinstance(step_index, int) and not isinstance(step_index, bool) else None
+    inputs = ScoreInputs(prompts=prompts, latents=latents, timesteps=t, latent_scale=scale, step=step)
+    return scorer.score(inputs).float()
 
 
 def _noisyclip_score_compute(score_sum: torch.Tensor, n_samples: torch.Tensor) -> torch.Tensor:
@@ -114,6 +120,8 @@ def noisyclip_score(
     scheduler: Any = None,
     scorer: str = "noisyclip",
     reduction: Literal["mean", "none"] = "mean",
+    *,
+    step_index: int | torch.Tensor | Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Prompt alignment of noisy latents.
 
@@ -127,13 +135,17 @@ def noisyclip_score(
         scorer: ``"noisyclip"`` (fine-tuned tower) or ``"clip"`` (the same model used as a frozen baseline).
         reduction: ``"mean"`` for ``max(100 * mean cosine, 0)`` (torchmetrics' CLIPScore convention) or
             ``"none"`` for the ``(B,)`` raw cosines.
+        step_index: with ``scheduler``, the index into ``scheduler.timesteps`` of the latents' step (one, or one per
+            latent); needed only where a timestep occurs twice in the schedule with different noise levels (Karras
+            sigmas at 50+ steps, KDPM2), which raises without it (see :func:`noisyclip_metrics.x0.noise_level`).
     """
     if reduction not in ("mean", "none"):
         raise InputError(f"reduction: expected 'mean' or 'none', got {reduction!r}")
     resolved = resolve_model(model)
     prompts = [prompts] if isinstance(prompts, str) else prompts
+    kernel = build_scorer(scorer, model=resolved)
     cos = _noisyclip_score_update(
-        latents, prompts, build_scorer(scorer, model=resolved), timesteps, scheduler, resolved.latent_channels
+        latents, prompts, kernel, timesteps, scheduler, resolved.latent_channels, step_index=step_index
     )
     if reduction == "none":
         return cos

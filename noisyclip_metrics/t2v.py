@@ -27,8 +27,10 @@ so. Latent *files* are never ambiguous. Videos (``.mp4`` ...) are rejected: Nois
 **Timesteps.** NoisyCLIP does not condition on the timestep: a latent is scored from its preview. The timestep
 matters only for Euler-type (sigma-space) latents, which must be brought to the variance-preserving form first:
 pass ``latent_scale`` directly, or ``timestep`` together with the pipeline's ``scheduler`` (the factor is
-:func:`noisyclip_metrics.x0.model_input_scale`). ``step``, ``timestep`` and ``latent_scale`` given to a call
-override values stored in a file, which override the constructor's defaults.
+:func:`noisyclip_metrics.x0.model_input_scale`). Where a timestep occurs twice in the schedule with different noise
+levels (Karras sigmas at 50+ steps, KDPM2), ``step_index`` (the index into ``scheduler.timesteps``; by default the
+latent's ``step``) says which step. ``step``, ``timestep`` and ``latent_scale`` given to a call override values stored
+in a file, which override the constructor's defaults.
 
 Example:
     >>> import torch
@@ -58,8 +60,15 @@ from .errors import DataFileError, InputError
 from .model import NoisyCLIPModel, check_prompts
 from .registry import Registry
 
-__all__ = ["NoisyCLIPT2VScore", "NoisyCLIPScoreModel", "T2VInput", "INPUT_LOADERS", "HAS_T2V_METRICS", "list_all_models",
-           "save_latent_file"]  # fmt: skip
+__all__ = [
+    "HAS_T2V_METRICS",
+    "INPUT_LOADERS",
+    "NoisyCLIPScoreModel",
+    "NoisyCLIPT2VScore",
+    "T2VInput",
+    "list_all_models",
+    "save_latent_file",
+]
 
 try:  # the real base class when t2v-metrics is installed (optional; never a dependency)
     from t2v_metrics.score import Score as _ScoreBase
@@ -80,7 +89,7 @@ except Exception:  # noqa: BLE001  ImportError, or RuntimeError: t2v_metrics rai
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv")
 TENSOR_KINDS = ("auto", "image", "latent")
-_CALL_KEYS = ("step", "timestep", "latent_scale", "tensor_kind")
+_CALL_KEYS = ("step", "step_index", "timestep", "latent_scale", "tensor_kind")
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,7 @@ class _Options:
     """Values given to a call; ``get`` falls back to a value stored in the file, then to the constructor's."""
 
     step: int | None = None
+    step_index: int | None = None
     timestep: float | None = None
     latent_scale: float | None = None
     tensor_kind: str | None = None
@@ -159,7 +169,9 @@ def _load_latent_file(path: Path, where: str, opts: _Options) -> T2VInput:
     if z.ndim != 3:
         raise DataFileError(f"{where}: {path}: 'latents' must be (C, h, w), (1, C, h, w) or (K, C, h, w), "
                             f"got shape {tuple(z.shape)}")  # fmt: skip
-    timestep = _scalar(tensors.get("timestep", tensors.get("timesteps", meta.get("timestep"))), where, "timestep", index)
+    timestep = _scalar(
+        tensors.get("timestep", tensors.get("timesteps", meta.get("timestep"))), where, "timestep", index
+    )
     scale = _scalar(tensors.get("latent_scale", meta.get("latent_scale")), where, "latent_scale", index)
     return T2VInput("latent", z.float(), str(path), opts.get("latent_scale", scale), opts.get("timestep", timestep),
                     step)  # fmt: skip
@@ -186,7 +198,9 @@ def _load_tensor(x: torch.Tensor, where: str, opts: _Options, channels: int) -> 
     if x.ndim == 4 and x.shape[0] == 1:
         x = x[0]
     if x.ndim != 3:
-        raise InputError(f"{where}: expected a (3, H, W) image or a (C, h, w) latent tensor, got shape {tuple(x.shape)}")
+        raise InputError(
+            f"{where}: expected a (3, H, W) image or a (C, h, w) latent tensor, got shape {tuple(x.shape)}"
+        )
     kind = opts.get("tensor_kind") or "auto"
     kind = kind if kind != "auto" else ("image" if x.shape[0] == 3 else "latent")
     if kind == "image":
@@ -232,6 +246,10 @@ class NoisyCLIPScoreModel:
         device: where the model runs (a passed model is moved there).
         step: default step index, for latent trajectories (picks ``latents[step]``) and bookkeeping.
         timestep: default timestep of latents (used with ``scheduler`` for the input scale).
+        step_index: default index into ``scheduler.timesteps`` of the latents' step, for the input scale where a
+            timestep occurs twice in the schedule with different noise levels (Karras sigmas at 50+ steps, KDPM2;
+            see :func:`noisyclip_metrics.x0.noise_level`). When not given, a latent's ``step`` is used: a trajectory
+            from :func:`~noisyclip_metrics.trajectory.capture_trajectories` holds the step-``k`` latent at ``k``.
         latent_scale: default factor applied to latents before the preview.
         scheduler: the pipeline's scheduler, so ``timestep`` gives the Euler-type input scale.
         tensor_kind: how tensors are read: ``"auto"`` (3 channels = image), ``"image"`` or ``"latent"``.
@@ -241,14 +259,14 @@ class NoisyCLIPScoreModel:
 
     def __init__(self, model: Any = "world:noisyclip", device: str | torch.device = "cpu", cache_dir: Any = None, *,
                  step: int | None = None, timestep: float | None = None, latent_scale: float | None = None,
-                 scheduler: Any = None, tensor_kind: str = "auto") -> None:  # fmt: skip
+                 scheduler: Any = None, tensor_kind: str = "auto", step_index: int | None = None) -> None:  # fmt: skip
         self.model_name = model if isinstance(model, (str, Path)) else type(model).__name__
         self.device = torch.device(device)
         self.cache_dir = cache_dir
         self.scheduler = scheduler
         self._source = model
-        self.defaults = self._options(None, step=step, timestep=timestep, latent_scale=latent_scale,
-                                      tensor_kind=tensor_kind)  # fmt: skip
+        self.defaults = self._options(None, step=step, step_index=step_index, timestep=timestep,
+                                      latent_scale=latent_scale, tensor_kind=tensor_kind)  # fmt: skip
         self.model: NoisyCLIPModel
         self.load_model()
 
@@ -264,11 +282,13 @@ class NoisyCLIPScoreModel:
         unknown = sorted(set(kwargs) - set(_CALL_KEYS))
         if unknown:
             raise InputError(f"unknown keyword {unknown[0]!r}; NoisyCLIP accepts {', '.join(_CALL_KEYS)}")
-        kind, step = kwargs.get("tensor_kind"), kwargs.get("step")
+        kind = kwargs.get("tensor_kind")
         if kind is not None and kind not in TENSOR_KINDS:
             raise InputError(f"tensor_kind: expected one of {', '.join(TENSOR_KINDS)}, got {kind!r}")
-        if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
-            raise InputError(f"step: expected an int step index, got {step!r}")
+        for name in ("step", "step_index"):
+            value = kwargs.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise InputError(f"{name}: expected an int step index, got {value!r}")
         return _Options(**kwargs, fallback=fallback)
 
     def load_inputs(self, images: Any, **kwargs: Any) -> list[T2VInput]:
@@ -305,7 +325,11 @@ class NoisyCLIPScoreModel:
             if loaded.latent_scale is None and loaded.timestep is not None and self.scheduler is not None:
                 from .x0 import model_input_scale
 
-                scale = float(model_input_scale(self.scheduler, torch.tensor([loaded.timestep]), 1)[0])
+                index = opts.get("step_index")  # given to the call or the constructor, else the latent's step
+                index = loaded.step if index is None else index
+                scale = float(
+                    model_input_scale(self.scheduler, torch.tensor([loaded.timestep]), 1, step_index=index)[0]
+                )
                 loaded = replace(loaded, latent_scale=scale)
         return loaded
 
@@ -383,7 +407,7 @@ class NoisyCLIPT2VScore(_ScoreBase):
             checkpoint folder. Unlike t2v-metrics' built-in scores, any folder is accepted.
         device: ``"cpu"``, ``"cuda"``...
         cache_dir: accepted for signature compatibility (nothing is downloaded or cached).
-        step, timestep, latent_scale, scheduler, tensor_kind: defaults for the inputs, as for
+        step, timestep, latent_scale, scheduler, tensor_kind, step_index: defaults for the inputs, as for
             :class:`NoisyCLIPScoreModel`.
 
     Scores are raw cosines in ``[-1, 1]`` on the CPU (float32), as t2v-metrics' CLIPScore returns them.
@@ -391,13 +415,22 @@ class NoisyCLIPT2VScore(_ScoreBase):
 
     def __init__(self, model: Any = "world:noisyclip", device: str | torch.device = "cpu", cache_dir: Any = None, *,
                  step: int | None = None, timestep: float | None = None, latent_scale: float | None = None,
-                 scheduler: Any = None, tensor_kind: str = "auto") -> None:  # fmt: skip
+                 scheduler: Any = None, tensor_kind: str = "auto", step_index: int | None = None) -> None:  # fmt: skip
         # t2v-metrics' Score.__init__ asserts the name is in list_all_models(); folders and objects are allowed
         # here, so the base initialiser is bypassed and its one other effect (prepare_scoremodel) done directly.
         nn.Module.__init__(self)
         self.device = str(device)
-        self.model = self.prepare_scoremodel(model, device, cache_dir, step=step, timestep=timestep,
-                                             latent_scale=latent_scale, scheduler=scheduler, tensor_kind=tensor_kind)
+        self.model = self.prepare_scoremodel(
+            model,
+            device,
+            cache_dir,
+            step=step,
+            timestep=timestep,
+            latent_scale=latent_scale,
+            scheduler=scheduler,
+            tensor_kind=tensor_kind,
+            step_index=step_index,
+        )
 
     def prepare_scoremodel(self, model: Any = "world:noisyclip", device: str | torch.device = "cpu",
                            cache_dir: Any = None, **kwargs: Any) -> NoisyCLIPScoreModel:  # fmt: skip

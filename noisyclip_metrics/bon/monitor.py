@@ -10,7 +10,9 @@ Step index convention: k = number of completed denoising steps. diffusers calls 
 ``scheduler.step`` at loop index ``i``, so the latent it passes is the step-``k = i + 1`` latent, which sits at the
 scheduler's ``timesteps[k]`` (clean at ``k = T``). Euler-type latents are scaled to the variance-preserving form the
 scorers expect (:func:`noisyclip_metrics.x0.model_input_scale`); FLUX latents are unpacked (``height``/``width``
-are needed for that; a square image is assumed when they are not given).
+are needed for that; a square image is assumed when they are not given). Noise levels are read at the latent's step
+(``step_index=k``; for x̂0 inside :meth:`~NoisyCLIPMonitor.watch`, the scheduler's own step counter), so schedules in
+which a timestep occurs twice with different levels (Karras sigmas at 50+ steps, KDPM2) work.
 
 With ``threshold``, the monitor sets ``pipe._interrupt = True`` as soon as every candidate of the batch scores
 below it: the pipeline skips its remaining steps and decodes the current latents (diffusers' interrupt).
@@ -89,14 +91,16 @@ class NoisyCLIPMonitor:
         self.scores: dict[int, torch.Tensor] = {}
         self.interrupted_at: int | None = None
         self._reads_x0 = "x0" in scorer.requires
-        self._last_step: tuple[torch.Tensor, torch.Tensor, float] | None = None  # set by steps inside watch()
+        # (sample, guided output, timestep, step index or None), set by steps inside watch()
+        self._last_step: tuple[torch.Tensor, torch.Tensor, float, int | None] | None = None
 
     @contextlib.contextmanager
     def watch(self, pipe: Any) -> Iterator[NoisyCLIPMonitor]:
         """Keep the inputs of the pipeline's latest ``scheduler.step`` (what an x̂0 scorer needs) for one call."""
 
         def keep(sample: torch.Tensor, output: torch.Tensor, t: float, _: torch.Tensor) -> None:
-            self._last_step = (sample.detach(), output.detach(), t)
+            index = getattr(pipe.scheduler, "step_index", None)  # the scheduler's counter, already past this step
+            self._last_step = (sample.detach(), output.detach(), t, None if index is None else int(index) - 1)
 
         try:
             with scheduler_step_hook(pipe.scheduler, keep):
@@ -128,7 +132,7 @@ class NoisyCLIPMonitor:
             return latents
         factor = int(pipe.vae_scale_factor)
         if self.height is None or self.width is None:
-            side = int(round(math.sqrt(latents.shape[1]))) * 2 * factor
+            side = round(math.sqrt(latents.shape[1])) * 2 * factor
             return unpack_flux(latents, self.height or side, self.width or side, factor)
         return unpack_flux(latents, self.height, self.width, factor)
 
@@ -152,15 +156,16 @@ class NoisyCLIPMonitor:
         with torch.no_grad():
             if self._reads_x0:
                 assert self._last_step is not None  # checked above
-                sample, output, t_i = self._last_step
-                x0 = self._unpack(pipe, estimate_x0(sched, sample, t_i, output))
+                sample, output, t_i, index = self._last_step
+                index = k - 1 if index is None else index  # the step-(k - 1) latent was the input of this step
+                x0 = self._unpack(pipe, estimate_x0(sched, sample, t_i, output, step_index=index))
                 self._record(pipe, k - 1, ScoreInputs(prompts=prompts, x0=x0, step=k - 1), num_steps)
                 if k == num_steps:  # the final latent is its own x̂0
                     self._record(pipe, k, ScoreInputs(prompts=prompts, x0=latents, step=k), num_steps)
                 return {}
             if k < num_steps:
                 t = torch.full((batch,), float(sched.timesteps[k]))
-                scale = model_input_scale(sched, t, batch)
+                scale = model_input_scale(sched, t, batch, step_index=k)
             else:
                 t, scale = torch.zeros(batch), torch.ones(batch)
             self._record(pipe, k, ScoreInputs(prompts=prompts, latents=latents, timesteps=t,
