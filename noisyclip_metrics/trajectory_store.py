@@ -133,8 +133,11 @@ class TrajectoryStore:
         path = shards / f"{index:05d}-{secrets.token_hex(4)}.safetensors"
         fd, tmp = tempfile.mkstemp(prefix=".shard.", suffix=".tmp", dir=shards)
         os.close(fd)
+        from .io import fsync_file
+
         try:
             save_file(tensors, tmp, metadata={"schema_version": str(SCHEMA_VERSION), "records": json.dumps(records)})
+            fsync_file(tmp)  # on disk before the rename, with the umask's mode (not mkstemp's 0600)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):
@@ -197,11 +200,25 @@ class TrajectoryStore:
         return int(self.settings["num_inference_steps"])
 
 
+def _seeds_per_prompt(seeds: Sequence[int] | Sequence[Sequence[int]], n: int) -> list[list[int]]:
+    """``seeds`` as one list per prompt (a flat list is shared by all ``n`` prompts)."""
+    if len(seeds) and all(isinstance(s, Sequence) for s in seeds):
+        if len(seeds) != n:
+            raise InputError(f"seeds: expected one list of seeds per prompt ({n}), got {len(seeds)} lists")
+        lists = [[int(x) for x in s] for s in seeds]  # type: ignore[union-attr]
+    else:
+        lists = [[int(x) for x in seeds]] * n  # type: ignore[arg-type]
+    for i, own in enumerate(lists):
+        if not own or len(set(own)) != len(own):
+            raise InputError(f"seeds: expected distinct seeds for every prompt, got {own} for prompt {i}")
+    return lists
+
+
 def record_trajectories(
     pipe: Any,
     store: str | Path | TrajectoryStore,
     prompts: Sequence[str],
-    seeds: Sequence[int],
+    seeds: Sequence[int] | Sequence[Sequence[int]],
     prompt_ids: Sequence[str] | None = None,
     batch_size: int = 8,
     num_inference_steps: int = 20,
@@ -216,8 +233,9 @@ def record_trajectories(
     Args:
         pipe: a supported diffusers pipeline.
         store: a folder (created or resumed) or an open store.
-        prompts: prompts to generate; every prompt is combined with every seed.
-        seeds: seeds per prompt.
+        prompts: prompts to generate.
+        seeds: the seeds of every prompt (one list of ints, combined with every prompt), or one list per prompt
+            (e.g. :func:`~noisyclip_metrics.provenance.training_seeds` of each, so that no noise recurs).
         prompt_ids: stable ids of the prompts (default: their position as ``"p00000"``...).
         batch_size: samples per pipeline call (and per shard).
         num_inference_steps: T.
@@ -241,8 +259,14 @@ def record_trajectories(
         store = TrajectoryStore.create(store, settings)
     elif store.settings != settings:
         raise ConfigMismatchError(f"{store.root}: the store was recorded with other settings")
+    per_prompt = _seeds_per_prompt(seeds, len(prompts))
     done = store.keys()
-    todo = [(pid, p, s) for pid, p in zip(prompt_ids, prompts) for s in seeds if work_key(pid, s) not in done]
+    todo = [
+        (pid, p, s)
+        for pid, p, own in zip(prompt_ids, prompts, per_prompt)
+        for s in own
+        if work_key(pid, s) not in done
+    ]
     bar = tqdm(total=len(todo), desc="trajectories", unit="traj", disable=not progress)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
