@@ -6,12 +6,20 @@ pipeline call (its trajectories are held in memory only while it is scored), sco
 scorer, judged, and written as one atomic Parquet file. A restarted run skips items already written. Under
 ``torchrun`` rank r processes chunks r, r + W, r + 2W...; every rank writes its own chunk files, so the merged store
 equals a single-process one.
+
+Every setting is checked before anything is written (steps and sizes >= 1, finite guidance, image sizes the VAE
+accepts, prompts the judge can read), so a bad command leaves no store behind. The process that writes a run (rank 0
+under ``torchrun``) holds the run's lock (:meth:`~noisyclip_metrics.results.ResultsStore.lock_run`): a second
+``noisyclip evaluate`` of the same run is refused at once, naming the holder. The run's record is written once; each
+invocation that evaluates candidates adds a timing segment to it, updated after every chunk.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,11 +29,14 @@ from typing import Any
 import torch
 
 from .errors import InputError
-from .results import ResultsStore, RunInfo, run_id_for
+from .results import ROW_SCHEMA, ResultsStore, RunInfo, note, run_id_for
 
-__all__ = ["EvalConfig", "evaluate", "EvalResult", "load_prompts"]
+__all__ = ["EvalConfig", "EvalResult", "evaluate", "load_prompts"]
 
 DEFAULT_SCORERS = ("noisyclip", "clip", "clip-x0")
+#: Settings that are text: given, each must be a non-empty string (an empty one never silently means the default).
+_TEXT_SETTINGS = ("model", "out", "benchmark", "benchmark_path", "noisyclip", "noisyclip_x0", "clip", "judge")
+_TEXT_SETTINGS = (*_TEXT_SETTINGS, "name", "save_images", "device", "dtype")
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,9 @@ class EvalConfig:
         device: torch device of the pipeline, scorers and CLIP judge (``cpu``, ``cuda``...; default: where they load).
         dtype: pipeline dtype (``float32``, ``float16``, ``bfloat16``; scorers stay float32). Off the defaults, the
             device type and dtype join the run's identity: scores made elsewhere never mix into a run on resume.
+        require_disjoint: refuse (:class:`~noisyclip_metrics.errors.LeakageError`) instead of warning when a
+            scorer's checkpoint was trained on this run's seeds or prompts, or a fine-tuned one records no training
+            data (:func:`~noisyclip_metrics.provenance.check_disjoint`); for results that will be published.
     """
 
     model: str
@@ -84,6 +98,7 @@ class EvalConfig:
     score_every: int = 1
     device: str | None = None
     dtype: str | None = None
+    require_disjoint: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
@@ -92,12 +107,27 @@ class EvalConfig:
             raise InputError("seeds: expected at least one seed")
         if len(set(self.seeds)) != len(self.seeds):
             raise InputError(f"seeds: expected distinct seeds, got {list(self.seeds)}")
-        if self.batch_size < 1:
-            raise InputError(f"batch_size: expected >= 1, got {self.batch_size}")
-        if not isinstance(self.score_every, int) or isinstance(self.score_every, bool) or self.score_every < 1:
-            raise InputError(f"score_every: expected an int >= 1 (score every n-th step), got {self.score_every!r}")
-        if self.prompts is not None and self.prompts < 1:
-            raise InputError(f"prompts: expected >= 1, got {self.prompts}")
+        _check_int("batch_size", self.batch_size, "candidates per pipeline call")
+        _check_int("score_every", self.score_every, "score every n-th step")
+        _check_int("prompts", self.prompts, "the first n prompts", optional=True)
+        _check_int("num_inference_steps", self.num_inference_steps, "denoising steps T", optional=True)
+        _check_int("height", self.height, "image height in pixels", optional=True)
+        _check_int("width", self.width, "image width in pixels", optional=True)
+        g = self.guidance_scale
+        if g is not None and (isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g < 0):
+            raise InputError(f"guidance_scale: expected a finite number >= 0 (classifier-free guidance), got {g!r}")
+        for name in _TEXT_SETTINGS:
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise InputError(f"{name}: expected a non-empty string, got {value!r}")
+
+
+def _check_int(name: str, value: Any, what: str, optional: bool = False) -> None:
+    """A setting that must be a whole number >= 1 (``None`` allowed when ``optional``: the default applies)."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{name}: expected an int >= 1 ({what}), got {value!r}")
 
 
 @dataclass
@@ -150,13 +180,17 @@ def _defaults(cfg: EvalConfig) -> dict[str, Any]:
     if world:
         WORLD_IDS.get(cfg.model)  # unknown ids fail here, with a did-you-mean
     sampler = world_sampler() if world else {}
+
+    def given(value: Any, default: Any) -> Any:  # only an omitted setting takes the default, never 0 or ""
+        return default if value is None else value
+
     return {
-        "num_inference_steps": cfg.num_inference_steps or sampler.get("num_inference_steps", 20),
-        "guidance_scale": cfg.guidance_scale if cfg.guidance_scale is not None else sampler.get("guidance_scale"),
-        "noisyclip": cfg.noisyclip or ("world:noisyclip" if world else None),
-        "noisyclip-x0": cfg.noisyclip_x0 or ("world:noisyclip-x0" if world else None),
-        "clip": cfg.clip or ("world:clip" if world else None),
-        "judge": cfg.judge or ("world-oracle" if world else None),
+        "num_inference_steps": given(cfg.num_inference_steps, sampler.get("num_inference_steps", 20)),
+        "guidance_scale": given(cfg.guidance_scale, sampler.get("guidance_scale")),
+        "noisyclip": given(cfg.noisyclip, "world:noisyclip" if world else None),
+        "noisyclip-x0": given(cfg.noisyclip_x0, "world:noisyclip-x0" if world else None),
+        "clip": given(cfg.clip, "world:clip" if world else None),
+        "judge": given(cfg.judge, "world-oracle" if world else None),
     }
 
 
@@ -185,7 +219,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     from .functional import resolve_model
     from .judges import build_judge
     from .pipelines import load_pipeline
-    from .provenance import git_revision, weights_hash
+    from .provenance import check_disjoint, git_revision, weights_hash
     from .scorers import NOISYCLIP_SCORERS, build_scorer, model_resource
 
     rank, world_size = _dist()
@@ -200,6 +234,8 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     if missing:
         raise InputError(f"scorers: {missing} need a model; pass --noisyclip / --noisyclip-x0 / --clip")
     models = {ref: resolve_model(ref, device) for ref in dict.fromkeys(refs.values())}
+    fine_tuned = {refs[s] for s in cfg.scorers if s in NOISYCLIP_SCORERS}
+    check_disjoint(models, cfg.seeds, prompts.texts, require=cfg.require_disjoint, fine_tuned=fine_tuned)
     scorers = [build_scorer(s, vae=pipe.vae, **{model_resource(s): models[refs[s]]}) for s in cfg.scorers]
     channels = int(pipe.vae.config.latent_channels)
     for ref, model in models.items():
@@ -210,6 +246,8 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     if device is not None and isinstance(getattr(judge, "model", None), torch.nn.Module):
         judge.model = resolve_model(judge.model, device)
     _check_precomputed(judge, prompts, cfg.seeds)
+    _check_image_size(pipe, cfg.height, cfg.width)
+    _check_judge_reads(judge, prompts)
     sampler = {"num_inference_steps": int(d["num_inference_steps"]), "guidance_scale": d["guidance_scale"],
                "height": cfg.height, "width": cfg.width, "scheduler": type(pipe.scheduler).__name__}  # fmt: skip
     placement = {"device": pipe.device.type, "dtype": str(pipe.dtype).removeprefix("torch.")}
@@ -221,8 +259,11 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     scorer_info = {s: {"model": ref, "weights": weights_hash(*_source_folders(ref))} for s, ref in refs.items()}
     judge_weights = weights_hash(*_source_folders(d["clip"])) if d["judge"] == "clip-final" else ""
     judge_info = {"name": getattr(judge, "name", str(d["judge"])), "source": str(d["judge"]), "weights": judge_weights}
-    model_info = {"id": cfg.model, "weights": weights_hash(*_source_folders(cfg.model)),
-                  "pipeline": type(pipe).__name__}
+    model_info = {
+        "id": cfg.model,
+        "weights": weights_hash(*_source_folders(cfg.model)),
+        "pipeline": type(pipe).__name__,
+    }
     identity = {"model": model_info, "benchmark": prompts.name, "prompts": prompts.ids, "seeds": cfg.seeds,
                 "sampler": sampler, "scorers": scorer_info, "judge": judge_info, "name": name}  # fmt: skip
     run_id = run_id_for(identity)
@@ -232,33 +273,148 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         judge=judge_info, model_info=model_info, package_version=__version__, git_revision=git_revision(),
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), num_prompts=len(prompts),
     )  # fmt: skip
-    if rank == 0:  # one process creates the store; the others open it once it exists
-        store = ResultsStore.create(cfg.out)
-        store.write_run(info)
-        store.write_prompts(run_id, prompts.ids, prompts.texts, [p.skills for p in prompts])
-    _barrier(world_size)
-    store = ResultsStore.open(cfg.out) if rank else store
-    done = store.done_items(run_id)
-    _barrier(world_size)  # every rank must split the same remaining items before any rank writes new rows
-    items = [(p, s) for p in prompts for s in cfg.seeds if (p.id, s) not in done]
-    chunks = [items[i : i + cfg.batch_size] for i in range(0, len(items), cfg.batch_size)]
-    mine = chunks[rank::world_size]
-    seconds = {"denoise": 0.0, "score": 0.0, "judge": 0.0, "write": 0.0}
-    per_scorer = {s.name: 0.0 for s in scorers}
-    bar = tqdm(total=sum(len(c) for c in mine), desc=f"evaluate {name}", unit="cand",
-               disable=not cfg.progress or rank != 0)  # fmt: skip
-    for chunk in mine:
-        _run_chunk(cfg, pipe, chunk, scorers, judge, store, run_id, name, prompts.name, sampler, seconds, per_scorer)
-        bar.update(len(chunk))
-    bar.close()
-    _barrier(world_size)
-    if rank == 0:
-        evaluated = sum(len(c) for c in chunks)
-        timing = {**{f"{k}_seconds": round(v, 3) for k, v in seconds.items()},
-                  **{f"score_seconds/{k}": round(v, 3) for k, v in per_scorer.items()},
-                  "candidates": evaluated, "steps": sampler["num_inference_steps"]}  # fmt: skip
-        store.write_run(RunInfo(**{**info.to_json(), "seeds": cfg.seeds, "timing": timing}))
-    return EvalResult(run_id, store.root, sum(len(c) for c in mine), seconds)
+    lock = None
+    try:
+        failure = None
+        if rank == 0:  # one process creates the store and holds the run's lock; the others open it once it exists
+            try:
+                store = ResultsStore.create(cfg.out)
+                lock = store.lock_run(run_id)  # a second writer of this run is refused here, at once
+                _start_run(store, info, prompts)
+            except Exception as err:  # noqa: BLE001  re-raised below, after telling the other ranks
+                failure = err
+        _share_failure(world_size, failure)
+        store = ResultsStore.open(cfg.out) if rank else store
+        done = store.done_items(run_id)
+        _barrier(world_size)  # every rank must split the same remaining items before any rank writes new rows
+        items = [(p, s) for p in prompts for s in cfg.seeds if (p.id, s) not in done]
+        chunks = [items[i : i + cfg.batch_size] for i in range(0, len(items), cfg.batch_size)]
+        mine = chunks[rank::world_size]
+        seconds = {"denoise": 0.0, "score": 0.0, "judge": 0.0, "write": 0.0}
+        per_scorer = {s.name: 0.0 for s in scorers}
+        segment = _Segment(store, run_id, world_size, sampler["num_inference_steps"]) if rank == 0 else None
+        quiet = not cfg.progress or rank != 0
+        bar = tqdm(total=sum(len(c) for c in mine), desc=f"evaluate {name}", unit="cand", disable=quiet)
+        evaluated = 0
+        for chunk in mine:
+            args = (cfg, pipe, chunk, scorers, judge, store, run_id, name, prompts.name, sampler, seconds, per_scorer)
+            _run_chunk(*args)
+            bar.update(len(chunk))
+            evaluated += len(chunk)
+            if segment is not None:  # the record keeps what this invocation did, even if it is killed later
+                segment.record(seconds, per_scorer, evaluated, finished=False)
+        bar.close()
+        totals = _gather_timing(world_size, seconds, per_scorer, evaluated)
+        if segment is not None and totals[2]:
+            segment.record(*totals, finished=True)
+    finally:
+        if lock is not None:
+            lock.release()
+    return EvalResult(run_id, store.root, evaluated, seconds)
+
+
+def _start_run(store: ResultsStore, info: RunInfo, prompts: Any) -> None:
+    """The run's writer (holding its lock): record the run once (a rerun keeps the first record), write its prompt
+    table if missing, and discard what killed writers left (temporary files, unreadable chunk files)."""
+    store.write_run(info)
+    if not (store.root / "prompts" / f"{info.run_id}.parquet").is_file():
+        store.write_prompts(info.run_id, prompts.ids, prompts.texts, [p.skills for p in prompts])
+    for path in store.discard_unreadable_chunks(info.run_id):
+        note(f"{path}: unreadable chunk file (truncated by a crash?) discarded; its candidates are evaluated again")
+
+
+class _Segment:
+    """This invocation's timing segment of the run record, written by the run's writer as chunks complete."""
+
+    def __init__(self, store: ResultsStore, run_id: str, world_size: int, steps: int) -> None:
+        self.store, self.run_id, self.index = store, run_id, None
+        self.head = {"started": _now(), "host": socket.gethostname(), "pid": os.getpid(), "world_size": world_size}
+        self.steps = int(steps)
+
+    def record(self, seconds: dict[str, float], per_scorer: dict[str, float], candidates: int, finished: bool) -> None:
+        segment = {
+            **self.head,
+            "updated": _now(),
+            "finished": finished,
+            **{f"{k}_seconds": round(v, 3) for k, v in seconds.items()},
+            **{f"score_seconds/{k}": round(v, 3) for k, v in per_scorer.items()},
+            "candidates": int(candidates),
+            "steps": self.steps,
+        }
+        self.index = self.store.record_segment(self.run_id, segment, self.index)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _share_failure(world_size: int, failure: BaseException | None) -> None:
+    """Rank 0's failure to open the store or lock the run stops every rank, with its message (a barrier too)."""
+    message = None
+    if world_size > 1:
+        import torch.distributed as dist
+
+        box = [None if failure is None else " ".join(str(failure).split())]
+        dist.broadcast_object_list(box, src=0)
+        message = box[0]
+    if failure is not None:
+        raise failure
+    if message is not None:
+        raise InputError(message)
+
+
+def _gather_timing(
+    world_size: int, seconds: dict[str, float], per_scorer: dict[str, float], candidates: int
+) -> tuple[dict[str, float], dict[str, float], int]:
+    """Seconds and candidates summed over the ranks (every rank calls this; also a barrier)."""
+    if world_size == 1:
+        return seconds, per_scorer, candidates
+    import torch.distributed as dist
+
+    parts: list[Any] = [None] * world_size
+    dist.all_gather_object(parts, (seconds, per_scorer, candidates))
+    total_s = {k: sum(p[0].get(k, 0.0) for p in parts) for k in seconds}
+    total_sc = {k: sum(p[1].get(k, 0.0) for p in parts) for k in per_scorer}
+    return total_s, total_sc, sum(int(p[2]) for p in parts)
+
+
+def _size_multiple(pipe: Any) -> int:
+    """What image height and width must be a multiple of for ``pipe``: its VAE's scale factor, times the patch size
+    of a transformer's latent patches (FLUX packs 2 x 2); UNet pipelines (SD 1.x/2.x, SDXL) also require 8."""
+    vae = int(getattr(pipe, "vae_scale_factor", 0) or 2 ** (len(pipe.vae.config.block_out_channels) - 1))
+    transformer = getattr(pipe, "transformer", None)
+    if transformer is None:
+        return math.lcm(vae, 8)
+    patch = 2 if "Flux" in type(pipe).__name__ else int(getattr(transformer.config, "patch_size", 1) or 1)
+    return vae * patch
+
+
+def _check_image_size(pipe: Any, height: int | None, width: int | None) -> None:
+    """Given image sizes must be ones the pipeline's VAE accepts; checked before anything is written."""
+    multiple = _size_multiple(pipe)
+    for name, value in (("height", height), ("width", width)):
+        if value is not None and value % multiple:
+            kind = type(pipe).__name__
+            raise InputError(f"{name}: expected a multiple of {multiple} (sizes the {kind}'s VAE accepts), got {value}")
+
+
+def _check_judge_reads(judge: Any, prompts: Any) -> None:
+    """Every prompt must be one the judge can read (the world oracle reads ShapesWorld grammar prompts only); checked
+    before anything is written, not after the first chunk has been generated."""
+    from .judges import WorldOracleJudge
+
+    if not isinstance(judge, WorldOracleJudge):
+        return
+    from .world.grammar import parse_prompt
+
+    for p in prompts:
+        try:
+            parse_prompt(p.text)
+        except InputError as err:
+            raise InputError(
+                f"benchmark: prompt {p.id} cannot be judged by the world oracle, which reads ShapesWorld "
+                f"grammar prompts only ({err}); pass --judge clip-final or a judgments file"
+            ) from None
 
 
 def _check_precomputed(judge: Any, prompts: Any, seeds: Sequence[int]) -> None:
@@ -298,8 +454,7 @@ def _run_chunk(cfg: EvalConfig, pipe: Any, chunk: Sequence[tuple[Any, int]], sco
     )  # fmt: skip
     t1 = time.perf_counter()
     seconds["denoise"] += t1 - t0
-    cols: dict[str, list[Any]] = {k: [] for k in ("kind", "run_id", "model", "benchmark", "prompt_id", "seed", "step",
-                                                  "num_steps", "timestep", "scorer", "judge", "score", "aligned")}
+    cols: dict[str, list[Any]] = {k: [] for k in ROW_SCHEMA.names}  # kind, run_id, model, ..., score, aligned
     steps = batch.num_steps
 
     def add(kind: str, pid: str, seed: int, step: int | None, t: float | None, scorer: str | None,
@@ -342,8 +497,10 @@ def _run_chunk(cfg: EvalConfig, pipe: Any, chunk: Sequence[tuple[Any, int]], sco
 def _save_images(folder: Path, chunk: Sequence[tuple[Any, int]], images: torch.Tensor) -> None:
     from PIL import Image
 
-    for (p, s), img in zip(chunk, images):
-        path = folder / p.id / f"{s}.png"
+    from .safepath import safe_join
+
+    paths = [safe_join(folder, p.id, f"{s}.png", what="prompt id") for p, s in chunk]  # each inside folder, or none
+    for path, img in zip(paths, images):
         path.parent.mkdir(parents=True, exist_ok=True)
         arr = (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
         Image.fromarray(arr).save(path)
