@@ -90,8 +90,15 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_rows(assets, tmp_path):
     proc.wait()
     written = len(list(rows_dir.glob("*/*.parquet")))
     assert 3 <= written < 12, "the run must be killed part-way"
-    assert main(_args(assets, tmp_path / "killed", batch_size=1)) == 0
+    killed = ResultsStore.open(tmp_path / "killed").runs()[0]
+    assert main(_args(assets, tmp_path / "killed", batch_size=1)) == 0  # the kill released the run's lock
     _same(_sorted_rows(tmp_path / "killed"), _sorted_rows(tmp_path / "full"))
+    # the killed invocation's timing segment stays (up to its last recorded chunk), the resume adds its own
+    (run,) = ResultsStore.open(tmp_path / "killed").runs()
+    assert run.created == killed.created and len(run.segments) == 2
+    assert written - 1 <= run.segments[0]["candidates"] <= written and not run.segments[0]["finished"]
+    assert run.segments[1]["candidates"] == 12 - written and run.segments[1]["finished"]
+    assert run.timing["candidates"] == sum(s["candidates"] for s in run.segments) >= 11
 
 
 @pytest.mark.slow
