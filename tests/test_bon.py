@@ -426,3 +426,22 @@ def test_overhead_benchmark_compares_one_prompt_at_a_time_with_a_batch(bench_scr
     assert "2 prompts: one after the other" in out and "| batch of 2: s / prompt |" in out
     rows = [line for line in out.splitlines() if line.startswith(("| full-cost", "| one-shot", "| halving"))]
     assert [r.split(" | ")[1] for r in rows] == ["8 (1.00)", "6 (0.75)", "5 (0.62)"]  # calls per prompt, N = 2, T = 4
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"num_inference_steps": 0}, "num_inference_steps"),
+        ({"height": -8}, "height"),
+        ({"guidance_scale": float("nan")}, "guidance_scale"),
+        ({"eta": float("inf")}, "eta"),
+        ({"max_sequence_length": 0}, "max_sequence_length"),
+    ],
+)
+def test_loop_settings_refuse_zero_negative_and_non_finite_values(kwargs, name):
+    # 0 used to mean "the pipeline's default" (settings.num_inference_steps or default): only None does now
+    from noisyclip_metrics.bon.loops import LoopSettings
+
+    with pytest.raises(InputError, match=name):
+        LoopSettings(**kwargs)
+    assert LoopSettings().num_inference_steps is None

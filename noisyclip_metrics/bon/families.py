@@ -23,7 +23,9 @@ __all__ = ["UNetAdapter", "SD3Adapter", "FluxAdapter"]
 
 
 def _defaults(pipe: Any, settings: LoopSettings) -> tuple[int, float, int, int]:
-    steps = settings.num_inference_steps or call_default(pipe, "num_inference_steps", 50)
+    steps = settings.num_inference_steps
+    if steps is None:  # only an omitted setting takes the pipeline's default (0 is refused by LoopSettings)
+        steps = call_default(pipe, "num_inference_steps", 50)
     guidance = settings.guidance_scale if settings.guidance_scale is not None else call_default(pipe, "guidance_scale")
     height, width = _image_size(pipe, settings.height, settings.width)
     return int(steps), float(guidance), height, width
@@ -141,7 +143,8 @@ class SD3Adapter:
         device = pipe._execution_device
         cfg = bool(pipe.do_classifier_free_guidance)
         batch = len(prompts)
-        msl = settings.max_sequence_length or call_default(pipe, "max_sequence_length", 256)
+        msl = settings.max_sequence_length
+        msl = call_default(pipe, "max_sequence_length", 256) if msl is None else msl
         pe, npe, pooled, npooled = pipe.encode_prompt(
             prompt=prompts, prompt_2=None, prompt_3=None, negative_prompt=_negatives(settings, batch),
             do_classifier_free_guidance=cfg, device=device, num_images_per_prompt=1, max_sequence_length=msl,
@@ -196,7 +199,8 @@ class FluxAdapter:
         pipe._guidance_scale, pipe._joint_attention_kwargs, pipe._interrupt = guidance, {}, False
         device = pipe._execution_device
         batch = len(prompts)
-        msl = settings.max_sequence_length or call_default(pipe, "max_sequence_length", 512)
+        msl = settings.max_sequence_length
+        msl = call_default(pipe, "max_sequence_length", 512) if msl is None else msl
         true_cfg = settings.true_cfg_scale > 1 and settings.negative_prompt is not None
         pe, pooled, text_ids = pipe.encode_prompt(prompt=prompts, prompt_2=None, device=device,
                                                   num_images_per_prompt=1, max_sequence_length=msl)  # fmt: skip

@@ -80,6 +80,20 @@ class LoopSettings:
     true_cfg_scale: float = 1.0
     max_sequence_length: int | None = None
 
+    def __post_init__(self) -> None:
+        import math
+
+        for name in ("num_inference_steps", "height", "width", "max_sequence_length"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise InputError(f"{name}: expected an integer >= 1 or None (the pipeline's default), got {value!r}")
+        for name in ("guidance_scale", "guidance_rescale", "eta", "true_cfg_scale"):
+            value = getattr(self, name)
+            if value is None and name == "guidance_scale":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise InputError(f"{name}: expected a finite number >= 0, got {value!r}")
+
 
 @dataclass
 class LoopState:
