@@ -1,7 +1,7 @@
 """Regenerate the published world leaderboard in ``leaderboards/world/`` (run whenever the world models change).
 
     python bench/publish_world_leaderboard.py [--results runs/world-full/results [--rebuild]] [--slice-prompts 4]
-                                              [--replicate-prompts 96]
+                                              [--replicate-prompts 96] [--prompts N]
 
 1. runs ``noisyclip demo --full`` into ``runs/world-full`` unless ``--results`` points at a finished full run (the full
    demo refuses a fine-tuned scorer trained on its seeds or prompts); with ``--rebuild`` the run's leaderboard is
@@ -110,16 +110,20 @@ def main() -> None:
     parser.add_argument("--slice-prompts", type=int, default=4)
     parser.add_argument("--replicate-prompts", type=int, default=96,
                         help="prompts of each replicate of the leakage guard")
+    parser.add_argument("--prompts", type=int, default=None,
+                        help="publish the first N benchmark prompts instead of all 400 (the title says so)")
     args = parser.parse_args()
     os.chdir(ROOT)  # relative paths from here on: published files name no folder of this machine
     results = args.results
     if args.rebuild:
         if results is None:
             parser.error("--rebuild needs --results")
-        build_leaderboard([results], results.parent / "leaderboard", report_config(None))
+        settings = json.loads((results.parent / "demo.json").read_text(encoding="utf-8"))["settings"]
+        build_leaderboard([results], results.parent / "leaderboard", report_config(settings.get("prompts")))
     if results is None:
         out = Path("runs") / "world-full"
-        subprocess.run([sys.executable, "-m", "noisyclip_metrics.cli", "demo", "--full", "--out", str(out)], check=True)
+        command = [sys.executable, "-m", "noisyclip_metrics.cli", "demo", "--full", "--out", str(out)]
+        subprocess.run(command + (["--prompts", str(args.prompts)] if args.prompts else []), check=True)
         results = out / "results"
     demo = json.loads((results.parent / "demo.json").read_text(encoding="utf-8"))["settings"]
     replicates = run_replicates(Path("runs") / "world-replicates", args.replicate_prompts, demo["models"],
