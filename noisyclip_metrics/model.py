@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -91,6 +91,9 @@ class NoisyCLIPConfig:
         reads: what the image tower was fine-tuned to read: ``"latents"`` (previews of the noisy latents, the
             paper's NoisyCLIP; also any frozen CLIP) or ``"x0"`` (previews of the scheduler's x̂0 estimate). The
             ``noisyclip`` and ``noisyclip-x0`` scorers refuse a model fine-tuned for the other one.
+        trained_on: the seeds and prompts of the trajectories the image tower was fine-tuned on
+            (:func:`noisyclip_metrics.provenance.describe_training_data`; set by the trainer), or ``None`` when
+            unknown (frozen CLIPs, external checkpoints). Evaluation warns when a run shares them.
     """
 
     model_cfg: dict[str, Any]
@@ -102,10 +105,15 @@ class NoisyCLIPConfig:
     preview_name: str = "custom"
     source: str = "open_clip"
     reads: str = "latents"
+    trained_on: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.reads not in READS:
             raise InputError(f"reads: expected one of {list(READS)}, got {self.reads!r}")
+        if self.trained_on is not None and not (
+            isinstance(self.trained_on, dict) and {"seeds", "prompts"} <= set(self.trained_on)
+        ):
+            raise InputError(f"trained_on: expected null or a record with 'seeds' and 'prompts', got {self.trained_on!r}")
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict (``config.json`` of a checkpoint)."""
@@ -115,15 +123,46 @@ class NoisyCLIPConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> NoisyCLIPConfig:
-        """Inverse of :meth:`to_json`; unknown keys raise :class:`InputError`."""
+        """Inverse of :meth:`to_json`.
+
+        Raises:
+            InputError: ``data`` is not a JSON object, has unknown keys, lacks ``model_cfg``, or has a field of the
+                wrong type or value; the message names the field (``config.model_cfg.vision_cfg.image_size: ...``).
+        """
+        if not isinstance(data, dict):
+            raise InputError(f"config: expected a JSON object (the model config), found {_json_type(data)}")
         known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - known)
+        unknown = sorted(map(str, set(data) - known))
         if unknown:
-            raise InputError(f"config: unknown keys {unknown}; expected a subset of {sorted(known)}")
+            raise InputError(f"config: unknown keys {unknown[:8]}; expected a subset of {sorted(known)}")
         data = dict(data)
+        if "model_cfg" not in data:
+            raise InputError("config.model_cfg: missing; expected an object with embed_dim, vision_cfg and text_cfg")
+        check_model_cfg(data["model_cfg"], "config.model_cfg")
+        for key in ("arch", "interpolation", "preview_name", "source", "reads"):
+            if key in data and not (isinstance(data[key], str) or (key == "arch" and data[key] is None)):
+                raise InputError(f"config.{key}: expected a string, found {_json_type(data[key])}")
+        if data.get("interpolation", "bilinear") not in INTERPOLATIONS:
+            raise InputError(
+                f"config.interpolation: expected one of {list(INTERPOLATIONS)}, got {str(data['interpolation'])[:40]!r}"
+            )
+        tokenizer = data.get("tokenizer", {"type": "open_clip"})
+        if not isinstance(tokenizer, dict) or not isinstance(tokenizer.get("type"), str):
+            raise InputError(
+                f"config.tokenizer: expected an object with a string 'type', found {_json_type(tokenizer)}"
+            )
+        if "subdir" in tokenizer:
+            from .safepath import check_name
+
+            check_name(tokenizer["subdir"], "config.tokenizer.subdir")  # a folder inside the checkpoint, no more
         for key in ("image_mean", "image_std"):
             if key in data:
-                data[key] = tuple(float(v) for v in data[key])
+                values = data[key]
+                if not (isinstance(values, (list, tuple)) and len(values) == 3 and all(map(_is_number, values))):
+                    raise InputError(f"config.{key}: expected a list of 3 finite numbers, found {_json_type(values)}")
+                data[key] = tuple(float(v) for v in values)
+                if key == "image_std" and min(data[key]) <= 0:
+                    raise InputError(f"config.image_std: expected positive numbers, got {list(data[key])}")
         return cls(**data)
 
     @property
@@ -136,6 +175,66 @@ class NoisyCLIPConfig:
     def context_length(self) -> int:
         """Token context length of the text tower."""
         return int(self.model_cfg["text_cfg"].get("context_length", 77))
+
+
+#: How previews may be resized to the tower's input (``F.interpolate`` modes that take ``align_corners``).
+INTERPOLATIONS = ("bilinear", "bicubic")
+
+
+def _json_type(value: Any) -> str:
+    from .jsonfile import type_name
+
+    return type_name(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def check_model_cfg(cfg: Any, where: str = "model_cfg") -> dict[str, Any]:
+    """Check an open_clip model config's shape before anything is built from it; returns it.
+
+    ``embed_dim`` a positive int; ``vision_cfg`` and ``text_cfg`` objects; ``vision_cfg.image_size`` a positive int
+    or a pair of them and ``text_cfg.context_length`` a positive int (both read here). Other fields are open_clip's:
+    a value it cannot build from fails when the model is built (a checkpoint's loader reports that as an error of
+    its ``config.json``).
+
+    Raises:
+        InputError: naming the field (``<where>.vision_cfg.image_size: expected ...``).
+    """
+    if not isinstance(cfg, dict):
+        raise InputError(
+            f"{where}: expected an object with embed_dim, vision_cfg and text_cfg, found {_json_type(cfg)}"
+        )
+    missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if k not in cfg]
+    if missing:
+        raise InputError(f"{where}: missing {missing}; expected keys embed_dim, vision_cfg, text_cfg")
+    if not _positive_int(cfg["embed_dim"]):
+        raise InputError(
+            f"{where}.embed_dim: expected a positive integer, found {_json_type(cfg['embed_dim'])} "
+            f"{str(cfg['embed_dim'])[:20]}"
+        )
+    for tower in ("vision_cfg", "text_cfg"):
+        if not isinstance(cfg[tower], dict):
+            raise InputError(f"{where}.{tower}: expected an object, found {_json_type(cfg[tower])}")
+    size = cfg["vision_cfg"].get("image_size", 224)
+    pair = isinstance(size, (list, tuple)) and len(size) == 2 and all(map(_positive_int, size))
+    if not (_positive_int(size) or pair):
+        raise InputError(
+            f"{where}.vision_cfg.image_size: expected a positive integer or a pair of them, found "
+            f"{_json_type(size)} {str(size)[:20]!r}"
+        )
+    length = cfg["text_cfg"].get("context_length", 77)
+    if not _positive_int(length):
+        raise InputError(
+            f"{where}.text_cfg.context_length: expected a positive integer, found {_json_type(length)} "
+            f"{str(length)[:20]!r}"
+        )
+    return cfg
 
 
 def resolve_model_cfg(arch_or_cfg: str | Path | dict[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -154,8 +253,11 @@ def resolve_model_cfg(arch_or_cfg: str | Path | dict[str, Any]) -> tuple[dict[st
         path = Path(arch_or_cfg)
         if not path.is_file():
             raise InputError(f"arch: config file {path} not found")
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-        cfg = cfg.get("model_cfg", cfg)  # open_clip_config.json nests it
+        from .jsonfile import read_json_file
+
+        cfg = read_json_file(path, "model config", InputError)
+        if isinstance(cfg, dict) and "model_cfg" in cfg:  # open_clip_config.json nests it
+            cfg = cfg["model_cfg"]
     else:
         arch = str(arch_or_cfg).replace("/", "-")
         cfg = open_clip.get_model_config(arch)
@@ -165,9 +267,7 @@ def resolve_model_cfg(arch_or_cfg: str | Path | dict[str, Any]) -> tuple[dict[st
                 f"unknown open_clip architecture {arch!r}{did_you_mean(arch, names)} "
                 f"({len(names)} built-ins; or pass a JSON config path or dict)"
             )
-    missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if k not in cfg]
-    if missing:
-        raise InputError(f"arch: model config is missing {missing}; expected keys embed_dim, vision_cfg, text_cfg")
+    check_model_cfg(cfg, "arch")
     if "multimodal_cfg" in cfg:
         raise InputError("arch: CoCa models (multimodal_cfg) are not supported; use a CLIP-style dual encoder")
     return cfg, arch
