@@ -74,6 +74,9 @@ class EvalConfig:
         require_disjoint: refuse (:class:`~noisyclip_metrics.errors.LeakageError`) instead of warning when a
             scorer's checkpoint was trained on this run's seeds or prompts, or a fine-tuned one records no training
             data (:func:`~noisyclip_metrics.provenance.check_disjoint`); for results that will be published.
+        allow_partial: with a judgments file as the judge, evaluate even when it leaves some candidates unjudged
+            (a warning names how many; their judgment rows are NaN, which the curves and BoN leave out); by
+            default such a file is refused before anything is written.
     """
 
     model: str
@@ -99,6 +102,7 @@ class EvalConfig:
     device: str | None = None
     dtype: str | None = None
     require_disjoint: bool = False
+    allow_partial: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
@@ -242,10 +246,10 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         if model.latent_channels != channels:
             raise InputError(f"{ref}: its preview map reads {model.latent_channels} latent channels, the pipeline's "
                              f"latents have {channels}")  # fmt: skip
-    judge = build_judge(d["judge"], clip=d["clip"])
+    judge = build_judge(d["judge"], clip=d["clip"], missing="nan" if cfg.allow_partial else "error")
     if device is not None and isinstance(getattr(judge, "model", None), torch.nn.Module):
         judge.model = resolve_model(judge.model, device)
-    _check_precomputed(judge, prompts, cfg.seeds)
+    _check_precomputed(judge, prompts, cfg.seeds, cfg.allow_partial)
     _check_image_size(pipe, cfg.height, cfg.width)
     _check_judge_reads(judge, prompts)
     sampler = {"num_inference_steps": int(d["num_inference_steps"]), "guidance_scale": d["guidance_scale"],
@@ -417,15 +421,23 @@ def _check_judge_reads(judge: Any, prompts: Any) -> None:
             ) from None
 
 
-def _check_precomputed(judge: Any, prompts: Any, seeds: Sequence[int]) -> None:
-    """A judgments file must score every (prompt id, seed) of the run; fail before any generation if not."""
+def _check_precomputed(judge: Any, prompts: Any, seeds: Sequence[int], allow_partial: bool = False) -> None:
+    """A judgments file must score every (prompt id, seed) of the run; fail before any generation if not (with
+    ``allow_partial``, warn instead)."""
+    import warnings
+
     from .judgments import PrecomputedJudge
+    from .judgments.record import PartialJudgmentsWarning
 
     if not isinstance(judge, PrecomputedJudge):
         return
     have = set(judge.scores())
     missing = [(p.id, str(s)) for p in prompts for s in seeds if (p.id, str(s)) not in have]
-    if missing:
+    if missing and allow_partial:
+        warnings.warn(f"judge: the judgments file has no score for {len(missing)} of the run's (prompt id, seed) "
+                      "candidates; they are evaluated without a judgment (--allow-partial)", PartialJudgmentsWarning,
+                      stacklevel=2)
+    elif missing:
         shown = ", ".join(f"{p}/{s}" for p, s in missing[:3])
         raise InputError(
             f"judge: the judgments file has no score for {len(missing)} of the run's (prompt id, seed) candidates, "

@@ -134,10 +134,9 @@ def read_manifest(path: Path, schema: str, version: int, what: str, hint: str = 
     """
     if not path.is_file():
         raise SchemaError(f"{path.parent}: not a {what} (no {path.name})")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SchemaError(f"{path}: not valid JSON ({err})") from None
+    from .jsonfile import read_json_file  # invalid, not UTF-8 or too deeply nested: one line naming the file
+
+    meta = read_json_file(path, what, SchemaError)
     if not isinstance(meta, dict) or meta.get("schema") != schema:
         found = meta.get("schema") if isinstance(meta, dict) else type(meta).__name__
         raise SchemaError(f"{path}: schema {found!r}, expected {schema!r}")

@@ -401,7 +401,10 @@ class ResultsStore:
         path = self.root / "prompts" / f"{run_id}.parquet"
         if not path.is_file():
             raise SchemaError(f"{path}: missing prompt table of run {run_id}")
-        return pq.read_table(path)
+        try:
+            return pq.read_table(path)
+        except (pa.ArrowInvalid, OSError) as err:
+            raise SchemaError(f"{path}: unreadable prompt table of run {run_id} ({' '.join(str(err).split())[:200]})") from None
 
     def validate(self) -> list[RunInfo]:
         """Check the whole store: schema, provenance of every run with rows, no duplicate rows.

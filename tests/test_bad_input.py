@@ -673,3 +673,20 @@ def test_check_coverage_api():
         check_coverage(js, [("p0", "0"), ("p0", "1")])
     with pytest.warns(PartialJudgmentsWarning, match="left out"):
         assert check_coverage(js, [("p0", "0"), ("p0", 1)], allow_partial=True) == [("p0", "1")]
+
+
+def test_deeply_nested_store_manifest_and_corrupt_prompt_table(assets, tmp_path):
+    # both were tracebacks (RecursionError from store.json, ArrowInvalid from prompts/<run>.parquet)
+    store = tmp_path / "results"
+    shutil.copytree(assets / "results", store)
+    manifest = (store / "store.json").read_text()
+    (store / "store.json").write_text("[" * 100_000 + "]" * 100_000)
+    code, _, err = run_cli(["leaderboard", "build", str(store), "--out", str(tmp_path / "lb"), "--no-charts"])
+    assert_one_line_error(code, err, "leaderboard build")
+    assert "store.json" in err and not (tmp_path / "lb").exists()
+    (store / "store.json").write_text(manifest)
+    table = next((store / "prompts").glob("*.parquet"))
+    table.write_bytes(table.read_bytes()[:40])
+    code, _, err = run_cli(["leaderboard", "build", str(store), "--out", str(tmp_path / "lb"), "--no-charts"])
+    assert_one_line_error(code, err, "leaderboard build")
+    assert "unreadable prompt table" in err and not (tmp_path / "lb").exists()

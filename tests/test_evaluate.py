@@ -206,3 +206,22 @@ def test_schema_errors(tmp_path):
         ResultsStore.open(tmp_path)
     with pytest.raises(InputError, match="seeds"):
         EvalConfig(model="m", out=str(tmp_path), seeds=(1, 1))
+
+
+def test_a_partial_judgments_file_is_refused_unless_allowed(assets, tmp_path, capsys):
+    from noisyclip_metrics.judgments.record import PartialJudgmentsWarning
+
+    judged = [f"p{i:05d},{s},human,{i + s}" for i in range(4) for s in range(3) if (i, s) != (3, 2)]
+    judgments = tmp_path / "j.csv"
+    judgments.write_text("prompt_id,candidate_id,judge,score\n" + "\n".join(judged) + "\n")
+    argv = _args(assets, tmp_path / "res") + ["--judge", str(judgments), "--num-inference-steps", "2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no score for 1 of the run's" in err[0] and not (tmp_path / "res").exists()
+    with pytest.warns(PartialJudgmentsWarning, match="no score for 1 of the run's"):
+        assert main(argv + ["--allow-partial"]) == 0
+    rows = ResultsStore.open(tmp_path / "res").rows(kind="judgment")
+    scores = dict(zip(zip(rows["prompt_id"].to_pylist(), rows["seed"].to_pylist()), rows["score"].to_pylist()))
+    assert len(scores) == 12 and scores[("p00001", 2)] == 3.0
+    missing = scores[("p00003", 2)]
+    assert missing is None or missing != missing  # NaN or null: no judgment, left out of curves and BoN
