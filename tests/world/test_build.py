@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from noisyclip_metrics.errors import CheckpointError, ConfigMismatchError, InputError, UnknownNameError
+from noisyclip_metrics.provenance import seed_overlap
 from noisyclip_metrics.world.build import pipeline
 from noisyclip_metrics.world.build.config import PRESETS
 from noisyclip_metrics.world.build.pipeline import build_world
@@ -47,6 +48,14 @@ def test_ci_build_produces_every_artifact(built):
     assert all(aligned[k] == float(tifa[k] == 1.0) for k in aligned)
     x0_run = json.loads((root / "work" / "noisyclip" / "noisyclip-x0" / "train_config.json").read_text())
     assert (x0_run["target"], Path(x0_run["labels"]).name, x0_run["read"]) == ("judged", "scores.json", "x0")
+    # seeds are data: each training trajectory has its own seed, from a range no evaluation uses, and every
+    # packaged NoisyCLIP records what it was trained on
+    seeds = [int(k.rsplit("#", 1)[1]) for k in aligned]
+    assert len(set(seeds)) == len(seeds) and min(seeds) >= 10**9
+    for run in ("noisyclip", "noisyclip-x0"):
+        record = json.loads((out / run / "config.json").read_text())["config"]["trained_on"]
+        assert record["seeds"]["count"] == len(seeds) and record["seeds"]["min"] >= 10**9
+        assert record["prompts"]["count"] == 8 and not seed_overlap(record, range(1000))
     # the shipped weights are fp16 safetensors; pipelines are complete diffusers folders
     assert (out / "sd-base" / "model_index.json").is_file()
     tensors = load_file(str(out / "sd-base" / "unet" / "diffusion_pytorch_model.safetensors"))

@@ -61,14 +61,17 @@ class NoisyStageConfig:
     """Trajectories of the training prompts for NoisyCLIP fine-tuning, and the fine-tuning runs on them.
 
     The prompts are ``prompts`` distinct prompts of the training split (what the UNets learned from) and then
-    ``coverage_prompts`` distinct prompts drawn from the whole grammar with the training template mix, the held-out
-    compositions included, as the world CLIP's own training captions are. No prompt of the benchmark pool is ever
-    among them (see :func:`~noisyclip_metrics.world.build.stages.noisy_training_prompts`).
+    ``coverage_prompts`` further distinct prompts allowed in training: no prompt of the benchmark pool and no
+    held-out composition is ever among them, unless ``coverage_heldout`` (a separately named study) lets the
+    coverage part reach the held-out compositions. Each prompt's ``seeds`` candidates get their own seeds, drawn
+    from the training seed range (see :func:`~noisyclip_metrics.world.build.stages.noisy_training_prompts` and
+    :func:`~noisyclip_metrics.world.build.stages.noisy_training_seeds`).
     """
 
     models: tuple[str, ...] = ("sd-small", "sd-base", "sd-large")
     prompts: int = 250
     coverage_prompts: int = 250
+    coverage_heldout: bool = False
     seeds: int = 6
     batch_size: int = 64
     runs: tuple[NoisyRunConfig, ...] = (

@@ -162,16 +162,21 @@ def noisy_training_prompts(config: WorldBuildConfig) -> list[str]:
     """The distinct prompts whose trajectories the ``trajectories`` stage records, in order: the prompts every
     NoisyCLIP of the build is fine-tuned on.
 
-    First ``noisy.prompts`` prompts of the training split, then ``noisy.coverage_prompts`` prompts drawn from the
-    whole grammar with the training template mix (held-out compositions included, as in the world CLIP's captions).
-    Neither part holds a prompt of the benchmark pool (any benchmark size), and no prompt appears twice.
+    First ``noisy.prompts`` prompts of the training split (what the UNets learned from), then
+    ``noisy.coverage_prompts`` further prompts drawn with the training template mix. None is a prompt of the
+    benchmark pool (any benchmark size), none touches a held-out composition (so the benchmark's held-out
+    compositions are held out from every trained component), and none appears twice. ``noisy.coverage_heldout``
+    lets the coverage part reach the held-out compositions: a separately named study, never the shipped build.
 
     Example:
         >>> from noisyclip_metrics.world.build.config import PRESETS
+        >>> from noisyclip_metrics.world.grammar import parse_prompt
         >>> from noisyclip_metrics.world.splits import make_split
         >>> prompts = noisy_training_prompts(PRESETS.get("ci"))
-        >>> len(prompts), bool(set(prompts) & make_split(0).pool_texts)
-        (8, False)
+        >>> split = make_split(0)
+        >>> heldout = [split.touches_heldout(parse_prompt(p)) for p in prompts]
+        >>> len(prompts), bool(set(prompts) & split.pool_texts), any(heldout)
+        (8, False, False)
     """
     from ..sampling import sample_prompts
     from ..splits import make_split
@@ -184,8 +189,12 @@ def noisy_training_prompts(config: WorldBuildConfig) -> list[str]:
     seen = set(train) | split.pool_texts
     coverage: list[str] = []
     rng = np.random.default_rng([config.seed, 23])
-    for _ in range(20):
-        for p in sample_prompts(extra * 4, seed=rng, mix=split.config.train_mix):
+    for attempt in range(20):
+        if config.noisy.coverage_heldout:
+            drawn = sample_prompts(extra * 4, seed=rng, mix=split.config.train_mix)
+        else:
+            drawn = split.train(extra * 4, seed=config.seed + 1000 + attempt)
+        for p in drawn:
             if p.text not in seen and len(coverage) < extra:
                 seen.add(p.text)
                 coverage.append(p.text)
@@ -194,6 +203,23 @@ def noisy_training_prompts(config: WorldBuildConfig) -> list[str]:
     else:
         raise InputError(f"noisy.coverage_prompts: only {len(coverage)} new distinct prompts drawn, expected {extra}")
     return train + coverage
+
+
+def noisy_training_seeds(config: WorldBuildConfig, prompts: list[str]) -> list[list[int]]:
+    """The seeds of each training prompt's ``noisy.seeds`` candidates: drawn per (prompt, candidate) from
+    :data:`~noisyclip_metrics.provenance.TRAINING_SEEDS`, disjoint from every evaluation seed below 10^9, so no
+    initial noise recurs across the training set and none is one an evaluation run uses.
+
+    Example:
+        >>> from noisyclip_metrics.world.build.config import PRESETS
+        >>> cfg = PRESETS.get("ci")
+        >>> seeds = noisy_training_seeds(cfg, noisy_training_prompts(cfg))
+        >>> len(seeds), len(seeds[0]), min(min(s) for s in seeds) >= 10**9
+        (8, 2, True)
+    """
+    from ...provenance import training_seeds
+
+    return [training_seeds(p, config.noisy.seeds, salt=config.seed) for p in prompts]
 
 
 @_register("trajectories")
@@ -211,7 +237,8 @@ def _trajectories(ctx: BuildContext) -> dict[str, Any]:
     for model in cfg.models:
         pipe = load_world_pipeline(ctx.work / f"unet-{model}" / "pipeline")
         store = record_trajectories(
-            pipe, folder / model, prompts, list(range(cfg.seeds)), prompt_ids=[f"{model}/{i}" for i in ids],
+            pipe, folder / model, prompts, noisy_training_seeds(ctx.config, prompts),
+            prompt_ids=[f"{model}/{i}" for i in ids],
             batch_size=cfg.batch_size, num_inference_steps=ctx.config.sampler.num_inference_steps,
             guidance_scale=ctx.config.sampler.guidance_scale, height=32, width=32, progress=ctx.progress,
         )  # fmt: skip
