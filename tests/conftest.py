@@ -29,6 +29,16 @@ def bench_script() -> Callable[[str], ModuleType]:
     return load
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``): the tiny
+    pipelines run many times slower with 2 threads on a machine whose cores other jobs share."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_model() -> NoisyCLIPModel:
     """A seeded tiny open_clip NoisyCLIP with the SD 1.x preview map (4 latent channels)."""

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from noisyclip_metrics.bon import (EarlyBestOfN, ThresholdCalibration, ThresholdPolicy, compute_bon,
                                    fit_threshold_calibration, read_bon, schedule_cost)  # fmt: skip
@@ -20,12 +19,7 @@ from noisyclip_metrics.results import ResultsStore, RunInfo
 T = 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_store(root: Path, scores: dict[str, np.ndarray], judge: np.ndarray, aligned: np.ndarray | None = None,

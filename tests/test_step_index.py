@@ -32,13 +32,7 @@ EPS32 = torch.finfo(torch.float32).eps
 COS_ATOL = 64 * EPS32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The tiny models are much slower with 2 threads on a machine shared with training jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

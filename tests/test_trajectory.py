@@ -32,13 +32,7 @@ def _batch_atol(reference: torch.Tensor, ulps: int = 256) -> float:
     return ulps * EPS32 * float(reference.abs().max())
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The tiny pipelines run 20-30x slower with 2 threads on a machine shared with training jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
