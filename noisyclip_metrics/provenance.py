@@ -22,6 +22,7 @@ from .errors import InputError, LeakageError, LeakageWarning
 __all__ = [
     "TRAINING_SEEDS",
     "check_disjoint",
+    "consecutive_runs",
     "describe_training_data",
     "git_revision",
     "prompt_overlap",
@@ -105,9 +106,15 @@ def training_seeds(prompt: str, n: int, salt: int = 0, seeds: range = TRAINING_S
     return out
 
 
-def _intervals(values: Sequence[int]) -> list[list[int]]:
+def consecutive_runs(values: Iterable[int]) -> list[list[int]]:
+    """The sorted distinct ``values`` as ``[first, last]`` runs of consecutive integers.
+
+    Example:
+        >>> consecutive_runs([5, 0, 1, 2, 9])
+        [[0, 2], [5, 5], [9, 9]]
+    """
     out: list[list[int]] = []
-    for v in values:
+    for v in sorted(set(values)):
         if out and v == out[-1][1] + 1:
             out[-1][1] = v
         else:
@@ -135,7 +142,7 @@ def describe_training_data(seeds: Iterable[int], prompts: Iterable[str]) -> dict
     p = sorted(set(prompts))
     if not s or not p:
         raise InputError(f"training data: expected at least one seed and one prompt, got {len(s)} and {len(p)}")
-    runs = _intervals(s)
+    runs = consecutive_runs(s)
     return {
         "seeds": {
             "count": len(s),

@@ -28,6 +28,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from ..io import atomic_write_text
+from ..provenance import consecutive_runs
 from .charts import Series, png_chart, svg_chart
 
 __all__ = ["environment", "render_html", "render_markdown", "ranking_rows", "write_outputs", "md_escape", "fmt"]
@@ -90,12 +91,7 @@ def seed_text(seeds: list[int]) -> str:
         >>> seed_text([0, 1, 2, 3, 4, 5]), seed_text([100, 101, 7])
         ('6 (0-5)', '3 (7, 100-101)')
     """
-    runs: list[list[int]] = []
-    for s in sorted(seeds):
-        if runs and s == runs[-1][1] + 1:
-            runs[-1][1] = s
-        else:
-            runs.append([s, s])
+    runs = consecutive_runs(seeds)
     return f"{len(seeds)} ({', '.join(str(a) if a == b else f'{a}-{b}' for a, b in runs)})"
 
 
