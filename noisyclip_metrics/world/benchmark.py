@@ -6,7 +6,7 @@ from __future__ import annotations
 from ..benchmarks.promptset import Prompt, PromptSet
 from .splits import make_split
 
-__all__ = ["world_promptset", "fresh_world_prompts", "WORLD_BENCHMARK"]
+__all__ = ["WORLD_BENCHMARK", "fresh_world_prompts", "world_promptset"]
 
 WORLD_BENCHMARK = "world"
 
@@ -28,9 +28,14 @@ def world_promptset(n: int | None = None, seed: int = 0) -> PromptSet:
         WORLD_BENCHMARK,
         tuple(
             Prompt(
-                id=ids[p.text], text=p.text, skills=p.skills, source=WORLD_BENCHMARK, category=p.template,
-                split="benchmark", extra={"heldout": split.touches_heldout(p)},
-            )  # fmt: skip
+                id=ids[p.text],
+                text=p.text,
+                skills=p.skills,
+                source=WORLD_BENCHMARK,
+                category=p.template,
+                split="benchmark",
+                extra={"heldout": split.touches_heldout(p)},
+            )
             for p in split.benchmark(n)
         ),
     )
@@ -51,7 +56,7 @@ def fresh_world_prompts(n: int, exclude: frozenset[str] | set[str] = frozenset()
     from ..errors import InputError
     from .grammar import describe
     from .sampling import sample_spec
-    from .splits import _is_heldout_slot, _quotas
+    from .splits import _is_heldout_slot, _quotas, interleave
     from .vocab import TEMPLATES
 
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
@@ -87,6 +92,4 @@ def fresh_world_prompts(n: int, exclude: frozenset[str] | set[str] = frozenset()
                 open_templates.remove(t)
     if sum(map(len, per_template.values())) < n:
         raise InputError(f"n: only {sum(map(len, per_template.values()))} fresh prompts exist, expected {n}")
-    per_template = {t: v for t, v in per_template.items() if v}
-    order = sorted(((i + 0.5) / len(v), TEMPLATES.index(t), p) for t, v in per_template.items() for i, p in enumerate(v))
-    return [p for *_, p in order]
+    return interleave({t: v for t, v in per_template.items() if v})

@@ -47,8 +47,9 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -69,6 +70,7 @@ __all__ = [
 ]
 
 _MAX_DRAWS = 20000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,18 @@ def _quotas(probs: Mapping[str, float], n: int) -> dict[str, int]:
     return out
 
 
+def interleave(pools: Mapping[str, Sequence[T]]) -> list[T]:
+    """The items of per-template lists, interleaved so that every prefix is roughly stratified: item ``i`` of a list
+    of ``q`` sits at ``(i + 0.5) / q``, ties broken by template order.
+
+    Example:
+        >>> interleave({"single": ["s0", "s1"], "counting": ["c0", "c1", "c2", "c3"]})
+        ['c0', 's0', 'c1', 'c2', 's1', 'c3']
+    """
+    keyed = [((i + 0.5) / len(v), TEMPLATES.index(t), p) for t, v in pools.items() for i, p in enumerate(v)]
+    return [p for *_, p in sorted(keyed, key=lambda k: (k[0], k[1]))]
+
+
 def _is_heldout_slot(i: int, share: float) -> bool:
     return math.floor((i + 1) * share + 1e-9) > math.floor(i * share + 1e-9)
 
@@ -188,10 +202,7 @@ class WorldSplit:
         if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= size:
             raise InputError(f"n: expected an int in 0..{size} (the benchmark pool size), got {n!r}")
         quotas = _quotas(self.config.benchmark_mix.probabilities(), n)
-        keyed = [
-            ((i + 0.5) / q, TEMPLATES.index(t), p) for t, q in quotas.items() for i, p in enumerate(self.pools[t][:q])
-        ]
-        return [p for *_, p in sorted(keyed, key=lambda k: (k[0], k[1]))]
+        return interleave({t: self.pools[t][:q] for t, q in quotas.items()})
 
     def allowed_in_train(self, prompt: Prompt) -> bool:
         """Whether a prompt may appear in training (no held-out composition, not in the benchmark pool)."""
