@@ -127,10 +127,10 @@ def paired_interval(arrays: RunArrays, num: dict[str, Any], den: dict[str, Any],
                     resamples: int = 2000) -> tuple[float, float, float]:  # fmt: skip
     """Ratio (or difference) of two rows' mean judge scores of the pick, with a 95% bootstrap interval resampling
     prompts (a prompt's two picks together); prompts that either row leaves out are dropped."""
-    return _paired(pick_scores(arrays, num), pick_scores(arrays, den), difference, resamples)
+    return paired_means(pick_scores(arrays, num), pick_scores(arrays, den), difference, resamples)
 
 
-def _paired(a: np.ndarray, b: np.ndarray, difference: bool = False, resamples: int = 2000,
+def paired_means(a: np.ndarray, b: np.ndarray, difference: bool = False, resamples: int = 2000,
             ) -> tuple[float, float, float]:  # fmt: skip
     """Ratio (or difference) of the means of two per-prompt arrays, with a 95% paired bootstrap interval (prompts
     missing from either dropped)."""
@@ -215,9 +215,9 @@ def fitted_rows(rows: list[dict[str, Any]], arrays: RunArrays, n: int, fractions
                 one = at_budget(rows, s, "one-shot", f)
                 entry = dict(scorer=s, policy=policy, budget=f, one=one, best=best, cross=cross, diff=None, ratio=None)
                 if one is not None:
-                    entry["diff"] = _paired(cross.values, pick_scores(arrays, one), difference=True)
+                    entry["diff"] = paired_means(cross.values, pick_scores(arrays, one), difference=True)
                 if final is not None:
-                    v, lo, hi = _paired(cross.values, pick_scores(arrays, final))
+                    v, lo, hi = paired_means(cross.values, pick_scores(arrays, final))
                     entry["ratio"] = (v, lo, hi, _gain(cross.judge_score, rand["judge_score"], final["judge_score"]))
                 out.append(entry)
     return out

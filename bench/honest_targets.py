@@ -28,18 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bon_world import paired_means  # bench/ is the script's own folder
 
 from noisyclip_metrics.bon.offline import bon_rows, load_run, pick_scores
+from noisyclip_metrics.leaderboard.render import fmt
 from noisyclip_metrics.results import ResultsStore
-from noisyclip_metrics.stats import bootstrap_ratio
 
 NOISYCLIPS = ("noisyclip", "noisyclip-x0")
 EARLY = (0.1, 0.2, 0.3, 0.4, 0.5)
 POLICIES = ("one-shot", "halving")
-
-
-def _fmt(x: float | None, digits: int = 3) -> str:
-    return "–" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
 
 def _mean(values: dict[tuple[str, str, str, float], float], model: str, kind: str, scorer: str) -> float:
@@ -62,10 +59,10 @@ def accuracy_tables(guard: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     for model in models:
         for kind in kinds:
             for scorer in (*NOISYCLIPS, "clip-x0"):
-                cells = [_fmt(values.get((model, kind, scorer, f))) for f in EARLY]
+                cells = [fmt(values.get((model, kind, scorer, f))) for f in EARLY]
                 out.append(f"| {model} | {kind} | {scorer} | " + " | ".join(cells) + " |")
             final = values.get((model, kind, "clip-final", 1.0))
-            out.append(f"| {model} | {kind} | clip-final (at 1.0) | {_fmt(final)} |" + " |" * (len(EARLY) - 1))
+            out.append(f"| {model} | {kind} | clip-final (at 1.0) | {fmt(final)} |" + " |" * (len(EARLY) - 1))
             means = {s: _mean(values, model, kind, s) for s in (*NOISYCLIPS, "clip-x0")}
             best = max(NOISYCLIPS, key=lambda s: means[s] if np.isfinite(means[s]) else -1.0)
             at3 = values.get((model, kind, best, 0.3))
@@ -90,17 +87,9 @@ def accuracy_tables(guard: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         ok2 = "met" if r is not None and r >= 0.95 else "missed"
         rows.append(
             f"| {t['model']} | {t['data']} | {t['best_noisyclip']} | {t['margin_over_clip_x0']:+.3f} ({ok1}) "
-            f"| {_fmt(r)} ({ok2}) |"
+            f"| {fmt(r)} ({ok2}) |"
         )
     return "\n".join(out + [""] + rows), targets
-
-
-def _paired(a: np.ndarray, b: np.ndarray, difference: bool) -> tuple[float, float, float]:
-    both = ~(np.isnan(a) | np.isnan(b))
-    a, b = a[both], b[both]
-    top, bottom = (a - b, np.ones_like(a)) if difference else (a, b)
-    v, lo, hi = bootstrap_ratio(top, bottom, n_resamples=2000)
-    return float(v), float(lo), float(hi)
 
 
 def _rows(store: ResultsStore, run_id: str, n: int) -> tuple[Any, list[dict[str, Any]]]:
@@ -151,8 +140,8 @@ def bon_table(main: Path, replicates: dict[str, Path], n: int, budget: float) ->
                 if row is None:
                     continue
                 picks = pick_scores(arrays, row)
-                ratio = _paired(picks, pick_scores(arrays, final), difference=False)
-                diff = _paired(picks, pick_scores(arrays, base), difference=True) if base else (np.nan,) * 3
+                ratio = paired_means(picks, pick_scores(arrays, final), difference=False)
+                diff = paired_means(picks, pick_scores(arrays, base), difference=True) if base else (np.nan,) * 3
                 results.append(
                     {
                         "model": run.model,

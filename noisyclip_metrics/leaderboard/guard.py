@@ -48,6 +48,7 @@ from scipy.stats import norm
 
 from ..curves import METRICS, ScoreArrays
 from ..errors import InputError, LeakageError
+from .render import fmt
 
 __all__ = [
     "REPLICATE_KINDS",
@@ -303,10 +304,6 @@ def replicates_from_results(
     return pairs, curves
 
 
-def _fmt(x: float | None, digits: int = 3) -> str:
-    return "–" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
-
-
 def guard_markdown(doc: dict[str, Any]) -> str:
     """``guard.md``: the checks as a table, then each replicate's seeds and prompts (from ``guard.json``)."""
     st = doc["settings"]
@@ -326,8 +323,8 @@ def guard_markdown(doc: dict[str, Any]) -> str:
     ]
     for c in doc["checks"]:
         lines.append(
-            f"| {c['model']} | {c['scorer']} | {c['replicate']} | {c['fraction']:g} | {_fmt(c['main'])} | "
-            f"{_fmt(c['replicate_value'])} | {_fmt(c['difference'])} [{_fmt(c['low'])}, {_fmt(c['high'])}] | "
+            f"| {c['model']} | {c['scorer']} | {c['replicate']} | {c['fraction']:g} | {fmt(c['main'])} | "
+            f"{fmt(c['replicate_value'])} | {fmt(c['difference'])} [{fmt(c['low'])}, {fmt(c['high'])}] | "
             f"{'yes' if c['gating'] else 'control'} | {'**yes**' if c['fired'] else 'no'} |"
         )
     lines += ["", "| Replicate | Model | Seeds | Prompts |", "|---|---|---|---:|"]
