@@ -80,17 +80,53 @@ def stores(tmp_path_factory):
     NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=1).save_pretrained(root / "noisyclip")
     (root / "prompts.txt").write_text("a red circle\ntwo blue squares\na green triangle\nno circles\n")
     for name, seeds in (("main", ["0", "1", "2"]), ("fresh", ["10", "11", "12"])):
-        argv = ["evaluate", "--model", str(root / "pipe"), "--benchmark", str(root / "prompts.txt"), "--noisyclip",
-                str(root / "noisyclip"), "--clip", str(root / "clip"), "--judge", "clip-final", "--scorers",
-                "noisyclip", "clip", "--num-inference-steps", "2", "--height", "32", "--width", "32", "--out",
-                str(root / name), "--no-progress", "--seeds", *seeds]  # fmt: skip
+        argv = [
+            "evaluate",
+            "--model",
+            str(root / "pipe"),
+            "--benchmark",
+            str(root / "prompts.txt"),
+            "--noisyclip",
+            str(root / "noisyclip"),
+            "--clip",
+            str(root / "clip"),
+            "--judge",
+            "clip-final",
+            "--scorers",
+            "noisyclip",
+            "clip",
+            "--num-inference-steps",
+            "2",
+            "--height",
+            "32",
+            "--width",
+            "32",
+            "--out",
+            str(root / name),
+            "--no-progress",
+            "--seeds",
+            *seeds,
+        ]
         assert main(argv) == 0
     return root
 
 
 def test_cli_writes_the_report_beside_the_leaderboard(stores, tmp_path, capsys):
-    argv = ["leaderboard", "guard", str(stores / "main"), "--fresh-seeds", str(stores / "fresh"), "--scorers",
-            "noisyclip", "--controls", "clip", "--n-resamples", "200", "--out", str(tmp_path / "board")]  # fmt: skip
+    argv = [
+        "leaderboard",
+        "guard",
+        str(stores / "main"),
+        "--fresh-seeds",
+        str(stores / "fresh"),
+        "--scorers",
+        "noisyclip",
+        "--controls",
+        "clip",
+        "--n-resamples",
+        "200",
+        "--out",
+        str(tmp_path / "board"),
+    ]
     code = main(argv)
     out, err = capsys.readouterr()
     doc = json.loads((tmp_path / "board" / "guard.json").read_text())

@@ -95,10 +95,32 @@ def assets(tmp_path_factory):
 
 
 def _argv(root, out, *seeds: int, require: bool = False) -> list[str]:
-    argv = ["evaluate", "--model", str(root / "pipe"), "--benchmark", str(root / "prompts.txt"), "--noisyclip",
-            str(root / "noisyclip"), "--clip", str(root / "clip"), "--judge", "clip-final", "--scorers", "noisyclip",
-            "--num-inference-steps", "2", "--height", "32", "--width", "32", "--out", str(out), "--no-progress",
-            "--seeds", *map(str, seeds)]  # fmt: skip
+    argv = [
+        "evaluate",
+        "--model",
+        str(root / "pipe"),
+        "--benchmark",
+        str(root / "prompts.txt"),
+        "--noisyclip",
+        str(root / "noisyclip"),
+        "--clip",
+        str(root / "clip"),
+        "--judge",
+        "clip-final",
+        "--scorers",
+        "noisyclip",
+        "--num-inference-steps",
+        "2",
+        "--height",
+        "32",
+        "--width",
+        "32",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--seeds",
+        *map(str, seeds),
+    ]
     return argv + (["--require-disjoint"] if require else [])
 
 
