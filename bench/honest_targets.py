@@ -40,7 +40,7 @@ POLICIES = ("one-shot", "halving")
 
 
 def _mean(values: dict[tuple[str, str, str, float], float], model: str, kind: str, scorer: str) -> float:
-    """Mean over the fractions 0.2-0.5 the guard checked (its default checks 0.2, 0.3 and 0.5)."""
+    """Mean over the fractions 0.2-0.5 the guard checked (the publisher has it check 0.2, 0.3, 0.4 and 0.5)."""
     got = [v for f in (0.2, 0.3, 0.4, 0.5) if (v := values.get((model, kind, scorer, f))) is not None]
     return float(np.mean(got)) if len(got) >= 2 else float("nan")
 

@@ -76,6 +76,8 @@ def slice_document(results: Path, work: Path, n_prompts: int) -> dict:
 #: Scorers of the replicates: the fine-tuned ones (gating) and the frozen controls.
 GUARDED, CONTROLS = ("noisyclip", "noisyclip-x0"), ("clip", "clip-x0", "clip-final")
 FRESH_SEEDS = (100, 101, 102, 103, 104, 105)
+#: Fractions the guard checks: every fraction the honest targets (``bench/honest_targets.py``) average over, and 1.0.
+GUARD_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 1.0)
 
 
 def run_replicates(out: Path, n_prompts: int, models: list[str], seeds: int, batch_size: int) -> dict[str, Path]:
@@ -131,7 +133,8 @@ def main() -> None:
     board = results.parent / "leaderboard"
     guard = [sys.executable, "-m", "noisyclip_metrics.cli", "leaderboard", "guard", str(results),
              "--fresh-seeds", str(replicates["fresh-seeds"]), "--fresh-prompts", str(replicates["fresh-prompts"]),
-             "--scorers", *GUARDED, "--controls", *CONTROLS, "--out", str(board)]
+             "--scorers", *GUARDED, "--controls", *CONTROLS, "--fractions", *map(str, GUARD_FRACTIONS),
+             "--out", str(board)]
     if subprocess.run(guard, check=False).returncode != 0:
         sys.exit(f"not published: the leakage guard failed (see {board / 'guard.md'})")
     if PUBLISHED.exists():
