@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from .errors import CheckpointError, InputError
+from .io import new_dir_mode, save_safetensors
 from .preview import PreviewMap, get_preview_map
 
 if TYPE_CHECKING:
@@ -85,6 +86,7 @@ def _atomic_dir_write(path: Path, write: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
+        tmp.chmod(new_dir_mode())  # mkdtemp makes it private; a checkpoint gets the mode the umask gives
         write(tmp)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
@@ -140,7 +142,7 @@ def share_text_tower(folder: str | Path, base: str | Path) -> Path:
     meta["text_from"] = os.path.relpath(base.resolve(), folder.resolve())
     meta["text_sha256"] = text_tower_sha256(base_tensors)
     tmp = folder / f".{WEIGHTS_NAME}.tmp"
-    save_file(kept, str(tmp), metadata=file_meta)
+    save_safetensors(kept, tmp, metadata=file_meta)
     os.replace(tmp, folder / WEIGHTS_NAME)
     (folder / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return folder
@@ -165,7 +167,7 @@ def save_pretrained(model: NoisyCLIPModel, path: str | Path) -> Path:
         preview = model.preview
         tensors = {f"clip.{k}": v.detach().cpu().contiguous() for k, v in model.clip.state_dict().items()}
         tensors.update({k: v.contiguous() for k, v in preview.to_dict().items()})
-        save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={"format": FORMAT, **preview.metadata()})
+        save_safetensors(tensors, tmp / WEIGHTS_NAME, metadata={"format": FORMAT, **preview.metadata()})
         meta = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -234,7 +236,9 @@ def load_pretrained(
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
         pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
-        hint = f"; found pickle files {pickles}, which are never loaded (convert them to safetensors)" if pickles else ""
+        hint = (
+            f"; found pickle files {pickles}, which are never loaded (convert them to safetensors)" if pickles else ""
+        )
         raise CheckpointError(f"{weights}: missing{hint}")
     if "config" not in meta:
         raise CheckpointError(f"{folder / CONFIG_NAME}: field 'config': missing (the model config)")

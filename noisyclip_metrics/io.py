@@ -15,9 +15,11 @@ __all__ = [
     "atomic_write_text",
     "current_umask",
     "fsync_file",
+    "new_dir_mode",
     "new_file_mode",
     "read_manifest",
     "read_prompt_file",
+    "save_safetensors",
     "write_json",
 ]
 
@@ -83,6 +85,31 @@ def new_file_mode() -> int:
     final file this mode instead, so a store written by one user can be read by others as the umask intends.
     """
     return 0o666 & ~current_umask()
+
+
+def new_dir_mode() -> int:
+    """The mode ``mkdir()`` would give a new folder: ``0o777`` less the umask (``0o755`` under the usual ``022``).
+
+    ``tempfile.mkdtemp`` makes its folder ``0o700`` whatever the umask; a folder that is written as a temporary and
+    then renamed into place (a checkpoint, a leaderboard) gets this mode instead.
+    """
+    return 0o777 & ~current_umask()
+
+
+def save_safetensors(tensors: dict[str, Any], path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """``safetensors.torch.save_file``, giving the file :func:`new_file_mode` (safetensors writes ``0o600``).
+
+    Example:
+        >>> import tempfile, pathlib, torch
+        >>> p = save_safetensors({"w": torch.zeros(2)}, pathlib.Path(tempfile.mkdtemp()) / "w.safetensors")
+        >>> oct(p.stat().st_mode & 0o777) == oct(new_file_mode())
+        True
+    """
+    from safetensors.torch import save_file
+
+    save_file(tensors, str(path), metadata=metadata)
+    os.chmod(path, new_file_mode())
+    return Path(path)
 
 
 def fsync_file(path: str | Path) -> None:

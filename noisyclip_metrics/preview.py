@@ -36,9 +36,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from .errors import CheckpointError, InputError
+from .io import save_safetensors
 from .registry import Registry
 
 __all__ = [
@@ -117,7 +118,7 @@ class PreviewMap:
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file(self.to_dict(), str(path), metadata=self.metadata())
+        save_safetensors(self.to_dict(), path, metadata=self.metadata())
         return path
 
     @classmethod

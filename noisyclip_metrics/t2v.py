@@ -507,7 +507,7 @@ def save_latent_file(path: str | Path, latents: torch.Tensor, *, timestep: Any =
         >>> path.suffix
         '.safetensors'
     """
-    from safetensors.torch import save_file
+    from .io import save_safetensors
 
     path = Path(path)
     if path.suffix != ".safetensors":
@@ -517,5 +517,5 @@ def save_latent_file(path: str | Path, latents: torch.Tensor, *, timestep: Any =
         if value is not None:
             tensors[name] = torch.as_tensor(value, dtype=torch.float32).detach().cpu().reshape(-1)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata={"step": str(step)} if step is not None else None)
+    save_safetensors(tensors, path, metadata={"step": str(step)} if step is not None else None)
     return path

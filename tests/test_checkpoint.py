@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 
 import pytest
@@ -33,6 +34,23 @@ def test_round_trip_with_own_bpe_tokenizer(tmp_path, latents, prompts):
     assert (path / "tokenizer" / "vocab.json").is_file()
     loaded = NoisyCLIPModel.from_pretrained(path)
     torch.testing.assert_close(loaded.score_latents(latents, prompts), model.score_latents(latents, prompts))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_checkpoint_folder_and_files_get_the_mode_the_umask_gives(tiny_model, tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        path = tiny_model.save_pretrained(tmp_path / "ckpt")  # first write: the temporary folder is renamed
+        again = tiny_model.save_pretrained(tmp_path / "ckpt")  # overwrite: swapped in place of the old one
+    finally:
+        os.umask(old)
+    assert again == path
+    modes = {p.name: oct(p.stat().st_mode & 0o777) for p in [path, *path.iterdir()]}
+    assert modes == {
+        "ckpt": oct(0o777 & ~umask),
+        "config.json": oct(0o666 & ~umask),
+        "model.safetensors": oct(0o666 & ~umask),
+    }
 
 
 def test_preview_override_on_load(tiny_model, tmp_path):

@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from ..benchmarks.promptset import with_skill_groups
 from ..curves import METRICS, CurveConfig, CurveSet, ModelCurves, ScoreArrays, compute_curves, first_within, pivot_rows
 from ..errors import InputError, SchemaError
-from ..io import current_umask
+from ..io import new_dir_mode
 from ..results import ResultsStore, RunInfo, check_unique_rows, merge_runs, note
 
 __all__ = [
@@ -420,7 +420,7 @@ def _write_and_swap(out: Path, write: Callable[[Path], Sequence[Path]]) -> list[
     try:
         files = [Path(f) for f in write(tmp)]
         if not out.exists():
-            tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes it private; the leaderboard is a page to publish
+            tmp.chmod(new_dir_mode())  # mkdtemp makes it private; the leaderboard is a page to publish
             os.replace(tmp, out)
         else:
             _swap_outputs(tmp, out)

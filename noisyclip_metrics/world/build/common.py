@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from ...errors import ConfigMismatchError
+from ...io import save_safetensors
 
 __all__ = ["ResumableRun", "step_generator", "warmup_cosine", "EMA", "log_line"]
 
@@ -142,7 +143,7 @@ class ResumableRun:
         tensors = {f"{n}.{k}": v.detach().contiguous() for n, m in self.modules.items() for k, v in m.state_dict().items()}
         if self.ema is not None:
             tensors.update({f"ema.{k}": v.contiguous() for k, v in self.ema.shadow.items()})
-        save_file(tensors, str(tmp / "weights.safetensors"))
+        save_safetensors(tensors, tmp / "weights.safetensors")
         torch.save(
             {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(), "step": step},
             tmp / "state.pt",

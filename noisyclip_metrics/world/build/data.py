@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import save_file
 
+from ...io import save_safetensors
 from ...tokenizers import write_clip_bpe_files
 from ..render import render_batch
 from ..sampling import TemplateMix, sample_prompts
@@ -68,7 +68,7 @@ def render_pool(path: Path, n: int, seed: int, mix: Mapping[str, float] | Templa
     images = torch.cat(chunks)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    save_file({"images": images}, str(tmp), metadata={"texts": json.dumps(texts)})
+    save_safetensors({"images": images}, tmp, metadata={"texts": json.dumps(texts)})
     tmp.replace(path)
     return ImagePool(tuple(texts), images)
 

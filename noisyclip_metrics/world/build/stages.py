@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ...checkpoint import share_text_tower
 from ...errors import InputError
-from ...io import write_json
+from ...io import save_safetensors, write_json
 from ...model import NoisyCLIPModel
 from ...preview import PreviewMap
 from ..models import SHARED_COMPONENTS
@@ -104,7 +104,7 @@ def _unet_data(ctx: BuildContext) -> dict[str, Any]:
         "features": features[:-1].to(torch.float16).contiguous(),
         "empty": features[-1].contiguous(),
     }
-    save_file(tensors, str(folder / "data.safetensors"))
+    save_safetensors(tensors, folder / "data.safetensors")
     return {"renders": len(pool), "distinct_prompts": len(unique), "latent_std": float(latents.std())}
 
 
@@ -287,7 +287,7 @@ def _save_fp16(src: Path, dst: Path, keep_fp32: tuple[str, ...] = ("preview.",))
             if t.is_floating_point() and not k.startswith(keep_fp32):
                 t = t.to(torch.float16)
             tensors[k] = t.contiguous()
-    save_file(tensors, str(dst), metadata=meta)
+    save_safetensors(tensors, dst, metadata=meta)
 
 
 def _check_shared(a: Path, b: Path) -> None:
