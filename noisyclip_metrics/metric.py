@@ -31,6 +31,8 @@ class NoisyCLIPScore(Metric):
     - ``latents`` (:class:`~torch.Tensor`): ``(B, C, h, w)`` latents; ``C`` must match the model's preview map;
     - ``prompts`` (``list[str]``): one prompt per latent;
     - ``timesteps`` (optional): one timestep per latent; with ``scheduler`` they rescale Euler-type latents.
+    - ``step_index`` (optional, keyword): with ``scheduler``, the step of the latents in ``scheduler.timesteps``
+      (one, or one per latent), for schedules in which a timestep occurs twice with different noise levels.
 
     As output of ``compute``: a scalar tensor in ``[0, 100]``, or ``NaN`` when no sample has been seen (``compute``
     before any ``update``, or after ``reset``). That is torchmetrics' convention: its ``CLIPScore`` returns NaN
@@ -77,12 +79,23 @@ class NoisyCLIPScore(Metric):
         self.add_state("n_samples", torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(
-        self, latents: torch.Tensor, prompts: Sequence[str], timesteps: torch.Tensor | Sequence[float] | None = None
+        self,
+        latents: torch.Tensor,
+        prompts: Sequence[str],
+        timesteps: torch.Tensor | Sequence[float] | None = None,
+        *,
+        step_index: int | torch.Tensor | Sequence[int] | None = None,
     ) -> None:
-        """Score a batch and add it to the running sums."""
+        """Score a batch and add it to the running sums.
+
+        ``step_index`` (with ``scheduler``): the index into ``scheduler.timesteps`` of the latents' step, one or one
+        per latent; needed only where a timestep occurs twice in the schedule with different noise levels (Karras
+        sigmas at 50+ steps, KDPM2), which raises without it, as in
+        :func:`~noisyclip_metrics.functional.noisyclip_score`.
+        """
         prompts = [prompts] if isinstance(prompts, str) else prompts
         cos = _noisyclip_score_update(
-            latents, prompts, self._scorer, timesteps, self.scheduler, self.model.latent_channels
+            latents, prompts, self._scorer, timesteps, self.scheduler, self.model.latent_channels, step_index=step_index
         )
         self.score_sum += cos.sum().to(self.score_sum)
         self.n_samples += cos.numel()

@@ -15,6 +15,7 @@ import torch
 from noisyclip_metrics.bon import NoisyCLIPMonitor
 from noisyclip_metrics.errors import InputError
 from noisyclip_metrics.functional import noisyclip_score
+from noisyclip_metrics.metric import NoisyCLIPScore
 from noisyclip_metrics.model import TINY_TEST_CONFIG, NoisyCLIPModel
 from noisyclip_metrics.scorers import ScoreInputs, build_scorer
 from noisyclip_metrics.t2v import NoisyCLIPT2VScore, save_latent_file
@@ -143,6 +144,27 @@ def test_noisyclip_score_forwards_step_index(models_sd, kdpm2):
         z, prompts, models_sd, timesteps=[t, t], scheduler=kdpm2, step_index=torch.tensor(where), reduction="none"
     )
     assert per_sample.shape == (2,)
+
+
+def test_the_metric_forwards_step_index(models_sd, kdpm2):
+    t, where = _repeated(kdpm2)
+    z = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(5))
+    prompts = ["a red cube", "a yellow square"]
+    metric = NoisyCLIPScore(models_sd, scheduler=kdpm2)
+    with pytest.raises(InputError, match="pass step_index"):
+        metric.update(z, prompts, timesteps=[t, t])
+    assert int(metric.n_samples) == 0  # the refused batch left no trace
+    for index in where:
+        metric.reset()
+        metric.update(z, prompts, timesteps=[t, t], step_index=index)
+        expected = noisyclip_score(z, prompts, models_sd, timesteps=[t, t], scheduler=kdpm2, step_index=index)
+        torch.testing.assert_close(metric.compute(), expected, atol=100 * COS_ATOL, rtol=0)
+    levels = []
+    for index in where:  # the two steps are different noise levels, so the step index changes the score
+        metric.reset()
+        metric.update(z, prompts, timesteps=[t, t], step_index=torch.tensor([index, index]))
+        levels.append(float(metric.compute()))
+    assert levels[0] != levels[1]
 
 
 def test_t2v_backend_forwards_step_index_or_the_latents_step(models_sd, kdpm2, tmp_path):
