@@ -50,7 +50,7 @@ import numpy as np
 
 from .benchmarks.promptset import SKILLS
 from .errors import InputError
-from .judgments.record import Judgment, mean_over_raters, read_judgments
+from .judgments.record import Judgment, check_coverage, mean_over_raters, read_judgments
 from .registry import Registry, did_you_mean
 from .results import ResultsStore, RunInfo, check_unique_rows, note
 from .stats import agreement, kendall_tau_b, kendall_tau_c, pairwise_accuracy, pearson, spearman
@@ -111,9 +111,17 @@ def _load_run(store: ResultsStore, info: RunInfo) -> _Run:
     return _Run(info, prompt_ids, skills, seeds, num_steps, scores, judgments)
 
 
-def _external_gold(runs: list[_Run], judgments: Iterable[Judgment], judge: str | None,
-                   unmatched: str) -> dict[str, tuple[str, np.ndarray]]:  # fmt: skip
-    """Per run id: (judge name, (prompts, seeds) matrix) from external judgments."""
+def _external_gold(
+    runs: list[_Run],
+    judgments: Iterable[Judgment],
+    judge: str | None,
+    unmatched: str,
+    *,
+    source: str = "judgments",
+    allow_partial: bool = False,
+) -> dict[str, tuple[str, np.ndarray]]:
+    """Per run id: (judge name, (prompts, seeds) matrix) from external judgments, which must judge every candidate of
+    every run (:func:`~noisyclip_metrics.judgments.check_coverage`) unless ``allow_partial``."""
     kept = [j for j in judgments if judge is None or j.judge == judge]
     names = sorted({j.judge for j in kept})
     if not kept:
@@ -124,17 +132,20 @@ def _external_gold(runs: list[_Run], judgments: Iterable[Judgment], judge: str |
     by_model = {r.info.model for r in runs}
     out: dict[str, tuple[str, np.ndarray]] = {}
     matched: set[int] = set()
+    judged: dict[str, list[Judgment]] = {}
     for run in runs:
         p_index = {p: i for i, p in enumerate(run.prompt_ids)}
         s_index = {str(s): i for i, s in enumerate(run.seeds)}
         gold = np.full((len(run.prompt_ids), len(run.seeds)), np.nan)
+        judged[run.info.run_id] = []
         for k, j in enumerate(merged):
             if j.model in by_model and j.model != run.info.model:
-                continue
+                continue  # another run's judgment
             r, c = p_index.get(j.prompt_id), s_index.get(j.candidate_id)
             if r is not None and c is not None:
                 gold[r, c] = j.score
                 matched.add(k)
+                judged[run.info.run_id].append(j)
         out[run.info.run_id] = (names[0], gold)
     missing = [j for k, j in enumerate(merged) if k not in matched]
     if missing and (unmatched == "error" or len(matched) == 0):
@@ -145,6 +156,13 @@ def _external_gold(runs: list[_Run], judgments: Iterable[Judgment], judge: str |
             f"e.g. {examples}; the store has prompt ids like {run.prompt_ids[0]!r} and candidate ids = seeds "
             f"{', '.join(map(str, run.seeds[:6]))}" + ("" if len(matched) == 0 else " (unmatched='ignore' to skip them)")
         )  # fmt: skip
+    for run in runs:  # judgments that cover only some candidates would drop the others from every statistic
+        check_coverage(
+            judged[run.info.run_id],
+            [(p, str(seed)) for p in run.prompt_ids for seed in run.seeds],
+            source=f"{source} (run {run.info.run_id}, {run.info.model})",
+            allow_partial=allow_partial,
+        )
     return out
 
 
@@ -213,6 +231,7 @@ def correlate(
     gold: str = "score",
     model: str | None = None,
     unmatched: str = "error",
+    allow_partial: bool = False,
     n_resamples: int = 1000,
     confidence_level: float = 0.95,
     seed: int = 0,
@@ -233,6 +252,9 @@ def correlate(
         gold: ``"score"`` (the judge's score) or ``"aligned"`` (its binary verdict, when it has one).
         model: only runs of this model name (or run id).
         unmatched: ``"error"`` (default) or ``"ignore"``: judgments that match no stored (prompt, seed).
+        allow_partial: with ``judgments``, correlate even when they leave some stored candidates of a run unjudged
+            (a :class:`~noisyclip_metrics.judgments.PartialJudgmentsWarning` says how many); by default that is a
+            ``DataFileError``, since those candidates would drop out of every statistic without a word.
         n_resamples: bootstrap resamples with ``ci``.
         confidence_level: of the intervals.
         seed: seed of the bootstrap.
@@ -242,6 +264,7 @@ def correlate(
 
     Raises:
         InputError: unknown scorer / judge / grouping, steps out of range, judgments that match no trajectory.
+        DataFileError: ``judgments`` that leave candidates of a run unjudged, without ``allow_partial``.
         SchemaError: a folder that is not a results store.
     """
     if group not in GROUPINGS:
@@ -271,7 +294,8 @@ def correlate(
         items = read_judgments(judgments) if isinstance(judgments, (str, Path)) else list(judgments)
         if gold != "score":
             raise InputError("gold: a judgments file holds scores only; use gold='score'")
-        external = _external_gold(runs, items, judge, unmatched)
+        source = str(judgments) if isinstance(judgments, (str, Path)) else "judgments"
+        external = _external_gold(runs, items, judge, unmatched, source=source, allow_partial=allow_partial)
     wanted = [scorer] if isinstance(scorer, str) else (list(scorer) if scorer is not None else None)
     out: list[dict[str, Any]] = []
     for run in runs:

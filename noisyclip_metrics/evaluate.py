@@ -249,7 +249,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     judge = build_judge(d["judge"], clip=d["clip"], missing="nan" if cfg.allow_partial else "error")
     if device is not None and isinstance(getattr(judge, "model", None), torch.nn.Module):
         judge.model = resolve_model(judge.model, device)
-    _check_precomputed(judge, prompts, cfg.seeds, cfg.allow_partial)
+    _check_precomputed(judge, prompts, cfg.seeds, cfg.allow_partial, source=f"judge {d['judge']}")
     _check_image_size(pipe, cfg.height, cfg.width)
     _check_judge_reads(judge, prompts)
     sampler = {"num_inference_steps": int(d["num_inference_steps"]), "guidance_scale": d["guidance_scale"],
@@ -421,28 +421,17 @@ def _check_judge_reads(judge: Any, prompts: Any) -> None:
             ) from None
 
 
-def _check_precomputed(judge: Any, prompts: Any, seeds: Sequence[int], allow_partial: bool = False) -> None:
-    """A judgments file must score every (prompt id, seed) of the run; fail before any generation if not (with
-    ``allow_partial``, warn instead)."""
-    import warnings
-
-    from .judgments import PrecomputedJudge
-    from .judgments.record import PartialJudgmentsWarning
+def _check_precomputed(
+    judge: Any, prompts: Any, seeds: Sequence[int], allow_partial: bool = False, source: str = "judge"
+) -> None:
+    """A judgments file must score every (prompt id, seed) of the run: fail before any generation if not (with
+    ``allow_partial``, warn instead), by :func:`~noisyclip_metrics.judgments.check_coverage`."""
+    from .judgments import Judgment, PrecomputedJudge, check_coverage
 
     if not isinstance(judge, PrecomputedJudge):
         return
-    have = set(judge.scores())
-    missing = [(p.id, str(s)) for p in prompts for s in seeds if (p.id, str(s)) not in have]
-    if missing and allow_partial:
-        warnings.warn(f"judge: the judgments file has no score for {len(missing)} of the run's (prompt id, seed) "
-                      "candidates; they are evaluated without a judgment (--allow-partial)", PartialJudgmentsWarning,
-                      stacklevel=2)
-    elif missing:
-        shown = ", ".join(f"{p}/{s}" for p, s in missing[:3])
-        raise InputError(
-            f"judge: the judgments file has no score for {len(missing)} of the run's (prompt id, seed) candidates, "
-            f"e.g. {shown}; its candidate ids must be the seeds"
-        )
+    judged = [Judgment(p, c, None, judge.name, score) for (p, c), score in judge.scores().items()]
+    check_coverage(judged, [(p.id, str(s)) for p in prompts for s in seeds], source=source, allow_partial=allow_partial)
 
 
 def _run_chunk(cfg: EvalConfig, pipe: Any, chunk: Sequence[tuple[Any, int]], scorers: Sequence[Any], judge: Any,

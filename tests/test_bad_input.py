@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import string
 import tempfile
@@ -651,6 +652,22 @@ def test_partial_judgments_file_is_refused_unless_allowed(assets, tmp_path):
     full = write_judgments(tmp_path / "full.csv", _human([(p, s) for p in ("p0", "p1") for s in (0, 1)]))
     code, out, err = run_cli(["correlate", "--results", str(assets / "results"), "--judgments", str(full)])
     assert code == 0 and "warning" not in err, err
+
+
+def test_partial_judgments_are_refused_by_the_api_too(assets, tmp_path):
+    """``correlate()`` itself refuses (the CLI only forwards ``--allow-partial``): a file or judgments in memory."""
+    from noisyclip_metrics.correlate import correlate
+    from noisyclip_metrics.errors import DataFileError
+
+    partial = _human([("p0", 0), ("p0", 1), ("p1", 0)])  # p1/1 missing
+    path = write_judgments(tmp_path / "human.csv", partial)
+    store, kwargs = assets / "results", {"scorer": "clip", "model": "model-a"}
+    for judgments, source in ((path, str(path)), (partial, "judgments")):
+        with pytest.raises(DataFileError, match=re.escape(f"{source} (run run1, model-a): 1 of 4 candidates have no")):
+            correlate(store, judgments=judgments, **kwargs)
+        with pytest.warns(PartialJudgmentsWarning, match="1 of 4 candidates have no judgment"):
+            rows = correlate(store, judgments=judgments, allow_partial=True, **kwargs)
+        assert {r["n_items"] for r in rows if r["skill"] == "overall"} == {3}  # the unjudged candidate left out
 
 
 def test_partial_judgments_per_run_model(assets, tmp_path):

@@ -9,8 +9,8 @@ import pytest
 
 from noisyclip_metrics.cli import main
 from noisyclip_metrics.correlate import ROW_KEYS, correlate, format_table
-from noisyclip_metrics.errors import InputError
-from noisyclip_metrics.judgments import Judgment, write_judgments
+from noisyclip_metrics.errors import DataFileError, InputError
+from noisyclip_metrics.judgments import Judgment, PartialJudgmentsWarning, write_judgments
 from noisyclip_metrics.results import ROW_SCHEMA, ResultsStore, RunInfo
 
 GOLD = {"p0": [1, 2, 3, 4], "p1": [4, 3, 2, 1]}
@@ -127,7 +127,12 @@ def test_judgments_file(store, tmp_path):
     path = write_judgments(tmp_path / "human.csv", human)
     rows = correlate(store, scorer="noisyclip", steps=[2], judgments=path, per_skill=False)
     assert rows[0]["judge"] == "human" and rows[0]["pearson"] == pytest.approx(-1.0)
-    partial = correlate(store, scorer="noisyclip", steps=[2], judgments=human[:8], per_skill=False)  # p0 only
+    with pytest.raises(DataFileError, match="4 of 8 candidates have no judgment"):  # p0 only: refused by default
+        correlate(store, scorer="noisyclip", steps=[2], judgments=human[:8], per_skill=False)
+    with pytest.warns(PartialJudgmentsWarning, match="4 of 8 candidates have no judgment"):
+        partial = correlate(
+            store, scorer="noisyclip", steps=[2], judgments=human[:8], per_skill=False, allow_partial=True
+        )
     assert partial[0]["n_prompts"] == 1 and partial[0]["n_items"] == 4
     wrong = [Judgment("p0", gen, gen, "human", 3.0) for gen in ("DALLE_3", "SDXL_Base")]
     with pytest.raises(InputError, match=r"2 of 2 .*match no stored trajectory, e.g. \('p0', 'DALLE_3'\), "

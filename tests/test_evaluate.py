@@ -149,7 +149,7 @@ def test_bad_input(assets, tmp_path, capsys):
         ro.chmod(0o700)
     judgments = tmp_path / "j.csv"
     judgments.write_text("prompt_id,candidate_id,judge,score\np99999,0,human,3\n")
-    assert "has no score for 12" in err(_args(assets, tmp_path / "f") + ["--judge", str(judgments)])
+    assert "j.csv: 12 of 12 candidates have no judgment" in err(_args(assets, tmp_path / "f") + ["--judge", str(judgments)])
 
 
 def test_device_and_dtype_join_the_run_identity_only_off_the_defaults(assets, tmp_path, capsys):
@@ -217,8 +217,9 @@ def test_a_partial_judgments_file_is_refused_unless_allowed(assets, tmp_path, ca
     argv = _args(assets, tmp_path / "res") + ["--judge", str(judgments), "--num-inference-steps", "2"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "no score for 1 of the run's" in err[0] and not (tmp_path / "res").exists()
-    with pytest.warns(PartialJudgmentsWarning, match="no score for 1 of the run's"):
+    assert len(err) == 1 and "1 of 12 candidates have no judgment (e.g. p00003/2)" in err[0]
+    assert not (tmp_path / "res").exists()
+    with pytest.warns(PartialJudgmentsWarning, match="1 of 12 candidates have no judgment"):
         assert main(argv + ["--allow-partial"]) == 0
     rows = ResultsStore.open(tmp_path / "res").rows(kind="judgment")
     scores = dict(zip(zip(rows["prompt_id"].to_pylist(), rows["seed"].to_pylist()), rows["score"].to_pylist()))

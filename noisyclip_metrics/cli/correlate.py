@@ -44,48 +44,15 @@ def _clean(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def _judgments(args: argparse.Namespace) -> list[Any] | None:
-    """The ``--judgments`` file, checked to judge every (prompt, seed) of the runs it is compared with (matched the
-    way :func:`~noisyclip_metrics.correlate.correlate` matches them: a judgment naming another run's model is not
-    this run's); refused when it does not, unless ``--allow-partial``."""
-    if args.judgments is None:
-        return None
-    from ..judgments import check_coverage, read_judgments
-    from ..results import ResultsStore
-
-    items = read_judgments(args.judgments)
-    kept = [j for j in items if args.judge is None or j.judge == args.judge]
-    if len({j.judge for j in kept}) != 1:
-        return items  # no judge or several: correlate says which
-    store = ResultsStore.open(args.results)
-    runs = [r for r in store.runs() if args.model is None or args.model in (r.model, r.run_id)]
-    models = {r.model for r in runs}
-    checks = []
-    for run in runs:
-        prompt_ids = store.prompts(run.run_id)["prompt_id"].to_pylist()
-        judged = [j for j in kept if j.model not in models or j.model == run.model]
-        candidates = [(p, str(s)) for p in prompt_ids for s in run.seeds]
-        checks.append((run, judged, candidates))
-    if not any({(j.prompt_id, j.candidate_id) for j in judged} & set(cands) for _, judged, cands in checks):
-        return items  # nothing matches at all: correlate explains what the ids should look like
-    for run, judged, candidates in checks:
-        check_coverage(
-            judged,
-            candidates,
-            allow_partial=args.allow_partial,
-            source=f"{args.judgments} (run {run.run_id}, {run.model})",
-        )
-    return items
-
-
 def _run(args: argparse.Namespace) -> int:
     from ..correlate import correlate, format_table
     from ..io import write_json
 
     rows = correlate(
-        args.results, scorer=args.scorer, steps=args.steps, judgments=_judgments(args), group=args.group,
+        args.results, scorer=args.scorer, steps=args.steps, judgments=args.judgments, group=args.group,
         per_skill=args.skills, ci=args.ci, fractions=args.fractions, judge=args.judge, gold=args.gold,
-        model=args.model, unmatched="ignore" if args.ignore_unmatched else "error", n_resamples=args.resamples,
+        model=args.model, unmatched="ignore" if args.ignore_unmatched else "error", allow_partial=args.allow_partial,
+        n_resamples=args.resamples,
     )  # fmt: skip
     print(format_table(rows), end="")
     if args.json is not None:
