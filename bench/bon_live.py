@@ -29,18 +29,24 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bon_world import at_budget, live_setup  # noqa: E402
+from bon_world import at_budget, live_setup
 
-from noisyclip_metrics.bon.early import EarlyBestOfN  # noqa: E402
-from noisyclip_metrics.bon.offline import bon_rows, load_run, plan_picks, plan_scores, reads_x0  # noqa: E402
-from noisyclip_metrics.bon.policies import (HalvingPolicy, OneShotPolicy, Policy, halving_counts,  # noqa: E402
-                                            schedule_cost)
-from noisyclip_metrics.judges import build_judge  # noqa: E402
-from noisyclip_metrics.results import ResultsStore  # noqa: E402
+from noisyclip_metrics.bon.early import EarlyBestOfN
+from noisyclip_metrics.bon.offline import bon_rows, load_run, plan_picks, plan_scores, reads_x0
+from noisyclip_metrics.bon.policies import (
+    HalvingPolicy,
+    OneShotPolicy,
+    Policy,
+    halving_counts,
+    schedule_cost,
+)
+from noisyclip_metrics.judges import build_judge
+from noisyclip_metrics.results import ResultsStore
 
 
-def policies(rows: dict[str, list], scorer: str, n: int, budget: float, steps: int,
-             reference: bool = True) -> list[tuple[str, str, Policy]]:  # fmt: skip
+def policies(
+    rows: dict[str, list], scorer: str, n: int, budget: float, steps: int, reference: bool = True
+) -> list[tuple[str, str, Policy]]:
     """(label, scorer, live policy) of the offline rows at the budget, and full-cost ``clip-final`` BoN unless not
     ``reference``."""
     table = [dict(zip(rows, values)) for values in zip(*rows.values())]
@@ -73,16 +79,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scorer", default="noisyclip-x0")
     parser.add_argument("--n", type=int, default=6)
     parser.add_argument("--budget", type=float, default=0.5)
-    parser.add_argument("--no-reference", action="store_true",
-                        help="skip full-cost clip-final BoN (it does not depend on --scorer: after a scorer changes, "
-                             "only the scorer's rows need rerunning)")  # fmt: skip
+    parser.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="skip full-cost clip-final BoN (it does not depend on --scorer: after a scorer changes, "
+        "only the scorer's rows need rerunning)",
+    )
     args = parser.parse_args(argv)
 
     store = ResultsStore.open(args.results)
-    print(f"Best-of-{args.n} live (EarlyBestOfN.run_batch, {args.batch_prompts} prompts per batch) against the offline "
-          f"BoN of the same run, first {args.prompts} prompts, the run's first {args.n} seeds\n")  # fmt: skip
-    print("| model | policy | picks = offline | max abs(live judge - recorded judge) | judge score live / offline | "
-          "denoiser calls / prompt live / offline | live s |")  # fmt: skip
+    print(
+        f"Best-of-{args.n} live (EarlyBestOfN.run_batch, {args.batch_prompts} prompts per batch) against the offline "
+        f"BoN of the same run, first {args.prompts} prompts, the run's first {args.n} seeds\n"
+    )
+    print(
+        "| model | policy | picks = offline | max abs(live judge - recorded judge) | judge score live / offline | "
+        "denoiser calls / prompt live / offline | live s |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|")
     for info in store.runs():
         arrays = load_run(store, info.run_id)
@@ -115,10 +128,13 @@ def main(argv: list[str] | None = None) -> None:
             recorded = np.array([arrays.judge[p, column[s]] for p, s in zip(prow, live_seeds)])
             same = int(sum(int(a) == int(b) for a, b in zip(live_seeds, offline)))
             plan_calls = schedule_cost(n, steps, plan, needs_model_output=reads_x0(info, name))[0]
-            print(f"| {info.model} | {name} {label} | {same} / {len(prompts)} | "
-                  f"{float(np.abs(np.array(live_judge) - recorded).max()):.1e} | "
-                  f"{np.mean(live_judge):.3f} / {offline_judge.mean():.3f} | {calls / len(prompts):.1f} / {plan_calls} | "
-                  f"{seconds:.1f} |", flush=True)  # fmt: skip
+            print(
+                f"| {info.model} | {name} {label} | {same} / {len(prompts)} | "
+                f"{float(np.abs(np.array(live_judge) - recorded).max()):.1e} | "
+                f"{np.mean(live_judge):.3f} / {offline_judge.mean():.3f} | {calls / len(prompts):.1f} / {plan_calls} | "
+                f"{seconds:.1f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

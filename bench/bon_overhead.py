@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sd15 import sd15_unet, sd15_vae  # noqa: E402
+from sd15 import sd15_unet, sd15_vae
 
 PROMPT = "two red circles above a blue square"
 
@@ -49,21 +49,50 @@ def sd15_pipeline(device: torch.device, dtype: torch.dtype) -> Any:
     with tempfile.TemporaryDirectory() as tmp:  # the tokenizer reads its files when built
         tok = load_clip_tokenizer(write_clip_bpe_files(Path(tmp) / "bpe"), model_max_length=77)
     torch.manual_seed(0)
-    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tok), hidden_size=768, intermediate_size=3072,
-                                        num_hidden_layers=12, num_attention_heads=12, max_position_embeddings=77,
-                                        bos_token_id=len(tok) - 2, eos_token_id=len(tok) - 1,
-                                        pad_token_id=len(tok) - 1)).eval()  # fmt: skip
-    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                          set_alpha_to_one=False, steps_offset=1)  # fmt: skip
-    pipe = StableDiffusionPipeline(unet=sd15_unet(), vae=sd15_vae(), text_encoder=text, tokenizer=tok, scheduler=sched,
-                                   safety_checker=None, feature_extractor=None, image_encoder=None,
-                                   requires_safety_checker=False)  # fmt: skip
+    text = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tok),
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            max_position_embeddings=77,
+            bos_token_id=len(tok) - 2,
+            eos_token_id=len(tok) - 1,
+            pad_token_id=len(tok) - 1,
+        )
+    ).eval()
+    sched = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pipe = StableDiffusionPipeline(
+        unet=sd15_unet(),
+        vae=sd15_vae(),
+        text_encoder=text,
+        tokenizer=tok,
+        scheduler=sched,
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device, dtype)
 
 
-PROMPTS = (PROMPT, "a green triangle left of a yellow star", "three blue squares", "a red circle",
-           "two yellow stars below a green circle", "a blue triangle right of a red square")
+PROMPTS = (
+    PROMPT,
+    "a green triangle left of a yellow star",
+    "three blue squares",
+    "a red circle",
+    "two yellow stars below a green circle",
+    "a blue triangle right of a red square",
+)
 
 
 def build(pipeline: str, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any, dict[str, Any], str]:
@@ -88,8 +117,12 @@ def build(pipeline: str, device: torch.device, dtype: torch.dtype) -> tuple[Any,
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pipeline", default="sd15", help="sd15 (SD-1.5-sized, random weights) or a world id")
-    parser.add_argument("--prompts", type=int, default=1,
-                        help="P > 1: also run P prompts one at a time and as one batch (EarlyBestOfN.run_batch)")
+    parser.add_argument(
+        "--prompts",
+        type=int,
+        default=1,
+        help="P > 1: also run P prompts one at a time and as one batch (EarlyBestOfN.run_batch)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--n", type=int, default=6)
@@ -108,8 +141,11 @@ def main(argv: list[str] | None = None) -> None:
     kwargs: dict[str, Any] = {**sampler, "num_inference_steps": t}
     if args.pipeline == "sd15":
         kwargs.update(height=8 * args.latent, width=8 * args.latent)
-    policies = {"full-cost BoN (k = T)": OneShotPolicy(k=t), f"one-shot k = {t // 2}": OneShotPolicy(k=t // 2),
-                f"halving {t // 4}, {t // 2}, {3 * t // 4}": HalvingPolicy((t // 4, t // 2, 3 * t // 4))}  # fmt: skip
+    policies = {
+        "full-cost BoN (k = T)": OneShotPolicy(k=t),
+        f"one-shot k = {t // 2}": OneShotPolicy(k=t // 2),
+        f"halving {t // 4}, {t // 2}, {3 * t // 4}": HalvingPolicy((t // 4, t // 2, 3 * t // 4)),
+    }
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.prompts)]
 
     def timed(bon: Any, batched: bool) -> tuple[dict[str, float], int]:
@@ -138,31 +174,43 @@ def main(argv: list[str] | None = None) -> None:
                 seconds = {k: statistics.median(r[0][k] for r in runs) for k in runs[0][0]}
                 rows[name, batched] = (seconds, runs[0][1])
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"Best-of-{n}, T = {t}, {what} ({args.dtype}) on {where}; scorer in float32; medians of {args.repeats} "
-          f"after a warm-up\n")  # fmt: skip
+    print(
+        f"Best-of-{n}, T = {t}, {what} ({args.dtype}) on {where}; scorer in float32; medians of {args.repeats} "
+        f"after a warm-up\n"
+    )
     full = next(iter(policies))
     if args.prompts == 1:
-        print("| policy | denoiser calls (fraction) | denoise s | score s | total s | wall fraction | scoring / saved |")
+        print(
+            "| policy | denoiser calls (fraction) | denoise s | score s | total s | wall fraction | scoring / saved |"
+        )
         print("|---|---:|---:|---:|---:|---:|---:|")
         full_s = rows[full, False][0]
         for name in policies:
             sec, calls = rows[name, False]
             saved = full_s["denoise"] - sec["denoise"]
             ratio = f"{sec['score'] / saved:.3f}" if saved > 0 else "—"
-            print(f"| {name} | {calls} ({calls / (n * t):.2f}) | {sec['denoise']:.3f} | {sec['score']:.4f} | "
-                  f"{sec['total']:.3f} | {sec['total'] / full_s['total']:.2f} | {ratio} |")  # fmt: skip
+            print(
+                f"| {name} | {calls} ({calls / (n * t):.2f}) | {sec['denoise']:.3f} | {sec['score']:.4f} | "
+                f"{sec['total']:.3f} | {sec['total'] / full_s['total']:.2f} | {ratio} |"
+            )
         return
     p = args.prompts
-    print(f"{p} prompts: one after the other (EarlyBestOfN per prompt) and as one batch of {p} x {n} candidates "
-          "(EarlyBestOfN.run_batch); seconds per prompt, wall fraction against full-cost BoN run the same way\n")
-    print(f"| policy | denoiser calls (fraction) | one at a time: s / prompt | wall fraction | batch of {p}: s / prompt "
-          "| wall fraction | batch speed-up |")  # fmt: skip
+    print(
+        f"{p} prompts: one after the other (EarlyBestOfN per prompt) and as one batch of {p} x {n} candidates "
+        "(EarlyBestOfN.run_batch); seconds per prompt, wall fraction against full-cost BoN run the same way\n"
+    )
+    print(
+        f"| policy | denoiser calls (fraction) | one at a time: s / prompt | wall fraction | batch of {p}: s / prompt "
+        "| wall fraction | batch speed-up |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name in policies:
         (one, calls), (many, _) = rows[name, False], rows[name, True]
         f_one, f_many = one["total"] / rows[full, False][0]["total"], many["total"] / rows[full, True][0]["total"]
-        print(f"| {name} | {calls // p} ({calls / (p * n * t):.2f}) | {one['total'] / p:.3f} | {f_one:.2f} | "
-              f"{many['total'] / p:.3f} | {f_many:.2f} | {one['total'] / many['total']:.2f}x |")  # fmt: skip
+        print(
+            f"| {name} | {calls // p} ({calls / (p * n * t):.2f}) | {one['total'] / p:.3f} | {f_one:.2f} | "
+            f"{many['total'] / p:.3f} | {f_many:.2f} | {one['total'] / many['total']:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

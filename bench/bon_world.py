@@ -49,10 +49,10 @@ import pyarrow as pa
 import torch
 
 from noisyclip_metrics.bon.early import EarlyBestOfN
+from noisyclip_metrics.bon.fitting import FITTERS
 from noisyclip_metrics.bon.loops import LoopSettings, advance, loop_adapter
 from noisyclip_metrics.bon.offline import BON_SCHEMA, RunArrays, bon_rows, cascade_label, load_run, pick_scores
 from noisyclip_metrics.bon.policies import OneShotPolicy
-from noisyclip_metrics.bon.fitting import FITTERS
 from noisyclip_metrics.errors import InputError
 from noisyclip_metrics.results import ResultsStore, RunInfo
 from noisyclip_metrics.scorers import ScoreInputs
@@ -89,13 +89,23 @@ def live_setup(info: RunInfo, names: Sequence[str]) -> tuple[Any, dict[str, Any]
     return pipe, scorers
 
 
-def measure_costs(pipe: Any, scorers: dict[str, Any], info: RunInfo, n: int, prompt: str, repeats: int,
-                  ) -> dict[str, float]:  # fmt: skip
+def measure_costs(
+    pipe: Any,
+    scorers: dict[str, Any],
+    info: RunInfo,
+    n: int,
+    prompt: str,
+    repeats: int,
+) -> dict[str, float]:
     """Seconds of one scoring of N candidates / seconds of one guided denoiser call on N candidates, per scorer."""
     _, adapter = loop_adapter(pipe)
     s = info.sampler
-    settings = LoopSettings(num_inference_steps=s.get("num_inference_steps"), guidance_scale=s.get("guidance_scale"),
-                            height=s.get("height"), width=s.get("width"))  # fmt: skip
+    settings = LoopSettings(
+        num_inference_steps=s.get("num_inference_steps"),
+        guidance_scale=s.get("guidance_scale"),
+        height=s.get("height"),
+        width=s.get("width"),
+    )
     with torch.no_grad():
         state = adapter.prepare(pipe, [prompt] * n, list(range(n)), settings)
         for _ in range(state.num_steps // 2):
@@ -105,8 +115,15 @@ def measure_costs(pipe: Any, scorers: dict[str, Any], info: RunInfo, n: int, pro
         images = adapter.decode(state)
         latents = adapter.unpack(state, state.latents)
         t = torch.full((n,), state.timestep_at(state.step))
-        inputs = ScoreInputs(prompts=[prompt] * n, latents=latents, timesteps=t, scheduler=pipe.scheduler,
-                             model_output=adapter.unpack(state, output), images=images, step=state.step)  # fmt: skip
+        inputs = ScoreInputs(
+            prompts=[prompt] * n,
+            latents=latents,
+            timesteps=t,
+            scheduler=pipe.scheduler,
+            model_output=adapter.unpack(state, output),
+            images=images,
+            step=state.step,
+        )
         return {name: timed(lambda sc=sc: sc.score(inputs), repeats) / denoise for name, sc in scorers.items()}
 
 
@@ -123,15 +140,20 @@ def _fmt(x: float | None, digits: int = 4) -> str:
 CASCADE = cascade_label("one-shot", 2, "clip-final")
 
 
-def paired_interval(arrays: RunArrays, num: dict[str, Any], den: dict[str, Any], difference: bool = False,
-                    resamples: int = 2000) -> tuple[float, float, float]:  # fmt: skip
+def paired_interval(
+    arrays: RunArrays, num: dict[str, Any], den: dict[str, Any], difference: bool = False, resamples: int = 2000
+) -> tuple[float, float, float]:
     """Ratio (or difference) of two rows' mean judge scores of the pick, with a 95% bootstrap interval resampling
     prompts (a prompt's two picks together); prompts that either row leaves out are dropped."""
     return paired_means(pick_scores(arrays, num), pick_scores(arrays, den), difference, resamples)
 
 
-def paired_means(a: np.ndarray, b: np.ndarray, difference: bool = False, resamples: int = 2000,
-            ) -> tuple[float, float, float]:  # fmt: skip
+def paired_means(
+    a: np.ndarray,
+    b: np.ndarray,
+    difference: bool = False,
+    resamples: int = 2000,
+) -> tuple[float, float, float]:
     """Ratio (or difference) of the means of two per-prompt arrays, with a 95% paired bootstrap interval (prompts
     missing from either dropped)."""
     both = ~(np.isnan(a) | np.isnan(b))
@@ -155,15 +177,22 @@ def bon_tables(rows: list[dict[str, Any]], n: int, fractions: Sequence[float], a
     jr, jf = rand["judge_score"], final["judge_score"] if final else None
     scorers = [s for s in SCORERS if any(r["scorer"] == s for r in rows)]
     out = policy_tables(rows, n, fractions, "one-shot", scorers, rand, final, arrays)
-    out += ["", f"Full-cost `clip-final` BoN (cost {_fmt(final and final['cost_fraction'], 3)}): judge {_fmt(jf)}; "
-            f"oracle-best pick: {oracle['judge_score']:.4f}; random: {jr:.4f} "
-            f"({rand['prompts']} prompts, T = {rand['num_steps']})."]  # fmt: skip
+    out += [
+        "",
+        f"Full-cost `clip-final` BoN (cost {_fmt(final and final['cost_fraction'], 3)}): judge {_fmt(jf)}; "
+        f"oracle-best pick: {oracle['judge_score']:.4f}; random: {jr:.4f} "
+        f"({rand['prompts']} prompts, T = {rand['num_steps']}).",
+    ]
     for policy in ("halving", CASCADE):
         if any(r["policy"] == policy for r in rows):
-            out += [""] + policy_tables(rows, n, fractions, policy, scorers, rand, final, arrays)
-    out += ["", f"### Best-of-{n}: successive halving vs one-shot at equal cost (judge score; k or schedule)", "",
-            "| scorer | cost ≤ | one-shot | halving | halving − one-shot [95% CI] |",
-            "|---|---|---|---|---|"]  # fmt: skip
+            out += ["", *policy_tables(rows, n, fractions, policy, scorers, rand, final, arrays)]
+    out += [
+        "",
+        f"### Best-of-{n}: successive halving vs one-shot at equal cost (judge score; k or schedule)",
+        "",
+        "| scorer | cost ≤ | one-shot | halving | halving − one-shot [95% CI] |",
+        "|---|---|---|---|---|",
+    ]
     for s in scorers:
         for f in fractions:
             one, half = at_budget(rows, s, "one-shot", f), at_budget(rows, s, "halving", f)
@@ -171,9 +200,13 @@ def bon_tables(rows: list[dict[str, Any]], n: int, fractions: Sequence[float], a
             if one and half and arrays is not None:
                 d, lo, hi = paired_interval(arrays, half, one, difference=True)
                 diff = f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]"
-            out.append(f"| {s} | {f:g} | " + (f"{one['judge_score']:.4f} (k={one['k']})" if one else "—") + " | "
-                       + (f"{half['judge_score']:.4f} ({half['schedule']})" if half else "—")
-                       + f" | {diff} |")  # fmt: skip
+            out.append(
+                f"| {s} | {f:g} | "
+                + (f"{one['judge_score']:.4f} (k={one['k']})" if one else "—")
+                + " | "
+                + (f"{half['judge_score']:.4f} ({half['schedule']})" if half else "—")
+                + f" | {diff} |"
+            )
     return "\n".join(out)
 
 
@@ -194,9 +227,14 @@ def _choice(choice: tuple) -> str:
 FITTED = {f"{name}, fitted": fns for name, fns in FITTERS.items()}
 
 
-def fitted_rows(rows: list[dict[str, Any]], arrays: RunArrays, n: int, fractions: Sequence[float],
-                costs: dict[str, float] | None, scorers: Sequence[str] = ("noisyclip-x0", "clip-x0-decoded"),
-                ) -> list[dict[str, Any]]:  # fmt: skip
+def fitted_rows(
+    rows: list[dict[str, Any]],
+    arrays: RunArrays,
+    n: int,
+    fractions: Sequence[float],
+    costs: dict[str, float] | None,
+    scorers: Sequence[str] = ("noisyclip-x0", "clip-x0-decoded"),
+) -> list[dict[str, Any]]:
     """Per scorer, fitted policy and budget: one-shot, the in-sample best settings and the cross-fitted policy, with
     the cross-fitted pick's difference to one-shot and its raw ratio to full-cost clip-final (95% paired intervals)."""
     final = next((r for r in rows if r["n"] == n and r["scorer"] == "clip-final" and r["policy"] == "one-shot"), None)
@@ -213,7 +251,16 @@ def fitted_rows(rows: list[dict[str, Any]], arrays: RunArrays, n: int, fractions
                 except InputError:  # nothing fits the budget, or too few prompts to split
                     continue
                 one = at_budget(rows, s, "one-shot", f)
-                entry = dict(scorer=s, policy=policy, budget=f, one=one, best=best, cross=cross, diff=None, ratio=None)
+                entry = {
+                    "scorer": s,
+                    "policy": policy,
+                    "budget": f,
+                    "one": one,
+                    "best": best,
+                    "cross": cross,
+                    "diff": None,
+                    "ratio": None,
+                }
                 if one is not None:
                     entry["diff"] = paired_means(cross.values, pick_scores(arrays, one), difference=True)
                 if final is not None:
@@ -225,34 +272,51 @@ def fitted_rows(rows: list[dict[str, Any]], arrays: RunArrays, n: int, fractions
 
 def fitted_table(entries: list[dict[str, Any]], n: int) -> str:
     """Table 2b (Markdown) from :func:`fitted_rows`."""
-    out = [f"### Best-of-{n}: halving schedules and threshold settings fitted on the recorded trajectories "
-           "(judge score; settings; cost)", "",
-           "| scorer | policy | cost ≤ | one-shot | in-sample best (upper bound) | cross-fitted (most chosen) | "
-           "cross-fitted − one-shot [95% CI] |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    out = [
+        f"### Best-of-{n}: halving schedules and threshold settings fitted on the recorded trajectories "
+        "(judge score; settings; cost)",
+        "",
+        "| scorer | policy | cost ≤ | one-shot | in-sample best (upper bound) | cross-fitted (most chosen) | "
+        "cross-fitted − one-shot [95% CI] |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for e in entries:
         one, best, cross = e["one"], e["best"], e["cross"]
         diff = "—" if e["diff"] is None else "{:+.4f} [{:+.4f}, {:+.4f}]".format(*e["diff"])
-        out.append(f"| {e['scorer']} | {e['policy']} | {e['budget']:g} | "
-                   + (f"{one['judge_score']:.4f} (k={one['k']})" if one else "—") + " | "
-                   + f"{best.judge_score:.4f} ({_label(best)}; {best.cost_fraction:.3f}) | "
-                   + f"{cross.judge_score:.4f} ({_choice(next(iter(cross.choices)))}; {cross.cost_fraction:.3f}) | "
-                   + f"{diff} |")  # fmt: skip
+        out.append(
+            f"| {e['scorer']} | {e['policy']} | {e['budget']:g} | "
+            + (f"{one['judge_score']:.4f} (k={one['k']})" if one else "—")
+            + " | "
+            + f"{best.judge_score:.4f} ({_label(best)}; {best.cost_fraction:.3f}) | "
+            + f"{cross.judge_score:.4f} ({_choice(next(iter(cross.choices)))}; {cross.cost_fraction:.3f}) | "
+            + f"{diff} |"
+        )
     return "\n".join(out)
 
 
-def policy_tables(rows: list[dict[str, Any]], n: int, fractions: Sequence[float], policy: str, scorers: Sequence[str],
-                  rand: dict[str, Any], final: dict[str, Any] | None, arrays: RunArrays | None = None,
-                  ) -> list[str]:  # fmt: skip
+def policy_tables(
+    rows: list[dict[str, Any]],
+    n: int,
+    fractions: Sequence[float],
+    policy: str,
+    scorers: Sequence[str],
+    rand: dict[str, Any],
+    final: dict[str, Any] | None,
+    arrays: RunArrays | None = None,
+) -> list[str]:
     """Judge score of the pick at each budget for one policy, and its two ratios against full-cost clip-final (with
     ``arrays``: the raw ratio's paired bootstrap interval)."""
     jr, jf = rand["judge_score"], final["judge_score"] if final else None
     head = "| scorer | " + " | ".join(f"cost ≤ {f:g}: judge (k)" for f in fractions) + " |"
     out = [f"### Best-of-{n}, {policy}: judge score of the pick", "", head, "|" + "---|" * (len(fractions) + 1)]
     ci = " [95% CI]" if arrays is not None else ""
-    ratio = ["", f"Against full-cost `clip-final` BoN: raw ratio of judge scores{ci} / share of its gain over random "
-             "kept",
-             "", "| scorer | " + " | ".join(f"cost ≤ {f:g}" for f in fractions) + " |",
-             "|" + "---|" * (len(fractions) + 1)]  # fmt: skip
+    ratio = [
+        "",
+        f"Against full-cost `clip-final` BoN: raw ratio of judge scores{ci} / share of its gain over random kept",
+        "",
+        "| scorer | " + " | ".join(f"cost ≤ {f:g}" for f in fractions) + " |",
+        "|" + "---|" * (len(fractions) + 1),
+    ]
     for s in scorers:
         cells, rcells = [], []
         for f in fractions:
@@ -280,19 +344,35 @@ def _ratio_cell(arrays: RunArrays | None, row: dict[str, Any] | None, final: dic
     return f"{row['judge_score'] / jf:.3f}{ci} / {gain:.2f}"
 
 
-def summary_tables(runs: Sequence[tuple[str, list[dict[str, Any]], RunArrays]], n: int, fractions: Sequence[float],
-                   strongest: Sequence[str] = ("noisyclip-x0", "clip-x0-decoded"),
-                   fits: Sequence[tuple[str, list[dict[str, Any]]]] = ()) -> str:  # fmt: skip
+def summary_tables(
+    runs: Sequence[tuple[str, list[dict[str, Any]], RunArrays]],
+    n: int,
+    fractions: Sequence[float],
+    strongest: Sequence[str] = ("noisyclip-x0", "clip-x0-decoded"),
+    fits: Sequence[tuple[str, list[dict[str, Any]]]] = (),
+) -> str:
     """Table 3: every run side by side (one-shot for every scorer; every policy for the ``strongest`` scorers; with
     ``fits`` (model, :func:`fitted_rows`): the cross-fitted policies too, and against one-shot)."""
     cost_head = " | ".join(f"cost ≤ {f:g}" for f in fractions)
-    one = [f"### Summary: Best-of-{n}, one-shot, judge score of the pick (raw ratio / share of the gain kept)", "",
-           f"| model | scorer | {cost_head} |", "|---|---|" + "---|" * len(fractions)]  # fmt: skip
-    pol = [f"### Summary: Best-of-{n}, policies of the strongest scorers (raw ratio [95% CI] / share of the gain kept)",
-           "", f"| model | scorer | policy | {cost_head} |", "|---|---|---|" + "---|" * len(fractions)]  # fmt: skip
-    ceiling = [f"### Summary: each scorer's own ceiling, Best-of-{n} picked at the last step k = T (cost >= 1): raw "
-               "ratio [95% CI] / share of the gain kept", "", "| model | " + " | ".join(strongest) + " |",
-               "|---|" + "---|" * len(strongest)]  # fmt: skip
+    one = [
+        f"### Summary: Best-of-{n}, one-shot, judge score of the pick (raw ratio / share of the gain kept)",
+        "",
+        f"| model | scorer | {cost_head} |",
+        "|---|---|" + "---|" * len(fractions),
+    ]
+    pol = [
+        f"### Summary: Best-of-{n}, policies of the strongest scorers (raw ratio [95% CI] / share of the gain kept)",
+        "",
+        f"| model | scorer | policy | {cost_head} |",
+        "|---|---|---|" + "---|" * len(fractions),
+    ]
+    ceiling = [
+        f"### Summary: each scorer's own ceiling, Best-of-{n} picked at the last step k = T (cost >= 1): raw "
+        "ratio [95% CI] / share of the gain kept",
+        "",
+        "| model | " + " | ".join(strongest) + " |",
+        "|---|" + "---|" * len(strongest),
+    ]
     for model, all_rows, arrays in runs:
         rows = [r for r in all_rows if r["n"] == n]
         rand = next(r for r in rows if r["policy"] == "random")
@@ -308,8 +388,10 @@ def summary_tables(runs: Sequence[tuple[str, list[dict[str, Any]], RunArrays]], 
                 ratio = _ratio_cell(None, r, final, jr)
                 cells.append("—" if r is None else f"{r['judge_score']:.3f} ({ratio})")
             one.append(f"| {model} | {s} | " + " | ".join(cells) + " |")
-        one.append(f"| {model} | reference: random {jr:.3f}, full-cost `clip-final` BoN {final['judge_score']:.3f}, "
-                   f"oracle-best pick {oracle['judge_score']:.3f} |" + " |" * len(fractions))  # fmt: skip
+        one.append(
+            f"| {model} | reference: random {jr:.3f}, full-cost `clip-final` BoN {final['judge_score']:.3f}, "
+            f"oracle-best pick {oracle['judge_score']:.3f} |" + " |" * len(fractions)
+        )
         for s in strongest:
             for policy in ("one-shot", "halving", CASCADE):
                 if not any(r["scorer"] == s and r["policy"] == policy for r in rows):
@@ -317,19 +399,27 @@ def summary_tables(runs: Sequence[tuple[str, list[dict[str, Any]], RunArrays]], 
                 cells = [_ratio_cell(arrays, at_budget(rows, s, policy, f), final, jr) for f in fractions]
                 pol.append(f"| {model} | {s} | {policy} | " + " | ".join(cells) + " |")
             for policy in FITTED:
-                entries = {e["budget"]: e for e in dict(fits).get(model, [])
-                           if (e["scorer"], e["policy"]) == (s, policy)}  # fmt: skip
+                entries = {
+                    e["budget"]: e for e in dict(fits).get(model, []) if (e["scorer"], e["policy"]) == (s, policy)
+                }
                 if entries:
                     cells = [_fitted_cell(entries.get(f)) for f in fractions]
                     pol.append(f"| {model} | {s} | {policy} (cross-fitted) | " + " | ".join(cells) + " |")
-        last = [next((r for r in rows if r["scorer"] == s and r["policy"] == "one-shot" and r["k"] == r["num_steps"]),
-                     None) for s in strongest]  # fmt: skip
+        last = [
+            next((r for r in rows if r["scorer"] == s and r["policy"] == "one-shot" and r["k"] == r["num_steps"]), None)
+            for s in strongest
+        ]
         ceiling.append(f"| {model} | " + " | ".join(_ratio_cell(arrays, r, final, jr) for r in last) + " |")
-    out = one + [""] + pol + [""] + ceiling
+    out = [*one, "", *pol, "", *ceiling]
     if fits:
-        out += ["", f"### Summary: Best-of-{n}, fitted policies minus one-shot at equal cost: cross-fitted [95% CI] "
-                "(in-sample best, an upper bound)", "", f"| model | scorer | policy | {cost_head} |",
-                "|---|---|---|" + "---|" * len(fractions)]  # fmt: skip
+        out += [
+            "",
+            f"### Summary: Best-of-{n}, fitted policies minus one-shot at equal cost: cross-fitted [95% CI] "
+            "(in-sample best, an upper bound)",
+            "",
+            f"| model | scorer | policy | {cost_head} |",
+            "|---|---|---|" + "---|" * len(fractions),
+        ]
         for model, entries in fits:
             for s, policy in dict.fromkeys((e["scorer"], e["policy"]) for e in entries):
                 cells = []
@@ -356,25 +446,38 @@ def _fitted_cell(entry: dict[str, Any] | None) -> str:
 def overhead_table(pipe: Any, scorers: dict[str, Any], info: RunInfo, n: int, prompt: str, repeats: int = 1) -> str:
     """Table 3: scoring seconds inside the loop vs denoising seconds saved (one-shot at the 0.5 budget; medians)."""
     s = info.sampler
-    kwargs = dict(num_inference_steps=s.get("num_inference_steps"), guidance_scale=s.get("guidance_scale"),
-                  height=s.get("height"), width=s.get("width"))  # fmt: skip
+    kwargs = {
+        "num_inference_steps": s.get("num_inference_steps"),
+        "guidance_scale": s.get("guidance_scale"),
+        "height": s.get("height"),
+        "width": s.get("width"),
+    }
     steps = int(s.get("num_inference_steps") or 20)
     k = max(k for k in range(steps + 1) if (n * k + steps - k) <= 0.5 * n * steps)
-    out = [f"### Live overhead: Best-of-{n}, one-shot at k = {k} of T = {steps}, `{type(pipe).__name__}`", "",
-           "| scorer | denoise s (early) | denoise s (full) | saved s | scoring s | scoring / saved |",
-           "|---|---|---|---|---|---|"]  # fmt: skip
+    out = [
+        f"### Live overhead: Best-of-{n}, one-shot at k = {k} of T = {steps}, `{type(pipe).__name__}`",
+        "",
+        "| scorer | denoise s (early) | denoise s (full) | saved s | scoring s | scoring / saved |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, scorer in scorers.items():
         if name == "clip-final":
             continue
-        runs = [(EarlyBestOfN(pipe, scorer, OneShotPolicy(k=steps))(prompt, n=n, **kwargs).seconds,
-                 EarlyBestOfN(pipe, scorer, OneShotPolicy(k=k))(prompt, n=n, **kwargs).seconds)
-                for _ in range(max(1, repeats))]  # fmt: skip
+        runs = [
+            (
+                EarlyBestOfN(pipe, scorer, OneShotPolicy(k=steps))(prompt, n=n, **kwargs).seconds,
+                EarlyBestOfN(pipe, scorer, OneShotPolicy(k=k))(prompt, n=n, **kwargs).seconds,
+            )
+            for _ in range(max(1, repeats))
+        ]
         full = statistics.median(f["denoise"] for f, _ in runs)
         early = statistics.median(e["denoise"] for _, e in runs)
         sc = statistics.median(e["score"] for _, e in runs)
         saved = full - early
-        out.append(f"| {name} | {early:.3f} | {full:.3f} | {saved:.3f} | {sc:.3f} | "
-                   f"{sc / saved if saved > 0 else float('nan'):.3f} |")  # fmt: skip
+        out.append(
+            f"| {name} | {early:.3f} | {full:.3f} | {saved:.3f} | {sc:.3f} | "
+            f"{sc / saved if saved > 0 else float('nan'):.3f} |"
+        )
     return "\n".join(out)
 
 
@@ -401,8 +504,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not args.no_live:
             live = live_setup(info, [*SCORERS, "clip-final"])
             costs = measure_costs(*live, info, args.n, prompt, args.repeats)
-            print("Scorer cost per scoring, in denoiser-call equivalents measured here: "
-                  + ", ".join(f"{k} {v:.3f}" for k, v in costs.items()) + "\n")  # fmt: skip
+            print(
+                "Scorer cost per scoring, in denoiser-call equivalents measured here: "
+                + ", ".join(f"{k} {v:.3f}" for k, v in costs.items())
+                + "\n"
+            )
         arrays = load_run(store, info.run_id)  # read once: the BoN rows and their paired intervals both need it
         rows = pa.table(bon_rows(arrays, [args.n], costs), schema=BON_SCHEMA).to_pylist()
         if not any(r["n"] == args.n for r in rows):

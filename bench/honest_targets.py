@@ -78,7 +78,8 @@ def accuracy_tables(guard: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
                 }
             )
     rows = [
-        "| model | data | best NoisyCLIP | mean 0.2-0.5 - clip-x0 (target ≥ +0.05) | at 0.3 / clip-final (target ≥ 0.95) |",
+        "| model | data | best NoisyCLIP | mean 0.2-0.5 - clip-x0 (target ≥ +0.05) "
+        "| at 0.3 / clip-final (target ≥ 0.95) |",
         "|---|---|---|---:|---:|",
     ]
     for t in targets:
@@ -89,7 +90,7 @@ def accuracy_tables(guard: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
             f"| {t['model']} | {t['data']} | {t['best_noisyclip']} | {t['margin_over_clip_x0']:+.3f} ({ok1}) "
             f"| {fmt(r)} ({ok2}) |"
         )
-    return "\n".join(out + [""] + rows), targets
+    return "\n".join([*out, "", *rows]), targets
 
 
 def _rows(store: ResultsStore, run_id: str, n: int) -> tuple[Any, list[dict[str, Any]]]:

@@ -30,8 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from noisyclip_metrics.benchmarks import load_benchmark  # noqa: E402
-from noisyclip_metrics.judgments import (  # noqa: E402
+from noisyclip_metrics.benchmarks import load_benchmark
+from noisyclip_metrics.judgments import (
     GENAI_BENCH_MODELS,
     Judgment,
     mean_over_raters,
@@ -41,7 +41,7 @@ from noisyclip_metrics.judgments import (  # noqa: E402
     read_tifa_annotations,
     to_matrix,
 )
-from noisyclip_metrics.stats import agreement, bootstrap_ci  # noqa: E402
+from noisyclip_metrics.stats import agreement, bootstrap_ci
 
 STAT_COLUMNS = ("pearson", "spearman", "kendall_tau_b", "kendall_tau_c", "pairwise_accuracy")
 HEADER = "| Pearson | Spearman | Kendall τ_b | Kendall τ_c | pairwise acc. | ε |"
@@ -82,10 +82,14 @@ def genai_section(data: Path, resamples: int, seed: int) -> None:
     cube = rater_cube(ratings, raters, prompts.ids, list(GENAI_BENCH_MODELS))
     print("## GenAI-Bench-527: each rater vs the mean of the other two\n")
     off_scale = "; ".join(str(w.message).split(": ", 1)[-1] for w in caught)
-    print(f"{len(prompts)} prompts x {len(GENAI_BENCH_MODELS)} generators x 3 ratings (1-5 Likert) from {path.name}. "
-          f"Off-scale ratings recorded as missing: {len(caught)} ({off_scale}).")
-    print("gold = mean of the two other raters, pred = the rater; cells: estimate [95% bootstrap CI], "
-          f"{resamples} resamples.\n")
+    print(
+        f"{len(prompts)} prompts x {len(GENAI_BENCH_MODELS)} generators x 3 ratings (1-5 Likert) from {path.name}. "
+        f"Off-scale ratings recorded as missing: {len(caught)} ({off_scale})."
+    )
+    print(
+        "gold = mean of the two other raters, pred = the rater; cells: estimate [95% bootstrap CI], "
+        f"{resamples} resamples.\n"
+    )
     print("| scope | rater " + HEADER)
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     overall: dict[str, list] = defaultdict(list)
@@ -143,8 +147,10 @@ def tifa_section(data: Path, resamples: int, seed: int) -> None:
     index = {(j.rater, j.prompt_id, j.model): j.score for j in human}
     cube = np.array([[[index.get((r, t, m), np.nan) for m in models] for t in text_ids] for r in ("0", "1")])
     print("## TIFA v1.0 human annotations\n")
-    print(f"{len(text_ids)} texts x {len(models)} models = {cube[0].size} images, 2 Likert (1-5) ratings each "
-          "(human_annotations_with_scores.json).\n")
+    print(
+        f"{len(text_ids)} texts x {len(models)} models = {cube[0].size} images, 2 Likert (1-5) ratings each "
+        "(human_annotations_with_scores.json).\n"
+    )
     boot = {"n_resamples": resamples, "seed": seed}
     rows_ = [
         ("rater 0 vs rater 1, no grouping (800 images)", agreement(cube[0].ravel(), cube[1].ravel(), **boot)),
@@ -162,12 +168,22 @@ def tifa_section(data: Path, resamples: int, seed: int) -> None:
         n_images = int((~np.isnan(pred)).sum())
         rows_.append((f"DSG worker {w} vs mean of the other 4, no grouping ({n_images} images)", res))
     tifa_mean, dsg_mean = cube.mean(axis=0), np.nanmean(dcube, axis=0)
-    rows_.append(("TIFA mean of 2 vs DSG mean of 5 (same images), no grouping",
-                  agreement(dsg_mean.ravel(), tifa_mean.ravel(), n_resamples=resamples, seed=seed)))
-    pair_table("Inter-annotator agreement (cells: estimate [95% bootstrap CI]); DSG = Cho et al.'s re-annotation "
-               "of the same 800 images by 5 workers:", rows_)
-    print("DSG leave-one-out, mean over the 5 workers: " + ", ".join(
-        f"{n} {np.mean([getattr(r, n).value for r in dsg_results]):.3f}" for n in STAT_COLUMNS) + "\n")
+    rows_.append(
+        (
+            "TIFA mean of 2 vs DSG mean of 5 (same images), no grouping",
+            agreement(dsg_mean.ravel(), tifa_mean.ravel(), n_resamples=resamples, seed=seed),
+        )
+    )
+    pair_table(
+        "Inter-annotator agreement (cells: estimate [95% bootstrap CI]); DSG = Cho et al.'s re-annotation "
+        "of the same 800 images by 5 workers:",
+        rows_,
+    )
+    print(
+        "DSG leave-one-out, mean over the 5 workers: "
+        + ", ".join(f"{n} {np.mean([getattr(r, n).value for r in dsg_results]):.3f}" for n in STAT_COLUMNS)
+        + "\n"
+    )
     print("Per-model mean human rating (mean of the 2 TIFA raters; DSG mean of 5), 95% bootstrap CI over texts:\n")
     print("| model | TIFA human mean | DSG human mean |")
     print("|---|---:|---:|")
@@ -188,8 +204,10 @@ def geneval_section(data: Path, resamples: int, seed: int) -> None:
     folder = data / "geneval"
     prompts = load_benchmark("geneval", folder)
     print("## GenEval MTurk annotations (caption fit, 1-4)\n")
-    print("Each image has 5 MTurk assignments; the export has no worker ids, so 'slot k' is the k-th assignment of "
-          "each image (different people across images). gold = mean of the other 4 slots.\n")
+    print(
+        "Each image has 5 MTurk assignments; the export has no worker ids, so 'slot k' is the k-th assignment of "
+        "each image (different people across images). gold = mean of the other 4 slots.\n"
+    )
     rows_, means = [], []
     all_gold, all_pred = defaultdict(list), defaultdict(list)
     for model in ("clip", "if-xl", "sdv2"):
@@ -219,8 +237,10 @@ def geneval_section(data: Path, resamples: int, seed: int) -> None:
         pooled.append(res)
         print(row("all 3 generators (1,200 images)", res, f" {k} |"))
     print(mean_row("all 3 generators, mean over slots", pooled, " - |"))
-    print("\nMean caption-fit rating (mean of 5 assignments) per generator and GenEval task, 95% bootstrap CI over "
-          "images:\n")
+    print(
+        "\nMean caption-fit rating (mean of 5 assignments) per generator and GenEval task, 95% bootstrap CI over "
+        "images:\n"
+    )
     task_names = list(dict.fromkeys(p.category for p in prompts))
     print("| generator | all | " + " | ".join(task_names) + " |")
     print("|---|---:|" + "---:|" * len(task_names))
@@ -249,8 +269,10 @@ def main() -> None:
     for name, fn in sections.items():
         if args.only in (None, name):
             fn(args.data.resolve(), args.resamples, args.seed)
-    print(f"_Computed by bench/human_agreement.py in {time.perf_counter() - start:.0f} s "
-          f"({args.resamples} bootstrap resamples, seed {args.seed})._")
+    print(
+        f"_Computed by bench/human_agreement.py in {time.perf_counter() - start:.0f} s "
+        f"({args.resamples} bootstrap resamples, seed {args.seed})._"
+    )
 
 
 if __name__ == "__main__":

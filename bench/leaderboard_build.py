@@ -31,14 +31,15 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from noisyclip_metrics.results import ROW_SCHEMA, ResultsStore, RunInfo  # noqa: E402
+from noisyclip_metrics.results import ROW_SCHEMA, ResultsStore, RunInfo
 
 SKILLS = ("object", "attribute", "spatial", "counting", "comparison", "negation", "universal")
 SCORERS = {"noisyclip": 1.0, "clip": 0.6, "clip-x0": 0.8}  # signal strength at the final step
 
 
-def synthesise(root: Path, score_rows: int, models: int = 3, steps: int = 20, seeds: int = 6, seed: int = 0,
-               chunk: int = 32) -> tuple[int, int]:  # fmt: skip
+def synthesise(
+    root: Path, score_rows: int, models: int = 3, steps: int = 20, seeds: int = 6, seed: int = 0, chunk: int = 32
+) -> tuple[int, int]:
     """Write a store with at least ``score_rows`` score rows; returns (score rows, all rows) written."""
     rng = np.random.default_rng(seed)
     per_candidate = len(SCORERS) * (steps + 1)
@@ -47,9 +48,18 @@ def synthesise(root: Path, score_rows: int, models: int = 3, steps: int = 20, se
     scores = total = 0
     for m in range(models):
         model, run_id = f"world:sd-{m}", f"{m:016x}"
-        store.write_run(RunInfo(run_id=run_id, model=model, benchmark="world", seeds=tuple(range(seeds)),
-                                sampler={"num_inference_steps": steps}, scorers={s: {} for s in SCORERS},
-                                judge={"name": "world-oracle"}, num_prompts=prompts))  # fmt: skip
+        store.write_run(
+            RunInfo(
+                run_id=run_id,
+                model=model,
+                benchmark="world",
+                seeds=tuple(range(seeds)),
+                sampler={"num_inference_steps": steps},
+                scorers={s: {} for s in SCORERS},
+                judge={"name": "world-oracle"},
+                num_prompts=prompts,
+            )
+        )
         ids = [f"w{i:05d}" for i in range(prompts)]
         tags = [list(rng.choice(SKILLS, size=int(rng.integers(1, 4)), replace=False)) for _ in ids]
         store.write_prompts(run_id, ids, [f"prompt {i} of the world" for i in range(prompts)], tags)
@@ -72,17 +82,24 @@ def synthesise(root: Path, score_rows: int, models: int = 3, steps: int = 20, se
                 cols["s"].append(np.tile(s_idx, steps + 1))
             n, nj = len(cols["scorer"]), len(part)
             p_all = np.concatenate([np.concatenate(cols["p"]), p_idx])
-            table = pa.table({
-                "kind": ["score"] * n + ["judgment"] * nj, "run_id": [run_id] * (n + nj), "model": [model] * (n + nj),
-                "benchmark": ["world"] * (n + nj), "prompt_id": [ids[i] for i in p_all],
-                "seed": np.concatenate([np.concatenate(cols["s"]), s_idx]),
-                "step": pa.array(list(np.concatenate(cols["step"])) + [None] * nj, pa.int32()),
-                "num_steps": pa.array([steps] * n + [None] * nj, pa.int32()),
-                "timestep": pa.nulls(n + nj, pa.float64()), "scorer": cols["scorer"] + [None] * nj,
-                "judge": [None] * n + ["world-oracle"] * nj,
-                "score": np.concatenate([np.concatenate(cols["score"]), j]),
-                "aligned": pa.array([None] * n + list(j > 0.7), pa.bool_()),
-            }, schema=ROW_SCHEMA)  # fmt: skip
+            table = pa.table(
+                {
+                    "kind": ["score"] * n + ["judgment"] * nj,
+                    "run_id": [run_id] * (n + nj),
+                    "model": [model] * (n + nj),
+                    "benchmark": ["world"] * (n + nj),
+                    "prompt_id": [ids[i] for i in p_all],
+                    "seed": np.concatenate([np.concatenate(cols["s"]), s_idx]),
+                    "step": pa.array(list(np.concatenate(cols["step"])) + [None] * nj, pa.int32()),
+                    "num_steps": pa.array([steps] * n + [None] * nj, pa.int32()),
+                    "timestep": pa.nulls(n + nj, pa.float64()),
+                    "scorer": cols["scorer"] + [None] * nj,
+                    "judge": [None] * n + ["world-oracle"] * nj,
+                    "score": np.concatenate([np.concatenate(cols["score"]), j]),
+                    "aligned": pa.array([None] * n + list(j > 0.7), pa.bool_()),
+                },
+                schema=ROW_SCHEMA,
+            )
             store.append(run_id, {c: table[c] for c in table.column_names}, f"chunk-{c // chunk:05d}")
             scores += n
             total += n + nj
@@ -91,16 +108,28 @@ def synthesise(root: Path, score_rows: int, models: int = 3, steps: int = 20, se
 
 def run_cli(results: Path, out: Path, n_resamples: int) -> tuple[float, float]:
     """(wall seconds, peak RSS MiB) of the CLI build in a fresh subprocess."""
-    code = ("import resource, sys; from noisyclip_metrics.cli import main; rc = main(sys.argv[1:]); "
-            "print('maxrss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
-    cmd = [sys.executable, "-c", code,
-           "leaderboard", "build", str(results), "--out", str(out), "--n-resamples", str(n_resamples)]  # fmt: skip
+    code = (
+        "import resource, sys; from noisyclip_metrics.cli import main; rc = main(sys.argv[1:]); "
+        "print('maxrss_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)"
+    )
+    cmd = [
+        sys.executable,
+        "-c",
+        code,
+        "leaderboard",
+        "build",
+        str(results),
+        "--out",
+        str(out),
+        "--n-resamples",
+        str(n_resamples),
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(f"build failed: {proc.stderr.strip()}")
-    rss = [int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("maxrss_kib")][0]
+    rss = next(int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("maxrss_kib"))
     return wall, rss / 1024
 
 
@@ -131,8 +160,10 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="lb-bench-"))
     print(f"CPU threads: {len(os.sched_getaffinity(0))}; bootstrap resamples: {args.n_resamples}\n")
-    table = ["| score rows | all rows | chunk files | store MB | build wall s | peak RSS MB |",
-             "|---:|---:|---:|---:|---:|---:|"]
+    table = [
+        "| score rows | all rows | chunk files | store MB | build wall s | peak RSS MB |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
     breakdown = []
     for size in args.sizes:
         root = work / f"store-{size}"

@@ -72,10 +72,18 @@ def record(out: Path, model: str, prompts: Sequence[str], ids: Sequence[str], se
     """Record (or resume) the trajectories of ``prompts`` x ``seeds`` on ``world:<model>``; oracle TIFA per key."""
     sampler = world_sampler()
     store = record_trajectories(
-        load_pipeline(f"world:{model}"), out / model, list(prompts), list(range(seeds)), prompt_ids=list(ids),
-        batch_size=64, num_inference_steps=sampler["num_inference_steps"],
-        guidance_scale=sampler["guidance_scale"], height=32, width=32, progress=False,
-    )  # fmt: skip
+        load_pipeline(f"world:{model}"),
+        out / model,
+        list(prompts),
+        list(range(seeds)),
+        prompt_ids=list(ids),
+        batch_size=64,
+        num_inference_steps=sampler["num_inference_steps"],
+        guidance_scale=sampler["guidance_scale"],
+        height=32,
+        width=32,
+        progress=False,
+    )
     path = out / f"judgments-{model}.json"
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
@@ -85,8 +93,9 @@ def record(out: Path, model: str, prompts: Sequence[str], ids: Sequence[str], se
 
 
 @torch.no_grad()
-def step_scores(model: NoisyCLIPModel, source: TrajectorySource, order: Sequence[int],
-                steps: Sequence[int]) -> np.ndarray:  # fmt: skip
+def step_scores(
+    model: NoisyCLIPModel, source: TrajectorySource, order: Sequence[int], steps: Sequence[int]
+) -> np.ndarray:
     """``(len(steps), len(order))`` scores of each candidate's preview at each step."""
     text = model.encode_text([source.records[i].prompt for i in order])
     return np.stack([(embed_at_step(model, source, order, k, CHUNK) * text).sum(-1).numpy() for k in steps])
@@ -96,10 +105,12 @@ def step_scores(model: NoisyCLIPModel, source: TrajectorySource, order: Sequence
 def final_scores(model: NoisyCLIPModel, source: TrajectorySource, order: Sequence[int]) -> np.ndarray:
     """Frozen CLIP on each candidate's final image (``clip-final``)."""
     text = model.encode_text([source.records[i].prompt for i in order])
-    return np.concatenate([
-        (model.encode_images(source.images(list(order[lo : lo + CHUNK]))) * text[lo : lo + CHUNK]).sum(-1).numpy()
-        for lo in range(0, len(order), CHUNK)
-    ])  # fmt: skip
+    return np.concatenate(
+        [
+            (model.encode_images(source.images(list(order[lo : lo + CHUNK]))) * text[lo : lo + CHUNK]).sum(-1).numpy()
+            for lo in range(0, len(order), CHUNK)
+        ]
+    )
 
 
 def pick(judge: np.ndarray, scores: np.ndarray) -> np.ndarray:
@@ -120,10 +131,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--benchmark-prompts", type=int, default=None, help="first N benchmark prompts (default: all)")
     parser.add_argument("--seeds", type=int, default=6)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    parser.add_argument("--scorers", nargs="+", default=["world:noisyclip-x0"],
-                        help="NoisyCLIP ids or folders (each read as it was trained: x̂0 preview or latent)")  # fmt: skip
-    parser.add_argument("--wise", type=float, nargs="+", default=[], metavar="ALPHA",
-                        help="also score WiSE-FT interpolations of each scorer with world:clip at these weights")  # fmt: skip
+    parser.add_argument(
+        "--scorers",
+        nargs="+",
+        default=["world:noisyclip-x0"],
+        help="NoisyCLIP ids or folders (each read as it was trained: x̂0 preview or latent)",
+    )
+    parser.add_argument(
+        "--wise",
+        type=float,
+        nargs="+",
+        default=[],
+        metavar="ALPHA",
+        help="also score WiSE-FT interpolations of each scorer with world:clip at these weights",
+    )
     parser.add_argument("--steps", type=int, nargs="+", default=list(STEPS), help="decision steps k")
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=2)
@@ -140,8 +161,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     heldout = {p.id for p in bench if p.extra.get("heldout")}
     frozen = resolve_model("world:clip")
     scorers = {name: resolve_model(name) for name in args.scorers}
-    scorers.update({f"{name} WiSE-FT {alpha:g}": interpolate_image_tower(scorers[name], frozen, alpha)
-                    for name in args.scorers for alpha in args.wise})  # fmt: skip
+    scorers.update(
+        {
+            f"{name} WiSE-FT {alpha:g}": interpolate_image_tower(scorers[name], frozen, alpha)
+            for name in args.scorers
+            for alpha in args.wise
+        }
+    )
     rows = []
     for model in args.models:
         for set_name, (texts, ids) in sets.items():
@@ -157,26 +183,46 @@ def main(argv: Sequence[str] | None = None) -> None:
             shape = (len(pids), args.seeds)
             judge = np.array([judgments[source.records[i].key] for i in order]).reshape(shape)
             reference = pick(judge, final_scores(frozen, source, order).reshape(shape))
-            picks = {name: step_scores(s, by_key[s.config.reads], order, args.steps).reshape(len(args.steps), *shape)
-                     for name, s in scorers.items()}  # fmt: skip
+            picks = {
+                name: step_scores(s, by_key[s.config.reads], order, args.steps).reshape(len(args.steps), *shape)
+                for name, s in scorers.items()
+            }
             unseen = np.array([p.split("/", 1)[1] in heldout for p in pids])
-            parts = {"fresh": np.ones(len(pids), dtype=bool)} if set_name == "fresh" else {
-                "benchmark, training compositions": ~unseen, "benchmark, held-out compositions": unseen,
-                "benchmark, all": np.ones(len(pids), dtype=bool),
-            }  # fmt: skip
+            parts = (
+                {"fresh": np.ones(len(pids), dtype=bool)}
+                if set_name == "fresh"
+                else {
+                    "benchmark, training compositions": ~unseen,
+                    "benchmark, held-out compositions": unseen,
+                    "benchmark, all": np.ones(len(pids), dtype=bool),
+                }
+            )
             for part, mask in parts.items():
                 if not mask.any():
                     continue
                 for name, scores in picks.items():
-                    cells = [ratio_cell(pick(judge[mask], scores[i][mask]), reference[mask], args.resamples)
-                             for i in range(len(args.steps))]  # fmt: skip
-                    rows.append((model, part, int(mask.sum()), float(reference[mask].mean()),
-                                 float(judge[mask].mean()), name, cells))  # fmt: skip
+                    cells = [
+                        ratio_cell(pick(judge[mask], scores[i][mask]), reference[mask], args.resamples)
+                        for i in range(len(args.steps))
+                    ]
+                    rows.append(
+                        (
+                            model,
+                            part,
+                            int(mask.sum()),
+                            float(reference[mask].mean()),
+                            float(judge[mask].mean()),
+                            name,
+                            cells,
+                        )
+                    )
             print(f"{model} {set_name}: done", flush=True)
 
-    print(f"\nBest-of-{args.seeds}: judge score (oracle TIFA) of each scorer's pick at step k of "
-          f"{world_sampler()['num_inference_steps']}, as a ratio to `clip-final`'s pick, 95% paired bootstrap "
-          "intervals over prompts\n")  # fmt: skip
+    print(
+        f"\nBest-of-{args.seeds}: judge score (oracle TIFA) of each scorer's pick at step k of "
+        f"{world_sampler()['num_inference_steps']}, as a ratio to `clip-final`'s pick, 95% paired bootstrap "
+        "intervals over prompts\n"
+    )
     steps = " | ".join(f"k = {k}" for k in args.steps)
     print(f"| model | prompts | n | random | `clip-final` | scorer | {steps} |")
     print("|---|---|---:|---:|---:|---|" + "---|" * len(args.steps))

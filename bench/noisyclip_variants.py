@@ -63,14 +63,22 @@ def variants(best_target: str, targets: tuple[str, ...] = TARGET_NAMES) -> dict[
     return out
 
 
-def record_benchmark(work: Path, out: Path, model: str, n_prompts: int | None, seeds: int, steps: int,
-                     guidance: float) -> tuple[TrajectoryStore, dict[str, float]]:  # fmt: skip
+def record_benchmark(
+    work: Path, out: Path, model: str, n_prompts: int | None, seeds: int, steps: int, guidance: float
+) -> tuple[TrajectoryStore, dict[str, float]]:
     prompts = world_promptset(n_prompts)
     store = record_trajectories(
-        load_world_pipeline(work / f"unet-{model}" / "pipeline"), out / "bench-traj", prompts.texts, list(range(seeds)),
-        prompt_ids=prompts.ids, batch_size=64, num_inference_steps=steps, guidance_scale=guidance, height=32,
+        load_world_pipeline(work / f"unet-{model}" / "pipeline"),
+        out / "bench-traj",
+        prompts.texts,
+        list(range(seeds)),
+        prompt_ids=prompts.ids,
+        batch_size=64,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        height=32,
         width=32,
-    )  # fmt: skip
+    )
     labels_path = out / "bench-labels.json"
     if labels_path.is_file():
         return store, json.loads(labels_path.read_text())
@@ -85,8 +93,9 @@ def step_scores(model: NoisyCLIPModel, source: TrajectorySource, read_x0: bool) 
     src = TrajectorySource(source.stores, read="x0") if read_x0 else source
     idx = list(range(len(src)))
     text = model.encode_text([r.prompt for r in src.records])
-    return {f: (embed_at_step(model, src, idx, round(f * src.num_steps), 512) * text).sum(-1).numpy()
-            for f in FRACTIONS}  # fmt: skip
+    return {
+        f: (embed_at_step(model, src, idx, round(f * src.num_steps), 512) * text).sum(-1).numpy() for f in FRACTIONS
+    }
 
 
 @torch.no_grad()
@@ -94,12 +103,17 @@ def final_image_scores(model: NoisyCLIPModel, source: TrajectorySource) -> np.nd
     """Frozen CLIP on every candidate's final image (the ``clip-final`` scorer)."""
     idx = list(range(len(source)))
     text = model.encode_text([r.prompt for r in source.records])
-    return torch.cat([(model.encode_images(source.images(idx[lo : lo + 512])) * text[lo : lo + 512]).sum(-1)
-                      for lo in range(0, len(idx), 512)]).numpy()  # fmt: skip
+    return torch.cat(
+        [
+            (model.encode_images(source.images(idx[lo : lo + 512])) * text[lo : lo + 512]).sum(-1)
+            for lo in range(0, len(idx), 512)
+        ]
+    ).numpy()
 
 
-def curve(scores: dict[float, np.ndarray], source: TrajectorySource, reference: np.ndarray,
-          resamples: int) -> list[tuple[float, float, float]]:  # fmt: skip
+def curve(
+    scores: dict[float, np.ndarray], source: TrajectorySource, reference: np.ndarray, resamples: int
+) -> list[tuple[float, float, float]]:
     """(pairwise accuracy, lo, hi) against ``reference`` per fraction, within prompts (candidates = seeds)."""
     groups = [r.prompt_id for r in source.records]
     gold_m, _ = group_matrix(reference, groups)
@@ -131,19 +145,35 @@ def main() -> None:
     parser.add_argument("--best-target", default=None, help="target for the window study (default: best of three)")
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--targets-only", action="store_true", help="compare the three targets, skip the window study")
-    parser.add_argument("--targets", nargs="+", default=list(TARGET_NAMES), choices=list(TARGETS),
-                        help="training targets to compare (default: prompt filtered distill)")
+    parser.add_argument(
+        "--targets",
+        nargs="+",
+        default=list(TARGET_NAMES),
+        choices=list(TARGETS),
+        help="training targets to compare (default: prompt filtered distill)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the build's)")
-    parser.add_argument("--read", choices=("latents", "x0"), default="latents",
-                        help="what the three target runs read (the window study keeps its own setting)")
+    parser.add_argument(
+        "--read",
+        choices=("latents", "x0"),
+        default="latents",
+        help="what the three target runs read (the window study keeps its own setting)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     build_cfg = json.loads((args.work / "build_config.json").read_text())
     sampler = build_cfg["sampler"]
-    store, labels = record_benchmark(args.work, args.out, args.model, args.prompts, args.seeds,
-                                     sampler["num_inference_steps"], sampler["guidance_scale"])  # fmt: skip
+    store, labels = record_benchmark(
+        args.work,
+        args.out,
+        args.model,
+        args.prompts,
+        args.seeds,
+        sampler["num_inference_steps"],
+        sampler["guidance_scale"],
+    )
     source = TrajectorySource([store])
     reference = np.array([labels[r.key] for r in source.records])
     noisy = build_cfg["noisy"]
@@ -151,11 +181,17 @@ def main() -> None:
     base = TrainConfig(
         init=str(args.work / "clip" / "model"),
         trajectories=tuple(str(args.work / "trajectories" / m) for m in noisy["models"]),
-        out_dir="", steps=args.steps, batch_size=recipe["train_batch_size"], lr=recipe["lr"],
-        warmup_steps=max(1, args.steps // 10), negatives="world",
-        labels=str(args.work / "trajectories" / "labels.json"), val_fraction=0.0, checkpoint_every=args.steps // 3,
+        out_dir="",
+        steps=args.steps,
+        batch_size=recipe["train_batch_size"],
+        lr=recipe["lr"],
+        warmup_steps=max(1, args.steps // 10),
+        negatives="world",
+        labels=str(args.work / "trajectories" / "labels.json"),
+        val_fraction=0.0,
+        checkpoint_every=args.steps // 3,
         num_threads=args.threads or build_cfg["threads"],
-    )  # fmt: skip
+    )
     results: dict[str, list[tuple[float, float, float]]] = {}
     bon: dict[str, list[float]] = {}  # Best-of-seeds judge score of the pick at each fraction
 
@@ -190,8 +226,10 @@ def main() -> None:
             run(name, overrides)
 
     n_prompts = len({r.prompt_id for r in source.records})
-    print(f"\nbenchmark trajectories: {args.model}, {len(source)} candidates, {n_prompts}"
-          f" prompts; reference: oracle TIFA score; fine-tuning: {args.steps} steps per variant\n")  # fmt: skip
+    print(
+        f"\nbenchmark trajectories: {args.model}, {len(source)} candidates, {n_prompts}"
+        f" prompts; reference: oracle TIFA score; fine-tuning: {args.steps} steps per variant\n"
+    )
     print("| scorer | " + " | ".join(f"{f:.1f}" for f in FRACTIONS) + " | mean 0.2-0.5 |")
     print("|---|" + "---:|" * (len(FRACTIONS) + 1))
     for name, rows in results.items():
@@ -200,16 +238,26 @@ def main() -> None:
         print(f"| {name} | {cells} | {mid:.3f} |")
     groups, _ = group_matrix(reference, [r.prompt_id for r in source.records])
     random_bon, oracle_bon = float(np.nanmean(np.nanmean(groups, axis=1))), float(np.nanmean(np.nanmax(groups, axis=1)))
-    print(f"\nBest-of-{args.seeds} judge score of the pick when choosing at each fraction (no cost accounting; "
-          f"`clip-final` = frozen CLIP on the final images: {final_bon:.3f}, random {random_bon:.3f}, oracle-best "
-          f"{oracle_bon:.3f})\n")  # fmt: skip
+    print(
+        f"\nBest-of-{args.seeds} judge score of the pick when choosing at each fraction (no cost accounting; "
+        f"`clip-final` = frozen CLIP on the final images: {final_bon:.3f}, random {random_bon:.3f}, oracle-best "
+        f"{oracle_bon:.3f})\n"
+    )
     print("| scorer | " + " | ".join(f"{f:.1f}" for f in FRACTIONS) + " |")
     print("|---|" + "---:|" * len(FRACTIONS))
     for name, values in bon.items():
         print(f"| {name} | " + " | ".join(f"{v:.3f} ({v / final_bon:.3f})" for v in values) + " |")
     write_json(args.out / "variants.json", {n: [list(r) for r in rows] for n, rows in results.items()})
-    write_json(args.out / "bon.json", {"clip-final": final_bon, "random": random_bon, "oracle": oracle_bon,
-                                       "fractions": list(FRACTIONS), "scorers": bon})  # fmt: skip
+    write_json(
+        args.out / "bon.json",
+        {
+            "clip-final": final_bon,
+            "random": random_bon,
+            "oracle": oracle_bon,
+            "fractions": list(FRACTIONS),
+            "scorers": bon,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from noisyclip_metrics.stats import pairwise_accuracy  # noqa: E402
+from noisyclip_metrics.stats import pairwise_accuracy
 
 
 def genai_like(n_prompts: int, n_models: int, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -172,10 +172,14 @@ def main() -> None:
             m_fast = m_ref = "-"
             if not args.no_memory and is_numpy:
                 m_fast, m_ref = f"{peak_mib(pairwise_accuracy, g, p):.1f}", f"{peak_mib(reference, g, p):.1f}"
-            print(f"| {data_label} | {label} | noisyclip_metrics | {t_fast * 1e3:.3g} | {m_fast} | {fast[0]:.12f} | "
-                  f"{fast[1]:.6g} | {t_ref / t_fast:.0f}x | {'yes' if same else 'NO'} |")
-            print(f"| {data_label} | {label} | {name} | {t_ref * 1e3:.4g} | {m_ref} | {ref[0]:.12f} | "
-                  f"{ref[1]:.6g} | - | - |")
+            print(
+                f"| {data_label} | {label} | noisyclip_metrics | {t_fast * 1e3:.3g} | {m_fast} | {fast[0]:.12f} | "
+                f"{fast[1]:.6g} | {t_ref / t_fast:.0f}x | {'yes' if same else 'NO'} |"
+            )
+            print(
+                f"| {data_label} | {label} | {name} | {t_ref * 1e3:.4g} | {m_ref} | {ref[0]:.12f} | "
+                f"{ref[1]:.6g} | - | - |"
+            )
 
 
 if __name__ == "__main__":

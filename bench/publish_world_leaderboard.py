@@ -39,8 +39,9 @@ from noisyclip_metrics.results import ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "leaderboards" / "world"
-SLICE_CONFIG = BuildConfig(title="ShapesWorld leaderboard: published slice", n_resamples=200, overwrite=True,
-                           charts=False)  # fmt: skip
+SLICE_CONFIG = BuildConfig(
+    title="ShapesWorld leaderboard: published slice", n_resamples=200, overwrite=True, charts=False
+)
 
 
 def slice_store(src: Path, dst: Path, n_prompts: int) -> ResultsStore:
@@ -60,8 +61,9 @@ def slice_store(src: Path, dst: Path, n_prompts: int) -> ResultsStore:
         rows = store.rows(run.run_id)
         rows = rows.filter(pc.is_in(rows["prompt_id"], value_set=prompts["prompt_id"]))
         out.write_run(run.__class__(**{**run.to_json(), "seeds": run.seeds, "num_prompts": len(keep)}))
-        out.write_prompts(run.run_id, prompts["prompt_id"].to_pylist(), prompts["prompt"].to_pylist(),
-                          prompts["skills"].to_pylist())  # fmt: skip
+        out.write_prompts(
+            run.run_id, prompts["prompt_id"].to_pylist(), prompts["prompt"].to_pylist(), prompts["skills"].to_pylist()
+        )
         out.append(run.run_id, rows.to_pydict(), "slice")
     return out
 
@@ -98,8 +100,18 @@ def run_replicates(out: Path, n_prompts: int, models: list[str], seeds: int, bat
     }
     for kind, settings in runs.items():
         for model in models:
-            evaluate(EvalConfig(model=model, out=str(out / kind), scorers=GUARDED + CONTROLS, batch_size=batch_size,
-                                name=model.split(":")[-1], progress=True, require_disjoint=True, **settings))
+            evaluate(
+                EvalConfig(
+                    model=model,
+                    out=str(out / kind),
+                    scorers=GUARDED + CONTROLS,
+                    batch_size=batch_size,
+                    name=model.split(":")[-1],
+                    progress=True,
+                    require_disjoint=True,
+                    **settings,
+                )
+            )
     return {kind: out / kind for kind in runs}
 
 
@@ -110,10 +122,15 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=None, help="a finished full demo's results folder")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the leaderboard of --results first")
     parser.add_argument("--slice-prompts", type=int, default=4)
-    parser.add_argument("--replicate-prompts", type=int, default=96,
-                        help="prompts of each replicate of the leakage guard")
-    parser.add_argument("--prompts", type=int, default=None,
-                        help="publish the first N benchmark prompts instead of all 400 (the title says so)")
+    parser.add_argument(
+        "--replicate-prompts", type=int, default=96, help="prompts of each replicate of the leakage guard"
+    )
+    parser.add_argument(
+        "--prompts",
+        type=int,
+        default=None,
+        help="publish the first N benchmark prompts instead of all 400 (the title says so)",
+    )
     args = parser.parse_args()
     os.chdir(ROOT)  # relative paths from here on: published files name no folder of this machine
     results = args.results
@@ -128,13 +145,30 @@ def main() -> None:
         subprocess.run(command + (["--prompts", str(args.prompts)] if args.prompts else []), check=True)
         results = out / "results"
     demo = json.loads((results.parent / "demo.json").read_text(encoding="utf-8"))["settings"]
-    replicates = run_replicates(Path("runs") / "world-replicates", args.replicate_prompts, demo["models"],
-                                demo["seeds"], demo["batch_size"])
+    replicates = run_replicates(
+        Path("runs") / "world-replicates", args.replicate_prompts, demo["models"], demo["seeds"], demo["batch_size"]
+    )
     board = results.parent / "leaderboard"
-    guard = [sys.executable, "-m", "noisyclip_metrics.cli", "leaderboard", "guard", str(results),
-             "--fresh-seeds", str(replicates["fresh-seeds"]), "--fresh-prompts", str(replicates["fresh-prompts"]),
-             "--scorers", *GUARDED, "--controls", *CONTROLS, "--fractions", *map(str, GUARD_FRACTIONS),
-             "--out", str(board)]
+    guard = [
+        sys.executable,
+        "-m",
+        "noisyclip_metrics.cli",
+        "leaderboard",
+        "guard",
+        str(results),
+        "--fresh-seeds",
+        str(replicates["fresh-seeds"]),
+        "--fresh-prompts",
+        str(replicates["fresh-prompts"]),
+        "--scorers",
+        *GUARDED,
+        "--controls",
+        *CONTROLS,
+        "--fractions",
+        *map(str, GUARD_FRACTIONS),
+        "--out",
+        str(board),
+    ]
     if subprocess.run(guard, check=False).returncode != 0:
         sys.exit(f"not published: the leakage guard failed (see {board / 'guard.md'})")
     if PUBLISHED.exists():

@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from sd15 import sd15_unet, sd15_vae  # noqa: E402
+from sd15 import sd15_unet, sd15_vae
 
 
 def timed(fn: Callable[[], object], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
@@ -75,8 +75,9 @@ def main() -> None:
     with torch.no_grad():
         model.encode_text(prompts)  # the model keeps text embeddings across calls: the scorer rows exclude text
         rows = {
-            "text embeddings (once per prompt)": timed(lambda: (model.clear_text_cache(), model.encode_text(prompts)),
-                                                       args.repeats, sync),
+            "text embeddings (once per prompt)": timed(
+                lambda: (model.clear_text_cache(), model.encode_text(prompts)), args.repeats, sync
+            ),
             "noisyclip: preview + CLIP image tower": timed(lambda: noisyclip.score(inputs), args.repeats, sync),
             "clip-x0-decoded: VAE decode + CLIP": timed(lambda: decoded.score(inputs), args.repeats, sync),
             f"denoiser call, CFG (UNet batch {2 * b})": timed(
@@ -89,8 +90,10 @@ def main() -> None:
         "VAE": sum(p.numel() for p in vae.parameters()),
     }
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"batch {b}, latents {b}x4x{s}x{s} ({8 * s} px images), CLIP {args.clip}, UNet/VAE {args.dtype} on "
-          f"{where}, median of {args.repeats} after a warm-up")  # fmt: skip
+    print(
+        f"batch {b}, latents {b}x4x{s}x{s} ({8 * s} px images), CLIP {args.clip}, UNet/VAE {args.dtype} on "
+        f"{where}, median of {args.repeats} after a warm-up"
+    )
     print("parameters: " + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in n_params.items()) + "\n")
     ours = rows["noisyclip: preview + CLIP image tower"]
     print("| operation | seconds | x noisyclip |")
@@ -99,8 +102,10 @@ def main() -> None:
         print(f"| {name} | {sec:.4f} | {sec / ours:.1f} |")
     dec = rows["clip-x0-decoded: VAE decode + CLIP"]
     den = rows[f"denoiser call, CFG (UNet batch {2 * b})"]
-    print(f"\nclip-x0-decoded / noisyclip = {dec / ours:.1f}x;  denoiser call / noisyclip = {den / ours:.1f}x;  "
-          f"noisyclip scoring = {100 * ours / den:.1f}% of one denoising step")  # fmt: skip
+    print(
+        f"\nclip-x0-decoded / noisyclip = {dec / ours:.1f}x;  denoiser call / noisyclip = {den / ours:.1f}x;  "
+        f"noisyclip scoring = {100 * ours / den:.1f}% of one denoising step"
+    )
 
 
 if __name__ == "__main__":

@@ -54,13 +54,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", nargs="+", default=list(UNET_MODELS), choices=list(UNET_MODELS))
     args = parser.parse_args(argv)
     print(f"torch threads: {torch.get_num_threads()}\n")
-    print("| model | " + " | ".join(f"{h} heads ms/step" for h in args.heads) + " | "
-          + " | ".join(f"{h} / {args.heads[0]} heads" for h in args.heads[1:]) + " |")  # fmt: skip
+    print(
+        "| model | "
+        + " | ".join(f"{h} heads ms/step" for h in args.heads)
+        + " | "
+        + " | ".join(f"{h} / {args.heads[0]} heads" for h in args.heads[1:])
+        + " |"
+    )
     print("|---" * (2 * len(args.heads)) + "|")
     for name in args.models:
         ms = [step_ms(h, name, args.steps) for h in args.heads]
-        print(f"| {name} | " + " | ".join(f"{m:.0f}" for m in ms) + " | "
-              + " | ".join(f"{m / ms[0]:.2f}" for m in ms[1:]) + " |", flush=True)  # fmt: skip
+        print(
+            f"| {name} | "
+            + " | ".join(f"{m:.0f}" for m in ms)
+            + " | "
+            + " | ".join(f"{m / ms[0]:.2f}" for m in ms[1:])
+            + " |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ last elapsed time, when the log was written in one uninterrupted run). Stages wi
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 from pathlib import Path
@@ -25,15 +26,21 @@ def stage_row(folder: Path) -> dict[str, float | int | str | None]:
     """Recorded seconds, steps, median / fastest pace and the estimate for one stage folder."""
     done = json.loads((folder / "DONE.json").read_text(encoding="utf-8"))
     recorded = float(done.get("seconds", 0.0))
-    as_recorded = {"recorded": recorded, "steps": None, "median": None, "fastest": None, "estimate": recorded,
-                   "basis": "recorded"}  # fmt: skip
+    as_recorded = {
+        "recorded": recorded,
+        "steps": None,
+        "median": None,
+        "fastest": None,
+        "estimate": recorded,
+        "basis": "recorded",
+    }
     log, config = folder / "run" / "log.jsonl", folder / "run" / "config.json"
     if not log.is_file() or not config.is_file():
         return as_recorded
     rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
     steps = int(json.loads(config.read_text(encoding="utf-8"))["steps"])
     paces, resumed = [], False
-    for a, b in zip(rows, rows[1:]):
+    for a, b in itertools.pairwise(rows):
         if b["step"] > a["step"] and b["seconds"] > a["seconds"]:
             paces.append((b["seconds"] - a["seconds"]) / (b["step"] - a["step"]))
         else:
@@ -42,8 +49,14 @@ def stage_row(folder: Path) -> dict[str, float | int | str | None]:
         return as_recorded
     median = statistics.median(paces)
     around = 0.0 if resumed else max(0.0, recorded - float(rows[-1]["seconds"]))
-    return {"recorded": recorded, "steps": steps, "median": median, "fastest": min(paces),
-            "estimate": median * steps + around, "basis": "resumed: training only" if resumed else "log"}  # fmt: skip
+    return {
+        "recorded": recorded,
+        "steps": steps,
+        "median": median,
+        "fastest": min(paces),
+        "estimate": median * steps + around,
+        "basis": "resumed: training only" if resumed else "log",
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,9 +74,11 @@ def main(argv: list[str] | None = None) -> None:
         r = stage_row(folder)
         total_recorded += float(r["recorded"])  # type: ignore[arg-type]
         total_estimate += float(r["estimate"])  # type: ignore[arg-type]
-        pace = (f"{r['median']:.3f} | {r['fastest']:.3f}" if r["median"] is not None else " | ")
+        pace = f"{r['median']:.3f} | {r['fastest']:.3f}" if r["median"] is not None else " | "
         print(f"| {name} | {r['recorded']:,.0f} | {r['steps'] or ''} | {pace} | {r['estimate']:,.0f} | {r['basis']} |")
-    print(f"| **total** | **{total_recorded:,.0f}** | | | | **{total_estimate:,.0f} ({total_estimate / 3600:.2f} h)** | |")
+    print(
+        f"| **total** | **{total_recorded:,.0f}** | | | | **{total_estimate:,.0f} ({total_estimate / 3600:.2f} h)** | |"
+    )
 
 
 if __name__ == "__main__":

@@ -140,10 +140,22 @@ def main() -> None:
     judged = np.array([r.aligned for r in clean_shuffled])
     print("## Shuffled captions (clean images, prompt of another image)\n")
     table(
-        ["pairs", "judged aligned", "truly aligned (ground truth from the layout)", "oracle agrees with ground truth",
-         "mean TIFA"],
-        [[n, pct(judged.mean()), pct(shuffled_truth.mean()), pct((judged == shuffled_truth).mean()),
-          f"{np.mean([r.score for r in clean_shuffled]):.3f}"]],
+        [
+            "pairs",
+            "judged aligned",
+            "truly aligned (ground truth from the layout)",
+            "oracle agrees with ground truth",
+            "mean TIFA",
+        ],
+        [
+            [
+                n,
+                pct(judged.mean()),
+                pct(shuffled_truth.mean()),
+                pct((judged == shuffled_truth).mean()),
+                f"{np.mean([r.score for r in clean_shuffled]):.3f}",
+            ]
+        ],
     )
 
     mismatched = ~shuffled_truth
@@ -161,8 +173,14 @@ def main() -> None:
         h = np.mean(~hard[~neg_truth])
         body.append([name, pct(m), pct(s), pct(h), pct((m + h) / 2), f"{np.mean([r.score for r in matched]):.3f}"])
     table(
-        ["perturbation", "matched judged aligned", "shuffled judged misaligned", "hard negatives judged misaligned",
-         "balanced", "mean TIFA (matched)"],
+        [
+            "perturbation",
+            "matched judged aligned",
+            "shuffled judged misaligned",
+            "hard negatives judged misaligned",
+            "balanced",
+            "mean TIFA (matched)",
+        ],
         body,
     )
 

@@ -1,6 +1,7 @@
 """The built-in world's measurement tables (for the README), from a finished demo's leaderboard.
 
-    python bench/world_report.py [--leaderboard leaderboards/world/leaderboard.json] [--build noisyclip_metrics/world/weights/BUILD.json]
+    python bench/world_report.py [--leaderboard leaderboards/world/leaderboard.json]
+                                 [--build noisyclip_metrics/world/weights/BUILD.json]
                                  [--results runs/world-full/results]
 
 Prints Markdown tables: the VAE, the world CLIP as a judge, every diffusion model's oracle TIFA score and fully-aligned
@@ -48,7 +49,9 @@ def build_tables(build: dict[str, Any]) -> None:
     print(f"| linear preview R² (held-out images, at latent resolution) | {vae['preview_r2']:.4f} |")
     print(f"| oracle agreement, originals vs reconstructions | {vae['oracle_agreement']:.3f} |\n")
     print("| world CLIP on clean renders | value |\n|---|---:|")
-    print(f"| top-1 caption retrieval among the 400 benchmark captions (oracle-correct) | {clip['top1_retrieval']:.3f} |")
+    print(
+        f"| top-1 caption retrieval among the 400 benchmark captions (oracle-correct) | {clip['top1_retrieval']:.3f} |"
+    )
     for key in sorted(k for k in clip if k.startswith("negatives/") and k != "negatives/min"):
         print(f"| true caption preferred over a hard negative: {key.split('/')[1]} | {clip[key]:.3f} |")
     print()
@@ -61,11 +64,15 @@ def model_tables(doc: dict[str, Any]) -> None:
     print("|---|---:|---:|---:|---:|" + "---:|" * len(skills))
     for m in doc["models"]:
         per = " | ".join(_fmt(m["skills"].get(s, {}).get("aligned_rate"), 2) for s in skills)
-        print(f"| {m['name']} | {m['num_prompts']} x {len(m['seeds'])} | {_ci(m, 'final_judge_score')} | "
-              f"{_ci(m, 'aligned_rate')} | {_ci(m, 'mixed_rate')} | {per} |")  # fmt: skip
-    print("\n(mixed seeds: share of the prompts with both aligned and misaligned seeds, where choosing among seeds "
-          "matters; per-skill columns: fully-aligned rate of the prompts with that skill; `basic`: prompts with basic "
-          "skills only, `advanced`: with at least one advanced skill, GenAI-Bench's two groups)\n")
+        print(
+            f"| {m['name']} | {m['num_prompts']} x {len(m['seeds'])} | {_ci(m, 'final_judge_score')} | "
+            f"{_ci(m, 'aligned_rate')} | {_ci(m, 'mixed_rate')} | {per} |"
+        )
+    print(
+        "\n(mixed seeds: share of the prompts with both aligned and misaligned seeds, where choosing among seeds "
+        "matters; per-skill columns: fully-aligned rate of the prompts with that skill; `basic`: prompts with basic "
+        "skills only, `advanced`: with at least one advanced skill, GenAI-Bench's two groups)\n"
+    )
     if any(g in m["skills"] for m in doc["models"] for g in SKILL_GROUPS):
         heads = (f"{g}: prompts | {g}: oracle TIFA score | {g}: fully aligned" for g in SKILL_GROUPS)
         print("| model | " + " | ".join(heads) + " |")
@@ -74,8 +81,11 @@ def model_tables(doc: dict[str, Any]) -> None:
             cells = []
             for g in SKILL_GROUPS:
                 block = m["skills"].get(g, {})
-                cells += [str(block.get("num_prompts", "–")), _ci(block, "final_judge_score"),
-                          _ci(block, "aligned_rate")]  # fmt: skip
+                cells += [
+                    str(block.get("num_prompts", "–")),
+                    _ci(block, "final_judge_score"),
+                    _ci(block, "aligned_rate"),
+                ]
             print(f"| {m['name']} | " + " | ".join(cells) + " |")
         print()
 
@@ -83,8 +93,10 @@ def model_tables(doc: dict[str, Any]) -> None:
 def curve_tables(doc: dict[str, Any]) -> None:
     for m in doc["models"]:
         final = m["curves"].get("clip-final", [])
-        print(f"**{m['name']}**: within-prompt pairwise accuracy against the oracle's TIFA score (95% CI); "
-              f"frozen CLIP on the final image (clip-final): {_ci(final[-1], 'pairwise_accuracy') if final else '–'}\n")
+        print(
+            f"**{m['name']}**: within-prompt pairwise accuracy against the oracle's TIFA score (95% CI); "
+            f"frozen CLIP on the final image (clip-final): {_ci(final[-1], 'pairwise_accuracy') if final else '–'}\n"
+        )
         print("| scorer | " + " | ".join(f"{f:.1f}" for f in FRACTIONS) + " | earliest within 10% |")
         print("|---|" + "---:|" * (len(FRACTIONS) + 1))
         for s in SCORERS:
@@ -94,24 +106,32 @@ def curve_tables(doc: dict[str, Any]) -> None:
             cells = []
             for f in FRACTIONS:
                 p = _point(curve, f)
-                cells.append(f"{p['pairwise_accuracy']:.3f} [{p['pairwise_accuracy_low']:.2f}, {p['pairwise_accuracy_high']:.2f}]")
+                low, high = p["pairwise_accuracy_low"], p["pairwise_accuracy_high"]
+                cells.append(f"{p['pairwise_accuracy']:.3f} [{low:.2f}, {high:.2f}]")
             print(f"| {s} | " + " | ".join(cells) + f" | {_fmt(m['earliest_fraction'].get(s), 2)} |")
         print()
 
 
 def cost_table(doc: dict[str, Any]) -> None:
-    print("| model | denoiser step (ms / candidate) | " + " | ".join(f"{s} (ms / candidate / step)" for s in
-                                                             SCORERS) + " |")  # fmt: skip
+    print(
+        "| model | denoiser step (ms / candidate) | "
+        + " | ".join(f"{s} (ms / candidate / step)" for s in SCORERS)
+        + " |"
+    )
     print("|---|---:|" + "---:|" * len(SCORERS))
     for run in doc["provenance"]:
         t = run["timing"]
         cand, steps = t["candidates"], t["steps"]
         den = 1000 * t["denoise_seconds"] / (cand * steps)
-        cells = [_fmt(1000 * t[f"score_seconds/{s}"] / (cand * (steps + 1)), 2) if f"score_seconds/{s}" in t else "–"
-                 for s in SCORERS]  # fmt: skip
+        cells = [
+            _fmt(1000 * t[f"score_seconds/{s}"] / (cand * (steps + 1)), 2) if f"score_seconds/{s}" in t else "–"
+            for s in SCORERS
+        ]
         print(f"| {run['model']} | {den:.2f} | " + " | ".join(cells) + " |")
-    print("\n(denoiser time includes classifier-free guidance and the final VAE decode; scoring time is per scorer "
-          "call on a batch, divided by candidates x (T + 1) steps)\n")
+    print(
+        "\n(denoiser time includes classifier-free guidance and the final VAE decode; scoring time is per scorer "
+        "call on a batch, divided by candidates x (T + 1) steps)\n"
+    )
 
 
 def throughput_table(doc: dict[str, Any]) -> None:
@@ -120,8 +140,10 @@ def throughput_table(doc: dict[str, Any]) -> None:
     for run in doc["provenance"]:
         t = run["timing"]
         parts = [t[f"{k}_seconds"] for k in ("denoise", "score", "judge", "write")]
-        print(f"| {run['model']} | {t['candidates'] / sum(parts):.1f} | {parts[0]:.0f} | {parts[1]:.0f} "
-              f"({t.get('score_seconds/noisyclip', float('nan')):.1f}) | {parts[2]:.1f} | {parts[3]:.2f} |")
+        print(
+            f"| {run['model']} | {t['candidates'] / sum(parts):.1f} | {parts[0]:.0f} | {parts[1]:.0f} "
+            f"({t.get('score_seconds/noisyclip', float('nan')):.1f}) | {parts[2]:.1f} | {parts[3]:.2f} |"
+        )
     print("\n(`noisyclip evaluate`'s own timing of each run, as recorded in the results store)\n")
 
 
@@ -135,8 +157,10 @@ def stratified_groups(results: Path, resamples: int = 2000) -> None:
 
     store = ResultsStore.open(results)
     rng = np.random.default_rng(0)
-    print("| model | group | no relation: prompts | fully aligned | TIFA | with a relation: prompts | fully aligned | "
-          "TIFA |\n|---|---|---:|---:|---:|---:|---:|---:|")  # fmt: skip
+    print(
+        "| model | group | no relation: prompts | fully aligned | TIFA | with a relation: prompts | fully aligned | "
+        "TIFA |\n|---|---|---:|---:|---:|---:|---:|---:|"
+    )
     standardised = []
     for info in sorted(store.runs(), key=lambda r: r.model):
         arrays = load_run(store, info.run_id)
@@ -146,21 +170,34 @@ def stratified_groups(results: Path, resamples: int = 2000) -> None:
         cells: dict[tuple[str, bool], np.ndarray] = {}
         for group in ("basic", "advanced"):
             for rel in (False, True):
-                cells[group, rel] = np.array([i for i, pid in enumerate(arrays.prompt_ids)
-                                              if bool(set(skills[pid]) & set(ADVANCED_SKILLS)) == (group == "advanced")
-                                              and ("spatial relation" in skills[pid]) == rel], dtype=np.int64)  # fmt: skip
+                cells[group, rel] = np.array(
+                    [
+                        i
+                        for i, pid in enumerate(arrays.prompt_ids)
+                        if bool(set(skills[pid]) & set(ADVANCED_SKILLS)) == (group == "advanced")
+                        and ("spatial relation" in skills[pid]) == rel
+                    ],
+                    dtype=np.int64,
+                )
         for group in ("basic", "advanced"):
-            row = [f"{len(cells[group, rel])} | {_mean_ci(aligned[cells[group, rel]], resamples)} | "
-                   f"{tifa[cells[group, rel]].mean():.3f}" for rel in (False, True)]  # fmt: skip
+            row = [
+                f"{len(cells[group, rel])} | {_mean_ci(aligned[cells[group, rel]], resamples)} | "
+                f"{tifa[cells[group, rel]].mean():.3f}"
+                for rel in (False, True)
+            ]
             print(f"| {info.model} | {group} | " + " | ".join(row) + " |")
         share = len(cells["basic", True]) / (len(cells["basic", True]) + len(cells["basic", False]))
-        boot = [share * rng.choice(aligned[cells["advanced", True]], len(cells["advanced", True])).mean()
-                + (1 - share) * rng.choice(aligned[cells["advanced", False]], len(cells["advanced", False])).mean()
-                for _ in range(resamples)]  # fmt: skip
+        boot = [
+            share * rng.choice(aligned[cells["advanced", True]], len(cells["advanced", True])).mean()
+            + (1 - share) * rng.choice(aligned[cells["advanced", False]], len(cells["advanced", False])).mean()
+            for _ in range(resamples)
+        ]
         value = share * aligned[cells["advanced", True]].mean() + (1 - share) * aligned[cells["advanced", False]].mean()
         basic = aligned[np.concatenate([cells["basic", False], cells["basic", True]])]
-        standardised.append(f"| {info.model} | {share:.2f} | {_mean_ci(basic, resamples)} | {value:.3f} "
-                            f"[{np.quantile(boot, 0.025):.2f}, {np.quantile(boot, 0.975):.2f}] |")  # fmt: skip
+        standardised.append(
+            f"| {info.model} | {share:.2f} | {_mean_ci(basic, resamples)} | {value:.3f} "
+            f"[{np.quantile(boot, 0.025):.2f}, {np.quantile(boot, 0.975):.2f}] |"
+        )
     print("\n| model | basic prompts with a relation | basic: fully aligned | advanced, standardised to that share |")
     print("|---|---:|---:|---:|")
     print("\n".join(standardised))

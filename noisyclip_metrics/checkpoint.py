@@ -40,8 +40,15 @@ from .preview import PreviewMap, get_preview_map
 if TYPE_CHECKING:
     from .model import NoisyCLIPModel
 
-__all__ = ["save_pretrained", "load_pretrained", "load_state_dict_file", "share_text_tower", "text_tower_sha256",
-           "FORMAT", "FORMAT_VERSION"]  # fmt: skip
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "load_pretrained",
+    "load_state_dict_file",
+    "save_pretrained",
+    "share_text_tower",
+    "text_tower_sha256",
+]
 
 FORMAT = "noisyclip-metrics"
 FORMAT_VERSION = 1
@@ -155,8 +162,9 @@ def _load_text_tower(folder: Path, meta: dict[str, Any]) -> dict[str, torch.Tens
         raise CheckpointError(f"{folder}: takes its text tower from {base}, whose {WEIGHTS_NAME} is missing")
     tensors = load_state_dict_file(weights)
     if text_tower_sha256(tensors) != meta.get("text_sha256"):
-        raise CheckpointError(f"{folder}: the text tower in {base} is not the one this checkpoint was trained with "
-                              "(text_sha256 differs)")  # fmt: skip
+        raise CheckpointError(
+            f"{folder}: the text tower in {base} is not the one this checkpoint was trained with (text_sha256 differs)"
+        )
     return {k: v for k, v in tensors.items() if _is_text_key(k)}
 
 
@@ -176,7 +184,7 @@ def save_pretrained(model: NoisyCLIPModel, path: str | Path) -> Path:
         }
         (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         if model.config.tokenizer.get("type") == "bpe":
-            src = Path(getattr(model.tokenizer, "folder"))
+            src = Path(model.tokenizer.folder)
             dst = tmp / model.config.tokenizer.get("subdir", "tokenizer")
             dst.mkdir()
             for name in ("vocab.json", "merges.txt"):
@@ -231,7 +239,8 @@ def load_pretrained(
         )
     if meta.get("format_version") != FORMAT_VERSION or isinstance(meta.get("format_version"), bool):
         raise CheckpointError(
-            f"{folder / CONFIG_NAME}: format_version {meta.get('format_version')!r}, this library reads {FORMAT_VERSION}"
+            f"{folder / CONFIG_NAME}: format_version {meta.get('format_version')!r}, "
+            f"this library reads {FORMAT_VERSION}"
         )
     weights = folder / WEIGHTS_NAME
     if not weights.is_file():
@@ -288,7 +297,8 @@ def _check_shapes(expected: dict[str, torch.Tensor], found: dict[str, torch.Tens
         if want is not None and tuple(want.shape) != tuple(tensor.shape):
             raise CheckpointError(
                 f"{weights}: weights do not match config.json: {key!r} has shape {tuple(tensor.shape)} in the file, "
-                f"the config's model expects {tuple(want.shape)} (check embed_dim / width / layers in 'config.model_cfg')"
+                f"the config's model expects {tuple(want.shape)} "
+                "(check embed_dim / width / layers in 'config.model_cfg')"
             )
 
 

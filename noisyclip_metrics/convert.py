@@ -54,15 +54,15 @@ if TYPE_CHECKING:
 __all__ = [
     # re-exported from noisyclip_metrics.tokenizers for convenience
     "ClipTextTokenizer",
-    "load_clip_tokenizer",
-    "minimal_merges_for",
-    "write_clip_bpe_files",
     # conversion
     "hf_clip_state_dict_to_open_clip",
+    "load_clip_tokenizer",
     "load_hf_clip",
+    "minimal_merges_for",
     "open_clip_config_from_hf",
     "open_clip_text_to_hf",
     "open_clip_text_token_features",
+    "write_clip_bpe_files",
 ]
 
 _OPEN_CLIP_LN_EPS = 1e-5

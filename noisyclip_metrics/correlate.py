@@ -55,11 +55,26 @@ from .registry import Registry, did_you_mean
 from .results import ResultsStore, RunInfo, check_unique_rows, note
 from .stats import agreement, kendall_tau_b, kendall_tau_c, pairwise_accuracy, pearson, spearman
 
-__all__ = ["correlate", "format_table", "ROW_KEYS", "STAT_KEYS", "GROUPINGS"]
+__all__ = ["GROUPINGS", "ROW_KEYS", "STAT_KEYS", "correlate", "format_table"]
 
 STAT_KEYS = ("pearson", "spearman", "kendall_tau_b", "kendall_tau_c", "pairwise_accuracy")
-ROW_KEYS = ("run_id", "model", "benchmark", "scorer", "judge", "gold", "group", "step", "num_steps", "fraction",
-            "skill", "n_prompts", "n_items", *STAT_KEYS, "epsilon")  # fmt: skip
+ROW_KEYS = (
+    "run_id",
+    "model",
+    "benchmark",
+    "scorer",
+    "judge",
+    "gold",
+    "group",
+    "step",
+    "num_steps",
+    "fraction",
+    "skill",
+    "n_prompts",
+    "n_items",
+    *STAT_KEYS,
+    "epsilon",
+)
 
 GROUPINGS: Registry[Callable[[np.ndarray], np.ndarray]] = Registry("grouping")
 """How a (prompts x seeds) matrix becomes the statistics' input: ``prompt`` (rows = groups) or ``none`` (pooled)."""
@@ -95,9 +110,16 @@ def _load_run(store: ResultsStore, info: RunInfo) -> _Run:
     judgments: dict[str, dict[str, np.ndarray]] = {}
     num_steps = 0
     for kind, pid, seed, step, steps, scorer, judge, score, aligned in zip(
-        rows["kind"], rows["prompt_id"], rows["seed"], rows["step"], rows["num_steps"], rows["scorer"],
-        rows["judge"], rows["score"], rows["aligned"],
-    ):  # fmt: skip
+        rows["kind"],
+        rows["prompt_id"],
+        rows["seed"],
+        rows["step"],
+        rows["num_steps"],
+        rows["scorer"],
+        rows["judge"],
+        rows["score"],
+        rows["aligned"],
+    ):
         at = (p_index.get(pid), s_index.get(seed))
         if at[0] is None or at[1] is None:
             continue
@@ -154,8 +176,9 @@ def _external_gold(
         raise InputError(
             f"judgments: {len(missing)} of {len(merged)} (prompt id, candidate id) pairs match no stored trajectory, "
             f"e.g. {examples}; the store has prompt ids like {run.prompt_ids[0]!r} and candidate ids = seeds "
-            f"{', '.join(map(str, run.seeds[:6]))}" + ("" if len(matched) == 0 else " (unmatched='ignore' to skip them)")
-        )  # fmt: skip
+            f"{', '.join(map(str, run.seeds[:6]))}"
+            + ("" if len(matched) == 0 else " (unmatched='ignore' to skip them)")
+        )
     for run in runs:  # judgments that cover only some candidates would drop the others from every statistic
         check_coverage(
             judged[run.info.run_id],
@@ -166,13 +189,18 @@ def _external_gold(
     return out
 
 
-def _stats(gold: np.ndarray, pred: np.ndarray, ci: bool, n_resamples: int, confidence_level: float,
-           seed: int) -> dict[str, Any]:  # fmt: skip
+def _stats(
+    gold: np.ndarray, pred: np.ndarray, ci: bool, n_resamples: int, confidence_level: float, seed: int
+) -> dict[str, Any]:
     nan = float("nan")
-    out: dict[str, Any] = {k: nan for k in (*STAT_KEYS, "epsilon")}
+    out: dict[str, Any] = dict.fromkeys((*STAT_KEYS, "epsilon"), nan)
     try:
-        for name, fn in (("pearson", pearson), ("spearman", spearman), ("kendall_tau_b", kendall_tau_b),
-                         ("kendall_tau_c", kendall_tau_c)):  # fmt: skip
+        for name, fn in (
+            ("pearson", pearson),
+            ("spearman", spearman),
+            ("kendall_tau_b", kendall_tau_b),
+            ("kendall_tau_c", kendall_tau_c),
+        ):
             out[name] = fn(gold, pred)
         out["pairwise_accuracy"], out["epsilon"] = pairwise_accuracy(gold, pred)
     except InputError:  # no group with two usable candidates
@@ -196,7 +224,7 @@ def _steps_for(run: _Run, scorer: str, steps: Sequence[int] | None, fractions: S
         bad = [f for f in fractions if not (isinstance(f, (int, float)) and 0.0 <= f <= 1.0)]
         if bad:
             raise InputError(f"fractions: expected values in [0, 1], got {bad}")
-        wanted = [int(math.floor(f * T + 0.5)) for f in fractions]
+        wanted = [math.floor(f * T + 0.5) for f in fractions]
     elif steps is not None:
         bad = [k for k in steps if not 0 <= int(k) <= T]
         if bad:
@@ -280,8 +308,10 @@ def correlate(
     infos = [r for r in store.runs() if model is None or model in (r.model, r.run_id)]
     if not infos:
         known = [r.model for r in store.runs()]
-        raise InputError(f"model: no run of {model!r} in {store.root}{did_you_mean(str(model), known)} "
-                         f"Runs: {', '.join(known) or 'none'}")  # fmt: skip
+        raise InputError(
+            f"model: no run of {model!r} in {store.root}{did_you_mean(str(model), known)} "
+            f"Runs: {', '.join(known) or 'none'}"
+        )
     empty = [info for info in infos if not store.has_rows(info.run_id)]
     if len(empty) == len(infos):
         of = f" of {model!r}" if model else ""
@@ -303,19 +333,30 @@ def correlate(
         scorers = list(dict.fromkeys(s for s, _ in run.scores))
         for name in wanted or scorers:
             if name not in scorers:
-                raise InputError(f"scorer: run {run.info.run_id} ({run.info.model}) has no scores of {name!r}"
-                                 f"{did_you_mean(name, scorers)} Scorers: {', '.join(scorers)}")  # fmt: skip
+                raise InputError(
+                    f"scorer: run {run.info.run_id} ({run.info.model}) has no scores of {name!r}"
+                    f"{did_you_mean(name, scorers)} Scorers: {', '.join(scorers)}"
+                )
             for k in _steps_for(run, name, steps, fractions):
                 pred = run.scores[(name, k)]
                 for skill, mask in _skill_subsets(run, per_skill):
                     g, p = gold_matrix[mask], pred[mask]
                     usable = ~(np.isnan(g) | np.isnan(p))
                     row: dict[str, Any] = {
-                        "run_id": run.info.run_id, "model": run.info.model, "benchmark": run.info.benchmark,
-                        "scorer": name, "judge": judge_name, "gold": gold, "group": group, "step": k,
-                        "num_steps": run.num_steps, "fraction": k / run.num_steps if run.num_steps else float("nan"),
-                        "skill": skill, "n_prompts": int(usable.any(axis=1).sum()), "n_items": int(usable.sum()),
-                    }  # fmt: skip
+                        "run_id": run.info.run_id,
+                        "model": run.info.model,
+                        "benchmark": run.info.benchmark,
+                        "scorer": name,
+                        "judge": judge_name,
+                        "gold": gold,
+                        "group": group,
+                        "step": k,
+                        "num_steps": run.num_steps,
+                        "fraction": k / run.num_steps if run.num_steps else float("nan"),
+                        "skill": skill,
+                        "n_prompts": int(usable.any(axis=1).sum()),
+                        "n_items": int(usable.sum()),
+                    }
                     transform = GROUPINGS.get(group)
                     row.update(_stats(transform(g), transform(p), ci, n_resamples, confidence_level, seed))
                     out.append(row)
@@ -328,12 +369,15 @@ def _stored_gold(run: _Run, judge: str | None, gold: str) -> tuple[str, np.ndarr
         raise InputError(f"run {run.info.run_id} ({run.info.model}) has no stored judgments; pass judgments=...")
     if judge is None:
         if len(names) > 1:
-            raise InputError(f"run {run.info.run_id} has judgments of several judges ({', '.join(names)}); "
-                             "pass judge=... (--judge)")  # fmt: skip
+            raise InputError(
+                f"run {run.info.run_id} has judgments of several judges ({', '.join(names)}); pass judge=... (--judge)"
+            )
         judge = names[0]
     if judge not in run.judgments:
-        raise InputError(f"judge: run {run.info.run_id} ({run.info.model}) has no judgments of {judge!r}"
-                         f"{did_you_mean(judge, names)} Judges: {', '.join(names)}")  # fmt: skip
+        raise InputError(
+            f"judge: run {run.info.run_id} ({run.info.model}) has no judgments of {judge!r}"
+            f"{did_you_mean(judge, names)} Judges: {', '.join(names)}"
+        )
     matrix = run.judgments[judge][_GOLD_COLUMNS[gold]]
     if np.isnan(matrix).all():
         raise InputError(f"gold: judge {judge!r} of run {run.info.run_id} records no {gold!r} values")
@@ -360,15 +404,19 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     width = 8 + (15 if ci else 0)
     scorer_w = max(6, *(len(r["scorer"]) for r in rows))
     skill_w = max(7, *(len(r["skill"]) for r in rows))
-    header = f"  {'scorer':<{scorer_w}}  {'skill':<{skill_w}}  {'prompts':>7}  {'items':>6}  " + "  ".join(
-        f"{n:>{width}}" for n in names
-    ) + "  epsilon"  # fmt: skip
+    header = (
+        f"  {'scorer':<{scorer_w}}  {'skill':<{skill_w}}  {'prompts':>7}  {'items':>6}  "
+        + "  ".join(f"{n:>{width}}" for n in names)
+        + "  epsilon"
+    )
     lines: list[str] = []
     last_run, last_step = None, None
     for r in rows:
         if r["run_id"] != last_run:
-            lines.append(f"{'' if last_run is None else chr(10)}run {r['run_id']}: model {r['model']}, benchmark "
-                         f"{r['benchmark']}, judge {r['judge']}, grouped by {r['group']}")  # fmt: skip
+            lines.append(
+                f"{'' if last_run is None else chr(10)}run {r['run_id']}: model {r['model']}, benchmark "
+                f"{r['benchmark']}, judge {r['judge']}, grouped by {r['group']}"
+            )
             last_run, last_step = r["run_id"], None
         if r["step"] != last_step:
             lines.append(f"step {r['step']}/{r['num_steps']} (fraction {r['fraction']:.2f})")
@@ -376,6 +424,8 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
             last_step = r["step"]
         stats = "  ".join(_fmt(r, k, ci).rjust(width) for k in STAT_KEYS)
         eps = "    nan" if math.isnan(r["epsilon"]) else f"{r['epsilon']:7.4f}"
-        lines.append(f"  {r['scorer']:<{scorer_w}}  {r['skill']:<{skill_w}}  {r['n_prompts']:>7}  {r['n_items']:>6}  "
-                     f"{stats}  {eps}")  # fmt: skip
+        lines.append(
+            f"  {r['scorer']:<{scorer_w}}  {r['skill']:<{skill_w}}  {r['n_prompts']:>7}  {r['n_items']:>6}  "
+            f"{stats}  {eps}"
+        )
     return "\n".join(lines) + "\n"

@@ -52,14 +52,14 @@ from .stats import Estimate, bootstrap_ratio, pairwise_counts, spearman_rows, to
 
 __all__ = [
     "METRICS",
-    "CurveConfig",
-    "ScoreArrays",
     "Curve",
+    "CurveConfig",
     "CurveSet",
     "ModelCurves",
-    "pivot_rows",
+    "ScoreArrays",
     "compute_curves",
     "first_within",
+    "pivot_rows",
 ]
 
 _PAIR_CELLS = 1 << 22
@@ -86,6 +86,7 @@ def _pairwise(gold: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 METRICS.register("top1_agreement", lambda gold, pred: _mean_of_rows(top1_agreement_rows(gold, pred)))
 METRICS.register("spearman", lambda gold, pred: _mean_of_rows(spearman_rows(gold, pred)))
+
 
 def _top1_chance(gold: np.ndarray) -> float:
     rows = top1_agreement_rows(gold, np.zeros_like(gold))
@@ -174,8 +175,9 @@ class Curve:
         for i, (k, f) in enumerate(zip(self.steps.tolist(), self.fractions.tolist())):
             point: dict[str, Any] = {"step": int(k), "fraction": float(f)}
             for m in self.value:
-                point.update({m: float(self.value[m][i]), f"{m}_low": float(self.low[m][i]),
-                              f"{m}_high": float(self.high[m][i])})  # fmt: skip
+                point.update(
+                    {m: float(self.value[m][i]), f"{m}_low": float(self.low[m][i]), f"{m}_high": float(self.high[m][i])}
+                )
             point["pairs"] = int(self.pairs[i])
             out.append(point)
         return out
@@ -210,13 +212,20 @@ def _indices(column: Any, values: Sequence[Any], type_: pa.DataType, what: str) 
     found = pc.index_in(column, value_set=pa.array(list(values), type_))
     if found.null_count:
         bad = pc.filter(column, pc.is_null(found)).slice(0, 1).to_pylist()
-        raise SchemaError(f"rows name a {what} outside the run's {what}s: {bad[0]!r} (expected one of "
-                          f"{list(values)[:5]}{'...' if len(values) > 5 else ''})")  # fmt: skip
+        raise SchemaError(
+            f"rows name a {what} outside the run's {what}s: {bad[0]!r} (expected one of "
+            f"{list(values)[:5]}{'...' if len(values) > 5 else ''})"
+        )
     return found.to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-def pivot_rows(rows: pa.Table, prompt_ids: Sequence[str], seeds: Sequence[int], num_steps: int,
-               scorers: Sequence[str] | None = None) -> ScoreArrays:  # fmt: skip
+def pivot_rows(
+    rows: pa.Table,
+    prompt_ids: Sequence[str],
+    seeds: Sequence[int],
+    num_steps: int,
+    scorers: Sequence[str] | None = None,
+) -> ScoreArrays:
     """Dense arrays from results rows (:data:`noisyclip_metrics.results.ROW_SCHEMA`; other runs' rows excluded).
 
     Rows of several runs may cover the same candidates (merged, compatible runs: the last one's value is kept), but
@@ -248,12 +257,14 @@ def pivot_rows(rows: pa.Table, prompt_ids: Sequence[str], seeds: Sequence[int], 
     check_unique_rows(rows, "rows")
     kinds = set(pc.unique(rows["kind"]).to_pylist())
     if not kinds <= {"score", "judgment"}:
-        raise SchemaError(f"rows of unknown kind {sorted(k for k in kinds - {'score', 'judgment'} if k)!r}; "
-                          "expected 'score' or 'judgment'")  # fmt: skip
+        raise SchemaError(
+            f"rows of unknown kind {sorted(k for k in kinds - {'score', 'judgment'} if k)!r}; "
+            "expected 'score' or 'judgment'"
+        )
     shape = (len(prompt_ids), len(seeds))
     score_rows = rows.filter(pc.equal(rows["kind"], "score"))
     judged = rows.filter(pc.equal(rows["kind"], "judgment"))
-    names = list(scorers) if scorers is not None else [s for s in pc.unique(score_rows["scorer"]).to_pylist()]
+    names = list(scorers) if scorers is not None else list(pc.unique(score_rows["scorer"]).to_pylist())
     judge, aligned = np.full(shape, np.nan), np.full(shape, np.nan)
     p = _indices(judged["prompt_id"], prompt_ids, pa.string(), "prompt id")
     s = _indices(judged["seed"], seeds, pa.int64(), "seed")
@@ -310,8 +321,9 @@ def _curve_set(data: ScoreArrays, per: dict[str, _PerPrompt], rows: np.ndarray, 
             layout.append((name, metric, len(pp.steps)))
     num = np.concatenate([c[0].reshape(len(rows), -1) for c in columns], axis=1)
     den = np.concatenate([c[1].reshape(len(rows), -1) for c in columns], axis=1)
-    value, low, high = bootstrap_ratio(num, den, n_resamples=config.n_resamples,
-                                       confidence_level=config.confidence_level, seed=config.seed)  # fmt: skip
+    value, low, high = bootstrap_ratio(
+        num, den, n_resamples=config.n_resamples, confidence_level=config.confidence_level, seed=config.seed
+    )
     level = config.confidence_level
     judge_est = Estimate(float(value[0]), float(low[0]), float(high[0]), level)
     aligned_est = Estimate(float(value[1]), float(low[1]), float(high[1]), level) if den[:, 1].any() else None
@@ -330,8 +342,9 @@ def _curve_set(data: ScoreArrays, per: dict[str, _PerPrompt], rows: np.ndarray, 
     return CurveSet(len(rows), judge_est, aligned_est, curves, mixed_est)
 
 
-def compute_curves(data: ScoreArrays, config: CurveConfig = CurveConfig(),
-                   skills: Sequence[Iterable[str]] | None = None) -> ModelCurves:  # fmt: skip
+def compute_curves(
+    data: ScoreArrays, config: CurveConfig = CurveConfig(), skills: Sequence[Iterable[str]] | None = None
+) -> ModelCurves:
     """Curves of every scorer of ``data`` (see the module docs), overall and per skill.
 
     Args:

@@ -117,11 +117,20 @@ def run_demo(cfg: DemoConfig) -> Path:
     timings: dict[str, float] = {}
     for model in cfg.models:
         ts = time.perf_counter()
-        evaluate(EvalConfig(
-            model=model, out=str(out / "results"), benchmark="world", prompts=cfg.n_prompts,
-            seeds=tuple(range(cfg.seeds)), scorers=cfg.scorers, batch_size=cfg.batch_size, name=model.split(":")[-1],
-            progress=cfg.progress, require_disjoint=cfg.full,
-        ))  # fmt: skip
+        evaluate(
+            EvalConfig(
+                model=model,
+                out=str(out / "results"),
+                benchmark="world",
+                prompts=cfg.n_prompts,
+                seeds=tuple(range(cfg.seeds)),
+                scorers=cfg.scorers,
+                batch_size=cfg.batch_size,
+                name=model.split(":")[-1],
+                progress=cfg.progress,
+                require_disjoint=cfg.full,
+            )
+        )
         timings[f"evaluate {model}"] = round(time.perf_counter() - ts, 1)
     ts = time.perf_counter()
     compute_bon(out / "results")
@@ -131,6 +140,8 @@ def run_demo(cfg: DemoConfig) -> Path:
     timings["leaderboard"] = round(time.perf_counter() - ts, 1)
     timings["total"] = round(time.perf_counter() - t0, 1)
     index = result.out / "index.html"
-    write_json(out / "demo.json", {"settings": _settings(cfg), "status": "done", "seconds": timings,
-                                   "report": index.relative_to(out).as_posix()})  # fmt: skip
+    write_json(
+        out / "demo.json",
+        {"settings": _settings(cfg), "status": "done", "seconds": timings, "report": index.relative_to(out).as_posix()},
+    )
     return index

@@ -8,15 +8,15 @@ one-line message and exit status 2. The concrete classes also derive from the ma
 from __future__ import annotations
 
 __all__ = [
-    "NoisyCLIPError",
-    "InputError",
-    "UnknownNameError",
     "CheckpointError",
-    "SchemaError",
     "ConfigMismatchError",
     "DataFileError",
+    "InputError",
     "LeakageError",
     "LeakageWarning",
+    "NoisyCLIPError",
+    "SchemaError",
+    "UnknownNameError",
 ]
 
 

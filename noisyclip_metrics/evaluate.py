@@ -164,8 +164,10 @@ def load_prompts(benchmark: str, path: str | None = None, n: int | None = None) 
         from .io import read_prompt_file
 
         texts = read_prompt_file(benchmark)
-        prompts = PromptSet(Path(benchmark).stem, tuple(Prompt(f"p{i:05d}", t, source=Path(benchmark).stem)
-                                                         for i, t in enumerate(texts)))  # fmt: skip
+        prompts = PromptSet(
+            Path(benchmark).stem,
+            tuple(Prompt(f"p{i:05d}", t, source=Path(benchmark).stem) for i, t in enumerate(texts)),
+        )
     else:
         if path is None:
             raise InputError(f"benchmark_path: benchmark {benchmark!r} needs the folder or file that holds it")
@@ -244,16 +246,23 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     channels = int(pipe.vae.config.latent_channels)
     for ref, model in models.items():
         if model.latent_channels != channels:
-            raise InputError(f"{ref}: its preview map reads {model.latent_channels} latent channels, the pipeline's "
-                             f"latents have {channels}")  # fmt: skip
+            raise InputError(
+                f"{ref}: its preview map reads {model.latent_channels} latent channels, the pipeline's "
+                f"latents have {channels}"
+            )
     judge = build_judge(d["judge"], clip=d["clip"], missing="nan" if cfg.allow_partial else "error")
     if device is not None and isinstance(getattr(judge, "model", None), torch.nn.Module):
         judge.model = resolve_model(judge.model, device)
     _check_precomputed(judge, prompts, cfg.seeds, cfg.allow_partial, source=f"judge {d['judge']}")
     _check_image_size(pipe, cfg.height, cfg.width)
     _check_judge_reads(judge, prompts)
-    sampler = {"num_inference_steps": int(d["num_inference_steps"]), "guidance_scale": d["guidance_scale"],
-               "height": cfg.height, "width": cfg.width, "scheduler": type(pipe.scheduler).__name__}  # fmt: skip
+    sampler = {
+        "num_inference_steps": int(d["num_inference_steps"]),
+        "guidance_scale": d["guidance_scale"],
+        "height": cfg.height,
+        "width": cfg.width,
+        "scheduler": type(pipe.scheduler).__name__,
+    }
     placement = {"device": pipe.device.type, "dtype": str(pipe.dtype).removeprefix("torch.")}
     if placement != {"device": "cpu", "dtype": "float32"}:  # the defaults stay out: earlier run ids still match
         sampler.update(placement)
@@ -268,15 +277,31 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         "weights": weights_hash(*_source_folders(cfg.model)),
         "pipeline": type(pipe).__name__,
     }
-    identity = {"model": model_info, "benchmark": prompts.name, "prompts": prompts.ids, "seeds": cfg.seeds,
-                "sampler": sampler, "scorers": scorer_info, "judge": judge_info, "name": name}  # fmt: skip
+    identity = {
+        "model": model_info,
+        "benchmark": prompts.name,
+        "prompts": prompts.ids,
+        "seeds": cfg.seeds,
+        "sampler": sampler,
+        "scorers": scorer_info,
+        "judge": judge_info,
+        "name": name,
+    }
     run_id = run_id_for(identity)
     info = RunInfo(
-        run_id=run_id, model=name, benchmark=prompts.name, sampler=sampler, seeds=cfg.seeds,
+        run_id=run_id,
+        model=name,
+        benchmark=prompts.name,
+        sampler=sampler,
+        seeds=cfg.seeds,
         scorers={s: {**scorer_info[s], "requires": sorted(sc.requires)} for s, sc in zip(cfg.scorers, scorers)},
-        judge=judge_info, model_info=model_info, package_version=__version__, git_revision=git_revision(),
-        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), num_prompts=len(prompts),
-    )  # fmt: skip
+        judge=judge_info,
+        model_info=model_info,
+        package_version=__version__,
+        git_revision=git_revision(),
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        num_prompts=len(prompts),
+    )
     lock = None
     try:
         failure = None
@@ -285,7 +310,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
                 store = ResultsStore.create(cfg.out)
                 lock = store.lock_run(run_id)  # a second writer of this run is refused here, at once
                 _start_run(store, info, prompts)
-            except Exception as err:  # noqa: BLE001  re-raised below, after telling the other ranks
+            except Exception as err:
                 failure = err
         _share_failure(world_size, failure)
         store = ResultsStore.open(cfg.out) if rank else store
@@ -434,9 +459,20 @@ def _check_precomputed(
     check_coverage(judged, [(p.id, str(s)) for p in prompts for s in seeds], source=source, allow_partial=allow_partial)
 
 
-def _run_chunk(cfg: EvalConfig, pipe: Any, chunk: Sequence[tuple[Any, int]], scorers: Sequence[Any], judge: Any,
-               store: ResultsStore, run_id: str, model: str, benchmark: str, sampler: dict[str, Any],
-               seconds: dict[str, float], per_scorer: dict[str, float]) -> None:  # fmt: skip
+def _run_chunk(
+    cfg: EvalConfig,
+    pipe: Any,
+    chunk: Sequence[tuple[Any, int]],
+    scorers: Sequence[Any],
+    judge: Any,
+    store: ResultsStore,
+    run_id: str,
+    model: str,
+    benchmark: str,
+    sampler: dict[str, Any],
+    seconds: dict[str, float],
+    per_scorer: dict[str, float],
+) -> None:
     from .judges import judge_detailed
     from .scorers import ScoreInputs
     from .trajectory import capture_trajectories
@@ -449,19 +485,34 @@ def _run_chunk(cfg: EvalConfig, pipe: Any, chunk: Sequence[tuple[Any, int]], sco
     seeds = [s for _, s in chunk]
     t0 = time.perf_counter()
     batch = capture_trajectories(
-        pipe, texts, seeds, num_inference_steps=sampler["num_inference_steps"],
-        guidance_scale=sampler["guidance_scale"], height=cfg.height, width=cfg.width,
+        pipe,
+        texts,
+        seeds,
+        num_inference_steps=sampler["num_inference_steps"],
+        guidance_scale=sampler["guidance_scale"],
+        height=cfg.height,
+        width=cfg.width,
         record_x0=any("x0" in s.requires for s in scorers),
-    )  # fmt: skip
+    )
     t1 = time.perf_counter()
     seconds["denoise"] += t1 - t0
     cols: dict[str, list[Any]] = {k: [] for k in ROW_SCHEMA.names}  # kind, run_id, model, ..., score, aligned
     steps = batch.num_steps
 
-    def add(kind: str, pid: str, seed: int, step: int | None, t: float | None, scorer: str | None,
-            judge_name: str | None, score: float, aligned: bool | None) -> None:  # fmt: skip
-        for k, v in zip(cols, (kind, run_id, model, benchmark, pid, seed, step, steps, t, scorer, judge_name, score,
-                               aligned)):  # fmt: skip
+    def add(
+        kind: str,
+        pid: str,
+        seed: int,
+        step: int | None,
+        t: float | None,
+        scorer: str | None,
+        judge_name: str | None,
+        score: float,
+        aligned: bool | None,
+    ) -> None:
+        for k, v in zip(
+            cols, (kind, run_id, model, benchmark, pid, seed, step, steps, t, scorer, judge_name, score, aligned)
+        ):
             cols[k].append(v)
 
     every = int(sampler.get("score_every", 1))
@@ -470,10 +521,14 @@ def _run_chunk(cfg: EvalConfig, pipe: Any, chunk: Sequence[tuple[Any, int]], sco
             if k % every and k != steps:
                 continue
             inputs = ScoreInputs(
-                prompts=texts, latents=batch.latents[:, k], x0=batch.x0[:, k], images=batch.images,
-                timesteps=batch.timesteps[k].expand(len(texts)), latent_scale=batch.latent_scale[k].expand(len(texts)),
+                prompts=texts,
+                latents=batch.latents[:, k],
+                x0=batch.x0[:, k],
+                images=batch.images,
+                timesteps=batch.timesteps[k].expand(len(texts)),
+                latent_scale=batch.latent_scale[k].expand(len(texts)),
                 step=k,
-            )  # fmt: skip
+            )
             for scorer in scorers:
                 if scorer.name == "clip-final" and k != steps:
                     continue

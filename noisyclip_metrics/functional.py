@@ -99,9 +99,11 @@ def _noisyclip_score_update(
     check_latents(latents, channels)
     prompts = check_prompts(prompts, batch=int(latents.shape[0]))
     t = _check_timesteps(timesteps, int(latents.shape[0]))
-    scale = model_input_scale(scheduler, t, len(prompts), step_index=step_index).to(latents.device) if (
-        scheduler is not None and t is not None
-    ) else None  # fmt: skip
+    scale = (
+        model_input_scale(scheduler, t, len(prompts), step_index=step_index).to(latents.device)
+        if (scheduler is not None and t is not None)
+        else None
+    )
     step = step_index if isinstance(step_index, int) and not isinstance(step_index, bool) else None
     inputs = ScoreInputs(prompts=prompts, latents=latents, timesteps=t, latent_scale=scale, step=step)
     return scorer.score(inputs).float()

@@ -27,7 +27,7 @@ from .errors import InputError
 from .judgments.judge import JUDGES
 from .registry import did_you_mean
 
-__all__ = ["WorldOracleJudge", "ScorerJudge", "VQAScoreJudge", "build_judge", "judge_detailed", "import_t2v_metrics"]
+__all__ = ["ScorerJudge", "VQAScoreJudge", "WorldOracleJudge", "build_judge", "import_t2v_metrics", "judge_detailed"]
 
 T2V_METRICS_HINT = (
     "install t2v-metrics (pip install t2v-metrics, which pins torch 2.5.1) or precompute VQAScore with it and pass "
@@ -72,10 +72,12 @@ def import_t2v_metrics(purpose: str = "vqascore") -> Any:
         import t2v_metrics
     except ImportError:
         raise InputError(f"judge {purpose!r}: t2v-metrics is not installed; {T2V_METRICS_HINT}") from None
-    except Exception as err:  # noqa: BLE001  t2v_metrics raises RuntimeError at import when ffmpeg is missing
-        raise InputError(f"judge {purpose!r}: t2v-metrics is installed but failed to import "
-                         f"({type(err).__name__}: {err}); fix that, or precompute VQAScore with it and pass the "
-                         "judgments file") from None  # fmt: skip
+    except Exception as err:
+        raise InputError(
+            f"judge {purpose!r}: t2v-metrics is installed but failed to import "
+            f"({type(err).__name__}: {err}); fix that, or precompute VQAScore with it and pass the "
+            "judgments file"
+        ) from None
     return t2v_metrics
 
 
@@ -92,8 +94,9 @@ class VQAScoreJudge:
         score: an already built t2v-metrics score object (anything with ``batch_forward``), instead of ``model``.
     """
 
-    def __init__(self, model: str = "clip-flant5-xxl", device: str | None = None, batch_size: int = 16,
-                 score: Any = None) -> None:  # fmt: skip
+    def __init__(
+        self, model: str = "clip-flant5-xxl", device: str | None = None, batch_size: int = 16, score: Any = None
+    ) -> None:
         if score is None:
             t2v_metrics = import_t2v_metrics()
             device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -170,8 +173,10 @@ def build_judge(
     base, _, variant = name.partition(":")
     if name not in JUDGES and base not in JUDGES:
         names = JUDGES.names()
-        raise InputError(f"judge: unknown judge {name!r}{did_you_mean(name, names)} Available: {', '.join(names)}, "
-                         "or a judgments file")  # fmt: skip
+        raise InputError(
+            f"judge: unknown judge {name!r}{did_you_mean(name, names)} Available: {', '.join(names)}, "
+            "or a judgments file"
+        )
     if name in JUDGES:
         return JUDGES.get(name)(clip=clip)
     factory = JUDGES.get(base)
@@ -180,8 +185,9 @@ def build_judge(
     return factory(clip=clip, variant=variant)
 
 
-def judge_detailed(judge: Any, prompts: Sequence[str], images: torch.Tensor, prompt_ids: Sequence[str],
-                   seeds: Sequence[int]) -> list[tuple[float, bool | None]]:  # fmt: skip
+def judge_detailed(
+    judge: Any, prompts: Sequence[str], images: torch.Tensor, prompt_ids: Sequence[str], seeds: Sequence[int]
+) -> list[tuple[float, bool | None]]:
     """(score, aligned) per candidate for any judge; precomputed judges look up ``(prompt_id, str(seed))``."""
     if hasattr(judge, "judge_detailed"):
         return judge.judge_detailed(prompts, images)

@@ -37,10 +37,10 @@ from .preview import PreviewMap, check_latents, get_preview_map
 from .registry import Registry, did_you_mean
 
 __all__ = [
+    "TINY_TEST_CONFIG",
+    "TOKENIZERS",
     "NoisyCLIPConfig",
     "NoisyCLIPModel",
-    "TOKENIZERS",
-    "TINY_TEST_CONFIG",
     "check_prompts",
     "resolve_model_cfg",
 ]
@@ -113,7 +113,9 @@ class NoisyCLIPConfig:
         if self.trained_on is not None and not (
             isinstance(self.trained_on, dict) and {"seeds", "prompts"} <= set(self.trained_on)
         ):
-            raise InputError(f"trained_on: expected null or a record with 'seeds' and 'prompts', got {self.trained_on!r}")
+            raise InputError(
+                f"trained_on: expected null or a record with 'seeds' and 'prompts', got {self.trained_on!r}"
+            )
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict (``config.json`` of a checkpoint)."""
@@ -340,8 +342,8 @@ class NoisyCLIPModel(nn.Module):
         self.preview_bias = nn.Parameter(preview.bias.clone(), requires_grad=False)
         self._preview_packed = preview.packed
         self._preview_r2 = preview.r2
-        self.tokenizer = tokenizer if tokenizer is not None else TOKENIZERS.get(config.tokenizer["type"])(
-            config, tokenizer_folder
+        self.tokenizer = (
+            tokenizer if tokenizer is not None else TOKENIZERS.get(config.tokenizer["type"])(config, tokenizer_folder)
         )
         self.register_buffer("_mean", torch.tensor(config.image_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(config.image_std).view(1, 3, 1, 1), persistent=False)
@@ -382,8 +384,9 @@ class NoisyCLIPModel(nn.Module):
             from .tokenizers import ClipTextTokenizer
 
             kwargs["tokenizer"] = {"type": "bpe", "subdir": "tokenizer"}
-            tokenizer = ClipTextTokenizer(Path(tokenizer_files), context_length=int(model_cfg["text_cfg"].get(
-                "context_length", 77)))
+            tokenizer = ClipTextTokenizer(
+                Path(tokenizer_files), context_length=int(model_cfg["text_cfg"].get("context_length", 77))
+            )
         config = NoisyCLIPConfig(**kwargs)
         if seed is not None:
             with torch.random.fork_rng(devices=[]):
@@ -445,9 +448,12 @@ class NoisyCLIPModel(nn.Module):
         x = images.to(device=self.device, dtype=self._mean.dtype)
         if tuple(x.shape[-2:]) != (size, size):
             x = F.interpolate(
-                x, size=(size, size), mode=self.config.interpolation, align_corners=False,
+                x,
+                size=(size, size),
+                mode=self.config.interpolation,
+                align_corners=False,
                 antialias=x.shape[-1] > size,
-            )  # fmt: skip
+            )
         return (x - self._mean) / self._std
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ import torch
 from .errors import CheckpointError, InputError
 from .resolvers import PIPELINE_RESOLVERS, load_resolvers
 
-__all__ = ["load_pipeline", "quiet_loading", "torch_device", "torch_dtype", "DTYPES"]
+__all__ = ["DTYPES", "load_pipeline", "quiet_loading", "torch_device", "torch_dtype"]
 
 
 @contextlib.contextmanager
@@ -75,8 +75,7 @@ def torch_device(name: str | torch.device | None) -> torch.device | None:
     return device
 
 
-def load_pipeline(name: str, device: str | torch.device | None = None,
-                  dtype: str | torch.dtype | None = None) -> Any:  # fmt: skip
+def load_pipeline(name: str, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> Any:
     """A diffusers pipeline from a registered id or a local folder (``DiffusionPipeline.from_pretrained``), moved to
     ``device`` and cast to ``dtype`` when given (``float32``, ``float16``, ``bfloat16``).
 

@@ -43,13 +43,13 @@ from .io import save_safetensors
 from .registry import Registry
 
 __all__ = [
-    "PreviewMap",
     "PREVIEW_MAPS",
+    "PreviewMap",
+    "downsample_to",
+    "fit_preview_map",
     "get_preview_map",
     "list_preview_maps",
-    "fit_preview_map",
     "unpack_flux",
-    "downsample_to",
 ]
 
 
@@ -88,7 +88,7 @@ class PreviewMap:
         return int(self.weight.shape[1])
 
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
-        """Map ``(B, C, h, w)`` latents to a ``(B, 3, h, w)`` preview in ``[0, 1]`` (float32, on the latents' device)."""
+        """Map ``(B, C, h, w)`` latents to a ``(B, 3, h, w)`` preview in ``[0, 1]``, float32 on the latents' device."""
         return self.apply(latents, clamp=True)
 
     def apply(self, latents: torch.Tensor, clamp: bool = True) -> torch.Tensor:
@@ -162,7 +162,7 @@ class PreviewMap:
 
 
 def check_latents(latents: object, channels: int | None = None, name: str = "latents") -> None:
-    """Raise :class:`InputError` unless ``latents`` is a finite floating ``(B, C, h, w)`` tensor with ``C == channels``."""
+    """Raise :class:`InputError` unless ``latents`` is a finite floating ``(B, C, h, w)`` tensor, ``C == channels``."""
     if not isinstance(latents, torch.Tensor):
         raise InputError(f"{name}: expected a torch.Tensor of shape (B, C, h, w), got {type(latents).__name__}")
     if latents.ndim != 4:
@@ -178,7 +178,9 @@ def check_latents(latents: object, channels: int | None = None, name: str = "lat
         raise InputError(f"{name}: expected finite values, got NaN or Inf")
 
 
-def _comfy(factors: Sequence[Sequence[float]], bias: Sequence[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _comfy(
+    factors: Sequence[Sequence[float]], bias: Sequence[float] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """ComfyUI factors map to [-1, 1] with rows = channels; convert to a (3, C) map onto [0, 1]."""
     w = torch.tensor(factors, dtype=torch.float64).T
     b = torch.tensor(bias if bias is not None else [0.0, 0.0, 0.0], dtype=torch.float64)
@@ -202,21 +204,43 @@ PREVIEW_MAPS.register(
     ),
 )
 _sd3_factors = [
-    [-0.0922, -0.0175, 0.0749], [0.0311, 0.0633, 0.0954], [0.1994, 0.0927, 0.0458], [0.0856, 0.0339, 0.0902],
-    [0.0587, 0.0272, -0.0496], [-0.0006, 0.1104, 0.0309], [0.0978, 0.0306, 0.0427], [-0.0042, 0.1038, 0.1358],
-    [-0.0194, 0.0020, 0.0669], [-0.0488, 0.0130, -0.0268], [0.0922, 0.0988, 0.0951], [-0.0278, 0.0524, -0.0542],
-    [0.0332, 0.0456, 0.0895], [-0.0069, -0.0030, -0.0810], [-0.0596, -0.0465, -0.0293], [-0.1448, -0.1463, -0.1189],
-]  # fmt: skip
+    [-0.0922, -0.0175, 0.0749],
+    [0.0311, 0.0633, 0.0954],
+    [0.1994, 0.0927, 0.0458],
+    [0.0856, 0.0339, 0.0902],
+    [0.0587, 0.0272, -0.0496],
+    [-0.0006, 0.1104, 0.0309],
+    [0.0978, 0.0306, 0.0427],
+    [-0.0042, 0.1038, 0.1358],
+    [-0.0194, 0.0020, 0.0669],
+    [-0.0488, 0.0130, -0.0268],
+    [0.0922, 0.0988, 0.0951],
+    [-0.0278, 0.0524, -0.0542],
+    [0.0332, 0.0456, 0.0895],
+    [-0.0069, -0.0030, -0.0810],
+    [-0.0596, -0.0465, -0.0293],
+    [-0.1448, -0.1463, -0.1189],
+]
 PREVIEW_MAPS.register("sd3", PreviewMap(*_comfy(_sd3_factors, [0.2394, 0.2135, 0.1925]), name="sd3"))
 _flux_factors = [
-    [-0.0346, 0.0244, 0.0681], [0.0034, 0.0210, 0.0687], [0.0275, -0.0668, -0.0433], [-0.0174, 0.0160, 0.0617],
-    [0.0859, 0.0721, 0.0329], [0.0004, 0.0383, 0.0115], [0.0405, 0.0861, 0.0915], [-0.0236, -0.0185, -0.0259],
-    [-0.0245, 0.0250, 0.1180], [0.1008, 0.0755, -0.0421], [-0.0515, 0.0201, 0.0011], [0.0428, -0.0012, -0.0036],
-    [0.0817, 0.0765, 0.0749], [-0.1264, -0.0522, -0.1103], [-0.0280, -0.0881, -0.0499], [-0.1262, -0.0982, -0.0778],
-]  # fmt: skip
-PREVIEW_MAPS.register(
-    "flux", PreviewMap(*_comfy(_flux_factors, [-0.0329, -0.0718, -0.0851]), name="flux", packed=True)
-)
+    [-0.0346, 0.0244, 0.0681],
+    [0.0034, 0.0210, 0.0687],
+    [0.0275, -0.0668, -0.0433],
+    [-0.0174, 0.0160, 0.0617],
+    [0.0859, 0.0721, 0.0329],
+    [0.0004, 0.0383, 0.0115],
+    [0.0405, 0.0861, 0.0915],
+    [-0.0236, -0.0185, -0.0259],
+    [-0.0245, 0.0250, 0.1180],
+    [0.1008, 0.0755, -0.0421],
+    [-0.0515, 0.0201, 0.0011],
+    [0.0428, -0.0012, -0.0036],
+    [0.0817, 0.0765, 0.0749],
+    [-0.1264, -0.0522, -0.1103],
+    [-0.0280, -0.0881, -0.0499],
+    [-0.1262, -0.0982, -0.0778],
+]
+PREVIEW_MAPS.register("flux", PreviewMap(*_comfy(_flux_factors, [-0.0329, -0.0718, -0.0851]), name="flux", packed=True))
 
 
 def list_preview_maps() -> list[str]:

@@ -271,8 +271,12 @@ class ResultsStore:
         path = self.root / "runs" / f"{info.run_id}.json"
         if path.is_file():
             old = RunInfo.from_json(read_run_record(path), path)
-            if (old.model, old.benchmark, old.seeds, old.sampler) != (info.model, info.benchmark, info.seeds,
-                                                                       info.sampler):  # fmt: skip
+            if (old.model, old.benchmark, old.seeds, old.sampler) != (
+                info.model,
+                info.benchmark,
+                info.seeds,
+                info.sampler,
+            ):
                 raise SchemaError(f"{path}: a different run already uses this id")
             return
         write_json(path, info.to_json())
@@ -285,8 +289,9 @@ class ResultsStore:
         write_json(self.root / "runs" / f"{run_id}.json", info.with_segment(segment, index).to_json())
         return index
 
-    def write_prompts(self, run_id: str, prompt_ids: Sequence[str], prompts: Sequence[str],
-                      skills: Sequence[Sequence[str]]) -> None:  # fmt: skip
+    def write_prompts(
+        self, run_id: str, prompt_ids: Sequence[str], prompts: Sequence[str], skills: Sequence[Sequence[str]]
+    ) -> None:
         """Write the run's prompt table."""
         table = pa.table(
             {"prompt_id": list(prompt_ids), "prompt": list(prompts), "skills": [list(s) for s in skills]},
@@ -404,7 +409,9 @@ class ResultsStore:
         try:
             return pq.read_table(path)
         except (pa.ArrowInvalid, OSError) as err:
-            raise SchemaError(f"{path}: unreadable prompt table of run {run_id} ({' '.join(str(err).split())[:200]})") from None
+            raise SchemaError(
+                f"{path}: unreadable prompt table of run {run_id} ({' '.join(str(err).split())[:200]})"
+            ) from None
 
     def validate(self) -> list[RunInfo]:
         """Check the whole store: schema, provenance of every run with rows, no duplicate rows.
@@ -499,9 +506,15 @@ class RunLock:
                 f"it (the lock {self.path} is released when that process ends)"
             ) from None
         self._lock = lock
-        write_json(self.holder_path, {"pid": os.getpid(), "host": socket.gethostname(),
-                                      "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                      "command": " ".join(sys.argv)[:500]})  # fmt: skip
+        write_json(
+            self.holder_path,
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "command": " ".join(sys.argv)[:500],
+            },
+        )
         return self
 
     def holder(self) -> str:

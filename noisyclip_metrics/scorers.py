@@ -46,18 +46,18 @@ from .registry import Registry
 from .x0 import estimate_x0
 
 __all__ = [
-    "ScoreInputs",
-    "Scorer",
+    "NOISYCLIP_SCORERS",
     "SCORERS",
-    "build_scorer",
-    "list_scorers",
-    "PreviewScorer",
     "DecodedX0Scorer",
     "FinalImageScorer",
+    "PreviewScorer",
+    "ScoreInputs",
+    "Scorer",
+    "build_scorer",
     "decode_latents",
-    "NOISYCLIP_SCORERS",
-    "noisyclip_scorer_name",
+    "list_scorers",
     "model_resource",
+    "noisyclip_scorer_name",
 ]
 
 
@@ -225,9 +225,11 @@ def _fine_tuned(name: str, **resources: Any) -> PreviewScorer:
     model = _need("noisyclip", **resources)
     reads = NOISYCLIP_SCORERS[name]
     if model.config.reads != reads:
-        raise InputError(f"noisyclip: this checkpoint was fine-tuned on previews of {model.config.reads} "
-                         f"(config reads={model.config.reads!r}); score it with "
-                         f"{noisyclip_scorer_name(model)!r}, not {name!r}")  # fmt: skip
+        raise InputError(
+            f"noisyclip: this checkpoint was fine-tuned on previews of {model.config.reads} "
+            f"(config reads={model.config.reads!r}); score it with "
+            f"{noisyclip_scorer_name(model)!r}, not {name!r}"
+        )
     requires = frozenset({"x0"} if reads == "x0" else {"latents"})
     return PreviewScorer(model, name=name, source=reads, requires=requires)
 

@@ -74,7 +74,7 @@ try:  # the real base class when t2v-metrics is installed (optional; never a dep
     from t2v_metrics.score import Score as _ScoreBase
 
     HAS_T2V_METRICS = True
-except Exception:  # noqa: BLE001  ImportError, or RuntimeError: t2v_metrics raises at import without ffmpeg
+except Exception:
     HAS_T2V_METRICS = False
 
     class _ScoreBase(nn.Module):  # type: ignore[no-redef]
@@ -146,7 +146,7 @@ def _load_latent_file(path: Path, where: str, opts: _Options) -> T2VInput:
 
     try:
         with safe_open(str(path), framework="pt") as f:
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
             meta = f.metadata() or {}
     except (SafetensorError, OSError) as err:
         raise DataFileError(f"{where}: {path}: not a readable safetensors file ({err})") from None
@@ -167,14 +167,16 @@ def _load_latent_file(path: Path, where: str, opts: _Options) -> T2VInput:
     elif z.ndim == 4:
         z = z[0]
     if z.ndim != 3:
-        raise DataFileError(f"{where}: {path}: 'latents' must be (C, h, w), (1, C, h, w) or (K, C, h, w), "
-                            f"got shape {tuple(z.shape)}")  # fmt: skip
+        raise DataFileError(
+            f"{where}: {path}: 'latents' must be (C, h, w), (1, C, h, w) or (K, C, h, w), got shape {tuple(z.shape)}"
+        )
     timestep = _scalar(
         tensors.get("timestep", tensors.get("timesteps", meta.get("timestep"))), where, "timestep", index
     )
     scale = _scalar(tensors.get("latent_scale", meta.get("latent_scale")), where, "latent_scale", index)
-    return T2VInput("latent", z.float(), str(path), opts.get("latent_scale", scale), opts.get("timestep", timestep),
-                    step)  # fmt: skip
+    return T2VInput(
+        "latent", z.float(), str(path), opts.get("latent_scale", scale), opts.get("timestep", timestep), step
+    )
 
 
 def _load_image_file(path: Path, where: str, opts: _Options) -> T2VInput:
@@ -257,16 +259,32 @@ class NoisyCLIPScoreModel:
 
     video_mode = "concat"
 
-    def __init__(self, model: Any = "world:noisyclip", device: str | torch.device = "cpu", cache_dir: Any = None, *,
-                 step: int | None = None, timestep: float | None = None, latent_scale: float | None = None,
-                 scheduler: Any = None, tensor_kind: str = "auto", step_index: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: Any = "world:noisyclip",
+        device: str | torch.device = "cpu",
+        cache_dir: Any = None,
+        *,
+        step: int | None = None,
+        timestep: float | None = None,
+        latent_scale: float | None = None,
+        scheduler: Any = None,
+        tensor_kind: str = "auto",
+        step_index: int | None = None,
+    ) -> None:
         self.model_name = model if isinstance(model, (str, Path)) else type(model).__name__
         self.device = torch.device(device)
         self.cache_dir = cache_dir
         self.scheduler = scheduler
         self._source = model
-        self.defaults = self._options(None, step=step, step_index=step_index, timestep=timestep,
-                                      latent_scale=latent_scale, tensor_kind=tensor_kind)  # fmt: skip
+        self.defaults = self._options(
+            None,
+            step=step,
+            step_index=step_index,
+            timestep=timestep,
+            latent_scale=latent_scale,
+            tensor_kind=tensor_kind,
+        )
         self.model: NoisyCLIPModel
         self.load_model()
 
@@ -320,8 +338,10 @@ class NoisyCLIPScoreModel:
             raise InputError(f"{where}: expected a file path or a tensor, got {type(item).__name__}")
         if loaded.kind == "latent":
             if loaded.tensor.shape[0] != self.model.latent_channels:
-                raise InputError(f"{where}: latents with {loaded.tensor.shape[0]} channels, this model's preview map "
-                                 f"reads {self.model.latent_channels}")  # fmt: skip
+                raise InputError(
+                    f"{where}: latents with {loaded.tensor.shape[0]} channels, this model's preview map "
+                    f"reads {self.model.latent_channels}"
+                )
             if loaded.latent_scale is None and loaded.timestep is not None and self.scheduler is not None:
                 from .x0 import model_input_scale
 
@@ -350,8 +370,10 @@ class NoisyCLIPScoreModel:
             if kinds == {"latent"}:
                 raise InputError(f"images: latents of different shapes {sorted({tuple(t.shape) for t in tensors})}")
             size = self.model.config.image_size
-            tensors = [F.interpolate(t[None], size=(size, size), mode="bilinear", align_corners=False,
-                                     antialias=True)[0] for t in tensors]  # fmt: skip
+            tensors = [
+                F.interpolate(t[None], size=(size, size), mode="bilinear", align_corners=False, antialias=True)[0]
+                for t in tensors
+            ]
         return torch.stack(tensors).to(self.device)
 
     # --------------------------------------------------------------------------------------------------- scoring
@@ -413,9 +435,19 @@ class NoisyCLIPT2VScore(_ScoreBase):
     Scores are raw cosines in ``[-1, 1]`` on the CPU (float32), as t2v-metrics' CLIPScore returns them.
     """
 
-    def __init__(self, model: Any = "world:noisyclip", device: str | torch.device = "cpu", cache_dir: Any = None, *,
-                 step: int | None = None, timestep: float | None = None, latent_scale: float | None = None,
-                 scheduler: Any = None, tensor_kind: str = "auto", step_index: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: Any = "world:noisyclip",
+        device: str | torch.device = "cpu",
+        cache_dir: Any = None,
+        *,
+        step: int | None = None,
+        timestep: float | None = None,
+        latent_scale: float | None = None,
+        scheduler: Any = None,
+        tensor_kind: str = "auto",
+        step_index: int | None = None,
+    ) -> None:
         # t2v-metrics' Score.__init__ asserts the name is in list_all_models(); folders and objects are allowed
         # here, so the base initialiser is bypassed and its one other effect (prepare_scoremodel) done directly.
         nn.Module.__init__(self)
@@ -432,8 +464,9 @@ class NoisyCLIPT2VScore(_ScoreBase):
             step_index=step_index,
         )
 
-    def prepare_scoremodel(self, model: Any = "world:noisyclip", device: str | torch.device = "cpu",
-                           cache_dir: Any = None, **kwargs: Any) -> NoisyCLIPScoreModel:  # fmt: skip
+    def prepare_scoremodel(
+        self, model: Any = "world:noisyclip", device: str | torch.device = "cpu", cache_dir: Any = None, **kwargs: Any
+    ) -> NoisyCLIPScoreModel:
         """The backend (t2v-metrics hook)."""
         return NoisyCLIPScoreModel(model, device, cache_dir, **kwargs)
 
@@ -457,8 +490,9 @@ class NoisyCLIPT2VScore(_ScoreBase):
         text_emb = backend.embed_texts(texts)
         return (backend.embed_images(items) @ text_emb.T).float().cpu()
 
-    def batch_forward(self, dataset: Any, batch_size: int = 16, num_frames: int | None = None,
-                      **kwargs: Any) -> torch.Tensor:  # fmt: skip
+    def batch_forward(
+        self, dataset: Any, batch_size: int = 16, num_frames: int | None = None, **kwargs: Any
+    ) -> torch.Tensor:
         """Score a dataset of ``{"images": [...], "texts": [...]}`` items: ``(n_samples, n_images, n_texts)``.
 
         ``dataset`` is a list or a torch ``Dataset``; it is read in order by a ``DataLoader`` (``shuffle=False``)
@@ -484,8 +518,10 @@ class NoisyCLIPT2VScore(_ScoreBase):
                     if 0 in shape:
                         raise InputError(f"dataset item {index}: expected at least one image and one text")
                 if (len(its), len(txt)) != shape:
-                    raise InputError(f"dataset item {index}: {len(its)} images and {len(txt)} texts; every item "
-                                     f"must have as many as item 0 ({shape[0]} and {shape[1]})")  # fmt: skip
+                    raise InputError(
+                        f"dataset item {index}: {len(its)} images and {len(txt)} texts; every item "
+                        f"must have as many as item 0 ({shape[0]} and {shape[1]})"
+                    )
                 images.extend(its)
                 texts.extend(check_prompts(txt, name=f"dataset item {index}: texts"))
                 index += 1
@@ -497,8 +533,9 @@ class NoisyCLIPT2VScore(_ScoreBase):
         return torch.cat(blocks)
 
 
-def save_latent_file(path: str | Path, latents: torch.Tensor, *, timestep: Any = None, latent_scale: Any = None,
-                     step: int | None = None) -> Path:  # fmt: skip
+def save_latent_file(
+    path: str | Path, latents: torch.Tensor, *, timestep: Any = None, latent_scale: Any = None, step: int | None = None
+) -> Path:
     """Write a latent (``(C, h, w)``) or a trajectory (``(K, C, h, w)``) as a ``.safetensors`` input file.
 
     Example:

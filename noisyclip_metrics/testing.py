@@ -23,7 +23,7 @@ import torch
 from .registry import Registry
 from .tokenizers import load_clip_tokenizer, write_clip_bpe_files
 
-__all__ = ["tiny_pipeline", "TINY_PIPELINES", "TINY_MERGES"]
+__all__ = ["TINY_MERGES", "TINY_PIPELINES", "tiny_pipeline"]
 
 #: Merges kept for the tiny tokenizers (a valid ~1,000-token CLIP BPE).
 TINY_MERGES = 486
@@ -35,10 +35,17 @@ def _clip_text(cls: Any, vocab: int, hidden: int = 32, projection: int | None = 
     from transformers import CLIPTextConfig
 
     cfg = CLIPTextConfig(
-        bos_token_id=vocab - 2, eos_token_id=vocab - 1, pad_token_id=vocab - 1, hidden_size=hidden,
-        intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, vocab_size=vocab, max_position_embeddings=77,
+        bos_token_id=vocab - 2,
+        eos_token_id=vocab - 1,
+        pad_token_id=vocab - 1,
+        hidden_size=hidden,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=vocab,
+        max_position_embeddings=77,
         projection_dim=projection or hidden,
-    )  # fmt: skip
+    )
     torch.manual_seed(seed)
     return cls(cfg).eval()
 
@@ -52,10 +59,15 @@ def _vae(latent_channels: int, seed: int, **kwargs: Any) -> Any:
 
     torch.manual_seed(seed)
     return AutoencoderKL(
-        block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=latent_channels,
-        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2, norm_num_groups=32,
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        latent_channels=latent_channels,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        norm_num_groups=32,
         **kwargs,
-    ).eval()  # fmt: skip
+    ).eval()
 
 
 def _save_and_reload(pipe: Any, folder: Path, **none_components: None) -> Any:
@@ -71,18 +83,36 @@ def _tiny_sd(folder: Path) -> Any:
     tok = _tokenizer(folder)
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32, norm_num_groups=32, attention_head_dim=8,
-    )  # fmt: skip
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        norm_num_groups=32,
+        attention_head_dim=8,
+    )
     sched = DDIMScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
         steps_offset=1,
-    )  # fmt: skip
+    )
     pipe = StableDiffusionPipeline(
-        unet=unet, vae=_vae(4, 1), text_encoder=_clip_text(CLIPTextModel, len(tok)), tokenizer=tok, scheduler=sched,
-        safety_checker=None, feature_extractor=None, image_encoder=None, requires_safety_checker=False,
-    )  # fmt: skip
+        unet=unet,
+        vae=_vae(4, 1),
+        text_encoder=_clip_text(CLIPTextModel, len(tok)),
+        tokenizer=tok,
+        scheduler=sched,
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
+    )
     return _save_and_reload(pipe, folder)
 
 
@@ -94,20 +124,34 @@ def _tiny_sdxl(folder: Path) -> Any:
     tok = _tokenizer(folder)
     torch.manual_seed(0)
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
-        addition_time_embed_dim=8, transformer_layers_per_block=(1, 2), projection_class_embeddings_input_dim=80,
-        cross_attention_dim=64, norm_num_groups=32,
-    )  # fmt: skip
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=80,
+        cross_attention_dim=64,
+        norm_num_groups=32,
+    )
     sched = EulerDiscreteScheduler(
         beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading"
     )
     pipe = StableDiffusionXLPipeline(
-        unet=unet, vae=_vae(4, 1, force_upcast=False), scheduler=sched,
-        text_encoder=_clip_text(CLIPTextModel, len(tok), seed=2), tokenizer=tok,
-        text_encoder_2=_clip_text(CLIPTextModelWithProjection, len(tok), seed=3), tokenizer_2=tok,
-    )  # fmt: skip
+        unet=unet,
+        vae=_vae(4, 1, force_upcast=False),
+        scheduler=sched,
+        text_encoder=_clip_text(CLIPTextModel, len(tok), seed=2),
+        tokenizer=tok,
+        text_encoder_2=_clip_text(CLIPTextModelWithProjection, len(tok), seed=3),
+        tokenizer_2=tok,
+    )
     return _save_and_reload(pipe, folder)
 
 
@@ -119,16 +163,28 @@ def _tiny_sd3(folder: Path) -> Any:
     tok = _tokenizer(folder)
     torch.manual_seed(0)
     transformer = SD3Transformer2DModel(
-        sample_size=16, patch_size=1, in_channels=16, num_layers=1, attention_head_dim=8, num_attention_heads=4,
-        caption_projection_dim=32, joint_attention_dim=32, pooled_projection_dim=64, out_channels=16,
-    )  # fmt: skip
+        sample_size=16,
+        patch_size=1,
+        in_channels=16,
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=4,
+        caption_projection_dim=32,
+        joint_attention_dim=32,
+        pooled_projection_dim=64,
+        out_channels=16,
+    )
     pipe = StableDiffusion3Pipeline(
-        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(),
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
         vae=_vae(16, 1, shift_factor=0.0609, scaling_factor=1.5305, use_quant_conv=False, use_post_quant_conv=False),
-        text_encoder=_clip_text(CLIPTextModelWithProjection, len(tok), seed=2), tokenizer=tok,
-        text_encoder_2=_clip_text(CLIPTextModelWithProjection, len(tok), seed=3), tokenizer_2=tok,
-        text_encoder_3=None, tokenizer_3=None,
-    )  # fmt: skip
+        text_encoder=_clip_text(CLIPTextModelWithProjection, len(tok), seed=2),
+        tokenizer=tok,
+        text_encoder_2=_clip_text(CLIPTextModelWithProjection, len(tok), seed=3),
+        tokenizer_2=tok,
+        text_encoder_3=None,
+        tokenizer_3=None,
+    )
     return _save_and_reload(pipe, folder, text_encoder_3=None, tokenizer_3=None)
 
 
@@ -137,16 +193,25 @@ def _tiny_t5(folder: Path) -> tuple[Any, Any]:
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
-    words = ["<pad>", "</s>", "<unk>"] + sorted(
-        {w for w in "a an the of and to left right above below red green blue yellow white circle square "
-         "triangle cube sphere dog cat photo two three four big small no all them".split()}
-    )  # fmt: skip
+    words = [
+        "<pad>",
+        "</s>",
+        "<unk>",
+        *sorted(
+            set(
+                "a an the of and to left right above below red green blue yellow white circle square "
+                "triangle cube sphere dog cat photo two three four big small no all them".split()
+            )
+        ),
+    ]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
     torch.manual_seed(4)
     enc = T5EncoderModel(
-        T5Config(vocab_size=len(words), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, decoder_start_token_id=0)
+        T5Config(
+            vocab_size=len(words), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, decoder_start_token_id=0
+        )
     ).eval()
     return enc, fast
 
@@ -159,20 +224,32 @@ def _tiny_flux(folder: Path) -> Any:
     tok = _tokenizer(folder)
     torch.manual_seed(0)
     transformer = FluxTransformer2DModel(
-        patch_size=1, in_channels=64, out_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
-        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 4, 8],
-    )  # fmt: skip
+        patch_size=1,
+        in_channels=64,
+        out_channels=64,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        axes_dims_rope=[4, 4, 8],
+    )
     t5, t5_tok = _tiny_t5(folder)
     pipe = FluxPipeline(
-        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(),
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(),
         vae=_vae(16, 1, shift_factor=0.1159, scaling_factor=0.3611, use_quant_conv=False, use_post_quant_conv=False),
-        text_encoder=_clip_text(CLIPTextModel, len(tok), seed=2), tokenizer=tok, text_encoder_2=t5, tokenizer_2=t5_tok,
-    )  # fmt: skip
+        text_encoder=_clip_text(CLIPTextModel, len(tok), seed=2),
+        tokenizer=tok,
+        text_encoder_2=t5,
+        tokenizer_2=t5_tok,
+    )
     return _save_and_reload(pipe, folder)
 
 
 def tiny_pipeline(family: str, folder: str | Path) -> Any:
-    """Build, save to ``folder`` and reload a tiny random pipeline of ``family`` (``sd``, ``sdxl``, ``sd3``, ``flux``)."""
+    """Build, save to ``folder`` and reload a tiny random pipeline of ``family`` (sd, sdxl, sd3 or flux)."""
     builder = TINY_PIPELINES.get(family)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

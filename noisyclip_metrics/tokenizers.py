@@ -36,9 +36,9 @@ if TYPE_CHECKING:
     import transformers
 
 __all__ = [
+    "EOT_TOKEN",
     "FULL_N_MERGES",
     "SOT_TOKEN",
-    "EOT_TOKEN",
     "ClipTextTokenizer",
     "bytes_to_unicode",
     "default_bpe_path",
@@ -154,7 +154,7 @@ def _get_pairs(word: tuple[str, ...]) -> set[tuple[str, str]]:
 
 def _bpe(token: str, ranks: dict[tuple[str, str], int]) -> tuple[tuple[str, ...], int]:
     """Apply BPE to one byte-encoded pre-token; return the symbols and the largest merge rank used (-1 if none)."""
-    word = tuple(token[:-1]) + (token[-1] + "</w>",)
+    word = (*tuple(token[:-1]), token[-1] + "</w>")
     max_rank = -1
     pairs = _get_pairs(word)
     while pairs:

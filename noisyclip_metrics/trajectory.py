@@ -35,14 +35,14 @@ from .registry import Registry
 from .x0 import estimate_x0, model_input_scale
 
 __all__ = [
-    "scheduler_step_hook",
-    "PipelineFamily",
     "PIPELINE_FAMILIES",
-    "pipeline_family",
+    "PipelineFamily",
     "TrajectoryBatch",
     "capture_trajectories",
     "generators_for",
+    "pipeline_family",
     "sampler_settings",
+    "scheduler_step_hook",
 ]
 
 
@@ -127,8 +127,14 @@ def _json_safe(value: Any) -> Any:
     return repr(value)
 
 
-def sampler_settings(pipe: Any, num_inference_steps: int, guidance_scale: float | None, height: int, width: int,
-                     extra: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+def sampler_settings(
+    pipe: Any,
+    num_inference_steps: int,
+    guidance_scale: float | None,
+    height: int,
+    width: int,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The settings that determine a trajectory besides (prompt, seed); a store refuses to mix different ones."""
     return {
         "pipeline": type(pipe).__name__,
@@ -144,8 +150,10 @@ def sampler_settings(pipe: Any, num_inference_steps: int, guidance_scale: float 
 
 
 @contextlib.contextmanager
-def scheduler_step_hook(scheduler: Any, on_step: Callable[[torch.Tensor, torch.Tensor, float, torch.Tensor], None],
-                        ) -> Iterator[None]:  # fmt: skip
+def scheduler_step_hook(
+    scheduler: Any,
+    on_step: Callable[[torch.Tensor, torch.Tensor, float, torch.Tensor], None],
+) -> Iterator[None]:
     """Temporarily wrap ``scheduler.step`` so that ``on_step(sample, guided output, timestep, next sample)`` sees
     every call, with the timestep as a float (the pipeline's own ``step`` is restored on exit)."""
     had_instance_attr = "step" in vars(scheduler)
@@ -238,9 +246,14 @@ def capture_trajectories(
         kwargs["prompt"] = prompts
     with _recording_step(pipe.scheduler) as records:
         out = pipe(
-            num_inference_steps=num_inference_steps, height=height, width=width,
-            generator=generators_for(seeds, device=device), output_type="pt", return_dict=True, **kwargs,
-        )  # fmt: skip
+            num_inference_steps=num_inference_steps,
+            height=height,
+            width=width,
+            generator=generators_for(seeds, device=device),
+            output_type="pt",
+            return_dict=True,
+            **kwargs,
+        )
     if not records:
         raise InputError("pipe: the scheduler's step() was never called; cannot record a trajectory")
     unpack = (lambda z: unpack_flux(z, height, width, pipe.vae_scale_factor)) if family.packed else (lambda z: z)
@@ -251,7 +264,7 @@ def capture_trajectories(
     latent_scale = torch.cat([scale, torch.ones(1)])
     if record_x0:
         x0 = [unpack(estimate_x0(pipe.scheduler, r[0], r[2], r[1], step_index=r[4])) for r in records]
-        x0 = x0 + [latents[-1]]
+        x0 = [*x0, latents[-1]]
     else:
         x0 = [torch.full_like(z, float("nan")) for z in latents]
     images = out.images if isinstance(out.images, torch.Tensor) else torch.as_tensor(out.images)
@@ -263,6 +276,12 @@ def capture_trajectories(
         timesteps=timesteps.float(),
         latent_scale=latent_scale.float(),
         images=images.float().cpu().clamp(0, 1),
-        settings=sampler_settings(pipe, num_inference_steps, guidance_scale, height, width,
-                                  {k: v for k, v in pipe_kwargs.items() if not isinstance(v, torch.Tensor)}),
-    )  # fmt: skip
+        settings=sampler_settings(
+            pipe,
+            num_inference_steps,
+            guidance_scale,
+            height,
+            width,
+            {k: v for k, v in pipe_kwargs.items() if not isinstance(v, torch.Tensor)},
+        ),
+    )

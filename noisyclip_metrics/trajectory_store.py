@@ -43,7 +43,7 @@ from .errors import ConfigMismatchError, InputError, SchemaError
 from .io import atomic_write_bytes, read_manifest
 from .trajectory import TrajectoryBatch, capture_trajectories
 
-__all__ = ["TrajectoryStore", "TrajectoryRecord", "record_trajectories", "SCHEMA", "SCHEMA_VERSION", "work_key"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "TrajectoryRecord", "TrajectoryStore", "record_trajectories", "work_key"]
 
 SCHEMA = "noisyclip-trajectories"
 SCHEMA_VERSION = 1
@@ -83,8 +83,13 @@ class TrajectoryStore:
             SchemaError: if the folder is not a trajectory store or was written with another schema version.
         """
         root = Path(root)
-        meta = read_manifest(root / "manifest.json", SCHEMA, SCHEMA_VERSION, "trajectory store",
-                             "; re-record the trajectories or use a matching noisyclip-metrics version")  # fmt: skip
+        meta = read_manifest(
+            root / "manifest.json",
+            SCHEMA,
+            SCHEMA_VERSION,
+            "trajectory store",
+            "; re-record the trajectories or use a matching noisyclip-metrics version",
+        )
         return cls(root, meta.get("settings", {}))
 
     @classmethod
@@ -98,7 +103,9 @@ class TrajectoryStore:
         if (root / "manifest.json").exists():
             store = cls.open(root)
             if store.settings != json.loads(json.dumps(settings)):
-                diff = sorted(k for k in set(store.settings) | set(settings) if store.settings.get(k) != settings.get(k))
+                diff = sorted(
+                    k for k in set(store.settings) | set(settings) if store.settings.get(k) != settings.get(k)
+                )
                 raise ConfigMismatchError(
                     f"{root}: the store was recorded with other settings (differences in {diff}); "
                     "use a new folder or the original settings"
@@ -158,7 +165,9 @@ class TrajectoryStore:
                 with safe_open(str(shard), framework="pt") as f:
                     meta = f.metadata() or {}
                 if meta.get("schema_version") != str(SCHEMA_VERSION):
-                    raise SchemaError(f"{shard}: schema_version {meta.get('schema_version')!r}, expected {SCHEMA_VERSION}")
+                    raise SchemaError(
+                        f"{shard}: schema_version {meta.get('schema_version')!r}, expected {SCHEMA_VERSION}"
+                    )
                 for row, rec in enumerate(json.loads(meta["records"])):
                     out.append(TrajectoryRecord(rec["key"], rec["prompt_id"], rec["prompt"], rec["seed"], shard, row))
             self._records = out
@@ -171,8 +180,12 @@ class TrajectoryStore:
     def __len__(self) -> int:
         return len(self.records())
 
-    def load_shard(self, shard: Path, names: Sequence[str] = ("latents", "x0", "timesteps", "latent_scale", "images"),
-                   steps: Sequence[int] | None = None) -> dict[str, torch.Tensor]:  # fmt: skip
+    def load_shard(
+        self,
+        shard: Path,
+        names: Sequence[str] = ("latents", "x0", "timesteps", "latent_scale", "images"),
+        steps: Sequence[int] | None = None,
+    ) -> dict[str, torch.Tensor]:
         """Tensors of one shard; ``steps`` selects step indices of ``latents``/``x0`` without reading the rest."""
         out: dict[str, torch.Tensor] = {}
         with safe_open(str(shard), framework="pt") as f:
@@ -262,18 +275,21 @@ def record_trajectories(
     per_prompt = _seeds_per_prompt(seeds, len(prompts))
     done = store.keys()
     todo = [
-        (pid, p, s)
-        for pid, p, own in zip(prompt_ids, prompts, per_prompt)
-        for s in own
-        if work_key(pid, s) not in done
+        (pid, p, s) for pid, p, own in zip(prompt_ids, prompts, per_prompt) for s in own if work_key(pid, s) not in done
     ]
     bar = tqdm(total=len(todo), desc="trajectories", unit="traj", disable=not progress)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         batch = capture_trajectories(
-            pipe, [c[1] for c in chunk], [c[2] for c in chunk], num_inference_steps=num_inference_steps,
-            guidance_scale=guidance_scale, height=h, width=w, **pipe_kwargs,
-        )  # fmt: skip
+            pipe,
+            [c[1] for c in chunk],
+            [c[2] for c in chunk],
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            height=h,
+            width=w,
+            **pipe_kwargs,
+        )
         store.append(batch, [c[0] for c in chunk])
         bar.update(len(chunk))
     bar.close()

@@ -401,7 +401,7 @@ def _as_index(step_index: StepIndex, batch: int) -> torch.Tensor | None:
     idx = torch.as_tensor(step_index).detach().cpu().flatten()
     if idx.numel() == 1:
         idx = idx.expand(batch)
-    if idx.numel() != batch or idx.is_floating_point() and not bool((idx == idx.round()).all()):
+    if idx.numel() != batch or (idx.is_floating_point() and not bool((idx == idx.round()).all())):
         raise InputError(f"step_index: expected 1 or {batch} integer indices to match the batch, got {idx.tolist()}")
     return idx.long()
 

@@ -40,12 +40,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from noisyclip_metrics.bon import EarlyBestOfN, HalvingPolicy, NoisyCLIPMonitor, OneShotPolicy  # noqa: E402
-from noisyclip_metrics.bon.calibration import ThresholdCalibration  # noqa: E402
-from noisyclip_metrics.bon.policies import ThresholdPolicy  # noqa: E402
-from noisyclip_metrics.functional import resolve_model  # noqa: E402
-from noisyclip_metrics.pipelines import load_pipeline  # noqa: E402
-from noisyclip_metrics.scorers import ScoreInputs, build_scorer  # noqa: E402
+from noisyclip_metrics.bon import EarlyBestOfN, HalvingPolicy, NoisyCLIPMonitor, OneShotPolicy
+from noisyclip_metrics.bon.calibration import ThresholdCalibration
+from noisyclip_metrics.bon.policies import ThresholdPolicy
+from noisyclip_metrics.functional import resolve_model
+from noisyclip_metrics.pipelines import load_pipeline
+from noisyclip_metrics.scorers import ScoreInputs, build_scorer
 
 PROMPT = "two red circles above a blue square"
 TOL = {torch.float32: 1e-3, torch.float16: 5e-2, torch.bfloat16: 1e-1}
@@ -61,10 +61,11 @@ def check(name: str) -> Callable[[Callable[[], str]], Callable[[], None]]:
             t0 = time.perf_counter()
             try:
                 detail, status = fn(), "PASS"
-            except Exception as err:  # noqa: BLE001  every failure is reported, the other checks still run
+            except Exception as err:
                 detail, status = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=6)}", "FAIL"
-            RESULTS.append({"check": name, "status": status, "seconds": round(time.perf_counter() - t0, 2),
-                            "detail": detail})  # fmt: skip
+            RESULTS.append(
+                {"check": name, "status": status, "seconds": round(time.perf_counter() - t0, 2), "detail": detail}
+            )
             print(f"{status}  {name}  ({time.perf_counter() - t0:.1f} s)  {detail}", flush=True)
 
         CHECKS.append((name, run))
@@ -81,10 +82,12 @@ def plain(pipe: Any, seed: int, steps: int, prompt: str = PROMPT, **kwargs: Any)
 
 def survivors_match(pipe: Any, scorer: Any, policy: Any, steps: int, n: int = 6, **kwargs: Any) -> float:
     """Largest |survivor image - plain image| over the survivors of one EarlyBestOfN run (asserted within TOL)."""
-    result = EarlyBestOfN(pipe, scorer, policy)(PROMPT, n=n, seeds=list(range(20, 20 + n)), num_inference_steps=steps,
-                                                **kwargs)  # fmt: skip
-    worst = max(float((img - plain(pipe, s, steps, **kwargs)).abs().max()) for s, img in zip(result.seeds,
-                                                                                            result.images))
+    result = EarlyBestOfN(pipe, scorer, policy)(
+        PROMPT, n=n, seeds=list(range(20, 20 + n)), num_inference_steps=steps, **kwargs
+    )
+    worst = max(
+        float((img - plain(pipe, s, steps, **kwargs)).abs().max()) for s, img in zip(result.seeds, result.images)
+    )
     tol = TOL[pipe.dtype]
     if worst > tol:
         raise AssertionError(f"survivor differs from the plain pipeline by {worst:.2e} > {tol:g}")
@@ -155,8 +158,11 @@ def main(argv: list[str] | None = None) -> int:
         def _bon(dtype: torch.dtype = dtype) -> str:
             pipe = load_pipeline("world:sd-base", device, dtype)
             out = []
-            for name, model in (("noisyclip", "world:noisyclip"), ("noisyclip-x0", "world:noisyclip-x0"),
-                                ("clip-x0-decoded", "world:clip")):  # fmt: skip
+            for name, model in (
+                ("noisyclip", "world:noisyclip"),
+                ("noisyclip-x0", "world:noisyclip-x0"),
+                ("clip-x0-decoded", "world:clip"),
+            ):
                 scorer = build_scorer(name, model=resolve_model(model, device), vae=pipe.vae)
                 cal = ThresholdCalibration(scorer=name, n=6, quantile=0.1, num_steps=20, gaps=(-0.5,) * 20 + (0.0,))
                 for policy in (OneShotPolicy(k=6), HalvingPolicy((3, 6, 9)), ThresholdPolicy(cal, min_step=2)):
@@ -192,8 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             pipe = load_pipeline("world:sd-base", device)
             scorer = build_scorer("noisyclip-x0", model=resolve_model("world:noisyclip-x0", device))
-            result = EarlyBestOfN(pipe, scorer, OneShotPolicy(k=6))(PROMPT, n=6, seeds=list(range(20, 26)),
-                                                                    num_inference_steps=20)  # fmt: skip
+            result = EarlyBestOfN(pipe, scorer, OneShotPolicy(k=6))(
+                PROMPT, n=6, seeds=list(range(20, 26)), num_inference_steps=20
+            )
             worst = float((result.images[0] - plain(pipe, result.seeds[0], 20)).abs().max())
         finally:
             torch.backends.cudnn.allow_tf32 = False
@@ -215,13 +222,17 @@ def main(argv: list[str] | None = None) -> int:
             model = NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview=pv, seed=0).to(device)
             flow = family in ("sd3", "flux")
             kwargs = {"use_flow_sigmas": True, "prediction_type": "flow_prediction", "flow_shift": 3.0} if flow else {}
-            multistep = (UniPCMultistepScheduler(**kwargs) if flow
-                         else DPMSolverMultistepScheduler.from_config(pipe.scheduler.config))  # fmt: skip
+            multistep = (
+                UniPCMultistepScheduler(**kwargs)
+                if flow
+                else DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+            )
             for sched in (pipe.scheduler, multistep):
                 pipe.scheduler = sched
                 for name in ("clip", "clip-x0"):
-                    worst = survivors_match(pipe, build_scorer(name, model=model), HalvingPolicy((1, 2)), 4, n=4,
-                                            height=32, width=32)  # fmt: skip
+                    worst = survivors_match(
+                        pipe, build_scorer(name, model=model), HalvingPolicy((1, 2)), 4, n=4, height=32, width=32
+                    )
                     out.append(f"{family}/{type(sched).__name__[:8]}/{name} {worst:.1e}")
         return "max |diff| " + ", ".join(out)
 
@@ -234,8 +245,14 @@ def main(argv: list[str] | None = None) -> int:
         monitor = NoisyCLIPMonitor(scorer, PROMPT)
         gens = [torch.Generator(device=device).manual_seed(s) for s in (0, 1)]
         with monitor.watch(pipe):
-            pipe([PROMPT] * 2, num_inference_steps=20, generator=gens, output_type="pt", callback_on_step_end=monitor,
-                 callback_on_step_end_tensor_inputs=["latents"])  # fmt: skip
+            pipe(
+                [PROMPT] * 2,
+                num_inference_steps=20,
+                generator=gens,
+                output_type="pt",
+                callback_on_step_end=monitor,
+                callback_on_step_end_tensor_inputs=["latents"],
+            )
         batch = capture_trajectories(pipe, [PROMPT] * 2, [0, 1], num_inference_steps=20)
         worst = 0.0
         for k, live in monitor.scores.items():
@@ -253,8 +270,17 @@ def main(argv: list[str] | None = None) -> int:
 
         out = []
         for dtype in ("float32", half_name):
-            res = evaluate(EvalConfig(model="world:sd-base", out=str(work / f"eval-{dtype}"), prompts=12,
-                                      seeds=(0, 1, 2, 3), device=str(device), dtype=dtype, progress=False))  # fmt: skip
+            res = evaluate(
+                EvalConfig(
+                    model="world:sd-base",
+                    out=str(work / f"eval-{dtype}"),
+                    prompts=12,
+                    seeds=(0, 1, 2, 3),
+                    device=str(device),
+                    dtype=dtype,
+                    progress=False,
+                )
+            )
             info = ResultsStore.open(res.store).run(res.run_id)
             recorded = (info.sampler.get("device", "cpu"), info.sampler.get("dtype", "float32"))
             if recorded != (device.type, dtype):
@@ -262,8 +288,11 @@ def main(argv: list[str] | None = None) -> int:
             bon = compute_bon(res.store).to_pylist()
             finite = all(r["judge_score"] == r["judge_score"] for r in bon)
             out.append(f"{dtype}: {res.items} candidates, {len(bon)} BoN rows, finite {finite}")
-        cpu = evaluate(EvalConfig(model="world:sd-base", out=str(work / "eval-cpu"), prompts=12, seeds=(0, 1, 2, 3),
-                                  progress=False))  # fmt: skip
+        cpu = evaluate(
+            EvalConfig(
+                model="world:sd-base", out=str(work / "eval-cpu"), prompts=12, seeds=(0, 1, 2, 3), progress=False
+            )
+        )
         if cpu.run_id == res.run_id:
             raise AssertionError(f"the default run has the {device} {half_name} run's id")
         return "; ".join(out)
@@ -274,13 +303,62 @@ def main(argv: list[str] | None = None) -> int:
 
         (work / "prompts.txt").write_text("a red circle\ntwo blue squares\n", encoding="utf-8")
         codes = [
-            cli(["evaluate", "--model", "world:sd-small", "--out", str(work / "cli-eval"), "--prompts", "3",
-                 "--seeds", "0", "1", "--device", str(device), "--dtype", half_name, "--no-progress"]),
-            cli(["capture", "--pipeline", "world:sd-small", "--prompts", str(work / "prompts.txt"), "--seeds", "0",
-                 "1", "--device", str(device), "--out", str(work / "cli-capture")]),
-            cli(["bon", "run", "--pipeline", "world:sd-small", "--prompt", PROMPT, "--n", "4", "--k", "6",
-                 "--scorer", "noisyclip-x0", "--device", str(device), "--out", str(work / "cli-bon")]),
-        ]  # fmt: skip
+            cli(
+                [
+                    "evaluate",
+                    "--model",
+                    "world:sd-small",
+                    "--out",
+                    str(work / "cli-eval"),
+                    "--prompts",
+                    "3",
+                    "--seeds",
+                    "0",
+                    "1",
+                    "--device",
+                    str(device),
+                    "--dtype",
+                    half_name,
+                    "--no-progress",
+                ]
+            ),
+            cli(
+                [
+                    "capture",
+                    "--pipeline",
+                    "world:sd-small",
+                    "--prompts",
+                    str(work / "prompts.txt"),
+                    "--seeds",
+                    "0",
+                    "1",
+                    "--device",
+                    str(device),
+                    "--out",
+                    str(work / "cli-capture"),
+                ]
+            ),
+            cli(
+                [
+                    "bon",
+                    "run",
+                    "--pipeline",
+                    "world:sd-small",
+                    "--prompt",
+                    PROMPT,
+                    "--n",
+                    "4",
+                    "--k",
+                    "6",
+                    "--scorer",
+                    "noisyclip-x0",
+                    "--device",
+                    str(device),
+                    "--out",
+                    str(work / "cli-bon"),
+                ]
+            ),
+        ]
         if codes != [0, 0, 0]:
             raise AssertionError(f"exit codes {codes}")
         account = json.loads((work / "cli-bon" / "account.json").read_text())
@@ -292,16 +370,34 @@ def main(argv: list[str] | None = None) -> int:
         from noisyclip_metrics.trajectory_store import record_trajectories
 
         prompts = ["a red circle", "two blue squares", "a green triangle to the left of a red square"] * 4
-        store = record_trajectories(load_pipeline("world:sd-base", device), work / "traj", prompts, [0, 1],
-                                    batch_size=12, num_inference_steps=20)  # fmt: skip
-        base = dict(init="world:clip", trajectories=(str(store.root),), steps=30, batch_size=16, warmup_steps=5,
-                    checkpoint_every=10, log_every=10, val_fraction=0.25, device=str(device), seed=3)  # fmt: skip
+        store = record_trajectories(
+            load_pipeline("world:sd-base", device),
+            work / "traj",
+            prompts,
+            [0, 1],
+            batch_size=12,
+            num_inference_steps=20,
+        )
+        base = {
+            "init": "world:clip",
+            "trajectories": (str(store.root),),
+            "steps": 30,
+            "batch_size": 16,
+            "warmup_steps": 5,
+            "checkpoint_every": 10,
+            "log_every": 10,
+            "val_fraction": 0.25,
+            "device": str(device),
+            "seed": 3,
+        }
         whole = train(TrainConfig(**base, out_dir=str(work / "train-a")), progress=False)
         train(TrainConfig(**base, out_dir=str(work / "train-b")), progress=False, stop_at=20)
         resumed = train(TrainConfig(**base, out_dir=str(work / "train-b")), progress=False)
         assert whole is not None and resumed is not None
-        diff = max(float((a - b).abs().max()) for a, b in zip(whole.model.state_dict().values(),
-                                                              resumed.model.state_dict().values()))  # fmt: skip
+        diff = max(
+            float((a - b).abs().max())
+            for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values())
+        )
         if diff > 1e-4:
             raise AssertionError(f"resumed run differs by {diff:.2e}")
         if next(whole.model.parameters()).device.type != device.type:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine: creates .venv, installs the package, then runs a job.
-#   scripts/run.sh test [pytest args]   set up, then run the whole test suite (what CI runs)
+#   scripts/run.sh test [pytest args]   set up, check formatting and lint (ruff), then run the whole test suite
+#                                       (what CI runs)
 #   scripts/run.sh demo [demo args]     set up, then run the main job on the built-in world
 #   scripts/run.sh setup                set up only
 set -euo pipefail
@@ -40,6 +41,8 @@ shift || true
 case "$job" in
     setup) setup ;;
     test) setup; browser; export NOISYCLIP_REQUIRE_BROWSER=${NOISYCLIP_REQUIRE_BROWSER:-1}
+          "$VENV/bin/ruff" format --check --quiet . || { echo "scripts/run.sh: run 'ruff format .'" >&2; exit 1; }
+          "$VENV/bin/ruff" check --quiet .
           export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1; exec "$VENV/bin/python" -m pytest "$@" ;;
     demo) setup; export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1; exec "$VENV/bin/noisyclip" demo "$@" ;;
     *) echo "usage: scripts/run.sh {setup|test|demo} [args]" >&2; exit 2 ;;

@@ -12,7 +12,6 @@ import torch
 
 from noisyclip_metrics.model import TINY_TEST_CONFIG, NoisyCLIPModel
 
-
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 

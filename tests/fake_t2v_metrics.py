@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-SCORE_PY = '''
+SCORE_PY = """
 import torch
 from torch import nn
 
@@ -43,9 +43,9 @@ class Score(nn.Module):
         for k in range(len(dataset)):
             out[k] = self.forward(dataset[k]["images"], dataset[k]["texts"], **kwargs)
         return out
-'''
+"""
 
-INIT_PY = '''
+INIT_PY = """
 import numpy as np
 import torch
 from PIL import Image
@@ -78,7 +78,7 @@ class VQAScore(Score):
 
 def list_all_models():
     return ["clip-flant5-xxl", "clip-flant5-xl"]
-'''
+"""
 
 
 def install_fake_t2v_metrics(root: Path, monkeypatch, *, broken: bool = False) -> Path:

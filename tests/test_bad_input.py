@@ -429,7 +429,7 @@ def bad_judgments_files(draw: st.DrawFn) -> tuple[str, bytes]:
             return suffix, "".join(json.dumps(r) + "\n" for r in lines).encode()
         return suffix, "\n".join(json.dumps(r) for r in lines).encode()
     sep = "\t" if suffix == ".tsv" else ","
-    header = draw(st.lists(st.sampled_from(FIELDS + ["x"]), min_size=1, max_size=6, unique=True))
+    header = draw(st.lists(st.sampled_from([*FIELDS, "x"]), min_size=1, max_size=6, unique=True))
     cell = st.text(string.printable.replace("\n", "").replace("\r", ""), max_size=6)
     rows = draw(st.lists(st.lists(cell, min_size=0, max_size=7), max_size=4))
     return suffix, "\n".join([sep.join(header)] + [sep.join(r) for r in rows]).encode()
@@ -487,7 +487,7 @@ def bad_prompt_files(draw: st.DrawFn) -> tuple[str, bytes]:
     if kind == "json":
         return benchmark, _json_bytes(draw(JSON))
     record = dict(good)
-    key = draw(st.sampled_from(sorted(good) + ["exclude", "id", "models", "prompt in Chinese"]))
+    key = draw(st.sampled_from([*sorted(good), "exclude", "id", "models", "prompt in Chinese"]))
     record[key] = draw(JSON | st.sampled_from(["../../ESCAPED", "/abs/path/ESCAPED", "a\x00b", "x" * 300]))
     if file.endswith(".jsonl"):
         return benchmark, (json.dumps(good) + "\n" + json.dumps(record) + "\n").encode()
@@ -646,7 +646,7 @@ def test_partial_judgments_file_is_refused_unless_allowed(assets, tmp_path):
     assert "human.csv (run run1, model-a): 1 of 4 candidates have no judgment (e.g. p1/1); pass --allow-partial" in err
     assert out == ""
     with pytest.warns(PartialJudgmentsWarning, match=r"1 of 4 candidates have no judgment .*--allow-partial"):
-        code, out, err = run_cli(argv + ["--allow-partial"])
+        code, out, err = run_cli([*argv, "--allow-partial"])
     assert code == 0, err
     assert "step 2/2" in out
     full = write_judgments(tmp_path / "full.csv", _human([(p, s) for p in ("p0", "p1") for s in (0, 1)]))

@@ -65,23 +65,45 @@ def _scheduler(pipe, family: str, kind: str):
         if kind == "dpm++":
             return DPMSolverMultistepScheduler(**kwargs, use_dynamic_shifting=flux, time_shift_type="exponential")
         return UniPCMultistepScheduler(**kwargs)
-    cls = {"ddim": DDIMScheduler, "euler": EulerDiscreteScheduler, "euler-ancestral": EulerAncestralDiscreteScheduler,
-           "dpm++": DPMSolverMultistepScheduler, "unipc": UniPCMultistepScheduler}[kind]  # fmt: skip
+    cls = {
+        "ddim": DDIMScheduler,
+        "euler": EulerDiscreteScheduler,
+        "euler-ancestral": EulerAncestralDiscreteScheduler,
+        "dpm++": DPMSolverMultistepScheduler,
+        "unipc": UniPCMultistepScheduler,
+    }[kind]
     return cls.from_config(pipe.scheduler.config)
 
 
 def _plain(pipe, seed: int, **kwargs) -> torch.Tensor:
-    out = pipe([PROMPT], num_inference_steps=T, output_type="pt", generator=[torch.Generator().manual_seed(seed)],
-               **SIZE, **kwargs)  # fmt: skip
+    out = pipe(
+        [PROMPT],
+        num_inference_steps=T,
+        output_type="pt",
+        generator=[torch.Generator().manual_seed(seed)],
+        **SIZE,
+        **kwargs,
+    )
     return out.images[0]
 
 
 COMBOS = [
-    ("sd", "default"), ("sd", "euler"), ("sd", "euler-ancestral"), ("sd", "dpm++"), ("sd", "unipc"),
-    ("sdxl", "default"), ("sdxl", "ddim"), ("sdxl", "dpm++"), ("sdxl", "unipc"),
-    ("sd3", "default"), ("sd3", "dpm++"), ("sd3", "unipc"),
-    ("flux", "default"), ("flux", "dpm++"), ("flux", "unipc"),
-]  # fmt: skip
+    ("sd", "default"),
+    ("sd", "euler"),
+    ("sd", "euler-ancestral"),
+    ("sd", "dpm++"),
+    ("sd", "unipc"),
+    ("sdxl", "default"),
+    ("sdxl", "ddim"),
+    ("sdxl", "dpm++"),
+    ("sdxl", "unipc"),
+    ("sd3", "default"),
+    ("sd3", "dpm++"),
+    ("sd3", "unipc"),
+    ("flux", "default"),
+    ("flux", "dpm++"),
+    ("flux", "unipc"),
+]
 
 
 @pytest.mark.parametrize(("family", "kind"), COMBOS)
@@ -92,8 +114,9 @@ def test_survivors_equal_the_plain_pipeline(pipes, models, family, kind):
     pipe.scheduler = _scheduler(pipe, family, kind)
     try:
         scorer = build_scorer("clip", model=models[family])
-        result = EarlyBestOfN(pipe, scorer, OneShotPolicy(k=2, m=2))(PROMPT, n=3, seeds=[10, 11, 12],
-                                                                      num_inference_steps=T, **SIZE)  # fmt: skip
+        result = EarlyBestOfN(pipe, scorer, OneShotPolicy(k=2, m=2))(
+            PROMPT, n=3, seeds=[10, 11, 12], num_inference_steps=T, **SIZE
+        )
         assert result.images.shape == (2, 3, 32, 32)
         for seed, image in zip(result.seeds, result.images):
             torch.testing.assert_close(image, _plain(pipe, seed), atol=BATCH_ATOL, rtol=0)
@@ -111,9 +134,15 @@ def test_flux_true_cfg_and_guidance_embedding_are_exact(pipes, models):
     try:
         scorer = build_scorer("clip", model=models["flux"])
         result = EarlyBestOfN(pipe, scorer, HalvingPolicy((1, 3)))(
-            PROMPT, n=4, seeds=[3, 4, 5, 6], num_inference_steps=T, negative_prompt="a dog", true_cfg_scale=2.0,
-            guidance_scale=2.5, **SIZE,
-        )  # fmt: skip
+            PROMPT,
+            n=4,
+            seeds=[3, 4, 5, 6],
+            num_inference_steps=T,
+            negative_prompt="a dog",
+            true_cfg_scale=2.0,
+            guidance_scale=2.5,
+            **SIZE,
+        )
         ref = _plain(pipe, result.seeds[0], negative_prompt="a dog", true_cfg_scale=2.0, guidance_scale=2.5)
         torch.testing.assert_close(result.images[0], ref, atol=BATCH_ATOL, rtol=0)
     finally:
@@ -144,11 +173,16 @@ def test_decision_scores_equal_scores_of_the_recorded_trajectories(pipes, models
     seeds = [0, 1, 2]
     for name in ("clip", "clip-x0"):
         scorer = build_scorer(name, model=models["sdxl"])
-        result = EarlyBestOfN(pipe, scorer, OneShotPolicy(k=2))(PROMPT, n=3, seeds=seeds, num_inference_steps=T,
-                                                                **SIZE)  # fmt: skip
+        result = EarlyBestOfN(pipe, scorer, OneShotPolicy(k=2))(PROMPT, n=3, seeds=seeds, num_inference_steps=T, **SIZE)
         batch = capture_trajectories(pipe, [PROMPT] * 3, seeds, num_inference_steps=T, **SIZE)
-        recorded = scorer.score(ScoreInputs(prompts=[PROMPT] * 3, latents=batch.latents[:, 2], x0=batch.x0[:, 2],
-                                            latent_scale=batch.latent_scale[2].expand(3)))  # fmt: skip
+        recorded = scorer.score(
+            ScoreInputs(
+                prompts=[PROMPT] * 3,
+                latents=batch.latents[:, 2],
+                x0=batch.x0[:, 2],
+                latent_scale=batch.latent_scale[2].expand(3),
+            )
+        )
         live = torch.tensor([result.decisions[0].scores[s] for s in seeds])
         torch.testing.assert_close(live, recorded.float(), atol=1e-4, rtol=0)
 
@@ -181,8 +215,9 @@ def test_cascade_final_scorer_picks_among_the_finished_survivors(pipes, models, 
     pipe = pipes(family)
     early, final = build_scorer("clip", model=models[family]), build_scorer("clip-final", model=models[family])
     n, k, m = 5, 1, 3
-    r = EarlyBestOfN(pipe, early, OneShotPolicy(k=k, m=m), final_scorer=final)(PROMPT, n=n, num_inference_steps=T,
-                                                                                 **SIZE)  # fmt: skip
+    r = EarlyBestOfN(pipe, early, OneShotPolicy(k=k, m=m), final_scorer=final)(
+        PROMPT, n=n, num_inference_steps=T, **SIZE
+    )
     first, last = r.decisions
     assert (first.step, first.scorer, len(first.kept)) == (k, "clip", m)
     assert (last.step, last.scorer, sorted(last.scores)) == (T, "clip-final", sorted(first.kept))
@@ -205,16 +240,21 @@ def _same_run(batched, alone, atol=BATCH_ATOL):
     """A prompt's result inside a batch is its result alone: decisions, survivors, account, images."""
     assert (batched.seeds, batched.prompts, batched.n) == (alone.seeds, alone.prompts, alone.n)
     assert (batched.denoiser_evals, batched.scorer_evals, batched.final_scorer_evals) == (
-        alone.denoiser_evals, alone.scorer_evals, alone.final_scorer_evals)  # fmt: skip
+        alone.denoiser_evals,
+        alone.scorer_evals,
+        alone.final_scorer_evals,
+    )
     assert [(d.step, d.kept, d.scorer, sorted(d.scores)) for d in batched.decisions] == [
-        (d.step, d.kept, d.scorer, sorted(d.scores)) for d in alone.decisions]  # fmt: skip
+        (d.step, d.kept, d.scorer, sorted(d.scores)) for d in alone.decisions
+    ]
     for b, a in zip(batched.decisions, alone.decisions):
         assert b.scores == pytest.approx(a.scores, abs=atol)
     torch.testing.assert_close(batched.images, alone.images, atol=atol, rtol=0)
 
 
-@pytest.mark.parametrize(("family", "kind"), [("sd", "default"), ("sd", "dpm++"), ("sdxl", "default"),
-                                              ("flux", "unipc")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("family", "kind"), [("sd", "default"), ("sd", "dpm++"), ("sdxl", "default"), ("flux", "unipc")]
+)
 def test_a_batch_of_prompts_gives_each_prompt_its_own_run(pipes, models, family, kind):
     """Several prompts' candidates in one batch, each pruned on its own scores: every result is the run alone."""
     pipe = pipes(family)
@@ -232,8 +272,13 @@ def test_a_batch_of_prompts_gives_each_prompt_its_own_run(pipes, models, family,
             assert batch.denoiser_evals == sum(r.denoiser_evals for r in batch)
             assert batch.cost_fraction == pytest.approx(batch.denoiser_evals / (3 * 4 * T))
         seed = batch[1].seeds[0]  # and a survivor is still the plain pipeline's image
-        ref = pipe(["a green triangle"], num_inference_steps=T, output_type="pt",
-                   generator=[torch.Generator().manual_seed(seed)], **SIZE).images[0]  # fmt: skip
+        ref = pipe(
+            ["a green triangle"],
+            num_inference_steps=T,
+            output_type="pt",
+            generator=[torch.Generator().manual_seed(seed)],
+            **SIZE,
+        ).images[0]
         torch.testing.assert_close(batch[1].images[0], ref, atol=BATCH_ATOL, rtol=0)
     finally:
         pipe.scheduler = default
@@ -288,27 +333,48 @@ def test_monitor_records_every_step_and_matches_trajectory_scores(pipes, models)
     scorer = build_scorer("noisyclip", model=models["sdxl"])
     monitor = NoisyCLIPMonitor(scorer, PROMPT)
     gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
-    pipe([PROMPT] * 2, num_inference_steps=T, generator=gens, output_type="pt", callback_on_step_end=monitor,
-         callback_on_step_end_tensor_inputs=["latents"], **SIZE)  # fmt: skip
+    pipe(
+        [PROMPT] * 2,
+        num_inference_steps=T,
+        generator=gens,
+        output_type="pt",
+        callback_on_step_end=monitor,
+        callback_on_step_end_tensor_inputs=["latents"],
+        **SIZE,
+    )
     steps, table = monitor.as_tensor()
     assert steps == list(range(1, T + 1)) and table.shape == (2, T)
     batch = capture_trajectories(pipe, [PROMPT] * 2, [0, 1], num_inference_steps=T, **SIZE)
     for k in steps:
-        ref = scorer.score(ScoreInputs(prompts=[PROMPT] * 2, latents=batch.latents[:, k],
-                                       latent_scale=batch.latent_scale[k].expand(2)))  # fmt: skip
+        ref = scorer.score(
+            ScoreInputs(prompts=[PROMPT] * 2, latents=batch.latents[:, k], latent_scale=batch.latent_scale[k].expand(2))
+        )
         torch.testing.assert_close(monitor.scores[k], ref.float(), atol=1e-4, rtol=0)
 
 
 def test_monitor_interrupts_and_unpacks_flux(pipes, models):
     pipe = pipes("flux")
-    monitor = NoisyCLIPMonitor(build_scorer("clip", model=models["flux"]), [PROMPT], threshold=float("inf"),
-                               height=32, width=32)  # fmt: skip
-    out = pipe([PROMPT] * 2, num_inference_steps=T, output_type="pt", callback_on_step_end=monitor,
-               callback_on_step_end_tensor_inputs=["latents"], **SIZE)  # fmt: skip
+    monitor = NoisyCLIPMonitor(
+        build_scorer("clip", model=models["flux"]), [PROMPT], threshold=float("inf"), height=32, width=32
+    )
+    out = pipe(
+        [PROMPT] * 2,
+        num_inference_steps=T,
+        output_type="pt",
+        callback_on_step_end=monitor,
+        callback_on_step_end_tensor_inputs=["latents"],
+        **SIZE,
+    )
     assert monitor.interrupted_at == 1 and sorted(monitor.scores) == [1] and out.images.shape[0] == 2
     every = NoisyCLIPMonitor(build_scorer("clip", model=models["flux"]), PROMPT, every=3)  # square size inferred
-    pipe([PROMPT], num_inference_steps=T, output_type="pt", callback_on_step_end=every,
-         callback_on_step_end_tensor_inputs=["latents"], **SIZE)  # fmt: skip
+    pipe(
+        [PROMPT],
+        num_inference_steps=T,
+        output_type="pt",
+        callback_on_step_end=every,
+        callback_on_step_end_tensor_inputs=["latents"],
+        **SIZE,
+    )
     assert sorted(every.scores) == [3, T]
 
 
@@ -319,8 +385,15 @@ def test_monitor_scores_x0_inside_watch_like_the_trajectory(pipes, models, famil
     monitor = NoisyCLIPMonitor(scorer, PROMPT, height=32, width=32)
     gens = [torch.Generator().manual_seed(s) for s in (0, 1)]
     with monitor.watch(pipe):
-        pipe([PROMPT] * 2, num_inference_steps=T, generator=gens, output_type="pt", callback_on_step_end=monitor,
-             callback_on_step_end_tensor_inputs=["latents"], **SIZE)  # fmt: skip
+        pipe(
+            [PROMPT] * 2,
+            num_inference_steps=T,
+            generator=gens,
+            output_type="pt",
+            callback_on_step_end=monitor,
+            callback_on_step_end_tensor_inputs=["latents"],
+            **SIZE,
+        )
     assert "step" not in vars(pipe.scheduler)  # unwrapped again
     steps, _ = monitor.as_tensor()
     assert steps == list(range(T + 1))
@@ -328,9 +401,15 @@ def test_monitor_scores_x0_inside_watch_like_the_trajectory(pipes, models, famil
     for k in steps:
         ref = scorer.score(ScoreInputs(prompts=[PROMPT] * 2, x0=batch.x0[:, k]))
         torch.testing.assert_close(monitor.scores[k], ref.float(), atol=1e-4, rtol=0)
-    with pytest.raises(InputError, match="monitor.watch"):  # outside watch() an x̂0 scorer cannot work
-        pipe([PROMPT], num_inference_steps=T, output_type="pt", callback_on_step_end=NoisyCLIPMonitor(scorer, PROMPT),
-             callback_on_step_end_tensor_inputs=["latents"], **SIZE)  # fmt: skip
+    with pytest.raises(InputError, match=r"monitor.watch"):  # outside watch() an x̂0 scorer cannot work
+        pipe(
+            [PROMPT],
+            num_inference_steps=T,
+            output_type="pt",
+            callback_on_step_end=NoisyCLIPMonitor(scorer, PROMPT),
+            callback_on_step_end_tensor_inputs=["latents"],
+            **SIZE,
+        )
 
 
 def test_monitor_bad_input(pipes, models):
@@ -345,8 +424,11 @@ def test_monitor_bad_input(pipes, models):
 
 # ------------------------------------------------------------------------------------------------------ bad input
 def _bon(pipes, models, family="sd", policy=None, scorer="clip", model=None):
-    return EarlyBestOfN(pipes(family), build_scorer(scorer, model=model or models[family], vae=pipes(family).vae),
-                        policy or OneShotPolicy(k=1))  # fmt: skip
+    return EarlyBestOfN(
+        pipes(family),
+        build_scorer(scorer, model=model or models[family], vae=pipes(family).vae),
+        policy or OneShotPolicy(k=1),
+    )
 
 
 def test_bad_n_k_m_and_schedule(pipes, models):
@@ -414,8 +496,9 @@ def test_scheduler_with_a_batch_wide_noise_sampler_is_refused():
 
 
 def test_overhead_benchmark_compares_one_prompt_at_a_time_with_a_batch(bench_script, capsys):
-    bench_script("bon_overhead").main(["--pipeline", "world:sd-small", "--steps", "4", "--n", "2", "--prompts", "2",
-                                       "--repeats", "1"])  # fmt: skip
+    bench_script("bon_overhead").main(
+        ["--pipeline", "world:sd-small", "--steps", "4", "--n", "2", "--prompts", "2", "--repeats", "1"]
+    )
     out = capsys.readouterr().out
     assert "2 prompts: one after the other" in out and "| batch of 2: s / prompt |" in out
     rows = [line for line in out.splitlines() if line.startswith(("| full-cost", "| one-shot", "| halving"))]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from noisyclip_metrics.bon import HalvingPolicy, compute_bon, crossfit_halving, fit_halving_schedule, schedule_cost
-from noisyclip_metrics.bon.offline import load_run, plan_scores
 from noisyclip_metrics.bon.fitting import halving_schedules
+from noisyclip_metrics.bon.offline import load_run, plan_scores
 from noisyclip_metrics.errors import InputError
 
 from .test_bon_offline import T, make_store
@@ -41,7 +41,7 @@ def test_schedules_are_every_increasing_tuple_of_one_step_per_halving():
     assert len(six) == comb(21, 3) == len(set(six)) and all(a < b < c for a, b, c in six)
     assert len(list(halving_schedules(8, T))) == comb(T + 1, 3)  # 8 -> 4 -> 2 -> 1
     for bad in ((1, 4), (6, 0), (True, 4)):
-        with pytest.raises(InputError, match="n: expected|num_steps: expected"):
+        with pytest.raises(InputError, match=r"n: expected|num_steps: expected"):
             halving_schedules(*bad)
 
 
@@ -57,9 +57,11 @@ def test_fitted_schedule_is_the_best_within_budget_and_beats_every_linear_row(ru
             if r["scorer"] == "settling" and r["policy"] == "halving" and r["cost_fraction"] <= budget:
                 linear = plan_scores(arrays, "settling", 6, _decisions(r["schedule"]))
                 assert fit.judge_score >= linear[ok].mean() - 1e-12
-        brute = max(plan_scores(arrays, "settling", 6, list(zip(s, (3, 2, 1))))[ok].mean()
-                    for s in itertools.combinations(range(STEPS + 1), 3)
-                    if _cost(fit, s, arrays) <= budget + 1e-9)  # fmt: skip
+        brute = max(
+            plan_scores(arrays, "settling", 6, list(zip(s, (3, 2, 1))))[ok].mean()
+            for s in itertools.combinations(range(STEPS + 1), 3)
+            if _cost(fit, s, arrays) <= budget + 1e-9
+        )
         assert fit.judge_score == pytest.approx(brute)
     perfect = fit_halving_schedule(arrays, "perfect", 6, 0.5)  # every schedule picks the best: the cheapest wins
     assert perfect.judge_score == pytest.approx(judge.max(axis=1).mean()) and perfect.schedule == (0, 1, 2)
@@ -67,7 +69,7 @@ def test_fitted_schedule_is_the_best_within_budget_and_beats_every_linear_row(ru
 
 def _decisions(schedule: str) -> list[tuple[int, int]]:
     steps = [int(x) for x in schedule.split(",")]
-    return list(zip(steps, (3, 2, 1)[: len(steps) - 1] + (1,)))
+    return list(zip(steps, (*(3, 2, 1)[: len(steps) - 1], 1)))
 
 
 def _cost(fit, schedule, arrays) -> float:
@@ -83,8 +85,10 @@ def test_fit_on_a_subset_of_prompts(run):
     half = fit_halving_schedule(arrays, "settling", 6, 0.5, prompts=[*first, int(np.flatnonzero(~ok)[0])])
     assert half.prompts == 20  # the incomplete prompt does not count
     full = fit_halving_schedule(arrays, "settling", 6, 0.5)
-    on_first = {f.schedule: plan_scores(arrays, "settling", 6, list(zip(f.schedule, (3, 2, 1))))[first].mean()
-                for f in (half, full)}  # fmt: skip
+    on_first = {
+        f.schedule: plan_scores(arrays, "settling", 6, list(zip(f.schedule, (3, 2, 1))))[first].mean()
+        for f in (half, full)
+    }
     assert half.judge_score == pytest.approx(on_first[half.schedule])
     assert on_first[half.schedule] >= on_first[full.schedule] - 1e-12
     free = fit_halving_schedule(arrays, "settling", 6, 0.5, costs={"settling": 0.0})  # overrides the run's timing
@@ -107,12 +111,12 @@ def test_bad_schedule_fitting_input(run):
     _, arrays, _, ok = run
     with pytest.raises(InputError, match="scorer: run run1 has no scores of 'nope'"):
         fit_halving_schedule(arrays, "nope", 6, 0.5)
-    with pytest.raises(InputError, match="no halving schedule of 'settling' for N = 6 costs at most 0.1"):
+    with pytest.raises(InputError, match=r"no halving schedule of 'settling' for N = 6 costs at most 0.1"):
         fit_halving_schedule(arrays, "settling", 6, 0.1)
     for budget in (0.0, float("nan"), True):
         with pytest.raises(InputError, match="budget: expected a cost fraction > 0"):
             fit_halving_schedule(arrays, "settling", 6, budget)
-    with pytest.raises(InputError, match="prompts: expected indices in 0..39"):
+    with pytest.raises(InputError, match=r"prompts: expected indices in 0..39"):
         fit_halving_schedule(arrays, "settling", 6, 0.5, prompts=[40])
     with pytest.raises(InputError, match="prompts: none of them"):
         fit_halving_schedule(arrays, "settling", 6, 0.5, prompts=np.flatnonzero(~ok))
@@ -131,15 +135,36 @@ def test_cli_fit_prints_the_fit_and_its_crossfit(run, tmp_path, capsys):
     from noisyclip_metrics.cli import main
 
     store, arrays, _, _ = run
-    assert main(["bon", "fit", "--results", str(store.root), "--scorer", "settling", "--budget", "0.5",
-                 "--crossfit", "3"]) == 0  # fmt: skip
+    assert (
+        main(["bon", "fit", "--results", str(store.root), "--scorer", "settling", "--budget", "0.5", "--crossfit", "3"])
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     fit = fit_halving_schedule(arrays, "settling", 6, 0.5)
     assert out["schedule"] == list(fit.schedule) and out["judge_score"] == round(fit.judge_score, 4)
     assert out["crossfit_judge_score"] == round(crossfit_halving(arrays, "settling", 6, 0.5, repeats=3).judge_score, 4)
     cal = tmp_path / "cal.json"
-    assert main(["bon", "fit", "--results", str(store.root), "--policy", "threshold", "--scorer", "settling",
-                 "--budget", "0.6", "--crossfit", "2", "--out", str(cal)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "bon",
+                "fit",
+                "--results",
+                str(store.root),
+                "--policy",
+                "threshold",
+                "--scorer",
+                "settling",
+                "--budget",
+                "0.6",
+                "--crossfit",
+                "2",
+                "--out",
+                str(cal),
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     fit = fit_threshold_policy(arrays, "settling", 6, 0.6)
     assert (out["quantile"], out["min_step"], out["every"]) == (fit.calibration.quantile, fit.min_step, fit.every)
@@ -177,10 +202,25 @@ def live():
     scorers, recorded = {}, {}
     for name in ("clip", "clip-x0"):
         scorers[name] = build_scorer(name, model=model)
-        recorded[name] = torch.stack([scorers[name].score(ScoreInputs(
-            prompts=[prompt] * LIVE_N, latents=batch.latents[:, k], x0=batch.x0[:, k],
-            latent_scale=batch.latent_scale[k].expand(LIVE_N))) for k in range(LIVE_T + 1)], dim=1).double().numpy()
-    return pipe, scorers, recorded, prompt, seeds  # fmt: skip
+        recorded[name] = (
+            torch.stack(
+                [
+                    scorers[name].score(
+                        ScoreInputs(
+                            prompts=[prompt] * LIVE_N,
+                            latents=batch.latents[:, k],
+                            x0=batch.x0[:, k],
+                            latent_scale=batch.latent_scale[k].expand(LIVE_N),
+                        )
+                    )
+                    for k in range(LIVE_T + 1)
+                ],
+                dim=1,
+            )
+            .double()
+            .numpy()
+        )
+    return pipe, scorers, recorded, prompt, seeds
 
 
 @pytest.mark.parametrize("name", ["clip", "clip-x0"])
@@ -193,7 +233,8 @@ def test_replayed_threshold_runs_match_the_live_policy(live, name, gap, min_step
     gaps = (gap,) * LIVE_T + (0.0,)
     cal = ThresholdCalibration(scorer=name, n=LIVE_N, quantile=0.1, num_steps=LIVE_T, gaps=gaps)
     result = EarlyBestOfN(pipe, scorers[name], ThresholdPolicy(cal, m=m, min_step=min_step, every=every))(
-        prompt, n=LIVE_N, seeds=seeds, num_inference_steps=LIVE_T, height=32, width=32)  # fmt: skip
+        prompt, n=LIVE_N, seeds=seeds, num_inference_steps=LIVE_T, height=32, width=32
+    )
     pick, den, sc = simulate_threshold(recorded[name][None], gaps, min_step, every, m, name == "clip-x0")
     assert (int(den[0]), int(sc[0])) == (result.denoiser_evals, result.scorer_evals)
     assert seeds[int(pick[0])] == result.seeds[0]
@@ -215,11 +256,10 @@ def test_threshold_replay_bad_input():
 
 def test_fitted_threshold_is_the_best_grid_setting_within_budget(run):
     from noisyclip_metrics.bon import ThresholdPolicy, crossfit_threshold, fit_threshold_policy
-    from noisyclip_metrics.bon.calibration import gap_quantiles, normalised_gaps
-    from noisyclip_metrics.bon.calibration import simulate_threshold
+    from noisyclip_metrics.bon.calibration import gap_quantiles, normalised_gaps, simulate_threshold
     from noisyclip_metrics.bon.fitting import ThresholdGrid
 
-    _, arrays, judge, ok = run
+    _, arrays, _judge, ok = run
     grid = ThresholdGrid(quantiles=(0.05, 0.2, 0.4), min_steps=(1, 3, 9), every=(1, 2))  # 9 >= T is skipped
     fit = fit_threshold_policy(arrays, "settling", 6, 0.6, grid)
     c = 0.9 / (240 * (STEPS + 1)) / (8.0 / (240 * STEPS))  # the run's timing
@@ -240,7 +280,7 @@ def test_fitted_threshold_is_the_best_grid_setting_within_budget(run):
     cross = crossfit_threshold(arrays, "settling", 6, 0.6, grid, repeats=4)
     assert np.isnan(cross.values[~ok]).all() and np.isnan(cross.costs[~ok]).all()
     assert 0 < cross.cost_fraction < 1 and sum(cross.choices.values()) == 8
-    with pytest.raises(InputError, match="no threshold setting of 'settling' has a mean cost at most 0.05"):
+    with pytest.raises(InputError, match=r"no threshold setting of 'settling' has a mean cost at most 0.05"):
         fit_threshold_policy(arrays, "settling", 6, 0.05, grid)
 
 

@@ -9,8 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from noisyclip_metrics.bon import (EarlyBestOfN, ThresholdCalibration, ThresholdPolicy, compute_bon,
-                                   fit_threshold_calibration, read_bon, schedule_cost)  # fmt: skip
+from noisyclip_metrics.bon import (
+    EarlyBestOfN,
+    ThresholdCalibration,
+    ThresholdPolicy,
+    compute_bon,
+    fit_threshold_calibration,
+    read_bon,
+    schedule_cost,
+)
 from noisyclip_metrics.bon.offline import load_run
 from noisyclip_metrics.cli import main
 from noisyclip_metrics.errors import DataFileError, InputError
@@ -22,21 +29,55 @@ T = 4
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def make_store(root: Path, scores: dict[str, np.ndarray], judge: np.ndarray, aligned: np.ndarray | None = None,
-               seeds: list[int] | None = None, timing: dict | None = None, run_id: str = "run1",
-               steps: int = T, scorer_info: dict | None = None, skills: list | None = None) -> ResultsStore:  # fmt: skip
+def make_store(
+    root: Path,
+    scores: dict[str, np.ndarray],
+    judge: np.ndarray,
+    aligned: np.ndarray | None = None,
+    seeds: list[int] | None = None,
+    timing: dict | None = None,
+    run_id: str = "run1",
+    steps: int = T,
+    scorer_info: dict | None = None,
+    skills: list | None = None,
+) -> ResultsStore:
     """A results store with one run of ``steps`` denoising steps: ``scores[name]`` is (P, S, steps + 1) (NaN: no
     row), ``judge`` (P, S) (NaN: none)."""
     p, s = judge.shape
     seeds = seeds or list(range(s))
     store = ResultsStore.create(root)
-    store.write_run(RunInfo(run_id=run_id, model="toy", benchmark="bench", sampler={"num_inference_steps": steps},
-                            seeds=tuple(seeds), scorers=scorer_info or {n: {} for n in scores}, judge={"name": "oracle"},
-                            timing=timing or {}))  # fmt: skip
+    store.write_run(
+        RunInfo(
+            run_id=run_id,
+            model="toy",
+            benchmark="bench",
+            sampler={"num_inference_steps": steps},
+            seeds=tuple(seeds),
+            scorers=scorer_info or {n: {} for n in scores},
+            judge={"name": "oracle"},
+            timing=timing or {},
+        )
+    )
     ids = [f"p{i}" for i in range(p)]
     store.write_prompts(run_id, ids, [f"prompt {i}" for i in ids], skills or [[] for _ in ids])
-    cols: dict[str, list] = {k: [] for k in ("kind", "run_id", "model", "benchmark", "prompt_id", "seed", "step",
-                                             "num_steps", "timestep", "scorer", "judge", "score", "aligned")}
+    cols: dict[str, list] = {
+        k: []
+        for k in (
+            "kind",
+            "run_id",
+            "model",
+            "benchmark",
+            "prompt_id",
+            "seed",
+            "step",
+            "num_steps",
+            "timestep",
+            "scorer",
+            "judge",
+            "score",
+            "aligned",
+        )
+    }
 
     def add(*values):
         for key, v in zip(cols, values):
@@ -46,13 +87,39 @@ def make_store(root: Path, scores: dict[str, np.ndarray], judge: np.ndarray, ali
         for j in reversed(range(s)):
             if not np.isnan(judge[i, j]):
                 al = None if aligned is None else bool(aligned[i, j])
-                add("judgment", run_id, "toy", "bench", ids[i], seeds[j], None, None, None, None, "oracle",
-                    float(judge[i, j]), al)  # fmt: skip
+                add(
+                    "judgment",
+                    run_id,
+                    "toy",
+                    "bench",
+                    ids[i],
+                    seeds[j],
+                    None,
+                    None,
+                    None,
+                    None,
+                    "oracle",
+                    float(judge[i, j]),
+                    al,
+                )
             for name, a in scores.items():
                 for k in range(steps + 1):
                     if not np.isnan(a[i, j, k]):
-                        add("score", run_id, "toy", "bench", ids[i], seeds[j], k, steps, 1000.0 - k, name, None,
-                            float(a[i, j, k]), None)  # fmt: skip
+                        add(
+                            "score",
+                            run_id,
+                            "toy",
+                            "bench",
+                            ids[i],
+                            seeds[j],
+                            k,
+                            steps,
+                            1000.0 - k,
+                            name,
+                            None,
+                            float(a[i, j, k]),
+                            None,
+                        )
     store.append(run_id, cols, "chunk-0")
     return store
 
@@ -73,8 +140,13 @@ def toy(tmp_path):
         "clip-x0": judge[:, :, None] + noise,
         "clip-final": np.where(np.arange(T + 1) == T, judge[:, :, None], np.nan),
     }
-    timing = {"denoise_seconds": 8.0, "candidates": 40, "steps": T, "score_seconds/noisy": 0.5,
-              "score_seconds/clip-final": 0.2}  # fmt: skip
+    timing = {
+        "denoise_seconds": 8.0,
+        "candidates": 40,
+        "steps": T,
+        "score_seconds/noisy": 0.5,
+        "score_seconds/clip-final": 0.2,
+    }
     return make_store(tmp_path / "results", scores, judge, aligned, timing=timing), judge, aligned
 
 
@@ -124,7 +196,7 @@ def test_x0_cost_follows_the_recorded_requires_and_falls_back_to_the_name(tmp_pa
     judge = np.random.default_rng(1).random((3, 6))
     s = np.repeat(judge[:, :, None], T + 1, axis=2)
     info = {"custom": {"requires": ["x0"]}, "my-x0-like": {"requires": ["latents"]}, "old-x0": {}}
-    store = make_store(tmp_path / "r", {name: s for name in info}, judge, scorer_info=info)
+    store = make_store(tmp_path / "r", dict.fromkeys(info, s), judge, scorer_info=info)
     table = compute_bon(store, ns=[6], write=False)
     evals = {name: _rows(table, scorer=name, policy="one-shot", k=1)[0]["denoiser_evals"] for name in info}
     assert evals == {"custom": 6 * 2 + (T - 2), "my-x0-like": 6 * 1 + (T - 1), "old-x0": 6 * 2 + (T - 2)}
@@ -163,8 +235,19 @@ def test_files_are_written_and_readable_by_the_leaderboard(toy):
     table = compute_bon(store.root)
     path = store.root / "bon" / "run1.parquet"
     assert path.is_file() and read_bon(store.root).num_rows == table.num_rows
-    needed = {"run_id", "model", "benchmark", "scorer", "policy", "n", "k", "cost_fraction", "judge_score",
-              "aligned_rate", "prompts"}  # fmt: skip
+    needed = {
+        "run_id",
+        "model",
+        "benchmark",
+        "scorer",
+        "policy",
+        "n",
+        "k",
+        "cost_fraction",
+        "judge_score",
+        "aligned_rate",
+        "prompts",
+    }
     assert needed <= set(table.column_names)
     if importlib.util.find_spec("noisyclip_metrics.leaderboard.build") is not None:
         from noisyclip_metrics.leaderboard import build
@@ -207,8 +290,9 @@ def test_threshold_policy_live_account(tmp_path):
     pipe = tiny_pipeline("sd", tmp_path / "pipe")
     scorer = build_scorer("clip", model=NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0))
     cal = ThresholdCalibration(scorer="clip", n=4, quantile=0.1, num_steps=T, gaps=(-9.0, -0.5, -0.5, -0.5, 0.0))
-    r = EarlyBestOfN(pipe, scorer, ThresholdPolicy(cal))("a red circle", n=4, num_inference_steps=T, height=32,
-                                                         width=32)  # fmt: skip
+    r = EarlyBestOfN(pipe, scorer, ThresholdPolicy(cal))(
+        "a red circle", n=4, num_inference_steps=T, height=32, width=32
+    )
     plan = [(d.step, len(d.kept)) for d in r.decisions]
     assert r.denoiser_evals == schedule_cost(4, T, plan)[0] and len(r.seeds) == 1
     assert all(len(d.kept) <= len(d.scores) for d in r.decisions) and r.decisions[0].step == 1
@@ -253,42 +337,145 @@ def evaluated(tmp_path_factory):
     NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0).save_pretrained(d / "clip")
     NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=1).save_pretrained(d / "noisyclip")
     (d / "prompts.txt").write_text("a red circle\ntwo blue squares\na green triangle\n", encoding="utf-8")
-    evaluate(EvalConfig(model=str(d / "pipe"), out=str(d / "results"), benchmark=str(d / "prompts.txt"),
-                        seeds=(0, 1, 2, 3, 4, 5), num_inference_steps=T, height=32, width=32,
-                        scorers=("noisyclip", "clip", "clip-x0", "clip-x0-decoded", "clip-final"),
-                        noisyclip=str(d / "noisyclip"), clip=str(d / "clip"), judge="clip-final",
-                        progress=False))  # fmt: skip
+    evaluate(
+        EvalConfig(
+            model=str(d / "pipe"),
+            out=str(d / "results"),
+            benchmark=str(d / "prompts.txt"),
+            seeds=(0, 1, 2, 3, 4, 5),
+            num_inference_steps=T,
+            height=32,
+            width=32,
+            scorers=("noisyclip", "clip", "clip-x0", "clip-x0-decoded", "clip-final"),
+            noisyclip=str(d / "noisyclip"),
+            clip=str(d / "clip"),
+            judge="clip-final",
+            progress=False,
+        )
+    )
     return d
 
 
 def test_cli_run_saves_images_and_account(evaluated, tmp_path, capsys):
     d, out = evaluated, tmp_path / "bon"
-    code = main(["bon", "run", "--pipeline", str(d / "pipe"), "--prompt", "a red circle", "--n", "3", "--k", "2",
-                 "--steps", str(T), "--height", "32", "--width", "32", "--scorer", "noisyclip", "--model",
-                 str(d / "noisyclip"), "--out", str(out)])  # fmt: skip
+    code = main(
+        [
+            "bon",
+            "run",
+            "--pipeline",
+            str(d / "pipe"),
+            "--prompt",
+            "a red circle",
+            "--n",
+            "3",
+            "--k",
+            "2",
+            "--steps",
+            str(T),
+            "--height",
+            "32",
+            "--width",
+            "32",
+            "--scorer",
+            "noisyclip",
+            "--model",
+            str(d / "noisyclip"),
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     account = json.loads((out / "account.json").read_text())
     assert account["denoiser_evals"] == 3 * 2 + (T - 2) and len(account["images"]) == 1
     assert (out / account["images"][0]).is_file()
     cascade = tmp_path / "cascade"
-    code = main(["bon", "run", "--pipeline", str(d / "pipe"), "--prompt", "a red circle", "--n", "4", "--k", "1",
-                 "--m", "2", "--steps", str(T), "--height", "32", "--width", "32", "--scorer", "noisyclip", "--model",
-                 str(d / "noisyclip"), "--final-scorer", "clip-final", "--final-model", str(d / "noisyclip"),
-                 "--out", str(cascade)])  # fmt: skip
+    code = main(
+        [
+            "bon",
+            "run",
+            "--pipeline",
+            str(d / "pipe"),
+            "--prompt",
+            "a red circle",
+            "--n",
+            "4",
+            "--k",
+            "1",
+            "--m",
+            "2",
+            "--steps",
+            str(T),
+            "--height",
+            "32",
+            "--width",
+            "32",
+            "--scorer",
+            "noisyclip",
+            "--model",
+            str(d / "noisyclip"),
+            "--final-scorer",
+            "clip-final",
+            "--final-model",
+            str(d / "noisyclip"),
+            "--out",
+            str(cascade),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     account = json.loads((cascade / "account.json").read_text())
     assert account["final_scorer"] == "clip-final" and account["final_scorer_evals"] == 2
     assert len(account["images"]) == 1 and account["denoiser_evals"] == 4 * 1 + 2 * (T - 1)
     assert "+ 2 by clip-final" in capsys.readouterr().out
-    code = main(["bon", "run", "--pipeline", str(d / "pipe"), "--prompt", "x", "--policy", "halving", "--model",
-                 str(d / "noisyclip"), "--out", str(out)])  # fmt: skip
+    code = main(
+        [
+            "bon",
+            "run",
+            "--pipeline",
+            str(d / "pipe"),
+            "--prompt",
+            "x",
+            "--policy",
+            "halving",
+            "--model",
+            str(d / "noisyclip"),
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 2 and "--schedule" in capsys.readouterr().err
     # gap 0: only the leader survives the first decision (step 2), as one-shot at k = 2
     cal = ThresholdCalibration(scorer="noisyclip", n=3, quantile=0.1, num_steps=T, gaps=(0.0,) * (T + 1))
     cal = cal.save(tmp_path / "cal.json")
-    code = main(["bon", "run", "--pipeline", str(d / "pipe"), "--prompt", "a red circle", "--n", "3", "--policy",
-                 "threshold", "--calibration", str(cal), "--min-step", "2", "--every", "2", "--steps", str(T),
-                 "--height", "32", "--width", "32", "--model", str(d / "noisyclip"), "--out", str(tmp_path / "thr")])
+    code = main(
+        [
+            "bon",
+            "run",
+            "--pipeline",
+            str(d / "pipe"),
+            "--prompt",
+            "a red circle",
+            "--n",
+            "3",
+            "--policy",
+            "threshold",
+            "--calibration",
+            str(cal),
+            "--min-step",
+            "2",
+            "--every",
+            "2",
+            "--steps",
+            str(T),
+            "--height",
+            "32",
+            "--width",
+            "32",
+            "--model",
+            str(d / "noisyclip"),
+            "--out",
+            str(tmp_path / "thr"),
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     account = json.loads((tmp_path / "thr" / "account.json").read_text())
     assert account["policy"] == "threshold" and account["denoiser_evals"] == 3 * 2 + (T - 2)
@@ -298,9 +485,32 @@ def test_cli_run_batches_a_prompt_file_and_resumes(evaluated, tmp_path, capsys):
     d, out = evaluated, tmp_path / "many"
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red circle\ntwo blue squares\na green triangle\n", encoding="utf-8")
-    args = ["bon", "run", "--pipeline", str(d / "pipe"), "--prompts-file", str(prompts), "--batch-prompts", "2",
-            "--n", "3", "--k", "2", "--steps", str(T), "--height", "32", "--width", "32", "--scorer", "noisyclip",
-            "--model", str(d / "noisyclip"), "--out", str(out)]  # fmt: skip
+    args = [
+        "bon",
+        "run",
+        "--pipeline",
+        str(d / "pipe"),
+        "--prompts-file",
+        str(prompts),
+        "--batch-prompts",
+        "2",
+        "--n",
+        "3",
+        "--k",
+        "2",
+        "--steps",
+        str(T),
+        "--height",
+        "32",
+        "--width",
+        "32",
+        "--scorer",
+        "noisyclip",
+        "--model",
+        str(d / "noisyclip"),
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     printed = capsys.readouterr()
     assert "3 prompt(s) run: " in printed.out and "bon run: 100%" in printed.err  # a progress bar, 3/3 prompts
@@ -312,14 +522,19 @@ def test_cli_run_batches_a_prompt_file_and_resumes(evaluated, tmp_path, capsys):
     single = tmp_path / "single"
     assert main([*args[:4], "--prompt", "two blue squares", *args[8:-1], str(single)]) == 0
     alone = json.loads((single / "account.json").read_text())
-    assert alone["seeds"] == accounts[1]["seeds"] and alone["decisions"][0]["kept"] == accounts[1]["decisions"][0]["kept"]
+    assert (
+        alone["seeds"] == accounts[1]["seeds"] and alone["decisions"][0]["kept"] == accounts[1]["decisions"][0]["kept"]
+    )
     capsys.readouterr()
     # a crash after prompt 0's images but before its account: the rerun redoes that prompt only, nothing twice
     (out / "0000" / "account.json").unlink()
     (out / "0000" / "chosen-0-seed99.png").write_bytes(b"stale")
     assert main(args) == 0
     assert "1 prompt(s) run, 2 already done" in capsys.readouterr().out
-    assert sorted(p.name for p in (out / "0000").iterdir()) == ["account.json", f"chosen-0-seed{accounts[0]['seeds'][0]}.png"]
+    assert sorted(p.name for p in (out / "0000").iterdir()) == [
+        "account.json",
+        f"chosen-0-seed{accounts[0]['seeds'][0]}.png",
+    ]
     assert json.loads((out / "0000" / "account.json").read_text())["seeds"] == accounts[0]["seeds"]
     # another prompt file or other settings in the same --out are refused, in one line
     other = list(args)
@@ -340,15 +555,26 @@ def test_cli_run_batches_a_prompt_file_and_resumes(evaluated, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_benchmark_script_runs_on_an_evaluated_store(evaluated, bench_script, capsys):
-    bench_script("bon_world").main(["--results", str(evaluated / "results"), "--repeats", "1",
-                                    "--fractions", "0.4", "0.6", "1.2"])  # fmt: skip
+    bench_script("bon_world").main(
+        ["--results", str(evaluated / "results"), "--repeats", "1", "--fractions", "0.4", "0.6", "1.2"]
+    )
     out = capsys.readouterr().out
-    for heading in ("Best-of-6, one-shot", "Best-of-6, halving", "raw ratio of judge scores [95% CI]",
-                    "successive halving vs one-shot", "halving − one-shot [95% CI]", "Live overhead",
-                    "Summary: Best-of-6, one-shot", "Summary: Best-of-6, policies of the strongest scorers",
-                    "own ceiling", "denoiser-call equivalents measured here",
-                    "fitted on the recorded trajectories", "cross-fitted − one-shot [95% CI]",
-                    "threshold, fitted (cross-fitted)", "fitted policies minus one-shot"):  # fmt: skip
+    for heading in (
+        "Best-of-6, one-shot",
+        "Best-of-6, halving",
+        "raw ratio of judge scores [95% CI]",
+        "successive halving vs one-shot",
+        "halving − one-shot [95% CI]",
+        "Live overhead",
+        "Summary: Best-of-6, one-shot",
+        "Summary: Best-of-6, policies of the strongest scorers",
+        "own ceiling",
+        "denoiser-call equivalents measured here",
+        "fitted on the recorded trajectories",
+        "cross-fitted − one-shot [95% CI]",
+        "threshold, fitted (cross-fitted)",
+        "fitted policies minus one-shot",
+    ):
         assert heading in out
     for scorer in ("noisyclip", "clip-x0-decoded", "random"):
         assert f"| {scorer} |" in out
@@ -356,11 +582,26 @@ def test_benchmark_script_runs_on_an_evaluated_store(evaluated, bench_script, ca
 
 def test_live_benchmark_reproduces_the_offline_picks(evaluated, bench_script, capsys):
     """End to end: live EarlyBestOfN batches choose the seeds the offline BoN picks, whose images the run judged."""
-    bench_script("bon_live").main(["--results", str(evaluated / "results"), "--prompts", "3", "--batch-prompts", "2",
-                                   "--scorer", "noisyclip", "--budget", "0.6"])  # fmt: skip
+    bench_script("bon_live").main(
+        [
+            "--results",
+            str(evaluated / "results"),
+            "--prompts",
+            "3",
+            "--batch-prompts",
+            "2",
+            "--scorer",
+            "noisyclip",
+            "--budget",
+            "0.6",
+        ]
+    )
     rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
-    assert [r[1].split(" (")[0] for r in rows] == ["noisyclip one-shot 2", "noisyclip halving 1,2,3",
-                                                   "clip-final full-cost BoN"]  # fmt: skip
+    assert [r[1].split(" (")[0] for r in rows] == [
+        "noisyclip one-shot 2",
+        "noisyclip halving 1,2,3",
+        "clip-final full-cost BoN",
+    ]
     for row in rows:
         assert row[2] == "3 / 3" and float(row[3]) < 1e-4  # same picks; a pick's image is the run's image
         live, offline = row[4].split(" / ")
@@ -420,8 +661,14 @@ def test_pick_scores_give_back_every_rows_per_prompt_picks(toy, tmp_path):
     table = compute_bon(store, ns=[4, 6], write=False)
     arrays = load_run(store, "run1")
     rows = table.to_pylist()
-    assert {r["policy"] for r in rows} >= {"random", "oracle", "one-shot", "halving", "one-shot top-2 + clip-final",
-                                           "halving top-2 + clip-final"}  # fmt: skip
+    assert {r["policy"] for r in rows} >= {
+        "random",
+        "oracle",
+        "one-shot",
+        "halving",
+        "one-shot top-2 + clip-final",
+        "halving top-2 + clip-final",
+    }
     for r in rows:
         per = pick_scores(arrays, r)
         assert per.shape == (len(arrays.groups(r["n"])[0]),)

@@ -63,10 +63,10 @@ def test_missing_files(tiny_model, tmp_path):
         NoisyCLIPModel.from_pretrained(tmp_path / "nope")
     path = tiny_model.save_pretrained(tmp_path / "ckpt")
     (path / "model.safetensors").unlink()
-    with pytest.raises(CheckpointError, match="model.safetensors: missing"):
+    with pytest.raises(CheckpointError, match=r"model.safetensors: missing"):
         NoisyCLIPModel.from_pretrained(path)
     (path / "config.json").unlink()
-    with pytest.raises(CheckpointError, match="config.json: missing"):
+    with pytest.raises(CheckpointError, match=r"config.json: missing"):
         NoisyCLIPModel.from_pretrained(path)
 
 
@@ -75,7 +75,7 @@ def test_mismatched_config(tiny_model, tmp_path):
     meta = json.loads((path / "config.json").read_text())
     meta["config"]["model_cfg"]["vision_cfg"]["layers"] = 3
     (path / "config.json").write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match="do not match config.json"):
+    with pytest.raises(CheckpointError, match=r"do not match config.json"):
         NoisyCLIPModel.from_pretrained(path)
 
 
@@ -121,13 +121,27 @@ def hf_folder(tmp_path_factory):
     write_clip_bpe_files(folder)
     tok = load_clip_tokenizer(folder)
     cfg = transformers.CLIPConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=77, bos_token_id=tok.bos_token_id,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id),
-        vision_config=dict(image_size=32, patch_size=8, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                           num_attention_heads=4),
+        text_config={
+            "vocab_size": len(tok),
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "max_position_embeddings": 77,
+            "bos_token_id": tok.bos_token_id,
+            "eos_token_id": tok.eos_token_id,
+            "pad_token_id": tok.pad_token_id,
+        },
+        vision_config={
+            "image_size": 32,
+            "patch_size": 8,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+        },
         projection_dim=32,
-    )  # fmt: skip
+    )
     torch.manual_seed(0)
     model = transformers.CLIPModel(cfg).eval()
     with torch.no_grad():
@@ -217,7 +231,7 @@ def test_shared_text_tower_errors(tiny_model, tmp_path):
     import shutil
 
     shutil.rmtree(tmp_path / "clip")
-    with pytest.raises(CheckpointError, match="model.safetensors is missing"):
+    with pytest.raises(CheckpointError, match=r"model.safetensors is missing"):
         NoisyCLIPModel.from_pretrained(path)
 
 

@@ -36,16 +36,28 @@ def _features(out: Any) -> torch.Tensor:
 
 
 def _hf_config(hidden_act: str = "quick_gelu", eos_token_id: int = VOCAB - 1, **text: Any) -> transformers.CLIPConfig:
-    text_config = dict(
-        vocab_size=VOCAB, hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-        max_position_embeddings=CTX, hidden_act=hidden_act, bos_token_id=VOCAB - 2, eos_token_id=eos_token_id,
-        pad_token_id=VOCAB - 1,
-    )
+    text_config = {
+        "vocab_size": VOCAB,
+        "hidden_size": 64,
+        "intermediate_size": 256,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": CTX,
+        "hidden_act": hidden_act,
+        "bos_token_id": VOCAB - 2,
+        "eos_token_id": eos_token_id,
+        "pad_token_id": VOCAB - 1,
+    }
     text_config.update(text)
-    vision_config = dict(
-        image_size=32, patch_size=8, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-        hidden_act=hidden_act,
-    )
+    vision_config = {
+        "image_size": 32,
+        "patch_size": 8,
+        "hidden_size": 64,
+        "intermediate_size": 96,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "hidden_act": hidden_act,
+    }
     return transformers.CLIPConfig(text_config=text_config, vision_config=vision_config, projection_dim=32)
 
 
@@ -147,7 +159,12 @@ def test_text_tower_export_matches_open_clip(tmp_path: Path, bpe_dir: Path, quic
         "quick_gelu": quick_gelu,
         "vision_cfg": {"image_size": 16, "patch_size": 8, "width": 32, "layers": 1, "head_width": 16},
         "text_cfg": {
-            "context_length": CTX, "vocab_size": VOCAB, "width": 64, "heads": 4, "layers": 2, "mlp_ratio": 3.0,
+            "context_length": CTX,
+            "vocab_size": VOCAB,
+            "width": 64,
+            "heads": 4,
+            "layers": 2,
+            "mlp_ratio": 3.0,
         },
     }
     torch.manual_seed(2)
@@ -159,7 +176,9 @@ def test_text_tower_export_matches_open_clip(tmp_path: Path, bpe_dir: Path, quic
     assert isinstance(hf_text, transformers.CLIPTextModel) and not hf_text.training
     c = hf_text.config
     assert (c.hidden_act, c.intermediate_size, c.max_position_embeddings) == (
-        "quick_gelu" if quick_gelu else "gelu", 192, CTX,
+        "quick_gelu" if quick_gelu else "gelu",
+        192,
+        CTX,
     )
     assert (c.bos_token_id, c.eos_token_id, c.pad_token_id) == (VOCAB - 2, VOCAB - 1, VOCAB - 1)
 
@@ -188,8 +207,14 @@ def test_text_export_folds_layer_scale_and_eps() -> None:
         "embed_dim": 16,
         "vision_cfg": {"image_size": 16, "patch_size": 8, "width": 32, "layers": 1, "head_width": 16},
         "text_cfg": {
-            "context_length": 8, "vocab_size": 600, "width": 32, "heads": 2, "layers": 2, "ls_init_value": 0.5,
-            "norm_kwargs": {"eps": 1e-6}, "act_kwargs": {"approximate": "tanh"},
+            "context_length": 8,
+            "vocab_size": 600,
+            "width": 32,
+            "heads": 2,
+            "layers": 2,
+            "ls_init_value": 0.5,
+            "norm_kwargs": {"eps": 1e-6},
+            "act_kwargs": {"approximate": "tanh"},
         },
     }
     torch.manual_seed(3)
@@ -217,13 +242,13 @@ def test_hf_to_open_clip_to_hf_text(tokens: dict[str, torch.Tensor]) -> None:
 
 
 def test_missing_config_and_weights(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="config.json"):
+    with pytest.raises(CheckpointError, match=r"config.json"):
         load_hf_clip(tmp_path)
     _hf_config().to_json_file(tmp_path / "config.json")
-    with pytest.raises(CheckpointError, match="model.safetensors"):
+    with pytest.raises(CheckpointError, match=r"model.safetensors"):
         load_hf_clip(tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(CheckpointError, match="model.safetensors"):
+    with pytest.raises(CheckpointError, match=r"model.safetensors"):
         load_hf_clip(tmp_path)
 
 
@@ -234,7 +259,7 @@ def test_wrong_model_type(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="model_type"):
         load_hf_clip(tmp_path)
     (tmp_path / "config.json").write_text("{not json")
-    with pytest.raises(CheckpointError, match="config.json"):
+    with pytest.raises(CheckpointError, match=r"config.json"):
         load_hf_clip(tmp_path)
 
 
@@ -261,7 +286,7 @@ def test_unsafe_bin_is_refused(tmp_path: Path, writer: str) -> None:
             pickle.dump({"logit_scale": _Malicious(marker)}, fh)
     else:
         torch.save({"logit_scale": [1, 2, 3]}, path)  # weights_only accepts it, but it is not a tensor
-    with pytest.raises(CheckpointError, match="pytorch_model.bin"):
+    with pytest.raises(CheckpointError, match=r"pytorch_model.bin"):
         load_hf_clip(tmp_path)
     assert not marker.exists()
 
@@ -337,19 +362,36 @@ def test_exported_text_encoder_in_stable_diffusion_pipeline(bpe_dir: Path) -> No
     torch.manual_seed(4)
     model = open_clip.model.CLIP(**cfg).eval()
     unet = UNet2DConditionModel(
-        block_out_channels=(32, 64), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32, norm_num_groups=32, attention_head_dim=8,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        norm_num_groups=32,
+        attention_head_dim=8,
     )
     vae = AutoencoderKL(
-        block_out_channels=[32, 64], in_channels=3, out_channels=3, latent_channels=4,
-        down_block_types=["DownEncoderBlock2D"] * 2, up_block_types=["UpDecoderBlock2D"] * 2, sample_size=16,
+        block_out_channels=[32, 64],
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        down_block_types=["DownEncoderBlock2D"] * 2,
+        up_block_types=["UpDecoderBlock2D"] * 2,
+        sample_size=16,
     )
     pipe = StableDiffusionPipeline(
-        unet=unet, vae=vae, text_encoder=open_clip_text_to_hf(model, cfg),
+        unet=unet,
+        vae=vae,
+        text_encoder=open_clip_text_to_hf(model, cfg),
         tokenizer=load_clip_tokenizer(bpe_dir, model_max_length=CTX),
-        scheduler=DDIMScheduler(steps_offset=1, clip_sample=False), safety_checker=None, feature_extractor=None,
-        image_encoder=None, requires_safety_checker=False,
+        scheduler=DDIMScheduler(steps_offset=1, clip_sample=False),
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
     )
     with torch.no_grad():
         prompt_embeds, _ = pipe.encode_prompt(TEXTS[:2], "cpu", 1, False)

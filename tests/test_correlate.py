@@ -24,10 +24,20 @@ PRED = {
 
 
 def _write_run(store: ResultsStore, run_id: str, model: str, judges=("oracle",), gold_shift: float = 0.0) -> None:
-    store.write_run(RunInfo(run_id, model, "bench", {"num_inference_steps": 2}, (0, 1, 2, 3),
-                            {"noisyclip": {}, "clip": {}}, {"name": judges[0]}))  # fmt: skip
-    store.write_prompts(run_id, ["p0", "p1"], ["two red cubes", "a blue cube"], [["attribute", "counting"],
-                                                                                  ["attribute"]])  # fmt: skip
+    store.write_run(
+        RunInfo(
+            run_id,
+            model,
+            "bench",
+            {"num_inference_steps": 2},
+            (0, 1, 2, 3),
+            {"noisyclip": {}, "clip": {}},
+            {"name": judges[0]},
+        )
+    )
+    store.write_prompts(
+        run_id, ["p0", "p1"], ["two red cubes", "a blue cube"], [["attribute", "counting"], ["attribute"]]
+    )
     cols = {name: [] for name in ROW_SCHEMA.names}
 
     def add(*values):
@@ -38,10 +48,25 @@ def _write_run(store: ResultsStore, run_id: str, model: str, judges=("oracle",),
         for seed in range(4):
             for k, judge in enumerate(judges):
                 score = gold[seed] + gold_shift if k == 0 else -gold[seed]
-                add("judgment", run_id, model, "bench", pid, seed, None, None, None, None, judge, score, gold[seed] >= 3)
+                add(
+                    "judgment", run_id, model, "bench", pid, seed, None, None, None, None, judge, score, gold[seed] >= 3
+                )
             for (scorer, step), pred in PRED.items():
-                add("score", run_id, model, "bench", pid, seed, step, 2, 10.0 * (2 - step), scorer, None,
-                    pred[pid][seed], None)  # fmt: skip
+                add(
+                    "score",
+                    run_id,
+                    model,
+                    "bench",
+                    pid,
+                    seed,
+                    step,
+                    2,
+                    10.0 * (2 - step),
+                    scorer,
+                    None,
+                    pred[pid][seed],
+                    None,
+                )
     store.append(run_id, cols, "chunk-0")
 
 
@@ -122,8 +147,12 @@ def test_several_runs_and_judges(tmp_path):
 
 
 def test_judgments_file(store, tmp_path):
-    human = [Judgment(p, str(s), None, "human", -g, rater=r) for p, gold in GOLD.items() for s, g in enumerate(gold)
-             for r in ("0", "1")]  # fmt: skip
+    human = [
+        Judgment(p, str(s), None, "human", -g, rater=r)
+        for p, gold in GOLD.items()
+        for s, g in enumerate(gold)
+        for r in ("0", "1")
+    ]
     path = write_judgments(tmp_path / "human.csv", human)
     rows = correlate(store, scorer="noisyclip", steps=[2], judgments=path, per_skill=False)
     assert rows[0]["judge"] == "human" and rows[0]["pearson"] == pytest.approx(-1.0)
@@ -135,16 +164,19 @@ def test_judgments_file(store, tmp_path):
         )
     assert partial[0]["n_prompts"] == 1 and partial[0]["n_items"] == 4
     wrong = [Judgment("p0", gen, gen, "human", 3.0) for gen in ("DALLE_3", "SDXL_Base")]
-    with pytest.raises(InputError, match=r"2 of 2 .*match no stored trajectory, e.g. \('p0', 'DALLE_3'\), "
-                                         r"\('p0', 'SDXL_Base'\); the store has prompt ids like 'p0' and candidate "
-                                         r"ids = seeds 0, 1, 2, 3"):  # fmt: skip
+    with pytest.raises(
+        InputError,
+        match=r"2 of 2 .*match no stored trajectory, e.g. \('p0', 'DALLE_3'\), "
+        r"\('p0', 'SDXL_Base'\); the store has prompt ids like 'p0' and candidate "
+        r"ids = seeds 0, 1, 2, 3",
+    ):
         correlate(store, judgments=wrong)
-    extra = human + [Judgment("p9", "0", None, "human", 1.0)]
-    with pytest.raises(InputError, match="1 of 9 .*unmatched='ignore'"):
+    extra = [*human, Judgment("p9", "0", None, "human", 1.0)]
+    with pytest.raises(InputError, match=r"1 of 9 .*unmatched='ignore'"):
         correlate(store, judgments=extra)
     assert correlate(store, scorer="noisyclip", steps=[2], judgments=extra, unmatched="ignore", per_skill=False)
     with pytest.raises(InputError, match="several judges"):
-        correlate(store, judgments=human + [Judgment("p0", "0", None, "vqa", 1.0)])
+        correlate(store, judgments=[*human, Judgment("p0", "0", None, "vqa", 1.0)])
 
 
 def test_bootstrap_intervals(store):
@@ -183,11 +215,23 @@ def evaluated_store(tmp_path_factory):
     for name, seed in (("noisyclip", 0), ("clip", 1)):
         NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=seed).save_pretrained(root / name)
     (root / "prompts.txt").write_text("a red circle\ntwo blue squares\na green triangle\n")
-    evaluate(EvalConfig(
-        model=str(root / "pipe"), out=str(root / "results"), benchmark=str(root / "prompts.txt"), seeds=(0, 1, 2),
-        num_inference_steps=3, scorers=("noisyclip", "clip", "clip-final"), noisyclip=str(root / "noisyclip"),
-        clip=str(root / "clip"), judge="clip-final", batch_size=9, progress=False, height=32, width=32,
-    ))  # fmt: skip
+    evaluate(
+        EvalConfig(
+            model=str(root / "pipe"),
+            out=str(root / "results"),
+            benchmark=str(root / "prompts.txt"),
+            seeds=(0, 1, 2),
+            num_inference_steps=3,
+            scorers=("noisyclip", "clip", "clip-final"),
+            noisyclip=str(root / "noisyclip"),
+            clip=str(root / "clip"),
+            judge="clip-final",
+            batch_size=9,
+            progress=False,
+            height=32,
+            width=32,
+        )
+    )
     return root / "results"
 
 

@@ -99,9 +99,9 @@ def test_bootstrap_ratio_value_interval_and_seed():
     v, lo, hi = bootstrap_ratio(num, den, n_resamples=2000, seed=3)
     assert v.tolist() == pytest.approx([values.mean(), 2 * values.mean()])
     assert (lo < v).all() and (v < hi).all()
-    v2, lo2, hi2 = bootstrap_ratio(num, den, n_resamples=2000, seed=3)
+    _v2, lo2, hi2 = bootstrap_ratio(num, den, n_resamples=2000, seed=3)
     assert lo.tolist() == lo2.tolist() and hi.tolist() == hi2.tolist()
-    ref, = bootstrap_ci(lambda g, p: float(np.mean(p)), values, values, n_resamples=2000)  # scipy's bootstrap
+    (ref,) = bootstrap_ci(lambda g, p: float(np.mean(p)), values, values, n_resamples=2000)  # scipy's bootstrap
     assert hi[0] - lo[0] == pytest.approx(ref.high - ref.low, rel=0.15)
     _, lo1, hi1 = bootstrap_ratio([[1.0]], [[2.0]])  # one group: no interval
     assert np.isnan(lo1).all() and np.isnan(hi1).all()
@@ -113,8 +113,9 @@ def test_bootstrap_ratio_value_interval_and_seed():
 def _arrays(judge: np.ndarray, scorers: dict[str, np.ndarray], steps: int = 4) -> ScoreArrays:
     p, s = judge.shape
     full = {name: np.stack([f(judge, k, steps) for k in range(steps + 1)]) for name, f in scorers.items()}
-    return ScoreArrays(tuple(f"p{i}" for i in range(p)), tuple(range(s)), steps, judge,
-                       (judge > 0.5).astype(float), full)  # fmt: skip
+    return ScoreArrays(
+        tuple(f"p{i}" for i in range(p)), tuple(range(s)), steps, judge, (judge > 0.5).astype(float), full
+    )
 
 
 SCORERS = {
@@ -171,8 +172,9 @@ def test_pooled_over_pairs_not_prompts():
 
 
 def test_mixed_rate_counts_prompts_with_both_verdicts():
-    aligned = np.array([[1.0, 0.0, 1.0], [1.0, 1.0, 1.0], [0.0, 0.0, np.nan], [1.0, np.nan, np.nan],
-                        [np.nan, 0.0, 1.0]])  # fmt: skip
+    aligned = np.array(
+        [[1.0, 0.0, 1.0], [1.0, 1.0, 1.0], [0.0, 0.0, np.nan], [1.0, np.nan, np.nan], [np.nan, 0.0, 1.0]]
+    )
     judge = np.where(np.isnan(aligned), np.nan, aligned)
     data = ScoreArrays(tuple("abcde"), (0, 1, 2), 1, judge, aligned, {"s": np.stack([judge, judge])})
     mixed = compute_curves(data, FAST, [["x"], ["x"], ["y"], ["y"], ["y"]])
@@ -227,17 +229,35 @@ def test_curve_config_validation():
 def _rows(items: list[tuple]) -> pa.Table:
     cols = {f.name: [] for f in ROW_SCHEMA}
     for kind, pid, seed, step, scorer, score in items:
-        row = {"kind": kind, "run_id": "r", "model": "m", "benchmark": "b", "prompt_id": pid, "seed": seed,
-               "step": step, "num_steps": 2, "timestep": None, "scorer": scorer,
-               "judge": "j" if kind == "judgment" else None, "score": score, "aligned": None}  # fmt: skip
+        row = {
+            "kind": kind,
+            "run_id": "r",
+            "model": "m",
+            "benchmark": "b",
+            "prompt_id": pid,
+            "seed": seed,
+            "step": step,
+            "num_steps": 2,
+            "timestep": None,
+            "scorer": scorer,
+            "judge": "j" if kind == "judgment" else None,
+            "score": score,
+            "aligned": None,
+        }
         for k in cols:
             cols[k].append(row[k])
     return pa.table(cols, schema=ROW_SCHEMA)
 
 
 def test_pivot_rows():
-    rows = _rows([("judgment", "a", 7, None, None, 0.5), ("judgment", "b", 3, None, None, 0.25),
-                  ("score", "a", 3, 2, "s", 0.1), ("score", "b", 7, 0, "t", 0.2)])  # fmt: skip
+    rows = _rows(
+        [
+            ("judgment", "a", 7, None, None, 0.5),
+            ("judgment", "b", 3, None, None, 0.25),
+            ("score", "a", 3, 2, "s", 0.1),
+            ("score", "b", 7, 0, "t", 0.2),
+        ]
+    )
     data = pivot_rows(rows, ["a", "b"], [7, 3], 2, ["s", "t"])
     assert data.judge.tolist()[0][0] == 0.5 and data.judge.tolist()[1][1] == 0.25
     assert np.isnan(data.judge[0, 1])
@@ -247,10 +267,14 @@ def test_pivot_rows():
 
 @pytest.mark.parametrize(
     ("item", "match"),
-    [(("score", "zz", 7, 0, "s", 0.1), "prompt id"), (("score", "a", 9, 0, "s", 0.1), "seed"),
-     (("score", "a", 7, 3, "s", 0.1), "steps outside 0..2"), (("score", "a", 7, 0, "x", 0.1), "scorer"),
-     (("weird", "a", 7, 0, "s", 0.1), "unknown kind")],
-)  # fmt: skip
+    [
+        (("score", "zz", 7, 0, "s", 0.1), "prompt id"),
+        (("score", "a", 9, 0, "s", 0.1), "seed"),
+        (("score", "a", 7, 3, "s", 0.1), "steps outside 0..2"),
+        (("score", "a", 7, 0, "x", 0.1), "scorer"),
+        (("weird", "a", 7, 0, "s", 0.1), "unknown kind"),
+    ],
+)
 def test_pivot_rows_rejects_foreign_rows(item, match):
     with pytest.raises(SchemaError, match=match):
         pivot_rows(_rows([("judgment", "a", 7, None, None, 0.5), item]), ["a"], [7], 2, ["s"])

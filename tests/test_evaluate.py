@@ -35,9 +35,32 @@ def assets(tmp_path_factory):
 
 
 def _args(root: Path, out: Path, benchmark: Path | None = None, **extra: object) -> list[str]:
-    argv = ["evaluate", "--model", str(root / "pipe"), "--benchmark", str(benchmark or root / "prompts.txt"), "--noisyclip",
-            str(root / "noisyclip"), "--clip", str(root / "clip"), "--judge", "clip-final", "--seeds", "0", "1", "2",
-            "--num-inference-steps", "3", "--height", "32", "--width", "32", "--out", str(out), "--no-progress"]
+    argv = [
+        "evaluate",
+        "--model",
+        str(root / "pipe"),
+        "--benchmark",
+        str(benchmark or root / "prompts.txt"),
+        "--noisyclip",
+        str(root / "noisyclip"),
+        "--clip",
+        str(root / "clip"),
+        "--judge",
+        "clip-final",
+        "--seeds",
+        "0",
+        "1",
+        "2",
+        "--num-inference-steps",
+        "3",
+        "--height",
+        "32",
+        "--width",
+        "32",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     for k, v in extra.items():
         argv += [f"--{k.replace('_', '-')}", str(v)]
     return argv
@@ -46,7 +69,9 @@ def _args(root: Path, out: Path, benchmark: Path | None = None, **extra: object)
 def _sorted_rows(out: Path) -> list[tuple]:
     t = ResultsStore.open(out).rows()
     cols = ["kind", "prompt_id", "seed", "step", "scorer", "judge", "score"]
-    return sorted(zip(*(t[c].to_pylist() for c in cols)), key=lambda r: tuple("" if v is None else str(v) for v in r[:6]))
+    return sorted(
+        zip(*(t[c].to_pylist() for c in cols)), key=lambda r: tuple("" if v is None else str(v) for v in r[:6])
+    )
 
 
 def _same(a: list[tuple], b: list[tuple]) -> None:
@@ -107,10 +132,21 @@ def test_torchrun_two_processes_equal_one(assets, tmp_path):
     port = str(29700 + os.getpid() % 1000)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", f"--master-port={port}", "-m",
-         "noisyclip_metrics.cli", *_args(assets, tmp_path / "ddp", batch_size=2)],
-        env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node=2",
+            f"--master-port={port}",
+            "-m",
+            "noisyclip_metrics.cli",
+            *_args(assets, tmp_path / "ddp", batch_size=2),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = {f.parent.name for f in (tmp_path / "ddp" / "rows").glob("*/*.parquet")}
     assert len(ranks) == 1
@@ -124,14 +160,24 @@ def test_bad_input(assets, tmp_path, capsys):
         assert out.count("\n") == 1
         return out
 
-    assert "unknown world id" in err(_args(assets, tmp_path / "a")[:1] + ["--model", "world:sd-bse", "--out",
-                                                                            str(tmp_path / "a")])  # fmt: skip
+    assert "unknown world id" in err(
+        [*_args(assets, tmp_path / "a")[:1], "--model", "world:sd-bse", "--out", str(tmp_path / "a")]
+    )
     assert "neither a registered model id nor a local pipeline folder" in err(
-        ["evaluate", "--model", str(tmp_path / "nope"), "--out", str(tmp_path / "b"), "--judge", "clip-final",
-         "--clip", str(assets / "clip")]
-    )  # fmt: skip
-    assert "did you mean" in err(_args(assets, tmp_path / "c") + ["--scorers", "noisyclp"])
-    assert "unknown judge" in err(_args(assets, tmp_path / "d") + ["--judge", "oracel"])
+        [
+            "evaluate",
+            "--model",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "b"),
+            "--judge",
+            "clip-final",
+            "--clip",
+            str(assets / "clip"),
+        ]
+    )
+    assert "did you mean" in err([*_args(assets, tmp_path / "c"), "--scorers", "noisyclp"])
+    assert "unknown judge" in err([*_args(assets, tmp_path / "d"), "--judge", "oracel"])
     bad = tmp_path / "bad.txt"
     bad.write_text("a red circle\na red circle\n")
     assert "duplicate" in err(_args(assets, tmp_path / "e", benchmark=bad))
@@ -149,7 +195,9 @@ def test_bad_input(assets, tmp_path, capsys):
         ro.chmod(0o700)
     judgments = tmp_path / "j.csv"
     judgments.write_text("prompt_id,candidate_id,judge,score\np99999,0,human,3\n")
-    assert "j.csv: 12 of 12 candidates have no judgment" in err(_args(assets, tmp_path / "f") + ["--judge", str(judgments)])
+    assert "j.csv: 12 of 12 candidates have no judgment" in err(
+        [*_args(assets, tmp_path / "f"), "--judge", str(judgments)]
+    )
 
 
 def test_device_and_dtype_join_the_run_identity_only_off_the_defaults(assets, tmp_path, capsys):
@@ -162,8 +210,10 @@ def test_device_and_dtype_join_the_run_identity_only_off_the_defaults(assets, tm
     assert (half.sampler["device"], half.sampler["dtype"]) == ("cpu", "bfloat16")
     assert ResultsStore.open(tmp_path / "res").rows(half.run_id).num_rows == 4 * 3 * (4 * 3 + 1)
     capsys.readouterr()
-    bad = [("dtype", "float8", "dtype: expected one of float32, float16, bfloat16"),
-           ("device", "gpu0", "device: expected a torch device")]
+    bad = [
+        ("dtype", "float8", "dtype: expected one of float32, float16, bfloat16"),
+        ("device", "gpu0", "device: expected a torch device"),
+    ]
     if not torch.cuda.is_available():
         bad.append(("device", "cuda:0", "torch sees no CUDA device here"))
     for flag, value, message in bad:
@@ -184,16 +234,24 @@ def test_score_every_scores_fewer_steps_and_is_part_of_the_identity(assets, tmp_
     rows = store.rows(sparse.run_id, kind="score")
     assert sorted(set(rows["step"].to_pylist())) == [0, 2, 3]
     assert rows.num_rows == 4 * 3 * 3 * 3  # prompts x seeds x scored steps x scorers
-    every = {(p, s, k, n): v for p, s, k, n, v in zip(*(store.rows(full.run_id, kind="score")[c].to_pylist()
-                                                        for c in ("prompt_id", "seed", "step", "scorer", "score")))}
+    every = {
+        (p, s, k, n): v
+        for p, s, k, n, v in zip(
+            *(
+                store.rows(full.run_id, kind="score")[c].to_pylist()
+                for c in ("prompt_id", "seed", "step", "scorer", "score")
+            )
+        )
+    }
     for p, s, k, n, v in zip(*(rows[c].to_pylist() for c in ("prompt_id", "seed", "step", "scorer", "score"))):
         assert abs(every[(p, s, k, n)] - v) < 1e-6  # the same scores, at fewer steps
     ids = store.prompts(sparse.run_id)["prompt_id"].to_pylist()
     data = pivot_rows(store.rows(sparse.run_id), ids, sparse.seeds, 3, ["noisyclip", "clip", "clip-x0"])
     curves = compute_curves(data, CurveConfig(n_resamples=20)).overall.curves
     assert all(c.steps.tolist() == [0, 2, 3] for c in curves.values())  # the curves have the scored steps
-    assert {r["k"] for r in compute_bon(store, sparse.run_id, write=False).to_pylist()
-            if r["policy"] == "one-shot"} <= {0, 2, 3}  # fmt: skip
+    assert {
+        r["k"] for r in compute_bon(store, sparse.run_id, write=False).to_pylist() if r["policy"] == "one-shot"
+    } <= {0, 2, 3}
     assert main(_args(assets, tmp_path / "res", score_every=0)) == 2
     assert "score_every: expected an int >= 1" in capsys.readouterr().err
 
@@ -214,13 +272,13 @@ def test_a_partial_judgments_file_is_refused_unless_allowed(assets, tmp_path, ca
     judged = [f"p{i:05d},{s},human,{i + s}" for i in range(4) for s in range(3) if (i, s) != (3, 2)]
     judgments = tmp_path / "j.csv"
     judgments.write_text("prompt_id,candidate_id,judge,score\n" + "\n".join(judged) + "\n")
-    argv = _args(assets, tmp_path / "res") + ["--judge", str(judgments), "--num-inference-steps", "2"]
+    argv = [*_args(assets, tmp_path / "res"), "--judge", str(judgments), "--num-inference-steps", "2"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "1 of 12 candidates have no judgment (e.g. p00003/2)" in err[0]
     assert not (tmp_path / "res").exists()
     with pytest.warns(PartialJudgmentsWarning, match="1 of 12 candidates have no judgment"):
-        assert main(argv + ["--allow-partial"]) == 0
+        assert main([*argv, "--allow-partial"]) == 0
     rows = ResultsStore.open(tmp_path / "res").rows(kind="judgment")
     scores = dict(zip(zip(rows["prompt_id"].to_pylist(), rows["seed"].to_pylist()), rows["score"].to_pylist()))
     assert len(scores) == 12 and scores[("p00001", 2)] == 3.0

@@ -41,7 +41,7 @@ def test_vqascore_is_registered_and_absent_install_says_what_to_do():
 def test_broken_install_is_a_clear_error(tmp_path, monkeypatch):
     install_fake_t2v_metrics(tmp_path / "site", monkeypatch, broken=True)
     try:
-        with pytest.raises(InputError, match="installed but failed to import .RuntimeError: ffmpeg is not installed"):
+        with pytest.raises(InputError, match=r"installed but failed to import .RuntimeError: ffmpeg is not installed"):
             build_judge("vqascore")
     finally:
         monkeypatch.undo()

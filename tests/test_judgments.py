@@ -151,8 +151,10 @@ def test_geneval_unrepairable_row_and_missing_column(tmp_path):
     path.write_text("Input.prompt_id,Input.image_id,Answer.quality\n1,0,4\n")
     with pytest.raises(DataFileError, match=r"missing column\(s\) 'Answer.task-quality'"):
         read_geneval_annotations(path)
-    path.write_text('Input.prompt_id,Input.image_id,Answer.task-objects,Answer.task-quality\n1,0,"1.cat\n2,dog",4\n'
-                    "1,0,1.cat\n2.dog,3\n")  # quoted line break is fine; the unquoted one is re-joined
+    path.write_text(
+        'Input.prompt_id,Input.image_id,Answer.task-objects,Answer.task-quality\n1,0,"1.cat\n2,dog",4\n'
+        "1,0,1.cat\n2.dog,3\n"
+    )  # quoted line break is fine; the unquoted one is re-joined
     ann = read_geneval_annotations(path, model="m")
     assert [(j.score, j.rater) for j in ann] == [(4.0, "0"), (3.0, "1")]
 
@@ -185,7 +187,7 @@ def test_t2v_metrics_score_tensor_order_and_size(tmp_path):
     with pytest.raises(DataFileError, match=r"6 scores \(shape \(6,\)\), expected 6 generators x 3 prompts = 18"):
         read_t2v_metrics_scores(path, prompt_ids)
     (tmp_path / "broken.pt").write_bytes(b"not a tensor")
-    with pytest.raises(DataFileError, match="broken.pt: not a readable torch file"):
+    with pytest.raises(DataFileError, match=r"broken.pt: not a readable torch file"):
         read_t2v_metrics_scores(tmp_path / "broken.pt", prompt_ids, models)
 
 
@@ -231,7 +233,7 @@ def test_plain_csv_errors(tmp_path):
     (tmp_path / "j.jsonl").write_text("\n".join(lines) + "\n")
     with pytest.raises(DataFileError, match=r"j.jsonl:2: field 'candidate_id': missing"):
         read_judgments(tmp_path / "j.jsonl")
-    with pytest.raises(InputError, match="unknown judgment file type '.txt'"):
+    with pytest.raises(InputError, match=r"unknown judgment file type '.txt'"):
         read_judgments(tmp_path / "j.txt")
 
 
@@ -246,7 +248,7 @@ def test_records_validation_and_helpers():
     with pytest.raises(DataFileError, match=r"1 prompt id\(s\) not in t \(e.g. 'q'"):
         check_prompt_ids([Judgment("q", "c", None, "h", 1)], prompts)
     with pytest.raises(InputError, match="several judges"):
-        to_matrix(js + [Judgment("p", "c", "m", "other", 1)])
+        to_matrix([*js, Judgment("p", "c", "m", "other", 1)])
     assert merge_judgments(js, js) == js  # identical duplicates collapse
 
 
@@ -266,8 +268,8 @@ def test_precomputed_judge_protocol_and_lookups():
     with pytest.raises(InputError, match="same length"):
         judge.judge(["00001"], [])
     with pytest.raises(InputError, match="several judges"):
-        PrecomputedJudge(stored + [Judgment("00001", "A", "A", "vqa", 0.9)])
-    vqa = PrecomputedJudge(stored + [Judgment("00001", "A", "A", "vqa", 0.9)], judge="vqa")
+        PrecomputedJudge([*stored, Judgment("00001", "A", "A", "vqa", 0.9)])
+    vqa = PrecomputedJudge([*stored, Judgment("00001", "A", "A", "vqa", 0.9)], judge="vqa")
     assert vqa.judge(["00001"], ["A"]) == [0.9]
     assert judge.as_array(["00001", "00002"], ["A", "B"]).tolist()[0][0] == 4.0
 

@@ -27,7 +27,7 @@ from noisyclip_metrics.leaderboard import BuildConfig, build_leaderboard, load_e
 from noisyclip_metrics.results import ResultsStore, RunInfo
 
 FAST = BuildConfig(n_resamples=50)
-XSS = "<script>alert(1)</script> &amp; &lt;b&gt; Tom & Jerry's \"pen\""
+XSS = '<script>alert(1)</script> &amp; &lt;b&gt; Tom & Jerry\'s "pen"'
 SCORERS: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
     "noisyclip": lambda j, k, t: j * k / t,  # uninformative at k = 0, exact afterwards
     "negated": lambda j, k, t: -j,
@@ -35,33 +35,94 @@ SCORERS: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
 }
 
 
-def write_run(root: Path, model: str, *, benchmark: str = "bench", prompts: Sequence[str] | None = None,
-              seeds: Sequence[int] = (0, 1, 2, 3), steps: int = 4, offset: float = 0.0, seed: int = 0,
-              sampler: dict[str, Any] | None = None, run_id: str | None = None) -> str:  # fmt: skip
+def write_run(
+    root: Path,
+    model: str,
+    *,
+    benchmark: str = "bench",
+    prompts: Sequence[str] | None = None,
+    seeds: Sequence[int] = (0, 1, 2, 3),
+    steps: int = 4,
+    offset: float = 0.0,
+    seed: int = 0,
+    sampler: dict[str, Any] | None = None,
+    run_id: str | None = None,
+) -> str:
     """A synthetic run: judge scores random (distinct per prompt) + ``offset``; scorers of :data:`SCORERS`."""
     store = ResultsStore.create(root)
     texts = list(prompts) if prompts is not None else [f"prompt {i}" for i in range(8)]
     ids = [hashlib.sha256(t.encode()).hexdigest()[:10] for t in texts]
     run_id = run_id or hashlib.sha256(f"{model}|{benchmark}|{seed}".encode()).hexdigest()[:16]
-    store.write_run(RunInfo(run_id=run_id, model=model, benchmark=benchmark, seeds=tuple(seeds),
-                            sampler=sampler or {"num_inference_steps": steps, "scheduler": "DDIM"},
-                            scorers={s: {"weights": f"w-{s}"} for s in SCORERS}, judge={"name": "oracle"},
-                            package_version="0.1.0", created="2026-01-01T00:00:00Z"))  # fmt: skip
+    store.write_run(
+        RunInfo(
+            run_id=run_id,
+            model=model,
+            benchmark=benchmark,
+            seeds=tuple(seeds),
+            sampler=sampler or {"num_inference_steps": steps, "scheduler": "DDIM"},
+            scorers={s: {"weights": f"w-{s}"} for s in SCORERS},
+            judge={"name": "oracle"},
+            package_version="0.1.0",
+            created="2026-01-01T00:00:00Z",
+        )
+    )
     store.write_prompts(run_id, ids, texts, [["counting"] if i % 2 else ["object", "spatial"] for i in range(len(ids))])
     rng = np.random.default_rng(seed)
-    cols: dict[str, list[Any]] = {k: [] for k in ("kind", "run_id", "model", "benchmark", "prompt_id", "seed", "step",
-                                                  "num_steps", "timestep", "scorer", "judge", "score", "aligned")}
+    cols: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "kind",
+            "run_id",
+            "model",
+            "benchmark",
+            "prompt_id",
+            "seed",
+            "step",
+            "num_steps",
+            "timestep",
+            "scorer",
+            "judge",
+            "score",
+            "aligned",
+        )
+    }
     for pid in ids:
         judge = rng.permutation(len(seeds)) / len(seeds) + offset
         for j, s in enumerate(seeds):
-            row = ["judgment", run_id, model, benchmark, pid, s, None, None, None, None, "oracle", judge[j],
-                   judge[j] > 0.5]
+            row = [
+                "judgment",
+                run_id,
+                model,
+                benchmark,
+                pid,
+                s,
+                None,
+                None,
+                None,
+                None,
+                "oracle",
+                judge[j],
+                judge[j] > 0.5,
+            ]
             for k, v in zip(cols, row):
                 cols[k].append(v)
             for step in range(steps + 1):
                 for name, f in SCORERS.items():
-                    row = ["score", run_id, model, benchmark, pid, s, step, steps, 1.0 - step / steps, name, None,
-                           float(f(judge, step, steps)[j]), None]  # fmt: skip
+                    row = [
+                        "score",
+                        run_id,
+                        model,
+                        benchmark,
+                        pid,
+                        s,
+                        step,
+                        steps,
+                        1.0 - step / steps,
+                        name,
+                        None,
+                        float(f(judge, step, steps)[j]),
+                        None,
+                    ]
                     for k, v in zip(cols, row):
                         cols[k].append(v)
     store.append(run_id, cols, f"chunk-{len(store.chunk_files(run_id))}")
@@ -87,8 +148,14 @@ def test_build_writes_every_output_with_the_json_schema(results, tmp_path, capsy
     out = tmp_path / "lb"
     code, stdout, _ = cli("leaderboard", "build", results, "--out", out, "--n-resamples", 50, capsys=capsys)
     assert code == 0 and "2 model(s)" in stdout
-    assert {p.name for p in out.iterdir()} == {"index.html", "README.md", "leaderboard.json", "leaderboard.csv",
-                                               "curves.csv", "charts"}  # fmt: skip
+    assert {p.name for p in out.iterdir()} == {
+        "index.html",
+        "README.md",
+        "leaderboard.json",
+        "leaderboard.csv",
+        "curves.csv",
+        "charts",
+    }
     doc = json.loads((out / "leaderboard.json").read_text())
     assert doc["schema"] == "noisyclip-leaderboard" and doc["schema_version"] == 1
     names = [m["name"] for m in doc["models"]]
@@ -157,8 +224,7 @@ def test_incompatible_runs_are_refused(tmp_path, capsys):
     with pytest.raises(SchemaError, match="incompatible: seeds differ"):
         load_entries([tmp_path / "r1", tmp_path / "r2"])
     write_run(tmp_path / "r3", "m", sampler={"num_inference_steps": 4, "scheduler": "Euler"}, seed=8)
-    code, _, err = cli("leaderboard", "build", tmp_path / "r1", tmp_path / "r3", "--out", tmp_path / "o",
-                       capsys=capsys)  # fmt: skip
+    code, _, err = cli("leaderboard", "build", tmp_path / "r1", tmp_path / "r3", "--out", tmp_path / "o", capsys=capsys)
     assert code == 2 and err.count("\n") == 1 and "incompatible: sampler differ" in err
     assert not (tmp_path / "o").exists()
 
@@ -195,13 +261,27 @@ def _no_rows(root: Path) -> None:
 
 @pytest.mark.parametrize(
     ("make", "message"),
-    [(lambda r: r.mkdir(), "not a results store"), (lambda r: None, "results folder not found"),
-     (_other_version, "schema_version 99, this library reads 1"), (_bad_rows, "unreadable chunk file"),
-     (_corrupt_rows, "unreadable chunk file"), (_steps_mismatch, "have num_steps [4], the run record says 5"),
-     (_orphan_rows, "rows of runs without provenance"), (_no_rows, "has no rows")],
-    ids=["empty-folder", "missing", "other-version", "malformed-rows", "corrupt-rows", "steps", "orphan-rows",
-         "no-rows"],
-)  # fmt: skip
+    [
+        (lambda r: r.mkdir(), "not a results store"),
+        (lambda r: None, "results folder not found"),
+        (_other_version, "schema_version 99, this library reads 1"),
+        (_bad_rows, "unreadable chunk file"),
+        (_corrupt_rows, "unreadable chunk file"),
+        (_steps_mismatch, "have num_steps [4], the run record says 5"),
+        (_orphan_rows, "rows of runs without provenance"),
+        (_no_rows, "has no rows"),
+    ],
+    ids=[
+        "empty-folder",
+        "missing",
+        "other-version",
+        "malformed-rows",
+        "corrupt-rows",
+        "steps",
+        "orphan-rows",
+        "no-rows",
+    ],
+)
 def test_bad_results_are_one_line_errors(tmp_path, capsys, make, message):
     make(tmp_path / "res")
     code, _, err = cli("leaderboard", "build", tmp_path / "res", "--out", tmp_path / "lb", capsys=capsys)
@@ -227,9 +307,16 @@ def test_output_folder_with_other_content(results, tmp_path, capsys):
 def test_bon_results_are_rendered(results, tmp_path):
     run_a = next(r.run_id for r in ResultsStore.open(results).runs() if r.model == "model-a")
     (results / "bon").mkdir()
-    rows = {"run_id": [run_a] * 4, "scorer": ["noisyclip", "noisyclip", "clip-final", "noisyclip"],
-            "policy": ["one-shot"] * 4, "n": [6] * 4, "k": [10, 10, 50, 25], "cost_fraction": [0.3, 0.3, 1.0, 0.6],
-            "judge_score": [0.7, 0.8, 0.8, 0.79], "prompt_id": ["a", "b", "a", "a"]}  # fmt: skip
+    rows = {
+        "run_id": [run_a] * 4,
+        "scorer": ["noisyclip", "noisyclip", "clip-final", "noisyclip"],
+        "policy": ["one-shot"] * 4,
+        "n": [6] * 4,
+        "k": [10, 10, 50, 25],
+        "cost_fraction": [0.3, 0.3, 1.0, 0.6],
+        "judge_score": [0.7, 0.8, 0.8, 0.79],
+        "prompt_id": ["a", "b", "a", "a"],
+    }
     pq.write_table(pa.table(rows), results / "bon" / "part-0.parquet")
     assert read_bon(results).num_rows == 4
     build_leaderboard([results], tmp_path / "lb", FAST)
@@ -237,7 +324,7 @@ def test_bon_results_are_rendered(results, tmp_path):
     assert len(doc["bon"]) == 3  # per-prompt rows averaged per (run, scorer, policy, n, k)
     first = doc["bon"][0]
     assert {"scorer", "n", "k", "cost_fraction", "judge_score"} <= set(first) and first["model"] == "model-a"
-    noisy = [r for r in doc["bon"] if r["scorer"] == "noisyclip" and r["k"] == 10][0]
+    noisy = next(r for r in doc["bon"] if r["scorer"] == "noisyclip" and r["k"] == 10)
     assert noisy["judge_score"] == pytest.approx(0.75) and noisy["prompts"] == 2
     assert len(doc["models"][0]["bon"]) == 3 and doc["models"][1]["bon"] == []
     assert 'id="bon"' in (tmp_path / "lb" / "index.html").read_text()
@@ -253,10 +340,17 @@ def test_bon_cascades_are_listed_but_not_drawn(results, tmp_path):
 
     run_a = next(r.run_id for r in ResultsStore.open(results).runs() if r.model == "model-a")
     (results / "bon").mkdir()
-    rows = {"run_id": [run_a] * 3, "scorer": ["noisyclip"] * 3,
-            "policy": ["one-shot", "one-shot top-2 + clip-final", "one-shot top-3 + clip-final"], "n": [6] * 3,
-            "k": [10] * 3, "m": [1, 2, 3], "cost_fraction": [0.3, 0.4, 0.5], "judge_score": [0.7, 0.75, 0.8],
-            "prompts": [10] * 3}  # fmt: skip
+    rows = {
+        "run_id": [run_a] * 3,
+        "scorer": ["noisyclip"] * 3,
+        "policy": ["one-shot", "one-shot top-2 + clip-final", "one-shot top-3 + clip-final"],
+        "n": [6] * 3,
+        "k": [10] * 3,
+        "m": [1, 2, 3],
+        "cost_fraction": [0.3, 0.4, 0.5],
+        "judge_score": [0.7, 0.75, 0.8],
+        "prompts": [10] * 3,
+    }
     pq.write_table(pa.table(rows), results / "bon" / "part-0.parquet")
     build_leaderboard([results], tmp_path / "lb", FAST)
     doc = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())
@@ -272,8 +366,16 @@ def test_bon_rows_tied_on_cost_are_listed_by_k_whatever_the_file_order(results, 
     (results / "bon").mkdir()
     orders = []
     for ks in ([20, 19, 18], [18, 20, 19]):
-        rows = {"run_id": [run_a] * 3, "scorer": ["noisyclip"] * 3, "policy": ["one-shot"] * 3, "n": [6] * 3, "k": ks,
-                "cost_fraction": [1.0] * 3, "judge_score": [0.8] * 3, "prompts": [10] * 3}  # fmt: skip
+        rows = {
+            "run_id": [run_a] * 3,
+            "scorer": ["noisyclip"] * 3,
+            "policy": ["one-shot"] * 3,
+            "n": [6] * 3,
+            "k": ks,
+            "cost_fraction": [1.0] * 3,
+            "judge_score": [0.8] * 3,
+            "prompts": [10] * 3,
+        }
         pq.write_table(pa.table(rows), results / "bon" / "part-0.parquet")
         build_leaderboard([results], tmp_path / f"lb-{ks[0]}", FAST)
         orders.append([r["k"] for r in json.loads((tmp_path / f"lb-{ks[0]}" / "leaderboard.json").read_text())["bon"]])
@@ -290,11 +392,23 @@ def test_end_to_end_from_evaluate(tmp_path):
     tiny_pipeline("sd", tmp_path / "pipe")
     NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0).save_pretrained(tmp_path / "clip")
     (tmp_path / "prompts.txt").write_text(f"a red circle\ntwo blue squares\n{XSS}\n", encoding="utf-8")
-    evaluate(EvalConfig(model=str(tmp_path / "pipe"), out=str(tmp_path / "res"),
-                        benchmark=str(tmp_path / "prompts.txt"), seeds=(0, 1, 2), num_inference_steps=2,
-                        scorers=("noisyclip", "clip", "clip-final"), noisyclip=str(tmp_path / "clip"),
-                        clip=str(tmp_path / "clip"), judge="clip-final", name="tiny-sd", height=32, width=32,
-                        progress=False))  # fmt: skip
+    evaluate(
+        EvalConfig(
+            model=str(tmp_path / "pipe"),
+            out=str(tmp_path / "res"),
+            benchmark=str(tmp_path / "prompts.txt"),
+            seeds=(0, 1, 2),
+            num_inference_steps=2,
+            scorers=("noisyclip", "clip", "clip-final"),
+            noisyclip=str(tmp_path / "clip"),
+            clip=str(tmp_path / "clip"),
+            judge="clip-final",
+            name="tiny-sd",
+            height=32,
+            width=32,
+            progress=False,
+        )
+    )
     result = build_leaderboard([tmp_path / "res"], tmp_path / "lb", FAST)
     assert result.entries == 1 and result.rows == 3 * 3 * (2 * 3 + 1 + 1)
     doc = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())
@@ -314,9 +428,12 @@ class CDP:
         u = urllib.parse.urlparse(url)
         self.sock = socket.create_connection((u.hostname, u.port), timeout=30)
         key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((f"GET {u.path} HTTP/1.1\r\nHost: {u.hostname}:{u.port}\r\nUpgrade: websocket\r\n"
-                           f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                           ).encode())  # fmt: skip
+        self.sock.sendall(
+            (
+                f"GET {u.path} HTTP/1.1\r\nHost: {u.hostname}:{u.port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
         self.buf = bytearray()
         while b"\r\n\r\n" not in self.buf:
             self.buf += self.sock.recv(4096)
@@ -329,8 +446,13 @@ class CDP:
     def _send(self, payload: bytes, opcode: int = 0x1) -> None:
         n = len(payload)
         head = bytearray([0x80 | opcode])
-        head += bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + n.to_bytes(2, "big") if n < 65536 else \
-            bytes([0x80 | 127]) + n.to_bytes(8, "big")  # fmt: skip
+        head += (
+            bytes([0x80 | n])
+            if n < 126
+            else bytes([0x80 | 126]) + n.to_bytes(2, "big")
+            if n < 65536
+            else bytes([0x80 | 127]) + n.to_bytes(8, "big")
+        )
         mask = os.urandom(4)
         masked = (np.frombuffer(payload, np.uint8) ^ np.resize(np.frombuffer(mask, np.uint8), n)).tobytes()
         self.sock.sendall(bytes(head) + mask + masked)
@@ -414,10 +536,25 @@ def test_page_in_headless_chromium(results, tmp_path):
     write_run(results, "model-c", seed=3, offset=-0.2)
     build_leaderboard([results], tmp_path / "lb", FAST)
     profile = tmp_path / "profile"
-    proc = subprocess.Popen([binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                             f"--user-data-dir={profile}", "--remote-debugging-port=0", "--window-size=1280,1600",
-                             "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--remote-debugging-port=0",
+            "--window-size=1280,1600",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         port_file = profile / "DevToolsActivePort"
         for _ in range(300):
@@ -439,8 +576,10 @@ def test_page_in_headless_chromium(results, tmp_path):
             return result["result"].get("value")
 
         def click(selector: str) -> None:
-            x, y = js(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); e.scrollIntoView();"
-                      " const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+            x, y = js(
+                f"(() => {{ const e = document.querySelector({json.dumps(selector)}); e.scrollIntoView();"
+                " const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+            )
             for kind in ("mousePressed", "mouseReleased"):
                 cdp.call("Input.dispatchMouseEvent", s, type=kind, x=x, y=y, button="left", clickCount=1)
 
@@ -471,17 +610,22 @@ def test_page_in_headless_chromium(results, tmp_path):
         assert js("document.querySelectorAll('#drill-detail tbody tr').length") == 4  # one row per seed
         assert js("document.querySelectorAll('script').length") == 2
         shot = tmp_path / "leaderboard.png"
-        shot.write_bytes(base64.b64decode(cdp.call("Page.captureScreenshot", s, format="png",
-                                                   captureBeyondViewport=True)["data"]))  # fmt: skip
+        shot.write_bytes(
+            base64.b64decode(cdp.call("Page.captureScreenshot", s, format="png", captureBeyondViewport=True)["data"])
+        )
         if os.environ.get("NOISYCLIP_TEST_ARTIFACTS"):
             Path(os.environ["NOISYCLIP_TEST_ARTIFACTS"]).mkdir(parents=True, exist_ok=True)
             shutil.copy(shot, Path(os.environ["NOISYCLIP_TEST_ARTIFACTS"]) / shot.name)
         print(f"screenshot: {shot}")
         events = cdp.events
         assert not [e for e in events if e.get("method") == "Page.javascriptDialogOpening"]
-        errors = [e for e in events if e.get("method") == "Runtime.exceptionThrown"
-                  or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] in ("error", "assert"))
-                  or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")]  # fmt: skip
+        errors = [
+            e
+            for e in events
+            if e.get("method") == "Runtime.exceptionThrown"
+            or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] in ("error", "assert"))
+            or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")
+        ]
         assert not errors, errors
         urls = [e["params"]["request"]["url"] for e in events if e.get("method") == "Network.requestWillBeSent"]
         assert all(u.startswith(("file:", "data:", "about:")) for u in urls), urls

@@ -57,6 +57,11 @@ def test_gpu_check_script_dry_runs_on_the_cpu(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("gpu_check", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert module.main(["--device", "cpu", "--out", str(tmp_path), "--only", "monitor", "cli", "train", "tiny", "run_batch"]) == 0
+    assert (
+        module.main(
+            ["--device", "cpu", "--out", str(tmp_path), "--only", "monitor", "cli", "train", "tiny", "run_batch"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "5 of 5 checks passed" in out and (tmp_path / "gpu_check.json").is_file()

@@ -47,12 +47,34 @@ def test_published_slice_is_reproduced(tmp_path):
     full = json.loads((PUBLISHED / "demo.json").read_text(encoding="utf-8"))["settings"]
     n_prompts = published["models"][0]["num_prompts"]
     for model in full["models"]:
-        evaluate(EvalConfig(model=model, out=str(tmp_path / "results"), benchmark="world", prompts=n_prompts,
-                            seeds=tuple(range(full["seeds"])), scorers=FULL_SCORERS, batch_size=full["batch_size"],
-                            name=model.split(":")[-1], progress=False))  # fmt: skip
+        evaluate(
+            EvalConfig(
+                model=model,
+                out=str(tmp_path / "results"),
+                benchmark="world",
+                prompts=n_prompts,
+                seeds=tuple(range(full["seeds"])),
+                scorers=FULL_SCORERS,
+                batch_size=full["batch_size"],
+                name=model.split(":")[-1],
+                progress=False,
+            )
+        )
     mine = slice_document(tmp_path / "results", tmp_path / "work", n_prompts)
-    keep = ("name", "model", "benchmark", "judge", "seeds", "num_steps", "scorers", "num_prompts", "final_judge_score",
-            "aligned_rate", "curves", "rank")  # fmt: skip
+    keep = (
+        "name",
+        "model",
+        "benchmark",
+        "judge",
+        "seeds",
+        "num_steps",
+        "scorers",
+        "num_prompts",
+        "final_judge_score",
+        "aligned_rate",
+        "curves",
+        "rank",
+    )
     assert [m["name"] for m in mine["models"]] == [m["name"] for m in published["models"]]
     for ours, theirs in zip(mine["models"], published["models"]):
         _close({k: ours.get(k) for k in keep}, {k: theirs.get(k) for k in keep}, ours["name"])

@@ -48,7 +48,7 @@ def _nothing_escaped(root: Path) -> None:
 
 @pytest.mark.parametrize("name", HOSTILE)
 def test_check_name_refuses_what_is_not_one_file_name(name):
-    with pytest.raises(UnsafePathError, match="prompt id .*cannot be used as a file name"):
+    with pytest.raises(UnsafePathError, match=r"prompt id .*cannot be used as a file name"):
         check_name(name, "prompt id")
     assert isinstance(UnsafePathError("x"), InputError)  # the CLI's one-line errors cover it
 
@@ -171,7 +171,7 @@ def test_spec_file_names_and_downloads_stay_in_their_folder(tmp_path, private_re
         raise AssertionError("no request may be made")
 
     monkeypatch.setattr(download_module_urlopen(), "urlopen", no_network)
-    with pytest.raises(UnsafePathError, match="download file name '../ESCAPED'"):
+    with pytest.raises(UnsafePathError, match=r"download file name '../ESCAPED'"):
         download_benchmark("hostile-download", tmp_path / "dest")
     _nothing_escaped(tmp_path)
 
@@ -192,7 +192,7 @@ def test_save_images_refuses_ids_that_leave_the_folder(tmp_path):
     images = torch.rand(2, 3, 8, 8)
     # ids that bypass Prompt's own check (an object with an id attribute is all _save_images needs)
     chunk = [(SimpleNamespace(id="p1"), 0), (SimpleNamespace(id="../../ESCAPED"), 0)]
-    with pytest.raises(UnsafePathError, match="prompt id '../../ESCAPED'"):
+    with pytest.raises(UnsafePathError, match=r"prompt id '../../ESCAPED'"):
         _save_images(folder, chunk, images)
     assert not folder.exists()  # every path is checked before the first image is written
     chunk = [(SimpleNamespace(id="/abs/path/ESCAPED"), 1)]

@@ -55,9 +55,13 @@ def test_registry_names():
 def test_every_scorer_returns_per_sample_cosines(pipe, batch, frozen, tuned, tuned_x0):
     k = 2
     inputs = ScoreInputs(
-        prompts=PROMPTS, latents=batch.latents[:, k], x0=batch.x0[:, k], images=batch.images,
-        timesteps=batch.timesteps[k].expand(3), latent_scale=batch.latent_scale[k],
-    )  # fmt: skip
+        prompts=PROMPTS,
+        latents=batch.latents[:, k],
+        x0=batch.x0[:, k],
+        images=batch.images,
+        timesteps=batch.timesteps[k].expand(3),
+        latent_scale=batch.latent_scale[k],
+    )
     for name in list_scorers():
         scorer = build_scorer(name, noisyclip=tuned_x0 if name == "noisyclip-x0" else tuned, clip=frozen, vae=pipe.vae)
         assert isinstance(scorer, Scorer) and scorer.name == name
@@ -84,9 +88,14 @@ def test_clip_x0_estimates_x0_when_not_given(pipe, batch, frozen):
     scorer = build_scorer("clip-x0", model=frozen)
     given = scorer.score(ScoreInputs(prompts=PROMPTS, x0=x0))
     derived = scorer.score(
-        ScoreInputs(prompts=PROMPTS, latents=batch.latents[:, k], timesteps=batch.timesteps[k].expand(3),
-                    model_output=eps, scheduler=pipe.scheduler)
-    )  # fmt: skip
+        ScoreInputs(
+            prompts=PROMPTS,
+            latents=batch.latents[:, k],
+            timesteps=batch.timesteps[k].expand(3),
+            model_output=eps,
+            scheduler=pipe.scheduler,
+        )
+    )
     torch.testing.assert_close(given, derived, atol=COS_ATOL, rtol=0)
 
 

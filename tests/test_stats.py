@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from noisyclip_metrics.errors import InputError
 from noisyclip_metrics.stats import (
+    _pair_search,
+    _pair_sources,
     agreement,
     bootstrap_ci,
     kendall_tau_b,
@@ -22,7 +24,6 @@ from noisyclip_metrics.stats import (
     pearson,
     spearman,
 )
-from noisyclip_metrics.stats import _pair_search, _pair_sources
 
 # ----------------------------------------------------------------------------------------------------------------
 # Direct reference: enumerate every pair, evaluate every candidate threshold from the definition, exact fractions.

@@ -65,8 +65,10 @@ def test_score_matrix_equals_direct_model_scores(score, tiny_model, tmp_path):
 
 def test_batch_forward_shape_and_values(score, tmp_path):
     paths = [str(_png(tmp_path / f"{k}.png", k)) for k in range(5)]
-    data = [{"images": [paths[k], paths[(k + 1) % 5]], "texts": [TEXTS[k % 3], TEXTS[(k + 1) % 3], "a dog"]}
-            for k in range(5)]  # fmt: skip
+    data = [
+        {"images": [paths[k], paths[(k + 1) % 5]], "texts": [TEXTS[k % 3], TEXTS[(k + 1) % 3], "a dog"]}
+        for k in range(5)
+    ]
     out = score.batch_forward(data, batch_size=2)
     assert out.shape == (5, 2, 3)
     for k, item in enumerate(data):
@@ -101,7 +103,7 @@ def test_latent_files(score, tiny_model, tmp_path):
     torch.testing.assert_close(got, tiny_model.score_latents(traj[2:3], ["a red cube"])[0], atol=COS_ATOL, rtol=0)
     with pytest.raises(InputError, match="trajectory of 5 latents; pass step=k"):
         score(trajectory, ["a red cube"])
-    with pytest.raises(InputError, match="step 7 outside 0..4"):
+    with pytest.raises(InputError, match=r"step 7 outside 0..4"):
         score(trajectory, ["a red cube"], step=7)
     item = score.model.load_inputs([scaled])[0]
     assert (item.kind, item.latent_scale, item.timestep, item.step) == ("latent", 0.5, 700.0, 3)
@@ -112,8 +114,9 @@ def test_latent_files(score, tiny_model, tmp_path):
     assert traj_item.step == 1 and traj_item.latent_scale == pytest.approx(0.4)
     assert doubled.model.load_inputs([scaled], latent_scale=1.0)[0].latent_scale == 1.0
     assert doubled.model.load_inputs([z])[0].latent_scale == 2.0
-    torch.testing.assert_close(doubled(plain, "a cat")[0, 0], tiny_model.score_latents(2 * z[None], ["a cat"])[0],
-                               atol=COS_ATOL, rtol=0)  # fmt: skip
+    torch.testing.assert_close(
+        doubled(plain, "a cat")[0, 0], tiny_model.score_latents(2 * z[None], ["a cat"])[0], atol=COS_ATOL, rtol=0
+    )
     (tmp_path / "corrupt.safetensors").write_text("garbage")
     with pytest.raises(DataFileError, match="not a readable safetensors file"):
         score(str(tmp_path / "corrupt.safetensors"), "a cat")
@@ -156,8 +159,11 @@ def test_errors(score, tmp_path):
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(DataFileError, match="not a readable image"):
         score(str(tmp_path / "bad.png"), TEXTS)
-    with pytest.raises(InputError, match=r"5 channels is neither an image \(3 channels\) nor a latent of this model "
-                                         r"\(4 channels\)"):  # fmt: skip
+    with pytest.raises(
+        InputError,
+        match=r"5 channels is neither an image \(3 channels\) nor a latent of this model "
+        r"\(4 channels\)",
+    ):
         score([torch.randn(5, 16, 16)], TEXTS)
     with pytest.raises(InputError, match="tensor_kind='latent'"):
         score([torch.randn(3, 16, 16) * 4], TEXTS)
@@ -167,14 +173,15 @@ def test_errors(score, tmp_path):
     from safetensors.torch import save_file
 
     save_file({"x": torch.zeros(4, 8, 8)}, str(tmp_path / "nolatents.safetensors"))
-    with pytest.raises(DataFileError, match="no tensor named 'latents' .found: x."):
+    with pytest.raises(DataFileError, match=r"no tensor named 'latents' .found: x."):
         score(str(tmp_path / "nolatents.safetensors"), TEXTS)
     with pytest.raises(InputError, match="video"):
         score(str(tmp_path / "clip.mp4"), TEXTS)
     with pytest.raises(InputError, match="images and texts must have the same length, got 1 and 3"):
         score.model.forward([png], TEXTS)
-    with pytest.raises(InputError, match="dataset item 1: 2 images and 1 texts; every item must have as many as "
-                                         "item 0 .1 and 1."):  # fmt: skip
+    with pytest.raises(
+        InputError, match=r"dataset item 1: 2 images and 1 texts; every item must have as many as item 0 .1 and 1."
+    ):
         score.batch_forward([{"images": [png], "texts": ["a"]}, {"images": [png, png], "texts": ["b"]}])
     with pytest.raises(InputError, match="dataset item 0: expected a dict"):
         score.batch_forward([png])

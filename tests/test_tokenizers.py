@@ -116,9 +116,9 @@ def test_write_rejects_bad_n_merges(tmp_path: Path, n_merges: object) -> None:
 
 
 def test_missing_or_inconsistent_folder(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="vocab.json"):
+    with pytest.raises(CheckpointError, match=r"vocab.json"):
         ClipTextTokenizer(tmp_path)
-    with pytest.raises(CheckpointError, match="vocab.json"):
+    with pytest.raises(CheckpointError, match=r"vocab.json"):
         load_clip_tokenizer(tmp_path)
     folder = write_clip_bpe_files(tmp_path / "ok", n_merges=5)
     vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))

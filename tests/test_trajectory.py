@@ -42,9 +42,13 @@ def pipe(request, tmp_path_factory):
 
 def _plain(pipe, prompt, seed, steps=4):
     return pipe(
-        [prompt], num_inference_steps=steps, height=32, width=32, output_type="pt",
+        [prompt],
+        num_inference_steps=steps,
+        height=32,
+        width=32,
+        output_type="pt",
         generator=[torch.Generator().manual_seed(seed)],
-    ).images[0]  # fmt: skip
+    ).images[0]
 
 
 def test_capture_shapes_and_step_convention(pipe):
@@ -163,8 +167,9 @@ def test_store_refuses_other_settings(sd_pipe, tmp_path):
         sd_pipe, root, PROMPTS[:1], seeds=[0], num_inference_steps=2, height=32, width=32, progress=False
     )
     with pytest.raises(ConfigMismatchError, match="num_inference_steps"):
-        record_trajectories(sd_pipe, root, PROMPTS[:1], seeds=[0], num_inference_steps=3, height=32, width=32,
-                            progress=False)  # fmt: skip
+        record_trajectories(
+            sd_pipe, root, PROMPTS[:1], seeds=[0], num_inference_steps=3, height=32, width=32, progress=False
+        )
 
 
 def test_store_schema_errors(tmp_path):

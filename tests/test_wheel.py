@@ -38,14 +38,24 @@ def test_installed_wheel_loads_every_world_model(tmp_path):
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", str(src), "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist")],
-                   check=True, capture_output=True, timeout=600)  # fmt: skip
+    subprocess.run(
+        [*pip, "wheel", str(src), "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist")],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     (wheel,) = (tmp_path / "dist").glob("noisyclip_metrics-*.whl")
     site = tmp_path / "site"
-    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True, capture_output=True,
-                   timeout=600)  # fmt: skip
-    proc = subprocess.run([sys.executable, "-c", CHECK, str(site)], cwd=tmp_path, env={"PYTHONPATH": str(site),
-                          "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True, capture_output=True, timeout=600
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", CHECK, str(site)],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.split()[0] == "ok"

@@ -379,7 +379,7 @@ def test_timesteps_outside_the_range_are_refused_naming_it():
         with pytest.raises(InputError, match=re.escape(f"{t} is outside DDIMScheduler's timestep range [0, 999]")):
             noise_level(ddim, t)
     torch.testing.assert_close(noise_level(ddim, [0, 999], 2), ddim.alphas_cumprod[[0, 999]].double())
-    with pytest.raises(InputError, match="integer timesteps only, got 500.5"):
+    with pytest.raises(InputError, match=r"integer timesteps only, got 500.5"):
         noise_level(ddim, 500.5)
     euler = EulerDiscreteScheduler(**SD)
     euler.set_timesteps(10)
@@ -397,7 +397,7 @@ def test_timesteps_outside_the_range_are_refused_naming_it():
 def test_off_schedule_and_repeated_timesteps_of_a_karras_schedule():
     sched = DPMSolverMultistepScheduler(**SD, use_karras_sigmas=True)
     sched.set_timesteps(50)
-    with pytest.raises(InputError, match="500 is not one of .* current timesteps, and with use_karras_sigmas=True"):
+    with pytest.raises(InputError, match=r"500 is not one of .* current timesteps, and with use_karras_sigmas=True"):
         noise_level(sched, 500)
     steps = sched.timesteps.tolist()
     t = next(u for u in steps if steps.count(u) > 1)

@@ -21,16 +21,16 @@ from ..errors import DataFileError
 from ..registry import did_you_mean
 
 __all__ = [
-    "where",
-    "read_text",
+    "as_number",
+    "json_entry_line",
     "read_json",
     "read_jsonl",
     "read_lines",
     "read_table",
-    "json_entry_line",
+    "read_text",
     "require",
-    "as_number",
     "short_repr",
+    "where",
 ]
 
 
@@ -181,7 +181,7 @@ def read_table(
             and len(record) + len(records[k + 1][1]) - 1 == len(header)
         ):
             nxt = records[k + 1][1]
-            record = record[:-1] + [record[-1] + "\n" + nxt[0]] + nxt[1:]
+            record = [*record[:-1], record[-1] + "\n" + nxt[0], *nxt[1:]]
             k += 1
         if len(record) != len(header):
             raise DataFileError(

@@ -44,7 +44,7 @@ def download_benchmark(name: str, dest: str | Path, *, overwrite: bool = False, 
         target = safe_join(folder, item.file, what=f"{name}: download file name")  # never outside dest
         if overwrite or not target.exists():
             try:
-                with urllib.request.urlopen(item.url, timeout=timeout) as response:  # noqa: S310 (spec URLs, https)
+                with urllib.request.urlopen(item.url, timeout=timeout) as response:
                     data = response.read()
             except OSError as exc:
                 raise DataFileError(

@@ -19,12 +19,12 @@ from .promptset import SKILLS, Prompt
 from .spec import LOADERS, BenchmarkSpec, Source
 
 __all__ = [
-    "load_genai_bench",
-    "load_t2i_compbench",
-    "load_tifa",
     "load_delimited",
+    "load_genai_bench",
     "load_geneval",
     "load_imagereward",
+    "load_t2i_compbench",
+    "load_tifa",
     "load_world_benchmark",
     "read_tifa_questions",
 ]

@@ -16,7 +16,7 @@ from ..errors import InputError, UnknownNameError
 from ..registry import did_you_mean
 from ..safepath import check_name
 
-__all__ = ["Prompt", "PromptSet", "SKILLS", "BASIC_SKILLS", "ADVANCED_SKILLS", "SKILL_GROUPS", "with_skill_groups"]
+__all__ = ["ADVANCED_SKILLS", "BASIC_SKILLS", "SKILLS", "SKILL_GROUPS", "Prompt", "PromptSet", "with_skill_groups"]
 
 BASIC_SKILLS: tuple[str, ...] = ("attribute", "scene", "spatial relation", "action relation", "part relation")
 """GenAI-Bench's basic compositional skills."""

@@ -29,16 +29,16 @@ from ._files import read_text
 from .promptset import SKILLS, Prompt, PromptSet
 
 __all__ = [
-    "FileSpec",
-    "DownloadSpec",
-    "BenchmarkSpec",
-    "Source",
     "LOADERS",
-    "parse_spec",
-    "register_benchmark",
+    "BenchmarkSpec",
+    "DownloadSpec",
+    "FileSpec",
+    "Source",
     "benchmark_spec",
     "list_benchmarks",
     "load_benchmark",
+    "parse_spec",
+    "register_benchmark",
 ]
 
 

@@ -10,39 +10,47 @@ from __future__ import annotations
 
 from .calibration import ThresholdCalibration, fit_threshold_calibration
 from .early import BoNBatch, BoNResult, Decision, EarlyBestOfN
+from .fitting import (
+    CrossFit,
+    ScheduleFit,
+    ThresholdFit,
+    ThresholdGrid,
+    crossfit_halving,
+    crossfit_threshold,
+    fit_halving_schedule,
+    fit_threshold_policy,
+)
 from .loops import LOOP_ADAPTERS, LoopSettings
 from .monitor import NoisyCLIPMonitor
 from .offline import BON_SCHEMA, compute_bon, pick_scores, read_bon
 from .policies import POLICIES, HalvingPolicy, OneShotPolicy, ThresholdPolicy, build_policy, schedule_cost
-from .fitting import (CrossFit, ScheduleFit, ThresholdFit, ThresholdGrid, crossfit_halving, crossfit_threshold,
-                      fit_halving_schedule, fit_threshold_policy)  # fmt: skip
 
 __all__ = [
-    "EarlyBestOfN",
-    "BoNResult",
-    "BoNBatch",
-    "Decision",
-    "NoisyCLIPMonitor",
-    "LoopSettings",
+    "BON_SCHEMA",
     "LOOP_ADAPTERS",
     "POLICIES",
-    "OneShotPolicy",
-    "HalvingPolicy",
-    "ThresholdPolicy",
-    "build_policy",
-    "schedule_cost",
-    "ThresholdCalibration",
-    "fit_threshold_calibration",
-    "compute_bon",
-    "read_bon",
-    "pick_scores",
-    "BON_SCHEMA",
-    "fit_halving_schedule",
-    "crossfit_halving",
-    "ScheduleFit",
+    "BoNBatch",
+    "BoNResult",
     "CrossFit",
-    "fit_threshold_policy",
-    "crossfit_threshold",
+    "Decision",
+    "EarlyBestOfN",
+    "HalvingPolicy",
+    "LoopSettings",
+    "NoisyCLIPMonitor",
+    "OneShotPolicy",
+    "ScheduleFit",
+    "ThresholdCalibration",
     "ThresholdFit",
     "ThresholdGrid",
+    "ThresholdPolicy",
+    "build_policy",
+    "compute_bon",
+    "crossfit_halving",
+    "crossfit_threshold",
+    "fit_halving_schedule",
+    "fit_threshold_calibration",
+    "fit_threshold_policy",
+    "pick_scores",
+    "read_bon",
+    "schedule_cost",
 ]

@@ -44,8 +44,13 @@ from ..errors import DataFileError, InputError
 from ..io import write_json
 from ..results import ResultsStore
 
-__all__ = ["ThresholdCalibration", "fit_threshold_calibration", "normalised_gaps", "gap_quantiles",
-           "simulate_threshold"]
+__all__ = [
+    "ThresholdCalibration",
+    "fit_threshold_calibration",
+    "gap_quantiles",
+    "normalised_gaps",
+    "simulate_threshold",
+]
 
 FORMAT = "noisyclip-bon-threshold"
 
@@ -86,7 +91,7 @@ class ThresholdCalibration:
         """Calibrated gap at step ``step`` of a ``num_steps``-step run (nearest calibrated fraction)."""
         if num_steps < 1 or not 0 <= step <= num_steps:
             raise InputError(f"step: expected a step in [0, {num_steps}], got {step}")
-        return self.gaps[int(round(step / num_steps * self.num_steps))]
+        return self.gaps[round(step / num_steps * self.num_steps)]
 
     def bar(self, scores: torch.Tensor, step: int, num_steps: int) -> float:
         """The score a candidate needs at ``step`` to survive: ``max + gap * std`` of ``scores``."""
@@ -126,8 +131,9 @@ class ThresholdCalibration:
             raise DataFileError(f"{path}: malformed calibration ({err})") from None
 
 
-def fit_threshold_calibration(results: str | Path | ResultsStore, scorer: str, n: int = 6, quantile: float = 0.1,
-                              run_id: str | None = None) -> ThresholdCalibration:  # fmt: skip
+def fit_threshold_calibration(
+    results: str | Path | ResultsStore, scorer: str, n: int = 6, quantile: float = 0.1, run_id: str | None = None
+) -> ThresholdCalibration:
     """Fit a :class:`ThresholdCalibration` on the runs of a results store (all runs with the same T, or one run).
 
     Raises:
@@ -155,14 +161,22 @@ def fit_threshold_calibration(results: str | Path | ResultsStore, scorer: str, n
         judges.add(arrays.judge_name)
         steps_seen.add(arrays.num_steps)
     if not gaps:
-        raise InputError(f"scorer: no run of {store.root} has {scorer!r} scores at every step for prompts with "
-                         f"{n} judged seeds")  # fmt: skip
+        raise InputError(
+            f"scorer: no run of {store.root} has {scorer!r} scores at every step for prompts with {n} judged seeds"
+        )
     if len(steps_seen) > 1:
         raise InputError(f"run_id: runs have different numbers of steps {sorted(steps_seen)}; pick one with run_id")
     z = np.concatenate(gaps)
-    return ThresholdCalibration(scorer=scorer, n=n, quantile=quantile, num_steps=steps_seen.pop(),
-                                gaps=gap_quantiles(z, quantile), judge=",".join(sorted(judges)), runs=tuple(used),
-                                groups=int(z.shape[0]))  # fmt: skip
+    return ThresholdCalibration(
+        scorer=scorer,
+        n=n,
+        quantile=quantile,
+        num_steps=steps_seen.pop(),
+        gaps=gap_quantiles(z, quantile),
+        judge=",".join(sorted(judges)),
+        runs=tuple(used),
+        groups=int(z.shape[0]),
+    )
 
 
 def normalised_gaps(scores: np.ndarray, judge: np.ndarray) -> np.ndarray:
@@ -181,8 +195,14 @@ def gap_quantiles(z: np.ndarray, quantile: float) -> tuple[float, ...]:
     return tuple(float(min(0.0, v)) for v in np.quantile(z, quantile, axis=0))
 
 
-def simulate_threshold(scores: np.ndarray, gaps: Sequence[float], min_step: int = 1, every: int = 1, m: int = 1,
-                       needs_model_output: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+def simulate_threshold(
+    scores: np.ndarray,
+    gaps: Sequence[float],
+    min_step: int = 1,
+    every: int = 1,
+    m: int = 1,
+    needs_model_output: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Replay the threshold policy on recorded scores, as :class:`~.early.EarlyBestOfN` runs it live.
 
     At each decision step ``k`` in ``range(min_step, T, every)`` with more than ``m`` candidates alive, every alive

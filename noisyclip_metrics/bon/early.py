@@ -60,7 +60,7 @@ from ..x0 import model_input_scale
 from .loops import LoopAdapter, LoopSettings, LoopState, advance, loop_adapter, prune
 from .policies import OneShotPolicy, Policy, rank
 
-__all__ = ["EarlyBestOfN", "BoNResult", "BoNBatch", "Decision", "check_scorer_matches"]
+__all__ = ["BoNBatch", "BoNResult", "Decision", "EarlyBestOfN", "check_scorer_matches"]
 
 _SAME_MAP = {"sd2": "sd1"}
 
@@ -126,15 +126,31 @@ class BoNResult:
     def to_json(self) -> dict[str, Any]:
         """The account as a JSON-serialisable dict (without the images)."""
         return {
-            "seeds": list(self.seeds), "prompts": list(self.prompts), "scores": list(self.scores), "n": self.n,
-            "num_steps": self.num_steps, "policy": self.policy, "scorer": self.scorer,
-            "denoiser_evals": self.denoiser_evals, "scorer_evals": self.scorer_evals, "full_cost": self.full_cost,
-            "cost_fraction": self.cost_fraction, "seconds": dict(self.seconds),
-            "final_scorer": self.final_scorer, "final_scorer_evals": self.final_scorer_evals,
-            "decisions": [{"step": d.step, "scorer": d.scorer, "scores": {str(s): v for s, v in d.scores.items()},
-                           "kept": list(d.kept)} for d in self.decisions],
+            "seeds": list(self.seeds),
+            "prompts": list(self.prompts),
+            "scores": list(self.scores),
+            "n": self.n,
+            "num_steps": self.num_steps,
+            "policy": self.policy,
+            "scorer": self.scorer,
+            "denoiser_evals": self.denoiser_evals,
+            "scorer_evals": self.scorer_evals,
+            "full_cost": self.full_cost,
+            "cost_fraction": self.cost_fraction,
+            "seconds": dict(self.seconds),
+            "final_scorer": self.final_scorer,
+            "final_scorer_evals": self.final_scorer_evals,
+            "decisions": [
+                {
+                    "step": d.step,
+                    "scorer": d.scorer,
+                    "scores": {str(s): v for s, v in d.scores.items()},
+                    "kept": list(d.kept),
+                }
+                for d in self.decisions
+            ],
             "settings": dict(self.settings),
-        }  # fmt: skip
+        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -183,23 +199,27 @@ def check_scorer_matches(scorer: Scorer, pipe: Any, family: PipelineFamily) -> N
     channels = int(pipe.vae.config.latent_channels)
     vae = getattr(scorer, "vae", None)
     if vae is not None and int(vae.config.latent_channels) != channels:
-        raise InputError(f"scorer: its VAE has {vae.config.latent_channels} latent channels, the pipeline's "
-                         f"{channels}")  # fmt: skip
+        raise InputError(f"scorer: its VAE has {vae.config.latent_channels} latent channels, the pipeline's {channels}")
     if not ({"latents", "x0"} & set(scorer.requires)):
         return
     model = getattr(scorer, "model", None)
     if model is None:
         return
     if int(model.latent_channels) != channels:
-        raise InputError(f"scorer: its preview map {model.config.preview_name!r} reads {model.latent_channels} latent "
-                         f"channels, the {type(pipe).__name__}'s latents have {channels}")  # fmt: skip
+        raise InputError(
+            f"scorer: its preview map {model.config.preview_name!r} reads {model.latent_channels} latent "
+            f"channels, the {type(pipe).__name__}'s latents have {channels}"
+        )
     name = _SAME_MAP.get(model.config.preview_name, model.config.preview_name)
-    published = {_SAME_MAP.get(PIPELINE_FAMILIES.get(f).preview, PIPELINE_FAMILIES.get(f).preview)
-                 for f in PIPELINE_FAMILIES}  # fmt: skip
+    published = {
+        _SAME_MAP.get(PIPELINE_FAMILIES.get(f).preview, PIPELINE_FAMILIES.get(f).preview) for f in PIPELINE_FAMILIES
+    }
     expected = _SAME_MAP.get(family.preview, family.preview)
     if name in published and name in PREVIEW_MAPS and name != expected:
-        raise InputError(f"scorer: its preview map {model.config.preview_name!r} is for another latent space; a "
-                         f"{type(pipe).__name__} needs {family.preview!r} (or a map fitted to its VAE)")  # fmt: skip
+        raise InputError(
+            f"scorer: its preview map {model.config.preview_name!r} is for another latent space; a "
+            f"{type(pipe).__name__} needs {family.preview!r} (or a map fitted to its VAE)"
+        )
 
 
 class EarlyBestOfN:
@@ -216,8 +236,13 @@ class EarlyBestOfN:
             not match the pipeline's.
     """
 
-    def __init__(self, pipe: Any, scorer: Scorer, policy: Policy | None = None, final_scorer: Scorer | None = None,
-                 ) -> None:  # fmt: skip
+    def __init__(
+        self,
+        pipe: Any,
+        scorer: Scorer,
+        policy: Policy | None = None,
+        final_scorer: Scorer | None = None,
+    ) -> None:
         self.family, self.adapter = loop_adapter(pipe)
         named = {"scorer": scorer, **({"final_scorer": final_scorer} if final_scorer is not None else {})}
         for name, s in named.items():
@@ -237,8 +262,16 @@ class EarlyBestOfN:
             raise InputError(f"prompt: expected one prompt or a list of n = {n} prompts, got {len(prompts)}")
         return prompts
 
-    def _score(self, scorer: Scorer, state: LoopState, rows: list[int], prompts: list[str], k: int,
-               output: torch.Tensor | None, images: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+    def _score(
+        self,
+        scorer: Scorer,
+        state: LoopState,
+        rows: list[int],
+        prompts: list[str],
+        k: int,
+        output: torch.Tensor | None,
+        images: torch.Tensor | None,
+    ) -> torch.Tensor:
         """Scores of batch rows ``rows`` (all of them when ``rows`` covers the batch) at step ``k``."""
         a: LoopAdapter = self.adapter
         sched, final = self.pipe.scheduler, k >= state.num_steps
@@ -252,18 +285,32 @@ class EarlyBestOfN:
         t = torch.full((b,), state.timestep_at(k))
         scale = torch.ones(b) if final else model_input_scale(sched, t, b, step_index=k)
         inputs = ScoreInputs(
-            prompts=prompts, latents=latents, timesteps=t, x0=latents if final else None, scheduler=sched,
+            prompts=prompts,
+            latents=latents,
+            timesteps=t,
+            x0=latents if final else None,
+            scheduler=sched,
             model_output=None if output is None else take(a.unpack(state, output)),
-            latent_scale=scale.to(latents.device), images=take(images), step=k,
-        )  # fmt: skip
+            latent_scale=scale.to(latents.device),
+            images=take(images),
+            step=k,
+        )
         with torch.no_grad():
             return scorer.score(inputs).detach().float().cpu()
 
     @torch.no_grad()
-    def __call__(self, prompt: str | Sequence[str], n: int, seeds: Sequence[int] | None = None,
-                 num_inference_steps: int | None = None, guidance_scale: float | None = None,
-                 height: int | None = None, width: int | None = None, negative_prompt: str | None = None,
-                 **settings: Any) -> BoNResult:  # fmt: skip
+    def __call__(
+        self,
+        prompt: str | Sequence[str],
+        n: int,
+        seeds: Sequence[int] | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        negative_prompt: str | None = None,
+        **settings: Any,
+    ) -> BoNResult:
         """Run Best-of-``n`` for ``prompt`` (one prompt for all, or a list of ``n``).
 
         Args:
@@ -284,10 +331,18 @@ class EarlyBestOfN:
         return self._run([self._prompts(prompt, n)], [_seeds(seeds, n)], n, cfg, t_start).results[0]
 
     @torch.no_grad()
-    def run_batch(self, prompts: Sequence[str | Sequence[str]], n: int, seeds: Sequence[int] | None = None,
-                  num_inference_steps: int | None = None, guidance_scale: float | None = None,
-                  height: int | None = None, width: int | None = None, negative_prompt: str | None = None,
-                  **settings: Any) -> BoNBatch:  # fmt: skip
+    def run_batch(
+        self,
+        prompts: Sequence[str | Sequence[str]],
+        n: int,
+        seeds: Sequence[int] | None = None,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        negative_prompt: str | None = None,
+        **settings: Any,
+    ) -> BoNBatch:
         """Best-of-``n`` for several prompts in one batch: ``len(prompts) · n`` candidates, each prompt pruned apart.
 
         Every prompt's candidates are decided on by the policy exactly as in a run of their own (same decisions,
@@ -327,16 +382,26 @@ class EarlyBestOfN:
         keep = self.policy.keep(k, values, num_steps) if k in steps else rank(values)
         return keep[: self.policy.m] if k == num_steps else keep  # at T: the final pick of the top m
 
-    def _decide(self, book: _Book, state: LoopState, k: int, scorer: Scorer, deciding: list[int],
-                choose: Callable[[list[float]], list[int]], output: torch.Tensor | None, images: torch.Tensor | None,
-                counts: list[int]) -> list[int]:  # fmt: skip
+    def _decide(
+        self,
+        book: _Book,
+        state: LoopState,
+        k: int,
+        scorer: Scorer,
+        deciding: list[int],
+        choose: Callable[[list[float]], list[int]],
+        output: torch.Tensor | None,
+        images: torch.Tensor | None,
+        counts: list[int],
+    ) -> list[int]:
         """Score the deciding prompts' rows in one call and record their decisions; the batch rows kept."""
         rows = [j for g in deciding for j in book.rows_of(g)]
         scores = self._score(scorer, state, rows, [book.prompts[book.alive[j]] for j in rows], k, output, images)
         return book.decide(k, scorer.name, dict(zip(rows, scores.tolist())), choose, counts)
 
-    def _run(self, groups: list[list[str]], group_seeds: list[list[int]], n: int, cfg: LoopSettings,
-             t_start: float) -> BoNBatch:  # fmt: skip
+    def _run(
+        self, groups: list[list[str]], group_seeds: list[list[int]], n: int, cfg: LoopSettings, t_start: float
+    ) -> BoNBatch:
         """The loop: every prompt's candidates batched, each prompt's pruned by the policy on its own scores."""
         book = _Book([p for g in groups for p in g], [s for g in group_seeds for s in g], n)
         m, seconds = self.policy.m, dict.fromkeys(("setup", "denoise", "score", "decode"), 0.0)
@@ -371,8 +436,17 @@ class EarlyBestOfN:
                     with clock("decode"):
                         images = self.adapter.decode(state)
                 with clock("score"):
-                    keep = self._decide(book, state, k, self.scorer, deciding, partial(self._choose, k, steps, T),
-                                        output, images, book.scorings)  # fmt: skip
+                    keep = self._decide(
+                        book,
+                        state,
+                        k,
+                        self.scorer,
+                        deciding,
+                        partial(self._choose, k, steps, T),
+                        output,
+                        images,
+                        book.scorings,
+                    )
                 output, images = book.select(state, keep, output, images)
             if k == T:
                 break
@@ -384,28 +458,52 @@ class EarlyBestOfN:
         cascading = book.over(1) if self.final_scorer is not None else []
         if cascading:
             with clock("score"):
-                keep = self._decide(book, state, T, self.final_scorer, cascading, lambda values: rank(values)[:1],
-                                    None, images, book.finals)  # fmt: skip
+                keep = self._decide(
+                    book,
+                    state,
+                    T,
+                    self.final_scorer,
+                    cascading,
+                    lambda values: rank(values)[:1],
+                    None,
+                    images,
+                    book.finals,
+                )
             (images,) = book.select(state, keep, images)
         seconds["total"] = time.perf_counter() - t_start
         seconds = {k: round(v, 6) for k, v in seconds.items()}
-        settings = {"pipeline": type(self.pipe).__name__, "scheduler": type(self.pipe.scheduler).__name__,
-                    "num_steps": T, "height": state.height, "width": state.width,
-                    "guidance_scale": state.options.get("guidance", getattr(self.pipe, "_guidance_scale", None)),
-                    **({"batch_prompts": len(groups)} if len(groups) > 1 else {})}  # fmt: skip
+        settings = {
+            "pipeline": type(self.pipe).__name__,
+            "scheduler": type(self.pipe.scheduler).__name__,
+            "num_steps": T,
+            "height": state.height,
+            "width": state.width,
+            "guidance_scale": state.options.get("guidance", getattr(self.pipe, "_guidance_scale", None)),
+            **({"batch_prompts": len(groups)} if len(groups) > 1 else {}),
+        }
         images = images.float().cpu()
         results = []
         for g in range(len(groups)):
             own, alive = book.rows_of(g), book.alive
-            results.append(BoNResult(
-                images=images[own], seeds=tuple(book.seeds[alive[j]] for j in own),
-                prompts=tuple(book.prompts[alive[j]] for j in own),
-                scores=tuple(book.last_scores[alive[j]] for j in own), n=n, num_steps=T,
-                denoiser_evals=book.denoiser[g], scorer_evals=book.scorings[g], seconds=dict(seconds),
-                decisions=tuple(book.decisions[g]), policy=self.policy.name, scorer=self.scorer.name,
-                final_scorer=self.final_scorer and self.final_scorer.name, final_scorer_evals=book.finals[g],
-                settings=dict(settings),
-            ))  # fmt: skip
+            results.append(
+                BoNResult(
+                    images=images[own],
+                    seeds=tuple(book.seeds[alive[j]] for j in own),
+                    prompts=tuple(book.prompts[alive[j]] for j in own),
+                    scores=tuple(book.last_scores[alive[j]] for j in own),
+                    n=n,
+                    num_steps=T,
+                    denoiser_evals=book.denoiser[g],
+                    scorer_evals=book.scorings[g],
+                    seconds=dict(seconds),
+                    decisions=tuple(book.decisions[g]),
+                    policy=self.policy.name,
+                    scorer=self.scorer.name,
+                    final_scorer=self.final_scorer and self.final_scorer.name,
+                    final_scorer_evals=book.finals[g],
+                    settings=dict(settings),
+                )
+            )
         return BoNBatch(results=tuple(results), seconds=seconds)
 
 
@@ -436,8 +534,14 @@ class _Book:
         for i in self.alive:
             self.denoiser[i // self.n] += 1
 
-    def decide(self, k: int, scorer: str, scores: dict[int, float], choose: Callable[[list[float]], list[int]],
-               counts: list[int]) -> list[int]:  # fmt: skip
+    def decide(
+        self,
+        k: int,
+        scorer: str,
+        scores: dict[int, float],
+        choose: Callable[[list[float]], list[int]],
+        counts: list[int],
+    ) -> list[int]:
         """Record the decisions of the prompts whose rows were scored; the batch rows kept (each prompt's best
         first, the other prompts' rows as they are)."""
         keep: list[int] = []
@@ -449,8 +553,14 @@ class _Book:
             counts[g] += len(own)
             values = [scores[j] for j in own]
             kept = [own[p] for p in choose(values)]
-            self.decisions[g].append(Decision(k, {self.seeds[self.alive[j]]: v for j, v in zip(own, values)},
-                                              tuple(self.seeds[self.alive[j]] for j in kept), scorer))  # fmt: skip
+            self.decisions[g].append(
+                Decision(
+                    k,
+                    {self.seeds[self.alive[j]]: v for j, v in zip(own, values)},
+                    tuple(self.seeds[self.alive[j]] for j in kept),
+                    scorer,
+                )
+            )
             for j, v in zip(own, values):
                 self.last_scores[self.alive[j]] = v
             keep += kept
@@ -477,11 +587,23 @@ def _seeds(seeds: Sequence[int] | None, n: int) -> list[int]:
     return values
 
 
-def _settings(num_inference_steps: int | None, guidance_scale: float | None, height: int | None, width: int | None,
-              negative_prompt: str | None, settings: dict[str, Any]) -> LoopSettings:  # fmt: skip
+def _settings(
+    num_inference_steps: int | None,
+    guidance_scale: float | None,
+    height: int | None,
+    width: int | None,
+    negative_prompt: str | None,
+    settings: dict[str, Any],
+) -> LoopSettings:
     try:
-        cfg = LoopSettings(num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, height=height,
-                           width=width, negative_prompt=negative_prompt, **settings)  # fmt: skip
+        cfg = LoopSettings(
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            height=height,
+            width=width,
+            negative_prompt=negative_prompt,
+            **settings,
+        )
     except TypeError as err:
         raise InputError(f"settings: {err}") from None
     if cfg.num_inference_steps is not None and cfg.num_inference_steps < 1:

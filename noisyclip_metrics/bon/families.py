@@ -19,7 +19,7 @@ from ..preview import unpack_flux
 from ..trajectory import _image_size, generators_for
 from .loops import LOOP_ADAPTERS, LoopSettings, LoopState, call_default, family_module, loop_adapter
 
-__all__ = ["UNetAdapter", "SD3Adapter", "FluxAdapter"]
+__all__ = ["FluxAdapter", "SD3Adapter", "UNetAdapter"]
 
 
 def _defaults(pipe: Any, settings: LoopSettings) -> tuple[int, float, int, int]:
@@ -59,12 +59,16 @@ class UNetAdapter:
         tensors: dict[str, torch.Tensor | None] = {}
         if self.xl:
             pe, npe, pooled, npooled = pipe.encode_prompt(
-                prompt=prompts, device=device, num_images_per_prompt=1, do_classifier_free_guidance=cfg,
+                prompt=prompts,
+                device=device,
+                num_images_per_prompt=1,
+                do_classifier_free_guidance=cfg,
                 negative_prompt=_negatives(settings, batch),
-            )  # fmt: skip
+            )
             proj = int(pooled.shape[-1]) if pipe.text_encoder_2 is None else pipe.text_encoder_2.config.projection_dim
-            time_ids = pipe._get_add_time_ids((height, width), (0, 0), (height, width), dtype=pe.dtype,
-                                              text_encoder_projection_dim=proj)  # fmt: skip
+            time_ids = pipe._get_add_time_ids(
+                (height, width), (0, 0), (height, width), dtype=pe.dtype, text_encoder_projection_dim=proj
+            )
             time_ids = time_ids.to(device).repeat(batch, 1)
             if cfg:
                 pe, pooled, time_ids = torch.cat([npe, pe]), torch.cat([npooled, pooled]), torch.cat([time_ids] * 2)
@@ -74,8 +78,9 @@ class UNetAdapter:
             tensors["prompt_embeds"] = torch.cat([npe, pe]) if cfg else pe
         timesteps, _ = module.retrieve_timesteps(pipe.scheduler, steps, device)
         generators = generators_for(seeds, device=device)
-        latents = pipe.prepare_latents(batch, pipe.unet.config.in_channels, height, width,
-                                       tensors["prompt_embeds"].dtype, device, generators)  # fmt: skip
+        latents = pipe.prepare_latents(
+            batch, pipe.unet.config.in_channels, height, width, tensors["prompt_embeds"].dtype, device, generators
+        )
         extra = pipe.prepare_extra_step_kwargs(generators, settings.eta)
         if pipe.unet.config.time_cond_proj_dim is not None:
             g = torch.tensor(guidance - 1).repeat(batch)
@@ -96,9 +101,14 @@ class UNetAdapter:
         tensors = state.tensors
         added = {"text_embeds": tensors["text_embeds"], "time_ids": tensors["time_ids"]} if self.xl else None
         out = pipe.unet(
-            x, t, encoder_hidden_states=tensors["prompt_embeds"], timestep_cond=tensors.get("timestep_cond"),
-            cross_attention_kwargs=None, added_cond_kwargs=added, return_dict=False,
-        )[0]  # fmt: skip
+            x,
+            t,
+            encoder_hidden_states=tensors["prompt_embeds"],
+            timestep_cond=tensors.get("timestep_cond"),
+            cross_attention_kwargs=None,
+            added_cond_kwargs=added,
+            return_dict=False,
+        )[0]
         if o["cfg"]:
             uncond, text = out.chunk(2)
             out = uncond + o["guidance"] * (text - uncond)
@@ -146,22 +156,33 @@ class SD3Adapter:
         msl = settings.max_sequence_length
         msl = call_default(pipe, "max_sequence_length", 256) if msl is None else msl
         pe, npe, pooled, npooled = pipe.encode_prompt(
-            prompt=prompts, prompt_2=None, prompt_3=None, negative_prompt=_negatives(settings, batch),
-            do_classifier_free_guidance=cfg, device=device, num_images_per_prompt=1, max_sequence_length=msl,
-        )  # fmt: skip
+            prompt=prompts,
+            prompt_2=None,
+            prompt_3=None,
+            negative_prompt=_negatives(settings, batch),
+            do_classifier_free_guidance=cfg,
+            device=device,
+            num_images_per_prompt=1,
+            max_sequence_length=msl,
+        )
         if cfg:
             pe, pooled = torch.cat([npe, pe]), torch.cat([npooled, pooled])
         generators = generators_for(seeds, device=device)
-        latents = pipe.prepare_latents(batch, pipe.transformer.config.in_channels, height, width, pe.dtype, device,
-                                       generators)  # fmt: skip
+        latents = pipe.prepare_latents(
+            batch, pipe.transformer.config.in_channels, height, width, pe.dtype, device, generators
+        )
         kwargs: dict[str, Any] = {}
         cfg_s = pipe.scheduler.config
         if cfg_s.get("use_dynamic_shifting", None):
             patch = pipe.transformer.config.patch_size
             seq = (latents.shape[2] // patch) * (latents.shape[3] // patch)
-            kwargs["mu"] = module.calculate_shift(seq, cfg_s.get("base_image_seq_len", 256),
-                                                  cfg_s.get("max_image_seq_len", 4096), cfg_s.get("base_shift", 0.5),
-                                                  cfg_s.get("max_shift", 1.16))  # fmt: skip
+            kwargs["mu"] = module.calculate_shift(
+                seq,
+                cfg_s.get("base_image_seq_len", 256),
+                cfg_s.get("max_image_seq_len", 4096),
+                cfg_s.get("base_shift", 0.5),
+                cfg_s.get("max_shift", 1.16),
+            )
         timesteps, _ = module.retrieve_timesteps(pipe.scheduler, steps, device, sigmas=None, **kwargs)
         tensors: dict[str, torch.Tensor | None] = {"prompt_embeds": pe, "pooled": pooled}
         doubled = frozenset({"prompt_embeds", "pooled"} if cfg else set())
@@ -172,9 +193,13 @@ class SD3Adapter:
         o, t = state.options, state.timesteps[state.step]
         x = torch.cat([state.latents] * 2) if o["cfg"] else state.latents
         out = state.pipe.transformer(
-            hidden_states=x, timestep=t.expand(x.shape[0]), encoder_hidden_states=state.tensors["prompt_embeds"],
-            pooled_projections=state.tensors["pooled"], joint_attention_kwargs=None, return_dict=False,
-        )[0]  # fmt: skip
+            hidden_states=x,
+            timestep=t.expand(x.shape[0]),
+            encoder_hidden_states=state.tensors["prompt_embeds"],
+            pooled_projections=state.tensors["pooled"],
+            joint_attention_kwargs=None,
+            return_dict=False,
+        )[0]
         if o["cfg"]:
             uncond, text = out.chunk(2)
             out = uncond + o["guidance"] * (text - uncond)
@@ -202,44 +227,60 @@ class FluxAdapter:
         msl = settings.max_sequence_length
         msl = call_default(pipe, "max_sequence_length", 512) if msl is None else msl
         true_cfg = settings.true_cfg_scale > 1 and settings.negative_prompt is not None
-        pe, pooled, text_ids = pipe.encode_prompt(prompt=prompts, prompt_2=None, device=device,
-                                                  num_images_per_prompt=1, max_sequence_length=msl)  # fmt: skip
+        pe, pooled, text_ids = pipe.encode_prompt(
+            prompt=prompts, prompt_2=None, device=device, num_images_per_prompt=1, max_sequence_length=msl
+        )
         tensors: dict[str, torch.Tensor | None] = {"prompt_embeds": pe, "pooled": pooled}
-        options: dict[str, Any] = {"text_ids": text_ids, "true_cfg": true_cfg,
-                                   "true_cfg_scale": settings.true_cfg_scale}
+        options: dict[str, Any] = {
+            "text_ids": text_ids,
+            "true_cfg": true_cfg,
+            "true_cfg_scale": settings.true_cfg_scale,
+        }
         if true_cfg:
-            npe, npooled, ntext_ids = pipe.encode_prompt(prompt=_negatives(settings, batch), prompt_2=None,
-                                                         device=device, num_images_per_prompt=1,
-                                                         max_sequence_length=msl)  # fmt: skip
+            npe, npooled, ntext_ids = pipe.encode_prompt(
+                prompt=_negatives(settings, batch),
+                prompt_2=None,
+                device=device,
+                num_images_per_prompt=1,
+                max_sequence_length=msl,
+            )
             tensors.update(neg_prompt_embeds=npe, neg_pooled=npooled)
             options["neg_text_ids"] = ntext_ids
         generators = generators_for(seeds, device=device)
-        latents, image_ids = pipe.prepare_latents(batch, pipe.transformer.config.in_channels // 4, height, width,
-                                                  pe.dtype, device, generators)  # fmt: skip
+        latents, image_ids = pipe.prepare_latents(
+            batch, pipe.transformer.config.in_channels // 4, height, width, pe.dtype, device, generators
+        )
         options["image_ids"] = image_ids
         cfg_s = pipe.scheduler.config
         sigmas = None if cfg_s.get("use_flow_sigmas", False) else np.linspace(1.0, 1 / steps, steps)
-        mu = module.calculate_shift(latents.shape[1], cfg_s.get("base_image_seq_len", 256),
-                                    cfg_s.get("max_image_seq_len", 4096), cfg_s.get("base_shift", 0.5),
-                                    cfg_s.get("max_shift", 1.15))  # fmt: skip
+        mu = module.calculate_shift(
+            latents.shape[1],
+            cfg_s.get("base_image_seq_len", 256),
+            cfg_s.get("max_image_seq_len", 4096),
+            cfg_s.get("base_shift", 0.5),
+            cfg_s.get("max_shift", 1.15),
+        )
         timesteps, _ = module.retrieve_timesteps(pipe.scheduler, steps, device, sigmas=sigmas, mu=mu)
         if pipe.transformer.config.guidance_embeds:
             tensors["guidance"] = torch.full([1], guidance, device=device, dtype=torch.float32).expand(batch)
         pipe.scheduler.set_begin_index(0)
-        return LoopState(pipe, family, latents, timesteps, generators, tensors, frozenset(), {}, options, height,
-                         width)  # fmt: skip
+        return LoopState(pipe, family, latents, timesteps, generators, tensors, frozenset(), {}, options, height, width)
 
     def _call(self, state: LoopState, t: torch.Tensor, key: str, prefix: str, ids: str) -> torch.Tensor:
         transformer = state.pipe.transformer
         context = transformer.cache_context(key) if hasattr(transformer, "cache_context") else nullcontext()
         with context:
             return transformer(
-                hidden_states=state.latents, timestep=t / 1000, guidance=state.tensors.get("guidance"),
+                hidden_states=state.latents,
+                timestep=t / 1000,
+                guidance=state.tensors.get("guidance"),
                 pooled_projections=state.tensors[f"{prefix}pooled"],
-                encoder_hidden_states=state.tensors[f"{prefix}prompt_embeds"], txt_ids=state.options[ids],
-                img_ids=state.options["image_ids"], joint_attention_kwargs=state.pipe._joint_attention_kwargs,
+                encoder_hidden_states=state.tensors[f"{prefix}prompt_embeds"],
+                txt_ids=state.options[ids],
+                img_ids=state.options["image_ids"],
+                joint_attention_kwargs=state.pipe._joint_attention_kwargs,
                 return_dict=False,
-            )[0]  # fmt: skip
+            )[0]
 
     def model_output(self, state: LoopState) -> torch.Tensor:
         t = state.timesteps[state.step]
@@ -262,7 +303,11 @@ class FluxAdapter:
         return _postprocess(pipe, pipe.vae.decode(latents, return_dict=False)[0])
 
 
-for _name, _adapter in (("sd", UNetAdapter(xl=False)), ("sdxl", UNetAdapter(xl=True)), ("sd3", SD3Adapter()),
-                        ("flux", FluxAdapter())):  # fmt: skip
+for _name, _adapter in (
+    ("sd", UNetAdapter(xl=False)),
+    ("sdxl", UNetAdapter(xl=True)),
+    ("sd3", SD3Adapter()),
+    ("flux", FluxAdapter()),
+):
     if _name not in LOOP_ADAPTERS:
         LOOP_ADAPTERS.register(_name, _adapter)

@@ -41,8 +41,18 @@ from .calibration import ThresholdCalibration, gap_quantiles, normalised_gaps, s
 from .offline import RunArrays, _simulate, plan_cost, reads_x0, run_costs
 from .policies import HalvingPolicy, ThresholdPolicy, halving_counts, schedule_cost
 
-__all__ = ["ScheduleFit", "ThresholdFit", "ThresholdGrid", "CrossFit", "halving_schedules", "fit_halving_schedule",
-           "fit_threshold_policy", "crossfit_halving", "crossfit_threshold", "FITTERS"]  # fmt: skip
+__all__ = [
+    "FITTERS",
+    "CrossFit",
+    "ScheduleFit",
+    "ThresholdFit",
+    "ThresholdGrid",
+    "crossfit_halving",
+    "crossfit_threshold",
+    "fit_halving_schedule",
+    "fit_threshold_policy",
+    "halving_schedules",
+]
 
 
 def halving_schedules(n: int, num_steps: int) -> Iterator[tuple[int, ...]]:
@@ -175,8 +185,9 @@ class _Run:
 
 def _run(arrays: RunArrays, scorer: str, n: int, budget: float, costs: Mapping[str, float] | None) -> _Run:
     if scorer not in arrays.scores:
-        raise InputError(f"scorer: run {arrays.info.run_id} has no scores of {scorer!r}; "
-                         f"expected one of {sorted(arrays.scores)}")  # fmt: skip
+        raise InputError(
+            f"scorer: run {arrays.info.run_id} has no scores of {scorer!r}; expected one of {sorted(arrays.scores)}"
+        )
     if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget < math.inf:
         raise InputError(f"budget: expected a cost fraction > 0, got {budget!r}")
     prow, pcol = arrays.groups(n)
@@ -187,8 +198,16 @@ def _run(arrays: RunArrays, scorer: str, n: int, budget: float, costs: Mapping[s
     complete = np.flatnonzero(~np.isnan(scores[:, :, scored]).any(axis=(1, 2)))
     if len(complete) == 0:
         raise InputError(f"scorer: no prompt of run {arrays.info.run_id} has every {scorer!r} score")
-    return _Run(scorer, scores[complete], arrays.judge[prow[:, None], pcol][complete], complete, len(prow), scored,
-                run_costs(arrays, costs).get(scorer, 0.0), reads_x0(arrays.info, scorer))  # fmt: skip
+    return _Run(
+        scorer,
+        scores[complete],
+        arrays.judge[prow[:, None], pcol][complete],
+        complete,
+        len(prow),
+        scored,
+        run_costs(arrays, costs).get(scorer, 0.0),
+        reads_x0(arrays.info, scorer),
+    )
 
 
 def _columns(run: _Run, prompts: Sequence[int] | None) -> np.ndarray:
@@ -267,9 +286,14 @@ def _schedules(run: _Run, n: int, budget: float) -> _Schedules:
     return _Schedules(chosen, np.asarray(fractions), np.asarray(values))
 
 
-def fit_halving_schedule(arrays: RunArrays, scorer: str, n: int, budget: float,
-                         costs: Mapping[str, float] | None = None, prompts: Sequence[int] | None = None,
-                         ) -> ScheduleFit:  # fmt: skip
+def fit_halving_schedule(
+    arrays: RunArrays,
+    scorer: str,
+    n: int,
+    budget: float,
+    costs: Mapping[str, float] | None = None,
+    prompts: Sequence[int] | None = None,
+) -> ScheduleFit:
     """The halving schedule with the best mean judge score of the pick whose cost fits ``budget``.
 
     Args:
@@ -287,12 +311,27 @@ def fit_halving_schedule(arrays: RunArrays, scorer: str, n: int, budget: float,
     cols = _columns(run, prompts)
     table = _schedules(run, n, budget)
     i = _best(table.values[:, cols].mean(axis=1), table.costs)
-    return ScheduleFit(scorer, n, float(budget), table.schedules[i], float(table.costs[i]),
-                       float(table.values[i, cols].mean()), len(cols))  # fmt: skip
+    return ScheduleFit(
+        scorer,
+        n,
+        float(budget),
+        table.schedules[i],
+        float(table.costs[i]),
+        float(table.values[i, cols].mean()),
+        len(cols),
+    )
 
 
-def crossfit_halving(arrays: RunArrays, scorer: str, n: int, budget: float, costs: Mapping[str, float] | None = None,
-                     folds: int = 2, repeats: int = 20, seed: int = 0) -> CrossFit:  # fmt: skip
+def crossfit_halving(
+    arrays: RunArrays,
+    scorer: str,
+    n: int,
+    budget: float,
+    costs: Mapping[str, float] | None = None,
+    folds: int = 2,
+    repeats: int = 20,
+    seed: int = 0,
+) -> CrossFit:
     """Judge score of the pick of a halving schedule fitted on other prompts (see the module docstring).
 
     Args:
@@ -316,8 +355,12 @@ def _threshold_settings(grid: ThresholdGrid, steps: int) -> list[tuple[int, int]
     return [(int(k), int(e)) for k in grid.min_steps for e in grid.every if int(k) < steps]
 
 
-def _threshold_candidates(run: _Run, n: int, cols: np.ndarray, grid: ThresholdGrid,
-                          ) -> list[tuple[tuple[float, int, int], tuple[float, ...], float, float]]:  # fmt: skip
+def _threshold_candidates(
+    run: _Run,
+    n: int,
+    cols: np.ndarray,
+    grid: ThresholdGrid,
+) -> list[tuple[tuple[float, int, int], tuple[float, ...], float, float]]:
     """Every grid setting calibrated and replayed on the prompts ``cols``: (setting, gaps, mean cost, mean judge)."""
     steps = run.scores.shape[2] - 1
     if len(run.scored) != steps + 1:
@@ -329,8 +372,14 @@ def _threshold_candidates(run: _Run, n: int, cols: np.ndarray, grid: ThresholdGr
         for min_step, every in _threshold_settings(grid, steps):
             pick, den, sc = simulate_threshold(run.scores[cols], gaps, min_step, every, 1, run.x0)
             cost = plan_cost(n, steps, den, sc * run.cost_eq)
-            out.append(((float(q), min_step, every), gaps, float(cost.mean()),
-                        float(run.judge[cols][np.arange(len(cols)), pick].mean())))  # fmt: skip
+            out.append(
+                (
+                    (float(q), min_step, every),
+                    gaps,
+                    float(cost.mean()),
+                    float(run.judge[cols][np.arange(len(cols)), pick].mean()),
+                )
+            )
     return out
 
 
@@ -338,14 +387,22 @@ def _choose(candidates: list, budget: float, scorer: str) -> tuple:
     fit = [c for c in candidates if c[2] <= budget + 1e-9]
     if not fit:
         cheapest = min(c[2] for c in candidates)
-        raise InputError(f"budget: no threshold setting of {scorer!r} has a mean cost at most {budget:g} "
-                         f"(the cheapest: {cheapest:.3f})")  # fmt: skip
+        raise InputError(
+            f"budget: no threshold setting of {scorer!r} has a mean cost at most {budget:g} "
+            f"(the cheapest: {cheapest:.3f})"
+        )
     return fit[_best(np.asarray([c[3] for c in fit]), np.asarray([c[2] for c in fit]))]
 
 
-def fit_threshold_policy(arrays: RunArrays, scorer: str, n: int, budget: float, grid: ThresholdGrid | None = None,
-                         costs: Mapping[str, float] | None = None, prompts: Sequence[int] | None = None,
-                         ) -> ThresholdFit:  # fmt: skip
+def fit_threshold_policy(
+    arrays: RunArrays,
+    scorer: str,
+    n: int,
+    budget: float,
+    grid: ThresholdGrid | None = None,
+    costs: Mapping[str, float] | None = None,
+    prompts: Sequence[int] | None = None,
+) -> ThresholdFit:
     """The calibrated threshold settings with the best mean judge score of the pick whose mean cost fits ``budget``.
 
     Args:
@@ -360,14 +417,30 @@ def fit_threshold_policy(arrays: RunArrays, scorer: str, n: int, budget: float, 
     cols = _columns(run, prompts)
     candidates = _threshold_candidates(run, n, cols, grid or ThresholdGrid())
     (q, min_step, every), gaps, cost, judge = _choose(candidates, budget, scorer)
-    cal = ThresholdCalibration(scorer=scorer, n=n, quantile=q, num_steps=run.scores.shape[2] - 1, gaps=gaps,
-                               judge=arrays.judge_name, runs=(arrays.info.run_id,), groups=len(cols))  # fmt: skip
+    cal = ThresholdCalibration(
+        scorer=scorer,
+        n=n,
+        quantile=q,
+        num_steps=run.scores.shape[2] - 1,
+        gaps=gaps,
+        judge=arrays.judge_name,
+        runs=(arrays.info.run_id,),
+        groups=len(cols),
+    )
     return ThresholdFit(scorer, n, float(budget), cal, min_step, every, cost, judge, len(cols))
 
 
-def crossfit_threshold(arrays: RunArrays, scorer: str, n: int, budget: float, grid: ThresholdGrid | None = None,
-                       costs: Mapping[str, float] | None = None, folds: int = 2, repeats: int = 20, seed: int = 0,
-                       ) -> CrossFit:  # fmt: skip
+def crossfit_threshold(
+    arrays: RunArrays,
+    scorer: str,
+    n: int,
+    budget: float,
+    grid: ThresholdGrid | None = None,
+    costs: Mapping[str, float] | None = None,
+    folds: int = 2,
+    repeats: int = 20,
+    seed: int = 0,
+) -> CrossFit:
     """Judge score of the pick (and cost) of the threshold policy calibrated and fitted on other prompts.
 
     The budget binds the mean cost on the prompts fitted on; on the held-out prompts it can come out a little
@@ -380,8 +453,11 @@ def crossfit_threshold(arrays: RunArrays, scorer: str, n: int, budget: float, gr
     def fold_fit(train: np.ndarray, test: np.ndarray) -> tuple[tuple, np.ndarray, np.ndarray]:
         (q, min_step, every), gaps, _, _ = _choose(_threshold_candidates(run, n, train, grid), budget, scorer)
         pick, den, sc = simulate_threshold(run.scores[test], gaps, min_step, every, 1, run.x0)
-        return (q, min_step, every), run.judge[test][np.arange(len(test)), pick], plan_cost(n, steps, den,
-                                                                                             sc * run.cost_eq)
+        return (
+            (q, min_step, every),
+            run.judge[test][np.arange(len(test)), pick],
+            plan_cost(n, steps, den, sc * run.cost_eq),
+        )
 
     return _crossfit(run.groups, run.rows, folds, repeats, seed, fold_fit)
 

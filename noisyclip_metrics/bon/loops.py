@@ -38,16 +38,16 @@ from ..registry import Registry
 from ..trajectory import PipelineFamily, pipeline_family
 
 __all__ = [
-    "LoopSettings",
-    "LoopState",
-    "LoopAdapter",
     "LOOP_ADAPTERS",
     "UNPRUNABLE_SCHEDULERS",
-    "loop_adapter",
-    "family_module",
-    "call_default",
-    "prune",
+    "LoopAdapter",
+    "LoopSettings",
+    "LoopState",
     "advance",
+    "call_default",
+    "family_module",
+    "loop_adapter",
+    "prune",
 ]
 
 #: Schedulers whose state cannot be split by candidate (a Brownian-tree noise sampler built for the whole batch).
@@ -135,7 +135,7 @@ class LoopState:
     @property
     def num_steps(self) -> int:
         """T, the number of denoiser calls per candidate."""
-        return int(len(self.timesteps))
+        return len(self.timesteps)
 
     def timestep_at(self, k: int) -> float:
         """Timestep at which the step-``k`` latent sits (0 at ``k = T``: clean)."""

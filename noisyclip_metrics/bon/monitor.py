@@ -73,13 +73,22 @@ class NoisyCLIPMonitor:
         ([1, 2, 3], (2,))
     """
 
-    def __init__(self, scorer: Scorer, prompts: str | Sequence[str], every: int = 1, threshold: float | None = None,
-                 height: int | None = None, width: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        scorer: Scorer,
+        prompts: str | Sequence[str],
+        every: int = 1,
+        threshold: float | None = None,
+        height: int | None = None,
+        width: int | None = None,
+    ) -> None:
         if not isinstance(scorer, Scorer):
             raise InputError(f"scorer: expected a Scorer, got {type(scorer).__name__}")
         if not set(scorer.requires) & {"latents", "x0"} or "images" in scorer.requires:
-            raise InputError(f"scorer: the monitor sees latents (and x̂0 inside watch()); {scorer.name!r} needs "
-                             f"{sorted(scorer.requires)}")  # fmt: skip
+            raise InputError(
+                f"scorer: the monitor sees latents (and x̂0 inside watch()); {scorer.name!r} needs "
+                f"{sorted(scorer.requires)}"
+            )
         if not isinstance(every, int) or every < 1:
             raise InputError(f"every: expected an integer >= 1, got {every!r}")
         if threshold is not None and math.isnan(float(threshold)):
@@ -139,14 +148,17 @@ class NoisyCLIPMonitor:
     def __call__(self, pipe: Any, step_index: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
         """The ``callback_on_step_end`` hook; returns ``{}`` (it changes no tensor)."""
         if "latents" not in callback_kwargs:
-            raise InputError("callback_kwargs: no 'latents'; call the pipeline with "
-                             "callback_on_step_end_tensor_inputs=['latents']")  # fmt: skip
+            raise InputError(
+                "callback_kwargs: no 'latents'; call the pipeline with callback_on_step_end_tensor_inputs=['latents']"
+            )
         sched = pipe.scheduler
         num_steps = int(getattr(pipe, "_num_timesteps", None) or len(sched.timesteps))
         k = int(step_index) + 1
         if self._reads_x0 and self._last_step is None:  # callbacks follow a step: None means outside watch()
-            raise InputError(f"scorer: {self.scorer.name!r} reads x̂0, which needs the denoiser output; run the "
-                             "pipeline inside `with monitor.watch(pipe):`")  # fmt: skip
+            raise InputError(
+                f"scorer: {self.scorer.name!r} reads x̂0, which needs the denoiser output; run the "
+                "pipeline inside `with monitor.watch(pipe):`"
+            )
         if k % self.every and k != num_steps:
             return {}
         pipeline_family(pipe)  # unsupported pipelines fail clearly
@@ -168,8 +180,14 @@ class NoisyCLIPMonitor:
                 scale = model_input_scale(sched, t, batch, step_index=k)
             else:
                 t, scale = torch.zeros(batch), torch.ones(batch)
-            self._record(pipe, k, ScoreInputs(prompts=prompts, latents=latents, timesteps=t,
-                                              latent_scale=scale.to(latents.device), step=k), num_steps)  # fmt: skip
+            self._record(
+                pipe,
+                k,
+                ScoreInputs(
+                    prompts=prompts, latents=latents, timesteps=t, latent_scale=scale.to(latents.device), step=k
+                ),
+                num_steps,
+            )
         return {}
 
     def _record(self, pipe: Any, k: int, inputs: ScoreInputs, num_steps: int) -> None:

@@ -52,22 +52,51 @@ from ..errors import InputError, SchemaError
 from ..results import ResultsStore, RunInfo, _atomic_parquet, check_unique_rows
 from .policies import halving_counts, schedule_cost
 
-__all__ = ["RunArrays", "load_run", "scorer_costs", "bon_rows", "compute_bon", "read_bon", "BON_SCHEMA",
-           "DEFAULT_NS", "reads_x0", "cascade_label", "pick_scores", "plan_picks", "plan_scores", "plan_cost",
-           "run_costs"]  # fmt: skip
+__all__ = [
+    "BON_SCHEMA",
+    "DEFAULT_NS",
+    "RunArrays",
+    "bon_rows",
+    "cascade_label",
+    "compute_bon",
+    "load_run",
+    "pick_scores",
+    "plan_cost",
+    "plan_picks",
+    "plan_scores",
+    "read_bon",
+    "reads_x0",
+    "run_costs",
+    "scorer_costs",
+]
 
 DEFAULT_NS = (2, 4, 6, 8)
 DEFAULT_FINAL = "clip-final"
 BON_SCHEMA = pa.schema(
     [
-        ("run_id", pa.string()), ("model", pa.string()), ("benchmark", pa.string()), ("judge", pa.string()),
-        ("scorer", pa.string()), ("policy", pa.string()), ("n", pa.int32()), ("k", pa.int32()),
-        ("schedule", pa.string()), ("num_steps", pa.int32()), ("cost_fraction", pa.float64()),
-        ("denoiser_evals", pa.int64()), ("scorer_evals", pa.int64()), ("scorer_cost_eq", pa.float64()),
-        ("judge_score", pa.float64()), ("aligned_rate", pa.float64()), ("prompts", pa.int32()),
-        ("m", pa.int32()), ("final_scorer", pa.string()), ("final_evals", pa.int64()), ("final_cost_eq", pa.float64()),
+        ("run_id", pa.string()),
+        ("model", pa.string()),
+        ("benchmark", pa.string()),
+        ("judge", pa.string()),
+        ("scorer", pa.string()),
+        ("policy", pa.string()),
+        ("n", pa.int32()),
+        ("k", pa.int32()),
+        ("schedule", pa.string()),
+        ("num_steps", pa.int32()),
+        ("cost_fraction", pa.float64()),
+        ("denoiser_evals", pa.int64()),
+        ("scorer_evals", pa.int64()),
+        ("scorer_cost_eq", pa.float64()),
+        ("judge_score", pa.float64()),
+        ("aligned_rate", pa.float64()),
+        ("prompts", pa.int32()),
+        ("m", pa.int32()),
+        ("final_scorer", pa.string()),
+        ("final_evals", pa.int64()),
+        ("final_cost_eq", pa.float64()),
     ]
-)  # fmt: skip
+)
 _CASCADE_DEFAULTS = {"m": 1, "final_scorer": None, "final_evals": 0, "final_cost_eq": 0.0}
 
 
@@ -114,12 +143,13 @@ class RunArrays:
 def load_run(store: ResultsStore, run_id: str) -> RunArrays:
     """Read a run's score and judgment rows into :class:`RunArrays` (seeds sorted ascending)."""
     info = store.run(run_id)
-    table = store.rows(run_id, columns=["kind", "prompt_id", "seed", "step", "num_steps", "scorer", "judge", "score",
-                                        "aligned"])  # fmt: skip
+    table = store.rows(
+        run_id, columns=["kind", "prompt_id", "seed", "step", "num_steps", "scorer", "judge", "score", "aligned"]
+    )
     check_unique_rows(table, f"{store.root}: run {run_id}")  # a candidate written twice would count twice
     cols = {c: table[c].to_pylist() for c in table.column_names}
     prompt_ids = tuple(dict.fromkeys(cols["prompt_id"]))
-    seeds = tuple(sorted(set(int(s) for s in cols["seed"])))
+    seeds = tuple(sorted({int(s) for s in cols["seed"]}))
     pidx = {p: i for i, p in enumerate(prompt_ids)}
     sidx = {s: i for i, s in enumerate(seeds)}
     steps = {int(t) for t in cols["num_steps"] if t is not None}
@@ -130,8 +160,16 @@ def load_run(store: ResultsStore, run_id: str) -> RunArrays:
     judge = np.full((len(prompt_ids), len(seeds)), np.nan)
     aligned = np.full_like(judge, np.nan)
     judge_names = set()
-    for kind, p, s, k, scorer, jname, value, al in zip(cols["kind"], cols["prompt_id"], cols["seed"], cols["step"],
-                                                       cols["scorer"], cols["judge"], cols["score"], cols["aligned"]):
+    for kind, p, s, k, scorer, jname, value, al in zip(
+        cols["kind"],
+        cols["prompt_id"],
+        cols["seed"],
+        cols["step"],
+        cols["scorer"],
+        cols["judge"],
+        cols["score"],
+        cols["aligned"],
+    ):
         i, j = pidx[p], sidx[int(s)]
         if kind == "judgment":
             judge[i, j] = value
@@ -225,8 +263,12 @@ def _plans(name: str, n: int, k: int, steps: int, final: str | None) -> list[tup
     return plans
 
 
-def bon_rows(arrays: RunArrays, ns: Iterable[int] = DEFAULT_NS, costs: dict[str, float] | None = None,
-             final_scorer: str | None = DEFAULT_FINAL) -> dict[str, list]:  # fmt: skip
+def bon_rows(
+    arrays: RunArrays,
+    ns: Iterable[int] = DEFAULT_NS,
+    costs: dict[str, float] | None = None,
+    final_scorer: str | None = DEFAULT_FINAL,
+) -> dict[str, list]:
     """BoN outcome rows (columns of :data:`BON_SCHEMA`) of one run; see the module docstring.
 
     Args:
@@ -240,27 +282,52 @@ def bon_rows(arrays: RunArrays, ns: Iterable[int] = DEFAULT_NS, costs: dict[str,
     if steps < 1:
         raise InputError(f"run {info.run_id}: expected score rows with at least one step, got none")
     costs = run_costs(arrays, costs)
-    if final_scorer is not None and (final_scorer not in arrays.scores
-                                     or np.isnan(arrays.scores[final_scorer][:, :, steps]).all()):  # fmt: skip
+    if final_scorer is not None and (
+        final_scorer not in arrays.scores or np.isnan(arrays.scores[final_scorer][:, :, steps]).all()
+    ):
         final_scorer = None
     c_final = costs.get(final_scorer, 0.0) if final_scorer else 0.0
     out: dict[str, list] = {f.name: [] for f in BON_SCHEMA}
 
-    def add(scorer: str, policy: str, n: int, k: int, schedule: str, denoiser: int, scorings: int,
-            judged: np.ndarray, aligned: np.ndarray, m: int = 1) -> None:  # fmt: skip
+    def add(
+        scorer: str,
+        policy: str,
+        n: int,
+        k: int,
+        schedule: str,
+        denoiser: int,
+        scorings: int,
+        judged: np.ndarray,
+        aligned: np.ndarray,
+        m: int = 1,
+    ) -> None:
         """One row; ``judged``/``aligned``: the pick's judge score / verdict per prompt; ``m > 1``: a cascade."""
         c = costs.get(scorer, 0.0)
         finals = m if m > 1 else 0
         fraction = plan_cost(n, steps, denoiser, scorings * c + finals * c_final)
-        values = dict(run_id=info.run_id, model=info.model, benchmark=info.benchmark, judge=arrays.judge_name,
-                      scorer=scorer, policy=cascade_label(policy, m, str(final_scorer)) if finals else policy, n=n,
-                      k=k, schedule=schedule, num_steps=steps,
-                      cost_fraction=fraction,
-                      denoiser_evals=denoiser, scorer_evals=scorings, scorer_cost_eq=c,
-                      judge_score=float(judged.mean()),
-                      aligned_rate=None if np.isnan(aligned).any() else float(aligned.mean()), prompts=len(judged),
-                      m=m, final_scorer=final_scorer if finals else None, final_evals=finals,
-                      final_cost_eq=c_final if finals else 0.0)  # fmt: skip
+        values = {
+            "run_id": info.run_id,
+            "model": info.model,
+            "benchmark": info.benchmark,
+            "judge": arrays.judge_name,
+            "scorer": scorer,
+            "policy": cascade_label(policy, m, str(final_scorer)) if finals else policy,
+            "n": n,
+            "k": k,
+            "schedule": schedule,
+            "num_steps": steps,
+            "cost_fraction": fraction,
+            "denoiser_evals": denoiser,
+            "scorer_evals": scorings,
+            "scorer_cost_eq": c,
+            "judge_score": float(judged.mean()),
+            "aligned_rate": None if np.isnan(aligned).any() else float(aligned.mean()),
+            "prompts": len(judged),
+            "m": m,
+            "final_scorer": final_scorer if finals else None,
+            "final_evals": finals,
+            "final_cost_eq": c_final if finals else 0.0,
+        }
         for key, v in values.items():
             out[key].append(v)
 
@@ -283,13 +350,26 @@ def bon_rows(arrays: RunArrays, ns: Iterable[int] = DEFAULT_NS, costs: dict[str,
                         continue
                     den, sc = schedule_cost(n, steps, decisions, needs_model_output=reads_x0(info, name))
                     vrows = np.arange(int(valid.sum()))
-                    add(name, policy, n, k, ",".join(str(d) for d, _ in decisions), den, sc,
-                        jsel[valid][vrows, picks], asel[valid][vrows, picks], m)
+                    add(
+                        name,
+                        policy,
+                        n,
+                        k,
+                        ",".join(str(d) for d, _ in decisions),
+                        den,
+                        sc,
+                        jsel[valid][vrows, picks],
+                        asel[valid][vrows, picks],
+                        m,
+                    )
     return out
 
 
-def _plan_picks(s: np.ndarray, decisions: Sequence[tuple[int, int]], final: np.ndarray | None,
-                ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def _plan_picks(
+    s: np.ndarray,
+    decisions: Sequence[tuple[int, int]],
+    final: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
     """(groups with every score the plan reads, the pick of each of them); ``final`` only for cascades."""
     need = sorted({d for d, _ in decisions})
     valid = ~np.isnan(s[:, :, need]).any(axis=(1, 2))
@@ -327,8 +407,9 @@ def pick_scores(arrays: RunArrays, row: Mapping[str, Any]) -> np.ndarray:
     return plan_scores(arrays, row["scorer"], n, plans[base], final_name)
 
 
-def plan_picks(arrays: RunArrays, scorer: str, n: int, decisions: Sequence[tuple[int, int]],
-               final_scorer: str | None = None) -> np.ndarray:  # fmt: skip
+def plan_picks(
+    arrays: RunArrays, scorer: str, n: int, decisions: Sequence[tuple[int, int]], final_scorer: str | None = None
+) -> np.ndarray:
     """Seed of the pick of one plan for every prompt with ``n`` judged seeds (:meth:`RunArrays.groups` order), -1 for a
     prompt missing a score the plan reads. What a live run of the plan on the same seeds chooses.
 
@@ -350,8 +431,9 @@ def plan_picks(arrays: RunArrays, scorer: str, n: int, decisions: Sequence[tuple
     return out
 
 
-def plan_scores(arrays: RunArrays, scorer: str, n: int, decisions: Sequence[tuple[int, int]],
-                final_scorer: str | None = None) -> np.ndarray:  # fmt: skip
+def plan_scores(
+    arrays: RunArrays, scorer: str, n: int, decisions: Sequence[tuple[int, int]], final_scorer: str | None = None
+) -> np.ndarray:
     """Judge score of the pick of one plan (:func:`plan_picks`) for every prompt with ``n`` judged seeds, NaN for a
     prompt missing a score the plan reads."""
     picks = plan_picks(arrays, scorer, n, decisions, final_scorer)
@@ -361,9 +443,14 @@ def plan_scores(arrays: RunArrays, scorer: str, n: int, decisions: Sequence[tupl
     return np.where(picks >= 0, out, np.nan)
 
 
-def compute_bon(results: str | Path | ResultsStore, run_id: str | None = None, ns: Iterable[int] = DEFAULT_NS,
-                costs: dict[str, float] | None = None, write: bool = True,
-                final_scorer: str | None = DEFAULT_FINAL) -> pa.Table:  # fmt: skip
+def compute_bon(
+    results: str | Path | ResultsStore,
+    run_id: str | None = None,
+    ns: Iterable[int] = DEFAULT_NS,
+    costs: dict[str, float] | None = None,
+    write: bool = True,
+    final_scorer: str | None = DEFAULT_FINAL,
+) -> pa.Table:
     """BoN outcomes of one run (or every run) of a results store, written to ``<results>/bon/<run_id>.parquet``.
 
     Args:

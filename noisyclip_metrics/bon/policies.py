@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -41,15 +42,15 @@ from ..errors import InputError
 from ..registry import Registry
 
 __all__ = [
-    "Policy",
-    "OneShotPolicy",
-    "HalvingPolicy",
-    "ThresholdPolicy",
     "POLICIES",
+    "HalvingPolicy",
+    "OneShotPolicy",
+    "Policy",
+    "ThresholdPolicy",
     "build_policy",
+    "halving_counts",
     "rank",
     "schedule_cost",
-    "halving_counts",
 ]
 
 
@@ -149,7 +150,7 @@ class HalvingPolicy:
         object.__setattr__(self, "schedule", steps)
         if not steps:
             raise InputError("schedule: expected at least one step")
-        if any(b <= a for a, b in zip(steps, steps[1:])):
+        if any(b <= a for a, b in itertools.pairwise(steps)):
             raise InputError(f"schedule: expected strictly increasing steps, got {list(steps)}")
         if steps[0] < 0:
             raise InputError(f"schedule: expected steps >= 0, got {list(steps)}")
@@ -232,8 +233,12 @@ def build_policy(name: str, **params: Any) -> Policy:
         raise InputError(f"policy {name!r}: bad parameters {sorted(params)} ({err})") from None
 
 
-def schedule_cost(n: int, num_steps: int, decisions: Sequence[tuple[int, int]], needs_model_output: bool = False,
-                  ) -> tuple[int, int]:  # fmt: skip
+def schedule_cost(
+    n: int,
+    num_steps: int,
+    decisions: Sequence[tuple[int, int]],
+    needs_model_output: bool = False,
+) -> tuple[int, int]:
     """(denoiser evaluations, scorer evaluations) of a run of ``n`` candidates.
 
     Args:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from ..errors import NoisyCLIPError
 from ..registry import Registry
 
-__all__ = ["main", "Command", "COMMANDS", "OneLineParser"]
+__all__ = ["COMMANDS", "Command", "OneLineParser", "main"]
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,19 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", required=True, help="diffusers pipeline folder or registered id (world:sd-base)")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--prompt", nargs="+", help="one prompt, or n prompts (one per candidate)")
-    what.add_argument("--prompts-file", type=Path, default=None,
-                      help="text file, one prompt per line: a Best-of-N each, batched (see --batch-prompts); the "
-                           "results go to OUT/NNNN/ and a rerun resumes where it stopped")  # fmt: skip
-    p.add_argument("--batch-prompts", type=int, default=8,
-                   help="with --prompts-file: prompts whose candidates share one batch (default: 8)")
+    what.add_argument(
+        "--prompts-file",
+        type=Path,
+        default=None,
+        help="text file, one prompt per line: a Best-of-N each, batched (see --batch-prompts); the "
+        "results go to OUT/NNNN/ and a rerun resumes where it stopped",
+    )
+    p.add_argument(
+        "--batch-prompts",
+        type=int,
+        default=8,
+        help="with --prompts-file: prompts whose candidates share one batch (default: 8)",
+    )
     p.add_argument("--no-progress", action="store_true", help="with --prompts-file: hide the progress bar")
     p.add_argument("--n", type=int, default=6, help="candidates N (default: 6)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="one seed per candidate (default: 0..n-1)")
@@ -36,8 +44,12 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--every", type=int, default=1, help="threshold: steps between decisions (1)")
     p.add_argument("--scorer", default="noisyclip", choices=_SCORERS)
     p.add_argument("--model", default=None, help="the scorer's CLIP (model id or folder; world ids by default)")
-    p.add_argument("--final-scorer", default=None, choices=_SCORERS,
-                   help="cascade: this scorer picks one of the m finished survivors at the last step (e.g. clip-final)")
+    p.add_argument(
+        "--final-scorer",
+        default=None,
+        choices=_SCORERS,
+        help="cascade: this scorer picks one of the m finished survivors at the last step (e.g. clip-final)",
+    )
     p.add_argument("--final-model", default=None, help="the final scorer's CLIP (default: as for --model)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps T (the pipeline's default)")
     p.add_argument("--guidance-scale", type=float, default=None)
@@ -84,12 +96,16 @@ def _todo(out: Path, prompts: list[str], same: dict[str, Any]) -> list[int]:
         except (OSError, ValueError) as err:
             raise InputError(f"--out: unreadable {path} ({err}); remove that folder to rerun the prompt") from None
         if done.get("prompt") != prompt:
-            raise InputError(f"--out: {path} is the result of prompt {done.get('prompt')!r}, not line {i + 1} of "
-                             f"--prompts-file ({prompt!r}); use another --out")  # fmt: skip
+            raise InputError(
+                f"--out: {path} is the result of prompt {done.get('prompt')!r}, not line {i + 1} of "
+                f"--prompts-file ({prompt!r}); use another --out"
+            )
         for key, value in same.items():
             if done.get(key) != value:
-                raise InputError(f"--out: {path} was run with {key} = {done.get(key)!r}, this run has {value!r}; use "
-                                 "another --out to change settings")  # fmt: skip
+                raise InputError(
+                    f"--out: {path} was run with {key} = {done.get(key)!r}, this run has {value!r}; use "
+                    "another --out to change settings"
+                )
     return todo
 
 
@@ -146,16 +162,25 @@ def _run_run(args: argparse.Namespace) -> int:
         final_model = resolve_model(args.final_model or _default_model(args.pipeline, args.final_scorer), device)
         final = build_scorer(args.final_scorer, model=final_model, vae=pipe.vae)
     bon = EarlyBestOfN(pipe, scorer, policy, final_scorer=final)
-    kwargs = {"n": args.n, "seeds": args.seeds, "num_inference_steps": steps, "guidance_scale": guidance,
-              "height": args.height, "width": args.width, "negative_prompt": args.negative_prompt}  # fmt: skip
+    kwargs = {
+        "n": args.n,
+        "seeds": args.seeds,
+        "num_inference_steps": steps,
+        "guidance_scale": guidance,
+        "height": args.height,
+        "width": args.width,
+        "negative_prompt": args.negative_prompt,
+    }
     extra = {"pipeline_id": args.pipeline, "model": args.model, "final_model": args.final_model}
     if prompts is None:
         result = bon(args.prompt[0] if len(args.prompt) == 1 else list(args.prompt), **kwargs)
         _save(result, args.out, extra)
-        print(f"chose seed(s) {list(result.seeds)} of {result.n}: {result.denoiser_evals} denoiser calls "
-              f"({result.cost_fraction:.2f} of full BoN), {result.scorer_evals} scorings"
-              + (f" + {result.final_scorer_evals} by {result.final_scorer}" if result.final_scorer else "")
-              + f" -> {args.out}")  # fmt: skip
+        print(
+            f"chose seed(s) {list(result.seeds)} of {result.n}: {result.denoiser_evals} denoiser calls "
+            f"({result.cost_fraction:.2f} of full BoN), {result.scorer_evals} scorings"
+            + (f" + {result.final_scorer_evals} by {result.final_scorer}" if result.final_scorer else "")
+            + f" -> {args.out}"
+        )
         return 0
     from tqdm.auto import tqdm
 
@@ -170,8 +195,12 @@ def _run_run(args: argparse.Namespace) -> int:
             calls, full = calls + batch.denoiser_evals, full + batch.full_cost
             bar.update(len(chunk))
     done = len(prompts) - len(todo)
-    print(f"{len(todo)} prompt(s) run" + (f", {done} already done" if done else "")
-          + (f": {calls} denoiser calls ({calls / full:.2f} of full BoN)" if full else "") + f" -> {args.out}")
+    print(
+        f"{len(todo)} prompt(s) run"
+        + (f", {done} already done" if done else "")
+        + (f": {calls} denoiser calls ({calls / full:.2f} of full BoN)" if full else "")
+        + f" -> {args.out}"
+    )
     return 0
 
 
@@ -179,10 +208,18 @@ def _configure_offline(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", required=True, type=Path, help="results folder (noisyclip evaluate --out)")
     p.add_argument("--run", default=None, help="one run id (default: every run)")
     p.add_argument("--n", type=int, nargs="+", default=[2, 4, 6, 8], help="values of N (default: 2 4 6 8)")
-    p.add_argument("--scorer-cost", nargs="+", default=None, metavar="SCORER=EQ",
-                   help="scorer cost per scoring in denoiser-call equivalents (default: from the run's timing)")
-    p.add_argument("--final-scorer", default="clip-final",
-                   help="final judge of the cascade rows (top-m, then this scorer; default: clip-final; 'none': off)")
+    p.add_argument(
+        "--scorer-cost",
+        nargs="+",
+        default=None,
+        metavar="SCORER=EQ",
+        help="scorer cost per scoring in denoiser-call equivalents (default: from the run's timing)",
+    )
+    p.add_argument(
+        "--final-scorer",
+        default="clip-final",
+        help="final judge of the cascade rows (top-m, then this scorer; default: clip-final; 'none': off)",
+    )
 
 
 def _scorer_costs(items: list[str] | None) -> dict[str, float]:
@@ -207,8 +244,10 @@ def _run_offline(args: argparse.Namespace) -> int:
     print(f"{len(rows)} BoN rows for {len(runs)} run(s) -> {Path(args.results) / 'bon'}")
     for r in rows:
         if r["policy"] in ("random", "oracle") or (r["scorer"] == "clip-final" and r["policy"] == "one-shot"):
-            print(f"  {r['run_id']}  N={r['n']}  {r['scorer']:<12} cost {r['cost_fraction']:.2f}  "
-                  f"judge {r['judge_score']:.4f}")  # fmt: skip
+            print(
+                f"  {r['run_id']}  N={r['n']}  {r['scorer']:<12} cost {r['cost_fraction']:.2f}  "
+                f"judge {r['judge_score']:.4f}"
+            )
     return 0
 
 
@@ -239,12 +278,26 @@ def _configure_fit(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=6, help="candidates N (default: 6)")
     p.add_argument("--budget", type=float, required=True, help="cost budget, a fraction of N·T denoiser calls")
     p.add_argument("--run", default=None, help="one run id (default: every run)")
-    p.add_argument("--scorer-cost", nargs="+", default=None, metavar="SCORER=EQ",
-                   help="scorer cost per scoring in denoiser-call equivalents (default: from the run's timing)")
-    p.add_argument("--crossfit", type=int, default=20, metavar="REPEATS",
-                   help="also estimate the policy on held-out prompts: random halvings averaged (default 20; 0: off)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="threshold: write the fitted calibration JSON here (one run: use --run on a multi-run store)")
+    p.add_argument(
+        "--scorer-cost",
+        nargs="+",
+        default=None,
+        metavar="SCORER=EQ",
+        help="scorer cost per scoring in denoiser-call equivalents (default: from the run's timing)",
+    )
+    p.add_argument(
+        "--crossfit",
+        type=int,
+        default=20,
+        metavar="REPEATS",
+        help="also estimate the policy on held-out prompts: random halvings averaged (default 20; 0: off)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="threshold: write the fitted calibration JSON here (one run: use --run on a multi-run store)",
+    )
 
 
 def _run_fit(args: argparse.Namespace) -> int:
@@ -256,38 +309,54 @@ def _run_fit(args: argparse.Namespace) -> int:
     costs = _scorer_costs(args.scorer_cost)
     runs = [store.run(args.run)] if args.run else store.runs()
     if args.out is not None and (args.policy != "threshold" or len(runs) != 1):
-        raise InputError(f"--out: writes one threshold calibration; got policy {args.policy!r} and {len(runs)} runs "
-                         "(use --policy threshold and --run)")  # fmt: skip
+        raise InputError(
+            f"--out: writes one threshold calibration; got policy {args.policy!r} and {len(runs)} runs "
+            "(use --policy threshold and --run)"
+        )
     fit_fn, cross_fn = FITTERS[args.policy]
     for info in runs:
         arrays = load_run(store, info.run_id)
         fit = fit_fn(arrays, args.scorer, args.n, args.budget, costs=costs)
-        out: dict[str, Any] = {"run_id": info.run_id, "model": info.model, "policy": args.policy,
-                               "scorer": fit.scorer, "n": fit.n, "budget": fit.budget}  # fmt: skip
+        out: dict[str, Any] = {
+            "run_id": info.run_id,
+            "model": info.model,
+            "policy": args.policy,
+            "scorer": fit.scorer,
+            "n": fit.n,
+            "budget": fit.budget,
+        }
         if args.policy == "halving":
             out["schedule"] = list(fit.schedule)
         else:
             out.update(quantile=fit.calibration.quantile, min_step=fit.min_step, every=fit.every)
             if args.out is not None:
                 out["calibration"] = str(fit.calibration.save(args.out))
-        out.update(cost_fraction=round(fit.cost_fraction, 4), judge_score=round(fit.judge_score, 4),
-                   prompts=fit.prompts)  # fmt: skip
+        out.update(
+            cost_fraction=round(fit.cost_fraction, 4), judge_score=round(fit.judge_score, 4), prompts=fit.prompts
+        )
         if args.crossfit > 0:
             cross = cross_fn(arrays, args.scorer, args.n, args.budget, costs=costs, repeats=args.crossfit)
-            out.update(crossfit_judge_score=round(cross.judge_score, 4),
-                       crossfit_cost_fraction=round(cross.cost_fraction, 4))  # fmt: skip
+            out.update(
+                crossfit_judge_score=round(cross.judge_score, 4), crossfit_cost_fraction=round(cross.cost_fraction, 4)
+            )
         print(json.dumps(out))
     return 0
 
 
 _SUBCOMMANDS = {
     "run": ("early-stopping BoN on a pipeline; saves the chosen image(s) and account.json", _configure_run, _run_run),
-    "offline": ("BoN outcomes from a results store into <results>/bon/<run_id>.parquet", _configure_offline,
-                _run_offline),
+    "offline": (
+        "BoN outcomes from a results store into <results>/bon/<run_id>.parquet",
+        _configure_offline,
+        _run_offline,
+    ),
     "calibrate": ("fit the threshold policy's calibration on a results store", _configure_calibrate, _run_calibrate),
-    "fit": ("the best halving schedule or threshold settings within a cost budget, fitted on a results store",
-            _configure_fit, _run_fit),
-}  # fmt: skip
+    "fit": (
+        "the best halving schedule or threshold settings within a cost budget, fitted on a results store",
+        _configure_fit,
+        _run_fit,
+    ),
+}
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -296,11 +365,13 @@ def _configure(p: argparse.ArgumentParser) -> None:
         sp = sub.add_parser(name, help=help_text, description=help_text)
         configure(sp)
         sp.set_defaults(_bon_run=run)
-    p.epilog = ("Examples: noisyclip bon run --pipeline world:sd-base --prompt 'two red circles' --n 6 "
-                "--policy one-shot --k 8 --scorer noisyclip --out runs/bon;  "
-                "noisyclip bon offline --results runs/results;  "
-                "noisyclip bon fit --results runs/results --policy halving --scorer noisyclip-x0 "
-                "--budget 0.5")  # fmt: skip
+    p.epilog = (
+        "Examples: noisyclip bon run --pipeline world:sd-base --prompt 'two red circles' --n 6 "
+        "--policy one-shot --k 8 --scorer noisyclip --out runs/bon;  "
+        "noisyclip bon offline --results runs/results;  "
+        "noisyclip bon fit --results runs/results --policy halving --scorer noisyclip-x0 "
+        "--budget 0.5"
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -311,5 +382,6 @@ def _run(args: argparse.Namespace) -> int:
     return int(run(args) or 0)
 
 
-COMMANDS.register("bon", Command("bon", "early-stopping Best-of-N: live on a pipeline, or from recorded results",
-                                 _configure, _run))  # fmt: skip
+COMMANDS.register(
+    "bon", Command("bon", "early-stopping Best-of-N: live on a pipeline, or from recorded results", _configure, _run)
+)

@@ -21,7 +21,7 @@ __all__ = ["add_dataclass_arguments", "dataclass_from_args", "field_docs"]
 def _field_type(annotation: Any) -> tuple[Any, bool, bool]:
     """(element type, is_sequence, is_optional) of a config field annotation (string annotations resolved)."""
     if isinstance(annotation, str):
-        annotation = eval(annotation, {"tuple": tuple, "str": str, "int": int, "float": float, "bool": bool})  # noqa: S307
+        annotation = eval(annotation, {"tuple": tuple, "str": str, "int": int, "float": float, "bool": bool})
     optional = False
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
@@ -84,15 +84,14 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: Any, required:
         if kind is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            parser.add_argument(flag, dest=f.name, type=kind, nargs="+" if many else None, default=None,
-                                help=help_text)  # fmt: skip
+            parser.add_argument(flag, dest=f.name, type=kind, nargs="+" if many else None, default=None, help=help_text)
 
 
 def _check_config_value(f: dataclasses.Field, value: Any, path: Path) -> None:
     """A ``--config`` JSON value has the type of its field (``int``, ``float``, ``str``, ``bool``, a list of them)."""
     try:
         kind, many, optional = _field_type(f.type)
-    except Exception:  # noqa: BLE001  an annotation this simple resolver does not know: the dataclass checks it
+    except Exception:
         return
     if kind not in (int, float, str, bool) or (value is None and optional):
         return
@@ -157,13 +156,16 @@ def _run_train(args: argparse.Namespace) -> int:
     if result is not None:
         print(f"model: {result.out_dir / 'model'}")
         for row in result.evaluation:
-            print(f"step {row['step']:>4} ({row['fraction']:.2f}): recall@1 {row['recall@1']:.3f}  "
-                  f"recall@5 {row['recall@5']:.3f}  pairwise {row['pairwise_accuracy']:.3f}")  # fmt: skip
+            print(
+                f"step {row['step']:>4} ({row['fraction']:.2f}): recall@1 {row['recall@1']:.3f}  "
+                f"recall@5 {row['recall@5']:.3f}  pairwise {row['pairwise_accuracy']:.3f}"
+            )
     return 0
 
 
-COMMANDS.register("train", Command("train", "fine-tune a CLIP image tower on noisy trajectory latents",
-                                   _configure_train, _run_train))  # fmt: skip
+COMMANDS.register(
+    "train", Command("train", "fine-tune a CLIP image tower on noisy trajectory latents", _configure_train, _run_train)
+)
 
 
 # ----------------------------------------------------------------------------------------------------------- wise-ft
@@ -182,9 +184,15 @@ def _run_wise_ft(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS.register("wise-ft", Command(
-    "wise-ft", "interpolate a fine-tuned image tower with the CLIP it started from (WiSE-FT)", _configure_wise_ft,
-    _run_wise_ft))  # fmt: skip
+COMMANDS.register(
+    "wise-ft",
+    Command(
+        "wise-ft",
+        "interpolate a fine-tuned image tower with the CLIP it started from (WiSE-FT)",
+        _configure_wise_ft,
+        _run_wise_ft,
+    ),
+)
 
 
 # ----------------------------------------------------------------------------------------------------------- capture
@@ -210,23 +218,32 @@ def _run_capture(args: argparse.Namespace) -> int:
     prompts = read_prompt_file(args.prompts)
     pipe = load_pipeline(args.pipeline, args.device, args.dtype)
     store = record_trajectories(
-        pipe, args.out, prompts, args.seeds, batch_size=args.batch_size,
-        num_inference_steps=args.steps, guidance_scale=args.guidance_scale, height=args.height, width=args.width,
-    )  # fmt: skip
+        pipe,
+        args.out,
+        prompts,
+        args.seeds,
+        batch_size=args.batch_size,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        height=args.height,
+        width=args.width,
+    )
     print(f"{len(store)} trajectories in {store.root}")
     return 0
 
 
-COMMANDS.register("capture", Command("capture", "record the trajectories of a diffusers pipeline",
-                                     _configure_capture, _run_capture))  # fmt: skip
+COMMANDS.register(
+    "capture", Command("capture", "record the trajectories of a diffusers pipeline", _configure_capture, _run_capture)
+)
 
 
 # ------------------------------------------------------------------------------------------------------------- score
 def _configure_score(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="NoisyCLIP checkpoint folder or model id")
     p.add_argument("--trajectories", required=True, type=Path, help="trajectory store folder")
-    p.add_argument("--scorer", default="noisyclip",
-                   choices=["noisyclip", "noisyclip-x0", "clip", "clip-x0", "clip-final"])  # fmt: skip
+    p.add_argument(
+        "--scorer", default="noisyclip", choices=["noisyclip", "noisyclip-x0", "clip", "clip-x0", "clip-final"]
+    )
     p.add_argument("--steps", type=int, nargs="+", default=None, help="step indices (default: every step)")
 
 
@@ -246,18 +263,28 @@ def _run_score(args: argparse.Namespace) -> int:
     for recs, t in store.iter_shards():
         prompts = [r.prompt for r in recs]
         for k in steps:
-            inputs = ScoreInputs(prompts=prompts, latents=t["latents"][:, k], x0=t["x0"][:, k], images=t["images"],
-                                 latent_scale=t["latent_scale"][k].expand(len(recs)), step=k)  # fmt: skip
+            inputs = ScoreInputs(
+                prompts=prompts,
+                latents=t["latents"][:, k],
+                x0=t["x0"][:, k],
+                images=t["images"],
+                latent_scale=t["latent_scale"][k].expand(len(recs)),
+                step=k,
+            )
             with torch.no_grad():
                 scores = scorer.score(inputs).tolist()
             for rec, s in zip(recs, scores):
-                print(json.dumps({"prompt_id": rec.prompt_id, "seed": rec.seed, "step": k, "scorer": args.scorer,
-                                  "score": s}))  # fmt: skip
+                print(
+                    json.dumps(
+                        {"prompt_id": rec.prompt_id, "seed": rec.seed, "step": k, "scorer": args.scorer, "score": s}
+                    )
+                )
     return 0
 
 
-COMMANDS.register("score", Command("score", "score stored trajectories step by step (JSON lines)",
-                                   _configure_score, _run_score))  # fmt: skip
+COMMANDS.register(
+    "score", Command("score", "score stored trajectories step by step (JSON lines)", _configure_score, _run_score)
+)
 
 
 # -------------------------------------------------------------------------------------------------------------- info
@@ -281,5 +308,6 @@ def _run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS.register("info", Command("info", "list the registered scorers, preview maps, pipelines and more",
-                                  lambda p: None, _run_info))  # fmt: skip
+COMMANDS.register(
+    "info", Command("info", "list the registered scorers, preview maps, pipelines and more", lambda p: None, _run_info)
+)

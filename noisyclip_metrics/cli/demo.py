@@ -20,12 +20,22 @@ def _configure(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     from ..demo import DemoConfig, run_demo
 
-    index = run_demo(DemoConfig(out=args.out, full=args.full, prompts=args.prompts, seeds=args.seeds,
-                                batch_size=args.batch_size, overwrite=args.overwrite,
-                                progress=not args.no_progress))  # fmt: skip
+    index = run_demo(
+        DemoConfig(
+            out=args.out,
+            full=args.full,
+            prompts=args.prompts,
+            seeds=args.seeds,
+            batch_size=args.batch_size,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+    )
     print(f"report: {index}")
     return 0
 
 
-COMMANDS.register("demo", Command("demo", "run the world benchmark for every world model: evaluate, BoN, leaderboard",
-                                  _configure, _run))  # fmt: skip
+COMMANDS.register(
+    "demo",
+    Command("demo", "run the world benchmark for every world model: evaluate, BoN, leaderboard", _configure, _run),
+)

@@ -25,10 +25,19 @@ def _run(args: argparse.Namespace) -> int:
 
     result = evaluate(dataclass_from_args(EvalConfig, args, _REQUIRED))
     spent = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items() if k in ("denoise", "score", "judge"))
-    print(f"run {result.run_id}: {result.items} candidates evaluated into {result.store}" + (f" ({spent})" if spent
-                                                                                          else ""))  # fmt: skip
+    print(
+        f"run {result.run_id}: {result.items} candidates evaluated into {result.store}"
+        + (f" ({spent})" if spent else "")
+    )
     return 0
 
 
-COMMANDS.register("evaluate", Command("evaluate", "score every denoising step of a model on a benchmark and judge "
-                                      "the final images into a results store", _configure, _run))  # fmt: skip
+COMMANDS.register(
+    "evaluate",
+    Command(
+        "evaluate",
+        "score every denoising step of a model on a benchmark and judge the final images into a results store",
+        _configure,
+        _run,
+    ),
+)

@@ -19,9 +19,14 @@ def _configure(p: argparse.ArgumentParser) -> None:
     build.add_argument("--out", type=Path, required=True, help="weights folder to write (fp16 safetensors)")
     build.add_argument("--stages", nargs="+", default=None, help="run only these stages (default: all)")
     build.add_argument("--threads", type=int, default=None, help="torch threads (default: the preset's)")
-    build.add_argument("--from-weights", type=Path, default=None, metavar="DIR",
-                       help="take the stages before 'trajectories' from a packaged weights folder (e.g. the shipped "
-                            "noisyclip_metrics/world/weights) instead of training them: rebuilds only the NoisyCLIPs")  # fmt: skip
+    build.add_argument(
+        "--from-weights",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="take the stages before 'trajectories' from a packaged weights folder (e.g. the shipped "
+        "noisyclip_metrics/world/weights) instead of training them: rebuilds only the NoisyCLIPs",
+    )
     build.add_argument("--no-progress", action="store_true")
     sub.add_parser("list", help="list the world ids")
     sub.add_parser("info", help="print BUILD.json of the installed world weights")
@@ -48,14 +53,23 @@ def _run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         config = dataclasses.replace(config, threads=args.threads)
     command = "noisyclip " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
-    metrics = build_world(args.work, args.out, config, stages=args.stages, progress=not args.no_progress,
-                          command=command, from_weights=args.from_weights)  # fmt: skip
+    metrics = build_world(
+        args.work,
+        args.out,
+        config,
+        stages=args.stages,
+        progress=not args.no_progress,
+        command=command,
+        from_weights=args.from_weights,
+    )
     for stage, values in metrics.items():
-        shown = {k: v for k, v in values.items()
-                 if not isinstance(v, (list, dict)) and k not in ("command", "git_revision")}  # fmt: skip
+        shown = {
+            k: v for k, v in values.items() if not isinstance(v, (list, dict)) and k not in ("command", "git_revision")
+        }
         print(f"{stage:<14} {json.dumps(shown)}")
     return 0
 
 
-COMMANDS.register("world", Command("world", "the built-in world: build (retrain), list ids, build info",
-                                   _configure, _run))  # fmt: skip
+COMMANDS.register(
+    "world", Command("world", "the built-in world: build (retrain), list ids, build info", _configure, _run)
+)

@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..registry import Registry, did_you_mean
 from .record import Judgment, mean_over_raters
 
-__all__ = ["Judge", "PrecomputedJudge", "JUDGES"]
+__all__ = ["JUDGES", "Judge", "PrecomputedJudge"]
 
 
 @runtime_checkable

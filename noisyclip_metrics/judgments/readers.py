@@ -22,14 +22,14 @@ from .record import Judgment
 __all__ = [
     "GENAI_BENCH_MODELS",
     "TIFA160_MODELS",
+    "SkillCorrelation",
     "read_genai_bench_ratings",
-    "read_tifa_annotations",
-    "read_tifa160_dsg_annotations",
     "read_geneval_annotations",
     "read_imagereward_rankings",
-    "read_t2v_metrics_scores",
     "read_t2v_metrics_per_skill",
-    "SkillCorrelation",
+    "read_t2v_metrics_scores",
+    "read_tifa160_dsg_annotations",
+    "read_tifa_annotations",
 ]
 
 GENAI_BENCH_MODELS: tuple[str, ...] = (
@@ -105,8 +105,10 @@ def read_genai_bench_ratings(
                 except DataFileError:
                     as_number(value, path, json_entry_line(path, k), f"{field}[{r}] of prompt {key}")
                 if not scale[0] <= score <= scale[1] and out_of_range != "keep":
-                    message = f"{where(path, json_entry_line(path, k), f'{field}[{r}]')}: rating {value!r} of prompt " \
-                              f"{key} is outside {scale[0]}-{scale[1]}"
+                    message = (
+                        f"{where(path, json_entry_line(path, k), f'{field}[{r}]')}: rating {value!r} of prompt "
+                        f"{key} is outside {scale[0]}-{scale[1]}"
+                    )
                     if out_of_range == "error":
                         raise DataFileError(message)
                     warnings.warn(f"{message}; recorded as missing (NaN)", stacklevel=2)
@@ -253,8 +255,12 @@ def read_imagereward_rankings(path: str | Path, *, judge: str = "human-rank") ->
         raise DataFileError(f"{where(path, 1)}: expected a JSON list")
     out = []
     for k, record in enumerate(data):
-        ok = isinstance(record, dict) and isinstance(record.get("generations"), list) and isinstance(
-            record.get("ranking"), list) and isinstance(record.get("id"), str)
+        ok = (
+            isinstance(record, dict)
+            and isinstance(record.get("generations"), list)
+            and isinstance(record.get("ranking"), list)
+            and isinstance(record.get("id"), str)
+        )
         if not ok or len(record["generations"]) != len(record["ranking"]):
             raise DataFileError(
                 f"{where(path, json_entry_line(path, k), 'ranking')}: expected id, and generations and ranking lists "
@@ -280,7 +286,7 @@ def _load_array(path: Path) -> np.ndarray:
 
     try:
         value = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 (torch raises many types for corrupt files)
+    except Exception as exc:
         raise DataFileError(f"{path}: not a readable torch file ({type(exc).__name__}: {exc})") from None
     if not isinstance(value, torch.Tensor):
         raise DataFileError(f"{path}: expected a tensor of scores, found {type(value).__name__}")

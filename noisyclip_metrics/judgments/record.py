@@ -26,14 +26,14 @@ from ..registry import did_you_mean
 
 __all__ = [
     "Judgment",
-    "mean_over_raters",
-    "to_matrix",
+    "PartialJudgmentsWarning",
+    "check_coverage",
     "check_prompt_ids",
+    "mean_over_raters",
     "merge_judgments",
     "read_judgments",
+    "to_matrix",
     "write_judgments",
-    "check_coverage",
-    "PartialJudgmentsWarning",
 ]
 
 _COLUMNS = ("prompt_id", "candidate_id", "model", "judge", "score", "rater")
@@ -264,8 +264,10 @@ def read_judgments(path: str | Path, *, judge: str | None = None) -> list[Judgme
     out = []
     for line, rec in records:
         raw = rec["score"]
-        score = float("nan") if raw is None or (isinstance(raw, str) and not raw.strip()) else as_number(
-            raw, path, line, "score"
+        score = (
+            float("nan")
+            if raw is None or (isinstance(raw, str) and not raw.strip())
+            else as_number(raw, path, line, "score")
         )
         name = _optional(rec.get("judge")) or judge
         for field in ("prompt_id", "candidate_id"):
@@ -274,8 +276,14 @@ def read_judgments(path: str | Path, *, judge: str | None = None) -> list[Judgme
         if name is None:
             raise DataFileError(f"{where(path, line, 'judge')}: empty (pass judge=... for a default)")
         out.append(
-            Judgment(str(rec["prompt_id"]), str(rec["candidate_id"]), _optional(rec.get("model")), name, score,
-                     _optional(rec.get("rater")))
+            Judgment(
+                str(rec["prompt_id"]),
+                str(rec["candidate_id"]),
+                _optional(rec.get("model")),
+                name,
+                score,
+                _optional(rec.get("rater")),
+            )
         )
     try:
         return merge_judgments(out)
@@ -288,12 +296,14 @@ def write_judgments(path: str | Path, judgments: Iterable[Judgment]) -> Path:
     path = Path(path)
     rows = [asdict(j) for j in judgments]
     if path.suffix == ".jsonl":
-        text = "".join(json.dumps({k: (None if k == "score" and math.isnan(v) else v) for k, v in r.items()}) + "\n"
-                       for r in rows)
+        text = "".join(
+            json.dumps({k: (None if k == "score" and math.isnan(v) else v) for k, v in r.items()}) + "\n" for r in rows
+        )
     elif path.suffix in (".csv", ".tsv"):
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=_COLUMNS, delimiter="\t" if path.suffix == ".tsv" else ",",
-                                lineterminator="\n")
+        writer = csv.DictWriter(
+            buffer, fieldnames=_COLUMNS, delimiter="\t" if path.suffix == ".tsv" else ",", lineterminator="\n"
+        )
         writer.writeheader()
         for r in rows:
             writer.writerow({k: ("" if v is None or (k == "score" and math.isnan(v)) else v) for k, v in r.items()})

@@ -32,14 +32,14 @@ from .build import (
 )
 
 __all__ = [
+    "BON_COLUMNS",
+    "LEADERBOARD_SCHEMA",
+    "LEADERBOARD_SCHEMA_VERSION",
     "BuildConfig",
     "BuildResult",
     "Entry",
     "build_leaderboard",
+    "leaderboard_document",
     "load_entries",
     "read_bon",
-    "leaderboard_document",
-    "LEADERBOARD_SCHEMA",
-    "LEADERBOARD_SCHEMA_VERSION",
-    "BON_COLUMNS",
 ]

@@ -147,8 +147,12 @@ class BuildResult:
 
 
 def _compatibility(run: RunInfo) -> dict[str, Any]:
-    return {"seeds": list(run.seeds), "sampler": run.sampler, "judge": run.judge,
-            "model weights": run.model_info.get("weights", "")}  # fmt: skip
+    return {
+        "seeds": list(run.seeds),
+        "sampler": run.sampler,
+        "judge": run.judge,
+        "model weights": run.model_info.get("weights", ""),
+    }
 
 
 def _check_compatible(group: list[tuple[ResultsStore, RunInfo]]) -> None:
@@ -157,8 +161,11 @@ def _check_compatible(group: list[tuple[ResultsStore, RunInfo]]) -> None:
     for store, run in rest:
         got = _compatibility(run)
         fields = [k for k in want if want[k] != got[k]]
-        fields += [f"scorer {s!r}" for s in set(first.scorers) & set(run.scorers)
-                   if first.scorers[s].get("weights") != run.scorers[s].get("weights")]  # fmt: skip
+        fields += [
+            f"scorer {s!r}"
+            for s in set(first.scorers) & set(run.scorers)
+            if first.scorers[s].get("weights") != run.scorers[s].get("weights")
+        ]
         if fields:
             f = fields[0]
             detail = f" ({want[f]!r} vs {got[f]!r})" if f in want else ""
@@ -176,8 +183,10 @@ def _merged_prompts(group: list[tuple[ResultsStore, RunInfo]]) -> tuple[list[str
         for pid, text, skills in zip(*(table[c].to_pylist() for c in ("prompt_id", "prompt", "skills"))):
             entry = (text, with_skill_groups(skills or ()))
             if texts.setdefault(pid, entry)[0] != text:
-                raise SchemaError(f"{store.root}: prompt {pid!r} of run {run.run_id} has another text than in a "
-                                  "merged run of the same model and benchmark")  # fmt: skip
+                raise SchemaError(
+                    f"{store.root}: prompt {pid!r} of run {run.run_id} has another text than in a "
+                    "merged run of the same model and benchmark"
+                )
     ids = sorted(texts)  # canonical order: curves and their bootstrap do not depend on the order rows were written
     return ids, [texts[i][0] for i in ids], [texts[i][1] for i in ids]
 
@@ -212,14 +221,18 @@ def _entry(group: list[tuple[ResultsStore, RunInfo]], name: str) -> Entry:
     for column, want in (("model", first.model), ("benchmark", first.benchmark)):
         found = set(pc.unique(rows[column]).to_pylist())
         if found != {want}:
-            raise SchemaError(f"{where}: rows of model {first.model!r} name {column} {sorted(map(str, found))}, "
-                              f"expected {want!r} as in the run record")  # fmt: skip
+            raise SchemaError(
+                f"{where}: rows of model {first.model!r} name {column} {sorted(map(str, found))}, "
+                f"expected {want!r} as in the run record"
+            )
     recorded = first.sampler.get("num_inference_steps")
     num_steps = int(pc.max(rows["num_steps"]).as_py() if recorded is None else recorded)
     steps_seen = set(pc.unique(rows.filter(pc.equal(rows["kind"], "score"))["num_steps"]).to_pylist())
     if steps_seen - {num_steps}:
-        raise SchemaError(f"{where}: rows of model {first.model!r} have num_steps {sorted(steps_seen)}, the run "
-                          f"record says {num_steps}")  # fmt: skip
+        raise SchemaError(
+            f"{where}: rows of model {first.model!r} have num_steps {sorted(steps_seen)}, the run "
+            f"record says {num_steps}"
+        )
     ids, texts, skills = _merged_prompts(group)
     scorers = list(dict.fromkeys(s for _, run in group for s in run.scorers))
     extra = set(pc.unique(rows["scorer"]).drop_null().to_pylist()) - set(scorers)
@@ -228,11 +241,26 @@ def _entry(group: list[tuple[ResultsStore, RunInfo]], name: str) -> Entry:
     keep = np.flatnonzero(~np.isnan(data.judge).all(axis=1))
     if not len(keep):
         raise SchemaError(f"{where}: model {first.model!r} on {first.benchmark!r} has no judgment rows")
-    data = ScoreArrays(tuple(ids[i] for i in keep), data.seeds, num_steps, data.judge[keep], data.aligned[keep],
-                       {s: a[:, keep] for s, a in data.scores.items()})  # fmt: skip
+    data = ScoreArrays(
+        tuple(ids[i] for i in keep),
+        data.seeds,
+        num_steps,
+        data.judge[keep],
+        data.aligned[keep],
+        {s: a[:, keep] for s, a in data.scores.items()},
+    )
     judge = str(first.judge.get("name") or first.judge.get("source") or "judge")
-    return Entry(name, first.model, first.benchmark, tuple(r for _, r in group), tuple(str(s.root) for s, _ in group),
-                 judge, data, tuple(texts[i] for i in keep), tuple(skills[i] for i in keep))  # fmt: skip
+    return Entry(
+        name,
+        first.model,
+        first.benchmark,
+        tuple(r for _, r in group),
+        tuple(str(s.root) for s, _ in group),
+        judge,
+        data,
+        tuple(texts[i] for i in keep),
+        tuple(skills[i] for i in keep),
+    )
 
 
 def load_entries(results: Sequence[str | Path]) -> list[Entry]:
@@ -291,8 +319,15 @@ def read_bon(root: str | Path) -> pa.Table | None:
     files = sorted((Path(root) / "bon").glob("*.parquet"))
     if not files:
         return None
-    types = {"run_id": pa.string(), "scorer": pa.string(), "policy": pa.string(), "n": pa.int64(), "k": pa.int64(),
-             "cost_fraction": pa.float64(), "judge_score": pa.float64()}  # fmt: skip
+    types = {
+        "run_id": pa.string(),
+        "scorer": pa.string(),
+        "policy": pa.string(),
+        "n": pa.int64(),
+        "k": pa.int64(),
+        "cost_fraction": pa.float64(),
+        "judge_score": pa.float64(),
+    }
     tables = []
     for f in files:
         try:
@@ -308,8 +343,15 @@ def read_bon(root: str | Path) -> pa.Table | None:
         weight = pc.cast(t["prompts"], pa.float64()) if "prompts" in t.column_names else pa.array(np.ones(t.num_rows))
         m = t["m"] if "m" in t.column_names else pa.array(np.ones(t.num_rows, dtype=np.int64))  # cascades: m > 1
         try:
-            tables.append(pa.table({**{c: pc.cast(t[c], types[c]) for c in BON_COLUMNS}, "prompts": weight,
-                                    "m": pc.cast(m, pa.int64())}))  # fmt: skip
+            tables.append(
+                pa.table(
+                    {
+                        **{c: pc.cast(t[c], types[c]) for c in BON_COLUMNS},
+                        "prompts": weight,
+                        "m": pc.cast(m, pa.int64()),
+                    }
+                )
+            )
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
             raise SchemaError(f"{f}: BoN column of the wrong type ({err})") from None
     return pa.concat_tables(tables)
@@ -346,18 +388,29 @@ def _bon_rows(bon: pa.Table | None, entries: list[Entry]) -> list[dict[str, Any]
         "wj", pc.multiply(bon["judge_score"], w)
     )
     agg = bon.group_by(keys).aggregate([("wc", "sum"), ("wj", "sum"), ("prompts", "sum")])
-    out = [{"model": owner[r["run_id"]], "scorer": r["scorer"], "policy": r["policy"], "n": r["n"], "k": r["k"],
+    out = [
+        {
+            "model": owner[r["run_id"]],
+            "scorer": r["scorer"],
+            "policy": r["policy"],
+            "n": r["n"],
+            "k": r["k"],
             "m": r["m"],
             "cost_fraction": r["wc_sum"] / r["prompts_sum"] if r["prompts_sum"] else None,
             "judge_score": r["wj_sum"] / r["prompts_sum"] if r["prompts_sum"] else None,
-            "prompts": int(r["prompts_sum"])} for r in agg.to_pylist()]  # fmt: skip
+            "prompts": int(r["prompts_sum"]),
+        }
+        for r in agg.to_pylist()
+    ]
     # group_by's output order is not stable (hashing, threads): k and m break ties of cost so the order is
-    return sorted(out, key=lambda r: (r["model"], r["n"], r["scorer"], str(r["policy"]), _num(r["cost_fraction"]),
-                                      r["k"], r["m"]))  # fmt: skip
+    return sorted(
+        out, key=lambda r: (r["model"], r["n"], r["scorer"], str(r["policy"]), _num(r["cost_fraction"]), r["k"], r["m"])
+    )
 
 
-def leaderboard_document(entries: list[Entry], curves: list[ModelCurves], bon: pa.Table | None,
-                         config: BuildConfig) -> dict[str, Any]:  # fmt: skip
+def leaderboard_document(
+    entries: list[Entry], curves: list[ModelCurves], bon: pa.Table | None, config: BuildConfig
+) -> dict[str, Any]:
     """The ``leaderboard.json`` document (NaN as ``None``); models ranked by mean judge score (best first)."""
     from .. import __version__
 
@@ -365,22 +418,35 @@ def leaderboard_document(entries: list[Entry], curves: list[ModelCurves], bon: p
     models = []
     for e, mc in zip(entries, curves):
         block = _curve_block(mc.overall, config)
-        models.append({
-            "name": e.name, "model": e.model, "benchmark": e.benchmark, "judge": e.judge,
-            "run_ids": list(dict.fromkeys(r.run_id for r in e.runs)), "seeds": list(e.data.seeds),
-            "num_steps": e.data.num_steps, "scorers": list(e.data.scores), **block,
-            "skills": {s: _curve_block(cs, config) for s, cs in mc.by_skill.items()},
-            "bon": [{k: v for k, v in r.items() if k != "model"} for r in bon_rows if r["model"] == e.name],
-        })  # fmt: skip
+        models.append(
+            {
+                "name": e.name,
+                "model": e.model,
+                "benchmark": e.benchmark,
+                "judge": e.judge,
+                "run_ids": list(dict.fromkeys(r.run_id for r in e.runs)),
+                "seeds": list(e.data.seeds),
+                "num_steps": e.data.num_steps,
+                "scorers": list(e.data.scores),
+                **block,
+                "skills": {s: _curve_block(cs, config) for s, cs in mc.by_skill.items()},
+                "bon": [{k: v for k, v in r.items() if k != "model"} for r in bon_rows if r["model"] == e.name],
+            }
+        )
     order = sorted(range(len(models)), key=lambda i: (-_num(models[i]["final_judge_score"]), models[i]["name"]))
     models = [dict(models[i], rank=r + 1) for r, i in enumerate(order)]
     provenance = [dict(run.to_json(), source=src) for e in entries for run, src in zip(e.runs, e.sources)]
     doc: dict[str, Any] = {
-        "schema": LEADERBOARD_SCHEMA, "schema_version": LEADERBOARD_SCHEMA_VERSION, "title": config.title,
-        "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "package_version": __version__,
+        "schema": LEADERBOARD_SCHEMA,
+        "schema_version": LEADERBOARD_SCHEMA_VERSION,
+        "title": config.title,
+        "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "package_version": __version__,
         "settings": {k: v for k, v in asdict(config).items() if k not in ("overwrite", "charts", "title")},
-        "metrics": METRICS.names(), "models": models, "provenance": provenance,
-    }  # fmt: skip
+        "metrics": METRICS.names(),
+        "models": models,
+        "provenance": provenance,
+    }
     if bon_rows:
         doc["bon"] = bon_rows
     return _clean(doc)
@@ -458,8 +524,9 @@ def _swap_outputs(new: Path, out: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def build_leaderboard(results: Sequence[str | Path], out: str | Path,
-                      config: BuildConfig = BuildConfig()) -> BuildResult:  # fmt: skip
+def build_leaderboard(
+    results: Sequence[str | Path], out: str | Path, config: BuildConfig = BuildConfig()
+) -> BuildResult:
     """Build ``index.html``, ``README.md`` (+ ``charts/*.png``), ``leaderboard.json``, ``leaderboard.csv`` and
     ``curves.csv`` in ``out`` from one or more results folders.
 

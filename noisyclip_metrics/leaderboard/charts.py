@@ -18,7 +18,7 @@ from pathlib import Path
 
 from markupsafe import Markup, escape
 
-__all__ = ["Series", "PALETTE", "svg_chart", "png_chart"]
+__all__ = ["PALETTE", "Series", "png_chart", "svg_chart"]
 
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#8C8C8C")
 """Okabe-Ito colours (distinguishable with colour-vision deficiencies; grey instead of the pale yellow), cycled."""
@@ -56,8 +56,14 @@ def _range(series: Sequence[Series], reference: float | None, lo: float | None, 
 
 def _ticks(a: float, b: float, n: int = 5) -> list[float]:
     raw = (b - a) / n
-    step = min((s * 10 ** math.floor(math.log10(raw)) for s in (1, 2, 2.5, 5, 10)
-                if s * 10 ** math.floor(math.log10(raw)) >= raw), default=raw)  # fmt: skip
+    step = min(
+        (
+            s * 10 ** math.floor(math.log10(raw))
+            for s in (1, 2, 2.5, 5, 10)
+            if s * 10 ** math.floor(math.log10(raw)) >= raw
+        ),
+        default=raw,
+    )
     first = math.ceil(a / step - 1e-9) * step
     return [round(first + i * step, 10) for i in range(int((b - first) / step + 1e-9) + 1)]
 
@@ -72,9 +78,17 @@ def _segments(xs: Sequence[float], ys: Sequence[float]) -> list[list[tuple[float
     return [s for s in out if s]
 
 
-def svg_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: str, reference: float | None = None,
-              reference_label: str = "chance", y_min: float | None = None,
-              y_max: float | None = None) -> Markup:  # fmt: skip
+def svg_chart(
+    series: Sequence[Series],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    reference: float | None = None,
+    reference_label: str = "chance",
+    y_min: float | None = None,
+    y_max: float | None = None,
+) -> Markup:
     """A self-contained ``<svg>`` line chart (as :class:`markupsafe.Markup`, safe to insert unescaped)."""
     x0, x1, y0, y1 = _range(series, reference, y_min, y_max)
     pw, ph = _W - _LEFT - _RIGHT, _H - _TOP - _BOTTOM
@@ -85,21 +99,29 @@ def svg_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: st
     def py(y: float) -> float:
         return round(_TOP + (1 - (min(max(y, y0), y1) - y0) / (y1 - y0)) * ph, 2)
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {_W} {_H}" role="img" '
-             f'aria-label="{escape(title)}"><title>{escape(title)}</title>',
-             f'<text x="{_LEFT}" y="18" class="chart-title">{escape(title)}</text>']  # fmt: skip
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {_W} {_H}" role="img" '
+        f'aria-label="{escape(title)}"><title>{escape(title)}</title>',
+        f'<text x="{_LEFT}" y="18" class="chart-title">{escape(title)}</text>',
+    ]
     for t in _ticks(y0, y1):
-        parts.append(f'<line x1="{_LEFT}" x2="{_LEFT + pw}" y1="{py(t)}" y2="{py(t)}" class="grid"/>'
-                     f'<text x="{_LEFT - 6}" y="{py(t) + 4}" text-anchor="end" class="tick">{t:g}</text>')  # fmt: skip
+        parts.append(
+            f'<line x1="{_LEFT}" x2="{_LEFT + pw}" y1="{py(t)}" y2="{py(t)}" class="grid"/>'
+            f'<text x="{_LEFT - 6}" y="{py(t) + 4}" text-anchor="end" class="tick">{t:g}</text>'
+        )
     for t in _ticks(x0, x1, 4):
         parts.append(f'<text x="{px(t)}" y="{_TOP + ph + 16}" text-anchor="middle" class="tick">{t:g}</text>')
     parts.append(f'<rect x="{_LEFT}" y="{_TOP}" width="{pw}" height="{ph}" class="frame"/>')
-    parts.append(f'<text x="{_LEFT + pw / 2}" y="{_H - 6}" text-anchor="middle" class="axis">{escape(x_label)}</text>'
-                 f'<text transform="translate(14 {_TOP + ph / 2}) rotate(-90)" text-anchor="middle" class="axis">'
-                 f'{escape(y_label)}</text>')  # fmt: skip
+    parts.append(
+        f'<text x="{_LEFT + pw / 2}" y="{_H - 6}" text-anchor="middle" class="axis">{escape(x_label)}</text>'
+        f'<text transform="translate(14 {_TOP + ph / 2}) rotate(-90)" text-anchor="middle" class="axis">'
+        f"{escape(y_label)}</text>"
+    )
     if reference is not None and y0 <= reference <= y1:
-        parts.append(f'<line x1="{_LEFT}" x2="{_LEFT + pw}" y1="{py(reference)}" y2="{py(reference)}" '
-                     f'class="reference"><title>{escape(reference_label)}</title></line>')  # fmt: skip
+        parts.append(
+            f'<line x1="{_LEFT}" x2="{_LEFT + pw}" y1="{py(reference)}" y2="{py(reference)}" '
+            f'class="reference"><title>{escape(reference_label)}</title></line>'
+        )
     for i, s in enumerate(series):
         colour = PALETTE[i % len(PALETTE)]
         xs, ys = [float(v) for v in s.x], [_f(v) for v in s.y]
@@ -113,13 +135,17 @@ def svg_chart(series: Sequence[Series], *, title: str, x_label: str, y_label: st
             if len(seg) > 1:
                 pts = " ".join(f"{px(x)},{py(y)}" for x, y in seg)
                 parts.append(f'<polyline points="{pts}" stroke="{colour}" class="line"/>')
-            for x, y in seg if len(seg) <= 30 else seg[:: math.ceil(len(seg) / 30)] + [seg[-1]]:
-                parts.append(f'<circle cx="{px(x)}" cy="{py(y)}" r="2.6" fill="{colour}">'
-                             f'<title>{escape(s.label)}: {x:.2f} → {y:.3f}</title></circle>')  # fmt: skip
+            for x, y in seg if len(seg) <= 30 else [*seg[:: math.ceil(len(seg) / 30)], seg[-1]]:
+                parts.append(
+                    f'<circle cx="{px(x)}" cy="{py(y)}" r="2.6" fill="{colour}">'
+                    f"<title>{escape(s.label)}: {x:.2f} → {y:.3f}</title></circle>"
+                )
         ly = _TOP + 8 + 18 * i
-        parts.append(f'<rect x="{_W - _RIGHT + 12}" y="{ly}" width="12" height="12" fill="{colour}"/>'
-                     f'<text x="{_W - _RIGHT + 30}" y="{ly + 10}" class="legend">{escape(_short(s.label))}'
-                     f'<title>{escape(s.label)}</title></text>')  # fmt: skip
+        parts.append(
+            f'<rect x="{_W - _RIGHT + 12}" y="{ly}" width="12" height="12" fill="{colour}"/>'
+            f'<text x="{_W - _RIGHT + 30}" y="{ly + 10}" class="legend">{escape(_short(s.label))}'
+            f"<title>{escape(s.label)}</title></text>"
+        )
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -128,9 +154,17 @@ def _short(label: str, n: int = 22) -> str:
     return label if len(label) <= n else label[: n - 1] + "…"
 
 
-def png_chart(series: Sequence[Series], path: str | Path, *, title: str, x_label: str, y_label: str,
-              reference: float | None = None, y_min: float | None = None,
-              y_max: float | None = None) -> Path:  # fmt: skip
+def png_chart(
+    series: Sequence[Series],
+    path: str | Path,
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    reference: float | None = None,
+    y_min: float | None = None,
+    y_max: float | None = None,
+) -> Path:
     """The same chart as :func:`svg_chart`, as a PNG drawn by matplotlib (no pyplot state, Agg canvas)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -307,12 +307,13 @@ def replicates_from_results(
 def guard_markdown(doc: dict[str, Any]) -> str:
     """``guard.md``: the checks as a table, then each replicate's seeds and prompts (from ``guard.json``)."""
     st = doc["settings"]
+    verdict = "passed" if doc["passed"] else "FAILED"
     lines = [
         "# Leakage guard: published curves against fresh replicates",
         "",
         (
-            f"Verdict: **{'passed' if doc['passed'] else 'FAILED'}**. Pairwise accuracy of each scorer on the published "
-            f"runs against a replicate on fresh seeds (paired by prompt) or fresh prompts; an interval is the difference "
+            f"Verdict: **{verdict}**. Pairwise accuracy of each scorer on the published runs against a replicate on "
+            "fresh seeds (paired by prompt) or fresh prompts; an interval is the difference "
             f"± {st['z']:.2f} bootstrap standard errors ({st['n_resamples']} resamples), the level corrected for the "
             f"number of gating checks (family-wise α = {st['family_alpha']:g}). Gating: fine-tuned scorers; the others "
             "are controls (reported, never gating)."

@@ -31,7 +31,7 @@ from ..io import atomic_write_text
 from ..provenance import consecutive_runs
 from .charts import Series, png_chart, svg_chart
 
-__all__ = ["environment", "render_html", "render_markdown", "ranking_rows", "write_outputs", "md_escape", "fmt"]
+__all__ = ["environment", "fmt", "md_escape", "ranking_rows", "render_html", "render_markdown", "write_outputs"]
 
 METRIC_LABELS = {"pairwise_accuracy": "pairwise accuracy", "top1_agreement": "top-1 agreement", "spearman": "Spearman"}
 
@@ -62,8 +62,13 @@ def md_escape(text: Any) -> str:
 
 def environment() -> Environment:
     """The jinja2 environment of the templates (autoescape on, undefined names are errors)."""
-    env = Environment(loader=PackageLoader("noisyclip_metrics.leaderboard", "templates"), autoescape=True,
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)  # fmt: skip
+    env = Environment(
+        loader=PackageLoader("noisyclip_metrics.leaderboard", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters["fmt"] = fmt
     env.filters["ci"] = _ci
     return env
@@ -99,25 +104,39 @@ def ranking_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[dict[str, st
     """Header and cells (``text``, ``sort``) of the ranking table (also the first rows of ``leaderboard.csv``)."""
     ref = doc["settings"]["reference_fraction"]
     level = f"{100 * doc['settings']['confidence_level']:g}%"
-    header = ["Rank", "Model", "Benchmark", "Judge", f"Judge score [{level} CI]", "Aligned", "Prompts", "Seeds",
-              "Steps"]
+    header = [
+        "Rank",
+        "Model",
+        "Benchmark",
+        "Judge",
+        f"Judge score [{level} CI]",
+        "Aligned",
+        "Prompts",
+        "Seeds",
+        "Steps",
+    ]
     scorers = _scorers(doc)
     for s in scorers:
         header += [f"{s}: pairwise acc. @ {ref:g}", f"{s}: earliest fraction"]
     rows = []
     for m in doc["models"]:
-        cells = [{"text": str(m["rank"]), "sort": str(m["rank"])}, {"text": m["name"], "sort": m["name"]},
-                 {"text": m["benchmark"], "sort": m["benchmark"]}, {"text": m["judge"], "sort": m["judge"]},
-                 {"text": _ci(m, "final_judge_score"), "sort": _sort(m["final_judge_score"])},
-                 {"text": fmt(m["aligned_rate"]), "sort": _sort(m["aligned_rate"])},
-                 {"text": str(m["num_prompts"]), "sort": str(m["num_prompts"])},
-                 {"text": seed_text(m["seeds"]), "sort": str(len(m["seeds"]))},
-                 {"text": str(m["num_steps"]), "sort": str(m["num_steps"])}]  # fmt: skip
+        cells = [
+            {"text": str(m["rank"]), "sort": str(m["rank"])},
+            {"text": m["name"], "sort": m["name"]},
+            {"text": m["benchmark"], "sort": m["benchmark"]},
+            {"text": m["judge"], "sort": m["judge"]},
+            {"text": _ci(m, "final_judge_score"), "sort": _sort(m["final_judge_score"])},
+            {"text": fmt(m["aligned_rate"]), "sort": _sort(m["aligned_rate"])},
+            {"text": str(m["num_prompts"]), "sort": str(m["num_prompts"])},
+            {"text": seed_text(m["seeds"]), "sort": str(len(m["seeds"]))},
+            {"text": str(m["num_steps"]), "sort": str(m["num_steps"])},
+        ]
         for s in scorers:
             p = _point(m, s, ref)
             acc = None if p is None else p["pairwise_accuracy"]
-            cells.append({"text": "–" if p is None else f"{_ci(p, 'pairwise_accuracy')} (k={p['step']})",
-                          "sort": _sort(acc)})  # fmt: skip
+            cells.append(
+                {"text": "–" if p is None else f"{_ci(p, 'pairwise_accuracy')} (k={p['step']})", "sort": _sort(acc)}
+            )
             early = m["earliest_fraction"].get(s)
             cells.append({"text": fmt(early, 2), "sort": _sort(early)})
         rows.append(cells)
@@ -127,14 +146,25 @@ def ranking_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[dict[str, st
 def _curve_series(block: dict[str, Any], metric: str, label: str | None = None) -> list[Series]:
     out = []
     for scorer, pts in block["curves"].items():
-        out.append(Series(label or scorer, [p["fraction"] for p in pts], [p[metric] for p in pts],
-                          [p[f"{metric}_low"] for p in pts], [p[f"{metric}_high"] for p in pts]))  # fmt: skip
+        out.append(
+            Series(
+                label or scorer,
+                [p["fraction"] for p in pts],
+                [p[metric] for p in pts],
+                [p[f"{metric}_low"] for p in pts],
+                [p[f"{metric}_high"] for p in pts],
+            )
+        )
     return out
 
 
 def _overlay_series(doc: dict[str, Any], scorer: str, metric: str = "pairwise_accuracy") -> list[Series]:
-    return [s for m in doc["models"] if scorer in m["curves"]
-            for s in _curve_series({"curves": {scorer: m["curves"][scorer]}}, metric, m["name"])]  # fmt: skip
+    return [
+        s
+        for m in doc["models"]
+        if scorer in m["curves"]
+        for s in _curve_series({"curves": {scorer: m["curves"][scorer]}}, metric, m["name"])
+    ]
 
 
 def _bon_series(rows: list[dict[str, Any]], n: int) -> list[Series]:
@@ -144,8 +174,10 @@ def _bon_series(rows: list[dict[str, Any]], n: int) -> list[Series]:
         if r["n"] == n and r.get("m", 1) == 1:
             label = r["scorer"] if r["scorer"] == r["policy"] else f"{r['scorer']} ({r['policy']})"
             groups.setdefault(label, []).append(r)
-    return [Series(k, [r["cost_fraction"] for r in v], [r["judge_score"] for r in v])
-            for k, v in ((k, sorted(v, key=lambda r: r["cost_fraction"] or 0)) for k, v in groups.items())]  # fmt: skip
+    return [
+        Series(k, [r["cost_fraction"] for r in v], [r["judge_score"] for r in v])
+        for k, v in ((k, sorted(v, key=lambda r: r["cost_fraction"] or 0)) for k, v in groups.items())
+    ]
 
 
 def bon_summary(rows: list[dict[str, Any]], fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)) -> list[dict]:
@@ -168,19 +200,42 @@ def _charts(doc: dict[str, Any], draw: Any) -> dict[str, Any]:
     """Every chart of the page (or README), drawn by ``draw(series, key, **labels)``."""
     charts: dict[str, Any] = {"model": [], "overlay": [], "bon": []}
     for i, m in enumerate(doc["models"]):
-        charts["model"].append({metric: draw(_curve_series(m, metric), f"model-{i}-{metric}",
-                                              title=f"{m['name']}: {METRIC_LABELS[metric]}",
-                                              x_label="step fraction k/T", y_label=METRIC_LABELS[metric],
-                                              reference=_chance(m, metric))
-                                for metric in doc["metrics"]})  # fmt: skip
+        charts["model"].append(
+            {
+                metric: draw(
+                    _curve_series(m, metric),
+                    f"model-{i}-{metric}",
+                    title=f"{m['name']}: {METRIC_LABELS[metric]}",
+                    x_label="step fraction k/T",
+                    y_label=METRIC_LABELS[metric],
+                    reference=_chance(m, metric),
+                )
+                for metric in doc["metrics"]
+            }
+        )
     for j, s in enumerate(_scorers(doc)):
-        charts["overlay"].append(draw(_overlay_series(doc, s), f"overlay-{j}", title=f"{s}: pairwise accuracy by "
-                                      "model", x_label="step fraction k/T", y_label="pairwise accuracy",
-                                      reference=0.5))  # fmt: skip
+        charts["overlay"].append(
+            draw(
+                _overlay_series(doc, s),
+                f"overlay-{j}",
+                title=f"{s}: pairwise accuracy by model",
+                x_label="step fraction k/T",
+                y_label="pairwise accuracy",
+                reference=0.5,
+            )
+        )
     for i, m in enumerate(doc["models"]):
         for n in sorted({r["n"] for r in m["bon"]}, reverse=True):  # the largest N first (README draws it only)
-            charts["bon"].append(draw(_bon_series(m["bon"], n), f"bon-{i}-n{n}", title=f"{m['name']}: Best-of-{n}",
-                                      x_label="cost fraction", y_label="judge score", reference=None))  # fmt: skip
+            charts["bon"].append(
+                draw(
+                    _bon_series(m["bon"], n),
+                    f"bon-{i}-n{n}",
+                    title=f"{m['name']}: Best-of-{n}",
+                    x_label="cost fraction",
+                    y_label="judge score",
+                    reference=None,
+                )
+            )
     return charts
 
 
@@ -201,9 +256,17 @@ def _drill(doc: dict[str, Any], entries: list[Any], fractions: tuple[float, ...]
         prompts = []
         for i, (pid, text, skills) in enumerate(zip(e.data.prompt_ids, e.prompts, e.skills)):
             judge = e.data.judge[i]
-            prompts.append({"id": pid, "text": text, "skills": list(skills), "judge": _round(judge),
-                            "mean_judge": _round([np.nanmean(judge)])[0], "aligned": _round(e.data.aligned[i]),
-                            "scores": [_round(a[i]) for a in arrays]})  # fmt: skip
+            prompts.append(
+                {
+                    "id": pid,
+                    "text": text,
+                    "skills": list(skills),
+                    "judge": _round(judge),
+                    "mean_judge": _round([np.nanmean(judge)])[0],
+                    "aligned": _round(e.data.aligned[i]),
+                    "scores": [_round(a[i]) for a in arrays],
+                }
+            )
         models.append({"name": m["name"], "seeds": list(e.data.seeds), "columns": columns, "prompts": prompts})
     return {"models": models}
 
@@ -232,23 +295,62 @@ def render_html(doc: dict[str, Any], entries: list[Any], fractions: tuple[float,
             cells = []
             for s in m["scorers"]:
                 p, last = _point(block, s, ref), (block["curves"].get(s) or [None])[-1]
-                cells.append((_ci(p, "pairwise_accuracy") if p else "–", fmt(last and last["pairwise_accuracy"]),
-                              fmt(block["earliest_fraction"].get(s), 2)))  # fmt: skip
-            table.append({"skill": skill, "prompts": block["num_prompts"], "judge": fmt(block["final_judge_score"]),
-                          "cells": cells})  # fmt: skip
+                cells.append(
+                    (
+                        _ci(p, "pairwise_accuracy") if p else "–",
+                        fmt(last and last["pairwise_accuracy"]),
+                        fmt(block["earliest_fraction"].get(s), 2),
+                    )
+                )
+            table.append(
+                {
+                    "skill": skill,
+                    "prompts": block["num_prompts"],
+                    "judge": fmt(block["final_judge_score"]),
+                    "cells": cells,
+                }
+            )
         skill_tables.append(table)
-    return environment().get_template("index.html.j2").render(
-        doc=doc, header=header, rows=rows, charts=charts, skill_tables=skill_tables, metric_labels=METRIC_LABELS,
-        drill=script_json(_drill(doc, entries, fractions)), provenance=[_provenance(r) for r in doc["provenance"]],
-        bon=doc.get("bon", []), ref=ref,
-    )  # fmt: skip
+    return (
+        environment()
+        .get_template("index.html.j2")
+        .render(
+            doc=doc,
+            header=header,
+            rows=rows,
+            charts=charts,
+            skill_tables=skill_tables,
+            metric_labels=METRIC_LABELS,
+            drill=script_json(_drill(doc, entries, fractions)),
+            provenance=[_provenance(r) for r in doc["provenance"]],
+            bon=doc.get("bon", []),
+            ref=ref,
+        )
+    )
 
 
 def _provenance(run: dict[str, Any]) -> list[tuple[str, str]]:
-    keys = ["run_id", "source", "model", "benchmark", "model_info", "sampler", "seeds", "scorers", "judge",
-            "num_prompts", "package_version", "git_revision", "created", "timing"]  # fmt: skip
-    return [(k, v if isinstance(v, str) else json.dumps(v, sort_keys=True)) for k in keys if (v := run.get(k))
-            not in (None, "", {}, [])]  # fmt: skip
+    keys = [
+        "run_id",
+        "source",
+        "model",
+        "benchmark",
+        "model_info",
+        "sampler",
+        "seeds",
+        "scorers",
+        "judge",
+        "num_prompts",
+        "package_version",
+        "git_revision",
+        "created",
+        "timing",
+    ]
+    return [
+        (k, v if isinstance(v, str) else json.dumps(v, sort_keys=True))
+        for k in keys
+        if (v := run.get(k)) not in (None, "", {}, [])
+    ]
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
@@ -262,13 +364,20 @@ def render_markdown(doc: dict[str, Any], pngs: dict[str, Path] | None, out: Path
     header, rows = ranking_rows(doc)
     ref = doc["settings"]["reference_fraction"]
     level = round(100 * doc["settings"]["confidence_level"])
-    parts = [f"# {md_escape(doc['title'])}", "",
-             f"Generated {doc['generated']} by `noisyclip leaderboard build` (noisyclip-metrics "
-             f"{doc['package_version']}). Within-prompt pairwise accuracy of each scorer at step k against the "
-             f"judge's score of the final image; {level}% bootstrap intervals over prompts "
-             f"({doc['settings']['n_resamples']} resamples). Earliest fraction: first k/T reaching "
-             f"{doc['settings']['within']:.0%} of the final step's improvement over chance.", "", "## Ranking", "",
-             _md_table(header, [[c["text"] for c in r] for r in rows]), ""]  # fmt: skip
+    parts = [
+        f"# {md_escape(doc['title'])}",
+        "",
+        f"Generated {doc['generated']} by `noisyclip leaderboard build` (noisyclip-metrics "
+        f"{doc['package_version']}). Within-prompt pairwise accuracy of each scorer at step k against the "
+        f"judge's score of the final image; {level}% bootstrap intervals over prompts "
+        f"({doc['settings']['n_resamples']} resamples). Earliest fraction: first k/T reaching "
+        f"{doc['settings']['within']:.0%} of the final step's improvement over chance.",
+        "",
+        "## Ranking",
+        "",
+        _md_table(header, [[c["text"] for c in r] for r in rows]),
+        "",
+    ]
     if pngs:
         parts += ["## Timestep-versus-accuracy curves", ""]
         for key, path in pngs.items():
@@ -278,24 +387,61 @@ def render_markdown(doc: dict[str, Any], pngs: dict[str, Path] | None, out: Path
     for m in doc["models"]:
         parts += [f"### {md_escape(m['name'])}", ""]
         head = ["Skill", "Prompts", "Judge score"] + [f"{s} @ {ref:g}" for s in m["scorers"]]
-        body = [[skill, str(b["num_prompts"]), fmt(b["final_judge_score"])]
-                + [_ci(p, "pairwise_accuracy") if (p := _point(b, s, ref)) else "–" for s in m["scorers"]]
-                for skill, b in m["skills"].items()]  # fmt: skip
+        body = [
+            [skill, str(b["num_prompts"]), fmt(b["final_judge_score"])]
+            + [_ci(p, "pairwise_accuracy") if (p := _point(b, s, ref)) else "–" for s in m["scorers"]]
+            for skill, b in m["skills"].items()
+        ]
         parts += [_md_table(head, body) if body else "No skill tags.", ""]
     if doc.get("bon"):
-        parts += ["## Best-of-N cost and quality", "", "Largest N of each model, k near 1/4, 1/2, 3/4 and all of T "
-                  "(every row, cascades included: `leaderboard.json`, key `bon`).", ""]
-        parts += [_md_table(["Model", "Scorer", "Policy", "N", "k", "Cost fraction", "Judge score", "Prompts"],
-                            [[r["model"], r["scorer"], str(r["policy"]), str(r["n"]), str(r["k"]),
-                              fmt(r["cost_fraction"]), fmt(r["judge_score"]), str(r["prompts"])]
-                             for r in bon_summary(doc["bon"])]), ""]  # fmt: skip
+        parts += [
+            "## Best-of-N cost and quality",
+            "",
+            "Largest N of each model, k near 1/4, 1/2, 3/4 and all of T "
+            "(every row, cascades included: `leaderboard.json`, key `bon`).",
+            "",
+        ]
+        parts += [
+            _md_table(
+                ["Model", "Scorer", "Policy", "N", "k", "Cost fraction", "Judge score", "Prompts"],
+                [
+                    [
+                        r["model"],
+                        r["scorer"],
+                        str(r["policy"]),
+                        str(r["n"]),
+                        str(r["k"]),
+                        fmt(r["cost_fraction"]),
+                        fmt(r["judge_score"]),
+                        str(r["prompts"]),
+                    ]
+                    for r in bon_summary(doc["bon"])
+                ],
+            ),
+            "",
+        ]
         parts += [f"![{k}]({p.relative_to(out).as_posix()})\n" for k, p in (pngs or {}).items() if k.startswith("bon")]
     parts += ["## Provenance", ""]
-    parts += [_md_table(["Run", "Model", "Benchmark", "Seeds", "Sampler", "Judge", "Version", "Git", "Created"],
-                        [[r["run_id"], r["model"], r["benchmark"], " ".join(map(str, r["seeds"])),
-                          json.dumps(r["sampler"], sort_keys=True), str(r["judge"].get("name", "")),
-                          r.get("package_version", ""), r.get("git_revision", ""), r.get("created", "")]
-                         for r in doc["provenance"]]), ""]  # fmt: skip
+    parts += [
+        _md_table(
+            ["Run", "Model", "Benchmark", "Seeds", "Sampler", "Judge", "Version", "Git", "Created"],
+            [
+                [
+                    r["run_id"],
+                    r["model"],
+                    r["benchmark"],
+                    " ".join(map(str, r["seeds"])),
+                    json.dumps(r["sampler"], sort_keys=True),
+                    str(r["judge"].get("name", "")),
+                    r.get("package_version", ""),
+                    r.get("git_revision", ""),
+                    r.get("created", ""),
+                ]
+                for r in doc["provenance"]
+            ],
+        ),
+        "",
+    ]
     return "\n".join(parts)
 
 
@@ -309,25 +455,74 @@ def _csv(header: list[str], rows: list[list[Any]]) -> str:
 
 def _tables_csv(doc: dict[str, Any]) -> tuple[str, str]:
     ref = doc["settings"]["reference_fraction"]
-    lb_head = ["rank", "name", "model", "benchmark", "judge", "final_judge_score", "final_judge_score_low",
-               "final_judge_score_high", "aligned_rate", "num_prompts", "num_seeds", "num_steps", "scorer",
-               "reference_step", "pairwise_accuracy", "pairwise_accuracy_low", "pairwise_accuracy_high",
-               "top1_agreement", "spearman", "final_pairwise_accuracy", "earliest_fraction"]  # fmt: skip
+    lb_head = [
+        "rank",
+        "name",
+        "model",
+        "benchmark",
+        "judge",
+        "final_judge_score",
+        "final_judge_score_low",
+        "final_judge_score_high",
+        "aligned_rate",
+        "num_prompts",
+        "num_seeds",
+        "num_steps",
+        "scorer",
+        "reference_step",
+        "pairwise_accuracy",
+        "pairwise_accuracy_low",
+        "pairwise_accuracy_high",
+        "top1_agreement",
+        "spearman",
+        "final_pairwise_accuracy",
+        "earliest_fraction",
+    ]
     lb_rows, curve_rows = [], []
     metrics = [c for m in doc["metrics"] for c in (m, f"{m}_low", f"{m}_high")]
     for m in doc["models"]:
         for s in m["scorers"]:
             p, pts = _point(m, s, ref), m["curves"].get(s) or []
-            lb_rows.append([m["rank"], m["name"], m["model"], m["benchmark"], m["judge"], m["final_judge_score"],
-                            m["final_judge_score_low"], m["final_judge_score_high"], m["aligned_rate"],
-                            m["num_prompts"], len(m["seeds"]), m["num_steps"], s, p and p["step"],
-                            p and p["pairwise_accuracy"], p and p["pairwise_accuracy_low"],
-                            p and p["pairwise_accuracy_high"], p and p["top1_agreement"], p and p["spearman"],
-                            pts[-1]["pairwise_accuracy"] if pts else None, m["earliest_fraction"].get(s)])  # fmt: skip
+            lb_rows.append(
+                [
+                    m["rank"],
+                    m["name"],
+                    m["model"],
+                    m["benchmark"],
+                    m["judge"],
+                    m["final_judge_score"],
+                    m["final_judge_score_low"],
+                    m["final_judge_score_high"],
+                    m["aligned_rate"],
+                    m["num_prompts"],
+                    len(m["seeds"]),
+                    m["num_steps"],
+                    s,
+                    p and p["step"],
+                    p and p["pairwise_accuracy"],
+                    p and p["pairwise_accuracy_low"],
+                    p and p["pairwise_accuracy_high"],
+                    p and p["top1_agreement"],
+                    p and p["spearman"],
+                    pts[-1]["pairwise_accuracy"] if pts else None,
+                    m["earliest_fraction"].get(s),
+                ]
+            )
         for skill, block in [("", m), *m["skills"].items()]:
             for s, pts in block["curves"].items():
-                curve_rows += [[m["name"], m["benchmark"], skill, s, p["step"], p["fraction"],
-                                *(p[c] for c in metrics), p["pairs"]] for p in pts]  # fmt: skip
+                curve_rows += [
+                    [
+                        m["name"],
+                        m["benchmark"],
+                        skill,
+                        s,
+                        p["step"],
+                        p["fraction"],
+                        *(p[c] for c in metrics),
+                        p["pairs"],
+                    ]
+                    for p in pts
+                ]
     curve_head = ["name", "benchmark", "skill", "scorer", "step", "fraction", *metrics, "pairs"]
     return _csv(lb_head, lb_rows), _csv(curve_head, curve_rows)
 
@@ -343,8 +538,11 @@ def write_outputs(doc: dict[str, Any], entries: list[Any], out: Path, config: An
             pngs = None
         else:
             specs = _charts(doc, lambda series, key, **kw: (key, series, kw))
-            first_n = [spec for j, spec in enumerate(specs["bon"])
-                       if j == 0 or spec[0].rsplit("-n", 1)[0] != specs["bon"][j - 1][0].rsplit("-n", 1)[0]]
+            first_n = [
+                spec
+                for j, spec in enumerate(specs["bon"])
+                if j == 0 or spec[0].rsplit("-n", 1)[0] != specs["bon"][j - 1][0].rsplit("-n", 1)[0]
+            ]
             wanted = [m["pairwise_accuracy"] for m in specs["model"]] + specs["overlay"] + first_n
             pngs = {key: png_chart(series, out / "charts" / f"{key}.png", **kw) for key, series, kw in wanted}
             files += list(pngs.values())

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["as_score_matrix", "ScoreMatrix"]
+__all__ = ["ScoreMatrix", "as_score_matrix"]
 
 
 class ScoreMatrix:
@@ -33,7 +33,7 @@ class ScoreMatrix:
         one_d: whether the caller passed 1-D arrays (then R == 1).
     """
 
-    __slots__ = ("gold", "pred", "valid", "one_d")
+    __slots__ = ("gold", "one_d", "pred", "valid")
 
     def __init__(self, gold: np.ndarray, pred: np.ndarray, valid: np.ndarray, one_d: bool) -> None:
         self.gold = gold

@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Union
 
 import numpy as np
 
@@ -49,7 +48,7 @@ FLOAT_TIE_TOLERANCE = 1e-12
 """With float weights (huge lcm of row sizes), accuracies this close to the maximum count as ties."""
 
 
-Source = Union[EnumeratedPairs, RowIndex]
+Source = EnumeratedPairs | RowIndex
 
 
 @dataclass

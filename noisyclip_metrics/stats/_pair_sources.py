@@ -14,8 +14,6 @@ of pairs with ``0 < d <= x``; it can also list or sample the pairs with ``lo < d
 
 from __future__ import annotations
 
-from typing import Union
-
 import numpy as np
 
 __all__ = ["EnumeratedPairs", "RowIndex", "cumsum0"]
@@ -25,7 +23,7 @@ QUERY_CHUNK = 1 << 22
 TABLE_MAX = 1 << 23
 """Entries of a :class:`RowIndex` prefix-count table (int32); more gold levels make the table coarser (blocks)."""
 
-Number = Union[int, float]
+Number = int | float
 
 
 def cumsum0(values: np.ndarray) -> np.ndarray:
@@ -254,5 +252,3 @@ class RowIndex:
         i = np.searchsorted(ends, r, side="right")
         j = start[i] + r - (ends[i] - cnt[i])
         return self.m[j] - self.m[i]
-
-

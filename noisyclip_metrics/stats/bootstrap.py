@@ -20,7 +20,7 @@ from ._inputs import as_score_matrix
 from .correlation import kendall_tau_b, kendall_tau_c, pearson, spearman
 from .pairwise import pairwise_accuracy
 
-__all__ = ["Estimate", "Agreement", "bootstrap_ci", "agreement", "STATISTICS"]
+__all__ = ["STATISTICS", "Agreement", "Estimate", "agreement", "bootstrap_ci"]
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import scipy.stats
 
 from ._inputs import ScoreMatrix, as_score_matrix
 
-__all__ = ["pearson", "spearman", "kendall_tau_b", "kendall_tau_c"]
+__all__ = ["kendall_tau_b", "kendall_tau_c", "pearson", "spearman"]
 
 _VECTORISED_MAX_ITEMS = 64
 """Rows up to this many items get vectorised pair counting for Kendall; longer rows use scipy's O(n log n)."""

@@ -31,12 +31,12 @@ from ._inputs import _to_float_array
 from .correlation import _rowwise_pearson
 
 __all__ = [
-    "within_group_pairwise_accuracy",
-    "pairwise_counts",
-    "top1_agreement_rows",
-    "spearman_rows",
     "bootstrap_ratio",
     "group_matrix",
+    "pairwise_counts",
+    "spearman_rows",
+    "top1_agreement_rows",
+    "within_group_pairwise_accuracy",
 ]
 
 _BOOTSTRAP_CELLS = 1 << 23
@@ -71,8 +71,9 @@ def _pair(gold: Any, pred: Any) -> tuple[np.ndarray, np.ndarray]:
     g = gold if isinstance(gold, np.ndarray) and gold.dtype == np.float64 else _to_float_array(gold, "gold")
     p = np.asarray(pred.detach().cpu().numpy() if hasattr(pred, "detach") else pred, dtype=np.float64)
     if g.ndim != 2 or p.shape[-2:] != g.shape:
-        raise InputError(f"gold must be (groups, candidates) and pred (..., groups, candidates); got {g.shape} and "
-                         f"{p.shape}")  # fmt: skip
+        raise InputError(
+            f"gold must be (groups, candidates) and pred (..., groups, candidates); got {g.shape} and {p.shape}"
+        )
     g = np.broadcast_to(g, p.shape)
     missing = np.isnan(g) | np.isnan(p)
     return np.where(missing, np.nan, g), np.where(missing, np.nan, p)
@@ -208,8 +209,9 @@ def bootstrap_ratio(
     if n.shape != d.shape or n.ndim < 1:
         raise InputError(f"num and den must have the same shape (groups first), got {n.shape} and {d.shape}")
     if n_resamples < 2 or not 0 < confidence_level < 1:
-        raise InputError(f"bootstrap needs n_resamples >= 2 and 0 < confidence_level < 1; got {n_resamples}, "
-                         f"{confidence_level}")  # fmt: skip
+        raise InputError(
+            f"bootstrap needs n_resamples >= 2 and 0 < confidence_level < 1; got {n_resamples}, {confidence_level}"
+        )
     groups, rest = n.shape[0], n.shape[1:]
     n2, d2 = n.reshape(groups, -1), d.reshape(groups, -1)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -21,7 +21,7 @@ from ..model import READS
 from ..registry import Registry
 from ..trajectory_store import TrajectoryRecord, TrajectoryStore
 
-__all__ = ["TrajectorySource", "held_out", "load_labels", "NEGATIVES"]
+__all__ = ["NEGATIVES", "TrajectorySource", "held_out", "load_labels"]
 
 #: Hard-negative caption generators by name: each maps a prompt to captions that contradict it.
 NEGATIVES: Registry[Callable[[str], list[str]]] = Registry("hard-negative source")

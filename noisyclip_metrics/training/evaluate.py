@@ -25,8 +25,9 @@ __all__ = ["embed_at_step", "evaluate_steps", "within_group_pairwise_accuracy"]
 
 
 @torch.no_grad()
-def embed_at_step(model: NoisyCLIPModel, source: TrajectorySource, indices: Sequence[int], step: int,
-                  batch_size: int = 256) -> torch.Tensor:  # fmt: skip
+def embed_at_step(
+    model: NoisyCLIPModel, source: TrajectorySource, indices: Sequence[int], step: int, batch_size: int = 256
+) -> torch.Tensor:
     """``(len(indices), D)`` image-tower embeddings of the trajectories' previews at ``step`` (what ``source`` reads:
     the latent or the x̂0 estimate), ``batch_size`` latents per forward pass."""
     embs = []

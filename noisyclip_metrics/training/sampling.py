@@ -27,7 +27,7 @@ import torch
 from ..errors import InputError
 from ..registry import Registry
 
-__all__ = ["StepSampler", "parse_step_sampler", "STEP_STRATEGIES"]
+__all__ = ["STEP_STRATEGIES", "StepSampler", "parse_step_sampler"]
 
 #: Each entry turns the text after ``name:`` and T into the inclusive range of steps to draw from.
 STEP_STRATEGIES: Registry[Callable[[str, int], tuple[int, int]]] = Registry("step-sampling strategy")

@@ -31,8 +31,18 @@ import torch.nn.functional as F
 
 from ..registry import Registry
 
-__all__ = ["TargetBatch", "TrainTarget", "TARGETS", "infonce_loss", "distill_loss", "rank_loss", "judged_loss",
-           "listwise_loss", "judged_listwise_loss", "LISTWISE_TEMPERATURE"]  # fmt: skip
+__all__ = [
+    "LISTWISE_TEMPERATURE",
+    "TARGETS",
+    "TargetBatch",
+    "TrainTarget",
+    "distill_loss",
+    "infonce_loss",
+    "judged_listwise_loss",
+    "judged_loss",
+    "listwise_loss",
+    "rank_loss",
+]
 
 #: Temperature of the listwise target ``softmax(label / t)``: on TIFA scores (fractions of 3-6 questions) one question
 #: more makes a seed e^1.7 to e^3.3 times as likely to be the best; 1/0 labels share the mass among the aligned seeds.
@@ -73,7 +83,7 @@ def infonce_loss(batch: TargetBatch) -> torch.Tensor:
 
 
 def distill_loss(batch: TargetBatch) -> torch.Tensor:
-    """Soft cross-entropy to the teacher's caption distribution on the final image, plus ``1 - cos`` to its embedding."""
+    """Soft cross-entropy to the teacher's caption distribution on the final image plus ``1 - cos`` to its embedding."""
     if batch.teacher_image is None:
         raise ValueError("distill target needs teacher_image")
     teacher = F.softmax(batch.logit_scale * batch.teacher_image @ batch.texts.T, dim=1)
@@ -173,7 +183,10 @@ TARGETS: Registry[TrainTarget] = Registry("training target")
 TARGETS.register("prompt", TrainTarget("prompt", infonce_loss))
 TARGETS.register("filtered", TrainTarget("filtered", infonce_loss, needs_labels=True, uses_negatives=True))
 TARGETS.register("distill", TrainTarget("distill", distill_loss, uses_negatives=True, needs_teacher=True))
-TARGETS.register("judged", TrainTarget("judged", judged_loss, uses_negatives=True, needs_teacher=True,
-                                       group_size=2))  # fmt: skip
-TARGETS.register("listwise", TrainTarget("listwise", judged_listwise_loss, uses_negatives=True, needs_teacher=True,
-                                         group_size=4, shared_step=True))  # fmt: skip
+TARGETS.register("judged", TrainTarget("judged", judged_loss, uses_negatives=True, needs_teacher=True, group_size=2))
+TARGETS.register(
+    "listwise",
+    TrainTarget(
+        "listwise", judged_listwise_loss, uses_negatives=True, needs_teacher=True, group_size=4, shared_step=True
+    ),
+)

@@ -45,7 +45,7 @@ from .evaluate import evaluate_steps
 from .sampling import parse_step_sampler
 from .targets import TARGETS, TargetBatch
 
-__all__ = ["TrainConfig", "train", "TrainResult"]
+__all__ = ["TrainConfig", "TrainResult", "train"]
 
 
 OPTIMIZERS: Registry[Callable[[list[nn.Parameter], Any], torch.optim.Optimizer]] = Registry("optimizer")
@@ -282,8 +282,10 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
         group = target.group_size
         siblings = {p: v for p, v in siblings.items() if len(v) >= group}
         if not siblings or config.batch_size % group:
-            raise InputError(f"target {config.target!r}: expected prompts with >= {group} seeds and a batch_size "
-                             f"divisible by {group}, got batch_size {config.batch_size}")  # fmt: skip
+            raise InputError(
+                f"target {config.target!r}: expected prompts with >= {group} seeds and a batch_size "
+                f"divisible by {group}, got batch_size {config.batch_size}"
+            )
     group_prompts = sorted(siblings)
     negatives_fn = NEGATIVES.get(config.negatives) if target.uses_negatives else NEGATIVES.get("none")
     sampler = parse_step_sampler(config.step_sampling)
@@ -355,11 +357,18 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
             with torch.no_grad():
                 teacher_image = teacher.encode_images(source.images(idx))
         batch = TargetBatch(
-            image=image, texts=texts, prompt_index=torch.tensor([unique.index(p) for p in prompts], device=device),
-            num_prompts=len(unique), logit_scale=logit_scale, teacher_image=teacher_image,
-            labels=(torch.tensor([labels[source.records[i].key] for i in idx], device=device)
-                    if siblings and labels else None),
-        )  # fmt: skip
+            image=image,
+            texts=texts,
+            prompt_index=torch.tensor([unique.index(p) for p in prompts], device=device),
+            num_prompts=len(unique),
+            logit_scale=logit_scale,
+            teacher_image=teacher_image,
+            labels=(
+                torch.tensor([labels[source.records[i].key] for i in idx], device=device)
+                if siblings and labels
+                else None
+            ),
+        )
         loss = target.loss(batch)
         optimizer.zero_grad(set_to_none=True)
         # every rank holds the same full-batch loss; all_gather's backward sums each slice's gradient over the
@@ -373,8 +382,12 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
         bar.set_postfix(loss=f"{loss_value:.4f}")
         done = step + 1
         if log is not None and (done % config.log_every == 0 or done == config.steps):
-            entry = {"step": done, "loss": loss_value, "lr": schedule.get_last_lr()[0],
-                     "seconds": round(time.perf_counter() - t0, 4)}  # fmt: skip
+            entry = {
+                "step": done,
+                "loss": loss_value,
+                "lr": schedule.get_last_lr()[0],
+                "seconds": round(time.perf_counter() - t0, 4),
+            }
             log.write(json.dumps(entry) + "\n")
             log.flush()
         if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps and rank == 0:
@@ -402,10 +415,14 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
             reference = torch.tensor([labels[source.records[i].key] for i in val_idx])
         else:  # frozen CLIP's judgment of the final image
             with torch.no_grad():
-                reference = torch.cat([
-                    ref_model.score_images(source.images(val_idx[lo : lo + 256]), source.prompts(val_idx[lo : lo + 256]))
-                    for lo in range(0, len(val_idx), 256)
-                ])  # fmt: skip
+                reference = torch.cat(
+                    [
+                        ref_model.score_images(
+                            source.images(val_idx[lo : lo + 256]), source.prompts(val_idx[lo : lo + 256])
+                        )
+                        for lo in range(0, len(val_idx), 256)
+                    ]
+                )
         steps = sorted({round(f * source.num_steps) for f in config.eval_fractions})
         student.eval()
         evaluation = evaluate_steps(student, source, val_idx, steps, reference.cpu())

@@ -59,8 +59,10 @@ def interpolate_image_tower(finetuned: ModelLike, base: ModelLike, alpha: float)
         raise InputError(f"alpha: expected a number in [0, 1] (the fine-tuned tower's weight), got {alpha!r}")
     tuned, start = resolve_model(finetuned, "cpu"), resolve_model(base, "cpu")
     if tuned.config.model_cfg != start.config.model_cfg:
-        raise InputError("base: its architecture (config.model_cfg) differs from finetuned's; WiSE-FT interpolates "
-                         "two checkpoints of the same model")  # fmt: skip
+        raise InputError(
+            "base: its architecture (config.model_cfg) differs from finetuned's; WiSE-FT interpolates "
+            "two checkpoints of the same model"
+        )
     ours, theirs = tuned.clip.state_dict(), start.clip.state_dict()
     if ours.keys() != theirs.keys():
         raise InputError("base: its weights have other names than finetuned's (same architecture expected)")
@@ -68,8 +70,10 @@ def interpolate_image_tower(finetuned: ModelLike, base: ModelLike, alpha: float)
         if key.startswith("visual."):
             continue
         if value.shape != theirs[key].shape or not torch.equal(value.float(), theirs[key].float()):
-            raise InputError(f"base: its text tower differs from finetuned's (e.g. {key!r}); pass the CLIP that "
-                             "finetuned was fine-tuned from")  # fmt: skip
+            raise InputError(
+                f"base: its text tower differs from finetuned's (e.g. {key!r}); pass the CLIP that "
+                "finetuned was fine-tuned from"
+            )
     out = copy.deepcopy(tuned).float()
     mixed = {}
     for key, value in out.clip.state_dict().items():

@@ -46,12 +46,12 @@ from .vocab import (
 
 __all__ = [
     "ADVANCED_SKILLS",
-    "HARD_NEGATIVE_EDITS",
     "BACKGROUND",
     "BASIC_SKILLS",
     "COLOURS",
     "COLOUR_NAMES",
     "COMPARISONS",
+    "HARD_NEGATIVE_EDITS",
     "MAX_OBJECTS",
     "QUESTION_KINDS",
     "RELATIONS",

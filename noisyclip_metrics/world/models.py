@@ -29,8 +29,19 @@ from typing import Any
 from ..errors import CheckpointError, InputError
 from ..registry import Registry
 
-__all__ = ["WORLD_IDS", "WorldAsset", "world_weights_dir", "load_world", "world_build_info", "RETRAIN_COMMAND",
-           "is_world_id", "world_sampler", "SHARED_COMPONENTS", "shared_components", "asset_paths"]  # fmt: skip
+__all__ = [
+    "RETRAIN_COMMAND",
+    "SHARED_COMPONENTS",
+    "WORLD_IDS",
+    "WorldAsset",
+    "asset_paths",
+    "is_world_id",
+    "load_world",
+    "shared_components",
+    "world_build_info",
+    "world_sampler",
+    "world_weights_dir",
+]
 
 #: Pipeline components every world diffusion model shares, stored once under ``weights/shared/``.
 SHARED_COMPONENTS = ("text_encoder", "tokenizer", "vae")
@@ -97,8 +108,9 @@ def shared_components() -> dict[str, Any]:
 
     shared = world_weights_dir() / "shared"
     if not shared.is_dir():
-        raise CheckpointError(f"{shared}: the shared world pipeline components are missing; retrain the world with: "
-                              f"{RETRAIN_COMMAND}")  # fmt: skip
+        raise CheckpointError(
+            f"{shared}: the shared world pipeline components are missing; retrain the world with: {RETRAIN_COMMAND}"
+        )
     with quiet_loading():
         return {
             "text_encoder": CLIPTextModel.from_pretrained(shared / "text_encoder", dtype=torch.float32),
@@ -149,7 +161,10 @@ def _load_cached(asset_id: str, weights: str) -> Any:
 
             with quiet_loading():
                 pipe = StableDiffusionPipeline.from_pretrained(
-                    folder, dtype=torch.float32, safety_checker=None, requires_safety_checker=False,
+                    folder,
+                    dtype=torch.float32,
+                    safety_checker=None,
+                    requires_safety_checker=False,
                     **shared_components(),
                 )
             pipe.set_progress_bar_config(disable=True)

@@ -33,4 +33,3 @@ def world_negatives(prompt: str, n: int = 2) -> list[str]:
         if len(out) == n:
             break
     return out
-

@@ -45,8 +45,15 @@ from .questions import SceneObject, answer_question, make_questions
 from .segment import segment_image
 from .spec import Prompt, SceneSpec
 
-__all__ = ["JudgeResult", "QuestionResult", "as_float_image", "judge_batch", "judge_image", "judge_objects",
-           "judge_trajectories"]  # fmt: skip
+__all__ = [
+    "JudgeResult",
+    "QuestionResult",
+    "as_float_image",
+    "judge_batch",
+    "judge_image",
+    "judge_objects",
+    "judge_trajectories",
+]
 
 _RANGE_SLACK = 1e-6
 

@@ -127,7 +127,11 @@ def _radii(spec: SceneSpec, rng: np.random.Generator, canvas: CanvasConfig) -> l
 
 
 def _relation_ok(
-    ax: np.ndarray | float, ay: np.ndarray | float, bx: np.ndarray | float, by: np.ndarray | float, relation: str,
+    ax: np.ndarray | float,
+    ay: np.ndarray | float,
+    bx: np.ndarray | float,
+    by: np.ndarray | float,
+    relation: str,
     margin: float,
 ) -> np.ndarray:
     dx, dy = bx - ax, by - ay

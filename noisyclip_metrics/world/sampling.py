@@ -270,7 +270,7 @@ def _edits(spec: SceneSpec, edit: str) -> list[tuple[tuple[ObjectSpec, ...], str
     out: list[tuple[tuple[ObjectSpec, ...], str | None, str | None]] = []
 
     def change(i: int, **kw: object) -> None:
-        out.append((tuple([*objs[:i], replace(objs[i], **kw), *objs[i + 1 :]]), rel, cmp))
+        out.append(((*objs[:i], replace(objs[i], **kw), *objs[i + 1 :]), rel, cmp))
 
     if edit == "colour" and spec.template == "universal":
         for c in COLOUR_NAMES:

@@ -89,16 +89,23 @@ def _moments(w: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> dict[str, float]:
     area = float(w.sum())
     cx, cy = float((w * xs).sum() / area), float((w * ys).sum() / area)
     dx, dy = xs - cx, ys - cy
-    m = {k: float((w * v).sum() / area) for k, v in {
-        "m20": dx**2, "m02": dy**2, "m03": dy**3, "m40": dx**4, "m04": dy**4, "m22": dx**2 * dy**2}.items()}
+    m = {
+        k: float((w * v).sum() / area)
+        for k, v in {"m20": dx**2, "m02": dy**2, "m03": dy**3, "m40": dx**4, "m04": dy**4, "m22": dx**2 * dy**2}.items()
+    }
     skew = m["m03"] / max(m["m02"], 1e-9) ** 1.5
     aniso = m["m22"] / max((m["m40"] + m["m04"]) / 2, 1e-9)
     return {"area": area, "cx": cx, "cy": cy, "skew": skew, "anisotropy": aniso}
 
 
 def _measure(
-    name: str, comp: np.ndarray, alpha: np.ndarray, others: np.ndarray, origin: tuple[int, int],
-    canvas: CanvasConfig, cfg: OracleConfig,
+    name: str,
+    comp: np.ndarray,
+    alpha: np.ndarray,
+    others: np.ndarray,
+    origin: tuple[int, int],
+    canvas: CanvasConfig,
+    cfg: OracleConfig,
 ) -> SceneObject | None:
     """Measure one component (boolean window ``comp``; ``alpha`` of its colour; ``others``: foreground of other
     objects in the window); ``None`` when it is too small."""

@@ -22,8 +22,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Mapping
 
 from ..errors import InputError
 

@@ -60,7 +60,10 @@ def test_builtin_specs_are_complete():
     assert set(FOLDERS) | {"genai-bench-1600"} <= set(names)
     for name in names:
         spec = benchmark_spec(name)
-        assert spec.license and spec.citation and spec.obtain and spec.files or spec.format in ("t2i_compbench", "world")
+        assert (spec.license and spec.citation and spec.obtain and spec.files) or spec.format in (
+            "t2i_compbench",
+            "world",
+        )
         for skills in spec.skill_map.values():
             assert set(skills) <= set(SKILLS)
 
@@ -160,7 +163,10 @@ def test_t2i_compbench_splits_and_categories():
     assert len(val) == 8 * 300 and val.splits() == ["val"]
     both = load_benchmark("t2i-compbench", folder, split=["train", "val"], categories=["color", "numeracy"])
     assert Counter((p.category, p.split) for p in both) == {
-        ("color", "train"): 700, ("color", "val"): 300, ("numeracy", "train"): 700, ("numeracy", "val"): 300,
+        ("color", "train"): 700,
+        ("color", "val"): 300,
+        ("numeracy", "train"): 700,
+        ("numeracy", "val"): 300,
     }
     full = load_benchmark("t2i-compbench", folder, split="full")
     assert Counter(p.category for p in full) == benchmark_spec("t2i-compbench").expected["full"]
@@ -183,11 +189,11 @@ def test_genai_527_file_given_directly_and_ids_are_keys():
 
 @needs_data
 def test_missing_folder_and_missing_file_say_how_to_obtain(tmp_path):
-    with pytest.raises(DataFileError, match="not found.*pinned commit"):
+    with pytest.raises(DataFileError, match=r"not found.*pinned commit"):
         load_benchmark("geneval", tmp_path / "nope")
     with pytest.raises(DataFileError, match=r"no metadata file for geneval \(looked for evaluation_metadata.jsonl\)"):
         load_benchmark("geneval", tmp_path)
-    with pytest.raises(DataFileError, match="not found.*split 'train'"):
+    with pytest.raises(DataFileError, match=r"not found.*split 'train'"):
         shutil.copy(DATA / "t2i-compbench" / "color_val.txt", tmp_path / "color_val.txt")
         load_benchmark("t2i-compbench", tmp_path, categories="color", split="train")
     with pytest.raises(InputError, match="no file role 'skils'; did you mean 'skills'"):
@@ -200,9 +206,17 @@ def test_missing_folder_and_missing_file_say_how_to_obtain(tmp_path):
 def _write_genai_1600(folder: Path, n: int = 6, skills: dict | None = None) -> Path:
     images = {f"{i:05d}": {"id": f"{i:05d}", "prompt": f"prompt number {i}"} for i in range(1, n + 1)}
     (folder / "genai_image.json").write_text(json.dumps(images, indent=4), encoding="utf-8")
-    skills = skills if skills is not None else {
-        "attribute": [1, 2], "counting": [2, 3], "negation": [4], "basic": [1, 2], "advanced": [2, 3, 4],
-    }
+    skills = (
+        skills
+        if skills is not None
+        else {
+            "attribute": [1, 2],
+            "counting": [2, 3],
+            "negation": [4],
+            "basic": [1, 2],
+            "advanced": [2, 3, 4],
+        }
+    )
     (folder / "genai_skills.json").write_text(json.dumps(skills, indent=4), encoding="utf-8")
     return folder
 
@@ -289,17 +303,17 @@ def test_partiprompts_truncated_row(tmp_path):
 def test_geneval_bad_line_and_mismatched_prompt_list(tmp_path):
     lines = (DATA / "geneval" / "evaluation_metadata.jsonl").read_text().splitlines()
     shutil.copy(DATA / "geneval" / "generation_prompts.txt", tmp_path)
-    (tmp_path / "evaluation_metadata.jsonl").write_text("\n".join(lines[:3] + [lines[3][:-5]] + lines[4:]))
+    (tmp_path / "evaluation_metadata.jsonl").write_text("\n".join([*lines[:3], lines[3][:-5], *lines[4:]]))
     with pytest.raises(DataFileError, match=r"evaluation_metadata.jsonl:4: invalid JSON"):
         load_benchmark("geneval", tmp_path)
-    renamed = lines[:3] + [lines[3].replace('"tag"', '"tags"')] + lines[4:]
+    renamed = [*lines[:3], lines[3].replace('"tag"', '"tags"'), *lines[4:]]
     (tmp_path / "evaluation_metadata.jsonl").write_text("\n".join(renamed))
     with pytest.raises(DataFileError, match=r"evaluation_metadata.jsonl:4: field 'tag': missing; did you mean 'tags'"):
         load_benchmark("geneval", tmp_path)
     (tmp_path / "evaluation_metadata.jsonl").write_text("\n".join(lines[1:]))  # one prompt short: ids shift
     with pytest.raises(DataFileError, match=r"generation_prompts.txt: 553 prompts, but evaluation_metadata.jsonl has"):
         load_benchmark("geneval", tmp_path)
-    (tmp_path / "evaluation_metadata.jsonl").write_text("\n".join([lines[1], lines[0]] + lines[2:]))
+    (tmp_path / "evaluation_metadata.jsonl").write_text("\n".join([lines[1], lines[0], *lines[2:]]))
     with pytest.raises(DataFileError, match=r"generation_prompts.txt:1: 'a photo of a bench' differs"):
         load_benchmark("geneval", tmp_path)
 
@@ -309,10 +323,24 @@ def test_tifa_question_answers_and_bad_records(tmp_path):
     texts = json.loads((DATA / "tifa" / "tifa_v1.0_text_inputs.json").read_text())
     (tmp_path / "tifa_v1.0_text_inputs.json").write_text(json.dumps(texts[:3], indent=2))
     qa = [
-        {"id": texts[0]["id"], "caption": "c", "question": "is there a surfer?", "choices": ["yes", "no"],
-         "answer": "yes", "element_type": "animal/human", "element": "surfer"},
-        {"id": texts[0]["id"], "caption": "c", "question": "what color is the board?", "choices": ["white", "red"],
-         "answer": "white", "element_type": "color", "element": "white"},
+        {
+            "id": texts[0]["id"],
+            "caption": "c",
+            "question": "is there a surfer?",
+            "choices": ["yes", "no"],
+            "answer": "yes",
+            "element_type": "animal/human",
+            "element": "surfer",
+        },
+        {
+            "id": texts[0]["id"],
+            "caption": "c",
+            "question": "what color is the board?",
+            "choices": ["white", "red"],
+            "answer": "white",
+            "element_type": "color",
+            "element": "white",
+        },
     ]
     (tmp_path / "tifa_v1.0_question_answers.json").write_text(json.dumps(qa, indent=2))
     prompts = load_benchmark("tifa-v1", tmp_path)
@@ -360,19 +388,28 @@ def test_promptset_behaviour():
     with pytest.raises(InputError, match="unknown skill 'colour'"):
         Prompt("a", "x", ("colour",))
     assert ps.to_records()[0] == {
-        "id": "a", "text": "x", "skills": ["counting"], "source": "t", "category": "c1", "split": "train", "extra": {},
+        "id": "a",
+        "text": "x",
+        "skills": ["counting"],
+        "source": "t",
+        "category": "c1",
+        "split": "train",
+        "extra": {},
     }
 
 
-@pytest.mark.parametrize(("skills", "expected"), [
-    (("object", "attribute", "spatial relation"), ("object", "attribute", "spatial relation", "basic")),
-    (("object",), ("object", "basic")),
-    (("spatial relation", "negation"), ("spatial relation", "negation", "advanced")),
-    (("counting",), ("counting", "advanced")),
-    (("style", "text rendering"), ("style", "text rendering")),
-    ((), ()),
-    (("counting", "basic"), ("counting", "basic")),  # a file's own group tag is kept
-])
+@pytest.mark.parametrize(
+    ("skills", "expected"),
+    [
+        (("object", "attribute", "spatial relation"), ("object", "attribute", "spatial relation", "basic")),
+        (("object",), ("object", "basic")),
+        (("spatial relation", "negation"), ("spatial relation", "negation", "advanced")),
+        (("counting",), ("counting", "advanced")),
+        (("style", "text rendering"), ("style", "text rendering")),
+        ((), ()),
+        (("counting", "basic"), ("counting", "basic")),  # a file's own group tag is kept
+    ],
+)
 def test_with_skill_groups(skills, expected):
     assert with_skill_groups(skills) == expected
 
@@ -408,7 +445,7 @@ def test_download_helper_checks_sha256(tmp_path, monkeypatch):
     assert [p.name for p in paths] == ["drawbench_prompts.csv"] and served["count"] == 1
     assert len(load_benchmark("drawbench", tmp_path / "dl")) == 200
     monkeypatch.setattr(download_module.urllib.request, "urlopen", lambda url, timeout: _FakeResponse(b"tampered"))
-    with pytest.raises(DataFileError, match="SHA-256 .* does not match"):
+    with pytest.raises(DataFileError, match=r"SHA-256 .* does not match"):
         download_benchmark("drawbench", tmp_path / "dl", overwrite=True)
     assert not (tmp_path / "dl" / "drawbench_prompts.csv").exists()
 
@@ -416,5 +453,5 @@ def test_download_helper_checks_sha256(tmp_path, monkeypatch):
 def test_download_without_sources_explains(tmp_path, private_registry):
     spec = parse_spec("name: no-dl\ntitle: T\nformat: delimited\nlicense: l\ncitation: c\nobtain: ask the authors\n")
     register_benchmark(spec)
-    with pytest.raises(InputError, match="no download source in the spec. To obtain the files: ask the authors"):
+    with pytest.raises(InputError, match=r"no download source in the spec. To obtain the files: ask the authors"):
         download_benchmark("no-dl", tmp_path)

@@ -27,8 +27,17 @@ def world(tmp_path_factory):
     """A tiny store (9 prompts x 2 seeds x 4 steps) and a tiny base model saved as a checkpoint."""
     root = tmp_path_factory.mktemp("train")
     pipe = tiny_pipeline("sd", root / "pipe")
-    store = record_trajectories(pipe, root / "traj", PROMPTS, seeds=[0, 1], num_inference_steps=4, height=32,
-                                width=32, batch_size=18, progress=False)  # fmt: skip
+    store = record_trajectories(
+        pipe,
+        root / "traj",
+        PROMPTS,
+        seeds=[0, 1],
+        num_inference_steps=4,
+        height=32,
+        width=32,
+        batch_size=18,
+        progress=False,
+    )
     NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0).save_pretrained(root / "base")
     labels = {r.key: float(i % 2) for i, r in enumerate(store.records())}
     (root / "labels.json").write_text(json.dumps(labels))
@@ -36,9 +45,19 @@ def world(tmp_path_factory):
 
 
 def _cfg(world: Path, out: str, **kw) -> TrainConfig:
-    args = dict(init=str(world / "base"), trajectories=(str(world / "traj"),), out_dir=str(world / out), steps=6,
-                batch_size=8, lr=1e-3, warmup_steps=2, step_sampling="window:1-3", val_fraction=0.3, seed=3,
-                log_every=1)  # fmt: skip
+    args = {
+        "init": str(world / "base"),
+        "trajectories": (str(world / "traj"),),
+        "out_dir": str(world / out),
+        "steps": 6,
+        "batch_size": 8,
+        "lr": 1e-3,
+        "warmup_steps": 2,
+        "step_sampling": "window:1-3",
+        "val_fraction": 0.3,
+        "seed": 3,
+        "log_every": 1,
+    }
     args.update(kw)
     return TrainConfig(**args)
 
@@ -98,7 +117,7 @@ def test_checkpoint_records_the_seeds_and_prompts_it_was_trained_on(world):
     result = train(_cfg(world, "trained_on"), progress=False)
     record = NoisyCLIPModel.from_pretrained(result.out_dir / "model").config.trained_on
     assert record == describe_training_data([0, 1], PROMPTS)
-    assert seed_overlap(record, [0, 1, 2]) == [0, 1] and prompt_overlap(record, PROMPTS[:2] + ["a cat"]) == PROMPTS[:2]
+    assert seed_overlap(record, [0, 1, 2]) == [0, 1] and prompt_overlap(record, [*PROMPTS[:2], "a cat"]) == PROMPTS[:2]
 
 
 def test_device_auto_trains_where_it_can_and_may_change_on_resume(world):
@@ -119,8 +138,10 @@ def test_resume_with_another_config_is_refused(world):
 
 def test_filtered_and_distill_targets(world):
     NEGATIVES.register("test-swap", _swap_red_blue)
-    filtered = train(_cfg(world, "filtered", target="filtered", labels=str(world / "labels.json"),
-                          negatives="test-swap"), progress=False)  # fmt: skip
+    filtered = train(
+        _cfg(world, "filtered", target="filtered", labels=str(world / "labels.json"), negatives="test-swap"),
+        progress=False,
+    )
     assert filtered.final_loss == filtered.final_loss
     distill = train(_cfg(world, "distill", target="distill", negatives="test-swap", read="x0"), progress=False)
     assert distill.final_loss == distill.final_loss
@@ -139,8 +160,15 @@ def test_rank_loss_orders_seeds_of_one_prompt_by_their_labels():
     texts = F.normalize(torch.randn(3, 8, generator=g), dim=1)  # 2 prompts + 1 hard negative
 
     def batch(labels):
-        return TargetBatch(image=image, texts=texts, prompt_index=torch.tensor([0, 0, 1, 1]), num_prompts=2,
-                           logit_scale=10.0, teacher_image=image.detach(), labels=torch.tensor(labels))  # fmt: skip
+        return TargetBatch(
+            image=image,
+            texts=texts,
+            prompt_index=torch.tensor([0, 0, 1, 1]),
+            num_prompts=2,
+            logit_scale=10.0,
+            teacher_image=image.detach(),
+            labels=torch.tensor(labels),
+        )
 
     s = 10.0 * (image * texts[torch.tensor([0, 0, 1, 1])]).sum(1)
     # prompt 0: seed 1 judged better than seed 0; prompt 1: a tie, no pair
@@ -157,7 +185,7 @@ def test_rank_loss_orders_seeds_of_one_prompt_by_their_labels():
 
 def test_judged_target_trains_on_pairs_of_seeds(world):
     NEGATIVES.register("test-swap", _swap_red_blue)
-    kw = dict(negatives="test-swap", read="x0", labels=str(world / "labels.json"))
+    kw = {"negatives": "test-swap", "read": "x0", "labels": str(world / "labels.json")}
     judged = train(_cfg(world, "judged", target="judged", **kw), progress=False)
     again = train(_cfg(world, "judged2", target="judged", **kw), progress=False)
     distill = train(_cfg(world, "distill_l", target="distill", **kw), progress=False)
@@ -180,22 +208,35 @@ def test_listwise_loss_is_the_cross_entropy_to_the_judges_softmax_per_prompt():
     texts = F.normalize(torch.randn(3, 8, generator=g), dim=1)
     index = torch.tensor([0, 0, 0, 1, 2])  # prompt 0: three seeds; prompts 1 and 2: one each (no term)
     labels = torch.tensor([0.2, 1.0, 0.6, 0.0, 1.0])
-    batch = TargetBatch(image=image, texts=texts, prompt_index=index, num_prompts=3, logit_scale=10.0,
-                        labels=labels)  # fmt: skip
+    batch = TargetBatch(image=image, texts=texts, prompt_index=index, num_prompts=3, logit_scale=10.0, labels=labels)
     s = 10.0 * (image[:3] * texts[0]).sum(1)
     expected = -(F.softmax(labels[:3] / LISTWISE_TEMPERATURE, 0) * F.log_softmax(s, 0)).sum()
     torch.testing.assert_close(listwise_loss(batch), expected)
     listwise_loss(batch).backward()  # descending raises the judge's best seed (1) against its prompt
     assert float(image.grad[1] @ texts[0]) < 0
-    single = TargetBatch(image=image, texts=texts, prompt_index=torch.tensor([0, 1, 2, 0, 1]), num_prompts=3,
-                         logit_scale=10.0, labels=labels)  # fmt: skip
-    pair = -(F.softmax(labels[[0, 3]] / LISTWISE_TEMPERATURE, 0)
-             * F.log_softmax(10.0 * (image[[0, 3]] * texts[0]).sum(1), 0)).sum()  # fmt: skip
-    pair2 = -(F.softmax(labels[[1, 4]] / LISTWISE_TEMPERATURE, 0)
-              * F.log_softmax(10.0 * (image[[1, 4]] * texts[1]).sum(1), 0)).sum()  # fmt: skip
+    single = TargetBatch(
+        image=image,
+        texts=texts,
+        prompt_index=torch.tensor([0, 1, 2, 0, 1]),
+        num_prompts=3,
+        logit_scale=10.0,
+        labels=labels,
+    )
+    pair = -(
+        F.softmax(labels[[0, 3]] / LISTWISE_TEMPERATURE, 0) * F.log_softmax(10.0 * (image[[0, 3]] * texts[0]).sum(1), 0)
+    ).sum()
+    pair2 = -(
+        F.softmax(labels[[1, 4]] / LISTWISE_TEMPERATURE, 0) * F.log_softmax(10.0 * (image[[1, 4]] * texts[1]).sum(1), 0)
+    ).sum()
     torch.testing.assert_close(listwise_loss(single), (pair + pair2) / 2)  # prompt 2 alone: no term
-    alone = TargetBatch(image=image[:2], texts=texts, prompt_index=torch.tensor([0, 1]), num_prompts=3,
-                        logit_scale=10.0, labels=labels[:2])  # fmt: skip
+    alone = TargetBatch(
+        image=image[:2],
+        texts=texts,
+        prompt_index=torch.tensor([0, 1]),
+        num_prompts=3,
+        logit_scale=10.0,
+        labels=labels[:2],
+    )
     assert float(listwise_loss(alone).detach()) == 0.0
 
 
@@ -203,12 +244,21 @@ def test_listwise_target_trains_on_groups_of_four_seeds_read_at_one_step(world, 
     from noisyclip_metrics.training.data import TrajectorySource
 
     NEGATIVES.register("test-swap", _swap_red_blue)
-    kw = dict(negatives="test-swap", read="x0")
+    kw = {"negatives": "test-swap", "read": "x0"}
     with pytest.raises(InputError, match="prompts with >= 4 seeds"):  # the module world has 2 seeds per prompt
         train(_cfg(world, "lw2", target="listwise", labels=str(world / "labels.json"), **kw), progress=False)
     pipe = tiny_pipeline("sd", tmp_path / "pipe")
-    store = record_trajectories(pipe, tmp_path / "traj4", PROMPTS[:4], seeds=[0, 1, 2, 3], num_inference_steps=4,
-                                height=32, width=32, batch_size=16, progress=False)  # fmt: skip
+    store = record_trajectories(
+        pipe,
+        tmp_path / "traj4",
+        PROMPTS[:4],
+        seeds=[0, 1, 2, 3],
+        num_inference_steps=4,
+        height=32,
+        width=32,
+        batch_size=16,
+        progress=False,
+    )
     labels = tmp_path / "labels.json"
     labels.write_text(json.dumps({r.key: float(i % 3) / 2 for i, r in enumerate(store.records())}))
     calls = []
@@ -250,7 +300,7 @@ def test_config_errors(world):
         _cfg(world, "x", target="distil")
     with pytest.raises(UnknownNameError, match="step-sampling"):
         _cfg(world, "x", step_sampling="windw:1-2")
-    with pytest.raises(InputError, match="outside 0..4"):
+    with pytest.raises(InputError, match=r"outside 0..4"):
         train(_cfg(world, "x", step_sampling="window:2-9"), progress=False)
     with pytest.raises(InputError, match="steps"):
         _cfg(world, "x", steps=0)
@@ -286,11 +336,28 @@ def test_ddp_two_processes_equals_single_process(world, tmp_path):
     port = str(29600 + os.getpid() % 1000)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2", f"--master-port={port}", str(script),
-         *args, str(tmp_path / "ddp")], check=True, env=env, capture_output=True, timeout=300,
-    )  # fmt: skip
-    subprocess.run([sys.executable, str(script), *args, str(tmp_path / "single")], check=True, env=env,
-                   capture_output=True, timeout=300)  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node=2",
+            f"--master-port={port}",
+            str(script),
+            *args,
+            str(tmp_path / "ddp"),
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
+    subprocess.run(
+        [sys.executable, str(script), *args, str(tmp_path / "single")],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=300,
+    )
     ddp = NoisyCLIPModel.from_pretrained(tmp_path / "ddp" / "model")
     single = NoisyCLIPModel.from_pretrained(tmp_path / "single" / "model")
     base = _weights(NoisyCLIPModel.from_pretrained(world / "base"))

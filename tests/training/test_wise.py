@@ -32,10 +32,12 @@ def test_endpoints_are_the_two_models_and_inputs_are_untouched():
     tuned, base = _pair()
     before = {k: v.clone() for k, v in tuned.state_dict().items()}
     z = _latents()
-    torch.testing.assert_close(interpolate_image_tower(tuned, base, 1.0).score_latents(z, PROMPTS),
-                               tuned.score_latents(z, PROMPTS))  # fmt: skip
-    torch.testing.assert_close(interpolate_image_tower(tuned, base, 0.0).score_latents(z, PROMPTS),
-                               base.score_latents(z, PROMPTS))  # fmt: skip
+    torch.testing.assert_close(
+        interpolate_image_tower(tuned, base, 1.0).score_latents(z, PROMPTS), tuned.score_latents(z, PROMPTS)
+    )
+    torch.testing.assert_close(
+        interpolate_image_tower(tuned, base, 0.0).score_latents(z, PROMPTS), base.score_latents(z, PROMPTS)
+    )
     assert all(torch.equal(v, before[k]) for k, v in tuned.state_dict().items())
 
 
@@ -54,8 +56,9 @@ def test_reads_the_finetuned_checkpoint_and_base_from_folders(tmp_path):
     base.save_pretrained(tmp_path / "base")
     z = _latents()
     from_folders = interpolate_image_tower(tmp_path / "tuned", tmp_path / "base", 0.5)
-    torch.testing.assert_close(from_folders.score_latents(z, PROMPTS),
-                               interpolate_image_tower(tuned, base, 0.5).score_latents(z, PROMPTS))  # fmt: skip
+    torch.testing.assert_close(
+        from_folders.score_latents(z, PROMPTS), interpolate_image_tower(tuned, base, 0.5).score_latents(z, PROMPTS)
+    )
     assert from_folders.config == tuned.config
 
 

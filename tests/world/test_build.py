@@ -156,8 +156,9 @@ def test_from_weights_rebuilds_only_the_noisyclips(built, tmp_path):
     runs = tuple(dataclasses.replace(r, steps=6) for r in cfg.noisy.runs)  # another recipe for the NoisyCLIPs
     cfg = dataclasses.replace(cfg, noisy=dataclasses.replace(cfg.noisy, runs=runs))
     assert all(isinstance(r, NoisyRunConfig) for r in runs)
-    metrics = build_world(tmp_path / "work", tmp_path / "out", cfg, progress=False, command="rebuild",
-                          from_weights=root / "out")  # fmt: skip
+    metrics = build_world(
+        tmp_path / "work", tmp_path / "out", cfg, progress=False, command="rebuild", from_weights=root / "out"
+    )
     before = json.loads((root / "out" / "BUILD.json").read_text())
     record = json.loads((tmp_path / "out" / "BUILD.json").read_text())
     assert record["command"] == "rebuild" and record["config"]["noisy"]["runs"][0]["steps"] == 6
@@ -168,8 +169,12 @@ def test_from_weights_rebuilds_only_the_noisyclips(built, tmp_path):
     for stage in ("trajectories", "noisyclip"):
         assert metrics[stage]["command"] == "rebuild" and "seeded_from" not in metrics[stage]
     # the UNets, CLIP and preview map are the packaged ones, unchanged; the NoisyCLIPs are new
-    for path in ("sd-base/unet/diffusion_pytorch_model.safetensors", "clip/model.safetensors",
-                 "shared/vae/diffusion_pytorch_model.safetensors", "preview.safetensors"):  # fmt: skip
+    for path in (
+        "sd-base/unet/diffusion_pytorch_model.safetensors",
+        "clip/model.safetensors",
+        "shared/vae/diffusion_pytorch_model.safetensors",
+        "preview.safetensors",
+    ):
         a, b = load_file(str(root / "out" / path)), load_file(str(tmp_path / "out" / path))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), path
     old, new = (load_file(str(r / "noisyclip-x0" / "model.safetensors")) for r in (root / "out", tmp_path / "out"))
@@ -182,14 +187,21 @@ def test_from_weights_refuses_other_weights(built, tmp_path):
 
     root, _ = built
     cfg = PRESETS.get("ci")
-    with pytest.raises(InputError, match="from_weights: .*no BUILD.json"):
-        build_world(tmp_path / "w1", tmp_path / "o1", cfg, stages=["tokenizer"], progress=False,
-                    from_weights=tmp_path / "nowhere")  # fmt: skip
+    with pytest.raises(InputError, match=r"from_weights: .*no BUILD.json"):
+        build_world(
+            tmp_path / "w1",
+            tmp_path / "o1",
+            cfg,
+            stages=["tokenizer"],
+            progress=False,
+            from_weights=tmp_path / "nowhere",
+        )
     # the seeded stages must have been built with this configuration
     other = dataclasses.replace(cfg, unet_pool=cfg.unet_pool + 1)
-    with pytest.raises(InputError, match="from_weights: .*another unet_pool configuration"):
-        build_world(tmp_path / "w2", tmp_path / "o2", other, stages=["tokenizer"], progress=False,
-                    from_weights=root / "out")  # fmt: skip
+    with pytest.raises(InputError, match=r"from_weights: .*another unet_pool configuration"):
+        build_world(
+            tmp_path / "w2", tmp_path / "o2", other, stages=["tokenizer"], progress=False, from_weights=root / "out"
+        )
     copy = tmp_path / "weights"
     shutil.copytree(root / "out", copy)
     shutil.rmtree(copy / "sd-base")

@@ -35,8 +35,12 @@ def test_noisy_stage_refuses_bad_prompt_counts():
     from noisyclip_metrics.errors import InputError
     from noisyclip_metrics.world.build.config import NoisyStageConfig
 
-    for kwargs, name in (({"prompts": 0}, "prompts"), ({"coverage_prompts": -1}, "coverage_prompts"),
-                         ({"coverage_prompts": True}, "coverage_prompts"), ({"seeds": 2.0}, "seeds")):  # fmt: skip
+    for kwargs, name in (
+        ({"prompts": 0}, "prompts"),
+        ({"coverage_prompts": -1}, "coverage_prompts"),
+        ({"coverage_prompts": True}, "coverage_prompts"),
+        ({"seeds": 2.0}, "seeds"),
+    ):
         with pytest.raises(InputError, match=f"^{name}: expected an int"):
             NoisyStageConfig(**kwargs)
 
@@ -59,5 +63,7 @@ def test_noisyclip_training_prompts_never_touch_the_benchmark_or_its_heldout_com
     study = dataclasses.replace(cfg, noisy=dataclasses.replace(cfg.noisy, coverage_heldout=True))
     reaching = [parse_prompt(p) for p in noisy_training_prompts(study)[n:]]
     assert 0.1 < sum(split.touches_heldout(s) for s in reaching) / extra < 0.9
-    assert noisy_training_prompts(dataclasses.replace(cfg, noisy=dataclasses.replace(cfg.noisy, coverage_prompts=0))) \
+    assert (
+        noisy_training_prompts(dataclasses.replace(cfg, noisy=dataclasses.replace(cfg.noisy, coverage_prompts=0)))
         == prompts[:n]
+    )

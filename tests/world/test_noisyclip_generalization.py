@@ -17,14 +17,37 @@ def test_fresh_prompts_are_unused_training_prompts(bench_script):
 
 def test_script_reports_each_prompt_set_and_resumes(bench_script, tmp_path, capsys):
     module = bench_script("noisyclip_generalization")
-    args = ["--out", str(tmp_path), "--fresh", "2", "--benchmark-prompts", "3", "--seeds", "2", "--models", "sd-small",
-            "--scorers", "world:noisyclip-x0", "world:noisyclip", "--steps", "4", "20", "--resamples", "50",
-            "--wise", "1"]  # fmt: skip
+    args = [
+        "--out",
+        str(tmp_path),
+        "--fresh",
+        "2",
+        "--benchmark-prompts",
+        "3",
+        "--seeds",
+        "2",
+        "--models",
+        "sd-small",
+        "--scorers",
+        "world:noisyclip-x0",
+        "world:noisyclip",
+        "--steps",
+        "4",
+        "20",
+        "--resamples",
+        "50",
+        "--wise",
+        "1",
+    ]
     module.main(args)
     out = capsys.readouterr().out
     rows = [line.strip("| ").split(" | ") for line in out.splitlines() if line.startswith("| sd-small")]
-    assert {r[5] for r in rows} == {"world:noisyclip-x0", "world:noisyclip", "world:noisyclip-x0 WiSE-FT 1",
-                                    "world:noisyclip WiSE-FT 1"}  # fmt: skip
+    assert {r[5] for r in rows} == {
+        "world:noisyclip-x0",
+        "world:noisyclip",
+        "world:noisyclip-x0 WiSE-FT 1",
+        "world:noisyclip WiSE-FT 1",
+    }
     counts = {r[1]: int(r[2]) for r in rows}
     assert counts["fresh"] == 2 and counts["benchmark, all"] == 3
     assert sum(n for part, n in counts.items() if part.startswith("benchmark, ") and part != "benchmark, all") == 3

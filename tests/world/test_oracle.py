@@ -15,10 +15,10 @@ from noisyclip_metrics.world import (
     TEMPLATES,
     Layout,
     PlacedObject,
+    colour_jitter,
     draw_layout,
     gaussian_blur,
     gaussian_noise,
-    colour_jitter,
     hard_negative,
     judge_batch,
     judge_image,
@@ -143,7 +143,7 @@ def test_clean_renders_all_aligned_and_shuffled_mostly_not() -> None:
 
 
 def test_hard_negatives_are_caught() -> None:
-    caught = {e: 0 for e in HARD_NEGATIVE_EDITS}
+    caught = dict.fromkeys(HARD_NEGATIVE_EDITS, 0)
     for k, p in enumerate(sample_prompts(150, seed=5)):
         image, _ = render_scene(p, k)
         for edit in HARD_NEGATIVE_EDITS:
@@ -230,10 +230,10 @@ class _FakeTensor:
     def __init__(self, array: np.ndarray) -> None:
         self.array = array
 
-    def detach(self) -> "_FakeTensor":
+    def detach(self) -> _FakeTensor:
         return self
 
-    def cpu(self) -> "_FakeTensor":
+    def cpu(self) -> _FakeTensor:
         return self
 
     def numpy(self) -> np.ndarray:

@@ -57,7 +57,7 @@ def test_layouts_satisfy_their_specs() -> None:
         truth = layout.scene_objects()
         if spec.relation is not None:  # margin beyond the judge's dominance rule
             subjects = [t for t, o in zip(truth, objs) if o.group == 0]
-            ref = [t for t, o in zip(truth, objs) if o.group == 1][0]
+            ref = next(t for t, o in zip(truth, objs) if o.group == 1)
             for s in subjects:
                 dx, dy = ref.cx - s.cx, ref.cy - s.cy
                 along = {"left of": dx, "right of": -dx, "above": dy, "below": -dy}[spec.relation]
@@ -126,7 +126,7 @@ def test_render_batch_matches_single_renders() -> None:
 def test_other_canvas_size() -> None:
     canvas = CanvasConfig(size=64)
     for k, text in enumerate(["three small white squares", "a green triangle to the right of a big red circle"]):
-        image, layout = render_scene(text, k, canvas=canvas)
+        image, _layout = render_scene(text, k, canvas=canvas)
         assert image.shape == (64, 64, 3)
         assert judge_image(image, text, canvas=canvas).aligned
 

@@ -12,9 +12,10 @@ def test_model_table_leads_with_the_skill_groups_that_cover_every_prompt(bench_s
     doc = json.loads((ROOT / "leaderboards" / "world" / "leaderboard.json").read_text(encoding="utf-8"))
     bench_script("world_report").model_tables(doc)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("| model | prompts x seeds | oracle TIFA score | fully aligned | mixed seeds | basic | "
-                               "advanced |")  # fmt: skip
-    groups = [line for line in lines if line.startswith("| sd-")][len(doc["models"]):]
+    assert lines[0].startswith(
+        "| model | prompts x seeds | oracle TIFA score | fully aligned | mixed seeds | basic | advanced |"
+    )
+    groups = [line for line in lines if line.startswith("| sd-")][len(doc["models"]) :]
     assert len(groups) == len(doc["models"])
     for m, line in zip(doc["models"], groups):
         cells = [c.strip() for c in line.strip("|").split("|")]
@@ -35,8 +36,11 @@ def test_stratified_groups_separate_the_relation_confound(bench_script, tmp_path
     store = make_store(tmp_path / "r", {"s": np.zeros((14, 3, 5))}, aligned.copy(), aligned, skills=skills)
     bench_script("world_report").stratified_groups(store.root, resamples=50)
     out = capsys.readouterr().out
-    rows = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line for line in out.splitlines()
-            if line.startswith("| toy |")}  # fmt: skip
+    rows = {
+        tuple(c.strip() for c in line.strip("|").split("|")[:2]): line
+        for line in out.splitlines()
+        if line.startswith("| toy |")
+    }
     assert "| 4 | 1.000 [1.00, 1.00] |" in rows["toy", "basic"] and "| 4 | 0.000 [0.00, 0.00] |" in rows["toy", "basic"]
     assert "| 4 | 0.333 [0.33, 0.33] |" in rows["toy", "advanced"] and "| 2 | 0.000" in rows["toy", "advanced"]
     # basic: half its prompts have a relation -> advanced standardised = 0.5 * 0 + 0.5 * 1/3

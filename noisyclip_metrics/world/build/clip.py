@@ -25,7 +25,7 @@ from ..sampling import hard_negative
 from .common import ResumableRun, step_generator, warmup_cosine
 from .data import CONTEXT_LENGTH, augment, render_pool
 
-__all__ = ["ClipStageConfig", "world_clip_config", "train_world_clip", "negative_captions"]
+__all__ = ["ClipStageConfig", "negative_captions", "train_world_clip", "world_clip_config"]
 
 STRUCTURAL_EDITS = ("relation", "comparison", "swap colours", "count")
 
@@ -35,8 +35,14 @@ def world_clip_config(vocab_size: int, embed_dim: int = 128, pos_embed: str = "s
     positions are linearly readable from the start; causal text tower)."""
     return {
         "embed_dim": embed_dim,
-        "vision_cfg": {"image_size": 32, "patch_size": 4, "width": 128, "layers": 4, "head_width": 32,
-                       "pos_embed_type": pos_embed},
+        "vision_cfg": {
+            "image_size": 32,
+            "patch_size": 4,
+            "width": 128,
+            "layers": 4,
+            "head_width": 32,
+            "pos_embed_type": pos_embed,
+        },
         "text_cfg": {"context_length": CONTEXT_LENGTH, "vocab_size": vocab_size, "width": 128, "heads": 4, "layers": 3},
     }
 
@@ -56,10 +62,17 @@ class ClipStageConfig:
     checkpoint_every: int = 250
     embed_dim: int = 128
     pos_embed: str = "sin_cos_2d"
-    mix: dict[str, float] = field(default_factory=lambda: {
-        "single": 1.0, "conjunction": 1.5, "counting": 1.5, "relation": 4.0, "comparison": 1.5, "negation": 1.5,
-        "universal": 1.0,
-    })  # fmt: skip
+    mix: dict[str, float] = field(
+        default_factory=lambda: {
+            "single": 1.0,
+            "conjunction": 1.5,
+            "counting": 1.5,
+            "relation": 4.0,
+            "comparison": 1.5,
+            "negation": 1.5,
+            "universal": 1.0,
+        }
+    )
 
 
 def paired_texts(n_pairs: int, seed: int, mix: dict[str, float]) -> list[str]:
@@ -100,19 +113,23 @@ def train_world_clip(work: Path, tokenizer_dir: Path, cfg: ClipStageConfig, prog
 
     vocab = ClipTextTokenizer(tokenizer_dir, CONTEXT_LENGTH).vocab_size
     model = NoisyCLIPModel.from_config(
-        world_clip_config(vocab, cfg.embed_dim, cfg.pos_embed), preview="sd1", seed=cfg.seed,
+        world_clip_config(vocab, cfg.embed_dim, cfg.pos_embed),
+        preview="sd1",
+        seed=cfg.seed,
         tokenizer_files=tokenizer_dir,
     )
     model.train()
     texts_pool = paired_texts(cfg.pool_size // 2, seed=cfg.seed + 1, mix=cfg.mix)
     pool = render_pool(work / "pool.safetensors", len(texts_pool), seed=cfg.seed + 1, texts=texts_pool)
-    params = [p for p in model.clip.parameters()]
+    params = list(model.clip.parameters())
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6,
-    )  # fmt: skip
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.steps, cfg.warmup))
     run = ResumableRun(work, dataclasses.asdict(cfg), {"clip": model.clip}, optimizer, schedule)
     start = run.resume()
@@ -133,9 +150,14 @@ def train_world_clip(work: Path, tokenizer_dir: Path, cfg: ClipStageConfig, prog
         image_emb = torch.nn.functional.normalize(model.clip.encode_image(model._prepare_images(images)), dim=-1)
         text_emb = torch.nn.functional.normalize(model.clip.encode_text(model.tokenize(texts)), dim=-1)
         loss = infonce_loss(
-            TargetBatch(image=image_emb, texts=text_emb, prompt_index=torch.tensor([unique.index(c) for c in captions]),
-                        num_prompts=len(unique), logit_scale=model.clip.logit_scale.exp().clamp(max=100))
-        )  # fmt: skip
+            TargetBatch(
+                image=image_emb,
+                texts=text_emb,
+                prompt_index=torch.tensor([unique.index(c) for c in captions]),
+                num_prompts=len(unique),
+                logit_scale=model.clip.logit_scale.exp().clamp(max=100),
+            )
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -145,7 +167,9 @@ def train_world_clip(work: Path, tokenizer_dir: Path, cfg: ClipStageConfig, prog
         bar.update(1)
         bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         if done % 50 == 0 or done == cfg.steps:
-            run.log(done, loss=float(loss.detach()), lr=schedule.get_last_lr()[0], scale=float(model.clip.logit_scale.exp()))
+            run.log(
+                done, loss=float(loss.detach()), lr=schedule.get_last_lr()[0], scale=float(model.clip.logit_scale.exp())
+            )
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             run.checkpoint(done)
     bar.close()

@@ -30,7 +30,9 @@ def clip_competence(model: NoisyCLIPModel, n_negatives: int = 1000, seed: int = 
     bench = benchmark_prompts()
     texts = [p.text for p in bench]
     images, _ = render_batch(texts, seed=seed)
-    image_emb = torch.cat([model.encode_images(torch.from_numpy(images[i : i + 256])) for i in range(0, len(texts), 256)])
+    image_emb = torch.cat(
+        [model.encode_images(torch.from_numpy(images[i : i + 256])) for i in range(0, len(texts), 256)]
+    )
     text_emb = model.encode_text(texts)
     best = (image_emb @ text_emb.T).argmax(1).tolist()
     uint8 = (images * 255).round().astype(np.uint8).transpose(0, 2, 3, 1)

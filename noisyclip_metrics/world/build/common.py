@@ -24,7 +24,7 @@ from torch import nn
 from ...errors import ConfigMismatchError
 from ...io import save_safetensors
 
-__all__ = ["ResumableRun", "step_generator", "warmup_cosine", "EMA", "log_line"]
+__all__ = ["EMA", "ResumableRun", "log_line", "step_generator", "warmup_cosine"]
 
 
 def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
@@ -140,7 +140,9 @@ class ResumableRun:
         tmp = self.folder / f".tmp-ckpt-{step:07d}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        tensors = {f"{n}.{k}": v.detach().contiguous() for n, m in self.modules.items() for k, v in m.state_dict().items()}
+        tensors = {
+            f"{n}.{k}": v.detach().contiguous() for n, m in self.modules.items() for k, v in m.state_dict().items()
+        }
         if self.ema is not None:
             tensors.update({f"ema.{k}": v.contiguous() for k, v in self.ema.shadow.items()})
         save_safetensors(tensors, tmp / "weights.safetensors")

@@ -16,7 +16,7 @@ from .clip import ClipStageConfig
 from .unet import UNET_MODELS, UnetStageConfig
 from .vae import VaeStageConfig
 
-__all__ = ["SamplerConfig", "NoisyRunConfig", "NoisyStageConfig", "WorldBuildConfig", "PRESETS"]
+__all__ = ["PRESETS", "NoisyRunConfig", "NoisyStageConfig", "SamplerConfig", "WorldBuildConfig"]
 
 
 @dataclass(frozen=True)
@@ -128,11 +128,26 @@ PRESETS.register(
         ),
         sampler=SamplerConfig(num_inference_steps=4, guidance_scale=4.0),
         noisy=NoisyStageConfig(
-            models=("sd-small", "sd-base"), prompts=6, coverage_prompts=2, seeds=2, batch_size=12,
-            runs=tuple(NoisyRunConfig(name, read=read, target=target, labels=labels, step_sampling="window:1-3",
-                                      steps=4, train_batch_size=8)
-                       for name, read, target, labels in (("noisyclip", "latents", "distill", "aligned"),
-                                                          ("noisyclip-x0", "x0", "judged", "tifa"))),
-        ),  # fmt: skip
+            models=("sd-small", "sd-base"),
+            prompts=6,
+            coverage_prompts=2,
+            seeds=2,
+            batch_size=12,
+            runs=tuple(
+                NoisyRunConfig(
+                    name,
+                    read=read,
+                    target=target,
+                    labels=labels,
+                    step_sampling="window:1-3",
+                    steps=4,
+                    train_batch_size=8,
+                )
+                for name, read, target, labels in (
+                    ("noisyclip", "latents", "distill", "aligned"),
+                    ("noisyclip-x0", "x0", "judged", "tifa"),
+                )
+            ),
+        ),
     ),
 )

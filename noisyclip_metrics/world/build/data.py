@@ -21,7 +21,7 @@ from ...tokenizers import write_clip_bpe_files
 from ..render import render_batch
 from ..sampling import TemplateMix, sample_prompts
 
-__all__ = ["WORLD_MERGES", "CONTEXT_LENGTH", "build_tokenizer", "ImagePool", "render_pool", "augment"]
+__all__ = ["CONTEXT_LENGTH", "WORLD_MERGES", "ImagePool", "augment", "build_tokenizer", "render_pool"]
 
 #: First merges of the real CLIP BPE kept for the world tokenizer (vocabulary 4,514 tokens; the longest world
 #: prompt is 20 tokens with start/end markers).
@@ -50,8 +50,9 @@ class ImagePool:
         return self.images[index].float() / 255.0
 
 
-def render_pool(path: Path, n: int, seed: int, mix: Mapping[str, float] | TemplateMix | None = None,
-                texts: list[str] | None = None) -> ImagePool:  # fmt: skip
+def render_pool(
+    path: Path, n: int, seed: int, mix: Mapping[str, float] | TemplateMix | None = None, texts: list[str] | None = None
+) -> ImagePool:
     """Render ``n`` images of sampled prompts (or of ``texts``), cached at ``path``."""
     if path.is_file():
         with safe_open(str(path), framework="pt") as f:

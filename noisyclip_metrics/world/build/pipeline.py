@@ -38,7 +38,7 @@ from ...provenance import git_revision
 from ...registry import Registry
 from .config import WorldBuildConfig
 
-__all__ = ["STAGES", "build_world", "Stage"]
+__all__ = ["STAGES", "Stage", "build_world"]
 
 
 @dataclass(frozen=True)

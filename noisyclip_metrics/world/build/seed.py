@@ -60,18 +60,24 @@ def seed_from_weights(work: str | Path, weights: str | Path, config: WorldBuildC
     wanted = json.loads(json.dumps(config.to_json()))
     differ = [k for k in wanted if k not in _NOT_SEEDED_CONFIG and built.get(k) != wanted[k]]
     if differ:
-        raise InputError(f"from_weights: {weights} was built with another {', '.join(differ)} configuration than "
-                         "this build; seed only a build whose earlier stages match")  # fmt: skip
+        raise InputError(
+            f"from_weights: {weights} was built with another {', '.join(differ)} configuration than "
+            "this build; seed only a build whose earlier stages match"
+        )
     unets = [u.name for u in config.unets]
     outputs: dict[str, list[tuple[Path, Path]]] = {
         "tokenizer": [(weights / "tokenizer", work / "tokenizer")],
-        "vae": [(weights / "preview.safetensors", work / "vae" / "preview.safetensors"),
-                (weights / "shared" / "vae", work / "vae" / "model")],
+        "vae": [
+            (weights / "preview.safetensors", work / "vae" / "preview.safetensors"),
+            (weights / "shared" / "vae", work / "vae" / "model"),
+        ],
         "clip": [(weights / "clip", work / "clip" / "model")],
-        "text-encoder": [(weights / "shared" / "text_encoder", work / "text-encoder" / "text_encoder"),
-                         (weights / "shared" / "tokenizer", work / "text-encoder" / "tokenizer")],
+        "text-encoder": [
+            (weights / "shared" / "text_encoder", work / "text-encoder" / "text_encoder"),
+            (weights / "shared" / "tokenizer", work / "text-encoder" / "tokenizer"),
+        ],
         "unet-data": [],
-    }  # fmt: skip
+    }
     for name in unets:
         pipe = work / f"unet-{name}" / "pipeline"
         outputs[f"unet-{name}"] = [(weights / name, pipe)] + [
@@ -92,8 +98,11 @@ def seed_from_weights(work: str | Path, weights: str | Path, config: WorldBuildC
             _copy(src, dst)
         done.unlink(missing_ok=True)  # the tokenizer folder ships its own DONE.json
         result: dict[str, Any] = dict(metrics[stage])  # with the stage's own revision and command, when recorded
-        result["seeded_from"] = {"folder": str(weights), "git_revision": record.get("git_revision", "unknown"),
-                                 "created": record.get("created", "unknown")}  # fmt: skip
+        result["seeded_from"] = {
+            "folder": str(weights),
+            "git_revision": record.get("git_revision", "unknown"),
+            "created": record.get("created", "unknown"),
+        }
         write_json(done, result)
         seeded.append(stage)
     return seeded

@@ -39,8 +39,12 @@ def _vae(ctx: BuildContext) -> dict[str, Any]:
     vae, preview = train_world_vae(folder / "run", ctx.config.vae, progress=ctx.progress)
     vae.save_pretrained(folder / "model")
     preview.save(folder / "preview.safetensors")
-    pool = render_pool(folder / "run" / "pool.safetensors", ctx.config.vae.pool_size, seed=ctx.config.vae.seed + 11,
-                       mix=ctx.config.vae.mix)  # fmt: skip
+    pool = render_pool(
+        folder / "run" / "pool.safetensors",
+        ctx.config.vae.pool_size,
+        seed=ctx.config.vae.seed + 11,
+        mix=ctx.config.vae.mix,
+    )
     quality = vae_quality(vae, preview, pool, n=min(2000, len(pool) // 4))
     return {"scaling_factor": float(vae.config.scaling_factor), "fitted_r2": preview.r2, **quality}
 
@@ -96,7 +100,7 @@ def _unet_data(ctx: BuildContext) -> dict[str, Any]:
     latents = encode_images(_load_vae(ctx), pool.floats(torch.arange(len(pool))))
     text_encoder, tokenizer = _load_text_side(ctx)
     unique = list(dict.fromkeys(pool.texts))
-    features = text_features(text_encoder, tokenizer, unique + [""])
+    features = text_features(text_encoder, tokenizer, [*unique, ""])
     index = {p: i for i, p in enumerate(unique)}
     tensors = {
         "latents": latents.to(torch.float16).contiguous(),
@@ -116,8 +120,15 @@ def _unet_stage(name: str) -> None:
             return {"skipped": f"{name} is not in this build's configuration"}
         data = load_file(str(ctx.work / "unet-data" / "data.safetensors"))
         folder = ctx.folder(f"unet-{name}")
-        unet = train_world_unet(folder / "run", cfg, data["latents"], data["prompt_index"], data["features"],
-                                data["empty"], progress=ctx.progress)  # fmt: skip
+        unet = train_world_unet(
+            folder / "run",
+            cfg,
+            data["latents"],
+            data["prompt_index"],
+            data["features"],
+            data["empty"],
+            progress=ctx.progress,
+        )
         text_encoder, tokenizer = _load_text_side(ctx)
         pipe = assemble_pipeline(unet, _load_vae(ctx), text_encoder, tokenizer)
         pipe.save_pretrained(folder / "pipeline")
@@ -140,9 +151,15 @@ def _quick_quality(ctx: BuildContext, pipe: Any, n_prompts: int = 60, seeds: int
     seeds_list = [s for _ in prompts for s in range(seeds)]
     images = []
     for lo in range(0, len(texts), 64):
-        out = pipe(texts[lo : lo + 64], num_inference_steps=ctx.config.sampler.num_inference_steps,
-                   guidance_scale=ctx.config.sampler.guidance_scale, height=32, width=32, output_type="pt",
-                   generator=generators_for(seeds_list[lo : lo + 64]))  # fmt: skip
+        out = pipe(
+            texts[lo : lo + 64],
+            num_inference_steps=ctx.config.sampler.num_inference_steps,
+            guidance_scale=ctx.config.sampler.guidance_scale,
+            height=32,
+            width=32,
+            output_type="pt",
+            generator=generators_for(seeds_list[lo : lo + 64]),
+        )
         images.append(out.images)
     results = judge_batch(torch.cat(images).numpy(), texts)
     return {"quick_aligned": float(np.mean([r.aligned for r in results])), "quick_samples": len(texts)}
@@ -152,8 +169,9 @@ def load_world_pipeline(folder: Path) -> Any:
     """A world pipeline from a folder, in float32 on the CPU, progress bar off."""
     from diffusers import StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(folder, dtype=torch.float32, safety_checker=None,
-                                                   requires_safety_checker=False)  # fmt: skip
+    pipe = StableDiffusionPipeline.from_pretrained(
+        folder, dtype=torch.float32, safety_checker=None, requires_safety_checker=False
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -237,11 +255,18 @@ def _trajectories(ctx: BuildContext) -> dict[str, Any]:
     for model in cfg.models:
         pipe = load_world_pipeline(ctx.work / f"unet-{model}" / "pipeline")
         store = record_trajectories(
-            pipe, folder / model, prompts, noisy_training_seeds(ctx.config, prompts),
+            pipe,
+            folder / model,
+            prompts,
+            noisy_training_seeds(ctx.config, prompts),
             prompt_ids=[f"{model}/{i}" for i in ids],
-            batch_size=cfg.batch_size, num_inference_steps=ctx.config.sampler.num_inference_steps,
-            guidance_scale=ctx.config.sampler.guidance_scale, height=32, width=32, progress=ctx.progress,
-        )  # fmt: skip
+            batch_size=cfg.batch_size,
+            num_inference_steps=ctx.config.sampler.num_inference_steps,
+            guidance_scale=ctx.config.sampler.guidance_scale,
+            height=32,
+            width=32,
+            progress=ctx.progress,
+        )
         aligned = []
         for key, res in judge_trajectories(store.root).items():
             labels[key] = float(res.aligned)
@@ -264,13 +289,22 @@ def _noisyclip(ctx: BuildContext) -> dict[str, Any]:
         train_cfg = TrainConfig(
             init=str(ctx.work / "clip" / "model"),
             trajectories=tuple(str(ctx.work / "trajectories" / m) for m in cfg.models),
-            out_dir=str(folder / run.name), steps=run.steps, batch_size=run.train_batch_size, lr=run.lr,
-            warmup_steps=max(1, run.steps // 10), step_sampling=run.step_sampling, target=run.target, read=run.read,
-            train_preview=run.train_preview, negatives="world",
+            out_dir=str(folder / run.name),
+            steps=run.steps,
+            batch_size=run.train_batch_size,
+            lr=run.lr,
+            warmup_steps=max(1, run.steps // 10),
+            step_sampling=run.step_sampling,
+            target=run.target,
+            read=run.read,
+            train_preview=run.train_preview,
+            negatives="world",
             labels=str(ctx.work / "trajectories" / LABEL_FILES[run.labels]),
-            val_fraction=0.15, seed=ctx.config.seed, checkpoint_every=max(1, run.steps // 5),
+            val_fraction=0.15,
+            seed=ctx.config.seed,
+            checkpoint_every=max(1, run.steps // 5),
             num_threads=ctx.config.threads,
-        )  # fmt: skip
+        )
         result = train(train_cfg, progress=ctx.progress)
         assert result is not None
         metrics[run.name] = {"final_loss": result.final_loss, "evaluation": result.evaluation}
@@ -333,8 +367,10 @@ def _package(ctx: BuildContext) -> dict[str, Any]:
             metrics[stage.name] = json.loads(done.read_text(encoding="utf-8"))
     record = build_record(ctx, metrics)
     record["models"] = models
-    record["sampler"] = {"num_inference_steps": ctx.config.sampler.num_inference_steps,
-                         "guidance_scale": ctx.config.sampler.guidance_scale}  # fmt: skip
+    record["sampler"] = {
+        "num_inference_steps": ctx.config.sampler.num_inference_steps,
+        "guidance_scale": ctx.config.sampler.guidance_scale,
+    }
     write_json(out / "BUILD.json", record)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     return {"bytes": size, "models": models}

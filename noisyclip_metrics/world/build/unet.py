@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .common import EMA, ResumableRun, step_generator, warmup_cosine
 
-__all__ = ["UnetStageConfig", "UNET_MODELS", "build_unet", "train_world_unet", "text_features", "assemble_pipeline"]
+__all__ = ["UNET_MODELS", "UnetStageConfig", "assemble_pipeline", "build_unet", "text_features", "train_world_unet"]
 
 
 @dataclass(frozen=True)
@@ -61,20 +61,26 @@ def build_unet(cfg: UnetStageConfig, cross_attention_dim: int) -> Any:
 
     n = len(cfg.block_out_channels)
     return UNet2DConditionModel(
-        sample_size=16, in_channels=4, out_channels=4, block_out_channels=tuple(cfg.block_out_channels),
-        layers_per_block=cfg.layers_per_block, down_block_types=("CrossAttnDownBlock2D",) * n,
-        up_block_types=("CrossAttnUpBlock2D",) * n, cross_attention_dim=cross_attention_dim,
+        sample_size=16,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=tuple(cfg.block_out_channels),
+        layers_per_block=cfg.layers_per_block,
+        down_block_types=("CrossAttnDownBlock2D",) * n,
+        up_block_types=("CrossAttnUpBlock2D",) * n,
+        cross_attention_dim=cross_attention_dim,
         attention_head_dim=cfg.attention_heads,
         norm_num_groups=16,
-    )  # fmt: skip
+    )
 
 
 def training_scheduler() -> Any:
     """The DDPM noise schedule the UNets are trained with."""
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon",
-                         clip_sample=False)  # fmt: skip
+    return DDPMScheduler(
+        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon", clip_sample=False
+    )
 
 
 @torch.no_grad()
@@ -82,16 +88,26 @@ def text_features(text_encoder: Any, tokenizer: Any, prompts: list[str], batch: 
     """``last_hidden_state`` of the text encoder for ``prompts`` tokenised as the SD pipeline does."""
     out = []
     for i in range(0, len(prompts), batch):
-        ids = tokenizer(prompts[i : i + batch], padding="max_length", max_length=tokenizer.model_max_length,
-                        truncation=True, return_tensors="pt").input_ids  # fmt: skip
+        ids = tokenizer(
+            prompts[i : i + batch],
+            padding="max_length",
+            max_length=tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids
         out.append(text_encoder(ids)[0])
     return torch.cat(out)
 
 
 def train_world_unet(
-    work: Path, cfg: UnetStageConfig, latents: torch.Tensor, prompt_index: torch.Tensor, features: torch.Tensor,
-    empty: torch.Tensor, progress: bool = True,
-) -> Any:  # fmt: skip
+    work: Path,
+    cfg: UnetStageConfig,
+    latents: torch.Tensor,
+    prompt_index: torch.Tensor,
+    features: torch.Tensor,
+    empty: torch.Tensor,
+    progress: bool = True,
+) -> Any:
     """Train (or resume) one UNet in ``work``; returns the EMA weights in a UNet.
 
     Args:
@@ -152,9 +168,22 @@ def assemble_pipeline(unet: Any, vae: Any, text_encoder: Any, tokenizer: Any) ->
     """A ``StableDiffusionPipeline`` with a DDIM sampler matching the training schedule."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-    scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="epsilon",
-                              clip_sample=False, set_alpha_to_one=True, steps_offset=1)  # fmt: skip
+    scheduler = DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="squaredcos_cap_v2",
+        prediction_type="epsilon",
+        clip_sample=False,
+        set_alpha_to_one=True,
+        steps_offset=1,
+    )
     return StableDiffusionPipeline(
-        unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler, safety_checker=None,
-        feature_extractor=None, image_encoder=None, requires_safety_checker=False,
-    )  # fmt: skip
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        image_encoder=None,
+        requires_safety_checker=False,
+    )

@@ -24,7 +24,7 @@ from ..oracle import judge_image
 from .common import ResumableRun, step_generator, warmup_cosine
 from .data import ImagePool, render_pool
 
-__all__ = ["VaeStageConfig", "build_vae", "train_world_vae", "vae_quality", "encode_images"]
+__all__ = ["VaeStageConfig", "build_vae", "encode_images", "train_world_vae", "vae_quality"]
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,16 @@ def build_vae(cfg: VaeStageConfig) -> Any:
 
     n = len(cfg.block_out_channels)
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, block_out_channels=tuple(cfg.block_out_channels),
-        down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
-        layers_per_block=cfg.layers_per_block, norm_num_groups=min(32, *cfg.block_out_channels), sample_size=32,
-    )  # fmt: skip
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=tuple(cfg.block_out_channels),
+        down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n,
+        layers_per_block=cfg.layers_per_block,
+        norm_num_groups=min(32, *cfg.block_out_channels),
+        sample_size=32,
+    )
 
 
 def train_world_vae(work: Path, cfg: VaeStageConfig, progress: bool = True) -> tuple[Any, PreviewMap]:
