@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from diffusers.callbacks import MultiPipelineCallbacks, PipelineCallback
 
 from noisyclip_metrics.bon import EarlyBestOfN, HalvingPolicy, NoisyCLIPMonitor, OneShotPolicy, schedule_cost
 from noisyclip_metrics.errors import InputError, UnknownNameError
@@ -410,6 +411,44 @@ def test_monitor_scores_x0_inside_watch_like_the_trajectory(pipes, models, famil
             callback_on_step_end_tensor_inputs=["latents"],
             **SIZE,
         )
+
+
+class _SeesKwargs(PipelineCallback):
+    """A second callback in the chain: records which tensors reach it (the monitor must hand them on)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[list[str]] = []
+
+    @property
+    def tensor_inputs(self) -> list[str]:
+        return ["prompt_embeds"]
+
+    def callback_fn(self, pipeline, step_index, timestep, callback_kwargs):
+        self.seen.append(sorted(callback_kwargs))
+        return callback_kwargs
+
+
+@pytest.mark.parametrize("family", ["sd", "sdxl", "sd3", "flux"])
+def test_monitor_is_a_pipeline_callback_that_chains(pipes, models, family):
+    pipe = pipes(family)
+    kw = {"num_inference_steps": T, "output_type": "pt", **SIZE}
+    # alone: the pipeline reads the monitor's tensor_inputs, no callback_on_step_end_tensor_inputs needed
+    alone = NoisyCLIPMonitor(build_scorer("clip", model=models[family]), PROMPT)
+    pipe([PROMPT], generator=torch.Generator().manual_seed(3), callback_on_step_end=alone, **kw)
+    assert sorted(alone.scores) == list(range(1, T + 1))
+    # chained before another callback: both run on every step and the other sees the tensors it declared
+    monitor, other = NoisyCLIPMonitor(build_scorer("clip", model=models[family]), PROMPT), _SeesKwargs()
+    chain = MultiPipelineCallbacks([monitor, other])
+    assert chain.tensor_inputs == ["latents", "prompt_embeds"]
+    # the FLUX pipeline does not read a PipelineCallback's tensor_inputs (diffusers 0.42); it is passed for it
+    extra = {"callback_on_step_end_tensor_inputs": chain.tensor_inputs} if family == "flux" else {}
+    chained = pipe([PROMPT], generator=torch.Generator().manual_seed(3), callback_on_step_end=chain, **kw, **extra)
+    plain = pipe([PROMPT], generator=torch.Generator().manual_seed(3), **kw)
+    assert sorted(monitor.scores) == list(range(1, T + 1))
+    assert other.seen == [["latents", "prompt_embeds"]] * T
+    torch.testing.assert_close(monitor.scores[T], alone.scores[T], atol=0, rtol=0)  # same prompt, same latents
+    assert torch.equal(chained.images, plain.images)  # the monitor changes no tensor
 
 
 def test_monitor_bad_input(pipes, models):

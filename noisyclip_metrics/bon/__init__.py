@@ -8,6 +8,8 @@ See :mod:`.early` (engine and account), :mod:`.loops`/:mod:`.families` (prunable
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .calibration import ThresholdCalibration, fit_threshold_calibration
 from .early import BoNBatch, BoNResult, Decision, EarlyBestOfN
 from .fitting import (
@@ -21,9 +23,11 @@ from .fitting import (
     fit_threshold_policy,
 )
 from .loops import LOOP_ADAPTERS, LoopSettings
-from .monitor import NoisyCLIPMonitor
 from .offline import BON_SCHEMA, compute_bon, pick_scores, read_bon
 from .policies import POLICIES, HalvingPolicy, OneShotPolicy, ThresholdPolicy, build_policy, schedule_cost
+
+if TYPE_CHECKING:
+    from .monitor import NoisyCLIPMonitor
 
 __all__ = [
     "BON_SCHEMA",
@@ -54,3 +58,12 @@ __all__ = [
     "read_bon",
     "schedule_cost",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The monitor subclasses diffusers' PipelineCallback: importing it imports diffusers, so it loads on first use.
+    if name == "NoisyCLIPMonitor":
+        from .monitor import NoisyCLIPMonitor
+
+        return NoisyCLIPMonitor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

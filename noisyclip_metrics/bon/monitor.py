@@ -3,8 +3,13 @@
 For users who keep their own generation loop (or just call the pipeline)::
 
     monitor = NoisyCLIPMonitor(scorer, prompts, threshold=0.2)
-    pipe(prompts, callback_on_step_end=monitor, callback_on_step_end_tensor_inputs=["latents"])
+    pipe(prompts, callback_on_step_end=monitor)
     monitor.scores[k]          # (B,) scores of the step-k latents, k = 1..T
+
+The monitor is a diffusers :class:`~diffusers.callbacks.PipelineCallback` that declares the tensors it reads
+(``tensor_inputs = ["latents"]``) and hands every tensor on unchanged, so it chains with other callbacks::
+
+    pipe(prompts, callback_on_step_end=MultiPipelineCallbacks([monitor, SDCFGCutoffCallback(cutoff_step_ratio=0.4)]))
 
 Step index convention: k = number of completed denoising steps. diffusers calls ``callback_on_step_end`` after
 ``scheduler.step`` at loop index ``i``, so the latent it passes is the step-``k = i + 1`` latent, which sits at the
@@ -24,7 +29,7 @@ step-``i`` latent and the guided output at it, so the callback scores the step-`
 i = 0..T-1) and, after the last step, the final latent as its own x̂0 (``monitor.scores[T]``)::
 
     with monitor.watch(pipe):
-        pipe(prompts, callback_on_step_end=monitor, callback_on_step_end_tensor_inputs=["latents"])
+        pipe(prompts, callback_on_step_end=monitor)
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
+from diffusers.callbacks import PipelineCallback
 
 from ..errors import InputError
 from ..model import check_prompts
@@ -46,8 +52,11 @@ from ..x0 import estimate_x0, model_input_scale
 __all__ = ["NoisyCLIPMonitor"]
 
 
-class NoisyCLIPMonitor:
+class NoisyCLIPMonitor(PipelineCallback):
     """A ``callback_on_step_end`` that records per-step scores (and can interrupt the pipeline).
+
+    A :class:`~diffusers.callbacks.PipelineCallback`: pipelines read the tensors it needs from :attr:`tensor_inputs`,
+    and :class:`~diffusers.callbacks.MultiPipelineCallbacks` chains it with other callbacks (it changes no tensor).
 
     Args:
         scorer: any scorer of latents or x̂0 (``noisyclip``, ``clip``; ``noisyclip-x0``, ``clip-x0`` and
@@ -68,10 +77,15 @@ class NoisyCLIPMonitor:
         >>> scorer = build_scorer("clip", model=NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0))
         >>> monitor = NoisyCLIPMonitor(scorer, "a red circle")
         >>> _ = pipe(["a red circle"] * 2, num_inference_steps=3, height=32, width=32, output_type="pt",
-        ...          callback_on_step_end=monitor, callback_on_step_end_tensor_inputs=["latents"])
+        ...          callback_on_step_end=monitor)
         >>> sorted(monitor.scores), tuple(monitor.scores[3].shape)
         ([1, 2, 3], (2,))
     """
+
+    @property
+    def tensor_inputs(self) -> list[str]:
+        """What the pipeline passes in ``callback_kwargs`` (diffusers' ``PipelineCallback`` protocol)."""
+        return ["latents"]
 
     def __init__(
         self,
@@ -93,6 +107,9 @@ class NoisyCLIPMonitor:
             raise InputError(f"every: expected an integer >= 1, got {every!r}")
         if threshold is not None and math.isnan(float(threshold)):
             raise InputError(f"threshold: expected a number, got {threshold!r}")
+        # PipelineCallback.__init__ validates CFG-cutoff settings this callback does not have: register only what
+        # describes the monitor (JSON values, so diffusers' config repr works).
+        self.register_to_config(every=every, threshold=threshold, height=height, width=width)
         self.scorer = scorer
         self.prompts = [prompts] if isinstance(prompts, str) else check_prompts(prompts)
         self.every, self.threshold = every, None if threshold is None else float(threshold)
@@ -145,8 +162,8 @@ class NoisyCLIPMonitor:
             return unpack_flux(latents, self.height or side, self.width or side, factor)
         return unpack_flux(latents, self.height, self.width, factor)
 
-    def __call__(self, pipe: Any, step_index: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
-        """The ``callback_on_step_end`` hook; returns ``{}`` (it changes no tensor)."""
+    def callback_fn(self, pipe: Any, step_index: int, timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The ``callback_on_step_end`` hook; returns ``callback_kwargs`` unchanged (the next callback's input)."""
         if "latents" not in callback_kwargs:
             raise InputError(
                 "callback_kwargs: no 'latents'; call the pipeline with callback_on_step_end_tensor_inputs=['latents']"
@@ -160,7 +177,7 @@ class NoisyCLIPMonitor:
                 "pipeline inside `with monitor.watch(pipe):`"
             )
         if k % self.every and k != num_steps:
-            return {}
+            return callback_kwargs
         pipeline_family(pipe)  # unsupported pipelines fail clearly
         latents = self._unpack(pipe, callback_kwargs["latents"])
         batch = int(latents.shape[0])
@@ -174,7 +191,7 @@ class NoisyCLIPMonitor:
                 self._record(pipe, k - 1, ScoreInputs(prompts=prompts, x0=x0, step=k - 1), num_steps)
                 if k == num_steps:  # the final latent is its own x̂0
                     self._record(pipe, k, ScoreInputs(prompts=prompts, x0=latents, step=k), num_steps)
-                return {}
+                return callback_kwargs
             if k < num_steps:
                 t = torch.full((batch,), float(sched.timesteps[k]))
                 scale = model_input_scale(sched, t, batch, step_index=k)
@@ -188,7 +205,7 @@ class NoisyCLIPMonitor:
                 ),
                 num_steps,
             )
-        return {}
+        return callback_kwargs
 
     def _record(self, pipe: Any, k: int, inputs: ScoreInputs, num_steps: int) -> None:
         self.scores[k] = self.scorer.score(inputs).detach().float().cpu()
