@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DataFileError, SchemaError
+from .jsonfile import read_json_file, read_text_file
 
 __all__ = [
     "atomic_write_bytes",
@@ -39,19 +40,13 @@ def read_prompt_file(path: str | Path) -> list[str]:
         ['a red circle', 'two blue squares']
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataFileError(f"{path}: prompt file not found") from None
+    lines = read_text_file(path, "prompt file", DataFileError).split("\n")
     prompts: list[str] = []
     first_seen: dict[str, int] = {}
-    for number, line in enumerate(raw.split(b"\n"), start=1):
-        try:
-            text = line.decode("utf-8").rstrip("\r")
-        except UnicodeDecodeError as err:
-            raise DataFileError(f"{path}, line {number}: not valid UTF-8 ({err.reason} at byte {err.start})") from None
+    for number, line in enumerate(lines, start=1):
+        text = line.rstrip("\r")
         if not text.strip():
-            if number == raw.count(b"\n") + 1 and not text:  # the newline at the end of the file
+            if number == len(lines) and not text:  # the newline at the end of the file
                 continue
             raise DataFileError(f"{path}, line {number}: blank line; expected one prompt per line")
         text = text.strip()
@@ -161,7 +156,6 @@ def read_manifest(path: Path, schema: str, version: int, what: str, hint: str = 
     """
     if not path.is_file():
         raise SchemaError(f"{path.parent}: not a {what} (no {path.name})")
-    from .jsonfile import read_json_file  # invalid, not UTF-8 or too deeply nested: one line naming the file
 
     meta = read_json_file(path, what, SchemaError)
     if not isinstance(meta, dict) or meta.get("schema") != schema:

@@ -1,9 +1,11 @@
-"""Reading JSON files that users (or a crashed disk) hand us, with one-line errors that name the file and field.
+"""Reading text and JSON files that users (or a crashed disk) hand us, with one-line errors naming the file and field.
 
-:func:`read_json_file` turns every way a JSON file can be unreadable (missing, a folder, not UTF-8, truncated, nested
-too deeply for Python's parser) into the caller's error class; :func:`read_run_record` also checks a results store's
-``runs/<run_id>.json`` against the fields and types of :class:`~noisyclip_metrics.results.RunInfo`, and that its
-``run_id``, which names files of the store, is a safe file name equal to the file's own.
+:func:`read_text_file` is the one place that reads and decodes a user's file: every way it can be unreadable
+(missing, a folder, unreadable, not UTF-8) becomes the caller's error class, naming the line of a bad byte.
+:func:`read_json_file` adds JSON's ways (truncated, invalid, nested too deeply for Python's parser);
+:func:`read_run_record` also checks a results store's ``runs/<run_id>.json`` against the fields and types of
+:class:`~noisyclip_metrics.results.RunInfo`, and that its ``run_id``, which names files of the store, is a safe file
+name equal to the file's own.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import NoisyCLIPError, SchemaError
+from .errors import DataFileError, NoisyCLIPError, SchemaError
 from .safepath import name_problem
 
-__all__ = ["read_json_file", "read_run_record", "type_name"]
+__all__ = ["read_json_file", "read_run_record", "read_text_file", "type_name"]
 
 
 def type_name(value: Any) -> str:
@@ -27,6 +29,35 @@ def type_name(value: Any) -> str:
     if isinstance(value, (int, float)):
         return "number"
     return {dict: "object", list: "array", str: "string"}.get(type(value), type(value).__name__)
+
+
+def read_text_file(path: str | Path, what: str = "file", error: type[NoisyCLIPError] = DataFileError) -> str:
+    """The text of ``path`` decoded as UTF-8 (a byte-order mark is dropped); any failure raises ``error`` on one line.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "prompts.txt"
+        >>> _ = p.write_bytes(b"a red circle\\n\\xff")
+        >>> read_text_file(p, "prompt file")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        noisyclip_metrics.errors.DataFileError: .../prompts.txt:2: prompt file is not valid UTF-8 (byte 0xff ...
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise error(f"{path}: {what} not found") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise error(
+            f"{path}:{line}: {what} is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "re-save it as UTF-8"
+        ) from None
 
 
 def read_json_file(path: str | Path, what: str = "JSON file", error: type[NoisyCLIPError] = SchemaError) -> Any:
@@ -41,17 +72,7 @@ def read_json_file(path: str | Path, what: str = "JSON file", error: type[NoisyC
         ...
         noisyclip_metrics.errors.SchemaError: .../run.json: run record is not valid JSON (line 1, ...
     """
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise error(f"{path}: {what} not found") from None
-    except OSError as exc:
-        raise error(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise error(f"{path}: {what} is not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
+    text = read_text_file(path, what, error)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:

@@ -255,7 +255,7 @@ def test_corrupt_run_record_in_leaderboard_build_and_evaluate(assets, pipe, tmp_
     before = tree(tmp_path / "res")
     code, _, err = run_cli(argv)
     assert_one_line_error(code, err, "evaluate")
-    assert f"{own.name}: run record is not UTF-8" in err and tree(tmp_path / "res") == before
+    assert f"{own.name}:1: run record is not valid UTF-8" in err and tree(tmp_path / "res") == before
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv"])

@@ -80,7 +80,7 @@ def test_bad_prompt_file(tmp_path, capsys):
     code, _, err = _run(
         capsys, "capture", "--pipeline", str(tmp_path), "--prompts", str(bad), "--out", str(tmp_path / "o")
     )
-    assert code == 2 and "line 2: not valid UTF-8" in err
+    assert code == 2 and "p.txt:2: prompt file is not valid UTF-8 (byte 0xff" in err
     bad.write_text("a red circle\n\nb\n")
     assert (
         "line 2: blank line"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataFileError
+from ..jsonfile import read_text_file
 from ..registry import did_you_mean
 
 __all__ = [
@@ -55,21 +56,7 @@ def where(path: Path | str, line: int | None = None, field: str | None = None) -
 
 def read_text(path: Path | str) -> str:
     """Decode a file as UTF-8 (BOM allowed); name the line of the first undecodable byte otherwise."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataFileError(f"{path}: file not found") from None
-    except OSError as exc:
-        raise DataFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise DataFileError(
-            f"{where(path, line)}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-            "re-save the file as UTF-8"
-        ) from None
+    return read_text_file(path, "file", DataFileError)
 
 
 class _DuplicateKey(ValueError):

@@ -262,7 +262,7 @@ def test_genai_malformed_prompt_files(tmp_path):
     with pytest.raises(DataFileError, match=r"genai_image.json:\d+: field '00001': duplicate key"):
         load_benchmark("genai-bench-1600", folder)
     path.write_bytes(text.replace("prompt number 3", "caf\u00e9 number 3").encode("latin-1"))
-    with pytest.raises(DataFileError, match=r"genai_image.json:12: not valid UTF-8"):
+    with pytest.raises(DataFileError, match=r"genai_image.json:12: file is not valid UTF-8"):
         load_benchmark("genai-bench-1600", folder)
 
 
@@ -278,7 +278,7 @@ def test_csv_with_missing_column_and_bad_encoding(tmp_path):
     lines = src.splitlines()
     lines[5] = "Un caf\u00e9 rouge.,Colors"
     (tmp_path / "drawbench_prompts.csv").write_bytes("\n".join(lines).encode("latin-1"))
-    with pytest.raises(DataFileError, match=r"drawbench_prompts.csv:6: not valid UTF-8"):
+    with pytest.raises(DataFileError, match=r"drawbench_prompts.csv:6: file is not valid UTF-8"):
         load_benchmark("drawbench", tmp_path)
     lines[5] = "A red car.,Colours"
     (tmp_path / "drawbench_prompts.csv").write_text("\n".join(lines))
