@@ -23,13 +23,11 @@ from .io import write_json
 if TYPE_CHECKING:
     from .leaderboard.build import BuildConfig
 
-__all__ = ["DEMO_MODELS", "DEMO_PROMPTS", "DemoConfig", "report_config", "run_demo"]
+__all__ = ["DEMO_MODELS", "DEMO_PROMPTS", "DemoConfig", "demo_scorers", "report_config", "run_demo"]
 
 #: Prompts of the default (quick) demo: the first prompts of the world benchmark, stratified by template.
 DEMO_PROMPTS = 40
 DEMO_MODELS = ("world:sd-small", "world:sd-base", "world:sd-large")
-QUICK_SCORERS = ("noisyclip", "noisyclip-x0", "clip", "clip-x0", "clip-final")
-FULL_SCORERS = ("noisyclip", "noisyclip-x0", "clip", "clip-x0", "clip-x0-decoded", "clip-final")
 
 
 @dataclass(frozen=True)
@@ -65,7 +63,19 @@ class DemoConfig:
     @property
     def scorers(self) -> tuple[str, ...]:
         """Scorers recorded at every step."""
-        return FULL_SCORERS if self.full else QUICK_SCORERS
+        return demo_scorers(self.full)
+
+
+def demo_scorers(full: bool) -> tuple[str, ...]:
+    """Every registered scorer (``full``), or those that are not expensive (the quick demo), in registration order.
+
+    Example:
+        >>> demo_scorers(full=False)
+        ('noisyclip', 'noisyclip-x0', 'clip', 'clip-x0', 'clip-final')
+    """
+    from .scorers import list_scorers, scorer_spec
+
+    return tuple(n for n in list_scorers() if full or not scorer_spec(n).expensive)
 
 
 def _check_out(cfg: DemoConfig) -> Path:

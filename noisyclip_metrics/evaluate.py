@@ -226,7 +226,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     from .judges import build_judge
     from .pipelines import load_pipeline
     from .provenance import check_disjoint, git_revision, weights_hash
-    from .scorers import NOISYCLIP_SCORERS, build_scorer, model_resource
+    from .scorers import build_scorer, scorer_spec
 
     rank, world_size = _dist()
     d = _defaults(cfg)
@@ -235,14 +235,15 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     prompts = load_prompts(cfg.benchmark, cfg.benchmark_path, cfg.prompts)
     pipe = load_pipeline(cfg.model, cfg.device, cfg.dtype)
     device = pipe.device if cfg.device else None
-    refs = {s: d[s] if s in NOISYCLIP_SCORERS else d["clip"] for s in cfg.scorers}  # scorer -> its model id
+    specs = {s: scorer_spec(s) for s in cfg.scorers}  # unknown names fail here, with a did-you-mean
+    refs = {s: d.get(s) if spec.fine_tuned else d["clip"] for s, spec in specs.items()}  # scorer -> its model id
     missing = [s for s, ref in refs.items() if ref is None]
     if missing:
         raise InputError(f"scorers: {missing} need a model; pass --noisyclip / --noisyclip-x0 / --clip")
     models = {ref: resolve_model(ref, device) for ref in dict.fromkeys(refs.values())}
-    fine_tuned = {refs[s] for s in cfg.scorers if s in NOISYCLIP_SCORERS}
+    fine_tuned = {refs[s] for s in cfg.scorers if specs[s].fine_tuned}
     check_disjoint(models, cfg.seeds, prompts.texts, require=cfg.require_disjoint, fine_tuned=fine_tuned)
-    scorers = [build_scorer(s, vae=pipe.vae, **{model_resource(s): models[refs[s]]}) for s in cfg.scorers]
+    scorers = [build_scorer(s, vae=pipe.vae, **{specs[s].model: models[refs[s]]}) for s in cfg.scorers]
     channels = int(pipe.vae.config.latent_channels)
     for ref, model in models.items():
         if model.latent_channels != channels:
@@ -474,7 +475,7 @@ def _run_chunk(
     per_scorer: dict[str, float],
 ) -> None:
     from .judges import judge_detailed
-    from .scorers import ScoreInputs
+    from .scorers import ScoreInputs, scorer_spec
     from .trajectory import capture_trajectories
 
     key = "|".join(f"{p.id}#{s}" for p, s in chunk)
@@ -516,6 +517,7 @@ def _run_chunk(
             cols[k].append(v)
 
     every = int(sampler.get("score_every", 1))
+    final_only = {s.name for s in scorers if scorer_spec(s.name).final_only}  # they score the final image once
     with torch.no_grad():
         for k in range(steps + 1):
             if k % every and k != steps:
@@ -530,7 +532,7 @@ def _run_chunk(
                 step=k,
             )
             for scorer in scorers:
-                if scorer.name == "clip-final" and k != steps:
+                if scorer.name in final_only and k != steps:
                     continue
                 ts = time.perf_counter()
                 values = scorer.score(inputs).tolist()

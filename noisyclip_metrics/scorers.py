@@ -1,15 +1,19 @@
 """Scorers: one protocol for everything that turns (latents or images, prompts) into per-sample cosine scores.
 
-============================ ============================================================ ==========================
-name                         what the CLIP image tower reads                              needs
-============================ ============================================================ ==========================
-``noisyclip``                preview of the latent, tower fine-tuned on noisy latents      ``latents``
-``noisyclip-x0``             preview of x̂0, tower fine-tuned on x̂0 previews                ``x0`` (or how to get it)
-``clip``                     preview of the latent, frozen tower (the paper's baseline)    ``latents``
-``clip-x0``                  preview of the scheduler's x̂0 estimate, frozen tower          ``x0`` (or how to get it)
-``clip-x0-decoded``          VAE decode of x̂0, frozen tower (the expensive baseline)       ``x0``, a VAE
-``clip-final``               the final pixel image, frozen tower (post-hoc reference)      ``images``
-============================ ============================================================ ==========================
+>>> for name in list_scorers():
+...     spec = scorer_spec(name)
+...     print(f"{name:16} {spec.reads:11} {spec.model:10} {spec.summary}")
+noisyclip        latents     noisyclip  preview of the latent, tower fine-tuned on noisy latents
+noisyclip-x0     x0          noisyclip  preview of x̂0, tower fine-tuned on x̂0 previews
+clip             latents     clip       preview of the latent, frozen tower (the paper's baseline)
+clip-x0          x0          clip       preview of the scheduler's x̂0 estimate, frozen tower
+clip-x0-decoded  decoded-x0  clip       VAE decode of x̂0, frozen tower (the expensive baseline)
+clip-final       images      clip       the final pixel image, frozen tower (post-hoc reference)
+
+Each scorer is declared once, as a :class:`ScorerSpec` in :data:`SCORERS`: its name, what it reads, which model it
+needs (a fine-tuned checkpoint or the frozen CLIP), whether it needs a VAE, and how to build it. The command-line
+choices, the evaluation runner, the demo and the Best-of-N commands read the registry; adding a scorer is one
+:func:`register_scorer` call.
 
 The two NoisyCLIP scorers check what the checkpoint was fine-tuned to read (:attr:`NoisyCLIPConfig.reads
 <noisyclip_metrics.model.NoisyCLIPConfig>`) and refuse the other kind; :func:`noisyclip_scorer_name` names the
@@ -46,18 +50,21 @@ from .registry import Registry
 from .x0 import estimate_x0
 
 __all__ = [
-    "NOISYCLIP_SCORERS",
     "SCORERS",
     "DecodedX0Scorer",
     "FinalImageScorer",
     "PreviewScorer",
     "ScoreInputs",
     "Scorer",
+    "ScorerSpec",
     "build_scorer",
     "decode_latents",
+    "fine_tuned_scorers",
     "list_scorers",
     "model_resource",
     "noisyclip_scorer_name",
+    "register_scorer",
+    "scorer_spec",
 ]
 
 
@@ -197,7 +204,94 @@ class FinalImageScorer:
 
 
 ScorerFactory = Callable[..., Scorer]
-SCORERS: Registry[ScorerFactory] = Registry("scorer")
+
+#: What a scorer can read, from cheapest to dearest: the latent, the scheduler's x̂0 estimate, the VAE decode of x̂0,
+#: the final image.
+READS = ("latents", "x0", "decoded-x0", "images")
+#: Which model a scorer needs: a fine-tuned NoisyCLIP checkpoint, or the frozen CLIP.
+MODELS = ("noisyclip", "clip")
+
+
+@dataclass(frozen=True)
+class ScorerSpec:
+    """The one declaration of a scorer.
+
+    Args:
+        name: the name users pass (``--scorers``, :func:`build_scorer`).
+        reads: one of :data:`READS`; a scorer of ``images`` scores only the final image (k = T).
+        model: one of :data:`MODELS`: ``noisyclip`` takes a fine-tuned checkpoint (given per scorer name, e.g.
+            ``--noisyclip-x0``), ``clip`` the frozen CLIP.
+        build: the factory; called with the resources ``noisyclip=``, ``clip=``, ``vae=`` as keyword arguments.
+        summary: one line for listings.
+        needs_vae: it decodes latents with the pipeline's VAE.
+        expensive: it costs a large multiple of the others per step (the quick demo leaves it out).
+
+    Example:
+        >>> spec = scorer_spec("clip-final")
+        >>> spec.reads, spec.model, spec.final_only
+        ('images', 'clip', True)
+    """
+
+    name: str
+    reads: str
+    model: str
+    build: ScorerFactory
+    summary: str
+    needs_vae: bool = False
+    expensive: bool = False
+
+    def __post_init__(self) -> None:
+        if self.reads not in READS:
+            raise ValueError(f"reads: expected one of {READS}, got {self.reads!r}")
+        if self.model not in MODELS:
+            raise ValueError(f"model: expected one of {MODELS}, got {self.model!r}")
+
+    @property
+    def final_only(self) -> bool:
+        """It scores only the final image, so only the last step (k = T) has its scores."""
+        return self.reads == "images"
+
+    @property
+    def fine_tuned(self) -> bool:
+        """It takes a fine-tuned NoisyCLIP checkpoint (and its training data is checked against the run's)."""
+        return self.model == "noisyclip"
+
+
+SCORERS: Registry[ScorerSpec] = Registry("scorer")
+
+
+def register_scorer(spec: ScorerSpec) -> ScorerSpec:
+    """Add a scorer to :data:`SCORERS` (third-party packages call this from their plugin module).
+
+    Raises:
+        ValueError: if the name is taken by another scorer.
+
+    Example:
+        A scorer of the final image's brightness; ``noisyclip evaluate --scorers clip brightness`` then records it
+        once per candidate, at the last step:
+
+        >>> class Brightness:
+        ...     name, requires = "brightness", frozenset({"images"})
+        ...     def score(self, inputs):
+        ...         return inputs.images.mean(dim=(1, 2, 3))
+        >>> spec = register_scorer(
+        ...     ScorerSpec("brightness", reads="images", model="clip", build=lambda **r: Brightness(),
+        ...                summary="mean pixel value of the final image"))
+        >>> build_scorer("brightness").score(ScoreInputs(prompts=["a"], images=torch.ones(1, 3, 8, 8)))
+        tensor([1.])
+        >>> SCORERS._items.pop("brightness") is spec  # (the example cleans up after itself)
+        True
+    """
+    return SCORERS.register(spec.name, spec)
+
+
+def scorer_spec(name: str) -> ScorerSpec:
+    """The declaration of scorer ``name``.
+
+    Raises:
+        UnknownNameError: for an unknown name (with a did-you-mean).
+    """
+    return SCORERS.get(name)
 
 
 def _need(kind: str, **resources: Any) -> Any:
@@ -207,23 +301,24 @@ def _need(kind: str, **resources: Any) -> Any:
     return value
 
 
-#: Scorer name -> what its fine-tuned tower reads. Every other scorer uses the frozen ``clip=`` model.
-NOISYCLIP_SCORERS = {"noisyclip": "latents", "noisyclip-x0": "x0"}
+def fine_tuned_scorers() -> dict[str, str]:
+    """Scorer name -> what its fine-tuned tower reads (``latents`` or ``x0``), for every fine-tuned scorer."""
+    return {name: spec.reads for name, spec in ((n, SCORERS.get(n)) for n in SCORERS) if spec.fine_tuned}
 
 
 def noisyclip_scorer_name(model: NoisyCLIPModel) -> str:
     """The NoisyCLIP scorer that reads what ``model`` was fine-tuned on (``noisyclip`` or ``noisyclip-x0``)."""
-    return next(name for name, reads in NOISYCLIP_SCORERS.items() if reads == model.config.reads)
+    return next(name for name, reads in fine_tuned_scorers().items() if reads == model.config.reads)
 
 
 def model_resource(scorer: str) -> str:
     """Which model a scorer needs: ``"noisyclip"`` (fine-tuned) or ``"clip"`` (frozen)."""
-    return "noisyclip" if scorer in NOISYCLIP_SCORERS else "clip"
+    return SCORERS.get(scorer).model
 
 
 def _fine_tuned(name: str, **resources: Any) -> PreviewScorer:
     model = _need("noisyclip", **resources)
-    reads = NOISYCLIP_SCORERS[name]
+    reads = fine_tuned_scorers()[name]
     if model.config.reads != reads:
         raise InputError(
             f"noisyclip: this checkpoint was fine-tuned on previews of {model.config.reads} "
@@ -234,15 +329,53 @@ def _fine_tuned(name: str, **resources: Any) -> PreviewScorer:
     return PreviewScorer(model, name=name, source=reads, requires=requires)
 
 
-for _name in NOISYCLIP_SCORERS:
-    SCORERS.register(_name, functools.partial(_fine_tuned, _name))
-SCORERS.register("clip", lambda **r: PreviewScorer(_need("clip", **r), name="clip", source="latents"))
-SCORERS.register(
-    "clip-x0",
-    lambda **r: PreviewScorer(_need("clip", **r), name="clip-x0", source="x0", requires=frozenset({"x0"})),
-)
-SCORERS.register("clip-x0-decoded", lambda **r: DecodedX0Scorer(_need("clip", **r), _need("vae", **r)))
-SCORERS.register("clip-final", lambda **r: FinalImageScorer(_need("clip", **r)))
+for _spec in (
+    ScorerSpec(
+        "noisyclip",
+        "latents",
+        "noisyclip",
+        functools.partial(_fine_tuned, "noisyclip"),
+        "preview of the latent, tower fine-tuned on noisy latents",
+    ),
+    ScorerSpec(
+        "noisyclip-x0",
+        "x0",
+        "noisyclip",
+        functools.partial(_fine_tuned, "noisyclip-x0"),
+        "preview of x̂0, tower fine-tuned on x̂0 previews",
+    ),
+    ScorerSpec(
+        "clip",
+        "latents",
+        "clip",
+        lambda **r: PreviewScorer(_need("clip", **r), name="clip", source="latents"),
+        "preview of the latent, frozen tower (the paper's baseline)",
+    ),
+    ScorerSpec(
+        "clip-x0",
+        "x0",
+        "clip",
+        lambda **r: PreviewScorer(_need("clip", **r), name="clip-x0", source="x0", requires=frozenset({"x0"})),
+        "preview of the scheduler's x̂0 estimate, frozen tower",
+    ),
+    ScorerSpec(
+        "clip-x0-decoded",
+        "decoded-x0",
+        "clip",
+        lambda **r: DecodedX0Scorer(_need("clip", **r), _need("vae", **r)),
+        "VAE decode of x̂0, frozen tower (the expensive baseline)",
+        needs_vae=True,
+        expensive=True,
+    ),
+    ScorerSpec(
+        "clip-final",
+        "images",
+        "clip",
+        lambda **r: FinalImageScorer(_need("clip", **r)),
+        "the final pixel image, frozen tower (post-hoc reference)",
+    ),
+):
+    register_scorer(_spec)
 
 
 def list_scorers() -> list[str]:
@@ -263,7 +396,7 @@ def build_scorer(name: str, *, model: NoisyCLIPModel | None = None, **resources:
         UnknownNameError: for an unknown scorer name (with a did-you-mean).
         InputError: when a needed resource is missing, or a NoisyCLIP checkpoint reads the other preview kind.
     """
-    factory = SCORERS.get(name)
+    spec = SCORERS.get(name)
     if model is not None:
-        resources.setdefault(model_resource(name), model)
-    return factory(**resources)
+        resources.setdefault(spec.model, model)
+    return spec.build(**resources)

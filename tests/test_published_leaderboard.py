@@ -40,7 +40,7 @@ def test_published_slice_is_reproduced(tmp_path):
     sys.path.insert(0, str(ROOT / "bench"))
     from publish_world_leaderboard import slice_document
 
-    from noisyclip_metrics.demo import FULL_SCORERS
+    from noisyclip_metrics.demo import demo_scorers
     from noisyclip_metrics.evaluate import EvalConfig, evaluate
 
     published = json.loads((PUBLISHED / "slice" / "leaderboard.json").read_text(encoding="utf-8"))
@@ -54,7 +54,7 @@ def test_published_slice_is_reproduced(tmp_path):
                 benchmark="world",
                 prompts=n_prompts,
                 seeds=tuple(range(full["seeds"])),
-                scorers=FULL_SCORERS,
+                scorers=demo_scorers(full=True),
                 batch_size=full["batch_size"],
                 name=model.split(":")[-1],
                 progress=False,

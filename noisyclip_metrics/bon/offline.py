@@ -246,9 +246,12 @@ def _halving_decisions(k: int, n: int, num_steps: int, m: int = 1) -> list[tuple
     return decisions
 
 
-def _plans(name: str, n: int, k: int, steps: int, final: str | None) -> list[tuple[str, int, list[tuple[int, int]]]]:
-    """(policy, m, decisions) simulated for one scorer, N and first decision step k."""
-    if name == "clip-final":
+def _plans(
+    name: str, n: int, k: int, steps: int, final: str | None, final_only: bool
+) -> list[tuple[str, int, list[tuple[int, int]]]]:
+    """(policy, m, decisions) simulated for one scorer, N and first decision step k; a ``final_only`` scorer (one
+    that scored only the final image, such as ``clip-final``) has just the full-cost pick."""
+    if final_only:
         return [("one-shot", 1, [(k, 1)])] if k == steps else []
     plans = [("one-shot", 1, [(k, 1)])]
     if k >= 1 and n > 2:
@@ -343,8 +346,9 @@ def bon_rows(
         fsel = arrays.scores[final_scorer][prow[:, None], pcol, steps] if final_scorer else None
         for name, a in arrays.scores.items():
             s = a[prow[:, None], pcol]  # (G, n, T+1)
+            final_only = bool(np.isnan(a[:, :, :steps]).all())  # scored only at k = T (the run's rows say so)
             for k in range(steps + 1):
-                for policy, m, decisions in _plans(name, n, k, steps, final_scorer):
+                for policy, m, decisions in _plans(name, n, k, steps, final_scorer, final_only):
                     valid, picks = _plan_picks(s, decisions, fsel if m > 1 else None)
                     if not valid.any():
                         continue

@@ -12,10 +12,11 @@ from typing import Any
 from ..errors import InputError
 from . import COMMANDS, Command, OneLineParser
 
-_SCORERS = ("noisyclip", "noisyclip-x0", "clip", "clip-x0", "clip-x0-decoded", "clip-final")
-
 
 def _configure_run(p: argparse.ArgumentParser) -> None:
+    from ..scorers import list_scorers
+
+    scorers = list_scorers()
     p.add_argument("--pipeline", required=True, help="diffusers pipeline folder or registered id (world:sd-base)")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--prompt", nargs="+", help="one prompt, or n prompts (one per candidate)")
@@ -42,12 +43,12 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration", type=Path, default=None, help="threshold: calibration JSON (bon calibrate / fit)")
     p.add_argument("--min-step", type=int, default=1, help="threshold: first step that may drop candidates (1)")
     p.add_argument("--every", type=int, default=1, help="threshold: steps between decisions (1)")
-    p.add_argument("--scorer", default="noisyclip", choices=_SCORERS)
+    p.add_argument("--scorer", default="noisyclip", choices=scorers)
     p.add_argument("--model", default=None, help="the scorer's CLIP (model id or folder; world ids by default)")
     p.add_argument(
         "--final-scorer",
         default=None,
-        choices=_SCORERS,
+        choices=scorers,
         help="cascade: this scorer picks one of the m finished survivors at the last step (e.g. clip-final)",
     )
     p.add_argument("--final-model", default=None, help="the final scorer's CLIP (default: as for --model)")
@@ -113,9 +114,9 @@ def _default_model(pipeline: str, scorer: str) -> str:
     from ..world.models import is_world_id
 
     if is_world_id(pipeline):
-        from ..scorers import NOISYCLIP_SCORERS
+        from ..scorers import scorer_spec
 
-        return f"world:{scorer}" if scorer in NOISYCLIP_SCORERS else "world:clip"  # world ids mirror the names
+        return f"world:{scorer}" if scorer_spec(scorer).fine_tuned else "world:clip"  # world ids mirror the names
     raise InputError("--model: needed for a non-world pipeline (the scorer's CLIP checkpoint folder or id)")
 
 
@@ -235,15 +236,17 @@ def _scorer_costs(items: list[str] | None) -> dict[str, float]:
 
 def _run_offline(args: argparse.Namespace) -> int:
     from ..bon.offline import compute_bon
+    from ..scorers import SCORERS
 
     costs = _scorer_costs(args.scorer_cost)
     final = None if args.final_scorer.lower() == "none" else args.final_scorer
     table = compute_bon(args.results, args.run, ns=args.n, costs=costs, final_scorer=final)
     rows = table.to_pylist()
     runs = sorted({r["run_id"] for r in rows})
+    final_only = {r["scorer"] for r in rows if r["scorer"] in SCORERS and SCORERS.get(r["scorer"]).final_only}
     print(f"{len(rows)} BoN rows for {len(runs)} run(s) -> {Path(args.results) / 'bon'}")
     for r in rows:
-        if r["policy"] in ("random", "oracle") or (r["scorer"] == "clip-final" and r["policy"] == "one-shot"):
+        if r["policy"] in ("random", "oracle") or (r["scorer"] in final_only and r["policy"] == "one-shot"):
             print(
                 f"  {r['run_id']}  N={r['n']}  {r['scorer']:<12} cost {r['cost_fraction']:.2f}  "
                 f"judge {r['judge_score']:.4f}"

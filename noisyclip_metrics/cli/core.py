@@ -241,9 +241,10 @@ COMMANDS.register(
 def _configure_score(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="NoisyCLIP checkpoint folder or model id")
     p.add_argument("--trajectories", required=True, type=Path, help="trajectory store folder")
-    p.add_argument(
-        "--scorer", default="noisyclip", choices=["noisyclip", "noisyclip-x0", "clip", "clip-x0", "clip-final"]
-    )
+    from ..scorers import list_scorers, scorer_spec
+
+    choices = [n for n in list_scorers() if not scorer_spec(n).needs_vae]  # a trajectory store holds no VAE
+    p.add_argument("--scorer", default="noisyclip", choices=choices)
     p.add_argument("--steps", type=int, nargs="+", default=None, help="step indices (default: every step)")
 
 
