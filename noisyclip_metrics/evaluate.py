@@ -44,23 +44,25 @@ class EvalConfig:
     """What to evaluate and how.
 
     Args:
-        model: diffusion model: a world id (``world:sd-base``) or a local diffusers pipeline folder.
+        model: diffusion model: a plugin's id (the world's ``world:sd-base``) or a local diffusers pipeline folder.
         out: results folder (created, or resumed).
-        benchmark: ``world``, a benchmark adapter name (with ``benchmark_path``) or a prompt file (one per line).
+        benchmark: a benchmark adapter name (with ``benchmark_path`` when it reads files: not ``world``) or a prompt
+            file (one per line); default: the model plugin's benchmark (``world`` for world models).
         benchmark_path: where the benchmark's files are.
         prompts: use the first ``prompts`` prompts (all by default).
         seeds: seeds per prompt (candidates).
-        num_inference_steps: T (the world's default for world models, else 20).
-        guidance_scale: classifier-free guidance (the world's default for world models, else the pipeline's).
+        num_inference_steps: T (the model plugin's default, e.g. the world's sampler; else 20).
+        guidance_scale: classifier-free guidance (the model plugin's default, else the pipeline's).
         height: image height (pipeline default if omitted).
         width: image width.
         scorers: scorer names to record at every step.
-        noisyclip: the fine-tuned NoisyCLIP of the ``noisyclip`` scorer (model id or folder; ``world:noisyclip`` for
-            world models).
-        noisyclip_x0: the x̂0-reading NoisyCLIP of the ``noisyclip-x0`` scorer (``world:noisyclip-x0`` for world
-            models).
-        clip: the frozen CLIP for ``clip``/``clip-x0``/``clip-x0-decoded``/``clip-final`` (``world:clip``).
-        judge: ``world-oracle``, ``clip-final`` or a judgments file (candidate ids = seeds).
+        noisyclip: the fine-tuned NoisyCLIP of the ``noisyclip`` scorer (model id or folder; default: the model
+            plugin's, ``world:noisyclip`` for world models).
+        noisyclip_x0: the x̂0-reading NoisyCLIP of the ``noisyclip-x0`` scorer (default: the plugin's,
+            ``world:noisyclip-x0``).
+        clip: the frozen CLIP of the other scorers and the ``clip-final`` judge (default: the plugin's, ``world:clip``).
+        judge: a registered judge (``clip-final``, the world's ``world-oracle``) or a judgments file (candidate ids =
+            seeds); default: the model plugin's.
         batch_size: candidates per pipeline call (and per chunk file).
         name: display name of the model (default: the model id).
         save_images: folder to save final images as ``<prompt_id>/<seed>.png`` (for external judges).
@@ -81,7 +83,7 @@ class EvalConfig:
 
     model: str
     out: str
-    benchmark: str = "world"
+    benchmark: str | None = None
     benchmark_path: str | None = None
     prompts: int | None = None
     seeds: tuple[int, ...] = (0, 1, 2, 3, 4, 5)
@@ -145,22 +147,18 @@ class EvalResult:
 
 
 def _source_folders(name: str | None) -> tuple[Path, ...]:
-    if name is None:
-        return ()
-    from .world.models import asset_paths, is_world_id
+    from .plugins import source_paths
 
-    return asset_paths(name) if is_world_id(name) else (Path(name),)
+    return source_paths(name)
 
 
 def load_prompts(benchmark: str, path: str | None = None, n: int | None = None) -> Any:
-    """A :class:`~noisyclip_metrics.benchmarks.PromptSet` from ``world``, a benchmark adapter, or a prompt file."""
-    from .benchmarks import Prompt, PromptSet, load_benchmark
+    """A :class:`~noisyclip_metrics.benchmarks.PromptSet` from a benchmark (an adapter name, with ``path`` when it
+    reads files) or a prompt file; with ``n``, ``n`` prompts: the loader's own selection where it takes an ``n``
+    option (the world's stratified subsets), else the first ``n``."""
+    from .benchmarks import Prompt, PromptSet, benchmark_loader, load_benchmark, loader_options
 
-    if benchmark == "world":
-        from .world.benchmark import world_promptset
-
-        prompts = world_promptset(n)
-    elif Path(benchmark).suffix == ".txt" or (Path(benchmark).is_file() and path is None):
+    if Path(benchmark).suffix == ".txt" or (Path(benchmark).is_file() and path is None):
         from .io import read_prompt_file
 
         texts = read_prompt_file(benchmark)
@@ -169,8 +167,13 @@ def load_prompts(benchmark: str, path: str | None = None, n: int | None = None) 
             tuple(Prompt(f"p{i:05d}", t, source=Path(benchmark).stem) for i, t in enumerate(texts)),
         )
     else:
-        if path is None:
+        if path is None and getattr(benchmark_loader(benchmark), "needs_files", True):
             raise InputError(f"benchmark_path: benchmark {benchmark!r} needs the folder or file that holds it")
+        if n is not None and "n" in loader_options(benchmark):
+            selected = load_benchmark(benchmark, path, n=n)
+            if len(selected) < n:
+                raise InputError(f"prompts: asked for {n} prompts, the benchmark has {len(selected)}")
+            return selected
         prompts = load_benchmark(benchmark, path)
     if n is not None:
         if n > len(prompts):
@@ -180,23 +183,22 @@ def load_prompts(benchmark: str, path: str | None = None, n: int | None = None) 
 
 
 def _defaults(cfg: EvalConfig) -> dict[str, Any]:
-    from .world.models import WORLD_IDS, is_world_id, world_sampler
+    """Every setting the user left out, from the defaults the model's plugin declares (none for a folder)."""
+    from .plugins import run_defaults
 
-    world = is_world_id(cfg.model)
-    if world:
-        WORLD_IDS.get(cfg.model)  # unknown ids fail here, with a did-you-mean
-    sampler = world_sampler() if world else {}
+    plugin = run_defaults(cfg.model)  # unknown plugin ids fail here, with a did-you-mean
 
     def given(value: Any, default: Any) -> Any:  # only an omitted setting takes the default, never 0 or ""
         return default if value is None else value
 
     return {
-        "num_inference_steps": given(cfg.num_inference_steps, sampler.get("num_inference_steps", 20)),
-        "guidance_scale": given(cfg.guidance_scale, sampler.get("guidance_scale")),
-        "noisyclip": given(cfg.noisyclip, "world:noisyclip" if world else None),
-        "noisyclip-x0": given(cfg.noisyclip_x0, "world:noisyclip-x0" if world else None),
-        "clip": given(cfg.clip, "world:clip" if world else None),
-        "judge": given(cfg.judge, "world-oracle" if world else None),
+        "num_inference_steps": given(cfg.num_inference_steps, given(plugin.num_inference_steps, 20)),
+        "guidance_scale": given(cfg.guidance_scale, plugin.guidance_scale),
+        "benchmark": given(cfg.benchmark, plugin.benchmark),
+        "noisyclip": given(cfg.noisyclip, plugin.models.get("noisyclip")),
+        "noisyclip-x0": given(cfg.noisyclip_x0, plugin.models.get("noisyclip-x0")),
+        "clip": given(cfg.clip, plugin.models.get("clip")),
+        "judge": given(cfg.judge, plugin.judge),
     }
 
 
@@ -224,15 +226,20 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     from . import __version__
     from .functional import resolve_model
     from .judges import build_judge
-    from .pipelines import load_pipeline
+    from .pipelines import check_pipeline_name, load_pipeline
     from .provenance import check_disjoint, git_revision, weights_hash
     from .scorers import build_scorer, scorer_spec
 
     rank, world_size = _dist()
+    check_pipeline_name(cfg.model)  # a wrong --model first: it decides every default
     d = _defaults(cfg)
     if d["judge"] is None:
-        raise InputError("judge: a non-world model needs --judge (clip-final, or a judgments file)")
-    prompts = load_prompts(cfg.benchmark, cfg.benchmark_path, cfg.prompts)
+        raise InputError(
+            f"judge: {cfg.model} comes with no default judge; pass --judge (clip-final, or a judgments file)"
+        )
+    if d["benchmark"] is None:
+        raise InputError(f"benchmark: {cfg.model} comes with no default benchmark; pass --benchmark (a name or a file)")
+    prompts = load_prompts(d["benchmark"], cfg.benchmark_path, cfg.prompts)
     pipe = load_pipeline(cfg.model, cfg.device, cfg.dtype)
     device = pipe.device if cfg.device else None
     specs = {s: scorer_spec(s) for s in cfg.scorers}  # unknown names fail here, with a did-you-mean
@@ -429,22 +436,12 @@ def _check_image_size(pipe: Any, height: int | None, width: int | None) -> None:
 
 
 def _check_judge_reads(judge: Any, prompts: Any) -> None:
-    """Every prompt must be one the judge can read (the world oracle reads ShapesWorld grammar prompts only); checked
-    before anything is written, not after the first chunk has been generated."""
-    from .judges import WorldOracleJudge
-
-    if not isinstance(judge, WorldOracleJudge):
-        return
-    from .world.grammar import parse_prompt
-
-    for p in prompts:
-        try:
-            parse_prompt(p.text)
-        except InputError as err:
-            raise InputError(
-                f"benchmark: prompt {p.id} cannot be judged by the world oracle, which reads ShapesWorld "
-                f"grammar prompts only ({err}); pass --judge clip-final or a judgments file"
-            ) from None
+    """Every prompt must be one the judge can read (the world oracle reads ShapesWorld grammar prompts only): a judge
+    that reads only some prompts says so in ``check_prompts``, called before anything is written, not after the first
+    chunk has been generated."""
+    check = getattr(judge, "check_prompts", None)
+    if check is not None:
+        check(prompts)
 
 
 def _check_precomputed(

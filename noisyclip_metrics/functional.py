@@ -27,8 +27,8 @@ import torch
 from .errors import InputError
 from .model import NoisyCLIPModel, check_prompts
 from .pipelines import torch_device
+from .plugins import id_scheme
 from .preview import check_latents
-from .resolvers import MODEL_RESOLVERS, load_resolvers
 from .scorers import ScoreInputs, Scorer, build_scorer
 from .x0 import model_input_scale
 
@@ -46,11 +46,10 @@ def resolve_model(model: ModelLike, device: str | torch.device | None = None) ->
     if isinstance(model, NoisyCLIPModel):
         return on_device(model, device)
     if isinstance(model, (str, Path)):
-        load_resolvers()
-        for resolver in MODEL_RESOLVERS:
-            found = resolver(str(model))
-            if found is not None:
-                return on_device(found, device)
+        scheme = id_scheme(model)  # a plugin's id ("world:clip"), or None for a folder
+        if scheme is not None:
+            scheme.kind(str(model))  # unknown ids fail with a did-you-mean
+            return on_device(scheme.load_model(str(model)), device)
         return NoisyCLIPModel.from_pretrained(model).to(torch_device(device) or "cpu")
     if callable(model):
         built = model()

@@ -1,12 +1,14 @@
-"""Live judges of final images for the evaluation runner: the world's oracle, any scorer used as a judge, and
-VQAScore through t2v-metrics when it is installed.
+"""Live judges of final images for the evaluation runner: any scorer used as a judge, VQAScore through t2v-metrics
+when it is installed, and the judges plugins register (the built-in world's oracle, ``world-oracle``).
 
 All follow :class:`~noisyclip_metrics.judgments.Judge` (``name``, ``judge(prompts, images) -> list[float]``) and add
 ``judge_detailed``, which also returns the binary verdict when the judge has one. Precomputed judgments (human
 ratings, VQAScore files) go through :class:`~noisyclip_metrics.judgments.PrecomputedJudge` with candidate id
 ``str(seed)`` (see :func:`build_judge`).
 
-Registered names (:data:`~noisyclip_metrics.judgments.JUDGES`): ``world-oracle``, ``clip-final`` and ``vqascore``.
+Registered names (:data:`~noisyclip_metrics.judgments.JUDGES`): ``clip-final``, ``vqascore`` and the plugins'.
+A judge that reads only some prompts may define ``check_prompts(prompts)``, which the runner calls before it writes
+anything.
 A name may carry a variant after a colon for judges that take one: ``vqascore:clip-flant5-xl`` picks the
 t2v-metrics VQAScore model (default ``clip-flant5-xxl``). t2v-metrics is optional and never a dependency: without
 it, ``vqascore`` raises :class:`~noisyclip_metrics.errors.InputError` saying how to install it or how to pass
@@ -27,27 +29,12 @@ from .errors import InputError
 from .judgments.judge import JUDGES
 from .registry import did_you_mean
 
-__all__ = ["ScorerJudge", "VQAScoreJudge", "WorldOracleJudge", "build_judge", "import_t2v_metrics", "judge_detailed"]
+__all__ = ["ScorerJudge", "VQAScoreJudge", "build_judge", "import_t2v_metrics", "judge_detailed"]
 
 T2V_METRICS_HINT = (
     "install t2v-metrics (pip install t2v-metrics, which pins torch 2.5.1) or precompute VQAScore with it and pass "
     "the judgments file"
 )
-
-
-class WorldOracleJudge:
-    """The built-in world's oracle: TIFA score (fraction of questions answered right) and "fully aligned"."""
-
-    name = "world-oracle"
-
-    def judge_detailed(self, prompts: Sequence[str], images: torch.Tensor) -> list[tuple[float, bool | None]]:
-        from .world.oracle import judge_batch
-
-        results = judge_batch(images.detach().cpu().float().numpy(), list(prompts))
-        return [(float(r.score), bool(r.aligned)) for r in results]
-
-    def judge(self, prompts: Sequence[str], images: torch.Tensor) -> list[float]:
-        return [s for s, _ in self.judge_detailed(prompts, images)]
 
 
 class ScorerJudge:
@@ -133,10 +120,6 @@ def _vqascore(variant: str | None = None, device: str | None = None, **_: Any) -
     return VQAScoreJudge(model=variant or "clip-flant5-xxl", device=device)
 
 
-def _world_oracle(**_: Any) -> WorldOracleJudge:
-    return WorldOracleJudge()
-
-
 def _clip_final(clip: str | None = None, **_: Any) -> ScorerJudge:
     from .functional import resolve_model
 
@@ -145,7 +128,7 @@ def _clip_final(clip: str | None = None, **_: Any) -> ScorerJudge:
     return ScorerJudge(resolve_model(clip))
 
 
-for _name, _factory in (("world-oracle", _world_oracle), ("clip-final", _clip_final), ("vqascore", _vqascore)):
+for _name, _factory in (("clip-final", _clip_final), ("vqascore", _vqascore)):
     if _name not in JUDGES:
         JUDGES.register(_name, _factory)
 
@@ -170,6 +153,9 @@ def build_judge(
         from .judgments import PrecomputedJudge, read_judgments
 
         return PrecomputedJudge(read_judgments(path), missing=missing)
+    from .plugins import load_plugins
+
+    load_plugins()  # judges of plugins (the world's oracle) register when they load
     base, _, variant = name.partition(":")
     if name not in JUDGES and base not in JUDGES:
         names = JUDGES.names()

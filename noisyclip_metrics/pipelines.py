@@ -11,9 +11,9 @@ from typing import Any
 import torch
 
 from .errors import CheckpointError, InputError
-from .resolvers import PIPELINE_RESOLVERS, load_resolvers
+from .plugins import id_scheme
 
-__all__ = ["DTYPES", "load_pipeline", "quiet_loading", "torch_device", "torch_dtype"]
+__all__ = ["DTYPES", "check_pipeline_name", "load_pipeline", "quiet_loading", "torch_device", "torch_dtype"]
 
 
 @contextlib.contextmanager
@@ -75,6 +75,12 @@ def torch_device(name: str | torch.device | None) -> torch.device | None:
     return device
 
 
+def check_pipeline_name(name: str) -> None:
+    """Raise :class:`InputError` unless ``name`` is a plugin's id or a local folder (cheap: loads nothing)."""
+    if id_scheme(name) is None and not Path(name).is_dir():
+        raise InputError(f"pipeline: {name!r} is neither a registered model id nor a local pipeline folder")
+
+
 def load_pipeline(name: str, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> Any:
     """A diffusers pipeline from a registered id or a local folder (``DiffusionPipeline.from_pretrained``), moved to
     ``device`` and cast to ``dtype`` when given (``float32``, ``float16``, ``bfloat16``).
@@ -85,13 +91,12 @@ def load_pipeline(name: str, device: str | torch.device | None = None, dtype: st
             unknown dtype or an unavailable device.
     """
     device, dtype = torch_device(device), torch_dtype(dtype)
-    load_resolvers()
-    for resolver in PIPELINE_RESOLVERS:
-        pipe = resolver(name)
-        if pipe is not None:  # registered pipelines may be cached and shared: a placed one is a copy
-            return _placed(copy.deepcopy(pipe) if device is not None or dtype is not None else pipe, device, dtype)
-    if not Path(name).is_dir():
-        raise InputError(f"pipeline: {name!r} is neither a registered model id nor a local pipeline folder")
+    scheme = id_scheme(name)  # a plugin's id ("world:sd-base"), or None for a folder
+    if scheme is not None:
+        scheme.kind(str(name))  # unknown ids fail with a did-you-mean
+        pipe = scheme.load_pipeline(str(name))  # may be cached and shared: a placed one is a copy
+        return _placed(copy.deepcopy(pipe) if device is not None or dtype is not None else pipe, device, dtype)
+    check_pipeline_name(name)
     _check_pipeline_folder(Path(name))
     from diffusers import DiffusionPipeline
 

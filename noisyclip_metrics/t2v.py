@@ -227,15 +227,15 @@ def _load_tensor(x: torch.Tensor, where: str, opts: _Options, channels: int) -> 
 
 
 def list_all_models() -> list[str]:
-    """Registered NoisyCLIP model ids (the world's CLIP models); any checkpoint folder works too.
+    """Registered NoisyCLIP model ids (the plugins', e.g. the world's CLIP models); any checkpoint folder works too.
 
     Example:
         >>> list_all_models()
         ['world:clip', 'world:noisyclip', 'world:noisyclip-x0']
     """
-    from .world.models import WORLD_IDS
+    from .plugins import registered_ids
 
-    return [name for name in WORLD_IDS if WORLD_IDS.get(name).kind == "model"]
+    return registered_ids("model")
 
 
 class NoisyCLIPScoreModel:

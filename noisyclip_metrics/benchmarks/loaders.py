@@ -25,7 +25,6 @@ __all__ = [
     "load_imagereward",
     "load_t2i_compbench",
     "load_tifa",
-    "load_world_benchmark",
     "read_tifa_questions",
 ]
 
@@ -334,19 +333,3 @@ def load_imagereward(spec: BenchmarkSpec, source: Source) -> list[Prompt]:
             extra["n_images"] = len(gens)
         prompts.append(Prompt(record["id"], text, (), spec.name, extra=extra))
     return _unique(prompts, path, lambda k: json_entry_line(path, k))
-
-
-@LOADERS.register("world")
-def load_world_benchmark(spec: BenchmarkSpec, source: Source, *, n: int | None = None, seed: int = 0) -> list[Prompt]:
-    """The built-in world's benchmark prompts, generated (no files; ``load_benchmark("world")`` needs no path).
-
-    Args:
-        n: the first ``n`` prompts (all 400 by default), stratified by template.
-        seed: the split's seed (0 = the benchmark the shipped world models are evaluated on).
-    """
-    from ..world.benchmark import world_promptset
-
-    return list(world_promptset(n, seed))
-
-
-load_world_benchmark.needs_files = False  # type: ignore[attr-defined]  # read by load_benchmark: path may be None

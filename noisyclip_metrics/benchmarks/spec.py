@@ -34,9 +34,11 @@ __all__ = [
     "DownloadSpec",
     "FileSpec",
     "Source",
+    "benchmark_loader",
     "benchmark_spec",
     "list_benchmarks",
     "load_benchmark",
+    "loader_options",
     "parse_spec",
     "register_benchmark",
 ]
@@ -314,6 +316,25 @@ def _resolve(spec: BenchmarkSpec, path: Path, overrides: Mapping[str, str | Path
     return Source(folder=folder, files=MappingProxyType(files))
 
 
+def benchmark_loader(name: str) -> Loader:
+    """The loader of benchmark ``name``'s format (after loading the plugins, which register theirs).
+
+    Its keyword-only parameters are the options :func:`load_benchmark` accepts; ``needs_files = False`` on it means
+    the prompts are generated and no path is needed.
+    """
+    from ..plugins import load_plugins
+
+    spec = benchmark_spec(name)
+    load_plugins()  # formats of plugins (the world's) register when they load
+    return LOADERS.get(spec.format)
+
+
+def loader_options(name: str) -> list[str]:
+    """The options benchmark ``name`` takes (e.g. ``["n", "seed"]`` for ``world``)."""
+    params = inspect.signature(benchmark_loader(name)).parameters.values()
+    return [p.name for p in params if p.kind is p.KEYWORD_ONLY]
+
+
 def load_benchmark(name: str, path: str | Path | None = None, **options: Any) -> PromptSet:
     """Load a benchmark's prompts from local files.
 
@@ -345,8 +366,8 @@ def load_benchmark(name: str, path: str | Path | None = None, **options: Any) ->
         >>> tmp.cleanup()
     """
     spec = benchmark_spec(name)
-    loader = LOADERS.get(spec.format)
-    accepted = [p.name for p in inspect.signature(loader).parameters.values() if p.kind is p.KEYWORD_ONLY]
+    loader = benchmark_loader(name)
+    accepted = loader_options(name)
     overrides = options.pop("files", None) or {}
     for key in options:
         if key not in accepted:

@@ -36,7 +36,6 @@ COMMANDS: Registry[Command] = Registry("command")
 #: Modules whose import registers subcommands (later capabilities append here).
 COMMAND_MODULES = [
     "noisyclip_metrics.cli.core",
-    "noisyclip_metrics.cli.world",
     "noisyclip_metrics.cli.evaluate",
     "noisyclip_metrics.cli.correlate",
     "noisyclip_metrics.cli.leaderboard",
@@ -56,6 +55,9 @@ class OneLineParser(argparse.ArgumentParser):
 def _load_commands() -> None:
     for module in COMMAND_MODULES:
         importlib.import_module(module)
+    from ..plugins import load_plugins
+
+    load_plugins()  # plugins add their own subcommands (the world's `noisyclip world`)
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:

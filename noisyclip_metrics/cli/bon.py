@@ -111,13 +111,15 @@ def _todo(out: Path, prompts: list[str], same: dict[str, Any]) -> list[int]:
 
 
 def _default_model(pipeline: str, scorer: str) -> str:
-    from ..world.models import is_world_id
+    """The scorer's model the pipeline's plugin declares (``world:clip`` for the world's frozen scorers)."""
+    from ..plugins import run_defaults
+    from ..scorers import scorer_spec
 
-    if is_world_id(pipeline):
-        from ..scorers import scorer_spec
-
-        return f"world:{scorer}" if scorer_spec(scorer).fine_tuned else "world:clip"  # world ids mirror the names
-    raise InputError("--model: needed for a non-world pipeline (the scorer's CLIP checkpoint folder or id)")
+    models = run_defaults(pipeline).models
+    model = models.get(scorer) if scorer_spec(scorer).fine_tuned else models.get("clip")
+    if model is None:
+        raise InputError(f"--model: {pipeline} declares no model for {scorer!r}; pass the CLIP checkpoint folder or id")
+    return model
 
 
 def _policy(args: argparse.Namespace, steps: int | None) -> Any:
@@ -142,18 +144,17 @@ def _run_run(args: argparse.Namespace) -> int:
     from ..functional import resolve_model
     from ..io import read_prompt_file
     from ..pipelines import load_pipeline
+    from ..plugins import run_defaults
     from ..scorers import build_scorer
-    from ..world.models import is_world_id, world_sampler
 
     if args.batch_prompts < 1:
         raise InputError(f"--batch-prompts: expected >= 1, got {args.batch_prompts}")
     prompts = None if args.prompts_file is None else read_prompt_file(args.prompts_file)  # before the slow loads
     pipe = load_pipeline(args.pipeline, args.device, args.dtype)
     steps, guidance = args.steps, args.guidance_scale
-    if is_world_id(args.pipeline):
-        sampler = world_sampler()
-        steps = steps or int(sampler["num_inference_steps"])
-        guidance = guidance if guidance is not None else sampler.get("guidance_scale")
+    defaults = run_defaults(args.pipeline)  # the plugin's sampler for its pipelines (the world's), none for a folder
+    steps = steps or defaults.num_inference_steps
+    guidance = guidance if guidance is not None else defaults.guidance_scale
     policy = _policy(args, steps)
     device = pipe.device if args.device else None
     model = resolve_model(args.model or _default_model(args.pipeline, args.scorer), device)

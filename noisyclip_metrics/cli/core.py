@@ -290,6 +290,7 @@ COMMANDS.register(
 
 # -------------------------------------------------------------------------------------------------------------- info
 def _run_info(args: argparse.Namespace) -> int:
+    from ..plugins import load_plugins, registered_ids
     from ..preview import list_preview_maps
     from ..scorers import list_scorers
     from ..training.sampling import STEP_STRATEGIES
@@ -297,6 +298,8 @@ def _run_info(args: argparse.Namespace) -> int:
     from ..trajectory import PIPELINE_FAMILIES
 
     rows = {
+        "plugins": list(load_plugins()),
+        "model ids": registered_ids(),
         "scorers": list_scorers(),
         "preview maps": list_preview_maps(),
         "pipeline families": PIPELINE_FAMILIES.names(),

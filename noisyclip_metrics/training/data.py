@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +18,10 @@ from safetensors import safe_open
 
 from ..errors import DataFileError, InputError
 from ..model import READS
-from ..registry import Registry
 from ..trajectory_store import TrajectoryRecord, TrajectoryStore
+from .negatives import NEGATIVES  # re-exported: where it used to live
 
 __all__ = ["NEGATIVES", "TrajectorySource", "held_out", "load_labels"]
-
-#: Hard-negative caption generators by name: each maps a prompt to captions that contradict it.
-NEGATIVES: Registry[Callable[[str], list[str]]] = Registry("hard-negative source")
-NEGATIVES.register("none", lambda prompt: [])
-
-
-def _world_negatives(prompt: str) -> list[str]:
-    from ..world.negatives import world_negatives
-
-    return world_negatives(prompt)
-
-
-NEGATIVES.register("world", _world_negatives)
 
 
 def held_out(prompt_id: str, fraction: float) -> bool:

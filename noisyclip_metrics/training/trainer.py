@@ -40,8 +40,9 @@ from ..model import NoisyCLIPModel
 from ..pipelines import torch_device
 from ..provenance import describe_training_data
 from ..registry import Registry
-from .data import NEGATIVES, TrajectorySource, held_out, load_labels
+from .data import TrajectorySource, held_out, load_labels
 from .evaluate import evaluate_steps
+from .negatives import negatives_source
 from .sampling import parse_step_sampler
 from .targets import TARGETS, TargetBatch
 
@@ -133,7 +134,7 @@ class TrainConfig:
             raise InputError(f"val_fraction: expected a value in [0, 1), got {self.val_fraction}")
         TARGETS.get(self.target)
         OPTIMIZERS.get(self.optimizer)
-        NEGATIVES.get(self.negatives)
+        negatives_source(self.negatives)
         parse_step_sampler(self.step_sampling)
         if self.device != "auto":
             torch_device(self.device)
@@ -287,7 +288,7 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
                 f"divisible by {group}, got batch_size {config.batch_size}"
             )
     group_prompts = sorted(siblings)
-    negatives_fn = NEGATIVES.get(config.negatives) if target.uses_negatives else NEGATIVES.get("none")
+    negatives_fn = negatives_source(config.negatives) if target.uses_negatives else negatives_source("none")
     sampler = parse_step_sampler(config.step_sampling)
     sampler.ranges(source.num_steps)
 

@@ -193,31 +193,3 @@ def load_world(asset_id: str, fresh: bool = False) -> Any:
     if fresh:
         return _load_cached.__wrapped__(asset_id, str(world_weights_dir()))
     return _load_cached(asset_id, str(world_weights_dir()))
-
-
-def _resolve_model(name: str) -> Any:
-    if not is_world_id(name):
-        return None
-    if WORLD_IDS.get(name).kind != "model":
-        raise InputError(f"model: {name} is a diffusion pipeline, not a CLIP model")
-    return load_world(name)
-
-
-def _resolve_pipeline(name: str) -> Any:
-    if not is_world_id(name):
-        return None
-    if WORLD_IDS.get(name).kind != "pipeline":
-        raise InputError(f"pipeline: {name} is a CLIP model, not a diffusion pipeline")
-    return load_world(name)
-
-
-def _register_resolvers() -> None:
-    from ..resolvers import MODEL_RESOLVERS, PIPELINE_RESOLVERS
-
-    if _resolve_model not in MODEL_RESOLVERS:
-        MODEL_RESOLVERS.append(_resolve_model)
-    if _resolve_pipeline not in PIPELINE_RESOLVERS:
-        PIPELINE_RESOLVERS.append(_resolve_pipeline)
-
-
-_register_resolvers()
