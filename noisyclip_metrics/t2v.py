@@ -261,7 +261,7 @@ class NoisyCLIPScoreModel:
 
     def __init__(
         self,
-        model: Any = "world:noisyclip",
+        model: Any,
         device: str | torch.device = "cpu",
         cache_dir: Any = None,
         *,
@@ -426,7 +426,8 @@ class NoisyCLIPT2VScore(_ScoreBase):
 
     Args:
         model: a :class:`NoisyCLIPModel`, a registered id (:func:`list_all_models`, e.g. ``"world:noisyclip"``) or a
-            checkpoint folder. Unlike t2v-metrics' built-in scores, any folder is accepted.
+            checkpoint folder. Unlike t2v-metrics' built-in scores, any folder is accepted; and there is no default
+            model (it was the 32-pixel world's, which no user of real images wants by accident).
         device: ``"cpu"``, ``"cuda"``...
         cache_dir: accepted for signature compatibility (nothing is downloaded or cached).
         step, timestep, latent_scale, scheduler, tensor_kind, step_index: defaults for the inputs, as for
@@ -437,7 +438,7 @@ class NoisyCLIPT2VScore(_ScoreBase):
 
     def __init__(
         self,
-        model: Any = "world:noisyclip",
+        model: Any,
         device: str | torch.device = "cpu",
         cache_dir: Any = None,
         *,
@@ -465,7 +466,7 @@ class NoisyCLIPT2VScore(_ScoreBase):
         )
 
     def prepare_scoremodel(
-        self, model: Any = "world:noisyclip", device: str | torch.device = "cpu", cache_dir: Any = None, **kwargs: Any
+        self, model: Any, device: str | torch.device = "cpu", cache_dir: Any = None, **kwargs: Any
     ) -> NoisyCLIPScoreModel:
         """The backend (t2v-metrics hook)."""
         return NoisyCLIPScoreModel(model, device, cache_dir, **kwargs)

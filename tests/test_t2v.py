@@ -41,6 +41,11 @@ def score(tiny_model):
     return NoisyCLIPT2VScore(model=tiny_model, device="cpu")
 
 
+def test_the_model_is_an_argument_not_a_default():
+    with pytest.raises(TypeError, match="model"):
+        NoisyCLIPT2VScore()  # was the 32-pixel world NoisyCLIP, silently
+
+
 @pytest.mark.skipif(REAL_T2V, reason="t2v-metrics is installed here")
 def test_base_class_without_t2v_metrics():
     assert not t2v_module.HAS_T2V_METRICS
