@@ -231,8 +231,9 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     from .scorers import build_scorer, scorer_spec
 
     rank, world_size = _dist()
-    check_pipeline_name(cfg.model)  # a wrong --model first: it decides every default
     d = _defaults(cfg)
+    if d["judge"] is None or d["benchmark"] is None:
+        check_pipeline_name(cfg.model)  # a mistyped --model explains a missing default better than the default does
     if d["judge"] is None:
         raise InputError(
             f"judge: {cfg.model} comes with no default judge; pass --judge (clip-final, or a judgments file)"
