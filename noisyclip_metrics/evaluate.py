@@ -146,12 +146,6 @@ class EvalResult:
     seconds: dict[str, float]
 
 
-def _source_folders(name: str | None) -> tuple[Path, ...]:
-    from .plugins import source_paths
-
-    return source_paths(name)
-
-
 def load_prompts(benchmark: str, path: str | None = None, n: int | None = None) -> Any:
     """A :class:`~noisyclip_metrics.benchmarks.PromptSet` from a benchmark (an adapter name, with ``path`` when it
     reads files) or a prompt file; with ``n``, ``n`` prompts: the loader's own selection where it takes an ``n``
@@ -227,6 +221,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     from .functional import resolve_model
     from .judges import build_judge
     from .pipelines import check_pipeline_name, load_pipeline
+    from .plugins import source_paths
     from .provenance import check_disjoint, git_revision, weights_hash
     from .scorers import build_scorer, scorer_spec
 
@@ -278,12 +273,12 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     if cfg.score_every != 1:
         sampler["score_every"] = cfg.score_every
     name = cfg.name or cfg.model
-    scorer_info = {s: {"model": ref, "weights": weights_hash(*_source_folders(ref))} for s, ref in refs.items()}
-    judge_weights = weights_hash(*_source_folders(d["clip"])) if d["judge"] == "clip-final" else ""
+    scorer_info = {s: {"model": ref, "weights": weights_hash(*source_paths(ref))} for s, ref in refs.items()}
+    judge_weights = weights_hash(*source_paths(d["clip"])) if d["judge"] == "clip-final" else ""
     judge_info = {"name": getattr(judge, "name", str(d["judge"])), "source": str(d["judge"]), "weights": judge_weights}
     model_info = {
         "id": cfg.model,
-        "weights": weights_hash(*_source_folders(cfg.model)),
+        "weights": weights_hash(*source_paths(cfg.model)),
         "pipeline": type(pipe).__name__,
     }
     identity = {

@@ -48,7 +48,8 @@ def resolve_model(model: ModelLike, device: str | torch.device | None = None) ->
     if isinstance(model, (str, Path)):
         scheme = id_scheme(model)  # a plugin's id ("world:clip"), or None for a folder
         if scheme is not None:
-            scheme.kind(str(model))  # unknown ids fail with a did-you-mean
+            if scheme.kind(str(model)) != "model":  # unknown ids fail with a did-you-mean
+                raise InputError(f"model: {model} is a diffusion pipeline, not a CLIP model")
             return on_device(scheme.load_model(str(model)), device)
         return NoisyCLIPModel.from_pretrained(model).to(torch_device(device) or "cpu")
     if callable(model):

@@ -93,7 +93,8 @@ def load_pipeline(name: str, device: str | torch.device | None = None, dtype: st
     device, dtype = torch_device(device), torch_dtype(dtype)
     scheme = id_scheme(name)  # a plugin's id ("world:sd-base"), or None for a folder
     if scheme is not None:
-        scheme.kind(str(name))  # unknown ids fail with a did-you-mean
+        if scheme.kind(str(name)) != "pipeline":  # unknown ids fail with a did-you-mean
+            raise InputError(f"pipeline: {name} is a CLIP model, not a diffusion pipeline")
         pipe = scheme.load_pipeline(str(name))  # may be cached and shared: a placed one is a copy
         return _placed(copy.deepcopy(pipe) if device is not None or dtype is not None else pipe, device, dtype)
     check_pipeline_name(name)

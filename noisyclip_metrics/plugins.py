@@ -21,8 +21,8 @@ Example:
     ('world',)
     >>> run_defaults("world:sd-base").judge
     'world-oracle'
-    >>> run_defaults("/some/pipeline/folder")
-    RunDefaults(num_inference_steps=None, guidance_scale=None, benchmark=None, judge=None, models={})
+    >>> run_defaults("/some/pipeline/folder") == RunDefaults()  # a folder: no defaults
+    True
 """
 
 from __future__ import annotations
@@ -82,12 +82,6 @@ class RunDefaults:
     def __post_init__(self) -> None:
         object.__setattr__(self, "models", MappingProxyType(dict(self.models)))
 
-    def __repr__(self) -> str:  # a plain dict in the repr, not a mappingproxy
-        return (
-            f"RunDefaults(num_inference_steps={self.num_inference_steps!r}, guidance_scale={self.guidance_scale!r}, "
-            f"benchmark={self.benchmark!r}, judge={self.judge!r}, models={dict(self.models)!r})"
-        )
-
 
 @dataclass(frozen=True)
 class IdScheme:
@@ -96,8 +90,9 @@ class IdScheme:
     Args:
         prefix: the part before the colon.
         ids: the ids it knows, as ``{id: kind}`` with kind ``"model"`` (a NoisyCLIP/CLIP) or ``"pipeline"``.
-        load_model: id -> :class:`~noisyclip_metrics.model.NoisyCLIPModel` (may be cached; it is copied when placed).
-        load_pipeline: id -> diffusers pipeline (may be cached; it is copied when placed).
+        load_model: model id -> :class:`~noisyclip_metrics.model.NoisyCLIPModel` (may be cached; it is copied when
+            placed). The core checks the id's kind first.
+        load_pipeline: pipeline id -> diffusers pipeline (may be cached; it is copied when placed).
         source_paths: id -> the folders holding its weights (hashed into a run's identity).
         run_defaults: pipeline id -> the :class:`RunDefaults` of an evaluation of it.
     """

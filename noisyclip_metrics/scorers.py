@@ -303,7 +303,8 @@ def _need(kind: str, **resources: Any) -> Any:
 
 def fine_tuned_scorers() -> dict[str, str]:
     """Scorer name -> what its fine-tuned tower reads (``latents`` or ``x0``), for every fine-tuned scorer."""
-    return {name: spec.reads for name, spec in ((n, SCORERS.get(n)) for n in SCORERS) if spec.fine_tuned}
+    specs = (SCORERS.get(name) for name in SCORERS)
+    return {spec.name: spec.reads for spec in specs if spec.fine_tuned}
 
 
 def noisyclip_scorer_name(model: NoisyCLIPModel) -> str:
@@ -318,7 +319,7 @@ def model_resource(scorer: str) -> str:
 
 def _fine_tuned(name: str, **resources: Any) -> PreviewScorer:
     model = _need("noisyclip", **resources)
-    reads = fine_tuned_scorers()[name]
+    reads = SCORERS.get(name).reads
     if model.config.reads != reads:
         raise InputError(
             f"noisyclip: this checkpoint was fine-tuned on previews of {model.config.reads} "

@@ -13,7 +13,10 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
+from noisyclip_metrics.errors import InputError
+from noisyclip_metrics.functional import resolve_model
 from noisyclip_metrics.model import TINY_TEST_CONFIG, NoisyCLIPModel
+from noisyclip_metrics.pipelines import load_pipeline
 from noisyclip_metrics.plugins import ENTRY_POINT_GROUP, load_plugins, run_defaults, source_paths
 from noisyclip_metrics.results import ResultsStore
 from noisyclip_metrics.testing import tiny_pipeline
@@ -107,6 +110,11 @@ def test_the_world_is_a_plugin_like_any_other():
     assert "world" in load_plugins()
     assert run_defaults("world:sd-base").benchmark == "world" and run_defaults("some/folder").judge is None
     assert source_paths("world:noisyclip")[0].name == "noisyclip" and source_paths("a/b") == (Path("a/b"),)
+    # the core checks an id's kind before the plugin loads anything
+    with pytest.raises(InputError, match="world:sd-base is a diffusion pipeline, not a CLIP model"):
+        resolve_model("world:sd-base")
+    with pytest.raises(InputError, match="world:clip is a CLIP model, not a diffusion pipeline"):
+        load_pipeline("world:clip")
 
 
 @pytest.mark.slow

@@ -331,8 +331,11 @@ def benchmark_loader(name: str) -> Loader:
 
 def loader_options(name: str) -> list[str]:
     """The options benchmark ``name`` takes (e.g. ``["n", "seed"]`` for ``world``)."""
-    params = inspect.signature(benchmark_loader(name)).parameters.values()
-    return [p.name for p in params if p.kind is p.KEYWORD_ONLY]
+    return _keyword_options(benchmark_loader(name))
+
+
+def _keyword_options(loader: Loader) -> list[str]:
+    return [p.name for p in inspect.signature(loader).parameters.values() if p.kind is p.KEYWORD_ONLY]
 
 
 def load_benchmark(name: str, path: str | Path | None = None, **options: Any) -> PromptSet:
@@ -367,7 +370,7 @@ def load_benchmark(name: str, path: str | Path | None = None, **options: Any) ->
     """
     spec = benchmark_spec(name)
     loader = benchmark_loader(name)
-    accepted = loader_options(name)
+    accepted = _keyword_options(loader)
     overrides = options.pop("files", None) or {}
     for key in options:
         if key not in accepted:

@@ -59,6 +59,7 @@ __all__ = [
     "bon_rows",
     "cascade_label",
     "compute_bon",
+    "final_only_scorers",
     "load_run",
     "pick_scores",
     "plan_cost",
@@ -246,6 +247,12 @@ def _halving_decisions(k: int, n: int, num_steps: int, m: int = 1) -> list[tuple
     return decisions
 
 
+def final_only_scorers(arrays: RunArrays) -> set[str]:
+    """Scorers of a run that scored only the final image (``clip-final``): the run's rows have them at k = T alone."""
+    steps = arrays.num_steps
+    return {name for name, a in arrays.scores.items() if np.isnan(a[:, :, :steps]).all()}
+
+
 def _plans(
     name: str, n: int, k: int, steps: int, final: str | None, final_only: bool
 ) -> list[tuple[str, int, list[tuple[int, int]]]]:
@@ -334,6 +341,7 @@ def bon_rows(
         for key, v in values.items():
             out[key].append(v)
 
+    final_only = final_only_scorers(arrays)
     for n in ns:
         prow, pcol = arrays.groups(int(n))
         if len(prow) == 0:
@@ -346,9 +354,8 @@ def bon_rows(
         fsel = arrays.scores[final_scorer][prow[:, None], pcol, steps] if final_scorer else None
         for name, a in arrays.scores.items():
             s = a[prow[:, None], pcol]  # (G, n, T+1)
-            final_only = bool(np.isnan(a[:, :, :steps]).all())  # scored only at k = T (the run's rows say so)
             for k in range(steps + 1):
-                for policy, m, decisions in _plans(name, n, k, steps, final_scorer, final_only):
+                for policy, m, decisions in _plans(name, n, k, steps, final_scorer, name in final_only):
                     valid, picks = _plan_picks(s, decisions, fsel if m > 1 else None)
                     if not valid.any():
                         continue

@@ -237,14 +237,15 @@ def _scorer_costs(items: list[str] | None) -> dict[str, float]:
 
 def _run_offline(args: argparse.Namespace) -> int:
     from ..bon.offline import compute_bon
-    from ..scorers import SCORERS
 
     costs = _scorer_costs(args.scorer_cost)
     final = None if args.final_scorer.lower() == "none" else args.final_scorer
     table = compute_bon(args.results, args.run, ns=args.n, costs=costs, final_scorer=final)
     rows = table.to_pylist()
     runs = sorted({r["run_id"] for r in rows})
-    final_only = {r["scorer"] for r in rows if r["scorer"] in SCORERS and SCORERS.get(r["scorer"]).final_only}
+    # a scorer of the final image alone (clip-final) has rows at k = T only: its one-shot row is the full-cost pick
+    last = {r["scorer"] for r in rows if r["k"] == r["num_steps"]}
+    final_only = last - {r["scorer"] for r in rows if r["k"] != r["num_steps"]}
     print(f"{len(rows)} BoN rows for {len(runs)} run(s) -> {Path(args.results) / 'bon'}")
     for r in rows:
         if r["policy"] in ("random", "oracle") or (r["scorer"] in final_only and r["policy"] == "one-shot"):

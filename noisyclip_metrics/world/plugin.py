@@ -73,19 +73,9 @@ def _ids() -> dict[str, str]:
     return {name: WORLD_IDS.get(name).kind for name in WORLD_IDS}
 
 
-def _load_model(name: str) -> Any:
-    from .models import WORLD_IDS, load_world
+def _load(name: str) -> Any:
+    from .models import load_world
 
-    if WORLD_IDS.get(name).kind != "model":
-        raise InputError(f"model: {name} is a diffusion pipeline, not a CLIP model")
-    return load_world(name)
-
-
-def _load_pipeline(name: str) -> Any:
-    from .models import WORLD_IDS, load_world
-
-    if WORLD_IDS.get(name).kind != "pipeline":
-        raise InputError(f"pipeline: {name} is a CLIP model, not a diffusion pipeline")
     return load_world(name)
 
 
@@ -132,8 +122,8 @@ def register() -> None:
             IdScheme(
                 prefix="world",
                 ids=_ids,
-                load_model=_load_model,
-                load_pipeline=_load_pipeline,
+                load_model=_load,
+                load_pipeline=_load,
                 source_paths=_source_paths,
                 run_defaults=_run_defaults,
             )
