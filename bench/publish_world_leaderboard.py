@@ -1,15 +1,15 @@
 """Regenerate the published world leaderboard in ``leaderboards/world/`` (run whenever the world models change).
 
     python bench/publish_world_leaderboard.py [--results runs/world-full/results [--rebuild]] [--slice-prompts 4]
-                                              [--replicate-prompts 96] [--prompts N]
+                                              [--replicate-prompts 96] [--fresh-prompts N] [--prompts N]
 
 1. runs ``noisyclip demo --full`` into ``runs/world-full`` unless ``--results`` points at a finished full run (the full
    demo refuses a fine-tuned scorer trained on its seeds or prompts); with ``--rebuild`` the run's leaderboard is
    rebuilt from its results first (after a change to the leaderboard code: no regeneration needed);
 2. runs the two replicates of the leakage guard (:mod:`noisyclip_metrics.leaderboard.guard`) into
    ``runs/world-replicates``: the first ``--replicate-prompts`` benchmark prompts on seeds 100-105 (``fresh-seeds``)
-   and as many prompts outside the benchmark and the NoisyCLIPs' training prompts on seeds 0-5 (``fresh-prompts``),
-   with the fine-tuned scorers and the frozen ones as controls; then ``noisyclip leaderboard guard``, which writes
+   and ``--fresh-prompts`` (default: as many) prompts outside the benchmark and the NoisyCLIPs' training prompts on
+   seeds 0-5 (``fresh-prompts``), with the fine-tuned scorers and the frozen ones as controls; then ``noisyclip leaderboard guard``, which writes
    ``guard.json`` / ``guard.md`` beside the leaderboard and **fails the publication** when a fine-tuned scorer's
    published curve differs from a replicate beyond its interval;
 3. copies the rendered report (``index.html``, ``README.md``, charts, ``leaderboard.json``, CSVs, the guard's report)
@@ -82,18 +82,25 @@ FRESH_SEEDS = (100, 101, 102, 103, 104, 105)
 GUARD_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 1.0)
 
 
-def run_replicates(out: Path, n_prompts: int, models: list[str], seeds: int, batch_size: int) -> dict[str, Path]:
-    """Evaluate the fresh-seed and fresh-prompt replicates of every model into ``out``; returns kind -> results."""
+def run_replicates(
+    out: Path, n_prompts: int, models: list[str], seeds: int, batch_size: int, n_fresh_prompts: int | None = None
+) -> dict[str, Path]:
+    """Evaluate the fresh-seed and fresh-prompt replicates of every model into ``out``; returns kind -> results.
+
+    The fresh-seed replicate takes the first ``n_prompts`` benchmark prompts (paired with the published run); the
+    fresh-prompt one draws ``n_fresh_prompts`` new prompts (default: as many).
+    """
+    n_fresh_prompts = n_fresh_prompts or n_prompts
     from noisyclip_metrics.evaluate import EvalConfig, evaluate
     from noisyclip_metrics.world.benchmark import fresh_world_prompts
     from noisyclip_metrics.world.build.config import PRESETS
     from noisyclip_metrics.world.build.stages import noisy_training_prompts
 
     trained = frozenset(noisy_training_prompts(PRESETS.get("full")))
-    prompt_file = out / "fresh-prompts.txt"
+    prompt_file = out / f"fresh-prompts-{n_fresh_prompts}.txt"
     if not prompt_file.is_file():
         out.mkdir(parents=True, exist_ok=True)
-        prompt_file.write_text("\n".join(fresh_world_prompts(n_prompts, trained)) + "\n", encoding="utf-8")
+        prompt_file.write_text("\n".join(fresh_world_prompts(n_fresh_prompts, trained)) + "\n", encoding="utf-8")
     runs = {
         "fresh-seeds": {"benchmark": "world", "prompts": n_prompts, "seeds": FRESH_SEEDS},
         "fresh-prompts": {"benchmark": str(prompt_file), "seeds": tuple(range(seeds))},
@@ -123,7 +130,13 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true", help="rebuild the leaderboard of --results first")
     parser.add_argument("--slice-prompts", type=int, default=4)
     parser.add_argument(
-        "--replicate-prompts", type=int, default=96, help="prompts of each replicate of the leakage guard"
+        "--replicate-prompts", type=int, default=96, help="benchmark prompts of the fresh-seed replicate"
+    )
+    parser.add_argument(
+        "--fresh-prompts",
+        type=int,
+        default=None,
+        help="prompts of the fresh-prompt replicate (default: --replicate-prompts)",
     )
     parser.add_argument(
         "--prompts",
@@ -146,7 +159,12 @@ def main() -> None:
         results = out / "results"
     demo = json.loads((results.parent / "demo.json").read_text(encoding="utf-8"))["settings"]
     replicates = run_replicates(
-        Path("runs") / "world-replicates", args.replicate_prompts, demo["models"], demo["seeds"], demo["batch_size"]
+        Path("runs") / "world-replicates",
+        args.replicate_prompts,
+        demo["models"],
+        demo["seeds"],
+        demo["batch_size"],
+        n_fresh_prompts=args.fresh_prompts,
     )
     board = results.parent / "leaderboard"
     guard = [
