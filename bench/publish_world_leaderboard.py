@@ -9,9 +9,9 @@
 2. runs the two replicates of the leakage guard (:mod:`noisyclip_metrics.leaderboard.guard`) into
    ``runs/world-replicates``: the first ``--replicate-prompts`` benchmark prompts on seeds 100-105 (``fresh-seeds``)
    and ``--fresh-prompts`` (default: as many) prompts outside the benchmark and the NoisyCLIPs' training prompts on
-   seeds 0-5 (``fresh-prompts``), with the fine-tuned scorers and the frozen ones as controls; then ``noisyclip leaderboard guard``, which writes
-   ``guard.json`` / ``guard.md`` beside the leaderboard and **fails the publication** when a fine-tuned scorer's
-   published curve differs from a replicate beyond its interval;
+   seeds 0-5 (``fresh-prompts``), with the fine-tuned scorers and the frozen ones as controls; then ``noisyclip
+   leaderboard guard``, which writes ``guard.json`` / ``guard.md`` beside the leaderboard and **fails the
+   publication** when a fine-tuned scorer's published curve differs from a replicate beyond its interval;
 3. copies the rendered report (``index.html``, ``README.md``, charts, ``leaderboard.json``, CSVs, the guard's report)
    and the BoN table to ``leaderboards/world/``;
 4. writes ``leaderboards/world/slice/``: the leaderboard JSON of the first ``--slice-prompts`` benchmark prompts, built
@@ -97,10 +97,11 @@ def run_replicates(
     from noisyclip_metrics.world.build.stages import noisy_training_prompts
 
     trained = frozenset(noisy_training_prompts(PRESETS.get("full")))
-    prompt_file = out / f"fresh-prompts-{n_fresh_prompts}.txt"
-    if not prompt_file.is_file():
+    prompt_file = out / "fresh-prompts.txt"
+    text = "\n".join(fresh_world_prompts(n_fresh_prompts, trained)) + "\n"
+    if not prompt_file.is_file() or prompt_file.read_text(encoding="utf-8") != text:
         out.mkdir(parents=True, exist_ok=True)
-        prompt_file.write_text("\n".join(fresh_world_prompts(n_fresh_prompts, trained)) + "\n", encoding="utf-8")
+        prompt_file.write_text(text, encoding="utf-8")
     runs = {
         "fresh-seeds": {"benchmark": "world", "prompts": n_prompts, "seeds": FRESH_SEEDS},
         "fresh-prompts": {"benchmark": str(prompt_file), "seeds": tuple(range(seeds))},
