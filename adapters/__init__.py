@@ -1,1 +1,2 @@
-"""Benchmark specs (YAML), installed as ``noisyclip_metrics.adapters``; loaded by ``noisyclip_metrics.benchmarks``."""
+"""Benchmark specs (YAML), installed as ``noisyclip_metrics.adapters``; loaded by
+``noisyclip_metrics.evaluation.benchmarks``."""

@@ -6,7 +6,7 @@ The public API is imported lazily so ``import noisyclip_metrics`` stays cheap:
 >>> nm.__version__
 '0.1.0'
 >>> sorted(nm.__all__)[:3]
-['NoisyCLIPConfig', 'NoisyCLIPModel', 'NoisyCLIPScore']
+['EarlyBestOfN', 'EvalConfig', 'NoisyCLIPConfig']
 """
 
 from __future__ import annotations
@@ -17,18 +17,31 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "NoisyCLIPModel": "model",
-    "NoisyCLIPConfig": "model",
-    "NoisyCLIPScore": "metric",
-    "noisyclip_score": "functional",
-    "PreviewMap": "preview",
-    "get_preview_map": "preview",
-    "fit_preview_map": "preview",
-    "build_scorer": "scorers",
-    "ScoreInputs": "scorers",
-    "capture_trajectories": "trajectory",
-    "TrajectoryStore": "trajectory_store",
-    "record_trajectories": "trajectory_store",
+    # scoring: the model, the metric and the scorers
+    "NoisyCLIPModel": "scoring.model",
+    "NoisyCLIPConfig": "scoring.model",
+    "NoisyCLIPScore": "scoring.metric",
+    "noisyclip_score": "scoring.functional",
+    "resolve_model": "scoring.factory",
+    "load_pretrained": "scoring.model",
+    "save_pretrained": "scoring.checkpoint",
+    "PreviewMap": "scoring.preview",
+    "get_preview_map": "scoring.preview",
+    "fit_preview_map": "scoring.preview",
+    "build_scorer": "scoring.scorers",
+    "ScoreInputs": "scoring.scorers",
+    "NoisyCLIPT2VScore": "scoring.t2v",
+    # diffusion: recording trajectories
+    "capture_trajectories": "diffusion.trajectory",
+    "TrajectoryStore": "diffusion.trajectory_store",
+    "record_trajectories": "diffusion.trajectory_store",
+    # evaluation, reports, Best-of-N, training
+    "EvalConfig": "evaluation.runner",
+    "evaluate": "evaluation.runner",
+    "correlate": "evaluation.correlate",
+    "build_leaderboard": "leaderboard.build",
+    "EarlyBestOfN": "bon.early",
+    "NoisyCLIPMonitor": "bon.monitor",
     "TrainConfig": "training.trainer",
     "train": "training.trainer",
 }

@@ -10,10 +10,10 @@ A plugin registers with the registries a third-party package would use:
 
 * model ids: :func:`register_id_scheme` with an :class:`IdScheme` (ids ``"<prefix>:<name>"``; everything else is read
   as a local folder);
-* benchmarks: :func:`noisyclip_metrics.benchmarks.register_benchmark` and the loader registry
-  :data:`noisyclip_metrics.benchmarks.LOADERS`;
-* scorers: :func:`noisyclip_metrics.scorers.register_scorer`;
-* judges: :data:`noisyclip_metrics.judgments.JUDGES`;
+* benchmarks: :func:`noisyclip_metrics.evaluation.benchmarks.register_benchmark` and the loader registry
+  :data:`noisyclip_metrics.evaluation.benchmarks.LOADERS`;
+* scorers: :func:`noisyclip_metrics.scoring.scorers.register_scorer`;
+* judges: :data:`noisyclip_metrics.evaluation.judges.JUDGES`;
 * CLI subcommands: :data:`noisyclip_metrics.cli.COMMANDS`.
 
 Example:
@@ -35,8 +35,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .errors import InputError, NoisyCLIPError
-from .registry import Registry
+from noisyclip_metrics.errors import InputError, NoisyCLIPError
+from noisyclip_metrics.registry import Registry
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -90,8 +90,8 @@ class IdScheme:
     Args:
         prefix: the part before the colon.
         ids: the ids it knows, as ``{id: kind}`` with kind ``"model"`` (a NoisyCLIP/CLIP) or ``"pipeline"``.
-        load_model: model id -> :class:`~noisyclip_metrics.model.NoisyCLIPModel` (may be cached; it is copied when
-            placed). The core checks the id's kind first.
+        load_model: model id -> :class:`~noisyclip_metrics.scoring.model.NoisyCLIPModel` (may be cached; it is
+            copied when placed). The core checks the id's kind first.
         load_pipeline: pipeline id -> diffusers pipeline (may be cached; it is copied when placed).
         source_paths: id -> the folders holding its weights (hashed into a run's identity).
         run_defaults: pipeline id -> the :class:`RunDefaults` of an evaluation of it.
@@ -108,8 +108,8 @@ class IdScheme:
         """``"model"`` or ``"pipeline"``; an unknown id raises with a did-you-mean."""
         known = self.ids()
         if model_id not in known:
-            from .errors import UnknownNameError
-            from .registry import did_you_mean
+            from noisyclip_metrics.errors import UnknownNameError
+            from noisyclip_metrics.registry import did_you_mean
 
             names = list(known)
             raise UnknownNameError(

@@ -5,7 +5,7 @@ on the same seeds can learn what those noises tend to become instead of reading 
 therefore drawn from :data:`TRAINING_SEEDS` (:func:`training_seeds`, one reproducible seed per (prompt, candidate)),
 a range no evaluation run uses by default; a fine-tuned checkpoint records its seeds and prompts
 (:func:`describe_training_data`, stored as :attr:`NoisyCLIPConfig.trained_on
-<noisyclip_metrics.model.NoisyCLIPConfig>`), and :func:`check_disjoint` compares them with a run's.
+<noisyclip_metrics.scoring.model.NoisyCLIPConfig>`), and :func:`check_disjoint` compares them with a run's.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, LeakageError, LeakageWarning
+from noisyclip_metrics.errors import InputError, LeakageError, LeakageWarning
 
 __all__ = [
     "TRAINING_SEEDS",

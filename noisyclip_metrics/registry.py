@@ -20,7 +20,7 @@ import difflib
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from .errors import UnknownNameError
+from noisyclip_metrics.errors import UnknownNameError
 
 __all__ = ["Registry", "did_you_mean"]
 

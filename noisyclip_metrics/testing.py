@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from .registry import Registry
-from .tokenizers import load_clip_tokenizer, write_clip_bpe_files
+from noisyclip_metrics.registry import Registry
+from noisyclip_metrics.scoring.tokenizers import load_clip_tokenizer, write_clip_bpe_files
 
 __all__ = ["TINY_MERGES", "TINY_PIPELINES", "tiny_pipeline"]
 

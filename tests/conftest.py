@@ -10,17 +10,26 @@ from types import ModuleType
 import pytest
 import torch
 
-from noisyclip_metrics.model import TINY_TEST_CONFIG, NoisyCLIPModel
+from noisyclip_metrics.scoring.model import TINY_TEST_CONFIG, NoisyCLIPModel
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+#: Where the scripts live: timing benchmarks, research studies, publishing tools.
+SCRIPT_FOLDERS = [Path(__file__).resolve().parents[1] / d for d in ("benchmarks", "experiments", "tools")]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--gpu-device", default="cuda", help="device of the tests marked gpu (tests/gpu; default cuda, skipped without)"
+    )
 
 
 @pytest.fixture(scope="session")
-def bench_script() -> Callable[[str], ModuleType]:
-    """Loads a script of ``bench/`` as a module: ``bench_script("bon_world").main([...])``."""
+def script() -> Callable[[str], ModuleType]:
+    """Loads a script of ``benchmarks/``, ``experiments/`` or ``tools/`` as a module, to call its ``main([...])`` or
+    its functions: ``script("bon_world").main([...])``. Scripts import only the installed package, never each other."""
 
     def load(name: str) -> ModuleType:
-        spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+        (path,) = [folder / f"{name}.py" for folder in SCRIPT_FOLDERS if (folder / f"{name}.py").is_file()]
+        spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module

@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 from noisyclip_metrics.cli import main
-from noisyclip_metrics.judgments import Judgment, PartialJudgmentsWarning, check_coverage, write_judgments
-from noisyclip_metrics.model import TINY_TEST_CONFIG, NoisyCLIPModel
-from noisyclip_metrics.results import ROW_SCHEMA, ResultsStore, RunInfo
+from noisyclip_metrics.evaluation.judges import Judgment, PartialJudgmentsWarning, check_coverage, write_judgments
+from noisyclip_metrics.evaluation.results import ROW_SCHEMA, ResultsStore, RunInfo
+from noisyclip_metrics.scoring.model import TINY_TEST_CONFIG, NoisyCLIPModel
 from noisyclip_metrics.testing import tiny_pipeline
 
 # NOISYCLIP_FUZZ_EXAMPLES=500 explores further (the default keeps the suite fast)
@@ -656,8 +656,8 @@ def test_partial_judgments_file_is_refused_unless_allowed(assets, tmp_path):
 
 def test_partial_judgments_are_refused_by_the_api_too(assets, tmp_path):
     """``correlate()`` itself refuses (the CLI only forwards ``--allow-partial``): a file or judgments in memory."""
-    from noisyclip_metrics.correlate import correlate
     from noisyclip_metrics.errors import DataFileError
+    from noisyclip_metrics.evaluation.correlate import correlate
 
     partial = _human([("p0", 0), ("p0", 1), ("p1", 0)])  # p1/1 missing
     path = write_judgments(tmp_path / "human.csv", partial)

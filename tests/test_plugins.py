@@ -13,12 +13,12 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
+from noisyclip_metrics.diffusion.pipelines import load_pipeline
 from noisyclip_metrics.errors import InputError
-from noisyclip_metrics.functional import resolve_model
-from noisyclip_metrics.model import TINY_TEST_CONFIG, NoisyCLIPModel
-from noisyclip_metrics.pipelines import load_pipeline
+from noisyclip_metrics.evaluation.results import ResultsStore
 from noisyclip_metrics.plugins import ENTRY_POINT_GROUP, load_plugins, run_defaults, source_paths
-from noisyclip_metrics.results import ResultsStore
+from noisyclip_metrics.scoring.factory import resolve_model
+from noisyclip_metrics.scoring.model import TINY_TEST_CONFIG, NoisyCLIPModel
 from noisyclip_metrics.testing import tiny_pipeline
 
 PLUGIN = '''
@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def _prompts(spec, source, *, n=None):
-    from noisyclip_metrics.benchmarks import Prompt
+    from noisyclip_metrics.evaluation.benchmarks import Prompt
 
     texts = ["a red circle", "two blue squares", "a green triangle"]
     return [Prompt(f"t{i}", t, source=spec.name) for i, t in enumerate(texts)][:n]
@@ -53,12 +53,12 @@ class HalfJudge:
 
 
 def register():
-    from noisyclip_metrics.benchmarks import LOADERS, parse_spec, register_benchmark
-    from noisyclip_metrics.judgments import JUDGES
-    from noisyclip_metrics.model import NoisyCLIPModel
-    from noisyclip_metrics.pipelines import load_pipeline
+    from noisyclip_metrics.evaluation.benchmarks import LOADERS, parse_spec, register_benchmark
+    from noisyclip_metrics.evaluation.judges import JUDGES
+    from noisyclip_metrics.scoring.model import NoisyCLIPModel
+    from noisyclip_metrics.diffusion.pipelines import load_pipeline
     from noisyclip_metrics.plugins import IdScheme, RunDefaults, register_id_scheme
-    from noisyclip_metrics.scorers import ScorerSpec, register_scorer
+    from noisyclip_metrics.scoring.scorers import ScorerSpec, register_scorer
 
     folders = {"tiny:pipe": HERE / "pipe", "tiny:clip": HERE / "clip"}
     register_id_scheme(IdScheme(

@@ -10,7 +10,6 @@ import pytest
 
 from noisyclip_metrics.cli import main
 from noisyclip_metrics.errors import InputError, LeakageError, LeakageWarning
-from noisyclip_metrics.model import TINY_TEST_CONFIG, NoisyCLIPConfig, NoisyCLIPModel
 from noisyclip_metrics.provenance import (
     TRAINING_SEEDS,
     check_disjoint,
@@ -19,6 +18,7 @@ from noisyclip_metrics.provenance import (
     seed_overlap,
     training_seeds,
 )
+from noisyclip_metrics.scoring.model import TINY_TEST_CONFIG, NoisyCLIPConfig, NoisyCLIPModel
 from noisyclip_metrics.testing import tiny_pipeline
 
 PROMPTS = ["a red circle", "two blue squares", "no circles"]
@@ -144,8 +144,8 @@ def test_evaluate_warns_on_training_seeds_and_refuses_them_for_publishing(assets
 
 
 def test_trajectories_record_each_prompts_own_seeds(assets, tmp_path):
-    from noisyclip_metrics.pipelines import load_pipeline
-    from noisyclip_metrics.trajectory_store import record_trajectories
+    from noisyclip_metrics.diffusion.pipelines import load_pipeline
+    from noisyclip_metrics.diffusion.trajectory_store import record_trajectories
 
     pipe = load_pipeline(str(assets / "pipe"))
     seeds = [training_seeds(p, 2) for p in PROMPTS[:2]]

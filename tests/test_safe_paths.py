@@ -12,12 +12,18 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from noisyclip_metrics.benchmarks import Prompt, download_benchmark, load_benchmark, parse_spec, register_benchmark
-from noisyclip_metrics.benchmarks import spec as spec_module
 from noisyclip_metrics.cli import main
 from noisyclip_metrics.errors import CheckpointError, DataFileError, InputError, SchemaError
-from noisyclip_metrics.results import ResultsStore, RunInfo
-from noisyclip_metrics.safepath import MAX_NAME_BYTES, UnsafePathError, check_name, check_relative, safe_join
+from noisyclip_metrics.evaluation.benchmarks import (
+    Prompt,
+    download_benchmark,
+    load_benchmark,
+    parse_spec,
+    register_benchmark,
+)
+from noisyclip_metrics.evaluation.benchmarks import adapters as spec_module
+from noisyclip_metrics.evaluation.results import ResultsStore, RunInfo
+from noisyclip_metrics.io.safepath import MAX_NAME_BYTES, UnsafePathError, check_name, check_relative, safe_join
 
 HOSTILE = [
     "../../ESCAPED",
@@ -177,7 +183,7 @@ def test_spec_file_names_and_downloads_stay_in_their_folder(tmp_path, private_re
 
 
 def download_module_urlopen():
-    from noisyclip_metrics.benchmarks import download as download_module
+    from noisyclip_metrics.evaluation.benchmarks import download as download_module
 
     return download_module.urllib.request
 
@@ -186,7 +192,7 @@ def download_module_urlopen():
 
 
 def test_save_images_refuses_ids_that_leave_the_folder(tmp_path):
-    from noisyclip_metrics.evaluate import _save_images
+    from noisyclip_metrics.evaluation.runner import _save_images
 
     folder = tmp_path / "images"
     images = torch.rand(2, 3, 8, 8)

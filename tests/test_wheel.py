@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHECK = """
 import sys, torch
 import noisyclip_metrics
-from noisyclip_metrics.scorers import ScoreInputs, build_scorer
-from noisyclip_metrics.world.models import WORLD_IDS, load_world
+from noisyclip_metrics.scoring.scorers import ScoreInputs, build_scorer
+from noisyclip_metrics.world.assets import WORLD_IDS, load_world
 assert noisyclip_metrics.__file__.startswith(sys.argv[1]), noisyclip_metrics.__file__
 for name in WORLD_IDS:
     load_world(name)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .calibration import ThresholdCalibration, fit_threshold_calibration
-from .early import BoNBatch, BoNResult, Decision, EarlyBestOfN
-from .fitting import (
+from noisyclip_metrics.bon.calibration import ThresholdCalibration
+from noisyclip_metrics.bon.early import BoNBatch, BoNResult, Decision, EarlyBestOfN
+from noisyclip_metrics.bon.fitting import (
     CrossFit,
     ScheduleFit,
     ThresholdFit,
@@ -20,14 +20,22 @@ from .fitting import (
     crossfit_halving,
     crossfit_threshold,
     fit_halving_schedule,
+    fit_threshold_calibration,
     fit_threshold_policy,
 )
-from .loops import LOOP_ADAPTERS, LoopSettings
-from .offline import BON_SCHEMA, compute_bon, pick_scores, read_bon
-from .policies import POLICIES, HalvingPolicy, OneShotPolicy, ThresholdPolicy, build_policy, schedule_cost
+from noisyclip_metrics.bon.loops import LOOP_ADAPTERS, LoopSettings
+from noisyclip_metrics.bon.offline import BON_SCHEMA, compute_bon, pick_scores, read_bon
+from noisyclip_metrics.bon.policies import (
+    POLICIES,
+    HalvingPolicy,
+    OneShotPolicy,
+    ThresholdPolicy,
+    build_policy,
+    schedule_cost,
+)
 
 if TYPE_CHECKING:
-    from .monitor import NoisyCLIPMonitor
+    from noisyclip_metrics.bon.monitor import NoisyCLIPMonitor
 
 __all__ = [
     "BON_SCHEMA",
@@ -63,7 +71,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # The monitor subclasses diffusers' PipelineCallback: importing it imports diffusers, so it loads on first use.
     if name == "NoisyCLIPMonitor":
-        from .monitor import NoisyCLIPMonitor
+        from noisyclip_metrics.bon.monitor import NoisyCLIPMonitor
 
         return NoisyCLIPMonitor
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

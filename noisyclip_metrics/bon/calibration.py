@@ -1,6 +1,7 @@
 """Calibration of the ``threshold`` policy: how far below the leader the eventual best candidate may score at step k.
 
-Fitted on a results store (:mod:`noisyclip_metrics.results`): for every prompt with at least ``n`` judged seeds
+Fitted on a results store (:mod:`noisyclip_metrics.evaluation.results`): for every prompt with at least ``n`` judged
+seeds
 (its first ``n`` seeds), let ``b`` be the candidate the judge scores best (ties: lowest seed) and, at step k, ``s``
 the scorer's scores of the ``n`` candidates. The *normalised gap* of the eventual best is
 
@@ -40,13 +41,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import DataFileError, InputError
-from ..io import write_json
-from ..results import ResultsStore
+from noisyclip_metrics.errors import DataFileError, InputError
+from noisyclip_metrics.io.files import write_json
 
 __all__ = [
     "ThresholdCalibration",
-    "fit_threshold_calibration",
     "gap_quantiles",
     "normalised_gaps",
     "simulate_threshold",
@@ -129,54 +128,6 @@ class ThresholdCalibration:
             return cls(**data)
         except TypeError as err:
             raise DataFileError(f"{path}: malformed calibration ({err})") from None
-
-
-def fit_threshold_calibration(
-    results: str | Path | ResultsStore, scorer: str, n: int = 6, quantile: float = 0.1, run_id: str | None = None
-) -> ThresholdCalibration:
-    """Fit a :class:`ThresholdCalibration` on the runs of a results store (all runs with the same T, or one run).
-
-    Raises:
-        InputError: when no run has ``scorer`` scores at every step and prompts with ``n`` judged seeds, or runs
-            with different T are mixed.
-    """
-    from .offline import load_run
-
-    store = results if isinstance(results, ResultsStore) else ResultsStore.open(results)
-    runs = [store.run(run_id)] if run_id else store.runs()
-    gaps: list[np.ndarray] = []
-    used, judges, steps_seen = [], set(), set()
-    for info in runs:
-        arrays = load_run(store, info.run_id)
-        if scorer not in arrays.scores:
-            continue
-        rows, cols = arrays.groups(n)
-        if len(rows) == 0:
-            continue
-        s = arrays.scores[scorer][rows[:, None], cols]  # (G, n, T+1)
-        if np.isnan(s).any():
-            continue
-        gaps.append(normalised_gaps(s, arrays.judge[rows[:, None], cols]))
-        used.append(info.run_id)
-        judges.add(arrays.judge_name)
-        steps_seen.add(arrays.num_steps)
-    if not gaps:
-        raise InputError(
-            f"scorer: no run of {store.root} has {scorer!r} scores at every step for prompts with {n} judged seeds"
-        )
-    if len(steps_seen) > 1:
-        raise InputError(f"run_id: runs have different numbers of steps {sorted(steps_seen)}; pick one with run_id")
-    z = np.concatenate(gaps)
-    return ThresholdCalibration(
-        scorer=scorer,
-        n=n,
-        quantile=quantile,
-        num_steps=steps_seen.pop(),
-        gaps=gap_quantiles(z, quantile),
-        judge=",".join(sorted(judges)),
-        runs=tuple(used),
-        groups=int(z.shape[0]),
-    )
 
 
 def normalised_gaps(scores: np.ndarray, judge: np.ndarray) -> np.ndarray:

@@ -19,8 +19,8 @@ scorings are counted apart (``final_scorer_evals``), since they cost differently
 Example:
     >>> import tempfile, torch
     >>> from noisyclip_metrics.testing import tiny_pipeline
-    >>> from noisyclip_metrics.model import NoisyCLIPModel, TINY_TEST_CONFIG
-    >>> from noisyclip_metrics.scorers import build_scorer
+    >>> from noisyclip_metrics.scoring.model import NoisyCLIPModel, TINY_TEST_CONFIG
+    >>> from noisyclip_metrics.scoring.scorers import build_scorer
     >>> pipe = tiny_pipeline("sd", tempfile.mkdtemp())
     >>> scorer = build_scorer("clip", model=NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0))
     >>> bon = EarlyBestOfN(pipe, scorer, OneShotPolicy(k=1))
@@ -51,14 +51,15 @@ from typing import Any
 
 import torch
 
-from ..errors import InputError
-from ..model import check_prompts
-from ..preview import PREVIEW_MAPS
-from ..scorers import ScoreInputs, Scorer
-from ..trajectory import PIPELINE_FAMILIES, PipelineFamily
-from ..x0 import model_input_scale
-from .loops import LoopAdapter, LoopSettings, LoopState, advance, loop_adapter, prune
-from .policies import OneShotPolicy, Policy, rank
+from noisyclip_metrics.bon.families import loop_adapter
+from noisyclip_metrics.bon.loops import LoopAdapter, LoopSettings, LoopState, advance, prune
+from noisyclip_metrics.bon.policies import OneShotPolicy, Policy, rank
+from noisyclip_metrics.diffusion.trajectory import PIPELINE_FAMILIES, PipelineFamily
+from noisyclip_metrics.errors import InputError
+from noisyclip_metrics.scoring.model import check_prompts
+from noisyclip_metrics.scoring.preview import PREVIEW_MAPS
+from noisyclip_metrics.scoring.scorers import ScoreInputs, Scorer
+from noisyclip_metrics.scoring.x0 import model_input_scale
 
 __all__ = ["BoNBatch", "BoNResult", "Decision", "EarlyBestOfN", "check_scorer_matches"]
 
@@ -227,7 +228,7 @@ class EarlyBestOfN:
 
     Args:
         pipe: a StableDiffusion, SDXL, SD3 or FLUX pipeline.
-        scorer: any :class:`~noisyclip_metrics.scorers.Scorer` (``noisyclip``, ``clip``, ``clip-x0``...).
+        scorer: any :class:`~noisyclip_metrics.scoring.scorers.Scorer` (``noisyclip``, ``clip``, ``clip-x0``...).
         policy: a :class:`~noisyclip_metrics.bon.policies.Policy` (default: one-shot at ``k=0``).
         final_scorer: a cascade's final scorer: it picks one of the policy's ``m`` survivors at step T.
 

@@ -15,11 +15,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..preview import unpack_flux
-from ..trajectory import _image_size, generators_for
-from .loops import LOOP_ADAPTERS, LoopSettings, LoopState, call_default, family_module, loop_adapter
+from noisyclip_metrics.bon.loops import (
+    LOOP_ADAPTERS,
+    UNPRUNABLE_SCHEDULERS,
+    LoopAdapter,
+    LoopSettings,
+    LoopState,
+    call_default,
+    family_module,
+)
+from noisyclip_metrics.diffusion.trajectory import PipelineFamily, _image_size, generators_for, pipeline_family
+from noisyclip_metrics.errors import InputError
+from noisyclip_metrics.scoring.preview import unpack_flux
 
-__all__ = ["FluxAdapter", "SD3Adapter", "UNetAdapter"]
+__all__ = ["FluxAdapter", "SD3Adapter", "UNetAdapter", "loop_adapter"]
 
 
 def _defaults(pipe: Any, settings: LoopSettings) -> tuple[int, float, int, int]:
@@ -311,3 +320,19 @@ for _name, _adapter in (
 ):
     if _name not in LOOP_ADAPTERS:
         LOOP_ADAPTERS.register(_name, _adapter)
+
+
+def loop_adapter(pipe: Any) -> tuple[PipelineFamily, LoopAdapter]:
+    """The family and loop adapter of ``pipe`` (the adapters of this module are registered by importing it).
+
+    Raises:
+        InputError: for an unsupported pipeline class (listing the supported ones) or scheduler.
+    """
+    family = pipeline_family(pipe)
+    scheduler = type(getattr(pipe, "scheduler", None)).__name__
+    if scheduler in UNPRUNABLE_SCHEDULERS:
+        raise InputError(
+            f"pipe.scheduler: {scheduler} keeps one noise sampler for the whole batch, so candidates cannot be "
+            "dropped; use DPMSolverMultistepScheduler(algorithm_type='sde-dpmsolver++') or another scheduler"
+        )
+    return family, LOOP_ADAPTERS.get(family.name)

@@ -9,7 +9,7 @@ policy's run can be simulated exactly, offline (:mod:`.offline`), and its settin
   cost fits the budget (cost as in :func:`~.offline.bon_rows`, scorer cost included).
 * **Threshold** (:class:`~.policies.ThresholdPolicy`): :func:`~.calibration.simulate_threshold` replays the policy
   on recorded scores (the same decisions and account as :class:`~.early.EarlyBestOfN` live);
-  :func:`fit_threshold_policy` calibrates it on the prompts (:func:`~.calibration.fit_threshold_calibration`'s gaps
+  :func:`fit_threshold_policy` calibrates it on the prompts (:func:`fit_threshold_calibration`'s gaps
   at each quantile of a :class:`ThresholdGrid`) and keeps the quantile, first step and interval with the best mean
   judge score of the pick among those whose **mean** cost over the prompts fits the budget (a threshold run's cost
   depends on the prompt).
@@ -33,13 +33,15 @@ import itertools
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
-from .calibration import ThresholdCalibration, gap_quantiles, normalised_gaps, simulate_threshold
-from .offline import RunArrays, _simulate, plan_cost, reads_x0, run_costs
-from .policies import HalvingPolicy, ThresholdPolicy, halving_counts, schedule_cost
+from noisyclip_metrics.bon.calibration import ThresholdCalibration, gap_quantiles, normalised_gaps, simulate_threshold
+from noisyclip_metrics.bon.offline import RunArrays, _simulate, load_run, plan_cost, reads_x0, run_costs
+from noisyclip_metrics.bon.policies import HalvingPolicy, ThresholdPolicy, halving_counts, schedule_cost
+from noisyclip_metrics.errors import InputError
+from noisyclip_metrics.evaluation.results import ResultsStore
 
 __all__ = [
     "FITTERS",
@@ -50,6 +52,7 @@ __all__ = [
     "crossfit_halving",
     "crossfit_threshold",
     "fit_halving_schedule",
+    "fit_threshold_calibration",
     "fit_threshold_policy",
     "halving_schedules",
 ]
@@ -467,3 +470,49 @@ FITTERS: dict[str, tuple[Callable[..., ScheduleFit | ThresholdFit], Callable[...
     "halving": (fit_halving_schedule, crossfit_halving),
     "threshold": (fit_threshold_policy, crossfit_threshold),
 }
+
+
+def fit_threshold_calibration(
+    results: str | Path | ResultsStore, scorer: str, n: int = 6, quantile: float = 0.1, run_id: str | None = None
+) -> ThresholdCalibration:
+    """Fit a :class:`ThresholdCalibration` on the runs of a results store (all runs with the same T, or one run).
+
+    Raises:
+        InputError: when no run has ``scorer`` scores at every step and prompts with ``n`` judged seeds, or runs
+            with different T are mixed.
+    """
+    store = results if isinstance(results, ResultsStore) else ResultsStore.open(results)
+    runs = [store.run(run_id)] if run_id else store.runs()
+    gaps: list[np.ndarray] = []
+    used, judges, steps_seen = [], set(), set()
+    for info in runs:
+        arrays = load_run(store, info.run_id)
+        if scorer not in arrays.scores:
+            continue
+        rows, cols = arrays.groups(n)
+        if len(rows) == 0:
+            continue
+        s = arrays.scores[scorer][rows[:, None], cols]  # (G, n, T+1)
+        if np.isnan(s).any():
+            continue
+        gaps.append(normalised_gaps(s, arrays.judge[rows[:, None], cols]))
+        used.append(info.run_id)
+        judges.add(arrays.judge_name)
+        steps_seen.add(arrays.num_steps)
+    if not gaps:
+        raise InputError(
+            f"scorer: no run of {store.root} has {scorer!r} scores at every step for prompts with {n} judged seeds"
+        )
+    if len(steps_seen) > 1:
+        raise InputError(f"run_id: runs have different numbers of steps {sorted(steps_seen)}; pick one with run_id")
+    z = np.concatenate(gaps)
+    return ThresholdCalibration(
+        scorer=scorer,
+        n=n,
+        quantile=quantile,
+        num_steps=steps_seen.pop(),
+        gaps=gap_quantiles(z, quantile),
+        judge=",".join(sorted(judges)),
+        runs=tuple(used),
+        groups=int(z.shape[0]),
+    )

@@ -16,7 +16,7 @@ a :class:`LoopState`, where :func:`prune` can select a subset of candidates at a
   depend on the batch and are left as they are.
 
 Because every operation of the loop is per sample, a surviving candidate's final image equals what the plain
-pipeline produces for the same prompt, seed and settings (to float tolerance; ``tests/test_bon.py`` checks each
+pipeline produces for the same prompt, seed and settings (to float tolerance; ``tests/bon/test_early.py`` checks each
 family with single-step and multistep schedulers).
 
 Step index convention: ``state.step`` = k = number of denoising steps completed; the latent at step k sits at
@@ -33,9 +33,9 @@ from typing import Any, Protocol
 
 import torch
 
-from ..errors import InputError
-from ..registry import Registry
-from ..trajectory import PipelineFamily, pipeline_family
+from noisyclip_metrics.diffusion.trajectory import PipelineFamily
+from noisyclip_metrics.errors import InputError
+from noisyclip_metrics.registry import Registry
 
 __all__ = [
     "LOOP_ADAPTERS",
@@ -46,7 +46,6 @@ __all__ = [
     "advance",
     "call_default",
     "family_module",
-    "loop_adapter",
     "prune",
 ]
 
@@ -101,7 +100,7 @@ class LoopState:
 
     Args:
         pipe: the pipeline whose components run the loop.
-        family: its :class:`~noisyclip_metrics.trajectory.PipelineFamily`.
+        family: its :class:`~noisyclip_metrics.diffusion.trajectory.PipelineFamily`.
         latents: ``(B, ...)`` latents as the pipeline holds them (FLUX: packed).
         timesteps: the scheduler's timesteps (``T`` of them).
         generators: one generator per candidate.
@@ -163,24 +162,6 @@ class LoopAdapter(Protocol):
 
 
 LOOP_ADAPTERS: Registry[LoopAdapter] = Registry("loop adapter")
-
-
-def loop_adapter(pipe: Any) -> tuple[PipelineFamily, LoopAdapter]:
-    """The family and loop adapter of ``pipe``.
-
-    Raises:
-        InputError: for an unsupported pipeline class (listing the supported ones) or scheduler.
-    """
-    from . import families  # noqa: F401  (registers the adapters)
-
-    family = pipeline_family(pipe)
-    scheduler = type(getattr(pipe, "scheduler", None)).__name__
-    if scheduler in UNPRUNABLE_SCHEDULERS:
-        raise InputError(
-            f"pipe.scheduler: {scheduler} keeps one noise sampler for the whole batch, so candidates cannot be "
-            "dropped; use DPMSolverMultistepScheduler(algorithm_type='sde-dpmsolver++') or another scheduler"
-        )
-    return family, LOOP_ADAPTERS.get(family.name)
 
 
 def family_module(pipe: Any, family: PipelineFamily) -> Any:

@@ -14,7 +14,7 @@ The monitor is a diffusers :class:`~diffusers.callbacks.PipelineCallback` that d
 Step index convention: k = number of completed denoising steps. diffusers calls ``callback_on_step_end`` after
 ``scheduler.step`` at loop index ``i``, so the latent it passes is the step-``k = i + 1`` latent, which sits at the
 scheduler's ``timesteps[k]`` (clean at ``k = T``). Euler-type latents are scaled to the variance-preserving form the
-scorers expect (:func:`noisyclip_metrics.x0.model_input_scale`); FLUX latents are unpacked (``height``/``width``
+scorers expect (:func:`noisyclip_metrics.scoring.x0.model_input_scale`); FLUX latents are unpacked (``height``/``width``
 are needed for that; a square image is assumed when they are not given). Noise levels are read at the latent's step
 (``step_index=k``; for x̂0 inside :meth:`~NoisyCLIPMonitor.watch`, the scheduler's own step counter), so schedules in
 which a timestep occurs twice with different levels (Karras sigmas at 50+ steps, KDPM2) work.
@@ -42,12 +42,12 @@ from typing import Any
 import torch
 from diffusers.callbacks import PipelineCallback
 
-from ..errors import InputError
-from ..model import check_prompts
-from ..preview import unpack_flux
-from ..scorers import ScoreInputs, Scorer
-from ..trajectory import pipeline_family, scheduler_step_hook
-from ..x0 import estimate_x0, model_input_scale
+from noisyclip_metrics.diffusion.trajectory import pipeline_family, scheduler_step_hook
+from noisyclip_metrics.errors import InputError
+from noisyclip_metrics.scoring.model import check_prompts
+from noisyclip_metrics.scoring.preview import unpack_flux
+from noisyclip_metrics.scoring.scorers import ScoreInputs, Scorer
+from noisyclip_metrics.scoring.x0 import estimate_x0, model_input_scale
 
 __all__ = ["NoisyCLIPMonitor"]
 
@@ -71,8 +71,8 @@ class NoisyCLIPMonitor(PipelineCallback):
     Example:
         >>> import tempfile, torch
         >>> from noisyclip_metrics.testing import tiny_pipeline
-        >>> from noisyclip_metrics.model import NoisyCLIPModel, TINY_TEST_CONFIG
-        >>> from noisyclip_metrics.scorers import build_scorer
+        >>> from noisyclip_metrics.scoring.model import NoisyCLIPModel, TINY_TEST_CONFIG
+        >>> from noisyclip_metrics.scoring.scorers import build_scorer
         >>> pipe = tiny_pipeline("sd", tempfile.mkdtemp())
         >>> scorer = build_scorer("clip", model=NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0))
         >>> monitor = NoisyCLIPMonitor(scorer, "a red circle")

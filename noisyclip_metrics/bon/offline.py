@@ -1,7 +1,8 @@
 """Best-of-N outcomes from recorded trajectories: no regeneration, since a survivor's trajectory is the same as in the
 full run (see :mod:`noisyclip_metrics.bon.loops`), so its final judgment is the recorded one.
 
-For one run of a results store (:mod:`noisyclip_metrics.results`), every prompt with at least ``N`` judged seeds
+For one run of a results store (:mod:`noisyclip_metrics.evaluation.results`), every prompt with at least ``N`` judged
+seeds
 contributes its **first N seeds in seed order**. For each scorer, ``N`` and step ``k``:
 
 * ``one-shot``: the pick is the argmax of the step-k scores among the N (ties: lowest seed);
@@ -34,7 +35,7 @@ rows (and when reading files written before they existed).
 
 Rows go to ``<results>/bon/<run_id>.parquet`` (:data:`BON_SCHEMA`), written atomically. :func:`pick_scores` gives
 a row's per-prompt judge scores of the pick back (its mean is the row's ``judge_score``), for paired comparisons of
-two rows with a bootstrap over prompts (:func:`~noisyclip_metrics.stats.bootstrap_ratio`).
+two rows with a bootstrap over prompts (:func:`~noisyclip_metrics.evaluation.stats.bootstrap_ratio`).
 """
 
 from __future__ import annotations
@@ -48,19 +49,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import InputError, SchemaError
-from ..results import ResultsStore, RunInfo, _atomic_parquet, check_unique_rows
-from .policies import halving_counts, schedule_cost
+from noisyclip_metrics.bon.policies import halving_counts, schedule_cost
+from noisyclip_metrics.errors import InputError, SchemaError
+from noisyclip_metrics.evaluation.results import ResultsStore, RunInfo, _atomic_parquet, check_unique_rows
 
 __all__ = [
     "BON_SCHEMA",
     "DEFAULT_NS",
     "RunArrays",
+    "at_budget",
     "bon_rows",
     "cascade_label",
     "compute_bon",
     "final_only_scorers",
     "load_run",
+    "load_run_models",
     "pick_scores",
     "plan_cost",
     "plan_picks",
@@ -513,3 +516,34 @@ def _with_cascade_columns(table: pa.Table) -> pa.Table:
             field = BON_SCHEMA.field(name)
             table = table.append_column(field, pa.array([value] * table.num_rows, type=field.type))
     return table.select(BON_SCHEMA.names)
+
+
+def at_budget(rows: Sequence[Mapping[str, Any]], scorer: str, policy: str, fraction: float) -> Mapping[str, Any] | None:
+    """The BoN row (:func:`bon_rows`) of ``scorer`` and ``policy`` with the largest cost within ``fraction`` of full
+    cost (ties: the larger ``k``), or ``None`` when every row costs more.
+
+    Example:
+        >>> rows = [{"scorer": "s", "policy": "p", "cost_fraction": c, "k": k} for c, k in [(0.3, 2), (0.6, 4)]]
+        >>> at_budget(rows, "s", "p", 0.5)["k"], at_budget(rows, "s", "p", 0.1)
+        (2, None)
+    """
+    fit = [r for r in rows if r["scorer"] == scorer and r["policy"] == policy and r["cost_fraction"] <= fraction + 1e-9]
+    return max(fit, key=lambda r: (r["cost_fraction"], r["k"])) if fit else None
+
+
+def load_run_models(info: RunInfo, names: Sequence[str]) -> tuple[Any, dict[str, Any]]:
+    """The pipeline of a recorded run and its scorers ``names``, loaded from the ids the run recorded, to replay the
+    run live (any frozen-CLIP scorer may use the run's ``clip``)."""
+    from noisyclip_metrics.diffusion.pipelines import load_pipeline
+    from noisyclip_metrics.scoring.factory import resolve_model
+    from noisyclip_metrics.scoring.scorers import build_scorer, model_resource
+
+    pipe = load_pipeline(info.model_info.get("id") or info.model)
+    scorers = {}
+    for name in names:
+        ref = info.scorers.get(name, {}).get("model")
+        if ref is None and model_resource(name) == "clip":
+            ref = info.scorers.get("clip", {}).get("model")
+        if ref:
+            scorers[name] = build_scorer(name, model=resolve_model(ref), vae=pipe.vae)
+    return pipe, scorers

@@ -38,8 +38,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from ..errors import InputError
-from ..registry import Registry
+from noisyclip_metrics.errors import InputError
+from noisyclip_metrics.registry import Registry
 
 __all__ = [
     "POLICIES",
@@ -187,7 +187,7 @@ class ThresholdPolicy:
     name: str = "threshold"
 
     def __post_init__(self) -> None:
-        from .calibration import ThresholdCalibration
+        from noisyclip_metrics.bon.calibration import ThresholdCalibration
 
         if not isinstance(self.calibration, ThresholdCalibration):
             object.__setattr__(self, "calibration", ThresholdCalibration.load(self.calibration))

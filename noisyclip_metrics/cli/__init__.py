@@ -15,8 +15,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ..errors import NoisyCLIPError
-from ..registry import Registry
+from noisyclip_metrics.errors import NoisyCLIPError
+from noisyclip_metrics.registry import Registry
 
 __all__ = ["COMMANDS", "Command", "OneLineParser", "main"]
 
@@ -55,7 +55,7 @@ class OneLineParser(argparse.ArgumentParser):
 def _load_commands() -> None:
     for module in COMMAND_MODULES:
         importlib.import_module(module)
-    from ..plugins import load_plugins
+    from noisyclip_metrics.plugins import load_plugins
 
     load_plugins()  # plugins add their own subcommands (the world's `noisyclip world`)
 
@@ -68,7 +68,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         prog="noisyclip",
         description="Prompt alignment from noisy diffusion latents (NoisyCLIP): metrics, curves, early-stopping BoN.",
     )
-    from .. import __version__
+    from noisyclip_metrics import __version__
 
     parser.add_argument("--version", action="version", version=f"noisyclip-metrics {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)

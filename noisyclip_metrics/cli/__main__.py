@@ -2,6 +2,6 @@
 
 import sys
 
-from . import main
+from noisyclip_metrics.cli import main
 
 sys.exit(main())

@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from . import COMMANDS, Command, OneLineParser
+from noisyclip_metrics.cli import COMMANDS, Command, OneLineParser
+from noisyclip_metrics.errors import InputError
 
 
 def _configure_run(p: argparse.ArgumentParser) -> None:
-    from ..scorers import list_scorers
+    from noisyclip_metrics.scoring.scorers import list_scorers
 
     scorers = list_scorers()
     p.add_argument("--pipeline", required=True, help="diffusers pipeline folder or registered id (world:sd-base)")
@@ -66,7 +66,7 @@ def _save(result: Any, out: Path, extra: dict[str, Any]) -> None:
     """The chosen images as PNGs and the account (written last, atomically: it marks the prompt as done)."""
     from PIL import Image
 
-    from ..io import write_json
+    from noisyclip_metrics.io.files import write_json
 
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("chosen-*.png"):  # of an interrupted or earlier run
@@ -112,8 +112,8 @@ def _todo(out: Path, prompts: list[str], same: dict[str, Any]) -> list[int]:
 
 def _default_model(pipeline: str, scorer: str) -> str:
     """The scorer's model the pipeline's plugin declares (``world:clip`` for the world's frozen scorers)."""
-    from ..plugins import run_defaults
-    from ..scorers import scorer_spec
+    from noisyclip_metrics.plugins import run_defaults
+    from noisyclip_metrics.scoring.scorers import scorer_spec
 
     models = run_defaults(pipeline).models
     model = models.get(scorer) if scorer_spec(scorer).fine_tuned else models.get("clip")
@@ -123,7 +123,7 @@ def _default_model(pipeline: str, scorer: str) -> str:
 
 
 def _policy(args: argparse.Namespace, steps: int | None) -> Any:
-    from ..bon.policies import build_policy
+    from noisyclip_metrics.bon.policies import build_policy
 
     params: dict[str, Any] = {"m": args.m}
     if args.policy == "one-shot":
@@ -140,12 +140,12 @@ def _policy(args: argparse.Namespace, steps: int | None) -> Any:
 
 
 def _run_run(args: argparse.Namespace) -> int:
-    from ..bon.early import EarlyBestOfN
-    from ..functional import resolve_model
-    from ..io import read_prompt_file
-    from ..pipelines import load_pipeline
-    from ..plugins import run_defaults
-    from ..scorers import build_scorer
+    from noisyclip_metrics.bon.early import EarlyBestOfN
+    from noisyclip_metrics.diffusion.pipelines import load_pipeline
+    from noisyclip_metrics.io.files import read_prompt_file
+    from noisyclip_metrics.plugins import run_defaults
+    from noisyclip_metrics.scoring.factory import resolve_model
+    from noisyclip_metrics.scoring.scorers import build_scorer
 
     if args.batch_prompts < 1:
         raise InputError(f"--batch-prompts: expected >= 1, got {args.batch_prompts}")
@@ -236,7 +236,7 @@ def _scorer_costs(items: list[str] | None) -> dict[str, float]:
 
 
 def _run_offline(args: argparse.Namespace) -> int:
-    from ..bon.offline import compute_bon
+    from noisyclip_metrics.bon.offline import compute_bon
 
     costs = _scorer_costs(args.scorer_cost)
     final = None if args.final_scorer.lower() == "none" else args.final_scorer
@@ -266,7 +266,7 @@ def _configure_calibrate(p: argparse.ArgumentParser) -> None:
 
 
 def _run_calibrate(args: argparse.Namespace) -> int:
-    from ..bon.calibration import fit_threshold_calibration
+    from noisyclip_metrics.bon.fitting import fit_threshold_calibration
 
     cal = fit_threshold_calibration(args.results, args.scorer, n=args.n, quantile=args.quantile, run_id=args.run)
     cal.save(args.out)
@@ -276,7 +276,7 @@ def _run_calibrate(args: argparse.Namespace) -> int:
 
 def _configure_fit(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", required=True, type=Path, help="results folder to fit on")
-    from ..bon.fitting import FITTERS
+    from noisyclip_metrics.bon.fitting import FITTERS
 
     p.add_argument("--policy", default="halving", choices=sorted(FITTERS), help="policy to fit")
     p.add_argument("--scorer", default="noisyclip-x0", help="scorer the policy will use")
@@ -306,9 +306,9 @@ def _configure_fit(p: argparse.ArgumentParser) -> None:
 
 
 def _run_fit(args: argparse.Namespace) -> int:
-    from ..bon.fitting import FITTERS
-    from ..bon.offline import load_run
-    from ..results import ResultsStore
+    from noisyclip_metrics.bon.fitting import FITTERS
+    from noisyclip_metrics.bon.offline import load_run
+    from noisyclip_metrics.evaluation.results import ResultsStore
 
     store = ResultsStore.open(args.results)
     costs = _scorer_costs(args.scorer_cost)

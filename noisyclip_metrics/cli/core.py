@@ -12,8 +12,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
-from . import COMMANDS, Command
+from noisyclip_metrics.cli import COMMANDS, Command
+from noisyclip_metrics.errors import InputError
 
 __all__ = ["add_dataclass_arguments", "dataclass_from_args", "field_docs"]
 
@@ -37,7 +37,7 @@ def field_docs(cls: Any) -> dict[str, str]:
     """Each field's description from the ``Args:`` / ``Attributes:`` section of a dataclass's docstring.
 
     Example:
-        >>> from noisyclip_metrics.evaluate import EvalConfig
+        >>> from noisyclip_metrics.evaluation.runner import EvalConfig
         >>> field_docs(EvalConfig)["seeds"]
         'seeds per prompt (candidates).'
     """
@@ -102,7 +102,7 @@ def _check_config_value(f: dataclasses.Field, value: Any, path: Path) -> None:
         return isinstance(v, kind) and (kind is bool or not isinstance(v, bool))
 
     if not (all(map(ok, value)) if many and isinstance(value, list) else (not many and ok(value))):
-        from ..jsonfile import type_name
+        from noisyclip_metrics.io.jsonfile import type_name
 
         expected = f"a list of {kind.__name__}" if many else kind.__name__
         raise InputError(
@@ -115,7 +115,7 @@ def dataclass_from_args(cls: Any, args: argparse.Namespace, required: tuple[str,
     """Build ``cls`` with precedence command line > ``--config`` JSON > dataclass defaults."""
     values: dict[str, Any] = {}
     if getattr(args, "config", None) is not None:
-        from ..jsonfile import read_json_file
+        from noisyclip_metrics.io.jsonfile import read_json_file
 
         values = read_json_file(args.config, "--config file", InputError)  # missing, not UTF-8, not JSON, too deep
         if not isinstance(values, dict):
@@ -142,7 +142,7 @@ _TRAIN_REQUIRED = ("init", "trajectories", "out_dir")
 
 
 def _configure_train(p: argparse.ArgumentParser) -> None:
-    from ..training.trainer import TrainConfig
+    from noisyclip_metrics.training.trainer import TrainConfig
 
     add_dataclass_arguments(p, TrainConfig, _TRAIN_REQUIRED)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -150,7 +150,7 @@ def _configure_train(p: argparse.ArgumentParser) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from ..training.trainer import TrainConfig, train
+    from noisyclip_metrics.training.trainer import TrainConfig, train
 
     result = train(dataclass_from_args(TrainConfig, args, _TRAIN_REQUIRED), progress=not args.no_progress)
     if result is not None:
@@ -177,7 +177,7 @@ def _configure_wise_ft(p: argparse.ArgumentParser) -> None:
 
 
 def _run_wise_ft(args: argparse.Namespace) -> int:
-    from ..training.wise import interpolate_image_tower
+    from noisyclip_metrics.training.wise import interpolate_image_tower
 
     model = interpolate_image_tower(args.finetuned, args.base, args.alpha)
     print(f"model: {model.save_pretrained(args.out)}")
@@ -211,9 +211,9 @@ def _configure_capture(p: argparse.ArgumentParser) -> None:
 
 
 def _run_capture(args: argparse.Namespace) -> int:
-    from ..io import read_prompt_file
-    from ..pipelines import load_pipeline
-    from ..trajectory_store import record_trajectories
+    from noisyclip_metrics.diffusion.pipelines import load_pipeline
+    from noisyclip_metrics.diffusion.trajectory_store import record_trajectories
+    from noisyclip_metrics.io.files import read_prompt_file
 
     prompts = read_prompt_file(args.prompts)
     pipe = load_pipeline(args.pipeline, args.device, args.dtype)
@@ -241,7 +241,7 @@ COMMANDS.register(
 def _configure_score(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="NoisyCLIP checkpoint folder or model id")
     p.add_argument("--trajectories", required=True, type=Path, help="trajectory store folder")
-    from ..scorers import list_scorers, scorer_spec
+    from noisyclip_metrics.scoring.scorers import list_scorers, scorer_spec
 
     choices = [n for n in list_scorers() if not scorer_spec(n).needs_vae]  # a trajectory store holds no VAE
     p.add_argument("--scorer", default="noisyclip", choices=choices)
@@ -251,9 +251,9 @@ def _configure_score(p: argparse.ArgumentParser) -> None:
 def _run_score(args: argparse.Namespace) -> int:
     import torch
 
-    from ..functional import resolve_model
-    from ..scorers import ScoreInputs, build_scorer
-    from ..trajectory_store import TrajectoryStore
+    from noisyclip_metrics.diffusion.trajectory_store import TrajectoryStore
+    from noisyclip_metrics.scoring.factory import resolve_model
+    from noisyclip_metrics.scoring.scorers import ScoreInputs, build_scorer
 
     store = TrajectoryStore.open(args.trajectories)
     scorer = build_scorer(args.scorer, model=resolve_model(args.model))
@@ -290,12 +290,12 @@ COMMANDS.register(
 
 # -------------------------------------------------------------------------------------------------------------- info
 def _run_info(args: argparse.Namespace) -> int:
-    from ..plugins import load_plugins, registered_ids
-    from ..preview import list_preview_maps
-    from ..scorers import list_scorers
-    from ..training.sampling import STEP_STRATEGIES
-    from ..training.targets import TARGETS
-    from ..trajectory import PIPELINE_FAMILIES
+    from noisyclip_metrics.diffusion.trajectory import PIPELINE_FAMILIES
+    from noisyclip_metrics.plugins import load_plugins, registered_ids
+    from noisyclip_metrics.scoring.preview import list_preview_maps
+    from noisyclip_metrics.scoring.scorers import list_scorers
+    from noisyclip_metrics.training.steps import STEP_STRATEGIES
+    from noisyclip_metrics.training.targets import TARGETS
 
     rows = {
         "plugins": list(load_plugins()),

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from . import COMMANDS, Command
+from noisyclip_metrics.cli import COMMANDS, Command
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -62,8 +62,8 @@ def _clean(value: Any) -> Any:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..correlate import correlate, format_table
-    from ..io import write_json
+    from noisyclip_metrics.evaluation.correlate import correlate, format_table
+    from noisyclip_metrics.io.files import write_json
 
     rows = correlate(
         args.results,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from . import COMMANDS, Command
-from .core import add_dataclass_arguments, dataclass_from_args
+from noisyclip_metrics.cli import COMMANDS, Command
+from noisyclip_metrics.cli.core import add_dataclass_arguments, dataclass_from_args
 
 _REQUIRED = ("model", "out")
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
-    from ..evaluate import EvalConfig
+    from noisyclip_metrics.evaluation.runner import EvalConfig
 
     add_dataclass_arguments(p, EvalConfig, _REQUIRED)
     p.epilog = (
@@ -21,7 +21,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..evaluate import EvalConfig, evaluate
+    from noisyclip_metrics.evaluation.runner import EvalConfig, evaluate
 
     result = evaluate(dataclass_from_args(EvalConfig, args, _REQUIRED))
     spent = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items() if k in ("denoise", "score", "judge"))

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..registry import Registry
-from . import COMMANDS, Command, OneLineParser
+from noisyclip_metrics.cli import COMMANDS, Command, OneLineParser
+from noisyclip_metrics.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ ACTIONS: Registry[Action] = Registry("leaderboard action")
 
 
 def _configure_build(p: argparse.ArgumentParser) -> None:
-    from ..leaderboard import BuildConfig
+    from noisyclip_metrics.leaderboard import BuildConfig
 
     d = BuildConfig()
     p.add_argument(
@@ -55,7 +55,7 @@ def _configure_build(p: argparse.ArgumentParser) -> None:
 
 
 def _run_build(args: argparse.Namespace) -> int:
-    from ..leaderboard import BuildConfig, build_leaderboard
+    from noisyclip_metrics.leaderboard import BuildConfig, build_leaderboard
 
     config = BuildConfig(
         n_resamples=args.n_resamples,
@@ -86,7 +86,7 @@ ACTIONS.register(
 
 
 def _configure_guard(p: argparse.ArgumentParser) -> None:
-    from ..leaderboard.guard import GuardConfig
+    from noisyclip_metrics.leaderboard.guard import GuardConfig
 
     d = GuardConfig()
     p.add_argument("results", nargs="+", type=Path, metavar="RESULTS", help="the published results folders")
@@ -137,8 +137,8 @@ def _configure_guard(p: argparse.ArgumentParser) -> None:
 
 
 def _run_guard(args: argparse.Namespace) -> int:
-    from ..errors import InputError
-    from ..leaderboard.guard import GuardConfig, replicates_from_results, run_guard, write_guard
+    from noisyclip_metrics.errors import InputError
+    from noisyclip_metrics.leaderboard.guard import GuardConfig, replicates_from_results, run_guard, write_guard
 
     folders = {k: v for k, v in (("fresh-seeds", args.fresh_seeds), ("fresh-prompts", args.fresh_prompts)) if v}
     if not folders:

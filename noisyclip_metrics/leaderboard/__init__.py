@@ -12,13 +12,14 @@
   and per skill).
 
 Per-skill blocks include GenAI-Bench's two groups, ``basic`` (prompts with basic skills only) and ``advanced`` (at
-least one advanced skill), derived with :func:`~noisyclip_metrics.benchmarks.with_skill_groups` where a benchmark's
-files do not tag them. The curve definitions are in :mod:`noisyclip_metrics.curves`.
+least one advanced skill), derived with :func:`~noisyclip_metrics.evaluation.benchmarks.with_skill_groups` where a
+benchmark's
+files do not tag them. The curve definitions are in :mod:`noisyclip_metrics.evaluation.curves`.
 """
 
 from __future__ import annotations
 
-from .build import (
+from noisyclip_metrics.leaderboard.build import (
     BON_COLUMNS,
     LEADERBOARD_SCHEMA,
     LEADERBOARD_SCHEMA_VERSION,

@@ -11,7 +11,8 @@ with an optional ``prompts`` count; or one row per prompt). Rows with the same `
 averaged, weighted by ``prompts`` when the column is there.
 
 A run without rows yet (just started, or stopped before its first chunk) is skipped with a note; rows with duplicate
-keys in a run refuse the build (:func:`~noisyclip_metrics.results.check_unique_rows`). The same run found in several
+keys in a run refuse the build (:func:`~noisyclip_metrics.evaluation.results.check_unique_rows`). The same run found in
+several
 folders (copies) counts once: each candidate's rows are taken from the first folder that has them.
 
 The outputs are built in a temporary folder beside ``out`` and then moved in: a build that fails leaves the previous
@@ -35,11 +36,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..benchmarks.promptset import with_skill_groups
-from ..curves import METRICS, CurveConfig, CurveSet, ModelCurves, ScoreArrays, compute_curves, first_within, pivot_rows
-from ..errors import InputError, SchemaError
-from ..io import new_dir_mode
-from ..results import ResultsStore, RunInfo, check_unique_rows, merge_runs, note
+from noisyclip_metrics.errors import InputError, SchemaError
+from noisyclip_metrics.evaluation.benchmarks.promptset import with_skill_groups
+from noisyclip_metrics.evaluation.curves import (
+    METRICS,
+    CurveConfig,
+    CurveSet,
+    ModelCurves,
+    ScoreArrays,
+    compute_curves,
+    first_within,
+    pivot_rows,
+)
+from noisyclip_metrics.evaluation.results import ResultsStore, RunInfo, check_unique_rows, merge_runs, note
+from noisyclip_metrics.io.files import new_dir_mode
 
 __all__ = [
     "BON_COLUMNS",
@@ -412,7 +422,7 @@ def leaderboard_document(
     entries: list[Entry], curves: list[ModelCurves], bon: pa.Table | None, config: BuildConfig
 ) -> dict[str, Any]:
     """The ``leaderboard.json`` document (NaN as ``None``); models ranked by mean judge score (best first)."""
-    from .. import __version__
+    from noisyclip_metrics import __version__
 
     bon_rows = _bon_rows(bon, entries)
     models = []
@@ -537,7 +547,7 @@ def build_leaderboard(
         InputError: ``out`` is a file, a results store, or a non-empty folder without ``overwrite``.
         SchemaError: see :func:`load_entries` and :func:`read_bon`.
     """
-    from . import render
+    from noisyclip_metrics.leaderboard import render
 
     t0 = time.perf_counter()
     out = Path(out)

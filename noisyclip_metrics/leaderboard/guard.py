@@ -19,7 +19,7 @@ measures the replicate, not leakage).
 
 Example:
     >>> import numpy as np
-    >>> from noisyclip_metrics.curves import ScoreArrays
+    >>> from noisyclip_metrics.evaluation.curves import ScoreArrays
     >>> rng = np.random.default_rng(0)
     >>> def arrays(seeds, noise):  # a scorer that knows the judge's verdict up to some noise
     ...     judge = rng.random((60, 4))
@@ -46,9 +46,9 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
-from ..curves import METRICS, ScoreArrays
-from ..errors import InputError, LeakageError
-from .render import fmt
+from noisyclip_metrics.errors import InputError, LeakageError
+from noisyclip_metrics.evaluation.curves import METRICS, ScoreArrays
+from noisyclip_metrics.leaderboard.render import fmt
 
 __all__ = [
     "REPLICATE_KINDS",
@@ -283,8 +283,8 @@ def replicates_from_results(
     Raises:
         InputError: a replicate with no model of the main folders.
     """
-    from ..curves import compute_curves
-    from .build import BuildConfig, _curve_block, load_entries
+    from noisyclip_metrics.evaluation.curves import compute_curves
+    from noisyclip_metrics.leaderboard.build import BuildConfig, _curve_block, load_entries
 
     by_model = {e.model: e for e in load_entries(list(main))}
     pairs: list[Replicate] = []
@@ -337,8 +337,8 @@ def guard_markdown(doc: dict[str, Any]) -> str:
 
 def write_guard(report: GuardReport, curves: dict[str, dict[str, Any]], out: str | Path) -> list[Path]:
     """Write ``guard.json`` (checks, settings, the replicates' own curves) and ``guard.md`` into ``out``."""
-    from ..io import atomic_write_text
-    from .build import _clean
+    from noisyclip_metrics.io.files import atomic_write_text
+    from noisyclip_metrics.leaderboard.build import _clean
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

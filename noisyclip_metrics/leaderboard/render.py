@@ -27,9 +27,9 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from ..io import atomic_write_text
-from ..provenance import consecutive_runs
-from .charts import Series, png_chart, svg_chart
+from noisyclip_metrics.io.files import atomic_write_text
+from noisyclip_metrics.leaderboard.charts import Series, png_chart, svg_chart
+from noisyclip_metrics.provenance import consecutive_runs
 
 __all__ = ["environment", "fmt", "md_escape", "ranking_rows", "render_html", "render_markdown", "write_outputs"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..registry import Registry
+from noisyclip_metrics.registry import Registry
 
 __all__ = ["NEGATIVES", "negatives_source"]
 
@@ -19,7 +19,7 @@ def negatives_source(name: str) -> Callable[[str], list[str]]:
     Raises:
         UnknownNameError: for an unknown name (with a did-you-mean).
     """
-    from ..plugins import load_plugins
+    from noisyclip_metrics.plugins import load_plugins
 
     load_plugins()
     return NEGATIVES.get(name)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..registry import Registry
+from noisyclip_metrics.registry import Registry
 
 __all__ = [
     "LISTWISE_TEMPERATURE",

@@ -34,17 +34,16 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigMismatchError, InputError
-from ..functional import resolve_model
-from ..model import NoisyCLIPModel
-from ..pipelines import torch_device
-from ..provenance import describe_training_data
-from ..registry import Registry
-from .data import TrajectorySource, held_out, load_labels
-from .evaluate import evaluate_steps
-from .negatives import negatives_source
-from .sampling import parse_step_sampler
-from .targets import TARGETS, TargetBatch
+from noisyclip_metrics.errors import ConfigMismatchError, InputError
+from noisyclip_metrics.provenance import describe_training_data
+from noisyclip_metrics.registry import Registry
+from noisyclip_metrics.scoring.factory import resolve_model, torch_device
+from noisyclip_metrics.scoring.model import NoisyCLIPModel
+from noisyclip_metrics.training.dataset import TrajectorySource, held_out, load_labels
+from noisyclip_metrics.training.negatives import negatives_source
+from noisyclip_metrics.training.steps import parse_step_sampler
+from noisyclip_metrics.training.targets import TARGETS, TargetBatch
+from noisyclip_metrics.training.validation import evaluate_steps
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
 
@@ -72,7 +71,7 @@ class TrainConfig:
         min_lr_ratio: floor of the cosine schedule.
         grad_clip: gradient-norm clip.
         optimizer: ``adamw`` (default) or ``sgd`` (plain SGD with momentum 0.9).
-        step_sampling: which steps to show (see :mod:`noisyclip_metrics.training.sampling`), e.g. ``window:20-29``.
+        step_sampling: which steps to show (see :mod:`noisyclip_metrics.training.steps`), e.g. ``window:20-29``.
         target: ``prompt``, ``filtered``, ``distill``, ``judged`` or ``listwise`` (see
             :mod:`noisyclip_metrics.training.targets`).
         read: ``latents`` (the paper) or ``x0`` (preview of the x̂0 estimate).
@@ -90,7 +89,7 @@ class TrainConfig:
         device: where the model trains: ``cpu``, ``cuda``, ``cuda:1``... or ``auto`` (under ``torchrun`` each process
             takes ``cuda:LOCAL_RANK``; CPU without CUDA). It may change when a run is resumed. On the CPU a resumed
             run equals an uninterrupted one bit for bit; on a GPU to within its kernels' nondeterminism (6.2e-05 on
-            an H200, ``scripts/gpu_check.py``).
+            an H200, ``tests/gpu``).
     """
 
     init: str

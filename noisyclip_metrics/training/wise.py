@@ -13,7 +13,7 @@ map and what the model reads (``config.reads``) are the fine-tuned model's. Scor
 
 Example:
     >>> import torch
-    >>> from noisyclip_metrics.model import NoisyCLIPModel, TINY_TEST_CONFIG
+    >>> from noisyclip_metrics.scoring.model import NoisyCLIPModel, TINY_TEST_CONFIG
     >>> base = NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0)
     >>> tuned = NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0)
     >>> with torch.no_grad():
@@ -32,9 +32,9 @@ import math
 
 import torch
 
-from ..errors import InputError
-from ..functional import ModelLike, resolve_model
-from ..model import NoisyCLIPModel
+from noisyclip_metrics.errors import InputError
+from noisyclip_metrics.scoring.factory import ModelLike, resolve_model
+from noisyclip_metrics.scoring.model import NoisyCLIPModel
 
 __all__ = ["interpolate_image_tower"]
 

@@ -18,17 +18,47 @@ Example:
 
 from __future__ import annotations
 
-from .config import CanvasConfig, OracleConfig, shape_area, shape_centroid_offset
-from .grammar import describe, parse_prompt, tokenize
-from .oracle import JudgeResult, QuestionResult, as_float_image, judge_batch, judge_image, judge_objects
-from .perturb import colour_jitter, gaussian_blur, gaussian_noise
-from .questions import QUESTION_KINDS, Question, SceneObject, answer_question, is_bigger, make_questions, relation_holds
-from .render import Layout, PlacedObject, draw_layout, render_batch, render_scene, sample_layout
-from .sampling import HARD_NEGATIVE_EDITS, TemplateMix, enumerate_prompts, hard_negative, sample_prompts, sample_spec
-from .segment import classify_pixels, estimate_background, segment_image
-from .spec import Absence, ObjectSpec, Prompt, SceneSpec, skills_of
-from .splits import HeldOut, SplitConfig, WorldSplit, benchmark_prompts, heldout_compositions, make_split, train_prompts
-from .vocab import (
+from noisyclip_metrics.world.config import CanvasConfig, OracleConfig, shape_area, shape_centroid_offset
+from noisyclip_metrics.world.draw import Layout, PlacedObject, draw_layout, render_batch, render_scene, sample_layout
+from noisyclip_metrics.world.grammar import describe, parse_prompt, tokenize
+from noisyclip_metrics.world.oracle import (
+    JudgeResult,
+    QuestionResult,
+    as_float_image,
+    judge_batch,
+    judge_image,
+    judge_objects,
+)
+from noisyclip_metrics.world.perturb import colour_jitter, gaussian_blur, gaussian_noise
+from noisyclip_metrics.world.questions import (
+    QUESTION_KINDS,
+    Question,
+    SceneObject,
+    answer_question,
+    is_bigger,
+    make_questions,
+    relation_holds,
+)
+from noisyclip_metrics.world.sampling import (
+    HARD_NEGATIVE_EDITS,
+    TemplateMix,
+    enumerate_prompts,
+    hard_negative,
+    sample_prompts,
+    sample_spec,
+)
+from noisyclip_metrics.world.segment import classify_pixels, estimate_background, segment_image
+from noisyclip_metrics.world.spec import Absence, ObjectSpec, Prompt, SceneSpec, skills_of
+from noisyclip_metrics.world.splits import (
+    HeldOut,
+    SplitConfig,
+    WorldSplit,
+    benchmark_prompts,
+    heldout_compositions,
+    make_split,
+    train_prompts,
+)
+from noisyclip_metrics.world.vocab import (
     ADVANCED_SKILLS,
     BACKGROUND,
     BASIC_SKILLS,

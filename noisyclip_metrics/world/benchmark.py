@@ -1,10 +1,11 @@
-"""The world's benchmark split as a :class:`~noisyclip_metrics.benchmarks.PromptSet` (the adapter interface of the
+"""The world's benchmark split as a :class:`~noisyclip_metrics.evaluation.benchmarks.PromptSet` (the adapter interface
+of the
 public benchmarks), with GenAI-Bench-style skill tags and the template as the category."""
 
 from __future__ import annotations
 
-from ..benchmarks.promptset import Prompt, PromptSet
-from .splits import make_split
+from noisyclip_metrics.evaluation.benchmarks.promptset import Prompt, PromptSet
+from noisyclip_metrics.world.splits import make_split
 
 __all__ = ["WORLD_BENCHMARK", "fresh_world_prompts", "world_promptset"]
 
@@ -53,11 +54,11 @@ def fresh_world_prompts(n: int, exclude: frozenset[str] | set[str] = frozenset()
     """
     import numpy as np
 
-    from ..errors import InputError
-    from .grammar import describe
-    from .sampling import sample_spec
-    from .splits import _is_heldout_slot, _quotas, interleave
-    from .vocab import TEMPLATES
+    from noisyclip_metrics.errors import InputError
+    from noisyclip_metrics.world.grammar import describe
+    from noisyclip_metrics.world.sampling import sample_spec
+    from noisyclip_metrics.world.splits import _is_heldout_slot, _quotas, interleave
+    from noisyclip_metrics.world.vocab import TEMPLATES
 
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise InputError(f"n: expected an int >= 1, got {n!r}")

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..cli import COMMANDS, Command
+from noisyclip_metrics.cli import COMMANDS, Command
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def _configure(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from .models import WORLD_IDS, world_build_info, world_weights_dir
+    from noisyclip_metrics.world.assets import WORLD_IDS, world_build_info, world_weights_dir
 
     if args.world_command == "list":
         for name in WORLD_IDS:
@@ -46,8 +46,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.world_command == "info":
         print(json.dumps(world_build_info(), indent=2))
         return 0
-    from .build.config import PRESETS
-    from .build.pipeline import build_world
+    from noisyclip_metrics.world.build.driver import build_world
+    from noisyclip_metrics.world.build.presets import PRESETS
 
     config = PRESETS.get(args.preset)
     if args.threads is not None:

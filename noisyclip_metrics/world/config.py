@@ -26,8 +26,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..errors import InputError
-from .vocab import BACKGROUND, SHAPES
+from noisyclip_metrics.errors import InputError
+from noisyclip_metrics.world.vocab import BACKGROUND, SHAPES
 
 __all__ = ["SHAPE_AREA_FACTOR", "CanvasConfig", "OracleConfig", "shape_area", "shape_centroid_offset"]
 
@@ -151,3 +151,11 @@ class OracleConfig:
             raise InputError(f"fg_alpha: expected a float in (0, 1), got {self.fg_alpha!r}")
         if self.comparison_ratio < 1:
             raise InputError(f"comparison_ratio: expected a float >= 1, got {self.comparison_ratio!r}")
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Default sampler of the world pipelines (recorded with the weights, used by the world ids)."""
+
+    num_inference_steps: int = 20
+    guidance_scale: float = 5.0

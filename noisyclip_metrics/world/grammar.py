@@ -39,9 +39,17 @@ import difflib
 import functools
 from dataclasses import dataclass
 
-from ..errors import InputError
-from .spec import Absence, ObjectSpec, SceneSpec
-from .vocab import COLOUR_NAMES, COMPARISONS, NUMBER_WORDS, RELATION_PHRASES, SHAPES, SIZES, plural
+from noisyclip_metrics.errors import InputError
+from noisyclip_metrics.world.spec import Absence, ObjectSpec, SceneSpec
+from noisyclip_metrics.world.vocab import (
+    COLOUR_NAMES,
+    COMPARISONS,
+    NUMBER_WORDS,
+    RELATION_PHRASES,
+    SHAPES,
+    SIZES,
+    plural,
+)
 
 __all__ = ["describe", "parse_prompt", "tokenize"]
 

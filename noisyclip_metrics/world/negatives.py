@@ -6,9 +6,9 @@ import hashlib
 
 import numpy as np
 
-from ..errors import InputError
-from .grammar import describe, parse_prompt
-from .sampling import hard_negative
+from noisyclip_metrics.errors import InputError
+from noisyclip_metrics.world.grammar import describe, parse_prompt
+from noisyclip_metrics.world.sampling import hard_negative
 
 __all__ = ["world_negatives"]
 

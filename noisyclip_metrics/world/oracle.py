@@ -13,11 +13,11 @@ Inputs:
 H = W = the canvas size (32 by default). Anything else (other shapes, channel counts, dtypes, values outside
 [0, 1] by more than 1e-6, NaN or infinity) raises :class:`~noisyclip_metrics.errors.InputError`.
 
-Measured accuracy (``bench/world_oracle.py``): 100% of clean renders judged aligned; see the bench for blur, noise
+Measured accuracy (``experiments/world_oracle.py``): 100% of clean renders judged aligned; see the bench for blur, noise
 and colour-jitter robustness.
 
 Example:
-    >>> from noisyclip_metrics.world.render import render_scene
+    >>> from noisyclip_metrics.world.draw import render_scene
     >>> image, _ = render_scene("a red circle to the left of a blue square", seed=0)
     >>> judge_image(image, "a red circle to the left of a blue square").aligned
     True
@@ -38,12 +38,12 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError
-from .config import CanvasConfig, OracleConfig
-from .grammar import describe, parse_prompt
-from .questions import SceneObject, answer_question, make_questions
-from .segment import segment_image
-from .spec import Prompt, SceneSpec
+from noisyclip_metrics.errors import InputError
+from noisyclip_metrics.world.config import CanvasConfig, OracleConfig
+from noisyclip_metrics.world.grammar import describe, parse_prompt
+from noisyclip_metrics.world.questions import SceneObject, answer_question, make_questions
+from noisyclip_metrics.world.segment import segment_image
+from noisyclip_metrics.world.spec import Prompt, SceneSpec
 
 __all__ = [
     "JudgeResult",
@@ -175,7 +175,7 @@ def judge_objects(
     """Judge a prompt against already segmented (or ground-truth) objects.
 
     Example:
-        >>> from noisyclip_metrics.world.render import sample_layout
+        >>> from noisyclip_metrics.world.draw import sample_layout
         >>> layout = sample_layout("three white squares", rng=0)
         >>> judge_objects(layout.scene_objects(), "three white squares").aligned
         True
@@ -210,7 +210,7 @@ def judge_image(
         InputError: bad image (shape, dtype, range, NaN) or a prompt outside the grammar.
 
     Example:
-        >>> from noisyclip_metrics.world.render import render_scene
+        >>> from noisyclip_metrics.world.draw import render_scene
         >>> image, _ = render_scene("two green triangles and no blue shapes", seed=4)
         >>> judge_image(image, "two green triangles and no blue shapes").score
         1.0
@@ -240,7 +240,7 @@ def judge_batch(
         One :class:`JudgeResult` per image.
 
     Example:
-        >>> from noisyclip_metrics.world.render import render_batch
+        >>> from noisyclip_metrics.world.draw import render_batch
         >>> images, _ = render_batch(["a red circle", "two blue squares"], seed=0)
         >>> [r.aligned for r in judge_batch(images, ["a red circle", "a blue square"])]
         [True, False]
@@ -263,7 +263,7 @@ def judge_batch(
 def judge_trajectories(store: str | Path) -> dict[str, JudgeResult]:
     """The oracle's judgment of the final image of every trajectory in a trajectory store, by trajectory key (in the
     store's order)."""
-    from ..trajectory_store import TrajectoryStore
+    from noisyclip_metrics.diffusion.trajectory_store import TrajectoryStore
 
     out: dict[str, JudgeResult] = {}
     for recs, tensors in TrajectoryStore.open(store).iter_shards(names=("images",)):

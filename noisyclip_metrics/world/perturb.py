@@ -22,8 +22,8 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from ..errors import InputError
-from .sampling import as_generator
+from noisyclip_metrics.errors import InputError
+from noisyclip_metrics.world.sampling import as_generator
 
 __all__ = ["colour_jitter", "gaussian_blur", "gaussian_noise"]
 

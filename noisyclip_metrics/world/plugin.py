@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import InputError
+from noisyclip_metrics.errors import InputError
 
 __all__ = ["WorldOracleJudge", "load_world_benchmark", "register"]
 
@@ -30,7 +30,7 @@ class WorldOracleJudge:
     name = "world-oracle"
 
     def judge_detailed(self, prompts: Sequence[str], images: Any) -> list[tuple[float, bool | None]]:
-        from .oracle import judge_batch
+        from noisyclip_metrics.world.oracle import judge_batch
 
         results = judge_batch(images.detach().cpu().float().numpy(), list(prompts))
         return [(float(r.score), bool(r.aligned)) for r in results]
@@ -40,7 +40,7 @@ class WorldOracleJudge:
 
     def check_prompts(self, prompts: Sequence[Any]) -> None:
         """Raise :class:`InputError` for a prompt outside the grammar (called before a run writes anything)."""
-        from .grammar import parse_prompt
+        from noisyclip_metrics.world.grammar import parse_prompt
 
         for p in prompts:
             try:
@@ -59,7 +59,7 @@ def load_world_benchmark(spec: Any, source: Any, *, n: int | None = None, seed: 
         n: ``n`` prompts (all 400 by default), stratified by template; a prompt keeps its id in every subset.
         seed: the split's seed (0 = the benchmark the shipped world models are evaluated on).
     """
-    from .benchmark import world_promptset
+    from noisyclip_metrics.world.benchmark import world_promptset
 
     return list(world_promptset(n, seed))
 
@@ -68,26 +68,26 @@ load_world_benchmark.needs_files = False  # type: ignore[attr-defined]  # read b
 
 
 def _ids() -> dict[str, str]:
-    from .models import WORLD_IDS
+    from noisyclip_metrics.world.assets import WORLD_IDS
 
     return {name: WORLD_IDS.get(name).kind for name in WORLD_IDS}
 
 
 def _load(name: str) -> Any:
-    from .models import load_world
+    from noisyclip_metrics.world.assets import load_world
 
     return load_world(name)
 
 
 def _source_paths(name: str) -> tuple[Any, ...]:
-    from .models import asset_paths
+    from noisyclip_metrics.world.assets import asset_paths
 
     return asset_paths(name)
 
 
 def _run_defaults(name: str) -> Any:
-    from ..plugins import RunDefaults
-    from .models import world_sampler
+    from noisyclip_metrics.plugins import RunDefaults
+    from noisyclip_metrics.world.assets import world_sampler
 
     sampler = world_sampler()
     return RunDefaults(
@@ -104,18 +104,18 @@ def _oracle(**_: Any) -> WorldOracleJudge:
 
 
 def _world_negatives(prompt: str) -> list[str]:
-    from .negatives import world_negatives
+    from noisyclip_metrics.world.negatives import world_negatives
 
     return world_negatives(prompt)
 
 
 def register() -> None:
     """Register the world with the core's registries (the entry point; idempotent)."""
-    from ..benchmarks.spec import LOADERS
-    from ..judgments.judge import JUDGES
-    from ..plugins import ID_SCHEMES, IdScheme, register_id_scheme
-    from ..training.negatives import NEGATIVES
-    from . import cli  # noqa: F401  (registers the `noisyclip world` subcommand)
+    from noisyclip_metrics.evaluation.benchmarks.adapters import LOADERS
+    from noisyclip_metrics.evaluation.judges.protocol import JUDGES
+    from noisyclip_metrics.plugins import ID_SCHEMES, IdScheme, register_id_scheme
+    from noisyclip_metrics.training.negatives import NEGATIVES
+    from noisyclip_metrics.world import cli  # noqa: F401  (registers the `noisyclip world` subcommand)
 
     if "world" not in ID_SCHEMES:
         register_id_scheme(

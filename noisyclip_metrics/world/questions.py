@@ -38,10 +38,10 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..errors import InputError
-from .config import OracleConfig
-from .spec import ObjectSpec, SceneSpec
-from .vocab import RELATION_PHRASES, plural
+from noisyclip_metrics.errors import InputError
+from noisyclip_metrics.world.config import OracleConfig
+from noisyclip_metrics.world.spec import ObjectSpec, SceneSpec
+from noisyclip_metrics.world.vocab import RELATION_PHRASES, plural
 
 __all__ = [
     "QUESTION_KINDS",

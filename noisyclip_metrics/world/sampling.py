@@ -33,10 +33,19 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from ..errors import InputError
-from .grammar import describe
-from .spec import Absence, ObjectSpec, Prompt, SceneSpec
-from .vocab import COLOUR_NAMES, COMPARISONS, MAX_OBJECTS, RELATIONS, SHAPES, SIZES, TEMPLATES, converse_relation
+from noisyclip_metrics.errors import InputError
+from noisyclip_metrics.world.grammar import describe
+from noisyclip_metrics.world.spec import Absence, ObjectSpec, Prompt, SceneSpec
+from noisyclip_metrics.world.vocab import (
+    COLOUR_NAMES,
+    COMPARISONS,
+    MAX_OBJECTS,
+    RELATIONS,
+    SHAPES,
+    SIZES,
+    TEMPLATES,
+    converse_relation,
+)
 
 __all__ = [
     "HARD_NEGATIVE_EDITS",

@@ -20,7 +20,7 @@ Steps (thresholds in :class:`~.config.OracleConfig`, lengths scaled with the can
 5. **Size class** from the equivalent half-extent ``sqrt(area / k_shape)`` (:meth:`~.config.CanvasConfig.size_class`).
 
 Example:
-    >>> from noisyclip_metrics.world.render import render_scene
+    >>> from noisyclip_metrics.world.draw import render_scene
     >>> image, _ = render_scene("a small red triangle and a big blue circle", seed=0)
     >>> [(o.colour, o.shape, o.size) for o in segment_image(image / 255.0)]
     [('red', 'triangle', 'small'), ('blue', 'circle', 'big')]
@@ -33,9 +33,9 @@ import math
 import numpy as np
 from scipy import ndimage
 
-from .config import SHAPE_AREA_FACTOR, CanvasConfig, OracleConfig
-from .questions import SceneObject
-from .vocab import COLOURS
+from noisyclip_metrics.world.config import SHAPE_AREA_FACTOR, CanvasConfig, OracleConfig
+from noisyclip_metrics.world.questions import SceneObject
+from noisyclip_metrics.world.vocab import COLOURS
 
 __all__ = ["classify_pixels", "estimate_background", "segment_image"]
 
@@ -140,7 +140,7 @@ def segment_image(
     Objects are returned by colour (palette order), then in raster order of their first pixel.
 
     Example:
-        >>> from noisyclip_metrics.world.render import render_scene
+        >>> from noisyclip_metrics.world.draw import render_scene
         >>> image, layout = render_scene("three yellow squares", seed=2)
         >>> [o.shape for o in segment_image(image / 255.0)]
         ['square', 'square', 'square']

@@ -28,8 +28,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import InputError
-from .vocab import COLOUR_NAMES, COMPARISONS, MAX_OBJECTS, RELATIONS, SHAPES, SIZES, SKILLS, TEMPLATES
+from noisyclip_metrics.errors import InputError
+from noisyclip_metrics.world.vocab import (
+    COLOUR_NAMES,
+    COMPARISONS,
+    MAX_OBJECTS,
+    RELATIONS,
+    SHAPES,
+    SIZES,
+    SKILLS,
+    TEMPLATES,
+)
 
 __all__ = ["Absence", "ObjectSpec", "Prompt", "SceneSpec", "skills_of"]
 

@@ -53,11 +53,11 @@ from typing import TypeVar
 
 import numpy as np
 
-from ..errors import InputError
-from .grammar import describe
-from .sampling import TemplateMix, sample_spec
-from .spec import Prompt, SceneSpec
-from .vocab import COLOUR_NAMES, SHAPES, TEMPLATES, converse_relation
+from noisyclip_metrics.errors import InputError
+from noisyclip_metrics.world.grammar import describe
+from noisyclip_metrics.world.sampling import TemplateMix, sample_spec
+from noisyclip_metrics.world.spec import Prompt, SceneSpec
+from noisyclip_metrics.world.vocab import COLOUR_NAMES, SHAPES, TEMPLATES, converse_relation
 
 __all__ = [
     "HeldOut",

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from ..errors import InputError
+from noisyclip_metrics.errors import InputError
 
 __all__ = [
     "ADVANCED_SKILLS",

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from noisyclip_metrics.diffusion.trajectory_store import record_trajectories
 from noisyclip_metrics.errors import ConfigMismatchError, InputError, UnknownNameError
-from noisyclip_metrics.model import TINY_TEST_CONFIG, NoisyCLIPModel
+from noisyclip_metrics.scoring.model import TINY_TEST_CONFIG, NoisyCLIPModel
 from noisyclip_metrics.testing import tiny_pipeline
-from noisyclip_metrics.training.data import NEGATIVES
+from noisyclip_metrics.training.dataset import NEGATIVES
 from noisyclip_metrics.training.trainer import TrainConfig, train
-from noisyclip_metrics.trajectory_store import record_trajectories
 
 PROMPTS = [f"a {c} {s}" for c in ("red", "green", "blue") for s in ("circle", "square", "triangle")]
 
@@ -241,7 +241,7 @@ def test_listwise_loss_is_the_cross_entropy_to_the_judges_softmax_per_prompt():
 
 
 def test_listwise_target_trains_on_groups_of_four_seeds_read_at_one_step(world, tmp_path, monkeypatch):
-    from noisyclip_metrics.training.data import TrajectorySource
+    from noisyclip_metrics.training.dataset import TrajectorySource
 
     NEGATIVES.register("test-swap", _swap_red_blue)
     kw = {"negatives": "test-swap", "read": "x0"}

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from noisyclip_metrics.errors import InputError
-from noisyclip_metrics.model import TINY_TEST_CONFIG, NoisyCLIPModel
+from noisyclip_metrics.scoring.model import TINY_TEST_CONFIG, NoisyCLIPModel
 from noisyclip_metrics.training.wise import interpolate_image_tower
 
 

@@ -11,10 +11,10 @@ from safetensors.torch import load_file
 
 from noisyclip_metrics.errors import CheckpointError, ConfigMismatchError, InputError, UnknownNameError
 from noisyclip_metrics.provenance import seed_overlap
-from noisyclip_metrics.world.build import pipeline
-from noisyclip_metrics.world.build.config import PRESETS
-from noisyclip_metrics.world.build.pipeline import build_world
-from noisyclip_metrics.world.models import RETRAIN_COMMAND, load_world
+from noisyclip_metrics.world.assets import RETRAIN_COMMAND, load_world
+from noisyclip_metrics.world.build import driver as pipeline
+from noisyclip_metrics.world.build.driver import build_world
+from noisyclip_metrics.world.build.presets import PRESETS
 
 pytestmark = pytest.mark.slow
 
@@ -149,7 +149,7 @@ def test_from_weights_rebuilds_only_the_noisyclips(built, tmp_path):
     """A work folder seeded from packaged weights skips every stage before ``trajectories`` and keeps its record."""
     import dataclasses
 
-    from noisyclip_metrics.world.build.config import NoisyRunConfig
+    from noisyclip_metrics.world.build.presets import NoisyRunConfig
 
     root, _ = built
     cfg = PRESETS.get("ci")

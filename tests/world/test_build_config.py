@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from noisyclip_metrics.world.build.config import PRESETS
+from noisyclip_metrics.world.assets import world_weights_dir
+from noisyclip_metrics.world.build.presets import PRESETS
 from noisyclip_metrics.world.build.unet import UNET_MODELS, build_unet
-from noisyclip_metrics.world.models import world_weights_dir
 
 
 def test_shipped_weights_record_the_full_preset_of_this_code():
@@ -33,7 +33,7 @@ def test_noisy_stage_refuses_bad_prompt_counts():
     import pytest
 
     from noisyclip_metrics.errors import InputError
-    from noisyclip_metrics.world.build.config import NoisyStageConfig
+    from noisyclip_metrics.world.build.presets import NoisyStageConfig
 
     for kwargs, name in (
         ({"prompts": 0}, "prompts"),

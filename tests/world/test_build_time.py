@@ -1,4 +1,4 @@
-"""bench/world_build_time.py: a stage's idle-machine estimate from the median pace of its step log."""
+"""benchmarks/world_build_time.py: a stage's idle-machine estimate from the median pace of its step log."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def bench(bench_script):
-    return bench_script("world_build_time")
+def bench(script):
+    return script("world_build_time")
 
 
 def _stage(folder: Path, seconds: float, steps: int | None = None, log: list[tuple[int, float]] = ()) -> Path:

@@ -1,22 +1,22 @@
-"""bench/noisyclip_generalization.py: fresh training-distribution prompts against the benchmark, end to end."""
+"""experiments/noisyclip_generalization.py: fresh training-distribution prompts against the benchmark, end to end."""
 
 from __future__ import annotations
 
 from noisyclip_metrics.world.benchmark import world_promptset
-from noisyclip_metrics.world.build.config import PRESETS
+from noisyclip_metrics.world.build.presets import PRESETS
 from noisyclip_metrics.world.build.stages import noisy_training_prompts
 
 
-def test_fresh_prompts_are_unused_training_prompts(bench_script):
-    module = bench_script("noisyclip_generalization")
+def test_fresh_prompts_are_unused_training_prompts(script):
+    module = script("noisyclip_generalization")
     fresh = module.fresh_prompts(60)
     assert len(set(fresh)) == 60 and fresh == module.fresh_prompts(60)
     assert not set(fresh) & set(noisy_training_prompts(PRESETS.get("full")))
     assert not set(fresh) & set(world_promptset().texts)
 
 
-def test_script_reports_each_prompt_set_and_resumes(bench_script, tmp_path, capsys):
-    module = bench_script("noisyclip_generalization")
+def test_script_reports_each_prompt_set_and_resumes(script, tmp_path, capsys):
+    module = script("noisyclip_generalization")
     args = [
         "--out",
         str(tmp_path),

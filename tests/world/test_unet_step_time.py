@@ -1,10 +1,10 @@
-"""bench/unet_step_time.py: one training step of a world UNet per head count, printed side by side."""
+"""benchmarks/unet_step_time.py: one training step of a world UNet per head count, printed side by side."""
 
 from __future__ import annotations
 
 
-def test_prints_one_row_per_model_with_the_ratio_to_the_first_head_count(bench_script, capsys):
-    bench_script("unet_step_time").main(["--steps", "1", "--heads", "8", "2", "--models", "sd-small"])
+def test_prints_one_row_per_model_with_the_ratio_to_the_first_head_count(script, capsys):
+    script("unet_step_time").main(["--steps", "1", "--heads", "8", "2", "--models", "sd-small"])
     lines = capsys.readouterr().out.splitlines()
     assert "| model | 8 heads ms/step | 2 heads ms/step | 2 / 8 heads |" in lines
     row = next(line for line in lines if line.startswith("| sd-small |"))

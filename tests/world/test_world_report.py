@@ -1,4 +1,4 @@
-"""bench/world_report.py on the published world leaderboard."""
+"""tools/world_report.py on the published world leaderboard."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_model_table_leads_with_the_skill_groups_that_cover_every_prompt(bench_script, capsys):
+def test_model_table_leads_with_the_skill_groups_that_cover_every_prompt(script, capsys):
     doc = json.loads((ROOT / "leaderboards" / "world" / "leaderboard.json").read_text(encoding="utf-8"))
-    bench_script("world_report").model_tables(doc)
+    script("world_report").model_tables(doc)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(
         "| model | prompts x seeds | oracle TIFA score | fully aligned | mixed seeds | basic | advanced |"
@@ -24,17 +24,17 @@ def test_model_table_leads_with_the_skill_groups_that_cover_every_prompt(bench_s
         assert int(cells[1]) + int(cells[4]) == m["num_prompts"]
 
 
-def test_stratified_groups_separate_the_relation_confound(bench_script, tmp_path, capsys):
+def test_stratified_groups_separate_the_relation_confound(script, tmp_path, capsys):
     """Basic prompts fail on relations, advanced ones elsewhere: the strata and the standardised rate show it."""
     import numpy as np
 
-    from tests.test_bon_offline import make_store
+    from tests.bon.test_offline import make_store
 
     skills = [["object", "spatial relation"]] * 4 + [["object"]] * 4 + [["object", "counting"]] * 4
     skills += [["object", "counting", "spatial relation"]] * 2
     aligned = np.array([[0.0] * 3] * 4 + [[1.0] * 3] * 4 + [[1.0, 0.0, 0.0]] * 4 + [[0.0] * 3] * 2)
     store = make_store(tmp_path / "r", {"s": np.zeros((14, 3, 5))}, aligned.copy(), aligned, skills=skills)
-    bench_script("world_report").stratified_groups(store.root, resamples=50)
+    script("world_report").stratified_groups(store.root, resamples=50)
     out = capsys.readouterr().out
     rows = {
         tuple(c.strip() for c in line.strip("|").split("|")[:2]): line

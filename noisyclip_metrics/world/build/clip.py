@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ...model import NoisyCLIPModel
-from ...training.targets import TargetBatch, infonce_loss
-from ..grammar import describe, parse_prompt
-from ..sampling import hard_negative
-from .common import ResumableRun, step_generator, warmup_cosine
-from .data import CONTEXT_LENGTH, augment, render_pool
+from noisyclip_metrics.scoring.model import NoisyCLIPModel
+from noisyclip_metrics.training.targets import TargetBatch, infonce_loss
+from noisyclip_metrics.world.build.common import ResumableRun, step_generator, warmup_cosine
+from noisyclip_metrics.world.build.data import CONTEXT_LENGTH, augment, render_pool
+from noisyclip_metrics.world.grammar import describe, parse_prompt
+from noisyclip_metrics.world.sampling import hard_negative
 
 __all__ = ["ClipStageConfig", "negative_captions", "train_world_clip", "world_clip_config"]
 
@@ -79,7 +79,7 @@ def paired_texts(n_pairs: int, seed: int, mix: dict[str, float]) -> list[str]:
     """``[p0, q0, p1, q1, ...]``: sampled captions each followed by a minimal-pair partner (the flipped relation for
     relation prompts, another structural edit when one applies, else any edit). Rendering both puts image-side hard
     negatives in every batch: the model must tell "A left of B" images from "A right of B" images, not only texts."""
-    from ..sampling import sample_prompts
+    from noisyclip_metrics.world.sampling import sample_prompts
 
     rng = np.random.default_rng([seed, 99])
     out: list[str] = []
@@ -102,14 +102,14 @@ def negative_captions(text: str, rng: np.random.Generator) -> list[str]:
 
 
 def _applies(spec: Any, edit: str) -> bool:
-    from ..sampling import _valid_edits
+    from noisyclip_metrics.world.sampling import _valid_edits
 
     return bool(_valid_edits(spec, edit))
 
 
 def train_world_clip(work: Path, tokenizer_dir: Path, cfg: ClipStageConfig, progress: bool = True) -> NoisyCLIPModel:
     """Train (or resume) the world CLIP in ``work``; returns the trained model (preview map: a placeholder)."""
-    from ...tokenizers import ClipTextTokenizer
+    from noisyclip_metrics.scoring.tokenizers import ClipTextTokenizer
 
     vocab = ClipTextTokenizer(tokenizer_dir, CONTEXT_LENGTH).vocab_size
     model = NoisyCLIPModel.from_config(

@@ -13,12 +13,12 @@ from collections import defaultdict
 import numpy as np
 import torch
 
-from ...model import NoisyCLIPModel
-from ..grammar import describe
-from ..oracle import judge_image
-from ..render import render_batch
-from ..sampling import HARD_NEGATIVE_EDITS, _valid_edits, hard_negative, sample_prompts
-from ..splits import benchmark_prompts
+from noisyclip_metrics.scoring.model import NoisyCLIPModel
+from noisyclip_metrics.world.draw import render_batch
+from noisyclip_metrics.world.grammar import describe
+from noisyclip_metrics.world.oracle import judge_image
+from noisyclip_metrics.world.sampling import HARD_NEGATIVE_EDITS, _valid_edits, hard_negative, sample_prompts
+from noisyclip_metrics.world.splits import benchmark_prompts
 
 __all__ = ["clip_competence"]
 

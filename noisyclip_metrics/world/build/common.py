@@ -21,8 +21,8 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from ...errors import ConfigMismatchError
-from ...io import save_safetensors
+from noisyclip_metrics.errors import ConfigMismatchError
+from noisyclip_metrics.io.files import save_safetensors
 
 __all__ = ["EMA", "ResumableRun", "log_line", "step_generator", "warmup_cosine"]
 

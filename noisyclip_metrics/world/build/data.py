@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 
-from ...io import save_safetensors
-from ...tokenizers import write_clip_bpe_files
-from ..render import render_batch
-from ..sampling import TemplateMix, sample_prompts
+from noisyclip_metrics.io.files import save_safetensors
+from noisyclip_metrics.scoring.tokenizers import write_clip_bpe_files
+from noisyclip_metrics.world.draw import render_batch
+from noisyclip_metrics.world.sampling import TemplateMix, sample_prompts
 
 __all__ = ["CONTEXT_LENGTH", "WORLD_MERGES", "ImagePool", "augment", "build_tokenizer", "render_pool"]
 

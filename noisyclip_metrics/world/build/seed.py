@@ -19,10 +19,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ...errors import InputError
-from ...io import write_json
-from ..models import SHARED_COMPONENTS
-from .config import WorldBuildConfig
+from noisyclip_metrics.errors import InputError
+from noisyclip_metrics.io.files import write_json
+from noisyclip_metrics.world.assets import SHARED_COMPONENTS
+from noisyclip_metrics.world.build.presets import WorldBuildConfig
 
 __all__ = ["seed_from_weights"]
 
@@ -83,8 +83,8 @@ def seed_from_weights(work: str | Path, weights: str | Path, config: WorldBuildC
         outputs[f"unet-{name}"] = [(weights / name, pipe)] + [
             (weights / "shared" / c, pipe / c) for c in SHARED_COMPONENTS
         ]
-    from . import stages as _stages  # noqa: F401  (registers the stages)
-    from .pipeline import STAGES
+    from noisyclip_metrics.world.build import stages as _stages  # noqa: F401  (registers the stages)
+    from noisyclip_metrics.world.build.context import STAGES
 
     names = STAGES.names()
     seeded = []

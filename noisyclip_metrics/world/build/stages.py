@@ -1,4 +1,4 @@
-"""The stages of a world build (registered in :data:`~noisyclip_metrics.world.build.pipeline.STAGES` in order)."""
+"""The stages of a world build (registered in :data:`~noisyclip_metrics.world.build.driver.STAGES` in order)."""
 
 from __future__ import annotations
 
@@ -12,19 +12,19 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from ...checkpoint import share_text_tower
-from ...errors import InputError
-from ...io import save_safetensors, write_json
-from ...model import NoisyCLIPModel
-from ...preview import PreviewMap
-from ..models import SHARED_COMPONENTS
-from .clip import train_world_clip
-from .clip_eval import clip_competence
-from .config import LABEL_FILES, WorldBuildConfig
-from .data import CONTEXT_LENGTH, build_tokenizer, render_pool
-from .pipeline import BuildContext, _register, build_record, copy_tree
-from .unet import assemble_pipeline, text_features, train_world_unet
-from .vae import encode_images, train_world_vae, vae_quality
+from noisyclip_metrics.errors import InputError
+from noisyclip_metrics.io.files import save_safetensors, write_json
+from noisyclip_metrics.scoring.checkpoint import share_text_tower
+from noisyclip_metrics.scoring.model import NoisyCLIPModel
+from noisyclip_metrics.scoring.preview import PreviewMap
+from noisyclip_metrics.world.assets import SHARED_COMPONENTS
+from noisyclip_metrics.world.build.clip import train_world_clip
+from noisyclip_metrics.world.build.clip_eval import clip_competence
+from noisyclip_metrics.world.build.context import BuildContext, _register, build_record, copy_tree
+from noisyclip_metrics.world.build.data import CONTEXT_LENGTH, build_tokenizer, render_pool
+from noisyclip_metrics.world.build.presets import LABEL_FILES, WorldBuildConfig
+from noisyclip_metrics.world.build.unet import assemble_pipeline, text_features, train_world_unet
+from noisyclip_metrics.world.build.vae import encode_images, train_world_vae, vae_quality
 
 
 @_register("tokenizer")
@@ -61,8 +61,8 @@ def _clip(ctx: BuildContext) -> dict[str, Any]:
 
 @_register("text-encoder")
 def _text_encoder(ctx: BuildContext) -> dict[str, Any]:
-    from ...convert import open_clip_text_to_hf
-    from ...tokenizers import load_clip_tokenizer
+    from noisyclip_metrics.scoring.convert import open_clip_text_to_hf
+    from noisyclip_metrics.scoring.tokenizers import load_clip_tokenizer
 
     folder = ctx.folder("text-encoder")
     clip = NoisyCLIPModel.from_pretrained(ctx.work / "clip" / "model")
@@ -76,7 +76,7 @@ def _text_encoder(ctx: BuildContext) -> dict[str, Any]:
 def _load_text_side(ctx: BuildContext) -> tuple[Any, Any]:
     from transformers import CLIPTextModel
 
-    from ...tokenizers import load_clip_tokenizer
+    from noisyclip_metrics.scoring.tokenizers import load_clip_tokenizer
 
     text_encoder = CLIPTextModel.from_pretrained(ctx.work / "text-encoder" / "text_encoder").eval()
     tokenizer = load_clip_tokenizer(ctx.work / "tokenizer", model_max_length=CONTEXT_LENGTH)
@@ -91,7 +91,7 @@ def _load_vae(ctx: BuildContext) -> Any:
 
 @_register("unet-data")
 def _unet_data(ctx: BuildContext) -> dict[str, Any]:
-    from ..splits import make_split
+    from noisyclip_metrics.world.splits import make_split
 
     folder = ctx.folder("unet-data")
     split = make_split(seed=ctx.config.seed)
@@ -141,9 +141,9 @@ for _name in ("sd-small", "sd-base", "sd-large"):
 
 def _quick_quality(ctx: BuildContext, pipe: Any, n_prompts: int = 60, seeds: int = 2) -> dict[str, Any]:
     """Oracle fully-aligned rate on a few benchmark prompts (an indicator; the evaluation runner measures)."""
-    from ...trajectory import generators_for
-    from ..oracle import judge_batch
-    from ..splits import benchmark_prompts
+    from noisyclip_metrics.diffusion.trajectory import generators_for
+    from noisyclip_metrics.world.oracle import judge_batch
+    from noisyclip_metrics.world.splits import benchmark_prompts
 
     pipe.set_progress_bar_config(disable=True)
     prompts = [p.text for p in benchmark_prompts(n_prompts if ctx.config.unets[0].steps > 100 else 4)]
@@ -187,7 +187,7 @@ def noisy_training_prompts(config: WorldBuildConfig) -> list[str]:
     lets the coverage part reach the held-out compositions: a separately named study, never the shipped build.
 
     Example:
-        >>> from noisyclip_metrics.world.build.config import PRESETS
+        >>> from noisyclip_metrics.world.build.presets import PRESETS
         >>> from noisyclip_metrics.world.grammar import parse_prompt
         >>> from noisyclip_metrics.world.splits import make_split
         >>> prompts = noisy_training_prompts(PRESETS.get("ci"))
@@ -196,8 +196,8 @@ def noisy_training_prompts(config: WorldBuildConfig) -> list[str]:
         >>> len(prompts), bool(set(prompts) & split.pool_texts), any(heldout)
         (8, False, False)
     """
-    from ..sampling import sample_prompts
-    from ..splits import make_split
+    from noisyclip_metrics.world.sampling import sample_prompts
+    from noisyclip_metrics.world.splits import make_split
 
     split = make_split(seed=config.seed)
     n, extra = config.noisy.prompts, config.noisy.coverage_prompts
@@ -229,21 +229,21 @@ def noisy_training_seeds(config: WorldBuildConfig, prompts: list[str]) -> list[l
     initial noise recurs across the training set and none is one an evaluation run uses.
 
     Example:
-        >>> from noisyclip_metrics.world.build.config import PRESETS
+        >>> from noisyclip_metrics.world.build.presets import PRESETS
         >>> cfg = PRESETS.get("ci")
         >>> seeds = noisy_training_seeds(cfg, noisy_training_prompts(cfg))
         >>> len(seeds), len(seeds[0]), min(min(s) for s in seeds) >= 10**9
         (8, 2, True)
     """
-    from ...provenance import training_seeds
+    from noisyclip_metrics.provenance import training_seeds
 
     return [training_seeds(p, config.noisy.seeds, salt=config.seed) for p in prompts]
 
 
 @_register("trajectories")
 def _trajectories(ctx: BuildContext) -> dict[str, Any]:
-    from ...trajectory_store import record_trajectories
-    from ..oracle import judge_trajectories
+    from noisyclip_metrics.diffusion.trajectory_store import record_trajectories
+    from noisyclip_metrics.world.oracle import judge_trajectories
 
     cfg = ctx.config.noisy
     folder = ctx.folder("trajectories")
@@ -280,7 +280,7 @@ def _trajectories(ctx: BuildContext) -> dict[str, Any]:
 
 @_register("noisyclip")
 def _noisyclip(ctx: BuildContext) -> dict[str, Any]:
-    from ...training.trainer import TrainConfig, train
+    from noisyclip_metrics.training.trainer import TrainConfig, train
 
     cfg = ctx.config.noisy
     folder = ctx.folder("noisyclip")
@@ -326,7 +326,7 @@ def _save_fp16(src: Path, dst: Path, keep_fp32: tuple[str, ...] = ("preview.",))
 
 def _check_shared(a: Path, b: Path) -> None:
     """Fail the build when a component meant to be shared differs between two pipelines."""
-    from ...provenance import weights_hash
+    from noisyclip_metrics.provenance import weights_hash
 
     if weights_hash(a) != weights_hash(b):
         raise InputError(f"{a}: differs from {b}; world pipelines must share {a.name}")

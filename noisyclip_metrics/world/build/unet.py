@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .common import EMA, ResumableRun, step_generator, warmup_cosine
+from noisyclip_metrics.world.build.common import EMA, ResumableRun, step_generator, warmup_cosine
 
 __all__ = ["UNET_MODELS", "UnetStageConfig", "assemble_pipeline", "build_unet", "text_features", "train_world_unet"]
 
@@ -55,7 +55,7 @@ def build_unet(cfg: UnetStageConfig, cross_attention_dim: int) -> Any:
 
     ``cfg.attention_heads`` goes to diffusers' ``attention_head_dim``, which ``UNet2DConditionModel`` uses as the
     number of heads (a misnaming its source comment keeps for compatibility). Two heads (head width
-    16-48) train 17-25% faster on the 2-core CPU than eight heads of width 4-12 (``bench/unet_step_time.py``).
+    16-48) train 17-25% faster on the 2-core CPU than eight heads of width 4-12 (``benchmarks/unet_step_time.py``).
     """
     from diffusers import UNet2DConditionModel
 

@@ -4,7 +4,7 @@ The latent space must be *image-like as SD's is*: a fixed linear map of the late
 variance of the image downsampled to the latent grid (the premise of NoisyCLIP's preview). The VAE is trained with
 reconstruction + KL losses and an auxiliary linear-preview loss (a learned 4->3 map of the latent mean must match the
 area-averaged image). After training, the scaling factor (1 / latent std) is written into the config and the
-preview map is fitted by least squares on scaled latents (:func:`noisyclip_metrics.preview.fit_preview_map`).
+preview map is fitted by least squares on scaled latents (:func:`noisyclip_metrics.scoring.preview.fit_preview_map`).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ...preview import PreviewMap, fit_preview_map
-from ..oracle import judge_image
-from .common import ResumableRun, step_generator, warmup_cosine
-from .data import ImagePool, render_pool
+from noisyclip_metrics.scoring.preview import PreviewMap, fit_preview_map
+from noisyclip_metrics.world.build.common import ResumableRun, step_generator, warmup_cosine
+from noisyclip_metrics.world.build.data import ImagePool, render_pool
+from noisyclip_metrics.world.oracle import judge_image
 
 __all__ = ["VaeStageConfig", "build_vae", "encode_images", "train_world_vae", "vae_quality"]
 
@@ -120,7 +120,7 @@ def encode_images(vae: Any, images: torch.Tensor, scale: float | None = None, ba
 @torch.no_grad()
 def vae_quality(vae: Any, preview: PreviewMap, pool: ImagePool, n: int = 2000) -> dict[str, float]:
     """PSNR of reconstructions, preview R² on held-out images, oracle agreement original vs reconstruction."""
-    from ...scorers import decode_latents
+    from noisyclip_metrics.scoring.scorers import decode_latents
 
     images = pool.floats(torch.arange(len(pool) - n, len(pool)))
     latents = encode_images(vae, images)

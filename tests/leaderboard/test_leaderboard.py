@@ -1,0 +1,639 @@
+"""Leaderboard build: outputs, JSON schema, merging and checks of runs, BoN, escaping, bad input, a real browser."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from noisyclip_metrics.cli import main
+from noisyclip_metrics.errors import SchemaError
+from noisyclip_metrics.evaluation.results import ResultsStore, RunInfo
+from noisyclip_metrics.leaderboard import BuildConfig, build_leaderboard, load_entries, read_bon
+
+FAST = BuildConfig(n_resamples=50)
+XSS = '<script>alert(1)</script> &amp; &lt;b&gt; Tom & Jerry\'s "pen"'
+SCORERS: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {
+    "noisyclip": lambda j, k, t: j * k / t,  # uninformative at k = 0, exact afterwards
+    "negated": lambda j, k, t: -j,
+    "constant": lambda j, k, t: np.full_like(j, 0.3),
+}
+
+
+def write_run(
+    root: Path,
+    model: str,
+    *,
+    benchmark: str = "bench",
+    prompts: Sequence[str] | None = None,
+    seeds: Sequence[int] = (0, 1, 2, 3),
+    steps: int = 4,
+    offset: float = 0.0,
+    seed: int = 0,
+    sampler: dict[str, Any] | None = None,
+    run_id: str | None = None,
+) -> str:
+    """A synthetic run: judge scores random (distinct per prompt) + ``offset``; scorers of :data:`SCORERS`."""
+    store = ResultsStore.create(root)
+    texts = list(prompts) if prompts is not None else [f"prompt {i}" for i in range(8)]
+    ids = [hashlib.sha256(t.encode()).hexdigest()[:10] for t in texts]
+    run_id = run_id or hashlib.sha256(f"{model}|{benchmark}|{seed}".encode()).hexdigest()[:16]
+    store.write_run(
+        RunInfo(
+            run_id=run_id,
+            model=model,
+            benchmark=benchmark,
+            seeds=tuple(seeds),
+            sampler=sampler or {"num_inference_steps": steps, "scheduler": "DDIM"},
+            scorers={s: {"weights": f"w-{s}"} for s in SCORERS},
+            judge={"name": "oracle"},
+            package_version="0.1.0",
+            created="2026-01-01T00:00:00Z",
+        )
+    )
+    store.write_prompts(run_id, ids, texts, [["counting"] if i % 2 else ["object", "spatial"] for i in range(len(ids))])
+    rng = np.random.default_rng(seed)
+    cols: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "kind",
+            "run_id",
+            "model",
+            "benchmark",
+            "prompt_id",
+            "seed",
+            "step",
+            "num_steps",
+            "timestep",
+            "scorer",
+            "judge",
+            "score",
+            "aligned",
+        )
+    }
+    for pid in ids:
+        judge = rng.permutation(len(seeds)) / len(seeds) + offset
+        for j, s in enumerate(seeds):
+            row = [
+                "judgment",
+                run_id,
+                model,
+                benchmark,
+                pid,
+                s,
+                None,
+                None,
+                None,
+                None,
+                "oracle",
+                judge[j],
+                judge[j] > 0.5,
+            ]
+            for k, v in zip(cols, row):
+                cols[k].append(v)
+            for step in range(steps + 1):
+                for name, f in SCORERS.items():
+                    row = [
+                        "score",
+                        run_id,
+                        model,
+                        benchmark,
+                        pid,
+                        s,
+                        step,
+                        steps,
+                        1.0 - step / steps,
+                        name,
+                        None,
+                        float(f(judge, step, steps)[j]),
+                        None,
+                    ]
+                    for k, v in zip(cols, row):
+                        cols[k].append(v)
+    store.append(run_id, cols, f"chunk-{len(store.chunk_files(run_id))}")
+    return run_id
+
+
+def cli(*args: Any, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture()
+def results(tmp_path: Path) -> Path:
+    root = tmp_path / "results"
+    write_run(root, "model-a", seed=1, offset=0.2, prompts=[XSS] + [f"prompt {i}" for i in range(1, 8)])
+    write_run(root, "<b>model-b</b>", seed=2)
+    return root
+
+
+# ----------------------------------------------------------------------------------------------------------- outputs
+def test_build_writes_every_output_with_the_json_schema(results, tmp_path, capsys):
+    out = tmp_path / "lb"
+    code, stdout, _ = cli("leaderboard", "build", results, "--out", out, "--n-resamples", 50, capsys=capsys)
+    assert code == 0 and "2 model(s)" in stdout
+    assert {p.name for p in out.iterdir()} == {
+        "index.html",
+        "README.md",
+        "leaderboard.json",
+        "leaderboard.csv",
+        "curves.csv",
+        "charts",
+    }
+    doc = json.loads((out / "leaderboard.json").read_text())
+    assert doc["schema"] == "noisyclip-leaderboard" and doc["schema_version"] == 1
+    names = [m["name"] for m in doc["models"]]
+    assert names == ["model-a", "<b>model-b</b>"]  # ranked by mean judge score (model-a has +0.2)
+    a = doc["models"][0]
+    assert a["final_judge_score"] == pytest.approx(np.mean(np.arange(4) / 4) + 0.2)
+    assert a["final_judge_score_low"] <= a["final_judge_score"] <= a["final_judge_score_high"]
+    assert set(a["curves"]) == set(SCORERS)
+    for point in a["curves"]["noisyclip"]:
+        assert {"step", "fraction", "pairwise_accuracy", "top1_agreement", "spearman"} <= set(point)
+    pw = [p["pairwise_accuracy"] for p in a["curves"]["noisyclip"]]
+    assert pw == [0.5, 1.0, 1.0, 1.0, 1.0]
+    assert [p["pairwise_accuracy"] for p in a["curves"]["negated"]] == [0.0] * 5
+    assert [p["pairwise_accuracy"] for p in a["curves"]["constant"]] == [0.5] * 5
+    assert [p["fraction"] for p in a["curves"]["noisyclip"]] == [0, 0.25, 0.5, 0.75, 1]
+    assert a["earliest_fraction"] == {"noisyclip": 0.25, "negated": None, "constant": None}
+    assert set(a["skills"]) == {"counting", "object", "spatial", "advanced", "basic"}
+    assert a["skills"]["counting"]["num_prompts"] == a["skills"]["advanced"]["num_prompts"] == 4
+    assert a["skills"]["basic"]["num_prompts"] == 4  # the "object" prompts: GenAI-Bench's group, derived
+    assert "bon" not in doc and a["bon"] == []
+    assert len(doc["provenance"]) == 2 and doc["provenance"][0]["source"] == str(results)
+    with open(out / "leaderboard.csv", newline="") as f:
+        ranking = list(csv.DictReader(f))
+    assert len(ranking) == 2 * 3 and ranking[0]["name"] == "model-a" and ranking[0]["reference_step"] == "2"
+    with open(out / "curves.csv", newline="") as f:
+        curves = list(csv.DictReader(f))
+    assert len(curves) == 2 * (1 + 5) * 3 * 5  # models x (all + skills and their groups) x scorers x steps
+    readme = (out / "README.md").read_text()
+    assert "| Rank | Model |" in readme and "## Per skill" in readme and "## Provenance" in readme
+    for link in [line.split("](")[1].rstrip(")") for line in readme.splitlines() if line.startswith("![")]:
+        assert (out / link).is_file()
+    html = (out / "index.html").read_text()
+    assert html.count('<svg xmlns="http://www.w3.org/2000/svg" class="chart"') == 2 * 3 + 3
+    assert 'id="ranking"' in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+
+
+def test_user_strings_are_escaped(results, tmp_path):
+    build_leaderboard([results], tmp_path / "lb", FAST)
+    html = (tmp_path / "lb" / "index.html").read_text()
+    assert "<script>alert" not in html and html.count("<script") == 2  # the JSON block and the page script
+    assert "<b>model-b" not in html and "&lt;b&gt;model-b&lt;/b&gt;" in html
+    drill = html.split('id="drill-data">')[1].split("</script>")[0]
+    assert "<" not in drill and XSS in [p["text"] for p in json.loads(drill)["models"][0]["prompts"]]
+    readme = (tmp_path / "lb" / "README.md").read_text()
+    assert "<b>" not in readme and "&lt;b&gt;model-b" in readme
+    doc = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())
+    assert doc["models"][1]["name"] == "<b>model-b</b>"
+
+
+def test_same_model_on_two_benchmarks_and_merged_folders(tmp_path):
+    prompts = [f"prompt {i}" for i in range(8)]
+    write_run(tmp_path / "r1", "m", benchmark="world", prompts=prompts[:4], seed=3)
+    write_run(tmp_path / "r2", "m", benchmark="world", prompts=prompts[4:], seed=4)  # same model, other prompts
+    write_run(tmp_path / "r2", "m", benchmark="drawbench", seed=5)
+    entries = load_entries([tmp_path / "r1", tmp_path / "r2"])
+    assert [e.name for e in entries] == ["m @ world", "m @ drawbench"]
+    assert len(entries[0].runs) == 2 and len(entries[0].data.prompt_ids) == 8
+    shutil.copytree(tmp_path / "r1", tmp_path / "copy")  # the same run in two folders counts once
+    entries = load_entries([tmp_path / "r1", tmp_path / "copy"])
+    assert len(entries) == 1 and len(entries[0].data.prompt_ids) == 4
+
+
+def test_incompatible_runs_are_refused(tmp_path, capsys):
+    write_run(tmp_path / "r1", "m", seeds=(0, 1, 2, 3))
+    write_run(tmp_path / "r2", "m", seeds=(0, 1, 2), seed=9)
+    with pytest.raises(SchemaError, match="incompatible: seeds differ"):
+        load_entries([tmp_path / "r1", tmp_path / "r2"])
+    write_run(tmp_path / "r3", "m", sampler={"num_inference_steps": 4, "scheduler": "Euler"}, seed=8)
+    code, _, err = cli("leaderboard", "build", tmp_path / "r1", tmp_path / "r3", "--out", tmp_path / "o", capsys=capsys)
+    assert code == 2 and err.count("\n") == 1 and "incompatible: sampler differ" in err
+    assert not (tmp_path / "o").exists()
+
+
+# --------------------------------------------------------------------------------------------------------- bad input
+def _other_version(root: Path) -> None:
+    write_run(root, "m")
+    (root / "store.json").write_text(json.dumps({"schema": "noisyclip-results", "schema_version": 99}))
+
+
+def _bad_rows(root: Path) -> None:
+    run_id = write_run(root, "m")
+    pq.write_table(pa.table({"x": [1]}), root / "rows" / run_id / "zz.parquet")
+
+
+def _corrupt_rows(root: Path) -> None:
+    run_id = write_run(root, "m")
+    (root / "rows" / run_id / "zz.parquet").write_bytes(b"PAR1 not really")
+
+
+def _steps_mismatch(root: Path) -> None:
+    write_run(root, "m", steps=4, sampler={"num_inference_steps": 5})
+
+
+def _orphan_rows(root: Path) -> None:
+    run_id = write_run(root, "m")
+    (root / "runs" / f"{run_id}.json").unlink()
+
+
+def _no_rows(root: Path) -> None:
+    run_id = write_run(root, "m")
+    shutil.rmtree(root / "rows" / run_id)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda r: r.mkdir(), "not a results store"),
+        (lambda r: None, "results folder not found"),
+        (_other_version, "schema_version 99, this library reads 1"),
+        (_bad_rows, "unreadable chunk file"),
+        (_corrupt_rows, "unreadable chunk file"),
+        (_steps_mismatch, "have num_steps [4], the run record says 5"),
+        (_orphan_rows, "rows of runs without provenance"),
+        (_no_rows, "has no rows"),
+    ],
+    ids=[
+        "empty-folder",
+        "missing",
+        "other-version",
+        "malformed-rows",
+        "corrupt-rows",
+        "steps",
+        "orphan-rows",
+        "no-rows",
+    ],
+)
+def test_bad_results_are_one_line_errors(tmp_path, capsys, make, message):
+    make(tmp_path / "res")
+    code, _, err = cli("leaderboard", "build", tmp_path / "res", "--out", tmp_path / "lb", capsys=capsys)
+    assert code == 2 and err.count("\n") == 1 and err.startswith("noisyclip leaderboard build: error:")
+    assert message in err
+
+
+def test_output_folder_with_other_content(results, tmp_path, capsys):
+    out = tmp_path / "lb"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    code, _, err = cli("leaderboard", "build", results, "--out", out, capsys=capsys)
+    assert code == 2 and err.count("\n") == 1 and "not empty" in err and "--overwrite" in err
+    code, _, _ = cli("leaderboard", "build", results, "--out", out, "--overwrite", "--n-resamples", 20, capsys=capsys)
+    assert code == 0 and (out / "notes.txt").read_text() == "mine" and (out / "index.html").is_file()
+    code, _, err = cli("leaderboard", "build", results, "--out", results, "--overwrite", capsys=capsys)
+    assert code == 2 and "is a results store" in err
+    code, _, err = cli("leaderboard", "build", results, "--out", out / "notes.txt", capsys=capsys)
+    assert code == 2 and "is a file" in err
+
+
+# --------------------------------------------------------------------------------------------------------------- BoN
+def test_bon_results_are_rendered(results, tmp_path):
+    run_a = next(r.run_id for r in ResultsStore.open(results).runs() if r.model == "model-a")
+    (results / "bon").mkdir()
+    rows = {
+        "run_id": [run_a] * 4,
+        "scorer": ["noisyclip", "noisyclip", "clip-final", "noisyclip"],
+        "policy": ["one-shot"] * 4,
+        "n": [6] * 4,
+        "k": [10, 10, 50, 25],
+        "cost_fraction": [0.3, 0.3, 1.0, 0.6],
+        "judge_score": [0.7, 0.8, 0.8, 0.79],
+        "prompt_id": ["a", "b", "a", "a"],
+    }
+    pq.write_table(pa.table(rows), results / "bon" / "part-0.parquet")
+    assert read_bon(results).num_rows == 4
+    build_leaderboard([results], tmp_path / "lb", FAST)
+    doc = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())
+    assert len(doc["bon"]) == 3  # per-prompt rows averaged per (run, scorer, policy, n, k)
+    first = doc["bon"][0]
+    assert {"scorer", "n", "k", "cost_fraction", "judge_score"} <= set(first) and first["model"] == "model-a"
+    noisy = next(r for r in doc["bon"] if r["scorer"] == "noisyclip" and r["k"] == 10)
+    assert noisy["judge_score"] == pytest.approx(0.75) and noisy["prompts"] == 2
+    assert len(doc["models"][0]["bon"]) == 3 and doc["models"][1]["bon"] == []
+    assert 'id="bon"' in (tmp_path / "lb" / "index.html").read_text()
+    assert "## Best-of-N" in (tmp_path / "lb" / "README.md").read_text()
+    assert all(r["m"] == 1 for r in doc["bon"])  # files without the cascade columns read as m = 1
+    pq.write_table(pa.table({"run_id": [run_a], "scorer": ["x"]}), results / "bon" / "part-1.parquet")
+    with pytest.raises(SchemaError, match="lacks columns"):
+        read_bon(results)
+
+
+def test_bon_cascades_are_listed_but_not_drawn(results, tmp_path):
+    from noisyclip_metrics.leaderboard.render import _bon_series, bon_summary
+
+    run_a = next(r.run_id for r in ResultsStore.open(results).runs() if r.model == "model-a")
+    (results / "bon").mkdir()
+    rows = {
+        "run_id": [run_a] * 3,
+        "scorer": ["noisyclip"] * 3,
+        "policy": ["one-shot", "one-shot top-2 + clip-final", "one-shot top-3 + clip-final"],
+        "n": [6] * 3,
+        "k": [10] * 3,
+        "m": [1, 2, 3],
+        "cost_fraction": [0.3, 0.4, 0.5],
+        "judge_score": [0.7, 0.75, 0.8],
+        "prompts": [10] * 3,
+    }
+    pq.write_table(pa.table(rows), results / "bon" / "part-0.parquet")
+    build_leaderboard([results], tmp_path / "lb", FAST)
+    doc = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())
+    assert sorted(r["m"] for r in doc["bon"]) == [1, 2, 3]
+    labels = [s.label for s in _bon_series(doc["bon"], 6)]
+    assert labels == ["noisyclip (one-shot)"]  # a legend of 4 policies x every scorer would not fit
+    assert [r["m"] for r in bon_summary(doc["bon"])] == [1]
+    assert "one-shot top-3 + clip-final" in (tmp_path / "lb" / "index.html").read_text()
+
+
+def test_bon_rows_tied_on_cost_are_listed_by_k_whatever_the_file_order(results, tmp_path):
+    run_a = next(r.run_id for r in ResultsStore.open(results).runs() if r.model == "model-a")
+    (results / "bon").mkdir()
+    orders = []
+    for ks in ([20, 19, 18], [18, 20, 19]):
+        rows = {
+            "run_id": [run_a] * 3,
+            "scorer": ["noisyclip"] * 3,
+            "policy": ["one-shot"] * 3,
+            "n": [6] * 3,
+            "k": ks,
+            "cost_fraction": [1.0] * 3,
+            "judge_score": [0.8] * 3,
+            "prompts": [10] * 3,
+        }
+        pq.write_table(pa.table(rows), results / "bon" / "part-0.parquet")
+        build_leaderboard([results], tmp_path / f"lb-{ks[0]}", FAST)
+        orders.append([r["k"] for r in json.loads((tmp_path / f"lb-{ks[0]}" / "leaderboard.json").read_text())["bon"]])
+    assert orders == [[18, 19, 20]] * 2
+
+
+# -------------------------------------------------------------------------------------------------------- end to end
+@pytest.mark.slow
+def test_end_to_end_from_evaluate(tmp_path):
+    from noisyclip_metrics.evaluation.runner import EvalConfig, evaluate
+    from noisyclip_metrics.scoring.model import TINY_TEST_CONFIG, NoisyCLIPModel
+    from noisyclip_metrics.testing import tiny_pipeline
+
+    tiny_pipeline("sd", tmp_path / "pipe")
+    NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0).save_pretrained(tmp_path / "clip")
+    (tmp_path / "prompts.txt").write_text(f"a red circle\ntwo blue squares\n{XSS}\n", encoding="utf-8")
+    evaluate(
+        EvalConfig(
+            model=str(tmp_path / "pipe"),
+            out=str(tmp_path / "res"),
+            benchmark=str(tmp_path / "prompts.txt"),
+            seeds=(0, 1, 2),
+            num_inference_steps=2,
+            scorers=("noisyclip", "clip", "clip-final"),
+            noisyclip=str(tmp_path / "clip"),
+            clip=str(tmp_path / "clip"),
+            judge="clip-final",
+            name="tiny-sd",
+            height=32,
+            width=32,
+            progress=False,
+        )
+    )
+    result = build_leaderboard([tmp_path / "res"], tmp_path / "lb", FAST)
+    assert result.entries == 1 and result.rows == 3 * 3 * (2 * 3 + 1 + 1)
+    doc = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())
+    (m,) = doc["models"]
+    assert m["name"] == "tiny-sd" and m["benchmark"] == "prompts" and m["num_steps"] == 2
+    assert [p["step"] for p in m["curves"]["noisyclip"]] == [0, 1, 2]
+    assert [p["step"] for p in m["curves"]["clip-final"]] == [2]
+    assert m["curves"]["clip-final"][0]["pairwise_accuracy"] == 1.0  # the judge is clip-final itself
+    assert m["earliest_fraction"]["clip-final"] == 1.0
+
+
+# ----------------------------------------------------------------------------------------------------------- browser
+class CDP:
+    """A minimal Chrome DevTools Protocol client over a stdlib websocket (text frames, client-side masking)."""
+
+    def __init__(self, url: str) -> None:
+        u = urllib.parse.urlparse(url)
+        self.sock = socket.create_connection((u.hostname, u.port), timeout=30)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            (
+                f"GET {u.path} HTTP/1.1\r\nHost: {u.hostname}:{u.port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        self.buf = bytearray()
+        while b"\r\n\r\n" not in self.buf:
+            self.buf += self.sock.recv(4096)
+        head, _, rest = bytes(self.buf).partition(b"\r\n\r\n")
+        assert b" 101 " in head.split(b"\r\n")[0], head
+        self.buf = bytearray(rest)
+        self.next_id = 0
+        self.events: list[dict[str, Any]] = []
+
+    def _send(self, payload: bytes, opcode: int = 0x1) -> None:
+        n = len(payload)
+        head = bytearray([0x80 | opcode])
+        head += (
+            bytes([0x80 | n])
+            if n < 126
+            else bytes([0x80 | 126]) + n.to_bytes(2, "big")
+            if n < 65536
+            else bytes([0x80 | 127]) + n.to_bytes(8, "big")
+        )
+        mask = os.urandom(4)
+        masked = (np.frombuffer(payload, np.uint8) ^ np.resize(np.frombuffer(mask, np.uint8), n)).tobytes()
+        self.sock.sendall(bytes(head) + mask + masked)
+
+    def _exact(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                raise ConnectionError("devtools connection closed")
+            self.buf += chunk
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def _receive(self) -> dict[str, Any]:
+        message = b""
+        while True:
+            b0, b1 = self._exact(2)
+            n = b1 & 0x7F
+            n = int.from_bytes(self._exact(2 if n == 126 else 8), "big") if n >= 126 else n
+            mask = self._exact(4) if b1 & 0x80 else b""
+            payload = self._exact(n)
+            if mask:
+                payload = bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+            if b0 & 0x0F == 0x9:  # ping
+                self._send(payload, 0xA)
+                continue
+            if b0 & 0x0F == 0x8:
+                raise ConnectionError("devtools connection closed")
+            message += payload
+            if b0 & 0x80:
+                return json.loads(message)
+
+    def call(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        msg: dict[str, Any] = {"id": self.next_id, "method": method, "params": params}
+        if session:
+            msg["sessionId"] = session
+        self._send(json.dumps(msg).encode())
+        while True:
+            reply = self._receive()
+            if reply.get("id") == self.next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+            self.events.append(reply)
+
+    def wait(self, method: str, timeout: float = 30) -> dict[str, Any]:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for e in self.events:
+                if e.get("method") == method:
+                    return e
+            self.events.append(self._receive())
+        raise TimeoutError(method)
+
+
+def _chromium(paths: Sequence[str] = ("/usr/bin/chromium",)) -> str:
+    """Debian's chromium; when missing, fail under NOISYCLIP_REQUIRE_BROWSER=1 (scripts/run.sh test), else skip."""
+    found = shutil.which("chromium") or next((p for p in paths if os.path.exists(p)), None)
+    if found is None:
+        if os.environ.get("NOISYCLIP_REQUIRE_BROWSER") == "1":
+            pytest.fail("chromium is not installed but NOISYCLIP_REQUIRE_BROWSER=1 (scripts/run.sh test installs it)")
+        pytest.skip("chromium not installed (set NOISYCLIP_REQUIRE_BROWSER=1 to make this a failure)")
+    return found
+
+
+def test_missing_browser_fails_only_when_required(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setenv("NOISYCLIP_REQUIRE_BROWSER", "1")
+    with pytest.raises(pytest.fail.Exception, match="NOISYCLIP_REQUIRE_BROWSER=1"):
+        _chromium(paths=())
+    monkeypatch.delenv("NOISYCLIP_REQUIRE_BROWSER")
+    with pytest.raises(pytest.skip.Exception):
+        _chromium(paths=())
+
+
+@pytest.mark.slow
+def test_page_in_headless_chromium(results, tmp_path):
+    binary = _chromium()
+    write_run(results, "model-c", seed=3, offset=-0.2)
+    build_leaderboard([results], tmp_path / "lb", FAST)
+    profile = tmp_path / "profile"
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--remote-debugging-port=0",
+            "--window-size=1280,1600",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        port_file = profile / "DevToolsActivePort"
+        for _ in range(300):
+            if port_file.is_file() and len(port_file.read_text().split()) == 2:
+                break
+            time.sleep(0.1)
+        port, path = port_file.read_text().split()
+        cdp = CDP(f"ws://127.0.0.1:{port}{path}")
+        target = cdp.call("Target.createTarget", url="about:blank")["targetId"]
+        s = cdp.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        for domain in ("Page", "Runtime", "Log", "Network"):
+            cdp.call(f"{domain}.enable", s)
+        cdp.call("Page.navigate", s, url=(tmp_path / "lb" / "index.html").as_uri())
+        cdp.wait("Page.loadEventFired")
+
+        def js(expression: str) -> Any:
+            result = cdp.call("Runtime.evaluate", s, expression=expression, returnByValue=True, awaitPromise=True)
+            assert "exceptionDetails" not in result, result
+            return result["result"].get("value")
+
+        def click(selector: str) -> None:
+            x, y = js(
+                f"(() => {{ const e = document.querySelector({json.dumps(selector)}); e.scrollIntoView();"
+                " const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+            )
+            for kind in ("mousePressed", "mouseReleased"):
+                cdp.call("Input.dispatchMouseEvent", s, type=kind, x=x, y=y, button="left", clickCount=1)
+
+        # table and charts are shown
+        assert js("document.querySelectorAll('#ranking tbody tr').length") == 3
+        assert js("document.querySelectorAll('svg.chart').length") == 3 * 3 + 3
+        assert js("document.querySelector('svg.chart').getBoundingClientRect().width") > 300
+        ranks = "Array.from(document.querySelectorAll('#ranking tbody tr'), r => r.cells[0].textContent)"
+        names = "Array.from(document.querySelectorAll('#ranking tbody tr'), r => r.cells[1].textContent)"
+        assert js(ranks) == ["1", "2", "3"]
+        assert js(names)[0] == "model-a" and "<b>model-b</b>" in js(names)
+        assert js("document.querySelectorAll('#ranking b').length") == 0  # the model name is text, not markup
+        # sorting: judge score ascending, then descending
+        click("#ranking thead th:nth-child(5)")
+        assert js(ranks) == ["3", "2", "1"]
+        click("#ranking thead th:nth-child(5)")
+        assert js(ranks) == ["1", "2", "3"]
+        click("#ranking thead th:nth-child(2)")
+        assert js(names) == js(f"{names}.sort((a, b) => a.toLowerCase().localeCompare(b.toLowerCase()))")
+        assert js("document.querySelector('#ranking thead th:nth-child(2)').getAttribute('aria-sort')") == "ascending"
+        # drill-down: the hostile prompt renders as text
+        click("#drill-filter")
+        cdp.call("Input.insertText", s, text="alert")
+        assert js("document.querySelectorAll('#drill-list tbody tr').length") == 1
+        click("#drill-list tbody tr")
+        assert js("document.querySelector('#drill-detail h3').textContent") == XSS
+        assert XSS in js("document.body.innerText")
+        assert js("document.querySelectorAll('#drill-detail tbody tr').length") == 4  # one row per seed
+        assert js("document.querySelectorAll('script').length") == 2
+        shot = tmp_path / "leaderboard.png"
+        shot.write_bytes(
+            base64.b64decode(cdp.call("Page.captureScreenshot", s, format="png", captureBeyondViewport=True)["data"])
+        )
+        if os.environ.get("NOISYCLIP_TEST_ARTIFACTS"):
+            Path(os.environ["NOISYCLIP_TEST_ARTIFACTS"]).mkdir(parents=True, exist_ok=True)
+            shutil.copy(shot, Path(os.environ["NOISYCLIP_TEST_ARTIFACTS"]) / shot.name)
+        print(f"screenshot: {shot}")
+        events = cdp.events
+        assert not [e for e in events if e.get("method") == "Page.javascriptDialogOpening"]
+        errors = [
+            e
+            for e in events
+            if e.get("method") == "Runtime.exceptionThrown"
+            or (e.get("method") == "Runtime.consoleAPICalled" and e["params"]["type"] in ("error", "assert"))
+            or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")
+        ]
+        assert not errors, errors
+        urls = [e["params"]["request"]["url"] for e in events if e.get("method") == "Network.requestWillBeSent"]
+        assert all(u.startswith(("file:", "data:", "about:")) for u in urls), urls
+        assert shot.stat().st_size > 10_000
+        cdp.call("Browser.close")
+    finally:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,237 @@
+"""The built-in world's measurement tables (for the README), from a finished demo's leaderboard.
+
+    python tools/world_report.py [--leaderboard leaderboards/world/leaderboard.json]
+                                 [--build noisyclip_metrics/world/weights/BUILD.json]
+                                 [--results runs/world-full/results]
+
+Prints Markdown tables: the VAE, the world CLIP as a judge, every diffusion model's oracle TIFA score and fully-aligned
+rate (overall and per skill), each scorer's within-prompt pairwise accuracy against the oracle at step fractions
+0.1 ... 1.0 (95% bootstrap intervals over prompts), the earliest fraction within 10% of the final accuracy, and each
+scorer's cost per candidate and step next to one denoiser step, and the evaluation runner's throughput per model.
+With ``--results`` (the results store the leaderboard was built from): GenAI-Bench's basic and advanced groups
+stratified by whether a prompt has a spatial relation, and the advanced rate standardised to the basic group's
+relation share (95% bootstrap intervals, prompts resampled within each cell).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from noisyclip_metrics.evaluation.benchmarks import SKILL_GROUPS
+
+ROOT = Path(__file__).resolve().parents[1]
+FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+SCORERS = ("noisyclip", "noisyclip-x0", "clip", "clip-x0", "clip-x0-decoded")
+
+
+def _point(curve: list[dict[str, Any]], fraction: float) -> dict[str, Any] | None:
+    return min(curve, key=lambda p: abs(p["fraction"] - fraction)) if curve else None
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def _ci(obj: dict[str, Any], key: str) -> str:
+    if obj.get(key) is None:
+        return "–"
+    return f"{obj[key]:.3f} [{obj.get(key + '_low', float('nan')):.2f}, {obj.get(key + '_high', float('nan')):.2f}]"
+
+
+def build_tables(build: dict[str, Any]) -> None:
+    m = build["metrics"]
+    vae, clip = m["vae"], m["clip"]
+    print("| VAE (4x16x16 latents from 32x32 images) | value |\n|---|---:|")
+    print(f"| reconstruction PSNR (dB) | {vae['psnr']:.1f} |")
+    print(f"| linear preview R² (held-out images, at latent resolution) | {vae['preview_r2']:.4f} |")
+    print(f"| oracle agreement, originals vs reconstructions | {vae['oracle_agreement']:.3f} |\n")
+    print("| world CLIP on clean renders | value |\n|---|---:|")
+    print(
+        f"| top-1 caption retrieval among the 400 benchmark captions (oracle-correct) | {clip['top1_retrieval']:.3f} |"
+    )
+    for key in sorted(k for k in clip if k.startswith("negatives/") and k != "negatives/min"):
+        print(f"| true caption preferred over a hard negative: {key.split('/')[1]} | {clip[key]:.3f} |")
+    print()
+
+
+def model_tables(doc: dict[str, Any]) -> None:
+    present = {s for m in doc["models"] for s in m["skills"]}  # GenAI-Bench's skill groups first, then the skills
+    skills = [g for g in SKILL_GROUPS if g in present] + sorted(present - set(SKILL_GROUPS))
+    print("| model | prompts x seeds | oracle TIFA score | fully aligned | mixed seeds | " + " | ".join(skills) + " |")
+    print("|---|---:|---:|---:|---:|" + "---:|" * len(skills))
+    for m in doc["models"]:
+        per = " | ".join(_fmt(m["skills"].get(s, {}).get("aligned_rate"), 2) for s in skills)
+        print(
+            f"| {m['name']} | {m['num_prompts']} x {len(m['seeds'])} | {_ci(m, 'final_judge_score')} | "
+            f"{_ci(m, 'aligned_rate')} | {_ci(m, 'mixed_rate')} | {per} |"
+        )
+    print(
+        "\n(mixed seeds: share of the prompts with both aligned and misaligned seeds, where choosing among seeds "
+        "matters; per-skill columns: fully-aligned rate of the prompts with that skill; `basic`: prompts with basic "
+        "skills only, `advanced`: with at least one advanced skill, GenAI-Bench's two groups)\n"
+    )
+    if any(g in m["skills"] for m in doc["models"] for g in SKILL_GROUPS):
+        heads = (f"{g}: prompts | {g}: oracle TIFA score | {g}: fully aligned" for g in SKILL_GROUPS)
+        print("| model | " + " | ".join(heads) + " |")
+        print("|---|" + "---:|---:|---:|" * len(SKILL_GROUPS))
+        for m in doc["models"]:
+            cells = []
+            for g in SKILL_GROUPS:
+                block = m["skills"].get(g, {})
+                cells += [
+                    str(block.get("num_prompts", "–")),
+                    _ci(block, "final_judge_score"),
+                    _ci(block, "aligned_rate"),
+                ]
+            print(f"| {m['name']} | " + " | ".join(cells) + " |")
+        print()
+
+
+def curve_tables(doc: dict[str, Any]) -> None:
+    for m in doc["models"]:
+        final = m["curves"].get("clip-final", [])
+        print(
+            f"**{m['name']}**: within-prompt pairwise accuracy against the oracle's TIFA score (95% CI); "
+            f"frozen CLIP on the final image (clip-final): {_ci(final[-1], 'pairwise_accuracy') if final else '–'}\n"
+        )
+        print("| scorer | " + " | ".join(f"{f:.1f}" for f in FRACTIONS) + " | earliest within 10% |")
+        print("|---|" + "---:|" * (len(FRACTIONS) + 1))
+        for s in SCORERS:
+            curve = m["curves"].get(s)
+            if not curve:
+                continue
+            cells = []
+            for f in FRACTIONS:
+                p = _point(curve, f)
+                low, high = p["pairwise_accuracy_low"], p["pairwise_accuracy_high"]
+                cells.append(f"{p['pairwise_accuracy']:.3f} [{low:.2f}, {high:.2f}]")
+            print(f"| {s} | " + " | ".join(cells) + f" | {_fmt(m['earliest_fraction'].get(s), 2)} |")
+        print()
+
+
+def cost_table(doc: dict[str, Any]) -> None:
+    print(
+        "| model | denoiser step (ms / candidate) | "
+        + " | ".join(f"{s} (ms / candidate / step)" for s in SCORERS)
+        + " |"
+    )
+    print("|---|---:|" + "---:|" * len(SCORERS))
+    for run in doc["provenance"]:
+        t = run["timing"]
+        cand, steps = t["candidates"], t["steps"]
+        den = 1000 * t["denoise_seconds"] / (cand * steps)
+        cells = [
+            _fmt(1000 * t[f"score_seconds/{s}"] / (cand * (steps + 1)), 2) if f"score_seconds/{s}" in t else "–"
+            for s in SCORERS
+        ]
+        print(f"| {run['model']} | {den:.2f} | " + " | ".join(cells) + " |")
+    print(
+        "\n(denoiser time includes classifier-free guidance and the final VAE decode; scoring time is per scorer "
+        "call on a batch, divided by candidates x (T + 1) steps)\n"
+    )
+
+
+def throughput_table(doc: dict[str, Any]) -> None:
+    print("| model | candidates / s | denoising s | scoring s (noisyclip alone) | judging s | writing s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for run in doc["provenance"]:
+        t = run["timing"]
+        parts = [t[f"{k}_seconds"] for k in ("denoise", "score", "judge", "write")]
+        print(
+            f"| {run['model']} | {t['candidates'] / sum(parts):.1f} | {parts[0]:.0f} | {parts[1]:.0f} "
+            f"({t.get('score_seconds/noisyclip', float('nan')):.1f}) | {parts[2]:.1f} | {parts[3]:.2f} |"
+        )
+    print("\n(`noisyclip evaluate`'s own timing of each run, as recorded in the results store)\n")
+
+
+def stratified_groups(results: Path, resamples: int = 2000) -> None:
+    """Fully-aligned rate and TIFA score of the basic / advanced groups within the relation / no-relation strata."""
+    import numpy as np
+
+    from noisyclip_metrics.bon.offline import load_run
+    from noisyclip_metrics.evaluation.results import ResultsStore
+    from noisyclip_metrics.world.vocab import ADVANCED_SKILLS
+
+    store = ResultsStore.open(results)
+    rng = np.random.default_rng(0)
+    print(
+        "| model | group | no relation: prompts | fully aligned | TIFA | with a relation: prompts | fully aligned | "
+        "TIFA |\n|---|---|---:|---:|---:|---:|---:|---:|"
+    )
+    standardised = []
+    for info in sorted(store.runs(), key=lambda r: r.model):
+        arrays = load_run(store, info.run_id)
+        table = store.prompts(info.run_id)
+        skills = dict(zip(table["prompt_id"].to_pylist(), table["skills"].to_pylist()))
+        aligned, tifa = np.nanmean(arrays.aligned, axis=1), np.nanmean(arrays.judge, axis=1)
+        cells: dict[tuple[str, bool], np.ndarray] = {}
+        for group in ("basic", "advanced"):
+            for rel in (False, True):
+                cells[group, rel] = np.array(
+                    [
+                        i
+                        for i, pid in enumerate(arrays.prompt_ids)
+                        if bool(set(skills[pid]) & set(ADVANCED_SKILLS)) == (group == "advanced")
+                        and ("spatial relation" in skills[pid]) == rel
+                    ],
+                    dtype=np.int64,
+                )
+        for group in ("basic", "advanced"):
+            row = [
+                f"{len(cells[group, rel])} | {_mean_ci(aligned[cells[group, rel]], resamples)} | "
+                f"{tifa[cells[group, rel]].mean():.3f}"
+                for rel in (False, True)
+            ]
+            print(f"| {info.model} | {group} | " + " | ".join(row) + " |")
+        share = len(cells["basic", True]) / (len(cells["basic", True]) + len(cells["basic", False]))
+        boot = [
+            share * rng.choice(aligned[cells["advanced", True]], len(cells["advanced", True])).mean()
+            + (1 - share) * rng.choice(aligned[cells["advanced", False]], len(cells["advanced", False])).mean()
+            for _ in range(resamples)
+        ]
+        value = share * aligned[cells["advanced", True]].mean() + (1 - share) * aligned[cells["advanced", False]].mean()
+        basic = aligned[np.concatenate([cells["basic", False], cells["basic", True]])]
+        standardised.append(
+            f"| {info.model} | {share:.2f} | {_mean_ci(basic, resamples)} | {value:.3f} "
+            f"[{np.quantile(boot, 0.025):.2f}, {np.quantile(boot, 0.975):.2f}] |"
+        )
+    print("\n| model | basic prompts with a relation | basic: fully aligned | advanced, standardised to that share |")
+    print("|---|---:|---:|---:|")
+    print("\n".join(standardised))
+    print("\n(per prompt: the share of its seeds the oracle calls fully aligned, and its mean TIFA score)\n")
+
+
+def _mean_ci(values: Any, resamples: int) -> str:
+    """Mean with its 95% percentile bootstrap interval over the values (prompts)."""
+    import numpy as np
+
+    from noisyclip_metrics.evaluation.stats import bootstrap_ratio
+
+    if len(values) == 0:
+        return "–"
+    value, low, high = bootstrap_ratio(values, np.ones_like(values), n_resamples=resamples)
+    return f"{float(value):.3f} [{float(low):.2f}, {float(high):.2f}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--leaderboard", type=Path, default=ROOT / "leaderboards" / "world" / "leaderboard.json")
+    parser.add_argument("--build", type=Path, default=ROOT / "noisyclip_metrics" / "world" / "weights" / "BUILD.json")
+    parser.add_argument("--results", type=Path, default=None, help="results store: the stratified group tables")
+    args = parser.parse_args()
+    if args.build.is_file():
+        build_tables(json.loads(args.build.read_text(encoding="utf-8")))
+    doc = json.loads(args.leaderboard.read_text(encoding="utf-8"))
+    model_tables(doc)
+    curve_tables(doc)
+    cost_table(doc)
+    throughput_table(doc)
+    if args.results is not None:
+        stratified_groups(args.results)
+
+
+if __name__ == "__main__":
+    main()
