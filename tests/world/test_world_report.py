@@ -45,3 +45,26 @@ def test_stratified_groups_separate_the_relation_confound(script, tmp_path, caps
     assert "| 4 | 0.333 [0.33, 0.33] |" in rows["toy", "advanced"] and "| 2 | 0.000" in rows["toy", "advanced"]
     # basic: half its prompts have a relation -> advanced standardised = 0.5 * 0 + 0.5 * 1/3
     assert "| toy | 0.50 | 0.500" in out and "| 0.167 [0.17, 0.17] |" in out
+
+
+def test_results_page_and_readme_table_are_what_the_published_leaderboard_gives(script):
+    """docs/results/world.md and the README's headline table are generated (`python tools/world_report.py --write`):
+    a figure typed by hand, or a leaderboard republished without regenerating them, fails here."""
+    module = script("world_report")
+    doc, guard, targets = module.published(ROOT / "leaderboards" / "world")
+    build = json.loads((ROOT / "noisyclip_metrics" / "world" / "weights" / "BUILD.json").read_text(encoding="utf-8"))
+    assert (ROOT / "docs" / "results" / "world.md").read_text(encoding="utf-8") == module.page(
+        doc, build, guard, targets
+    )
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme == module.readme_block(readme, doc)
+
+
+def test_the_readme_check_sees_an_edited_figure(script):
+    module = script("world_report")
+    doc, _, _ = module.published(ROOT / "leaderboards" / "world")
+    start, end = module.MARKERS
+    readme = f"intro\n{start}\n{module.headline(doc)}{end}\nrest\n"
+    assert module.readme_block(readme, doc) == readme
+    edited = readme.replace("0.", "9.", 1)
+    assert module.readme_block(edited, doc) != edited
