@@ -23,7 +23,6 @@ pipeline and NoisyCLIP instead of the SD-1.5-sized one (T defaults to the world'
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 from pathlib import Path
@@ -31,7 +30,7 @@ from typing import Any
 
 import torch
 
-from noisyclip_metrics.benchmarking import sd15_unet, sd15_vae
+from noisyclip_metrics.benchmarking import apply_threads, script_parser, sd15_unet, sd15_vae
 
 PROMPT = "two red circles above a blue square"
 
@@ -112,7 +111,7 @@ def build(pipeline: str, device: torch.device, dtype: torch.dtype) -> tuple[Any,
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__, device=True, repeats=3)
     parser.add_argument("--pipeline", default="sd15", help="sd15 (SD-1.5-sized, random weights) or a world id")
     parser.add_argument(
         "--prompts",
@@ -120,13 +119,11 @@ def main(argv: list[str] | None = None) -> None:
         default=1,
         help="P > 1: also run P prompts one at a time and as one batch (EarlyBestOfN.run_batch)",
     )
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32")
     parser.add_argument("--n", type=int, default=6)
     parser.add_argument("--steps", type=int, default=None, help="T (default: 50, or the world's 20)")
     parser.add_argument("--latent", type=int, default=64, help="latent side (64 = 512 px images; sd15 only)")
-    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
+    apply_threads(args)
 
     from noisyclip_metrics.bon import EarlyBestOfN, HalvingPolicy, OneShotPolicy
     from noisyclip_metrics.diffusion.pipelines import torch_dtype

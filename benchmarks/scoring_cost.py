@@ -14,25 +14,26 @@ timed call ends with a device synchronisation.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 
-from noisyclip_metrics.benchmarking import device_name, device_sync, sd15_unet, sd15_vae, timed
+from noisyclip_metrics.benchmarking import (
+    apply_threads,
+    device_name,
+    device_sync,
+    script_parser,
+    sd15_unet,
+    sd15_vae,
+    timed,
+)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__, device=True, repeats=3)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--latent", type=int, default=64, help="latent side (64 = 512 px images)")
-    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--clip", default="ViT-B-32", help="open_clip architecture of the scorer")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
-    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda...)")
-    parser.add_argument("--dtype", default="float32", help="UNet and VAE dtype: float32, float16 or bfloat16")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
 
     from noisyclip_metrics.diffusion.pipelines import torch_dtype
     from noisyclip_metrics.scoring.factory import torch_device

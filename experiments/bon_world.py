@@ -38,7 +38,6 @@ recorded trajectories (no regeneration: a survivor's trajectory is the one recor
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from collections.abc import Sequence
 from typing import Any
@@ -46,7 +45,7 @@ from typing import Any
 import pyarrow as pa
 import torch
 
-from noisyclip_metrics.benchmarking import timed
+from noisyclip_metrics.benchmarking import apply_threads, script_parser, timed
 from noisyclip_metrics.bon.early import EarlyBestOfN
 from noisyclip_metrics.bon.families import loop_adapter
 from noisyclip_metrics.bon.fitting import FITTERS
@@ -444,17 +443,14 @@ def overhead_table(pipe: Any, scorers: dict[str, Any], info: RunInfo, n: int, pr
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__, repeats=3)
     parser.add_argument("--results", required=True, help="results store (noisyclip evaluate --out)")
     parser.add_argument("--run", default=None, help="one run id (default: every run)")
     parser.add_argument("--n", type=int, default=6)
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.3, 0.4, 0.5, 0.6])
     parser.add_argument("--no-live", action="store_true", help="scorer costs from the run's timing; no table 3")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     store = ResultsStore.open(args.results)
     runs = [store.run(args.run)] if args.run else store.runs()
     done: list[tuple[str, list[dict[str, Any]], RunArrays]] = []

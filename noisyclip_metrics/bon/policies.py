@@ -33,7 +33,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -104,12 +104,17 @@ def _check_n(n: int, m: int) -> None:
         raise InputError(f"m: expected at most n = {n} candidates kept, got {m}")
 
 
+#: A policy field's entry in ``noisyclip bon run``: ``help``; ``fallback`` (the value from T when the flag is not
+#: given); ``missing`` (what to ask for when a required flag is not given); ``path`` (the flag names a file).
+_M = "candidates kept and finished"
+
+
 @dataclass(frozen=True)
 class OneShotPolicy:
     """Score every candidate once at step ``k`` and keep the top ``m``."""
 
-    k: int
-    m: int = 1
+    k: int = field(metadata={"help": "decision step k (default: about T/2)", "fallback": lambda t: max(1, t // 2)})
+    m: int = field(default=1, metadata={"help": _M})
     name: str = "one-shot"
 
     def __post_init__(self) -> None:
@@ -141,8 +146,10 @@ def halving_counts(n: int, m: int = 1) -> list[int]:
 class HalvingPolicy:
     """Successive halving: at each step of ``schedule`` keep ``max(m, ceil(alive / 2))`` candidates."""
 
-    schedule: tuple[int, ...]
-    m: int = 1
+    schedule: tuple[int, ...] = field(
+        metadata={"help": "increasing decision steps", "missing": "increasing decision steps, e.g. --schedule 4 8 12"}
+    )
+    m: int = field(default=1, metadata={"help": _M})
     name: str = "halving"
 
     def __post_init__(self) -> None:
@@ -180,10 +187,16 @@ class ThresholdPolicy:
         every: score every ``every`` steps.
     """
 
-    calibration: Any
-    m: int = 1
-    min_step: int = 1
-    every: int = 1
+    calibration: Any = field(
+        metadata={
+            "help": "calibration JSON (bon calibrate / fit)",
+            "missing": "a calibration file (noisyclip bon calibrate)",
+            "path": True,
+        }
+    )
+    m: int = field(default=1, metadata={"help": _M})
+    min_step: int = field(default=1, metadata={"help": "first step that may drop candidates"})
+    every: int = field(default=1, metadata={"help": "steps between decisions"})
     name: str = "threshold"
 
     def __post_init__(self) -> None:

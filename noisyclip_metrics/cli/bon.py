@@ -4,6 +4,7 @@ policy's calibration (``calibrate``) and a policy's settings for a budget (``fit
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -36,13 +37,7 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="with --prompts-file: hide the progress bar")
     p.add_argument("--n", type=int, default=6, help="candidates N (default: 6)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="one seed per candidate (default: 0..n-1)")
-    p.add_argument("--policy", default="one-shot", help="one-shot, halving or threshold (default: one-shot)")
-    p.add_argument("--k", type=int, default=None, help="one-shot: decision step k (default: about T/2)")
-    p.add_argument("--m", type=int, default=1, help="candidates kept and finished (default: 1)")
-    p.add_argument("--schedule", type=int, nargs="+", default=None, help="halving: increasing decision steps")
-    p.add_argument("--calibration", type=Path, default=None, help="threshold: calibration JSON (bon calibrate / fit)")
-    p.add_argument("--min-step", type=int, default=1, help="threshold: first step that may drop candidates (1)")
-    p.add_argument("--every", type=int, default=1, help="threshold: steps between decisions (1)")
+    _add_policy_flags(p)
     p.add_argument("--scorer", default="noisyclip", choices=scorers)
     p.add_argument("--model", default=None, help="the scorer's CLIP (model id or folder; world ids by default)")
     p.add_argument(
@@ -122,20 +117,65 @@ def _default_model(pipeline: str, scorer: str) -> str:
     return model
 
 
+def _policy_fields() -> dict[str, list[tuple[str, Any]]]:
+    """Each field of a registered policy dataclass (but ``name``) -> the (policy, field) pairs that have it."""
+    from noisyclip_metrics.bon.policies import POLICIES
+
+    found: dict[str, list[tuple[str, Any]]] = {}
+    for policy in POLICIES:
+        factory = POLICIES.get(policy)
+        if dataclasses.is_dataclass(factory):
+            for f in dataclasses.fields(factory):
+                if f.name != "name":
+                    found.setdefault(f.name, []).append((policy, f))
+    return found
+
+
+def _add_policy_flags(p: argparse.ArgumentParser) -> None:
+    """``--policy`` and one flag per field of the registered policies (declared once, with the policy's dataclass:
+    its type, its default, its ``help`` metadata), so a policy a plugin registers gets its flags too."""
+    import typing
+
+    from noisyclip_metrics.bon.policies import POLICIES
+
+    names = sorted(POLICIES)
+    p.add_argument(
+        "--policy", default="one-shot", help=f"early-stopping policy: {', '.join(names)} (default: one-shot)"
+    )
+    for name, owners in _policy_fields().items():
+        policy, f = owners[0]
+        hint = typing.get_type_hints(POLICIES.get(policy)).get(name)
+        kwargs: dict[str, Any] = {"default": None}
+        if f.metadata.get("path"):
+            kwargs["type"] = Path
+        elif typing.get_origin(hint) is tuple:
+            kwargs.update(type=typing.get_args(hint)[0], nargs="+")
+        elif hint in (int, float, str):
+            kwargs["type"] = hint
+        default = "" if f.default is dataclasses.MISSING else f" (default: {f.default})"
+        users = ", ".join(o for o, _ in owners) if len(owners) < len(names) else "every policy"
+        kwargs["help"] = f"{users}: {f.metadata.get('help', name)}{default}"
+        p.add_argument("--" + name.replace("_", "-"), **kwargs)
+
+
 def _policy(args: argparse.Namespace, steps: int | None) -> Any:
+    """The policy ``--policy`` names, from its fields' flags: a flag not given takes the field's default, or its
+    ``fallback`` from T; a required field without one is a one-line error naming the flag."""
     from noisyclip_metrics.bon.policies import build_policy
 
-    params: dict[str, Any] = {"m": args.m}
-    if args.policy == "one-shot":
-        params["k"] = args.k if args.k is not None else max(1, (steps or 20) // 2)
-    elif args.policy == "halving":
-        if not args.schedule:
-            raise InputError("--schedule: the halving policy needs increasing decision steps, e.g. --schedule 4 8 12")
-        params["schedule"] = tuple(args.schedule)
-    elif args.policy == "threshold":
-        if args.calibration is None:
-            raise InputError("--calibration: the threshold policy needs a calibration file (noisyclip bon calibrate)")
-        params.update(calibration=args.calibration, min_step=args.min_step, every=args.every)
+    params: dict[str, Any] = {}
+    for name, owners in _policy_fields().items():
+        f = dict(owners).get(args.policy)
+        if f is None:
+            continue
+        value = getattr(args, name)
+        if value is None and "fallback" in f.metadata:
+            value = f.metadata["fallback"](steps or 20)
+        if value is None and f.default is dataclasses.MISSING:
+            need = f.metadata.get("missing", f"a value for {name}")
+            raise InputError(f"--{name.replace('_', '-')}: the {args.policy} policy needs {need}")
+        if value is not None:
+            params[name] = tuple(value) if isinstance(value, list) else value
     return build_policy(args.policy, **params)
 
 

@@ -335,9 +335,9 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         quiet = not cfg.progress or rank != 0
         bar = tqdm(total=sum(len(c) for c in mine), desc=f"evaluate {name}", unit="cand", disable=quiet)
         evaluated = 0
+        ctx = _RunContext(cfg, pipe, scorers, judge, store, run_id, name, prompts.name, sampler, seconds, per_scorer)
         for chunk in mine:
-            args = (cfg, pipe, chunk, scorers, judge, store, run_id, name, prompts.name, sampler, seconds, per_scorer)
-            _run_chunk(*args)
+            _run_chunk(ctx, chunk)
             bar.update(len(chunk))
             evaluated += len(chunk)
             if segment is not None:  # the record keeps what this invocation did, even if it is killed later
@@ -459,20 +459,29 @@ def _check_precomputed(
     check_coverage(judged, [(p.id, str(s)) for p in prompts for s in seeds], source=source, allow_partial=allow_partial)
 
 
-def _run_chunk(
-    cfg: EvalConfig,
-    pipe: Any,
-    chunk: Sequence[tuple[Any, int]],
-    scorers: Sequence[Any],
-    judge: Any,
-    store: ResultsStore,
-    run_id: str,
-    model: str,
-    benchmark: str,
-    sampler: dict[str, Any],
-    seconds: dict[str, float],
-    per_scorer: dict[str, float],
-) -> None:
+@dataclass(frozen=True)
+class _RunContext:
+    """What every chunk of one run shares: the settings, the pipeline, scorers and judge, where rows go, and the
+    timers each chunk adds its seconds to."""
+
+    cfg: EvalConfig
+    pipe: Any
+    scorers: Sequence[Any]
+    judge: Any
+    store: ResultsStore
+    run_id: str
+    model: str
+    benchmark: str
+    sampler: dict[str, Any]
+    seconds: dict[str, float]
+    per_scorer: dict[str, float]
+
+
+def _run_chunk(ctx: _RunContext, chunk: Sequence[tuple[Any, int]]) -> None:
+    """Denoise, score every step, judge and write one chunk of (prompt, seed) candidates (skipped when written)."""
+    cfg, pipe, scorers, judge, store = ctx.cfg, ctx.pipe, ctx.scorers, ctx.judge, ctx.store
+    run_id, model, benchmark, sampler = ctx.run_id, ctx.model, ctx.benchmark, ctx.sampler
+    seconds, per_scorer = ctx.seconds, ctx.per_scorer
     from noisyclip_metrics.diffusion.trajectory import capture_trajectories
     from noisyclip_metrics.evaluation.judges.live import judge_detailed
     from noisyclip_metrics.scoring.scorers import ScoreInputs, scorer_spec

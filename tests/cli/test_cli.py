@@ -198,3 +198,29 @@ def test_config_flags_are_described_from_the_dataclass_docstrings(capsys):
         main(["evaluate", "--help"])
     out = capsys.readouterr().out
     assert "score every this many steps" in out and "``" not in out
+
+
+def test_bon_run_flags_come_from_the_policy_dataclasses(monkeypatch):
+    """A policy is declared once: its dataclass fields are `noisyclip bon run`'s flags (type, default, help), so a
+    policy registered by a plugin gets its flags without touching the CLI."""
+    import argparse
+    from dataclasses import dataclass, field
+
+    from noisyclip_metrics.bon.policies import POLICIES, OneShotPolicy
+    from noisyclip_metrics.cli.bon import _add_policy_flags, _policy
+    from noisyclip_metrics.errors import InputError
+
+    @dataclass(frozen=True)
+    class EveryOther(OneShotPolicy):
+        stride: int = field(default=2, metadata={"help": "steps between looks"})
+        name: str = "every-other"
+
+    monkeypatch.setitem(POLICIES._items, "every-other", EveryOther)
+    parser = argparse.ArgumentParser()
+    _add_policy_flags(parser)
+    assert "every-other: steps between looks (default: 2)" in parser.format_help()
+    args = parser.parse_args(["--policy", "every-other", "--stride", "3", "--k", "4"])
+    assert _policy(args, steps=20) == EveryOther(k=4, stride=3)
+    assert _policy(parser.parse_args(["--policy", "every-other"]), steps=20) == EveryOther(k=10)  # k's fallback: T/2
+    with pytest.raises(InputError, match=r"--schedule: the halving policy needs increasing decision steps"):
+        _policy(parser.parse_args(["--policy", "halving"]), steps=20)
