@@ -102,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    previous = warnings.formatwarning  # restored after the command: a caller's later warnings keep their format
     warnings.formatwarning = lambda message, *_, **__: f"{args._prog}: warning: {' '.join(str(message).split())}\n"
     try:
         return int(args._run(args) or 0)
@@ -112,3 +113,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write(f"{args._prog}: interrupted\n")
         return 130
+    finally:
+        warnings.formatwarning = previous

@@ -224,3 +224,15 @@ def test_bon_run_flags_come_from_the_policy_dataclasses(monkeypatch):
     assert _policy(parser.parse_args(["--policy", "every-other"]), steps=20) == EveryOther(k=10)  # k's fallback: T/2
     with pytest.raises(InputError, match=r"--schedule: the halving policy needs increasing decision steps"):
         _policy(parser.parse_args(["--policy", "halving"]), steps=20)
+
+
+def test_the_warning_format_is_restored_after_a_command(capsys):
+    """Inside a command, warnings read `noisyclip <command>: warning: ...`; after it, a caller's warnings keep their
+    own format (the suite's warnings were labelled with whichever command ran last)."""
+    import warnings
+
+    from noisyclip_metrics.cli import main
+
+    before = warnings.formatwarning
+    assert main(["info"]) == 0
+    assert warnings.formatwarning is before
