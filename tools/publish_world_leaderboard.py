@@ -12,7 +12,8 @@
    seeds 0-5 (``fresh-prompts``), with the fine-tuned scorers and the frozen ones as controls; then ``noisyclip
    leaderboard guard``, which writes ``guard.json`` / ``guard.md`` beside the leaderboard and **fails the
    publication** when a fine-tuned scorer's published curve differs from a replicate beyond its interval;
-3. copies the rendered report (``index.html``, ``README.md``, charts, ``leaderboard.json``, CSVs, the guard's report)
+3. refuses runs whose code cannot be named (a ``-dirty`` or unknown git revision), then copies the rendered report
+   (``index.html``, ``README.md``, charts, ``leaderboard.json``, CSVs, the guard's report)
    and the BoN table to ``leaderboards/world/``;
 4. writes ``leaderboards/world/slice/``: the leaderboard JSON of the first ``--slice-prompts`` benchmark prompts, built
    from the same rows. ``tests/leaderboard/test_published_leaderboard.py`` regenerates that slice from scratch
@@ -32,7 +33,7 @@ from pathlib import Path
 
 from noisyclip_metrics.cli.demo import report_config
 from noisyclip_metrics.leaderboard.build import build_leaderboard
-from noisyclip_metrics.world.publish import slice_document
+from noisyclip_metrics.world.publish import slice_document, unpublishable_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "leaderboards" / "world"
@@ -152,6 +153,9 @@ def main() -> None:
     ]
     if subprocess.run(guard, check=False).returncode != 0:
         sys.exit(f"not published: the leakage guard failed (see {board / 'guard.md'})")
+    doc = json.loads((board / "leaderboard.json").read_text(encoding="utf-8"))
+    if bad := unpublishable_runs(doc):
+        sys.exit(f"not published: runs made from an uncommitted working tree or unknown code: {'; '.join(bad)}")
     if PUBLISHED.exists():
         shutil.rmtree(PUBLISHED)
     shutil.copytree(board, PUBLISHED)

@@ -273,6 +273,24 @@ def _entry(group: list[tuple[ResultsStore, RunInfo]], name: str) -> Entry:
     )
 
 
+def portable_path(path: str | Path) -> str:
+    """A results folder as a leaderboard may show it: a relative path as given, an absolute one relative to the
+    working directory when it is inside it, else its name only, so that no published file names a folder of the
+    machine that built it.
+
+    Example:
+        >>> portable_path("runs/results"), portable_path("/somewhere/else/results")
+        ('runs/results', 'results')
+    """
+    p = Path(path)
+    if not p.is_absolute():
+        return p.as_posix()
+    try:
+        return p.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return p.name
+
+
 def load_entries(results: Sequence[str | Path]) -> list[Entry]:
     """Open and check the results folders and group their runs into leaderboard entries.
 
@@ -445,7 +463,9 @@ def leaderboard_document(
         )
     order = sorted(range(len(models)), key=lambda i: (-_num(models[i]["final_judge_score"]), models[i]["name"]))
     models = [dict(models[i], rank=r + 1) for r, i in enumerate(order)]
-    provenance = [dict(run.to_json(), source=src) for e in entries for run, src in zip(e.runs, e.sources)]
+    provenance = [
+        dict(run.to_json(), source=portable_path(src)) for e in entries for run, src in zip(e.runs, e.sources)
+    ]
     doc: dict[str, Any] = {
         "schema": LEADERBOARD_SCHEMA,
         "schema_version": LEADERBOARD_SCHEMA_VERSION,

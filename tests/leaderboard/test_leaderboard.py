@@ -637,3 +637,30 @@ def test_page_in_headless_chromium(results, tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_no_published_file_names_a_folder_of_the_machine(tmp_path, monkeypatch):
+    """A results folder given as an absolute path outside the working directory is recorded by its name only; one
+    inside it, relative to it (the provenance showed `source: /.../runs/world-full/results`)."""
+    import numpy as np
+
+    from noisyclip_metrics.leaderboard.build import BuildConfig, build_leaderboard
+    from tests.bon.test_offline import make_store
+
+    rng = np.random.default_rng(0)
+    judge = rng.random((4, 3))
+    store = make_store(tmp_path / "machine" / "private" / "results", {"s": rng.random((4, 3, 5))}, judge)
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = elsewhere / "board"
+    build_leaderboard([store.root.resolve()], out, BuildConfig(n_resamples=20, charts=False))
+    doc = json.loads((out / "leaderboard.json").read_text(encoding="utf-8"))
+    assert [p["source"] for p in doc["provenance"]] == ["results"]
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert str(tmp_path) not in path.read_text(encoding="utf-8", errors="replace"), path.name
+    monkeypatch.chdir(tmp_path / "machine")
+    build_leaderboard([store.root.resolve()], out, BuildConfig(n_resamples=20, charts=False, overwrite=True))
+    doc = json.loads((out / "leaderboard.json").read_text(encoding="utf-8"))
+    assert [p["source"] for p in doc["provenance"]] == ["private/results"]

@@ -75,3 +75,14 @@ def test_published_slice_is_reproduced(tmp_path):
     assert [m["name"] for m in mine["models"]] == [m["name"] for m in published["models"]]
     for ours, theirs in zip(mine["models"], published["models"]):
         _close({k: ours.get(k) for k in keep}, {k: theirs.get(k) for k in keep}, ours["name"])
+
+
+def test_the_published_runs_name_committed_code():
+    """Every published run records a clean git revision (the 100-prompt publication recorded `-dirty`)."""
+    from noisyclip_metrics.world.publish import unpublishable_runs
+
+    for path in (PUBLISHED / "leaderboard.json", PUBLISHED / "slice" / "leaderboard.json"):
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        assert doc["provenance"] and unpublishable_runs(doc) == [], path
+    dirty = {"provenance": [{**doc["provenance"][0], "git_revision": "0123abc-dirty"}]}
+    assert unpublishable_runs(dirty) != []
