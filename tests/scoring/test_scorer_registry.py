@@ -94,3 +94,12 @@ def test_the_runner_reads_the_declaration(registered, tmp_path):
     (run,) = store.runs()
     assert run.scorers["test-brightness"]["model"] == str(tmp_path / "clip")
     assert all(0.0 <= v <= 1.0 for v in ours["score"].to_pylist())
+
+
+def test_every_registered_scorer_is_explained_in_the_concepts_page():
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "concepts.md").read_text(encoding="utf-8")
+    from noisyclip_metrics.scoring.scorers import SCORERS
+
+    assert [name for name in SCORERS if f"| `{name}` |" not in page] == []
