@@ -1,7 +1,7 @@
 """What the scripts in ``benchmarks/``, ``experiments/`` and ``tools/`` share: timing, their common flags, Markdown
 tables, and Stable Diffusion 1.5-sized models with random weights for measuring cost at real size.
 
-Example:
+Examples:
     >>> parser = script_parser("A benchmark.", device=True, repeats=3)
     >>> args = parser.parse_args(["--repeats", "2"])
     >>> args.device, args.repeats, args.threads

@@ -16,7 +16,7 @@ A plugin registers with the registries a third-party package would use:
 * judges: :data:`noisyclip_metrics.evaluation.judges.JUDGES`;
 * CLI subcommands: :data:`noisyclip_metrics.cli.COMMANDS`.
 
-Example:
+Examples:
     >>> load_plugins()  # the built-in world, and any installed plugin
     ('world',)
     >>> run_defaults("world:sd-base").judge

@@ -60,7 +60,7 @@ def git_revision() -> str:
 def weights_hash(*paths: str | Path | None) -> str:
     """SHA-256 (first 16 hex digits) of every ``*.safetensors`` / ``*.json`` file under ``paths`` (or ``""``).
 
-    Example:
+    Examples:
         >>> weights_hash(None)
         ''
     """
@@ -84,7 +84,7 @@ def training_seeds(prompt: str, n: int, salt: int = 0, seeds: range = TRAINING_S
     Seed ``j`` depends only on (``salt``, ``prompt``, ``j``): every prompt gets its own noises, so no initial noise
     recurs across the training set the way ``range(n)`` would make it.
 
-    Example:
+    Examples:
         >>> s = training_seeds("a red circle", 3)
         >>> len(set(s)), all(x in TRAINING_SEEDS for x in s), s == training_seeds("a red circle", 3)
         (3, True, True)
@@ -109,7 +109,7 @@ def training_seeds(prompt: str, n: int, salt: int = 0, seeds: range = TRAINING_S
 def consecutive_runs(values: Iterable[int]) -> list[list[int]]:
     """The sorted distinct ``values`` as ``[first, last]`` runs of consecutive integers.
 
-    Example:
+    Examples:
         >>> consecutive_runs([5, 0, 1, 2, 9])
         [[0, 2], [5, 5], [9, 9]]
     """
@@ -133,7 +133,7 @@ def describe_training_data(seeds: Iterable[int], prompts: Iterable[str]) -> dict
     integers, those runs (``intervals``); ``prompts``: count, SHA-256 of the sorted list and a 16-hex digest of
     each prompt (enough to tell whether an evaluation prompt was trained on, without storing the text).
 
-    Example:
+    Examples:
         >>> rec = describe_training_data([0, 1, 2, 5], ["a red circle", "two squares"])
         >>> rec["seeds"]["intervals"], rec["seeds"]["count"], rec["prompts"]["count"]
         ([[0, 2], [5, 5]], 4, 2)
@@ -163,7 +163,7 @@ def seed_overlap(trained_on: Mapping[str, Any], seeds: Iterable[int]) -> list[in
     """The ``seeds`` that may have been trained on: inside a recorded interval, or (when the record keeps only a
     range) inside [min, max].
 
-    Example:
+    Examples:
         >>> rec = describe_training_data(range(6), ["a red circle"])
         >>> seed_overlap(rec, [0, 1, 100]), seed_overlap(rec, [100, 101])
         ([0, 1], [])
@@ -176,7 +176,7 @@ def seed_overlap(trained_on: Mapping[str, Any], seeds: Iterable[int]) -> list[in
 def prompt_overlap(trained_on: Mapping[str, Any], prompts: Iterable[str]) -> list[str]:
     """The ``prompts`` a component was trained on (by digest).
 
-    Example:
+    Examples:
         >>> rec = describe_training_data([1], ["a red circle"])
         >>> prompt_overlap(rec, ["a red circle", "a blue square"])
         ['a red circle']

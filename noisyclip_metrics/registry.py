@@ -1,6 +1,6 @@
 """A small generic registry with did-you-mean errors, used for every family of named things.
 
-Example:
+Examples:
     >>> from noisyclip_metrics.registry import Registry
     >>> colours = Registry("colour")
     >>> @colours.register("red")

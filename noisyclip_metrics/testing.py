@@ -5,7 +5,7 @@ loads it back with ``from_pretrained`` from that local folder: the code path a u
 FLUX weights. CLIP tokenizers are the real CLIP BPE built from open_clip's bundled vocabulary (truncated to a few
 hundred merges to keep the text encoders tiny). Nothing is downloaded.
 
-Example:
+Examples:
     >>> import tempfile
     >>> pipe = tiny_pipeline("sd", tempfile.mkdtemp())
     >>> type(pipe).__name__, pipe.vae.config.latent_channels

@@ -16,7 +16,7 @@ so that, on the calibration data, the eventual best clears the bar at step k wit
 Runs with another T are mapped by the fraction k/T (nearest calibrated step). The calibration is a small JSON file
 (:meth:`ThresholdCalibration.save`).
 
-Example:
+Examples:
     >>> cal = ThresholdCalibration(scorer="noisyclip", n=4, quantile=0.1, num_steps=2, gaps=(-9.0, -1.0, 0.0))
     >>> import torch
     >>> round(cal.bar(torch.tensor([0.0, 1.0, 2.0, 3.0]), 1, 2), 3)  # 3 - 1 * std

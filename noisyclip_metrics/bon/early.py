@@ -16,7 +16,7 @@ A *cascade* adds a ``final_scorer``: the policy's ``m`` survivors (all candidate
 final scorer (typically ``clip-final``) picks the best of them at step T; the result holds that one image. Its
 scorings are counted apart (``final_scorer_evals``), since they cost differently.
 
-Example:
+Examples:
     >>> import tempfile, torch
     >>> from noisyclip_metrics.testing import tiny_pipeline
     >>> from noisyclip_metrics.scoring.model import NoisyCLIPModel, TINY_TEST_CONFIG

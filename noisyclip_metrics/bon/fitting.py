@@ -22,7 +22,7 @@ policy's run can be simulated exactly, offline (:mod:`.offline`), and its settin
 Only prompts with every score the scorer recorded count. Ties between settings go to the cheaper one, then to the
 first in order.
 
-Example:
+Examples:
     >>> [s for s in halving_schedules(4, 3)]  # 4 -> 2 -> 1: two halvings
     [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
 """
@@ -338,7 +338,11 @@ def crossfit_halving(
     """Judge score of the pick of a halving schedule fitted on other prompts (see the module docstring).
 
     Args:
-        arrays, scorer, n, budget, costs: as for :func:`fit_halving_schedule`.
+        arrays: as for :func:`fit_halving_schedule`.
+        scorer: as for :func:`fit_halving_schedule`.
+        n: as for :func:`fit_halving_schedule`.
+        budget: as for :func:`fit_halving_schedule`.
+        costs: as for :func:`fit_halving_schedule`.
         folds: folds per split (>= 2).
         repeats: random splits averaged (>= 1).
         seed: seed of the splits.
@@ -409,7 +413,12 @@ def fit_threshold_policy(
     """The calibrated threshold settings with the best mean judge score of the pick whose mean cost fits ``budget``.
 
     Args:
-        arrays, scorer, n, budget, costs, prompts: as for :func:`fit_halving_schedule`.
+        arrays: as for :func:`fit_halving_schedule`.
+        scorer: as for :func:`fit_halving_schedule`.
+        n: as for :func:`fit_halving_schedule`.
+        budget: as for :func:`fit_halving_schedule`.
+        costs: as for :func:`fit_halving_schedule`.
+        prompts: as for :func:`fit_halving_schedule`.
         grid: the settings to choose among (default :class:`ThresholdGrid`).
 
     Raises:

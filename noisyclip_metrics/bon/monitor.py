@@ -68,7 +68,7 @@ class NoisyCLIPMonitor(PipelineCallback):
         height: image height in pixels (FLUX unpacking).
         width: image width in pixels.
 
-    Example:
+    Examples:
         >>> import tempfile, torch
         >>> from noisyclip_metrics.testing import tiny_pipeline
         >>> from noisyclip_metrics.scoring.model import NoisyCLIPModel, TINY_TEST_CONFIG

@@ -522,7 +522,7 @@ def at_budget(rows: Sequence[Mapping[str, Any]], scorer: str, policy: str, fract
     """The BoN row (:func:`bon_rows`) of ``scorer`` and ``policy`` with the largest cost within ``fraction`` of full
     cost (ties: the larger ``k``), or ``None`` when every row costs more.
 
-    Example:
+    Examples:
         >>> rows = [{"scorer": "s", "policy": "p", "cost_fraction": c, "k": k} for c, k in [(0.3, 2), (0.6, 4)]]
         >>> at_budget(rows, "s", "p", 0.5)["k"], at_budget(rows, "s", "p", 0.1)
         (2, None)

@@ -20,7 +20,7 @@ candidate are counted once per step (classifier-free guidance's two halves are o
 the x̂0 estimate (``clip-x0``, ``clip-x0-decoded``) needs the denoiser output at its step, so its decision at step
 ``k < T`` happens after the step-(k+1) denoiser call of every candidate alive (the survivors reuse it).
 
-Example:
+Examples:
     >>> p = build_policy("one-shot", k=4, m=1)
     >>> p.decision_steps(10), p.keep(4, [0.1, 0.3, 0.2], 10)
     ((4,), [1])

@@ -36,7 +36,7 @@ def _field_type(annotation: Any) -> tuple[Any, bool, bool]:
 def field_docs(cls: Any) -> dict[str, str]:
     """Each field's description from the ``Args:`` / ``Attributes:`` section of a dataclass's docstring.
 
-    Example:
+    Examples:
         >>> from noisyclip_metrics.evaluation.runner import EvalConfig
         >>> field_docs(EvalConfig)["seeds"]
         'seeds per prompt (candidates).'

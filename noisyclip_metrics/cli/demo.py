@@ -71,7 +71,7 @@ class DemoConfig:
 def demo_scorers(full: bool) -> tuple[str, ...]:
     """Every registered scorer (``full``), or those that are not expensive (the quick demo), in registration order.
 
-    Example:
+    Examples:
         >>> demo_scorers(full=False)
         ('noisyclip', 'noisyclip-x0', 'clip', 'clip-x0', 'clip-final')
     """
@@ -106,7 +106,7 @@ def _settings(cfg: DemoConfig) -> dict[str, Any]:
 def report_config(n_prompts: int | None) -> BuildConfig:
     """The leaderboard settings of a demo over ``n_prompts`` benchmark prompts (``None``: the full split).
 
-    Example:
+    Examples:
         >>> report_config(None).title
         'ShapesWorld leaderboard (full benchmark split)'
     """

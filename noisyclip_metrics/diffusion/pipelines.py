@@ -46,7 +46,7 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 def torch_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
     """``float32`` / ``float16`` / ``bfloat16`` (or a torch dtype, or ``None``) as a torch dtype.
 
-    Example:
+    Examples:
         >>> torch_dtype("float16")
         torch.float16
     """

@@ -19,7 +19,7 @@ tau_c, and the tie-calibrated pairwise accuracy with its threshold epsilon (GenA
 Steps where a scorer has no rows (``clip-final`` exists only at k = T) are skipped. Each result row is a plain dict
 (:data:`ROW_KEYS`, plus ``<stat>_low`` / ``<stat>_high`` with ``ci``) that the leaderboard reuses.
 
-Example:
+Examples:
     >>> import tempfile
     >>> from noisyclip_metrics.evaluation.results import ResultsStore, RunInfo
     >>> store = ResultsStore.create(tempfile.mkdtemp() + "/r")

@@ -24,7 +24,7 @@ several compatible ones) and per scorer at every step where the scorer has score
 
 Everything here is pure numpy on arrays pivoted from a results store's rows (:func:`pivot_rows`); no pandas.
 
-Example:
+Examples:
     >>> import numpy as np
     >>> judge = np.array([[0.1, 0.9, 0.5], [0.7, 0.2, 0.4]])
     >>> data = ScoreArrays(("p0", "p1"), (0, 1, 2), 2, judge, np.full_like(judge, np.nan),
@@ -249,7 +249,7 @@ def pivot_rows(
     Raises:
         SchemaError: rows of an unknown kind, prompt, seed or scorer, a step outside 0..T, or duplicate rows of a run.
 
-    Example:
+    Examples:
         >>> from noisyclip_metrics.evaluation.results import ROW_SCHEMA
         >>> rows = pa.Table.from_pylist([
         ...     {"kind": "judgment", "prompt_id": "p0", "seed": 1, "score": 0.8},
@@ -365,7 +365,7 @@ def compute_curves(
     Raises:
         InputError: ``skills`` of the wrong length, or no prompts.
 
-    Example:
+    Examples:
         >>> judge = np.array([[0.2, 0.9], [0.7, 0.1]])
         >>> data = ScoreArrays(("a", "b"), (0, 1), 1, judge, (judge > 0.5) * 1.0, {"s": np.stack([-judge, judge])})
         >>> mc = compute_curves(data, CurveConfig(n_resamples=10), skills=[["counting"], []])
@@ -393,7 +393,7 @@ def first_within(curve: Curve, metric: str = "pairwise_accuracy", share: float =
 
     ``None`` when the final step is not above chance (or undefined).
 
-    Example:
+    Examples:
         >>> c = Curve("s", np.arange(5), np.arange(5) / 4, {"pairwise_accuracy": np.array([.5, .6, .8, .9, .9])},
         ...           {}, {}, np.zeros(5), {"pairwise_accuracy": 0.5})
         >>> first_within(c)  # threshold 0.5 + 0.9 * 0.4 = 0.86

@@ -446,7 +446,7 @@ def check_unique_rows(table: pa.Table, where: str) -> None:
     Raises:
         SchemaError: ``"<where>: N duplicate rows ..."``, naming one duplicated key.
 
-    Example:
+    Examples:
         >>> rows = pa.Table.from_pylist([{"kind": "judgment", "prompt_id": "p0", "seed": 1, "score": 0.5}] * 2,
         ...                             schema=ROW_SCHEMA)
         >>> check_unique_rows(rows, "store: run r1")  # doctest: +ELLIPSIS

@@ -32,7 +32,7 @@ def read_prompt_file(path: str | Path) -> list[str]:
         DataFileError: for a missing file, bytes that are not UTF-8, a blank line or a duplicate prompt (naming the
             file and the line numbers).
 
-    Example:
+    Examples:
         >>> import tempfile, pathlib
         >>> p = pathlib.Path(tempfile.mkdtemp()) / "prompts.txt"
         >>> _ = p.write_text("a red circle\\ntwo blue squares\\n", encoding="utf-8")
@@ -94,7 +94,7 @@ def new_dir_mode() -> int:
 def save_safetensors(tensors: dict[str, Any], path: str | Path, metadata: dict[str, str] | None = None) -> Path:
     """``safetensors.torch.save_file``, giving the file :func:`new_file_mode` (safetensors writes ``0o600``).
 
-    Example:
+    Examples:
         >>> import tempfile, pathlib, torch
         >>> p = save_safetensors({"w": torch.zeros(2)}, pathlib.Path(tempfile.mkdtemp()) / "w.safetensors")
         >>> oct(p.stat().st_mode & 0o777) == oct(new_file_mode())

@@ -35,7 +35,7 @@ def type_name(value: Any) -> str:
 def read_text_file(path: str | Path, what: str = "file", error: type[NoisyCLIPError] = DataFileError) -> str:
     """The text of ``path`` decoded as UTF-8 (a byte-order mark is dropped); any failure raises ``error`` on one line.
 
-    Example:
+    Examples:
         >>> import tempfile, pathlib
         >>> p = pathlib.Path(tempfile.mkdtemp()) / "prompts.txt"
         >>> _ = p.write_bytes(b"a red circle\\n\\xff")
@@ -64,7 +64,7 @@ def read_text_file(path: str | Path, what: str = "file", error: type[NoisyCLIPEr
 def read_json_file(path: str | Path, what: str = "JSON file", error: type[NoisyCLIPError] = SchemaError) -> Any:
     """Parse the JSON file ``path``; any failure raises ``error`` with ``"<path>: <what> ..."`` on one line.
 
-    Example:
+    Examples:
         >>> import tempfile, pathlib
         >>> p = pathlib.Path(tempfile.mkdtemp()) / "run.json"
         >>> _ = p.write_text('{"a": [1, 2')

@@ -5,7 +5,7 @@ separator, no ``.``/``..``, no drive or absolute path, no NUL or other control c
 :data:`MAX_NAME_BYTES` bytes of UTF-8) and is joined with :func:`safe_join`, which also refuses a result that would
 land outside its folder (through a symbolic link, say). Errors name what the value is and where it came from.
 
-Example:
+Examples:
     >>> check_name("coco_301091", "prompt id")
     'coco_301091'
     >>> check_name("../../ESCAPED", "prompt id")  # doctest: +ELLIPSIS
@@ -34,7 +34,7 @@ class UnsafePathError(InputError):
 def name_problem(name: object) -> str | None:
     """Why ``name`` cannot be one path component, or ``None`` when it can.
 
-    Example:
+    Examples:
         >>> name_problem("00001"), name_problem(".."), name_problem("a\\x00b")
         (None, "is '.' or '..'", 'contains a NUL or control character')
     """
@@ -93,7 +93,7 @@ def check_relative(path: object, what: str, where: str = "") -> str:
 def safe_join(folder: str | Path, *names: str, what: str = "name") -> Path:
     """``folder / name / ...`` after :func:`check_name` on each name; refused if it resolves outside ``folder``.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> root = Path(tempfile.mkdtemp())
         >>> safe_join(root, "00001", "0.png", what="prompt id") == root / "00001" / "0.png"

@@ -278,7 +278,7 @@ def portable_path(path: str | Path) -> str:
     working directory when it is inside it, else its name only, so that no published file names a folder of the
     machine that built it.
 
-    Example:
+    Examples:
         >>> portable_path("runs/results"), portable_path("/somewhere/else/results")
         ('runs/results', 'results')
     """
@@ -332,7 +332,7 @@ def read_bon(root: str | Path) -> pa.Table | None:
     Raises:
         SchemaError: a file that cannot be read or lacks a column of :data:`BON_COLUMNS`.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> root = Path(tempfile.mkdtemp())
         >>> read_bon(root) is None

@@ -3,7 +3,7 @@
 Both draw the same :class:`Series` (a line with an optional confidence band; NaN points break the line; a
 single-point series is drawn as a marker). Every label in the SVG is escaped.
 
-Example:
+Examples:
     >>> svg = svg_chart([Series("a <b>", [0, 0.5, 1], [0.5, 0.7, 0.8])], title="t", x_label="x", y_label="y")
     >>> "a &lt;b&gt;" in svg and "<b>" not in svg
     True

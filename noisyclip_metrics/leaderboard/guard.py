@@ -17,7 +17,7 @@ its interval excludes 0 (in either direction: the published figure does not repr
 as ``controls``: their checks are reported, never gating (a frozen CLIP has seen no trajectory, so a difference there
 measures the replicate, not leakage).
 
-Example:
+Examples:
     >>> import numpy as np
     >>> from noisyclip_metrics.evaluation.curves import ScoreArrays
     >>> rng = np.random.default_rng(0)

@@ -7,7 +7,7 @@
 - ``README.md``: Markdown tables (user strings escaped for Markdown and HTML) and ``charts/*.png`` (matplotlib).
 - ``leaderboard.json``, ``leaderboard.csv`` (one row per model and scorer) and ``curves.csv`` (every curve point).
 
-Example:
+Examples:
     >>> md_escape("a|b <script>*x*</script>")
     'a\\\\|b &lt;script&gt;\\\\*x\\\\*&lt;/script&gt;'
 """
@@ -39,7 +39,7 @@ METRIC_LABELS = {"pairwise_accuracy": "pairwise accuracy", "top1_agreement": "to
 def fmt(value: Any, digits: int = 3) -> str:
     """A number for display (``–`` for missing).
 
-    Example:
+    Examples:
         >>> fmt(0.71234), fmt(None), fmt(float("nan"))
         ('0.712', '–', '–')
     """
@@ -92,7 +92,7 @@ def _sort(value: Any) -> str:
 def seed_text(seeds: list[int]) -> str:
     """How many evaluation seeds and which, runs of consecutive seeds as ranges.
 
-    Example:
+    Examples:
         >>> seed_text([0, 1, 2, 3, 4, 5]), seed_text([100, 101, 7])
         ('6 (0-5)', '3 (7, 100-101)')
     """

@@ -158,7 +158,7 @@ def open_clip_config_from_hf(hf_config: transformers.CLIPConfig | Mapping[str, A
         InputError: for HF options open_clip cannot represent (another activation, quick_gelu in one tower only,
             ``num_channels != 3``, non-square images, an unusable ``eos_token_id``...).
 
-    Example:
+    Examples:
         >>> import transformers
         >>> hf = transformers.CLIPConfig(
         ...     text_config=dict(vocab_size=600, hidden_size=64, intermediate_size=256, num_hidden_layers=2,
@@ -245,7 +245,7 @@ def hf_clip_state_dict_to_open_clip(
     Raises:
         CheckpointError: naming the first missing key, or listing unexpected keys.
 
-    Example:
+    Examples:
         >>> import torch, transformers
         >>> hf = transformers.CLIPConfig(
         ...     text_config=dict(vocab_size=600, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
@@ -387,7 +387,7 @@ def load_hf_clip(
         CheckpointError: missing/unreadable files, wrong ``model_type``, an unsafe pickle, keys or shapes that do not
             fit the config. InputError: an HF option open_clip cannot represent, or a wrong argument type.
 
-    Example:
+    Examples:
         >>> import torch, transformers
         >>> hf = transformers.CLIPModel(transformers.CLIPConfig(
         ...     text_config=dict(vocab_size=600, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
@@ -469,7 +469,7 @@ def open_clip_text_token_features(clip_model: nn.Module, tokens: torch.Tensor) -
     Raises:
         InputError: wrong shape/dtype, ids out of range, or ``L`` above the context length.
 
-    Example:
+    Examples:
         >>> import open_clip, torch
         >>> m = open_clip.model.CLIP(16, dict(image_size=16, patch_size=8, width=32, layers=1, head_width=16),
         ...                          dict(context_length=8, vocab_size=600, width=32, heads=2, layers=1))
@@ -543,7 +543,7 @@ def open_clip_text_to_hf(
         InputError: a text tower HF cannot represent (bidirectional, custom attention blocks, mixed eps...), or a
             ``model_cfg`` that disagrees with the model.
 
-    Example:
+    Examples:
         >>> import open_clip, torch
         >>> cfg = dict(embed_dim=16, vision_cfg=dict(image_size=16, patch_size=8, width=32, layers=1, head_width=16),
         ...            text_cfg=dict(context_length=8, vocab_size=600, width=32, heads=2, layers=1))

@@ -2,7 +2,7 @@
 :class:`~noisyclip_metrics.scoring.model.NoisyCLIPModel`, a plugin's model id, a checkpoint folder or a factory)
 into a model on a device.
 
-Example:
+Examples:
     >>> from noisyclip_metrics.scoring.model import NoisyCLIPModel, TINY_TEST_CONFIG
     >>> model = NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0)
     >>> resolve_model(model) is model, resolve_model(lambda: model, "cpu") is model

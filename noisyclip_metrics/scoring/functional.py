@@ -6,7 +6,7 @@ Conventions (as everywhere in the library):
 * per-sample outputs (``reduction="none"``) are **raw cosine similarities** in ``[-1, 1]`` (t2v-metrics convention);
 * the aggregate (``reduction="mean"``) follows torchmetrics' ``CLIPScore``: ``max(100 * mean(cosine), 0)``.
 
-Example:
+Examples:
     >>> import torch
     >>> from noisyclip_metrics.scoring.model import NoisyCLIPModel, TINY_TEST_CONFIG
     >>> model = NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0)

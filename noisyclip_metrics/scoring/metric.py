@@ -47,7 +47,7 @@ class NoisyCLIPScore(Metric):
         scheduler: optional diffusers scheduler the latents come from.
         kwargs: torchmetrics ``Metric`` options (``dist_sync_on_step``, ``process_group``...).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from noisyclip_metrics.scoring.model import NoisyCLIPModel, TINY_TEST_CONFIG
         >>> model = NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0)
@@ -111,7 +111,7 @@ class NoisyCLIPScore(Metric):
     def plot(self, val: torch.Tensor | Sequence[torch.Tensor] | None = None, ax: Any = None) -> Any:
         """Plot a single or multiple values (needs matplotlib), as torchmetrics metrics do.
 
-        Example:
+        Examples:
             >>> import torch
             >>> from noisyclip_metrics.scoring.model import NoisyCLIPModel, TINY_TEST_CONFIG
             >>> metric = NoisyCLIPScore(NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0))

@@ -9,7 +9,7 @@ tower's input size and normalised, and the score is the cosine of the L2-normali
 Checkpoints are folders with ``config.json`` and ``model.safetensors`` (the preview map included); see
 :mod:`noisyclip_metrics.scoring.checkpoint`.
 
-Example:
+Examples:
     >>> import torch
     >>> from noisyclip_metrics.scoring.model import NoisyCLIPModel
     >>> model = NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0)

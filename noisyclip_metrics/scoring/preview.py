@@ -18,7 +18,7 @@ name      channels  source of the coefficients
 All are stored normalised to produce ``[0, 1]`` directly. Maps for any other VAE (the built-in world's included) are
 fitted with :func:`fit_preview_map` and saved with :meth:`PreviewMap.save`.
 
-Example:
+Examples:
     >>> import torch
     >>> pm = get_preview_map("sdxl")
     >>> pm.channels
@@ -109,7 +109,7 @@ class PreviewMap:
     def save(self, path: str | Path) -> Path:
         """Save to a ``.safetensors`` file and return its path.
 
-        Example:
+        Examples:
             >>> import tempfile, torch
             >>> pm = get_preview_map("sd1")
             >>> with tempfile.TemporaryDirectory() as d:
@@ -267,7 +267,7 @@ def unpack_flux(latents: torch.Tensor, height: int, width: int, vae_scale_factor
 
     ``height``/``width`` are the image size in pixels; ``h = 2 * (height // (vae_scale_factor * 2))`` as in diffusers.
 
-    Example:
+    Examples:
         >>> import torch
         >>> unpack_flux(torch.zeros(1, 16, 64), height=64, width=64).shape
         torch.Size([1, 16, 8, 8])
@@ -301,7 +301,7 @@ def fit_preview_map(latents: torch.Tensor, images: torch.Tensor, name: str = "fi
     unreliable) chunk by chunk, so any number of samples fits in memory. The returned map records ``r2``, the share
     of the variance of the downsampled images it explains.
 
-    Example:
+    Examples:
         >>> import torch
         >>> g = torch.Generator().manual_seed(0)
         >>> z = torch.randn(16, 4, 8, 8, generator=g)

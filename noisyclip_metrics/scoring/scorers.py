@@ -26,7 +26,7 @@ All return raw cosine similarities of shape ``(B,)`` (float32, on the inputs' de
 :func:`noisyclip_metrics.scoring.x0.model_input_scale`) brings latents to the variance-preserving form before
 previewing.
 
-Example:
+Examples:
     >>> import torch
     >>> from noisyclip_metrics.scoring.model import NoisyCLIPModel, TINY_TEST_CONFIG
     >>> model = NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0)
@@ -227,7 +227,7 @@ class ScorerSpec:
         needs_vae: it decodes latents with the pipeline's VAE.
         expensive: it costs a large multiple of the others per step (the quick demo leaves it out).
 
-    Example:
+    Examples:
         >>> spec = scorer_spec("clip-final")
         >>> spec.reads, spec.model, spec.final_only
         ('images', 'clip', True)
@@ -267,7 +267,7 @@ def register_scorer(spec: ScorerSpec) -> ScorerSpec:
     Raises:
         ValueError: if the name is taken by another scorer.
 
-    Example:
+    Examples:
         A scorer of the final image's brightness; ``noisyclip evaluate --scorers clip brightness`` then records it
         once per candidate, at the last step:
 

@@ -33,7 +33,7 @@ levels (Karras sigmas at 50+ steps, KDPM2), ``step_index`` (the index into ``sch
 latent's ``step``) says which step. ``step``, ``timestep`` and ``latent_scale`` given to a call override values stored
 in a file, which override the constructor's defaults.
 
-Example:
+Examples:
     >>> import torch
     >>> from noisyclip_metrics.scoring.model import NoisyCLIPModel, TINY_TEST_CONFIG
     >>> clip = NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0)
@@ -230,7 +230,7 @@ def _load_tensor(x: torch.Tensor, where: str, opts: _Options, channels: int) -> 
 def list_all_models() -> list[str]:
     """Registered NoisyCLIP model ids (the plugins', e.g. the world's CLIP models); any checkpoint folder works too.
 
-    Example:
+    Examples:
         >>> list_all_models()
         ['world:clip', 'world:noisyclip', 'world:noisyclip-x0']
     """
@@ -432,8 +432,12 @@ class NoisyCLIPT2VScore(_ScoreBase):
             model (it was the 32-pixel world's, which no user of real images wants by accident).
         device: ``"cpu"``, ``"cuda"``...
         cache_dir: accepted for signature compatibility (nothing is downloaded or cached).
-        step, timestep, latent_scale, scheduler, tensor_kind, step_index: defaults for the inputs, as for
-            :class:`NoisyCLIPScoreModel`.
+        step: default of the inputs, as for :class:`NoisyCLIPScoreModel`.
+        timestep: default of the inputs, as for :class:`NoisyCLIPScoreModel`.
+        latent_scale: default of the inputs, as for :class:`NoisyCLIPScoreModel`.
+        scheduler: default of the inputs, as for :class:`NoisyCLIPScoreModel`.
+        tensor_kind: default of the inputs, as for :class:`NoisyCLIPScoreModel`.
+        step_index: default of the inputs, as for :class:`NoisyCLIPScoreModel`.
 
     Scores are raw cosines in ``[-1, 1]`` on the CPU (float32), as t2v-metrics' CLIPScore returns them.
     """
@@ -541,7 +545,7 @@ def save_latent_file(
 ) -> Path:
     """Write a latent (``(C, h, w)``) or a trajectory (``(K, C, h, w)``) as a ``.safetensors`` input file.
 
-    Example:
+    Examples:
         >>> import tempfile, torch
         >>> path = save_latent_file(tempfile.mkdtemp() + "/z.safetensors", torch.zeros(4, 8, 8), timestep=500)
         >>> path.suffix

@@ -6,7 +6,7 @@ one token per merge (in merge order), then ``<|startoftext|>`` and ``<|endoftext
 merges gives a valid, smaller BPE (``512 + n_merges + 2`` tokens) for tiny test models. In every such vocabulary the
 end-of-text id is the largest id, which is what open_clip's ``argmax`` text pooling relies on.
 
-Example:
+Examples:
     >>> import tempfile
     >>> folder = write_clip_bpe_files(tempfile.mkdtemp(), n_merges=minimal_merges_for(["photo", "red", "cube"]))
     >>> tok = ClipTextTokenizer(folder, context_length=10)
@@ -75,7 +75,7 @@ def default_bpe_path() -> Path:
 def bytes_to_unicode() -> dict[int, str]:
     """OpenAI/GPT-2 map from the 256 byte values to printable unicode characters (BPE base symbols).
 
-    Example:
+    Examples:
         >>> m = bytes_to_unicode()
         >>> len(m), m[ord("a")], m[ord(" ")]
         (256, 'a', 'Ġ')
@@ -126,7 +126,7 @@ def write_clip_bpe_files(
     Raises:
         InputError: if ``n_merges`` is out of range.
 
-    Example:
+    Examples:
         >>> import json, tempfile
         >>> d = write_clip_bpe_files(tempfile.mkdtemp(), n_merges=10)
         >>> vocab = json.loads((d / "vocab.json").read_text(encoding="utf-8"))
@@ -198,7 +198,7 @@ def minimal_merges_for(words: list[str], *, bpe_path: str | Path | None = None) 
     Raises:
         InputError: if a word is empty, splits into several pre-tokens, or is not a single token even with all merges.
 
-    Example:
+    Examples:
         >>> minimal_merges_for(["a", "photo", "of"])
         614
     """
@@ -266,7 +266,7 @@ def load_clip_tokenizer(folder: str | Path, model_max_length: int = 77) -> trans
         CheckpointError: if a file is missing.
         InputError: if ``model_max_length`` is not a positive int.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> tok = load_clip_tokenizer(write_clip_bpe_files(tempfile.mkdtemp(), n_merges=0), model_max_length=5)
         >>> tok("ab", padding="max_length").input_ids
@@ -299,7 +299,7 @@ class ClipTextTokenizer:
         CheckpointError: if the files are missing or malformed, or the eot token is not the largest id.
         InputError: if ``context_length`` < 2.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> tok = ClipTextTokenizer(write_clip_bpe_files(tempfile.mkdtemp()), context_length=6)
         >>> tok(["a photo of a red cube"]).tolist()

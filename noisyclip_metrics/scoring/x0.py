@@ -35,7 +35,7 @@ applied to x̂0 as the scheduler applies it. :func:`model_input_scale` gives the
 the denoiser sees (``1/sqrt(sigma^2+1)`` for ``sigma`` schedulers, EDM's ``c_in``, 1 otherwise); the preview-based
 scorers apply it, as the official NoisyCLIP code previewed the UNet input.
 
-Example:
+Examples:
     >>> import torch
     >>> from diffusers import DDIMScheduler
     >>> s = DDIMScheduler(clip_sample=False)

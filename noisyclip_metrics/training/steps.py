@@ -9,7 +9,7 @@ A strategy is written as a string, used verbatim in configs and on the command l
 * ``step:k``: always step ``k``.
 * mixtures: ``0.7*window:6-12+0.3*uniform`` draws each sample's strategy with the given weights.
 
-Example:
+Examples:
     >>> import torch
     >>> s = parse_step_sampler("0.5*window:2-4+0.5*final")
     >>> ks = s.sample(1000, num_steps=10, generator=torch.Generator().manual_seed(0))

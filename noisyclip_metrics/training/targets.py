@@ -119,7 +119,7 @@ def listwise_loss(batch: TargetBatch, temperature: float = LISTWISE_TEMPERATURE)
     """Mean over the batch's prompts with >= 2 trajectories of the cross-entropy from ``softmax(labels / t)`` to the
     softmax of their scores (logit-scaled cosine with their prompt); 0 if no prompt has two.
 
-    Example:
+    Examples:
         >>> import torch.nn.functional as F
         >>> img = F.normalize(torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]]), dim=1)
         >>> b = TargetBatch(image=img, texts=torch.tensor([[1.0, 0.0]]), prompt_index=torch.tensor([0, 0, 0]),

@@ -11,7 +11,7 @@ so ``alpha = 1`` is the fine-tuned model and ``alpha = 0`` frozen CLIP reading t
 ``noisyclip-x0``). The text tower is untouched (NoisyCLIP never trains it, and both models must share it); the preview
 map and what the model reads (``config.reads``) are the fine-tuned model's. Scoring cost is the fine-tuned model's.
 
-Example:
+Examples:
     >>> import torch
     >>> from noisyclip_metrics.scoring.model import NoisyCLIPModel, TINY_TEST_CONFIG
     >>> base = NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0)

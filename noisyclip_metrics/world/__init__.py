@@ -9,7 +9,7 @@
 
 Only numpy, scipy and the standard library are imported (torch tensors are accepted by duck typing).
 
-Example:
+Examples:
     >>> from noisyclip_metrics.world import render_scene, judge_image
     >>> image, layout = render_scene("a green triangle above a yellow circle", seed=0)
     >>> judge_image(image, "a green triangle above a yellow circle").aligned

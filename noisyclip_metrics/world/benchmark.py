@@ -18,7 +18,7 @@ def world_promptset(n: int | None = None, seed: int = 0) -> PromptSet:
     Prompt ids are ``w000``... in the order of the whole benchmark, so a prompt keeps its id in every subset;
     ``extra["heldout"]`` tells whether a prompt uses a held-out composition.
 
-    Example:
+    Examples:
         >>> ps = world_promptset(10)
         >>> len(ps), ps[0].source, all(world_promptset()[p.id].text == p.text for p in ps)
         (10, 'world', True)
@@ -47,7 +47,7 @@ def fresh_world_prompts(n: int, exclude: frozenset[str] | set[str] = frozenset()
     enough of them, held-out share) that are not benchmark prompts and not in ``exclude`` (e.g. the prompts a scorer
     was trained on): the prompts of a fresh-prompt replicate. Deterministic for (``n``, ``exclude``, ``seed``).
 
-    Example:
+    Examples:
         >>> fresh = fresh_world_prompts(20)
         >>> len(set(fresh)), bool(set(fresh) & set(world_promptset().texts))
         (20, False)

@@ -13,7 +13,7 @@ Geometry (all lengths in pixels of a 32 px canvas, scaled by ``size / 32`` for o
 * The oracle measures size from the area as the *equivalent half-extent* ``sqrt(area / k_shape)`` with ``k`` =
   ``pi`` / 4 / 2 for circle / square / triangle: below 4.75 is small, from 6.5 on is big, medium in between.
 
-Example:
+Examples:
     >>> c = CanvasConfig()
     >>> c.radius_range("big", n_objects=1)
     (7.0, 8.0)
@@ -41,7 +41,7 @@ _CROWDED_RADII = {3: (4.5, 5.5), 4: (4.0, 5.0)}
 def shape_area(shape: str, r: float) -> float:
     """Exact area (px^2) of a shape with half-extent ``r``.
 
-    Example:
+    Examples:
         >>> shape_area("square", 2.0)
         16.0
     """
@@ -53,7 +53,7 @@ def shape_area(shape: str, r: float) -> float:
 def shape_centroid_offset(shape: str, r: float) -> float:
     """Vertical offset of a shape's centroid below its bounding-box centre (``r / 3`` for the upward triangle).
 
-    Example:
+    Examples:
         >>> shape_centroid_offset("triangle", 6.0), shape_centroid_offset("circle", 6.0)
         (2.0, 0.0)
     """

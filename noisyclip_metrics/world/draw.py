@@ -15,7 +15,7 @@ Layout sampling (:func:`sample_layout`), all lengths scaled with the canvas (:cl
 Drawing (:func:`draw_layout`): each pixel is the box-filtered coverage of ``supersample x supersample`` sub-pixel
 samples (8 x 8 by default), mixed linearly between the background and the object colour, rounded to uint8.
 
-Example:
+Examples:
     >>> image, layout = render_scene("two red circles above a blue square", seed=0)
     >>> image.shape, image.dtype, len(layout.objects)
     ((32, 32, 3), dtype('uint8'), 3)
@@ -180,7 +180,7 @@ def sample_layout(
 ) -> Layout:
     """Sample object sizes and positions that satisfy ``spec`` (see the module docstring).
 
-    Example:
+    Examples:
         >>> layout = sample_layout("a red circle to the left of a blue square", rng=1)
         >>> a, b = layout.objects
         >>> b.centroid[0] - a.centroid[0] >= abs(b.centroid[1] - a.centroid[1]) + 3
@@ -219,7 +219,7 @@ def _coverage(o: PlacedObject, canvas: CanvasConfig) -> tuple[slice, slice, np.n
 def draw_layout(layout: Layout) -> np.ndarray:
     """Draw a layout as a uint8 (H, W, 3) image with box-filtered anti-aliasing.
 
-    Example:
+    Examples:
         >>> img = draw_layout(sample_layout("a white square", rng=0))
         >>> int(img.max()), int(img.min())
         (240, 18)
@@ -249,7 +249,7 @@ def render_scene(
     Returns:
         ``(image, layout)``: a uint8 (H, W, 3) image and the layout it shows.
 
-    Example:
+    Examples:
         >>> image, layout = render_scene("a big blue square", seed=3)
         >>> layout.scene_objects()[0].size
         'big'
@@ -265,7 +265,7 @@ def render_batch(
 
     Item ``i`` uses the Generator ``default_rng([seed, i])``, so it does not depend on the rest of the batch.
 
-    Example:
+    Examples:
         >>> images, layouts = render_batch(["a red circle", "two green squares"], seed=0)
         >>> images.shape, images.dtype, float(images.max()) <= 1.0
         ((2, 3, 32, 32), dtype('float32'), True)

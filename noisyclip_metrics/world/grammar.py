@@ -25,7 +25,7 @@ object anywhere. ``parse_prompt(describe(spec)) == spec`` for every spec, so eve
 parses back to its meaning. Text outside the grammar raises :class:`~noisyclip_metrics.errors.InputError` that
 names the unknown or unparsed words.
 
-Example:
+Examples:
     >>> spec = parse_prompt("Two red circles above a blue square.")
     >>> spec.relation, spec.objects[0].count
     ('above', 2)
@@ -66,7 +66,7 @@ _VOCABULARY = frozenset(
 def tokenize(text: str) -> list[str]:
     """Lower-case ``text``, drop one trailing full stop, split off commas and split on whitespace.
 
-    Example:
+    Examples:
         >>> tokenize("A circle, a Square and two triangles, all of them red.")[:4]
         ['a', 'circle', ',', 'a']
     """
@@ -89,7 +89,7 @@ def _noun_phrase(o: ObjectSpec, one: str = "a", with_colour: bool = True) -> str
 def describe(spec: SceneSpec) -> str:
     """Write a scene specification as the English prompt of its template.
 
-    Example:
+    Examples:
         >>> describe(SceneSpec("negation", (ObjectSpec("square", "blue"),), absent=Absence(shape="circle")))
         'a blue square and no circles'
     """
@@ -284,7 +284,7 @@ def parse_prompt(text: str) -> SceneSpec:
         InputError: ``text`` is not a string, is empty, has unknown words, has words the grammar cannot parse (the
             message quotes them) or asks for an impossible scene (e.g. "a blue square and no squares").
 
-    Example:
+    Examples:
         >>> parse_prompt("a red circle bigger than a blue square").comparison
         'bigger'
         >>> parse_prompt("a purple circle")  # doctest: +ELLIPSIS

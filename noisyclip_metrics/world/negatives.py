@@ -16,7 +16,7 @@ __all__ = ["world_negatives"]
 def world_negatives(prompt: str, n: int = 2) -> list[str]:
     """Up to ``n`` minimal edits of a world prompt that contradict it (deterministic per prompt).
 
-    Example:
+    Examples:
         >>> world_negatives("a red circle to the left of a blue square", n=1)
         ['a blue circle to the left of a red square']
     """

@@ -16,7 +16,7 @@ H = W = the canvas size (32 by default). Anything else (other shapes, channel co
 Measured accuracy (``experiments/world_oracle.py``): 100% of clean renders judged aligned; see the bench for blur, noise
 and colour-jitter robustness.
 
-Example:
+Examples:
     >>> from noisyclip_metrics.world.draw import render_scene
     >>> image, _ = render_scene("a red circle to the left of a blue square", seed=0)
     >>> judge_image(image, "a red circle to the left of a blue square").aligned
@@ -138,7 +138,7 @@ def _check_values(arr: np.ndarray, name: str) -> np.ndarray:
 def as_float_image(image: Any, canvas: CanvasConfig | None = None, name: str = "image") -> np.ndarray:
     """Validate one image and return it as float64 (H, W, 3) in [0, 1].
 
-    Example:
+    Examples:
         >>> as_float_image(np.zeros((32, 32, 3), dtype=np.uint8)).dtype
         dtype('float64')
         >>> as_float_image(np.zeros((32, 32, 4), dtype=np.uint8))
@@ -174,7 +174,7 @@ def judge_objects(
 ) -> JudgeResult:
     """Judge a prompt against already segmented (or ground-truth) objects.
 
-    Example:
+    Examples:
         >>> from noisyclip_metrics.world.draw import sample_layout
         >>> layout = sample_layout("three white squares", rng=0)
         >>> judge_objects(layout.scene_objects(), "three white squares").aligned
@@ -209,7 +209,7 @@ def judge_image(
     Raises:
         InputError: bad image (shape, dtype, range, NaN) or a prompt outside the grammar.
 
-    Example:
+    Examples:
         >>> from noisyclip_metrics.world.draw import render_scene
         >>> image, _ = render_scene("two green triangles and no blue shapes", seed=4)
         >>> judge_image(image, "two green triangles and no blue shapes").score
@@ -239,7 +239,7 @@ def judge_batch(
     Returns:
         One :class:`JudgeResult` per image.
 
-    Example:
+    Examples:
         >>> from noisyclip_metrics.world.draw import render_batch
         >>> images, _ = render_batch(["a red circle", "two blue squares"], seed=0)
         >>> [r.aligned for r in judge_batch(images, ["a red circle", "a blue square"])]

@@ -9,7 +9,7 @@ All functions take and return a float (H, W, 3) image in [0, 1] (results are cli
   ``U(1 - c, 1 + c)`` around the image's mean grey, saturation factor ``U(1 - s, 1 + s)`` and a hue rotation of
   ``U(-h, h)`` degrees in YIQ space.
 
-Example:
+Examples:
     >>> img = np.full((32, 32, 3), 0.5)
     >>> round(float(gaussian_blur(img, 0.8).mean()), 6), gaussian_noise(img, 0.03, rng=0).shape
     (0.5, (32, 32, 3))
@@ -41,7 +41,7 @@ def _check(image: np.ndarray) -> np.ndarray:
 def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
     """Blur each channel with a Gaussian of ``sigma`` px.
 
-    Example:
+    Examples:
         >>> img = np.zeros((8, 8, 3)); img[4, 4] = 1.0
         >>> float(gaussian_blur(img, 1.0)[4, 4, 0]) < 1.0
         True
@@ -54,7 +54,7 @@ def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
 def gaussian_noise(image: np.ndarray, std: float, rng: np.random.Generator | int | None = None) -> np.ndarray:
     """Add i.i.d. Gaussian noise of standard deviation ``std`` (in [0, 1] units).
 
-    Example:
+    Examples:
         >>> out = gaussian_noise(np.full((32, 32, 3), 0.5), 0.06, rng=1)
         >>> 0.05 < float(out.std()) < 0.07
         True
@@ -75,7 +75,7 @@ def colour_jitter(
 ) -> np.ndarray:
     """Apply one random brightness / contrast / saturation / hue transform to the whole image.
 
-    Example:
+    Examples:
         >>> img = np.full((4, 4, 3), 0.4)
         >>> out = colour_jitter(img, rng=0, brightness=0.2)
         >>> bool(np.allclose(out, out[0, 0]))

@@ -39,7 +39,7 @@ def unpublishable_runs(doc: dict[str, Any]) -> list[str]:
     """The runs of a leaderboard document whose code cannot be named: a ``-dirty`` git revision (an uncommitted
     working tree) or none (``unknown``), as ``"<model> (<run id>): <revision>"``.
 
-    Example:
+    Examples:
         >>> unpublishable_runs({"provenance": [{"model": "m", "run_id": "r1", "git_revision": "abc-dirty"},
         ...                                     {"model": "m", "run_id": "r2", "git_revision": "abc"}]})
         ['m (r1): abc-dirty']

@@ -26,7 +26,7 @@ Answer semantics:
 * comparison: "A bigger than B" when ``area(A) >= ratio * area(B)`` for every pair (``ratio`` = 1.3 by default);
   "smaller" mirrors it.
 
-Example:
+Examples:
     >>> from noisyclip_metrics.world.grammar import parse_prompt
     >>> [q.text for q in make_questions(parse_prompt("a red circle and no squares"))]
     ['Is there a circle?', 'Is there a red circle?', 'Are there any squares?', 'How many shapes are there in total?']
@@ -165,7 +165,7 @@ def _questions(spec: SceneSpec) -> tuple[Question, ...]:
 def make_questions(spec: SceneSpec) -> tuple[Question, ...]:
     """The TIFA-style questions of a scene specification (see the module docstring; cached).
 
-    Example:
+    Examples:
         >>> from noisyclip_metrics.world.grammar import parse_prompt
         >>> [(q.kind, q.expected) for q in make_questions(parse_prompt("three yellow circles"))]
         [('existence', 'yes'), ('count', '3'), ('total', '3')]
@@ -178,7 +178,7 @@ def make_questions(spec: SceneSpec) -> tuple[Question, ...]:
 def relation_holds(a: SceneObject, b: SceneObject, relation: str, tolerance: float = 1.0) -> bool:
     """Whether ``a`` is ``relation`` ("left of", "right of", "above", "below") ``b``, by the dominant-axis rule.
 
-    Example:
+    Examples:
         >>> a = SceneObject("red", "circle", "medium", 80.0, 8.0, 10.0)
         >>> b = SceneObject("blue", "square", "medium", 100.0, 20.0, 14.0)
         >>> relation_holds(a, b, "left of"), relation_holds(a, b, "above")
@@ -201,7 +201,7 @@ def relation_holds(a: SceneObject, b: SceneObject, relation: str, tolerance: flo
 def is_bigger(a: SceneObject, b: SceneObject, ratio: float = 1.3) -> bool:
     """Whether ``a`` is clearly bigger than ``b``: ``area(a) >= ratio * area(b)``.
 
-    Example:
+    Examples:
         >>> big = SceneObject("red", "circle", "big", 150.0, 0, 0)
         >>> small = SceneObject("red", "square", "small", 60.0, 0, 0)
         >>> is_bigger(big, small), is_bigger(small, big)
@@ -221,7 +221,7 @@ def _yes(flag: bool) -> str:
 def answer_question(question: Question, objects: Sequence[SceneObject], config: OracleConfig | None = None) -> str:
     """Answer a question from the objects of a scene ("yes", "no" or a count).
 
-    Example:
+    Examples:
         >>> from noisyclip_metrics.world.grammar import parse_prompt
         >>> q = make_questions(parse_prompt("two green triangles"))[1]
         >>> answer_question(q, [SceneObject("green", "triangle", "medium", 50.0, 8.0, 8.0)])

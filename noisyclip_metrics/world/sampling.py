@@ -18,7 +18,7 @@ Sampling distributions (per template):
 
 Colours and shapes are uniform; the two groups of a two-group template always differ in (colour, shape).
 
-Example:
+Examples:
     >>> [p.text for p in sample_prompts(3, seed=1)] == [p.text for p in sample_prompts(3, seed=1)]
     True
     >>> sum(1 for _ in enumerate_prompts("single"))
@@ -62,7 +62,7 @@ __all__ = [
 class TemplateMix:
     """Relative weights of the prompt templates (normalised when used; zero drops a template).
 
-    Example:
+    Examples:
         >>> TemplateMix(single=1, conjunction=1, counting=0, relation=2, comparison=0, negation=0,
         ...             universal=0).probabilities()["relation"]
         0.5
@@ -172,7 +172,7 @@ def _sample(template: str, rng: np.random.Generator) -> SceneSpec:
 def sample_spec(template: str, rng: np.random.Generator | int | None = None) -> SceneSpec:
     """Draw one scene specification of ``template`` (see the module docstring for the distributions).
 
-    Example:
+    Examples:
         >>> sample_spec("comparison", rng=0).comparison in ("bigger", "smaller")
         True
     """
@@ -186,7 +186,7 @@ def sample_prompts(
 ) -> list[Prompt]:
     """Draw ``n`` prompts (with repeats possible), templates drawn from ``mix`` (default: all equally likely).
 
-    Example:
+    Examples:
         >>> [p.template for p in sample_prompts(2, seed=3, mix={"counting": 1.0})]
         ['counting', 'counting']
     """
@@ -260,7 +260,7 @@ def enumerate_prompts(template: str) -> Iterator[Prompt]:
     """Yield every distinct prompt of ``template`` in a fixed order (lazily; relation and conjunction have tens of
     thousands).
 
-    Example:
+    Examples:
         >>> next(enumerate_prompts("counting")).text
         'one red circle'
     """
@@ -339,7 +339,7 @@ def hard_negative(
     Raises:
         InputError: ``edit`` is unknown or does not apply to ``spec`` (e.g. "relation" without a relation).
 
-    Example:
+    Examples:
         >>> from noisyclip_metrics.world.grammar import describe, parse_prompt
         >>> edit, neg = hard_negative(parse_prompt("a red circle to the left of a blue square"), 0, "relation")
         >>> describe(neg)

@@ -19,7 +19,7 @@ Steps (thresholds in :class:`~.config.OracleConfig`, lengths scaled with the can
    (square: 0.56, circle: 1/3, which is the value of any isotropic shape), else *circle*.
 5. **Size class** from the equivalent half-extent ``sqrt(area / k_shape)`` (:meth:`~.config.CanvasConfig.size_class`).
 
-Example:
+Examples:
     >>> from noisyclip_metrics.world.draw import render_scene
     >>> image, _ = render_scene("a small red triangle and a big blue circle", seed=0)
     >>> [(o.colour, o.shape, o.size) for o in segment_image(image / 255.0)]
@@ -47,7 +47,7 @@ _EIGHT = np.ones((3, 3), dtype=bool)
 def estimate_background(image: np.ndarray) -> np.ndarray:
     """Estimate the background colour of a float (H, W, 3) image in [0, 1] (see the module docstring).
 
-    Example:
+    Examples:
         >>> img = np.full((8, 8, 3), 0.1); img[:3, :3] = (0.9, 0.2, 0.2)
         >>> np.round(estimate_background(img), 3).tolist()
         [0.1, 0.1, 0.1]
@@ -69,7 +69,7 @@ def classify_pixels(image: np.ndarray, canvas: CanvasConfig | None = None) -> tu
         ``(classes, alphas)``: int (H, W) index into the palette (:data:`~.vocab.COLOUR_NAMES` order) of the nearest
         mixing segment, and float (K, H, W) coefficients ``alpha_k`` (>= 0; 1 = fully covered by colour k).
 
-    Example:
+    Examples:
         >>> img = np.full((4, 4, 3), 18 / 255); img[0, 0] = (240 / 255, 220 / 255, 40 / 255)
         >>> classes, alphas = classify_pixels(img)
         >>> int(classes[0, 0]), round(float(alphas[3, 0, 0]), 2)
@@ -139,7 +139,7 @@ def segment_image(
 
     Objects are returned by colour (palette order), then in raster order of their first pixel.
 
-    Example:
+    Examples:
         >>> from noisyclip_metrics.world.draw import render_scene
         >>> image, layout = render_scene("three yellow squares", seed=2)
         >>> [o.shape for o in segment_image(image / 255.0)]

@@ -16,7 +16,7 @@ Skill tags (:func:`skills_of`): every prompt tests ``object`` and ``attribute`` 
 relations add ``spatial relation``; a count above one (or the counting template) adds ``counting``; comparisons add
 ``comparison``; negations ``negation``; the universal template ``universal``.
 
-Example:
+Examples:
     >>> spec = SceneSpec("relation", (ObjectSpec("circle", "red"), ObjectSpec("square", "blue")), relation="left of")
     >>> spec.skills
     ('object', 'attribute', 'spatial relation')
@@ -173,7 +173,7 @@ class SceneSpec:
 def skills_of(spec: SceneSpec) -> tuple[str, ...]:
     """Skill tags of a scene specification (see the module docstring).
 
-    Example:
+    Examples:
         >>> skills_of(SceneSpec("counting", (ObjectSpec("circle", "red", count=3),)))
         ('object', 'attribute', 'counting')
     """

@@ -33,7 +33,7 @@ negation       0.175   0.125
 universal      0.125   0.100
 =============  ======  =====
 
-Example:
+Examples:
     >>> split = make_split(seed=0)
     >>> bench = split.benchmark(300)
     >>> len(bench), len({p.text for p in bench})
@@ -100,7 +100,7 @@ class HeldOut:
 def heldout_compositions(seed: int = 0, n_pairs: int = 3, n_relations: int = 3) -> HeldOut:
     """Draw the held-out compositions of a split (see the module docstring).
 
-    Example:
+    Examples:
         >>> h = heldout_compositions(seed=0)
         >>> len(h.colour_shapes), len(h.relations), len({s for _, s in h.colour_shapes})
         (3, 6, 3)
@@ -166,7 +166,7 @@ def interleave(pools: Mapping[str, Sequence[T]]) -> list[T]:
     """The items of per-template lists, interleaved so that every prefix is roughly stratified: item ``i`` of a list
     of ``q`` sits at ``(i + 0.5) / q``, ties broken by template order.
 
-    Example:
+    Examples:
         >>> interleave({"single": ["s0", "s1"], "counting": ["c0", "c1", "c2", "c3"]})
         ['c0', 's0', 'c1', 'c2', 's1', 'c3']
     """
@@ -253,7 +253,7 @@ def _pool(template: str, quota: int, share: float, heldout: HeldOut, seed: int) 
 def make_split(seed: int = 0, config: SplitConfig | None = None) -> WorldSplit:
     """Build the split for a seed (cached).
 
-    Example:
+    Examples:
         >>> split = make_split(seed=0)
         >>> sum(split.touches_heldout(p) for p in split.benchmark(400))  # floor(25% of each template's quota)
         98
@@ -274,7 +274,7 @@ def make_split(seed: int = 0, config: SplitConfig | None = None) -> WorldSplit:
 def benchmark_prompts(n: int | None = None, seed: int = 0, config: SplitConfig | None = None) -> list[Prompt]:
     """Benchmark prompts of the split ``seed`` (see :meth:`WorldSplit.benchmark`).
 
-    Example:
+    Examples:
         >>> [p.template for p in benchmark_prompts(4, seed=0)]
         ['conjunction', 'counting', 'relation', 'negation']
     """
@@ -284,7 +284,7 @@ def benchmark_prompts(n: int | None = None, seed: int = 0, config: SplitConfig |
 def train_prompts(n: int, seed: int = 0, *, split_seed: int = 0, config: SplitConfig | None = None) -> list[Prompt]:
     """Training prompts: ``seed`` drives the sampling, ``split_seed`` picks the split they are kept apart from.
 
-    Example:
+    Examples:
         >>> len(train_prompts(10, seed=0))
         10
     """

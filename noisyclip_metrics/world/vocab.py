@@ -13,7 +13,7 @@ parses.
 * **Skills** follow GenAI-Bench: basic ``object``, ``attribute``, ``spatial relation``; advanced ``counting``,
   ``comparison``, ``negation``, ``universal``.
 
-Example:
+Examples:
     >>> COLOURS["red"]
     (230, 40, 40)
     >>> plural("triangle"), NUMBER_WORDS[3]
@@ -97,7 +97,7 @@ TEMPLATES: tuple[str, ...] = ("single", "conjunction", "counting", "relation", "
 def plural(shape: str) -> str:
     """Return the plural of a shape name (or of the generic noun ``"shape"``).
 
-    Example:
+    Examples:
         >>> plural("square")
         'squares'
     """
@@ -109,7 +109,7 @@ def plural(shape: str) -> str:
 def converse_relation(relation: str) -> str:
     """Return the relation that holds with the roles swapped ("A left of B" <=> "B right of A").
 
-    Example:
+    Examples:
         >>> converse_relation("above")
         'below'
     """

@@ -1,6 +1,6 @@
 """Benchmark adapters: declarative specs (``adapters/*.yaml``) and loaders into one :class:`PromptSet`.
 
-Example:
+Examples:
     >>> from noisyclip_metrics.evaluation.benchmarks import list_benchmarks, benchmark_spec
     >>> sorted(list_benchmarks())[:3]
     ['drawbench', 'genai-bench-1600', 'genai-bench-527']

@@ -138,7 +138,7 @@ def parse_spec(text: str, origin: str = "<spec>") -> BenchmarkSpec:
     Raises:
         DataFileError: YAML syntax errors, missing or unknown keys, wrong types, skills outside the vocabulary.
 
-    Example:
+    Examples:
         >>> spec = parse_spec('''
         ... name: tiny
         ... title: Tiny
@@ -262,7 +262,7 @@ def register_benchmark(spec: BenchmarkSpec | str | Path) -> BenchmarkSpec:
 def list_benchmarks() -> list[str]:
     """Names of the registered benchmarks (built-in specs first).
 
-    Example:
+    Examples:
         >>> "genai-bench-527" in list_benchmarks()
         True
     """
@@ -276,7 +276,7 @@ def benchmark_spec(name: str) -> BenchmarkSpec:
     Raises:
         UnknownNameError: with the closest registered name.
 
-    Example:
+    Examples:
         >>> benchmark_spec("drawbench").license
         'none stated'
         >>> benchmark_spec("drawbnech")  # doctest: +ELLIPSIS
@@ -357,7 +357,7 @@ def load_benchmark(name: str, path: str | Path | None = None, **options: Any) ->
             reads files.
         DataFileError: missing or malformed files (messages name file, line and field).
 
-    Example:
+    Examples:
         >>> import tempfile, pathlib
         >>> tmp = tempfile.TemporaryDirectory()
         >>> folder = pathlib.Path(tmp.name)

@@ -41,7 +41,7 @@ def with_skill_groups(skills: Sequence[str]) -> tuple[str, ...]:
     when a basic skill or ``object`` is. Tags that already name a group (GenAI-Bench's own files) are kept as they
     are, and so are prompts with neither kind of skill (``style`` or ``text rendering`` alone).
 
-    Example:
+    Examples:
         >>> with_skill_groups(("object", "spatial relation"))
         ('object', 'spatial relation', 'basic')
         >>> with_skill_groups(("object", "negation"))
@@ -114,7 +114,7 @@ class Prompt:
 class PromptSet:
     """An ordered, immutable set of prompts with unique ids.
 
-    Example:
+    Examples:
         >>> ps = PromptSet("demo", (Prompt("1", "a red cube", ("attribute",)), Prompt("2", "two cats", ("counting",))))
         >>> len(ps), ps["2"].text, [p.id for p in ps.filter(skill="counting")]
         (2, 'two cats', ['2'])

@@ -1,6 +1,6 @@
 """Judgments (human ratings, VQA scores, metric scores), their file readers, and the :class:`Judge` protocol.
 
-Example:
+Examples:
     >>> from noisyclip_metrics.evaluation.judges import Judgment, to_matrix
     >>> js = [Judgment("p1", m, m, "human", s) for m, s in [("A", 5), ("B", 3)]]
     >>> to_matrix(js)[0].tolist()

@@ -54,7 +54,7 @@ class PrecomputedJudge:
         prompts: a prompt set, so that :meth:`judge` also accepts prompt *texts* (mapped to ids).
         missing: ``"error"`` (default) or ``"nan"`` for pairs without a stored score.
 
-    Example:
+    Examples:
         >>> stored = [Judgment("00001", "DALLE_3", "DALLE_3", "human", s, rater=str(r))
         ...           for r, s in enumerate([5, 4, 5])]
         >>> j = PrecomputedJudge(stored)

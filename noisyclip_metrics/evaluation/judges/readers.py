@@ -75,7 +75,7 @@ def read_genai_bench_ratings(
     Raises:
         DataFileError: malformed file, non-numeric ratings, or (with ``out_of_range="error"``) a rating off scale.
 
-    Example:
+    Examples:
         >>> import json, tempfile, pathlib
         >>> tmp = tempfile.TemporaryDirectory()
         >>> path = pathlib.Path(tmp.name) / "genai_image.json"

@@ -51,7 +51,7 @@ class Judgment:
         score: the score, higher = better; NaN = missing.
         rater: the individual annotator, when the source keeps them apart.
 
-    Example:
+    Examples:
         >>> Judgment("00001", "DALLE_3", "DALLE_3", "human", 5.0, rater="0").score
         5.0
     """
@@ -78,7 +78,7 @@ class Judgment:
 def mean_over_raters(judgments: Iterable[Judgment]) -> list[Judgment]:
     """One judgment per (judge, prompt, candidate): the mean over raters (NaN ignored), ``rater=None``.
 
-    Example:
+    Examples:
         >>> js = [Judgment("p", "a", None, "human", s, rater=str(k)) for k, s in enumerate([5, 4, float("nan")])]
         >>> mean_over_raters(js)[0].score
         4.5
@@ -143,7 +143,7 @@ def check_prompt_ids(judgments: Iterable[Judgment], prompts: PromptSet, *, sourc
     Raises:
         DataFileError: unknown prompt ids (judgments and prompts come from different releases or benchmarks).
 
-    Example:
+    Examples:
         >>> from noisyclip_metrics.evaluation.benchmarks import Prompt, PromptSet
         >>> check_prompt_ids([Judgment("1", "a", None, "h", 3)], PromptSet("demo", (Prompt("1", "a cat"),)))
         1
@@ -182,7 +182,7 @@ def check_coverage(
     Raises:
         DataFileError: some candidates have no judgment and ``allow_partial`` is false.
 
-    Example:
+    Examples:
         >>> js = [Judgment("p1", "0", None, "human", 4.0)]
         >>> check_coverage(js, [("p1", "0"), ("p1", "1")], source="h.csv")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
@@ -231,7 +231,7 @@ def read_judgments(path: str | Path, *, judge: str | None = None) -> list[Judgme
     Raises:
         DataFileError: missing columns, non-numeric scores, duplicate keys; messages name file, line and field.
 
-    Example:
+    Examples:
         >>> import tempfile, pathlib
         >>> tmp = tempfile.TemporaryDirectory()
         >>> path = pathlib.Path(tmp.name) / "scores.csv"

@@ -12,7 +12,7 @@ prompts, columns = the items compared within a group; NaN = missing). See :mod:`
   :func:`spearman_rows`, :func:`bootstrap_ratio` -- candidates ranked within a group (prompt), vectorised over groups
   and steps, with a vectorised group bootstrap (:mod:`.grouped`).
 
-Example:
+Examples:
     >>> from noisyclip_metrics.evaluation.stats import pairwise_accuracy, kendall_tau_b
     >>> gold = [[5, 3, 3], [2, 4, 1]]
     >>> pred = [[0.9, 0.4, 0.5], [0.3, 0.8, 0.1]]

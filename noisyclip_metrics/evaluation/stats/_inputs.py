@@ -89,7 +89,7 @@ def as_score_matrix(gold: Any, pred: Any, *, min_items: int = 2) -> ScoreMatrix:
         InputError: non-numeric or infinite values, a shape other than 1-D / 2-D, mismatched shapes, or no row with
             ``min_items`` usable items.
 
-    Example:
+    Examples:
         >>> m = as_score_matrix([1, 2, None, 4], [0.1, float("nan"), 0.3, 0.2])
         >>> m.gold.shape, m.counts.tolist()
         ((1, 4), [2])

@@ -27,7 +27,7 @@ __all__ = ["STATISTICS", "Agreement", "Estimate", "agreement", "bootstrap_ci"]
 class Estimate:
     """A point estimate with a bootstrap confidence interval.
 
-    Example:
+    Examples:
         >>> str(Estimate(0.71234, 0.69, 0.73, 0.95))
         '0.712 [0.690, 0.730]'
     """
@@ -79,7 +79,7 @@ def bootstrap_ci(
         InputError: invalid inputs (see :mod:`noisyclip_metrics.evaluation.stats`), ``n_resamples < 2`` or fewer
             than 2 units.
 
-    Example:
+    Examples:
         >>> est, = bootstrap_ci(pearson, [1, 2, 3, 4, 5, 6], [1.1, 1.9, 3.2, 3.9, 5.3, 5.8], n_resamples=50)
         >>> round(est.value, 3), est.low <= est.value <= est.high
         (0.994, True)
@@ -153,7 +153,7 @@ def agreement(
 
     One bootstrap draws the same resamples for all five statistics.
 
-    Example:
+    Examples:
         >>> a = agreement([1, 2, 2, 3, 4, 5], [0.1, 0.3, 0.2, 0.5, 0.4, 0.9], n_resamples=30)
         >>> round(a.pairwise_accuracy.value, 3), a.n_items
         (0.933, 6)

@@ -60,7 +60,7 @@ def _mean_defined(values: np.ndarray) -> float:
 def pearson(gold: Any, pred: Any) -> float:
     """Pearson correlation of ``pred`` with ``gold`` (per row then averaged for 2-D input).
 
-    Example:
+    Examples:
         >>> round(pearson([1, 2, 3, 4], [1.0, 2.5, 2.9, 4.2]), 4)
         0.9796
         >>> pearson([[1, 2, 3], [1, 1, 1]], [[3, 2, 1], [1, 2, 3]])  # second row constant gold: skipped
@@ -73,7 +73,7 @@ def pearson(gold: Any, pred: Any) -> float:
 def spearman(gold: Any, pred: Any) -> float:
     """Spearman rank correlation (Pearson of average ranks; ties get mid-ranks), per row then averaged.
 
-    Example:
+    Examples:
         >>> spearman([1, 2, 3, 4], [10, 20, 30, 25])
         0.8
     """
@@ -136,7 +136,7 @@ def _kendall(gold: Any, pred: Any, variant: str) -> float:
 def kendall_tau_b(gold: Any, pred: Any) -> float:
     """Kendall's tau_b (tie-adjusted), per row then averaged (t2v-metrics ``calc_metric(variant="tau_b")``).
 
-    Example:
+    Examples:
         >>> round(kendall_tau_b([1, 2, 2, 3], [1, 2, 3, 4]), 6)
         0.912871
     """
@@ -146,7 +146,7 @@ def kendall_tau_b(gold: Any, pred: Any) -> float:
 def kendall_tau_c(gold: Any, pred: Any) -> float:
     """Stuart's tau_c, per row then averaged (t2v-metrics ``calc_metric(variant="tau_c")``).
 
-    Example:
+    Examples:
         >>> kendall_tau_c([1, 1, 2, 2], [1, 2, 3, 4])
         1.0
     """

@@ -47,7 +47,7 @@ _BOOTSTRAP_CELLS = 1 << 23
 def group_matrix(values: Any, groups: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
     """Pivot flat ``values`` labelled by ``groups`` into a ``(groups, max size)`` matrix padded with NaN.
 
-    Example:
+    Examples:
         >>> m, keys = group_matrix([1.0, 2.0, 3.0], "aba")
         >>> m.tolist(), keys
         ([[1.0, 3.0], [2.0, nan]], ['a', 'b'])
@@ -90,7 +90,7 @@ def pairwise_counts(gold: Any, pred: Any) -> tuple[np.ndarray, np.ndarray]:
     Returns:
         Two float arrays of shape ``(..., R)``.
 
-    Example:
+    Examples:
         >>> correct, pairs = pairwise_counts([[1, 0, 2], [1, 1, 1]], [[0.5, 0.5, 0.9], [0.1, 0.2, 0.3]])
         >>> correct.tolist(), pairs.tolist()
         ([2.5, 0.0], [3.0, 0.0])
@@ -115,7 +115,7 @@ def within_group_pairwise_accuracy(gold: Any, pred: Any, groups: Sequence[Any] |
         pred: scores of the same shape (torch tensors are accepted).
         groups: one label per item for flat input; ``None`` for matrix input.
 
-    Example:
+    Examples:
         >>> within_group_pairwise_accuracy([1., 0, 1, 0], [.9, .1, .2, .2], "aabb")
         0.75
         >>> within_group_pairwise_accuracy([[1, 0], [1, 0]], [[.9, .1], [.2, .2]])
@@ -138,7 +138,7 @@ def within_group_pairwise_accuracy(gold: Any, pred: Any, groups: Sequence[Any] |
 def top1_agreement_rows(gold: Any, pred: Any) -> np.ndarray:
     """Per group: share of ``pred``'s best candidates that are among gold's best (NaN if gold is constant).
 
-    Example:
+    Examples:
         >>> top1_agreement_rows([[1, 0, 2], [1, 1, 1], [3, 1, 0]], [[0, 1, 5], [1, 2, 3], [1, 1, 1]]).tolist()
         [1.0, nan, 0.3333333333333333]
     """
@@ -160,7 +160,7 @@ def spearman_rows(gold: Any, pred: Any) -> np.ndarray:
 
     ``np.nanmean`` of the result equals :func:`noisyclip_metrics.evaluation.stats.spearman` on the same matrix.
 
-    Example:
+    Examples:
         >>> spearman_rows([[1, 2, 3, 4], [1, 1, 1, 1]], [[10, 20, 30, 25], [1, 2, 3, 4]]).tolist()
         [0.8, nan]
     """
@@ -200,7 +200,7 @@ def bootstrap_ratio(
     Returns:
         ``(value, low, high)`` arrays of shape ``num.shape[1:]`` (``value`` on the full data).
 
-    Example:
+    Examples:
         >>> v, lo, hi = bootstrap_ratio([[3.0], [1.0], [2.0]], [[4.0], [2.0], [2.0]], n_resamples=200)
         >>> round(float(v[0]), 3), bool(lo[0] <= v[0] <= hi[0])
         (0.75, True)
@@ -243,7 +243,7 @@ def paired_means(
     bootstrap interval that resamples prompts (a prompt's two values together); prompts missing (NaN) from either
     are dropped.
 
-    Example:
+    Examples:
         >>> value, low, high = paired_means([1.0, 0.5, 0.9, float("nan")], [0.5, 0.5, 0.6, 0.7], difference=True)
         >>> round(value, 3), low <= value <= high
         (0.267, True)

@@ -65,7 +65,7 @@ def pairwise_accuracy(
             usable items. Constant inputs are fine: constant gold makes every pair a gold tie (calibration then
             finds ``eps`` = the largest difference and accuracy 1.0); constant pred makes every pair a metric tie.
 
-    Example:
+    Examples:
         >>> pairwise_accuracy([1, 2, 3, 3], [0.1, 0.2, 0.35, 0.3])
         PairwiseAccuracy(accuracy=1.0, epsilon=0.04999999999999999)
         >>> pairwise_accuracy([1, 2, 3, 3], [0.1, 0.2, 0.35, 0.3], tie_calibration=False)

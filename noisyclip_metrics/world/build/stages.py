@@ -186,7 +186,7 @@ def noisy_training_prompts(config: WorldBuildConfig) -> list[str]:
     compositions are held out from every trained component), and none appears twice. ``noisy.coverage_heldout``
     lets the coverage part reach the held-out compositions: a separately named study, never the shipped build.
 
-    Example:
+    Examples:
         >>> from noisyclip_metrics.world.build.presets import PRESETS
         >>> from noisyclip_metrics.world.grammar import parse_prompt
         >>> from noisyclip_metrics.world.splits import make_split
@@ -228,7 +228,7 @@ def noisy_training_seeds(config: WorldBuildConfig, prompts: list[str]) -> list[l
     :data:`~noisyclip_metrics.provenance.TRAINING_SEEDS`, disjoint from every evaluation seed below 10^9, so no
     initial noise recurs across the training set and none is one an evaluation run uses.
 
-    Example:
+    Examples:
         >>> from noisyclip_metrics.world.build.presets import PRESETS
         >>> cfg = PRESETS.get("ci")
         >>> seeds = noisy_training_seeds(cfg, noisy_training_prompts(cfg))
