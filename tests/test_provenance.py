@@ -4,6 +4,8 @@ record what they were trained on, and the evaluation's overlap warning and refus
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -129,9 +131,17 @@ def test_evaluate_warns_on_training_seeds_and_refuses_them_for_publishing(assets
         assert main(_argv(assets, tmp_path / "a", 1, 7)) == 0
     messages = [str(w.message) for w in caught]
     assert any("seeds [1]" in m for m in messages) and any("1 of this run's 2 prompts" in m for m in messages)
-    # how the CLI prints it: one line, named by the command
-    line = warnings.formatwarning(caught[0].message, LeakageWarning, "x.py", 1)
-    assert line.startswith("noisyclip evaluate: warning: ") and line.count("\n") == 1
+    # how the CLI prints it: one line, named by the command (a separate process: here pytest records warnings)
+    done = subprocess.run(
+        [sys.executable, "-m", "noisyclip_metrics.cli", *_argv(assets, tmp_path / "a2", 1, 7)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    lines = [line for line in done.stderr.splitlines() if "seeds [1]" in line]
+    assert done.returncode == 0 and lines, done.stderr[-2000:]
+    assert all(line.startswith("noisyclip evaluate: warning: ") for line in lines), lines
     capsys.readouterr()
     assert main(_argv(assets, tmp_path / "b", 1, 7, require=True)) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -65,7 +65,7 @@ def _section(name: str, parser: argparse.ArgumentParser, level: int) -> list[str
     if rows:
         lines += ["| argument | value | required | default | what |", "|---|---|---|---|---|", *rows, ""]
     for action in subparsers:
-        for sub_name, sub in action.choices.items():
+        for sub_name, sub in sorted(action.choices.items()):
             lines += _section(f"{name} {sub_name}", sub, level + 1)
     return lines
 
@@ -84,10 +84,10 @@ def page() -> str:
         "`noisyclip COMMAND --help` prints the same. Errors print one line (`noisyclip COMMAND: error: ...`) and exit "
         "with status 2. Commands:",
         "",
-        *(f"* `{name}`: {_cell(COMMANDS.get(name).help)}" for name in COMMANDS),
+        *(f"* `{name}`: {_cell(COMMANDS.get(name).help)}" for name in sorted(COMMANDS)),
         "",
     ]
-    for name, sub in commands.choices.items():
+    for name, sub in sorted(commands.choices.items()):  # by name: registration order follows import order
         lines += _section(f"noisyclip {name}", sub, 2)
     return "\n".join(lines).rstrip() + "\n"
 
