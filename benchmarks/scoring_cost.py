@@ -20,6 +20,7 @@ from noisyclip_metrics.benchmarking import (
     apply_threads,
     device_name,
     device_sync,
+    markdown_table,
     script_parser,
     sd15_unet,
     sd15_vae,
@@ -78,10 +79,11 @@ def main() -> None:
     )
     print("parameters: " + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in n_params.items()) + "\n")
     ours = rows["noisyclip: preview + CLIP image tower"]
-    print("| operation | seconds | x noisyclip |")
-    print("|---|---:|---:|")
-    for name, sec in rows.items():
-        print(f"| {name} | {sec:.4f} | {sec / ours:.1f} |")
+    print(
+        markdown_table(
+            ["operation", "seconds", "x noisyclip"], [[name, sec, f"{sec / ours:.1f}"] for name, sec in rows.items()]
+        )
+    )
     dec = rows["clip-x0-decoded: VAE decode + CLIP"]
     den = rows[f"denoiser call, CFG (UNet batch {2 * b})"]
     print(

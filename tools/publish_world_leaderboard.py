@@ -32,8 +32,8 @@ import sys
 from pathlib import Path
 
 from noisyclip_metrics.cli.demo import report_config
-from noisyclip_metrics.leaderboard.build import build_leaderboard
-from noisyclip_metrics.world.publish import slice_document, unpublishable_runs
+from noisyclip_metrics.leaderboard.build import build_leaderboard, unpublishable_runs
+from noisyclip_metrics.world.publish import slice_document
 
 ROOT = Path(__file__).resolve().parents[1]
 PUBLISHED = ROOT / "leaderboards" / "world"

@@ -37,12 +37,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import socket
 import sys
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -561,10 +562,6 @@ def merge_runs(stores: Iterable[ResultsStore]) -> list[tuple[ResultsStore, RunIn
 def restrict_store(src: str | Path, dst: str | Path, prompt_ids: Iterable[str]) -> ResultsStore:
     """A new results store at ``dst`` (replaced if it exists) holding every run of ``src`` restricted to the prompts
     ``prompt_ids`` (their prompts and rows; ``num_prompts`` says how many of them each run has)."""
-    import shutil
-
-    import pyarrow.compute as pc
-
     wanted = pa.array(list(prompt_ids), type=pa.string())
     store = ResultsStore.open(src)
     if Path(dst).exists():
@@ -575,7 +572,7 @@ def restrict_store(src: str | Path, dst: str | Path, prompt_ids: Iterable[str]) 
         prompts = prompts.filter(pc.is_in(prompts["prompt_id"], value_set=wanted))
         rows = store.rows(run.run_id)
         rows = rows.filter(pc.is_in(rows["prompt_id"], value_set=prompts["prompt_id"]))
-        out.write_run(run.__class__(**{**run.to_json(), "seeds": run.seeds, "num_prompts": prompts.num_rows}))
+        out.write_run(replace(run, num_prompts=prompts.num_rows))
         out.write_prompts(
             run.run_id, prompts["prompt_id"].to_pylist(), prompts["prompt"].to_pylist(), prompts["skills"].to_pylist()
         )

@@ -62,7 +62,9 @@ __all__ = [
     "build_leaderboard",
     "leaderboard_document",
     "load_entries",
+    "portable_path",
     "read_bon",
+    "unpublishable_runs",
 ]
 
 LEADERBOARD_SCHEMA = "noisyclip-leaderboard"
@@ -289,6 +291,23 @@ def portable_path(path: str | Path) -> str:
         return p.relative_to(Path.cwd()).as_posix()
     except ValueError:
         return p.name
+
+
+def unpublishable_runs(doc: dict[str, Any]) -> list[str]:
+    """The runs of a leaderboard document whose code cannot be named: a ``-dirty`` git revision (an uncommitted
+    working tree) or none (``unknown``), as ``"<model> (<run id>): <revision>"``.
+
+    Examples:
+        >>> unpublishable_runs({"provenance": [{"model": "m", "run_id": "r1", "git_revision": "abc-dirty"},
+        ...                                     {"model": "m", "run_id": "r2", "git_revision": "abc"}]})
+        ['m (r1): abc-dirty']
+    """
+    bad = []
+    for run in doc.get("provenance", []):
+        revision = str(run.get("git_revision", "unknown"))
+        if revision.endswith("-dirty") or revision in ("", "unknown"):
+            bad.append(f"{run.get('model')} ({run.get('run_id')}): {revision}")
+    return bad
 
 
 def load_entries(results: Sequence[str | Path]) -> list[Entry]:

@@ -1,5 +1,4 @@
-"""Publishing the world leaderboard: the slice of a published run that a test regenerates from scratch, and the
-runs a publication refuses (made from an uncommitted working tree, or with no revision at all).
+"""Publishing the world leaderboard: the slice of a published run that a test regenerates from scratch.
 
 ``tools/publish_world_leaderboard.py`` writes ``leaderboards/world/slice/leaderboard.json`` with :func:`slice_document`
 and ``tests/leaderboard/test_published_leaderboard.py`` rebuilds the same prompts from trajectories and compares.
@@ -15,7 +14,7 @@ from noisyclip_metrics.evaluation.results import ResultsStore, restrict_store
 from noisyclip_metrics.leaderboard.build import BuildConfig, build_leaderboard
 from noisyclip_metrics.world.benchmark import world_promptset
 
-__all__ = ["SLICE_CONFIG", "slice_document", "slice_store", "unpublishable_runs"]
+__all__ = ["SLICE_CONFIG", "slice_document", "slice_store"]
 
 SLICE_CONFIG = BuildConfig(
     title="ShapesWorld leaderboard: published slice", n_resamples=200, overwrite=True, charts=False
@@ -33,20 +32,3 @@ def slice_document(results: Path, work: Path, n_prompts: int) -> dict[str, Any]:
     sliced = slice_store(results, work / "slice-results", n_prompts)
     build_leaderboard([sliced.root], work / "slice-board", SLICE_CONFIG)
     return json.loads((work / "slice-board" / "leaderboard.json").read_text(encoding="utf-8"))
-
-
-def unpublishable_runs(doc: dict[str, Any]) -> list[str]:
-    """The runs of a leaderboard document whose code cannot be named: a ``-dirty`` git revision (an uncommitted
-    working tree) or none (``unknown``), as ``"<model> (<run id>): <revision>"``.
-
-    Examples:
-        >>> unpublishable_runs({"provenance": [{"model": "m", "run_id": "r1", "git_revision": "abc-dirty"},
-        ...                                     {"model": "m", "run_id": "r2", "git_revision": "abc"}]})
-        ['m (r1): abc-dirty']
-    """
-    bad = []
-    for run in doc.get("provenance", []):
-        revision = str(run.get("git_revision", "unknown"))
-        if revision.endswith("-dirty") or revision in ("", "unknown"):
-            bad.append(f"{run.get('model')} ({run.get('run_id')}): {revision}")
-    return bad

@@ -79,7 +79,7 @@ def test_published_slice_is_reproduced(tmp_path):
 
 def test_the_published_runs_name_committed_code():
     """Every published run records a clean git revision (the 100-prompt publication recorded `-dirty`)."""
-    from noisyclip_metrics.world.publish import unpublishable_runs
+    from noisyclip_metrics.leaderboard.build import unpublishable_runs
 
     for path in (PUBLISHED / "leaderboard.json", PUBLISHED / "slice" / "leaderboard.json"):
         doc = json.loads(path.read_text(encoding="utf-8"))
