@@ -27,6 +27,7 @@ from noisyclip_metrics.bon.loops import LOOP_ADAPTERS, LoopSettings
 from noisyclip_metrics.bon.offline import BON_SCHEMA, compute_bon, pick_scores, read_bon
 from noisyclip_metrics.bon.policies import (
     POLICIES,
+    FunnelPolicy,
     HalvingPolicy,
     OneShotPolicy,
     ThresholdPolicy,
@@ -46,6 +47,7 @@ __all__ = [
     "CrossFit",
     "Decision",
     "EarlyBestOfN",
+    "FunnelPolicy",
     "HalvingPolicy",
     "LoopSettings",
     "NoisyCLIPMonitor",

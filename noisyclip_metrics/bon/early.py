@@ -52,7 +52,7 @@ from typing import Any
 import torch
 
 from noisyclip_metrics.bon.families import loop_adapter
-from noisyclip_metrics.bon.loops import LoopAdapter, LoopSettings, LoopState, advance, prune
+from noisyclip_metrics.bon.loops import LoopAdapter, LoopSettings, LoopState, advance, chunked_output, prune
 from noisyclip_metrics.bon.policies import OneShotPolicy, Policy, rank
 from noisyclip_metrics.diffusion.trajectory import PIPELINE_FAMILIES, PipelineFamily
 from noisyclip_metrics.errors import InputError
@@ -124,6 +124,12 @@ class BoNResult:
         """``denoiser_evals / (n · T)`` (scorer cost not included; see :func:`~.offline.bon_rows` for that)."""
         return self.denoiser_evals / self.full_cost
 
+    @property
+    def trajectories(self) -> float:
+        """Denoiser calls spent in full trajectories, ``denoiser_evals / T``: the budget of budget-matched search
+        (:mod:`~.search`) without the scorings."""
+        return self.denoiser_evals / self.num_steps
+
     def to_json(self) -> dict[str, Any]:
         """The account as a JSON-serialisable dict (without the images)."""
         return {
@@ -138,6 +144,7 @@ class BoNResult:
             "scorer_evals": self.scorer_evals,
             "full_cost": self.full_cost,
             "cost_fraction": self.cost_fraction,
+            "trajectories": self.trajectories,
             "seconds": dict(self.seconds),
             "final_scorer": self.final_scorer,
             "final_scorer_evals": self.final_scorer_evals,
@@ -231,6 +238,8 @@ class EarlyBestOfN:
         scorer: any :class:`~noisyclip_metrics.scoring.scorers.Scorer` (``noisyclip``, ``clip``, ``clip-x0``...).
         policy: a :class:`~noisyclip_metrics.bon.policies.Policy` (default: one-shot at ``k=0``).
         final_scorer: a cascade's final scorer: it picks one of the policy's ``m`` survivors at step T.
+        max_batch: at most this many candidates per denoiser call (``None``: all alive candidates in one call); a
+            large N then fits a small GPU, with the same images to float tolerance.
 
     Raises:
         InputError: for an unsupported pipeline (listing the supported ones) or a scorer whose latent space does
@@ -243,8 +252,12 @@ class EarlyBestOfN:
         scorer: Scorer,
         policy: Policy | None = None,
         final_scorer: Scorer | None = None,
+        max_batch: int | None = None,
     ) -> None:
         self.family, self.adapter = loop_adapter(pipe)
+        if max_batch is not None and (not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 1):
+            raise InputError(f"max_batch: expected an integer >= 1 (candidates per denoiser call), got {max_batch!r}")
+        self.max_batch = max_batch
         named = {"scorer": scorer, **({"final_scorer": final_scorer} if final_scorer is not None else {})}
         for name, s in named.items():
             if not isinstance(s, Scorer):
@@ -423,7 +436,7 @@ class EarlyBestOfN:
 
         def denoise() -> torch.Tensor:
             book.count_call()
-            return self.adapter.model_output(state)
+            return chunked_output(self.adapter, state, self.max_batch)
 
         for k in range(T + 1):
             output = None

@@ -28,7 +28,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import torch
@@ -218,6 +218,28 @@ def prune(state: LoopState, keep: Sequence[int]) -> None:
     state.generators = [state.generators[i] for i in keep]
     if isinstance(state.extra_step.get("generator"), list):
         state.extra_step["generator"] = state.generators
+
+
+def chunked_output(adapter: LoopAdapter, state: LoopState, max_batch: int | None) -> torch.Tensor:
+    """The guided denoiser output of every candidate, computed ``max_batch`` candidates at a time (all at once when
+    ``None``): the same output to float tolerance, with the memory of a smaller batch. The scheduler is only read."""
+    if max_batch is None or state.batch <= max_batch:
+        return adapter.model_output(state)
+    parts, batch = [], state.batch
+    for start in range(0, batch, max_batch):
+        rows = torch.arange(start, min(start + max_batch, batch))
+        tensors = {}
+        for name, tensor in state.tensors.items():
+            index = torch.cat([rows, rows + batch]) if name in state.doubled else rows
+            tensors[name] = None if tensor is None else tensor[index.to(tensor.device)]
+        part = replace(
+            state,
+            latents=state.latents[rows.to(state.latents.device)],
+            tensors=tensors,
+            generators=[state.generators[i] for i in rows.tolist()],
+        )
+        parts.append(adapter.model_output(part))
+    return torch.cat(parts)
 
 
 def advance(state: LoopState, model_output: torch.Tensor) -> None:

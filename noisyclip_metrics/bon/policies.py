@@ -5,6 +5,9 @@ name           rule
 =============  ================================================================================================
 ``one-shot``   score all N candidates at step ``k``, keep the top ``m`` (``m = 1``: cost ``N·k + (T − k)``)
 ``halving``    at each step of an increasing ``schedule``, keep the better half (rounded up, at least ``m``)
+``funnel``     at each step of an increasing ``schedule``, keep the given number of ``survivors`` (strictly
+               decreasing; the last is ``m``): a halving or a steeper cut, for budget-matched search
+               (:mod:`noisyclip_metrics.bon.search`)
 ``threshold``  at every step from ``min_step`` on, drop candidates whose score is below the bar that the
                candidate that will end best is predicted to clear (a calibration fitted on a results store,
                :mod:`noisyclip_metrics.bon.calibration`); the leader is never dropped
@@ -43,6 +46,7 @@ from noisyclip_metrics.registry import Registry
 
 __all__ = [
     "POLICIES",
+    "FunnelPolicy",
     "HalvingPolicy",
     "OneShotPolicy",
     "Policy",
@@ -133,6 +137,17 @@ class OneShotPolicy:
         return rank(scores)[: self.m]
 
 
+def _check_schedule(schedule: Sequence[int]) -> tuple[int, ...]:
+    steps = tuple(int(k) for k in schedule)
+    if not steps:
+        raise InputError("schedule: expected at least one step")
+    if any(b <= a for a, b in itertools.pairwise(steps)):
+        raise InputError(f"schedule: expected strictly increasing steps, got {list(steps)}")
+    if steps[0] < 0:
+        raise InputError(f"schedule: expected steps >= 0, got {list(steps)}")
+    return steps
+
+
 def halving_counts(n: int, m: int = 1) -> list[int]:
     """Survivors after each halving of ``n`` candidates down to ``m`` (``[3, 2, 1]`` for ``n = 6``)."""
     counts, alive = [], n
@@ -153,14 +168,7 @@ class HalvingPolicy:
     name: str = "halving"
 
     def __post_init__(self) -> None:
-        steps = tuple(int(k) for k in self.schedule)
-        object.__setattr__(self, "schedule", steps)
-        if not steps:
-            raise InputError("schedule: expected at least one step")
-        if any(b <= a for a, b in itertools.pairwise(steps)):
-            raise InputError(f"schedule: expected strictly increasing steps, got {list(steps)}")
-        if steps[0] < 0:
-            raise InputError(f"schedule: expected steps >= 0, got {list(steps)}")
+        object.__setattr__(self, "schedule", _check_schedule(self.schedule))
         _check_m(self.m)
 
     def validate(self, n: int, num_steps: int) -> None:
@@ -174,6 +182,57 @@ class HalvingPolicy:
     def keep(self, step: int, scores: Sequence[float] | torch.Tensor, num_steps: int) -> list[int]:
         order = rank(scores)
         return order[: max(self.m, math.ceil(len(order) / 2))]
+
+
+@dataclass(frozen=True)
+class FunnelPolicy:
+    """At step ``schedule[i]`` keep the best ``survivors[i]`` candidates; ``m`` is the last count.
+
+    Examples:
+        >>> p = FunnelPolicy(schedule=(2, 5), survivors=(4, 1))
+        >>> p.m, p.keep(2, [0.1, 0.5, 0.3, 0.2, 0.4, 0.0], 10), p.keep(5, [0.2, 0.9, 0.1, 0.3], 10)
+        (1, [1, 4, 2, 3], [1])
+    """
+
+    schedule: tuple[int, ...] = field(
+        metadata={"help": "increasing decision steps", "missing": "increasing decision steps, e.g. --schedule 4 8 12"}
+    )
+    survivors: tuple[int, ...] = field(
+        metadata={
+            "help": "candidates kept at each step of --schedule (strictly decreasing)",
+            "missing": "the candidates kept at each decision, e.g. --survivors 12 3 1",
+        }
+    )
+    name: str = "funnel"
+
+    def __post_init__(self) -> None:
+        steps, counts = _check_schedule(self.schedule), tuple(int(c) for c in self.survivors)
+        object.__setattr__(self, "schedule", steps)
+        object.__setattr__(self, "survivors", counts)
+        if len(counts) != len(steps):
+            raise InputError(f"survivors: expected one count per step of schedule {list(steps)}, got {list(counts)}")
+        if counts[-1] < 1 or any(b >= a for a, b in itertools.pairwise(counts)):
+            raise InputError(f"survivors: expected strictly decreasing counts >= 1, got {list(counts)}")
+
+    @property
+    def m(self) -> int:
+        """Candidates kept and finished: the last count."""
+        return self.survivors[-1]
+
+    def validate(self, n: int, num_steps: int) -> None:
+        _check_n(n, self.m)
+        if self.survivors[0] >= n:
+            raise InputError(f"survivors: the first count must be below n = {n} candidates, got {self.survivors[0]}")
+        for k in self.schedule:
+            _check_step(k, num_steps, "schedule")
+
+    def decision_steps(self, num_steps: int) -> tuple[int, ...]:
+        return self.schedule
+
+    def keep(self, step: int, scores: Sequence[float] | torch.Tensor, num_steps: int) -> list[int]:
+        if step not in self.schedule:
+            raise InputError(f"step: expected one of the schedule's steps {list(self.schedule)}, got {step}")
+        return rank(scores)[: self.survivors[self.schedule.index(step)]]
 
 
 @dataclass(frozen=True)
@@ -229,6 +288,7 @@ PolicyFactory = Callable[..., Policy]
 POLICIES: Registry[PolicyFactory] = Registry("BoN policy")
 POLICIES.register("one-shot", OneShotPolicy)
 POLICIES.register("halving", HalvingPolicy)
+POLICIES.register("funnel", FunnelPolicy)
 POLICIES.register("threshold", ThresholdPolicy)
 
 

@@ -1,5 +1,6 @@
 """``noisyclip bon``: early-stopping Best-of-N, live (``run``), from recorded results (``offline``), the threshold
-policy's calibration (``calibrate``) and a policy's settings for a budget (``fit``)."""
+policy's calibration (``calibrate``), a policy's settings for a budget (``fit``) and budget-matched search
+(``search``; ``run --budget`` runs the plan it chooses)."""
 
 from __future__ import annotations
 
@@ -35,8 +36,28 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
         help="with --prompts-file: prompts whose candidates share one batch (default: 8)",
     )
     p.add_argument("--no-progress", action="store_true", help="with --prompts-file: hide the progress bar")
-    p.add_argument("--n", type=int, default=6, help="candidates N (default: 6)")
+    p.add_argument("--n", type=int, default=None, help="candidates N (default: 6, or the plan's with --budget)")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="one seed per candidate (default: 0..n-1)")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="budget-matched search: full trajectories to spend (B = 6: the denoiser calls of full-cost "
+        "Best-of-6); with --plan-from the scorer and plan are chosen for it, else the policy must fit it",
+    )
+    p.add_argument(
+        "--plan-from",
+        type=Path,
+        default=None,
+        help="with --budget: a results store of recorded runs of this pipeline to choose the plan on "
+        "(noisyclip bon search); its scorer, N and policy replace --scorer, --n and --policy",
+    )
+    p.add_argument(
+        "--max-batch",
+        type=int,
+        default=None,
+        help="at most this many candidates per denoiser call (large N on a small GPU; default: all at once)",
+    )
     _add_policy_flags(p)
     p.add_argument("--scorer", default="noisyclip", choices=scorers)
     p.add_argument("--model", default=None, help="the scorer's CLIP (model id or folder; world ids by default)")
@@ -195,7 +216,24 @@ def _run_run(args: argparse.Namespace) -> int:
     defaults = run_defaults(args.pipeline)  # the plugin's sampler for its pipelines (the world's), none for a folder
     steps = steps or defaults.num_inference_steps
     guidance = guidance if guidance is not None else defaults.guidance_scale
-    policy = _policy(args, steps)
+    plan: dict[str, Any] = {}
+    if args.plan_from is not None:
+        fit, recorded = _choose_plan(args, steps)
+        n, policy, args.scorer = fit.plan.n, fit.plan.policy(), fit.scorer
+        args.final_scorer = "clip-final" if fit.plan.cascade else None
+        # the CLIPs the plan was chosen with, unless others are named
+        args.model = args.model or recorded.scorers.get(fit.scorer, {}).get("model")
+        args.final_model = args.final_model or recorded.scorers.get("clip-final", {}).get("model")
+        plan = {
+            "budget": args.budget,
+            "plan": fit.plan.label,
+            "planned_spent": round(fit.spent, 6),
+            "plan_from": {"run_id": recorded.run_id, "prompts": fit.prompts, "judge_score": fit.judge_score},
+        }
+    else:
+        n, policy = args.n or 6, _policy(args, steps)
+        if args.budget is not None:
+            plan = {"budget": args.budget, "planned_spent": _check_budget(policy, n, steps, args.budget)}
     device = pipe.device if args.device else None
     model = resolve_model(args.model or _default_model(args.pipeline, args.scorer), device)
     scorer = build_scorer(args.scorer, model=model, vae=pipe.vae)
@@ -203,9 +241,9 @@ def _run_run(args: argparse.Namespace) -> int:
     if args.final_scorer is not None:
         final_model = resolve_model(args.final_model or _default_model(args.pipeline, args.final_scorer), device)
         final = build_scorer(args.final_scorer, model=final_model, vae=pipe.vae)
-    bon = EarlyBestOfN(pipe, scorer, policy, final_scorer=final)
+    bon = EarlyBestOfN(pipe, scorer, policy, final_scorer=final, max_batch=args.max_batch)
     kwargs = {
-        "n": args.n,
+        "n": n,
         "seeds": args.seeds,
         "num_inference_steps": steps,
         "guidance_scale": guidance,
@@ -213,7 +251,7 @@ def _run_run(args: argparse.Namespace) -> int:
         "width": args.width,
         "negative_prompt": args.negative_prompt,
     }
-    extra = {"pipeline_id": args.pipeline, "model": args.model, "final_model": args.final_model}
+    extra = {"pipeline_id": args.pipeline, "model": args.model, "final_model": args.final_model, **plan}
     if prompts is None:
         result = bon(args.prompt[0] if len(args.prompt) == 1 else list(args.prompt), **kwargs)
         _save(result, args.out, extra)
@@ -226,7 +264,7 @@ def _run_run(args: argparse.Namespace) -> int:
         return 0
     from tqdm.auto import tqdm
 
-    todo = _todo(args.out, prompts, {"n": args.n, "policy": policy.name, "scorer": scorer.name})
+    todo = _todo(args.out, prompts, {"n": n, "policy": policy.name, "scorer": scorer.name})
     calls = full = 0
     with tqdm(total=len(todo), desc="bon run", unit="prompt", disable=args.no_progress) as bar:
         for start in range(0, len(todo), args.batch_prompts):
@@ -244,6 +282,53 @@ def _run_run(args: argparse.Namespace) -> int:
         + f" -> {args.out}"
     )
     return 0
+
+
+def _choose_plan(args: argparse.Namespace, steps: int | None) -> Any:
+    """The fit (:func:`~noisyclip_metrics.bon.search.fit_search`) for ``--budget`` on the recorded runs of
+    ``--pipeline`` in ``--plan-from`` (the run with the most seeds), and that run's record; ``--n`` caps N."""
+    import numpy as np
+
+    from noisyclip_metrics.bon.offline import load_run
+    from noisyclip_metrics.bon.search import SearchSpace, fit_search
+    from noisyclip_metrics.evaluation.results import ResultsStore
+
+    if args.budget is None:
+        raise InputError("--plan-from: a plan is chosen for a budget; give --budget too")
+    store = ResultsStore.open(args.plan_from)
+    runs = [r for r in store.runs() if args.pipeline in (r.model_info.get("id"), r.model)]
+    if not runs:
+        raise InputError(
+            f"--plan-from: {args.plan_from} has no run of {args.pipeline}; record one with "
+            f"`noisyclip evaluate --model {args.pipeline} --out {args.plan_from}` and the scorers to prune with"
+        )
+    arrays = max((load_run(store, r.run_id) for r in runs), key=lambda a: len(a.seeds))
+    if steps is not None and arrays.num_steps != steps:
+        raise InputError(f"--steps: the recorded run has T = {arrays.num_steps} steps, this run {steps}")
+    judged = (~np.isnan(arrays.judge)).sum(axis=1)
+    max_n = min(int(judged.max()), args.n or int(judged.max()))
+    space = SearchSpace(arrays, max_n=max_n, costs=_scorer_costs(getattr(args, "scorer_cost", None)))
+    return fit_search(space, args.budget), arrays.info
+
+
+def _check_budget(policy: Any, n: int, steps: int | None, budget: float) -> float:
+    """Full trajectories of denoiser calls the policy spends on ``n`` candidates (scorings not counted: their cost
+    is known from a recorded run only, see ``--plan-from``); an error when they exceed ``budget``."""
+    from noisyclip_metrics.bon.policies import halving_counts, schedule_cost
+
+    t = steps or 20
+    if policy.name == "one-shot":
+        decisions = [(policy.k, policy.m)]
+    elif policy.name == "halving":
+        decisions = list(zip(policy.schedule, halving_counts(n, policy.m)))
+    elif policy.name == "funnel":
+        decisions = list(zip(policy.schedule, policy.survivors))
+    else:
+        raise InputError(f"--budget: the {policy.name} policy's cost depends on the prompt; use --plan-from")
+    spent = schedule_cost(n, t, decisions)[0] / t
+    if spent > budget + 1e-9:
+        raise InputError(f"--budget: the {policy.name} policy on {n} candidates spends {spent:g} > {budget:g}")
+    return round(spent, 6)
 
 
 def _configure_offline(p: argparse.ArgumentParser) -> None:
@@ -388,6 +473,89 @@ def _run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _configure_search(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--results", required=True, type=Path, help="results folder (noisyclip evaluate --out)")
+    p.add_argument("--run", default=None, help="one run id (default: every run)")
+    p.add_argument(
+        "--budgets",
+        type=float,
+        nargs="+",
+        default=None,
+        help="budgets in full trajectories (default: 1 2 3 4 6 8)",
+    )
+    p.add_argument(
+        "--max-n",
+        type=int,
+        default=None,
+        help="candidates a search may start per prompt (default: the most judged seeds every prompt has)",
+    )
+    p.add_argument("--scorers", nargs="+", default=None, help="pruning scorers (default: every one the run recorded)")
+    p.add_argument("--reference-n", type=int, default=6, help="the ratios' reference: full-cost Best-of-this (6)")
+    p.add_argument("--repeats", type=int, default=20, help="random halvings of the prompts to cross-fit (20)")
+    p.add_argument(
+        "--scorer-cost",
+        nargs="+",
+        default=None,
+        metavar="SCORER=EQ",
+        help="scorer cost per scoring in denoiser-call equivalents (default: from the run's timing)",
+    )
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    from noisyclip_metrics.bon.search import BUDGETS, search_document
+    from noisyclip_metrics.evaluation.results import ResultsStore
+
+    budgets = tuple(args.budgets or BUDGETS)
+    bad = [b for b in budgets if not 0 < b < float("inf")]
+    if bad:
+        raise InputError(f"--budgets: expected numbers of full trajectories > 0, got {bad}")
+    store = ResultsStore.open(args.results)
+    runs = [store.run(args.run)] if args.run else store.runs()
+    costs = _scorer_costs(args.scorer_cost)
+    for info in runs:
+        doc = search_document(
+            store,
+            info.run_id,
+            budgets=budgets,
+            max_n=args.max_n,
+            scorers=args.scorers,
+            reference_n=args.reference_n,
+            repeats=args.repeats,
+            costs=costs,
+        )
+        print(f"## {info.model} (run {info.run_id}, {doc['prompts']} prompts, N up to {doc['max_n']})\n")
+        print(_search_markdown(doc["rows"], args.reference_n) + "\n")
+    print(f"-> {Path(args.results) / 'search'}")
+    return 0
+
+
+def _search_markdown(rows: list[dict[str, Any]], reference_n: int) -> str:
+    from noisyclip_metrics.benchmarking import markdown_table
+
+    def num(x: Any, digits: int = 3) -> str:
+        return "" if x is None or x != x else f"{x:.{digits}f}"
+
+    table = []
+    for r in rows:
+        what = {"best-of-b": f"clip-final Best-of-{r['n']}", "oracle": f"oracle best of {r['n']}"}.get(r["row"])
+        if what is None:
+            what = f"search {r['scorer']} / {r['family']}"
+        interval = f"{num(r['vs_best_of_b'])} [{num(r['vs_best_of_b_low'])}, {num(r['vs_best_of_b_high'])}]"
+        table.append(
+            [
+                num(r["budget"], 0),
+                what,
+                r["plan"] or "",
+                num(r["spent"], 2),
+                num(r["judge_score"], 4),
+                interval if r["vs_best_of_b"] == r["vs_best_of_b"] else "",
+                f"{num(r['ratio_to_reference'])} [{num(r['ratio_low'])}, {num(r['ratio_high'])}]",
+            ]
+        )
+    head = ["B", "row", "plan (most chosen)", "spent", "judge", "vs Best-of-B", f"/ Best-of-{reference_n}"]
+    return markdown_table(head, table)
+
+
 _SUBCOMMANDS = {
     "run": ("early-stopping BoN on a pipeline; saves the chosen image(s) and account.json", _configure_run, _run_run),
     "offline": (
@@ -401,11 +569,17 @@ _SUBCOMMANDS = {
         _configure_fit,
         _run_fit,
     ),
+    "search": (
+        "budget-matched search from a results store: judge score against budget for full-cost Best-of-B and "
+        "cross-fitted pruned searches, into <results>/search/<run_id>.json",
+        _configure_search,
+        _run_search,
+    ),
 }
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="bon_command", metavar="{run,offline,calibrate,fit}", parser_class=OneLineParser)
+    sub = p.add_subparsers(dest="bon_command", metavar="{run,offline,calibrate,fit,search}", parser_class=OneLineParser)
     for name, (help_text, configure, run) in _SUBCOMMANDS.items():
         sp = sub.add_parser(name, help=help_text, description=help_text)
         configure(sp)
@@ -415,14 +589,14 @@ def _configure(p: argparse.ArgumentParser) -> None:
         "--policy one-shot --k 8 --scorer noisyclip --out runs/bon;  "
         "noisyclip bon offline --results runs/results;  "
         "noisyclip bon fit --results runs/results --policy halving --scorer noisyclip-x0 "
-        "--budget 0.5"
+        "--budget 0.5;  noisyclip bon search --results runs/results --budgets 3 6"
     )
 
 
 def _run(args: argparse.Namespace) -> int:
     run = getattr(args, "_bon_run", None)
     if run is None:
-        sys.stderr.write("noisyclip bon: error: choose a subcommand: run, offline, calibrate or fit\n")
+        sys.stderr.write("noisyclip bon: error: choose a subcommand: run, offline, calibrate, fit or search\n")
         return 2
     return int(run(args) or 0)
 

@@ -51,6 +51,14 @@ def _configure_build(p: argparse.ArgumentParser) -> None:
         help="step fraction shown in the ranking and skill tables",
     )
     p.add_argument("--no-charts", action="store_true", help="skip the PNG charts of README.md")
+    p.add_argument(
+        "--search",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="RESULTS",
+        help="more results folders whose budget-matched search documents (noisyclip bon search) to publish",
+    )
     p.epilog = "Example: noisyclip leaderboard build runs/results runs/more-results --out leaderboards/world"
 
 
@@ -67,7 +75,7 @@ def _run_build(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         charts=not args.no_charts,
     )
-    result = build_leaderboard(args.results, args.out, config)
+    result = build_leaderboard(args.results, args.out, config, search=args.search)
     print(
         f"leaderboard of {result.entries} model(s), {result.rows} rows, in {result.out} ({result.seconds:.1f} s): "
         f"{', '.join(p.name for p in result.files if p.parent == result.out)}"

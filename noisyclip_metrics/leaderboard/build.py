@@ -56,6 +56,8 @@ __all__ = [
     "LEADERBOARD_SCHEMA",
     "LEADERBOARD_SCHEMA_VERSION",
     "OUTPUT_FILES",
+    "SEARCH_SCHEMA",
+    "SEARCH_SCHEMA_VERSION",
     "BuildConfig",
     "BuildResult",
     "Entry",
@@ -64,6 +66,7 @@ __all__ = [
     "load_entries",
     "portable_path",
     "read_bon",
+    "read_search",
     "unpublishable_runs",
 ]
 
@@ -345,6 +348,26 @@ def load_entries(results: Sequence[str | Path]) -> list[Entry]:
     return [_entry(g, m if len(benchmarks[m]) == 1 else f"{m} @ {b}") for (m, b), g in groups.items()]
 
 
+#: Schema name and version of budget-matched search documents, ``<results>/search/<run_id>.json`` (written by
+#: :func:`noisyclip_metrics.bon.search.search_document`).
+SEARCH_SCHEMA, SEARCH_SCHEMA_VERSION = "noisyclip-search", 1
+
+
+def read_search(root: str | Path) -> list[dict[str, Any]]:
+    """Every budget-matched search document of a results folder (``search/*.json``, schema checked), in file-name
+    order; ``[]`` when there are none.
+
+    Raises:
+        SchemaError: for a file that is not JSON or of another schema or version.
+    """
+    from noisyclip_metrics.io.files import read_manifest
+
+    return [
+        read_manifest(path, SEARCH_SCHEMA, SEARCH_SCHEMA_VERSION, "budget-matched search document")
+        for path in sorted((Path(root) / "search").glob("*.json"))
+    ]
+
+
 def read_bon(root: str | Path) -> pa.Table | None:
     """Best-of-N rows of a results folder (``bon/*.parquet``), or ``None`` when there are none.
 
@@ -456,9 +479,20 @@ def _bon_rows(bon: pa.Table | None, entries: list[Entry]) -> list[dict[str, Any]
 
 
 def leaderboard_document(
-    entries: list[Entry], curves: list[ModelCurves], bon: pa.Table | None, config: BuildConfig
+    entries: list[Entry],
+    curves: list[ModelCurves],
+    bon: pa.Table | None,
+    config: BuildConfig,
+    search: Sequence[tuple[dict[str, Any], Path]] = (),
 ) -> dict[str, Any]:
-    """The ``leaderboard.json`` document (NaN as ``None``); models ranked by mean judge score (best first)."""
+    """The ``leaderboard.json`` document (NaN as ``None``); models ranked by mean judge score (best first).
+
+    ``search``: budget-matched search documents (:func:`read_search`) and the folders they were read from; they go
+    to the ``search`` key, each with its ``source``, when their model is one of the entries'.
+
+    Raises:
+        SchemaError: for a search document of a model that no entry has.
+    """
     from noisyclip_metrics import __version__
 
     bon_rows = _bon_rows(bon, entries)
@@ -498,6 +532,12 @@ def leaderboard_document(
     }
     if bon_rows:
         doc["bon"] = bon_rows
+    names = {n for e in entries for n in (e.name, e.model)}
+    stray = sorted({d["model"] for d, _ in search} - names)
+    if stray:
+        raise SchemaError(f"search documents of models that are not on the leaderboard: {stray}")
+    if search:
+        doc["search"] = [dict(d, source=portable_path(src)) for d, src in search]
     return _clean(doc)
 
 
@@ -574,10 +614,16 @@ def _swap_outputs(new: Path, out: Path) -> None:
 
 
 def build_leaderboard(
-    results: Sequence[str | Path], out: str | Path, config: BuildConfig = BuildConfig()
+    results: Sequence[str | Path],
+    out: str | Path,
+    config: BuildConfig = BuildConfig(),
+    search: Sequence[str | Path] = (),
 ) -> BuildResult:
     """Build ``index.html``, ``README.md`` (+ ``charts/*.png``), ``leaderboard.json``, ``leaderboard.csv`` and
     ``curves.csv`` in ``out`` from one or more results folders.
+
+    Budget-matched search documents (``noisyclip bon search``) are read from the results folders and from the
+    folders ``search`` (results stores of other runs of the same models, e.g. with more seeds per prompt).
 
     With ``overwrite`` only these files and ``charts/`` are replaced; other files in ``out`` are left alone. The new
     files are written into a temporary folder beside ``out`` first: a build that fails leaves ``out`` as it was.
@@ -596,7 +642,9 @@ def build_leaderboard(
     bons = [b for b in (read_bon(r) for r in results) if b is not None]
     bon = pa.concat_tables(bons) if bons else None
     curves = [compute_curves(e.data, config.curve_config(), e.skills) for e in entries]
-    doc = leaderboard_document(entries, curves, bon, config)
+    folders = list({Path(r).resolve(): Path(r) for r in [*results, *search]}.values())
+    searches = [(d, folder) for folder in folders for d in read_search(folder)]
+    doc = leaderboard_document(entries, curves, bon, config, searches)
     files = _write_and_swap(out, lambda folder: render.write_outputs(doc, entries, folder, config))
     rows = sum(int(np.isfinite(a).sum()) for e in entries for a in e.data.scores.values())
     rows += sum(int(np.isfinite(e.data.judge).sum()) for e in entries)

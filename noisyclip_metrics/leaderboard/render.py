@@ -192,6 +192,64 @@ def bon_summary(rows: list[dict[str, Any]], fractions: tuple[float, ...] = (0.25
     return out
 
 
+#: Columns of :func:`search_summary`'s tables.
+SEARCH_HEADER = [
+    "Budget",
+    "Best-of-B (clip-final)",
+    "Best pruned search",
+    "Plan (most chosen)",
+    "Spent",
+    "Search - Best-of-B",
+    "Search / Best-of-{ref}",
+    "Oracle best of B",
+]
+
+
+def search_summary(document: dict[str, Any]) -> list[list[str]]:
+    """One budget-matched search document (``noisyclip bon search``) as table rows, one per budget: full-cost
+    Best-of-B, the cross-fitted best pruned search over every scorer and family (its most chosen plan, what it
+    spends, its difference to Best-of-B and ratio to Best-of-``reference_n`` with 95% paired intervals) and the
+    oracle's best of B."""
+
+    def interval(r: dict[str, Any], key: str, low: str, high: str) -> str:
+        return "–" if r.get(key) is None else f"{fmt(r[key])} [{fmt(r.get(low))}, {fmt(r.get(high))}]"
+
+    table = []
+    rows = document["rows"]
+    for budget in dict.fromkeys(r["budget"] for r in rows):
+        here = [r for r in rows if r["budget"] == budget]
+        best = next((r for r in here if r["row"] == "best-of-b"), None)
+        search = next((r for r in here if r["row"] == "search" and r["scorer"] == r["family"] == "*"), None)
+        oracle = next((r for r in here if r["row"] == "oracle"), None)
+        if best is None and search is None:
+            continue
+        table.append(
+            [
+                f"{budget:g}",
+                fmt(best and best["judge_score"]),
+                fmt(search and search["judge_score"]),
+                str(search["plan"]) if search else "–",
+                fmt(search and search["spent"], 2),
+                interval(search, "vs_best_of_b", "vs_best_of_b_low", "vs_best_of_b_high") if search else "–",
+                interval(search, "ratio_to_reference", "ratio_low", "ratio_high") if search else "–",
+                fmt(oracle and oracle["judge_score"]),
+            ]
+        )
+    return table
+
+
+def search_caption(document: dict[str, Any]) -> str:
+    """What a search table is measured on: prompts, seeds, N, the judge, and the ceiling of all candidates."""
+    seeds = document["seeds"]
+    ceiling = next((r for r in document["rows"] if r["row"] == "oracle" and r["n"] == document["max_n"]), None)
+    return (
+        f"{document['prompts']} prompts, seeds {seeds[0]}–{seeds[-1]} ({len(seeds)} per prompt: a search starts up to "
+        f"{document['max_n']}), judge {document['judge']}, T = {document['num_steps']}; plans chosen on half the "
+        f"prompts and scored on the other half ({document['settings']['repeats']} random halvings); oracle best of "
+        f"{document['max_n']}: {fmt(ceiling and ceiling['judge_score'])}."
+    )
+
+
 def _chance(block: dict[str, Any], metric: str) -> float | None:
     return block.get("chance", {}).get(metric)
 
@@ -324,6 +382,10 @@ def render_html(doc: dict[str, Any], entries: list[Any], fractions: tuple[float,
             drill=script_json(_drill(doc, entries, fractions)),
             provenance=[_provenance(r) for r in doc["provenance"]],
             bon=doc.get("bon", []),
+            search=[
+                (d, search_caption(d), [h.format(ref=d["reference_n"]) for h in SEARCH_HEADER], search_summary(d))
+                for d in doc.get("search", [])
+            ],
             ref=ref,
         )
     )
@@ -421,6 +483,18 @@ def render_markdown(doc: dict[str, Any], pngs: dict[str, Path] | None, out: Path
             "",
         ]
         parts += [f"![{k}]({p.relative_to(out).as_posix()})\n" for k, p in (pngs or {}).items() if k.startswith("bon")]
+    if doc.get("search"):
+        parts += [
+            "## Budget-matched search",
+            "",
+            "Judge score of the pick at a budget of B full trajectories (scorings counted): full-cost Best-of-B "
+            "against a search that starts more candidates and prunes early (`leaderboard.json`, key `search`).",
+            "",
+        ]
+        for d in doc["search"]:
+            head = [h.format(ref=d["reference_n"]) for h in SEARCH_HEADER]
+            parts += [f"### {md_escape(d['model'])}", "", md_escape(search_caption(d)), ""]
+            parts += [_md_table(head, search_summary(d)), ""]
     parts += ["## Provenance", ""]
     parts += [
         _md_table(

@@ -335,6 +335,52 @@ def test_bon_results_are_rendered(results, tmp_path):
         read_bon(results)
 
 
+def test_search_documents_are_published_beside_the_curves(results, tmp_path, capsys):
+    """`noisyclip bon search` documents of another store (more seeds) go to the JSON's `search` key and to a table
+    per model in README.md and index.html, escaped; a document of a model the leaderboard lacks is refused."""
+    from noisyclip_metrics.bon.search import search_document
+    from tests.bon.test_offline import make_store
+
+    rng = np.random.default_rng(0)
+    judge = rng.random((12, 8))
+    final = np.full((12, 8, 5), np.nan)
+    final[:, :, 4] = judge
+    scores = {"early": judge[:, :, None] + rng.normal(size=(12, 8, 5)) * 0.2, "clip-final": final}
+    timing = {"denoise_seconds": 4.0, "candidates": 96, "steps": 4, "score_seconds/early": 0.1}
+    store = make_store(tmp_path / "more-seeds", scores, judge, timing=timing, steps=4)
+    doc = search_document(store, "run1", budgets=(2, 4), max_n=8, reference_n=4, repeats=2)
+    path = store.root / "search" / "run1.json"
+    path.write_text(json.dumps(dict(doc, model="<b>model-b</b>")))
+    code, _, err = cli(
+        "leaderboard",
+        "build",
+        results,
+        "--search",
+        store.root,
+        "--out",
+        tmp_path / "lb",
+        "--n-resamples",
+        50,
+        "--no-charts",
+        capsys=capsys,
+    )
+    assert code == 0, err
+    board = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())
+    (published,) = board["search"]
+    assert published["model"] == "<b>model-b</b>" and published["source"] == "more-seeds"
+    assert [r["budget"] for r in published["rows"] if r["row"] == "best-of-b"] == [2.0, 4.0]
+    readme = (tmp_path / "lb" / "README.md").read_text()
+    assert "## Budget-matched search" in readme and "### &lt;b&gt;model-b&lt;/b&gt;" in readme
+    assert "| 4 | " in readme and "Search / Best-of-4" in readme
+    page = (tmp_path / "lb" / "index.html").read_text()
+    assert "<h3>&lt;b&gt;model-b&lt;/b&gt;</h3>" in page and 'class="search"' in page
+    path.write_text(json.dumps(dict(doc, model="model-c")))
+    code, _, err = cli(
+        "leaderboard", "build", results, "--search", store.root, "--out", tmp_path / "lb2", capsys=capsys
+    )
+    assert code == 2 and "search documents of models that are not on the leaderboard: ['model-c']" in err
+
+
 def test_bon_cascades_are_listed_but_not_drawn(results, tmp_path):
     from noisyclip_metrics.leaderboard.render import _bon_series, bon_summary
 
