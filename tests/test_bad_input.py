@@ -290,9 +290,12 @@ def test_deeply_nested_judgments(assets, tmp_path, suffix):
 def test_config_file_values_of_the_wrong_type(assets, tmp_path):
     config = tmp_path / "settings.json"
     for values, expected in (
-        ({"seeds": "0 1"}, "setting 'seeds': expected a list of int, found string"),
-        ({"batch_size": "8"}, "setting 'batch_size': expected int, found string"),
-        ({"guidance_scale": [1]}, "setting 'guidance_scale': expected float or null, found array"),
+        ({"seeds": "0 1"}, "setting 'seeds': Expected a tuple. Got value: 0 1"),
+        ({"seeds": [0, True]}, "setting 'seeds': Expected a int. Got value: True"),
+        ({"batch_size": "eight"}, "setting 'batch_size': Expected a int. Got value: eight"),
+        ({"batch_size": 8.5}, "setting 'batch_size': Expected a int. Got value: 8.5"),
+        ({"guidance_scale": [1]}, "setting 'guidance_scale': expected float or null, got list [1]"),
+        ({"sedes": [1]}, "--config: unknown settings ['sedes']"),
     ):
         config.write_text(json.dumps(values))
         code, _, err = run_cli(
@@ -310,6 +313,18 @@ def test_config_file_values_of_the_wrong_type(assets, tmp_path):
         )
         assert_one_line_error(code, err, "evaluate")
         assert expected in err, err
+    yaml_config = tmp_path / "settings.yaml"
+    for text, expected in (
+        ("seeds: [0, 1]\nbatch_size: big\n", "setting 'batch_size': Expected a int. Got value: big"),
+        ("seeds: [0, 1\n", "settings.yaml is not valid YAML"),
+        ("- 1\n- 2\n", "settings.yaml must hold an object of settings"),
+    ):
+        yaml_config.write_text(text)
+        code, _, err = run_cli(
+            ["evaluate", "--model", "m", "--out", str(tmp_path / "res"), "--config", str(yaml_config)]
+        )
+        assert_one_line_error(code, err, "evaluate")
+        assert expected in err and not (tmp_path / "res").exists(), err
     config.write_text("[" * 50_000)
     code, _, err = run_cli(["evaluate", "--model", "m", "--out", str(tmp_path / "res"), "--config", str(config)])
     assert_one_line_error(code, err, "evaluate")

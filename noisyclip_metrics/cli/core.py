@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
+import functools
 import json
+import re
 import sys
 import types
 import typing
@@ -15,67 +16,50 @@ from typing import Any
 from noisyclip_metrics.cli import COMMANDS, Command
 from noisyclip_metrics.errors import InputError
 
-__all__ = ["add_dataclass_arguments", "dataclass_from_args", "field_docs"]
+__all__ = ["add_dataclass_arguments", "dataclass_from_args", "field_docs", "read_config_file"]
 
 
-def _field_type(annotation: Any) -> tuple[Any, bool, bool]:
-    """(element type, is_sequence, is_optional) of a config field annotation (string annotations resolved)."""
-    if isinstance(annotation, str):
-        annotation = eval(annotation, {"tuple": tuple, "str": str, "int": int, "float": float, "bool": bool})
+def _field_type(hint: Any) -> tuple[Any, bool, bool]:
+    """(element type, is_sequence, is_optional) of a config field's resolved type hint."""
     optional = False
-    origin = typing.get_origin(annotation)
+    origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        optional, annotation = True, args[0]
-        origin = typing.get_origin(annotation)
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional, hint = True, args[0]
+        origin = typing.get_origin(hint)
     if origin is tuple:
-        return typing.get_args(annotation)[0], True, optional
-    return annotation, False, optional
+        return typing.get_args(hint)[0], True, optional
+    return hint, False, optional
+
+
+def _fields(cls: Any) -> list[tuple[dataclasses.Field, Any]]:
+    """The settings of a config dataclass (upper-case names are constants) with their resolved type hints."""
+    hints = typing.get_type_hints(cls)
+    return [(f, hints[f.name]) for f in dataclasses.fields(cls) if not f.name.isupper()]
 
 
 def field_docs(cls: Any) -> dict[str, str]:
-    """Each field's description from the ``Args:`` / ``Attributes:`` section of a dataclass's docstring.
+    """Each field's description from the ``Args:`` / ``Attributes:`` section of a dataclass's docstring (read by
+    ``docstring_parser``, the parser ``jsonargparse`` uses).
 
     Examples:
         >>> from noisyclip_metrics.evaluation.runner import EvalConfig
         >>> field_docs(EvalConfig)["seeds"]
         'seeds per prompt (candidates).'
     """
-    docs: dict[str, str] = {}
-    lines = inspect.cleandoc(cls.__doc__ or "").splitlines()
-    inside, indent, name = False, None, None
-    for line in lines:
-        if line.strip() in ("Args:", "Attributes:"):
-            inside, indent, name = True, None, None
-            continue
-        if not inside:
-            continue
-        if not line.strip():
-            name = None
-            continue
-        depth = len(line) - len(line.lstrip())
-        if depth == 0:
-            inside = False
-            continue
-        indent = depth if indent is None else indent
-        head, sep, text = line.strip().partition(": ")
-        if depth == indent and sep and head.isidentifier():
-            name = head
-            docs[name] = text.strip()
-        elif name is not None:
-            docs[name] += " " + line.strip()
-    return docs
+    import docstring_parser
+
+    parsed = docstring_parser.parse(cls.__doc__ or "")
+    return {p.arg_name: " ".join(p.description.split()) for p in parsed.params if p.description}
 
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: Any, required: tuple[str, ...] = ()) -> None:
-    """One ``--flag`` per field of a config dataclass, described from its docstring (defaults are the dataclass's;
-    ``--config`` JSON in between)."""
-    parser.add_argument("--config", type=Path, help="JSON file of settings (command-line flags override it)")
+    """One ``--flag`` per field of a config dataclass, typed by its annotation and described from its docstring
+    (defaults are the dataclass's; a ``--config`` JSON or YAML file in between)."""
+    parser.add_argument("--config", type=Path, help="JSON or YAML file of settings (command-line flags override it)")
     docs = field_docs(cls)
-    for f in dataclasses.fields(cls):
-        if f.name.isupper():
-            continue
-        kind, many, _ = _field_type(f.type)
+    for f, hint in _fields(cls):
+        kind, many, _ = _field_type(hint)
         flag = "--" + f.name.replace("_", "-")
         default = None if f.default is dataclasses.MISSING else f.default
         help_text = f"(default: {default!r})" if f.name not in required else "(required)"
@@ -87,46 +71,71 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: Any, required:
             parser.add_argument(flag, dest=f.name, type=kind, nargs="+" if many else None, default=None, help=help_text)
 
 
-def _check_config_value(f: dataclasses.Field, value: Any, path: Path) -> None:
-    """A ``--config`` JSON value has the type of its field (``int``, ``float``, ``str``, ``bool``, a list of them)."""
-    try:
-        kind, many, optional = _field_type(f.type)
-    except Exception:
-        return
-    if kind not in (int, float, str, bool) or (value is None and optional):
-        return
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The settings of a ``--config`` file: a JSON object, or a YAML mapping for ``.yaml`` / ``.yml``.
 
-    def ok(v: Any) -> bool:
-        if kind is float:
-            return isinstance(v, (int, float)) and not isinstance(v, bool)
-        return isinstance(v, kind) and (kind is bool or not isinstance(v, bool))
+    Raises:
+        InputError: for a missing or unreadable file, bad JSON or YAML, or anything but an object of settings.
+    """
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
 
-    if not (all(map(ok, value)) if many and isinstance(value, list) else (not many and ok(value))):
-        from noisyclip_metrics.io.jsonfile import type_name
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise InputError(f"--config: cannot read {path} ({err.strerror or err})") from None
+        except (UnicodeDecodeError, yaml.YAMLError, RecursionError) as err:
+            raise InputError(f"--config: {path} is not valid YAML ({' '.join(str(err).split())[:200]})") from None
+    else:
+        from noisyclip_metrics.io.jsonfile import read_json_file
 
-        expected = f"a list of {kind.__name__}" if many else kind.__name__
-        raise InputError(
-            f"--config {path}: setting {f.name!r}: expected {expected}"
-            f"{' or null' if optional else ''}, found {type_name(value)}"
-        )
+        values = read_json_file(path, "--config file", InputError)  # missing, not UTF-8, not JSON, too deep
+    if not isinstance(values, dict):
+        raise InputError(f"--config: {path} must hold an object of settings")
+    return values
+
+
+@functools.cache
+def _config_parser(cls: Any) -> Any:
+    """A ``jsonargparse`` parser of ``cls``'s settings under the key ``config``: it type-checks a dict of settings
+    (from a file and the flags) and builds the frozen dataclass."""
+    import jsonargparse
+
+    parser = jsonargparse.ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(cls, "config")
+    return parser
+
+
+def _settings_error(err: Exception, source: str) -> InputError:
+    """jsonargparse's ``Parser key "config.seeds": Expected a <class 'int'>. Got value: x`` as one line."""
+    text = " ".join(str(err).split())
+    text = re.sub(r"<class '([\w.]+)'>", r"\1", text)
+    union = re.search(r"Subtypes: \[(.*?)\].*Given value type: (\w+) Given value: (.*)$", text)
+    if union:  # "expected float or NoneType" instead of every subtype's own error
+        kinds = " or ".join(k.strip().replace("NoneType", "null") for k in union.group(1).split(","))
+        text = text[: text.index("Does not validate")] + f"expected {kinds}, got {union.group(2)} {union.group(3)}"
+    key = re.match(r'Parser key "config\.(\w+)": ', text)
+    if key:
+        return InputError(f"{source}: setting {key.group(1)!r}: {text[key.end() :]}")
+    return InputError(f"{source}: {text}")
 
 
 def dataclass_from_args(cls: Any, args: argparse.Namespace, required: tuple[str, ...] = ()) -> Any:
-    """Build ``cls`` with precedence command line > ``--config`` JSON > dataclass defaults."""
-    values: dict[str, Any] = {}
-    if getattr(args, "config", None) is not None:
-        from noisyclip_metrics.io.jsonfile import read_json_file
+    """Build ``cls`` with precedence command line > ``--config`` file > dataclass defaults; the values are
+    type-checked and the dataclass built by ``jsonargparse``.
 
-        values = read_json_file(args.config, "--config file", InputError)  # missing, not UTF-8, not JSON, too deep
-        if not isinstance(values, dict):
-            raise InputError(f"--config: {args.config} must hold a JSON object")
-    names = {f.name for f in dataclasses.fields(cls) if not f.name.isupper()}
+    Raises:
+        InputError: for an unreadable config file, an unknown setting, a missing required one or a value of the
+            wrong type (one line naming the setting).
+    """
+    values: dict[str, Any] = {}
+    config = getattr(args, "config", None)
+    if config is not None:
+        values = read_config_file(config)
+    names = {f.name for f, _ in _fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
         raise InputError(f"--config: unknown settings {unknown}")
-    for f in dataclasses.fields(cls):
-        if f.name in values:
-            _check_config_value(f, values[f.name], args.config)
     for name in names:
         value = getattr(args, name, None)
         if value is not None:
@@ -134,7 +143,13 @@ def dataclass_from_args(cls: Any, args: argparse.Namespace, required: tuple[str,
     missing = [n for n in required if values.get(n) in (None, ())]
     if missing:
         raise InputError(f"missing required settings: {', '.join('--' + m.replace('_', '-') for m in missing)}")
-    return cls(**values)
+    import jsonargparse
+
+    parser = _config_parser(cls)
+    try:
+        return parser.instantiate(parser.parse_object({"config": values})).config
+    except jsonargparse.ArgumentError as err:
+        raise _settings_error(err, f"--config {config}" if config is not None else "settings") from None
 
 
 # ------------------------------------------------------------------------------------------------------------- train

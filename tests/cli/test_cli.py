@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from noisyclip_metrics.cli import COMMANDS, main
+from noisyclip_metrics.errors import InputError
 from noisyclip_metrics.scoring.model import TINY_TEST_CONFIG, NoisyCLIPModel
 from noisyclip_metrics.testing import tiny_pipeline
 
@@ -236,3 +238,20 @@ def test_the_warning_format_is_restored_after_a_command(capsys):
     before = warnings.formatwarning
     assert main(["info"]) == 0
     assert warnings.formatwarning is before
+
+
+def test_settings_come_from_flags_over_a_json_or_yaml_file_over_the_defaults(tmp_path):
+    """One mechanism for a command's settings: the frozen dataclass, its flags, and a JSON or YAML file, type-checked
+    and built by jsonargparse; flags win over the file, the file over the dataclass's defaults."""
+    from noisyclip_metrics.cli.core import dataclass_from_args
+    from noisyclip_metrics.evaluation.runner import EvalConfig
+
+    (tmp_path / "s.yaml").write_text("seeds: [7, 8]\nguidance_scale: 3\nbatch_size: 4\nprogress: false\n")
+    (tmp_path / "s.json").write_text(json.dumps({"seeds": [7, 8], "guidance_scale": 3, "batch_size": 4}))
+    for name in ("s.yaml", "s.json"):
+        args = argparse.Namespace(config=tmp_path / name, model="m", out="o", batch_size=16, seeds=None)
+        cfg = dataclass_from_args(EvalConfig, args, ("model", "out"))
+        assert (cfg.seeds, cfg.guidance_scale, cfg.batch_size) == ((7, 8), 3.0, 16)
+        assert isinstance(cfg.guidance_scale, float) and cfg.score_every == EvalConfig.score_every
+    with pytest.raises(InputError, match="missing required settings: --out"):
+        dataclass_from_args(EvalConfig, argparse.Namespace(config=None, model="m"), ("model", "out"))
