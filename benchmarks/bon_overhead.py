@@ -17,8 +17,12 @@ per phase (medians of ``--repeats`` runs after a warm-up, each ending with a dev
 With ``--prompts P`` (P > 1) it runs P prompts twice per policy, one after the other and as one batch of P x N
 candidates (``EarlyBestOfN.run_batch``, each prompt pruned on its own), and prints the seconds per prompt and the
 wall fraction of each: where a small batch under-uses the hardware, batching prompts is what turns the saved
-denoiser calls into saved seconds. ``--pipeline world:sd-base`` (or another world model) runs the built-in world's
-pipeline and NoisyCLIP instead of the SD-1.5-sized one (T defaults to the world's 20).
+denoiser calls into saved seconds. With ``--stream SLOTS`` the P prompts also run as a stream with continuous
+batching (:class:`~noisyclip_metrics.bon.stream.StreamBestOfN`: at most SLOTS candidates in flight, a prompt's run
+admitted as soon as pruning frees room for its N), full-cost BoN included (with the same slots), and the table adds
+its seconds per prompt and wall fraction: the target is a wall fraction within 0.05 of the denoiser-call fraction.
+``--pipeline world:sd-base`` (or another world model) runs the built-in world's pipeline and NoisyCLIP instead of
+the SD-1.5-sized one (T defaults to the world's 20).
 """
 
 from __future__ import annotations
@@ -122,10 +126,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=6)
     parser.add_argument("--steps", type=int, default=None, help="T (default: 50, or the world's 20)")
     parser.add_argument("--latent", type=int, default=64, help="latent side (64 = 512 px images; sd15 only)")
+    parser.add_argument(
+        "--stream", type=int, default=None, metavar="SLOTS", help="with P > 1: also run the prompts as a stream"
+    )
     args = parser.parse_args(argv)
     apply_threads(args)
 
     from noisyclip_metrics.bon import EarlyBestOfN, HalvingPolicy, OneShotPolicy
+    from noisyclip_metrics.bon.stream import StreamBestOfN
     from noisyclip_metrics.diffusion.pipelines import torch_dtype
     from noisyclip_metrics.scoring.factory import torch_device
 
@@ -143,9 +151,13 @@ def main(argv: list[str] | None = None) -> None:
     }
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.prompts)]
 
-    def timed(bon: Any, batched: bool) -> tuple[dict[str, float], int]:
-        """Seconds per phase and denoiser calls of all prompts: one batch, or one prompt after the other."""
+    def timed(bon: Any, batched: bool | str) -> tuple[dict[str, float], int]:
+        """Seconds per phase and denoiser calls of all prompts: one batch, a stream, or one prompt after the other."""
         sync()
+        if batched == "stream":
+            result = StreamBestOfN(pipe, scorer, bon.policy, slots=args.stream).run(prompts, n=n, **kwargs)
+            sync()
+            return result.seconds, result.denoiser_evals
         if batched:
             result = bon.run_batch(prompts, n=n, **kwargs)
             return result.seconds, result.denoiser_evals
@@ -158,8 +170,10 @@ def main(argv: list[str] | None = None) -> None:
         sync()
         return seconds, calls
 
-    modes = [False, True] if args.prompts > 1 else [False]
-    rows: dict[tuple[str, bool], tuple[dict[str, float], int]] = {}
+    modes: list[bool | str] = [False, True] if args.prompts > 1 else [False]
+    if args.prompts > 1 and args.stream is not None:
+        modes.append("stream")
+    rows: dict[tuple[str, bool | str], tuple[dict[str, float], int]] = {}
     with torch.no_grad():
         for name, policy in policies.items():
             bon = EarlyBestOfN(pipe, scorer, policy)
@@ -194,17 +208,23 @@ def main(argv: list[str] | None = None) -> None:
         f"{p} prompts: one after the other (EarlyBestOfN per prompt) and as one batch of {p} x {n} candidates "
         "(EarlyBestOfN.run_batch); seconds per prompt, wall fraction against full-cost BoN run the same way\n"
     )
+    streamed = "stream" in modes
+    extra = f" stream of {args.stream} slots: s / prompt | wall fraction |" if streamed else ""
     print(
         f"| policy | denoiser calls (fraction) | one at a time: s / prompt | wall fraction | batch of {p}: s / prompt "
-        "| wall fraction | batch speed-up |"
+        f"| wall fraction | batch speed-up |{extra}"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if streamed else ""))
     for name in policies:
         (one, calls), (many, _) = rows[name, False], rows[name, True]
         f_one, f_many = one["total"] / rows[full, False][0]["total"], many["total"] / rows[full, True][0]["total"]
+        cells = ""
+        if streamed:
+            flow = rows[name, "stream"][0]
+            cells = f" {flow['total'] / p:.3f} | {flow['total'] / rows[full, 'stream'][0]['total']:.2f} |"
         print(
             f"| {name} | {calls // p} ({calls / (p * n * t):.2f}) | {one['total'] / p:.3f} | {f_one:.2f} | "
-            f"{many['total'] / p:.3f} | {f_many:.2f} | {one['total'] / many['total']:.2f}x |"
+            f"{many['total'] / p:.3f} | {f_many:.2f} | {one['total'] / many['total']:.2f}x |{cells}"
         )
 
 

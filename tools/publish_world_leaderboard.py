@@ -2,6 +2,7 @@
 
     python tools/publish_world_leaderboard.py [--results runs/world-full/results [--rebuild]] [--slice-prompts 4]
                                               [--replicate-prompts 96] [--fresh-prompts N] [--prompts N]
+                                              [--search runs/world-search/results [--search-live-prompts 40]]
 
 1. runs ``noisyclip demo --full`` into ``runs/world-full`` unless ``--results`` points at a finished full run (the full
    demo refuses a fine-tuned scorer trained on its seeds or prompts); with ``--rebuild`` the run's leaderboard is
@@ -12,6 +13,11 @@
    seeds 0-5 (``fresh-prompts``), with the fine-tuned scorers and the frozen ones as controls; then ``noisyclip
    leaderboard guard``, which writes ``guard.json`` / ``guard.md`` beside the leaderboard and **fails the
    publication** when a fine-tuned scorer's published curve differs from a replicate beyond its interval;
+2b. with ``--search`` (a results store of the world models with many seeds per prompt, recorded with ``noisyclip
+   evaluate --seeds 200 ... 223``): ``noisyclip bon search`` writes its budget-matched search documents, the
+   leaderboard is rebuilt with them (its ``search`` section), and ``experiments/search_live.py`` runs the chosen
+   plans live on the first ``--search-live-prompts`` prompts of each model against their replay
+   (``search-live.json`` beside the leaderboard);
 3. refuses runs whose code cannot be named (a ``-dirty`` or unknown git revision), then copies the rendered report
    (``index.html``, ``README.md``, charts, ``leaderboard.json``, CSVs, the guard's report)
    and the BoN table to ``leaderboards/world/``;
@@ -108,14 +114,26 @@ def main() -> None:
         default=None,
         help="publish the first N benchmark prompts instead of all 400 (the title says so)",
     )
+    parser.add_argument(
+        "--search",
+        type=Path,
+        default=None,
+        help="results store with many seeds per prompt: publish its budget-matched search (implies --rebuild)",
+    )
+    parser.add_argument("--search-live-prompts", type=int, default=40, help="prompts of the live search check")
     args = parser.parse_args()
     os.chdir(ROOT)  # relative paths from here on: published files name no folder of this machine
     results = args.results
-    if args.rebuild:
+    if args.search is not None:
+        cli = [sys.executable, "-m", "noisyclip_metrics.cli"]
+        subprocess.run([*cli, "bon", "search", "--results", str(args.search)], check=True)
+    if args.rebuild or args.search is not None:
         if results is None:
-            parser.error("--rebuild needs --results")
+            parser.error("--rebuild and --search need --results")
         settings = json.loads((results.parent / "demo.json").read_text(encoding="utf-8"))["settings"]
-        build_leaderboard([results], results.parent / "leaderboard", report_config(settings.get("prompts")))
+        config = report_config(settings.get("prompts"))
+        search = [args.search] if args.search is not None else []
+        build_leaderboard([results], results.parent / "leaderboard", config, search=search)
     if results is None:
         out = Path("runs") / "world-full"
         command = [sys.executable, "-m", "noisyclip_metrics.cli", "demo", "--full", "--out", str(out)]
@@ -154,6 +172,11 @@ def main() -> None:
     if subprocess.run(guard, check=False).returncode != 0:
         sys.exit(f"not published: the leakage guard failed (see {board / 'guard.md'})")
     doc = json.loads((board / "leaderboard.json").read_text(encoding="utf-8"))
+    if args.search is not None:
+        live = ["experiments/search_live.py", "--results", str(args.search), "--out", str(board / "search-live.json")]
+        subprocess.run([sys.executable, *live, "--prompts", str(args.search_live_prompts)], check=True)
+        if bad := unpublishable_runs({"provenance": doc.get("search", [])}):  # documents name their run's revision
+            sys.exit(f"not published: search runs of uncommitted or unknown code: {'; '.join(bad)}")
     if bad := unpublishable_runs(doc):
         sys.exit(f"not published: runs made from an uncommitted working tree or unknown code: {'; '.join(bad)}")
     if PUBLISHED.exists():

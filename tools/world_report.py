@@ -268,7 +268,41 @@ def headline(doc: dict[str, Any], fraction: float = HEADLINE_FRACTION) -> str:
     return "\n".join(lines) + "\n"
 
 
-def page(doc: dict[str, Any], build: dict[str, Any] | None, guard: dict[str, Any] | None, targets: str | None) -> str:
+def live_table(live: dict[str, Any]) -> None:
+    """``search-live.json`` (``experiments/search_live.py``): the chosen plans run live against their replay."""
+    from noisyclip_metrics.benchmarking import markdown_table
+
+    rows = [
+        [
+            r["model"],
+            f"{r['budget']:g}",
+            f"`{r['scorer']}`: {r['plan']}",
+            f"{r['same_picks']} / {r['prompts']}",
+            f"{r['max_judge_difference']:.1e}",
+            f"{r['judge_live']:.3f} / {r['judge_replay']:.3f}",
+            f"{r['calls_per_prompt_live']:.1f} / {r['calls_per_prompt_plan']}",
+        ]
+        for r in live["rows"]
+    ]
+    head = [
+        "model",
+        "budget",
+        "plan",
+        "picks = replay",
+        "max judge difference",
+        "judge live / replay",
+        "calls live / plan",
+    ]
+    print(markdown_table(head, rows))
+
+
+def page(
+    doc: dict[str, Any],
+    build: dict[str, Any] | None,
+    guard: dict[str, Any] | None,
+    targets: str | None,
+    live: dict[str, Any] | None = None,
+) -> str:
     """The generated results page ``docs/results/world.md``."""
     parts = [
         "# Results: the built-in world\n",
@@ -287,7 +321,73 @@ def page(doc: dict[str, Any], build: dict[str, Any] | None, guard: dict[str, Any
     if targets is not None:
         body = re.sub(r"^## ", "### ", targets.split("\n", 1)[1].strip(), flags=re.MULTILINE)
         parts += ["## Issue 21's targets on fresh seeds and prompts\n", body + "\n"]
+    if doc.get("search"):
+        parts += [
+            "## Budget-matched search\n",
+            "Judge score of the pick at a budget of B full trajectories (denoiser calls / T, every scoring counted "
+            "at its measured cost): full-cost `clip-final` Best-of-B against searches that start up to 24 "
+            "candidates and prune them early, chosen and scored on disjoint halves of the prompts "
+            "(`noisyclip bon search`; see [the guide](../guides/best-of-n.md#budget-matched-search)). The seeds are "
+            "disjoint from every seed a scorer was trained on and from the seeds of the curves above.\n",
+            _captured(search_tables, doc),
+        ]
+    if live is not None:
+        parts += [
+            "### Live against replay\n",
+            "The plan chosen for each budget on all prompts, run live (`EarlyBestOfN.run_batch`) on the first prompts "
+            "of each model with the recorded seeds, against its offline replay: the same picks, whose images the run "
+            "judged, with the denoiser calls the plan counts (`experiments/search_live.py`).\n",
+            _captured(live_table, live),
+        ]
     return "\n".join(parts)
+
+
+def search_tables(doc: dict[str, Any]) -> None:
+    """Budget-matched search (the leaderboard's ``search`` key): per model, the reward-versus-budget table, every
+    scorer's and family's cross-fitted search at each budget, and issue 24's targets."""
+    from noisyclip_metrics.benchmarking import markdown_table
+    from noisyclip_metrics.leaderboard.render import SEARCH_HEADER, search_caption, search_summary
+
+    def interval(r: dict[str, Any] | None, key: str, low: str, high: str) -> str:
+        return "–" if r is None else f"{_fmt(r[key])} [{_fmt(r[low])}, {_fmt(r[high])}]"
+
+    targets = []
+    for d in doc["search"]:
+        print(f"### {d['model']}\n\n{search_caption(d)}\n")
+        print(markdown_table([h.format(ref=d["reference_n"]) for h in SEARCH_HEADER], search_summary(d)) + "\n")
+        searches = [r for r in d["rows"] if r["row"] == "search"]
+        budgets = list(dict.fromkeys(r["budget"] for r in searches))
+        kinds = list(dict.fromkeys((r["scorer"], r["family"]) for r in searches))
+        table = []
+        for scorer, family in kinds:
+            if (scorer, family) == ("*", "*"):
+                continue
+            at = {r["budget"]: r for r in searches if (r["scorer"], r["family"]) == (scorer, family)}
+            label = f"`{scorer}`, any family" if family == "*" else f"{family}, any scorer"
+            table.append([label] + [_fmt(at[b]["judge_score"]) if b in at else "–" for b in budgets])
+        print("Cross-fitted search per pruning scorer and per family:\n")
+        print(markdown_table(["search"] + [f"B = {b:g}" for b in budgets], table) + "\n")
+        best = {r["budget"]: r for r in searches if r["scorer"] == r["family"] == "*"}
+        six, three = best.get(6.0), best.get(3.0)
+        oracle6 = next((r for r in d["rows"] if r["row"] == "oracle" and r["n"] == 6), None)
+        targets.append(
+            [
+                d["model"],
+                interval(six, "vs_best_of_b", "vs_best_of_b_low", "vs_best_of_b_high"),
+                "yes" if six and six["vs_best_of_b"] >= 0.02 and six["vs_best_of_b_low"] > 0 else "no",
+                interval(three, "ratio_to_reference", "ratio_low", "ratio_high"),
+                "yes" if three and three["ratio_to_reference"] >= 1.0 else "no",
+                f"{_fmt(six['judge_score'])} / {_fmt(oracle6['judge_score'])}" if six and oracle6 else "–",
+            ]
+        )
+    print("### Issue 24's targets\n")
+    print(
+        "At budget 6 the best pruned search beats full-cost `clip-final` Best-of-6 by at least +0.02 (95% interval "
+        "above 0); at budget 3 it reaches Best-of-6 (ratio at least 1.00). Last column: the search at budget 6 and "
+        "the oracle's best of 6.\n"
+    )
+    head = ["model", "B = 6: search - Best-of-6", "met", "B = 3: search / Best-of-6", "met", "B = 6: search, oracle"]
+    print(markdown_table(head, targets))
 
 
 def readme_block(readme: str, doc: dict[str, Any]) -> str:
@@ -300,12 +400,19 @@ def readme_block(readme: str, doc: dict[str, Any]) -> str:
     return f"{head}{start}\n{headline(doc)}{end}{tail}"
 
 
-def published(board: Path) -> tuple[dict[str, Any], dict[str, Any] | None, str | None]:
-    """The leaderboard JSON, the guard's JSON and the targets' Markdown of a published folder (None when absent)."""
+def published(board: Path) -> tuple[dict[str, Any], dict[str, Any] | None, str | None, dict[str, Any] | None]:
+    """The leaderboard JSON, the guard's JSON, the targets' Markdown and the live search check of a published folder
+    (None when absent)."""
+
+    def optional(name: str) -> Any:
+        path = board / name
+        if not path.is_file():
+            return None
+        text = path.read_text(encoding="utf-8")
+        return json.loads(text) if name.endswith(".json") else text
+
     doc = json.loads((board / "leaderboard.json").read_text(encoding="utf-8"))
-    guard = json.loads((board / "guard.json").read_text(encoding="utf-8")) if (board / "guard.json").is_file() else None
-    targets = (board / "targets.md").read_text(encoding="utf-8") if (board / "targets.md").is_file() else None
-    return doc, guard, targets
+    return doc, optional("guard.json"), optional("targets.md"), optional("search-live.json")
 
 
 def main() -> None:
@@ -316,10 +423,10 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="write docs/results/world.md and the README block")
     args = parser.parse_args()
     if args.write:
-        doc, guard, targets = published(args.leaderboard.parent)
+        doc, guard, targets, live = published(args.leaderboard.parent)
         build = json.loads(args.build.read_text(encoding="utf-8")) if args.build.is_file() else None
         PAGE.parent.mkdir(parents=True, exist_ok=True)
-        PAGE.write_text(page(doc, build, guard, targets), encoding="utf-8")
+        PAGE.write_text(page(doc, build, guard, targets, live), encoding="utf-8")
         README.write_text(readme_block(README.read_text(encoding="utf-8"), doc), encoding="utf-8")
         print(f"wrote {PAGE.relative_to(ROOT)} and the headline table of {README.relative_to(ROOT)}")
         return
@@ -330,6 +437,8 @@ def main() -> None:
     curve_tables(doc)
     cost_table(doc)
     throughput_table(doc)
+    if doc.get("search"):
+        search_tables(doc)
     if args.results is not None:
         stratified_groups(args.results)
 

@@ -3,7 +3,8 @@ from recorded results (:func:`compute_bon`).
 
 See :mod:`.early` (engine and account), :mod:`.loops`/:mod:`.families` (prunable loops per pipeline family),
 :mod:`.policies` (one-shot, halving, threshold; cost model), :mod:`.calibration` (threshold calibration),
-:mod:`.monitor`, :mod:`.offline` and :mod:`.fitting` (halving schedules and threshold settings fitted on recorded runs).
+:mod:`.monitor`, :mod:`.offline` and :mod:`.fitting` (halving schedules and threshold settings fitted on recorded runs),
+:mod:`.search` (budget-matched search) and :mod:`.stream` (continuous batching over a stream of prompts).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from noisyclip_metrics.bon.policies import (
     build_policy,
     schedule_cost,
 )
+from noisyclip_metrics.bon.stream import StreamBestOfN
 
 if TYPE_CHECKING:
     from noisyclip_metrics.bon.monitor import NoisyCLIPMonitor
@@ -53,6 +55,7 @@ __all__ = [
     "NoisyCLIPMonitor",
     "OneShotPolicy",
     "ScheduleFit",
+    "StreamBestOfN",
     "ThresholdCalibration",
     "ThresholdFit",
     "ThresholdGrid",

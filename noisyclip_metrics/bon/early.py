@@ -43,7 +43,7 @@ Several prompts in one batch (each pruned on its own; on a GPU this is how saved
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -288,7 +288,7 @@ class EarlyBestOfN:
     ) -> torch.Tensor:
         """Scores of batch rows ``rows`` (all of them when ``rows`` covers the batch) at step ``k``."""
         a: LoopAdapter = self.adapter
-        sched, final = self.pipe.scheduler, k >= state.num_steps
+        sched, final = state.pipe.scheduler, k >= state.num_steps
         whole = len(rows) == state.batch
 
         def take(x: torch.Tensor | None) -> torch.Tensor | None:
@@ -416,10 +416,35 @@ class EarlyBestOfN:
     def _run(
         self, groups: list[list[str]], group_seeds: list[list[int]], n: int, cfg: LoopSettings, t_start: float
     ) -> BoNBatch:
-        """The loop: every prompt's candidates batched, each prompt's pruned by the policy on its own scores."""
+        """The loop of :meth:`_steps`, each denoiser output computed here (in ``max_batch`` chunks)."""
+        steps = self._steps(self.pipe, groups, group_seeds, n, cfg, t_start)
+        try:
+            state = next(steps)
+            while True:
+                state = steps.send(chunked_output(self.adapter, state, self.max_batch))
+        except StopIteration as done:
+            return done.value
+
+    def _steps(
+        self,
+        pipe: Any,
+        groups: list[list[str]],
+        group_seeds: list[list[int]],
+        n: int,
+        cfg: LoopSettings,
+        t_start: float,
+    ) -> Generator[LoopState, torch.Tensor, BoNBatch]:
+        """The loop: every prompt's candidates batched, each prompt's pruned by the policy on its own scores.
+
+        A generator: whenever it needs the guided denoiser output at the current latents it yields the loop's state
+        and takes the output sent back (one denoiser call per alive candidate), so that the caller decides how the
+        call is made: at once, in chunks (:meth:`_run`), or together with other runs' candidates
+        (:mod:`~.stream`). ``pipe`` is the pipeline whose scheduler this run steps (a copy with its own scheduler
+        when several runs share one pipeline). Returns the :class:`BoNBatch`.
+        """
         book = _Book([p for g in groups for p in g], [s for g in group_seeds for s in g], n)
         m, seconds = self.policy.m, dict.fromkeys(("setup", "denoise", "score", "decode"), 0.0)
-        state = self.adapter.prepare(self.pipe, book.prompts, book.seeds, cfg)
+        state = self.adapter.prepare(pipe, book.prompts, book.seeds, cfg)
         T = state.num_steps
         self.policy.validate(n, T)
         steps = sorted(set(self.policy.decision_steps(T)))
@@ -434,10 +459,6 @@ class EarlyBestOfN:
             yield
             seconds[phase] += time.perf_counter() - t0
 
-        def denoise() -> torch.Tensor:
-            book.count_call()
-            return chunked_output(self.adapter, state, self.max_batch)
-
         for k in range(T + 1):
             output = None
             # beyond-m survivors at T: the cascade's final scorer picks among them, else the scorer keeps the top m
@@ -445,7 +466,8 @@ class EarlyBestOfN:
             if deciding:
                 if self._needs_output and k < T:
                     with clock("denoise"):
-                        output = denoise()
+                        book.count_call()
+                        output = yield state
                 if self._needs_images:
                     with clock("decode"):
                         images = self.adapter.decode(state)
@@ -464,8 +486,12 @@ class EarlyBestOfN:
                 output, images = book.select(state, keep, output, images)
             if k == T:
                 break
+            if output is None:
+                with clock("denoise"):
+                    book.count_call()
+                    output = yield state
             with clock("denoise"):
-                advance(state, output if output is not None else denoise())
+                advance(state, output)
         if images is None:
             with clock("decode"):
                 images = self.adapter.decode(state)

@@ -18,6 +18,7 @@ import torch
 from noisyclip_metrics.bon.loops import (
     LOOP_ADAPTERS,
     UNPRUNABLE_SCHEDULERS,
+    DenoiserInputs,
     LoopAdapter,
     LoopSettings,
     LoopState,
@@ -103,21 +104,36 @@ class UNetAdapter:
         return LoopState(pipe, family, latents, timesteps, generators, tensors, doubled, extra, options, height, width)
 
     def model_output(self, state: LoopState) -> torch.Tensor:
-        pipe, o, t = state.pipe, state.options, state.timesteps[state.step]
+        return self.combine(state, self.denoise(state.pipe, self.inputs(state)))
+
+    def inputs(self, state: LoopState) -> DenoiserInputs:
+        """The denoiser's inputs at the current latents, one timestep per row (scaled by the run's scheduler)."""
+        o, t, tensors = state.options, state.timesteps[state.step], state.tensors
         x = torch.cat([state.latents] * 2) if o["cfg"] else state.latents
-        if hasattr(pipe.scheduler, "scale_model_input"):
-            x = pipe.scheduler.scale_model_input(x, t)
-        tensors = state.tensors
-        added = {"text_embeds": tensors["text_embeds"], "time_ids": tensors["time_ids"]} if self.xl else None
-        out = pipe.unet(
-            x,
-            t,
-            encoder_hidden_states=tensors["prompt_embeds"],
-            timestep_cond=tensors.get("timestep_cond"),
+        if hasattr(state.pipe.scheduler, "scale_model_input"):
+            x = state.pipe.scheduler.scale_model_input(x, t)
+        rows = {"encoder_hidden_states": tensors["prompt_embeds"], "timestep_cond": tensors.get("timestep_cond")}
+        if self.xl:
+            rows.update(text_embeds=tensors["text_embeds"], time_ids=tensors["time_ids"])
+        return DenoiserInputs(x, t.expand(x.shape[0]), rows)
+
+    def denoise(self, pipe: Any, inputs: DenoiserInputs) -> torch.Tensor:
+        """One UNet call on (possibly several runs') inputs."""
+        rows = inputs.rows
+        added = {"text_embeds": rows["text_embeds"], "time_ids": rows["time_ids"]} if self.xl else None
+        return pipe.unet(
+            inputs.sample,
+            inputs.timesteps,
+            encoder_hidden_states=rows["encoder_hidden_states"],
+            timestep_cond=rows.get("timestep_cond"),
             cross_attention_kwargs=None,
             added_cond_kwargs=added,
             return_dict=False,
         )[0]
+
+    def combine(self, state: LoopState, out: torch.Tensor) -> torch.Tensor:
+        """Classifier-free guidance on the run's rows of the denoiser output."""
+        o = state.options
         if o["cfg"]:
             uncond, text = out.chunk(2)
             out = uncond + o["guidance"] * (text - uncond)
@@ -199,16 +215,28 @@ class SD3Adapter:
         return LoopState(pipe, family, latents, timesteps, generators, tensors, doubled, {}, options, height, width)
 
     def model_output(self, state: LoopState) -> torch.Tensor:
-        o, t = state.options, state.timesteps[state.step]
-        x = torch.cat([state.latents] * 2) if o["cfg"] else state.latents
-        out = state.pipe.transformer(
-            hidden_states=x,
-            timestep=t.expand(x.shape[0]),
-            encoder_hidden_states=state.tensors["prompt_embeds"],
-            pooled_projections=state.tensors["pooled"],
+        return self.combine(state, self.denoise(state.pipe, self.inputs(state)))
+
+    def inputs(self, state: LoopState) -> DenoiserInputs:
+        """The transformer's inputs at the current latents, one timestep per row."""
+        t = state.timesteps[state.step]
+        x = torch.cat([state.latents] * 2) if state.options["cfg"] else state.latents
+        rows = {"encoder_hidden_states": state.tensors["prompt_embeds"], "pooled_projections": state.tensors["pooled"]}
+        return DenoiserInputs(x, t.expand(x.shape[0]), rows)
+
+    def denoise(self, pipe: Any, inputs: DenoiserInputs) -> torch.Tensor:
+        """One transformer call on (possibly several runs') inputs."""
+        return pipe.transformer(
+            hidden_states=inputs.sample,
+            timestep=inputs.timesteps,
             joint_attention_kwargs=None,
             return_dict=False,
+            **inputs.rows,
         )[0]
+
+    def combine(self, state: LoopState, out: torch.Tensor) -> torch.Tensor:
+        """Classifier-free guidance on the run's rows of the transformer output."""
+        o = state.options
         if o["cfg"]:
             uncond, text = out.chunk(2)
             out = uncond + o["guidance"] * (text - uncond)

@@ -40,6 +40,7 @@ from noisyclip_metrics.registry import Registry
 __all__ = [
     "LOOP_ADAPTERS",
     "UNPRUNABLE_SCHEDULERS",
+    "DenoiserInputs",
     "LoopAdapter",
     "LoopSettings",
     "LoopState",
@@ -47,6 +48,7 @@ __all__ = [
     "call_default",
     "family_module",
     "prune",
+    "stack_inputs",
 ]
 
 #: Schedulers whose state cannot be split by candidate (a Brownian-tree noise sampler built for the whole batch).
@@ -139,6 +141,32 @@ class LoopState:
     def timestep_at(self, k: int) -> float:
         """Timestep at which the step-``k`` latent sits (0 at ``k = T``: clean)."""
         return 0.0 if k >= self.num_steps else float(self.timesteps[k])
+
+
+@dataclass(frozen=True)
+class DenoiserInputs:
+    """One denoiser call's inputs: ``sample`` and ``timesteps`` (one per row) and the per-row conditioning ``rows``
+    (keyword arguments of the denoiser, ``None`` for an unused one), in the row order of ``sample``. Inputs of several
+    runs stacked row-wise (:func:`stack_inputs`) make one call whose output rows are theirs."""
+
+    sample: torch.Tensor
+    timesteps: torch.Tensor
+    rows: dict[str, torch.Tensor | None]
+
+    @property
+    def batch(self) -> int:
+        """Rows."""
+        return int(self.sample.shape[0])
+
+
+def stack_inputs(parts: Sequence[DenoiserInputs]) -> DenoiserInputs:
+    """Several runs' denoiser inputs as one (rows in order; every part must have the same conditioning keys)."""
+    rows: dict[str, torch.Tensor | None] = {}
+    for name in parts[0].rows:
+        values = [p.rows[name] for p in parts]
+        rows[name] = None if values[0] is None else torch.cat(values)  # type: ignore[arg-type]
+    timesteps = torch.cat([p.timesteps.to(parts[0].timesteps.dtype) for p in parts])
+    return DenoiserInputs(torch.cat([p.sample for p in parts]), timesteps, rows)
 
 
 class LoopAdapter(Protocol):

@@ -226,6 +226,9 @@ class SearchFit:
 class SearchSpace:
     """One recorded run's first ``max_n`` seeds of every prompt that has them, ready to replay plans.
 
+    Prompt ``i`` of the space is prompt ``rows[i]`` of the run; its candidates are the run's seeds at
+    ``columns[i]`` (the first ``max_n`` judged ones, ascending).
+
     Args:
         arrays: the run (:func:`~.offline.load_run`).
         max_n: candidates per prompt available to a plan (its first ``max_n`` judged seeds).
@@ -243,6 +246,7 @@ class SearchSpace:
     final_scorer: str = "clip-final"
     costs: Mapping[str, float] | None = None
     rows: np.ndarray = field(init=False)
+    columns: np.ndarray = field(init=False)
     judge: np.ndarray = field(init=False)
     _scores: dict[str, np.ndarray] = field(init=False)
     _final: np.ndarray = field(init=False)
@@ -275,8 +279,8 @@ class SearchSpace:
             raise InputError(
                 f"max_n: no prompt of run {a.info.run_id} has {self.max_n} judged seeds with every score of {names}"
             )
-        self.rows = prow[complete]
-        self.judge = a.judge[self.rows[:, None], pcol[complete]]
+        self.rows, self.columns = prow[complete], pcol[complete]
+        self.judge = a.judge[self.rows[:, None], self.columns]
         self._scores = {s: v[complete] for s, v in scores.items()}
         self._final = final[complete]
         self._cost = run_costs(a, dict(self.costs or {}))
@@ -301,16 +305,25 @@ class SearchSpace:
         final = self._cost.get(self.final_scorer, 0.0)
         return plan.spent(self.num_steps, c, final, reads_x0(self.arrays.info, scorer))
 
+    def picks(self, scorer: str, plan: SearchPlan) -> np.ndarray:
+        """Position (among the prompt's first ``n`` seeds) of the pick of every prompt: what a live run picks."""
+        if plan.n > self.max_n:
+            raise InputError(f"plan: starts {plan.n} candidates, the space has {self.max_n} per prompt")
+        if scorer not in self._scores:
+            raise InputError(f"scorer: {scorer!r} is not a pruning scorer of this space {list(self.scorers or ())}")
+        final = self._final[:, : plan.n] if plan.cascade else None
+        return _simulate(self._scores[scorer][:, : plan.n], plan.decisions, final)
+
+    def pick_seeds(self, scorer: str, plan: SearchPlan) -> np.ndarray:
+        """Seed of the pick of every prompt."""
+        picks = self.picks(scorer, plan)
+        return np.asarray(self.arrays.seeds)[self.columns[np.arange(self.prompts), picks]]
+
     def values(self, scorer: str, plan: SearchPlan) -> np.ndarray:
         """Judge score of the pick for every prompt: what a live run of the plan on its first ``n`` seeds picks."""
         key = (scorer, plan)
         if key not in self._values:
-            if plan.n > self.max_n:
-                raise InputError(f"plan: starts {plan.n} candidates, the space has {self.max_n} per prompt")
-            s = self._scores[scorer][:, : plan.n]
-            final = self._final[:, : plan.n] if plan.cascade else None
-            picks = _simulate(s, plan.decisions, final)
-            self._values[key] = self.judge[np.arange(self.prompts), picks]
+            self._values[key] = self.judge[np.arange(self.prompts), self.picks(scorer, plan)]
         return self._values[key]
 
     def best_of(self, b: int) -> np.ndarray:

@@ -536,12 +536,27 @@ def test_scheduler_with_a_batch_wide_noise_sampler_is_refused():
 
 def test_overhead_benchmark_compares_one_prompt_at_a_time_with_a_batch(script, capsys):
     script("bon_overhead").main(
-        ["--pipeline", "world:sd-small", "--steps", "4", "--n", "2", "--prompts", "2", "--repeats", "1"]
+        [
+            "--pipeline",
+            "world:sd-small",
+            "--steps",
+            "4",
+            "--n",
+            "2",
+            "--prompts",
+            "3",
+            "--repeats",
+            "1",
+            "--stream",
+            "3",
+        ]
     )
     out = capsys.readouterr().out
-    assert "2 prompts: one after the other" in out and "| batch of 2: s / prompt |" in out
+    assert "3 prompts: one after the other" in out and "| batch of 3: s / prompt |" in out
+    assert "stream of 3 slots: s / prompt | wall fraction |" in out
     rows = [line for line in out.splitlines() if line.startswith(("| full-cost", "| one-shot", "| halving"))]
     assert [r.split(" | ")[1] for r in rows] == ["8 (1.00)", "6 (0.75)", "5 (0.62)"]  # calls per prompt, N = 2, T = 4
+    assert all(len(r.split(" | ")) == 9 for r in rows)  # the stream's two columns
 
 
 @pytest.mark.parametrize(

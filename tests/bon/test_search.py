@@ -303,3 +303,18 @@ def test_chunked_denoiser_calls_give_the_same_run(evaluated):  # noqa: F811
     torch.testing.assert_close(parts.images, whole.images, atol=1e-5, rtol=1e-4)
     with pytest.raises(InputError, match="max_batch: expected an integer >= 1"):
         EarlyBestOfN(pipe, scorer, policy, max_batch=0)
+
+
+def test_live_search_script_reproduces_the_replayed_picks(evaluated, script, tmp_path, capsys):  # noqa: F811
+    """experiments/search_live.py: the plans chosen for each budget, run live in batches, pick the replay's seeds,
+    whose images the run judged, with the plan's denoiser calls."""
+    out = tmp_path / "live.json"
+    script("search_live").main(
+        ["--results", str(evaluated / "results"), "--budgets", "2", "3", "--prompts", "3", "--out", str(out)]
+    )
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["budget"] for r in rows] == [2.0, 3.0] and "| 2 |" in capsys.readouterr().out
+    for r in rows:
+        assert r["same_picks"] == r["prompts"] == 3 and r["max_judge_difference"] < 1e-4
+        assert r["judge_live"] == pytest.approx(r["judge_replay"], abs=1e-4)
+        assert r["calls_per_prompt_live"] == r["calls_per_prompt_plan"]

@@ -51,10 +51,10 @@ def test_results_page_and_readme_table_are_what_the_published_leaderboard_gives(
     """docs/results/world.md and the README's headline table are generated (`python tools/world_report.py --write`):
     a figure typed by hand, or a leaderboard republished without regenerating them, fails here."""
     module = script("world_report")
-    doc, guard, targets = module.published(ROOT / "leaderboards" / "world")
+    doc, guard, targets, live = module.published(ROOT / "leaderboards" / "world")
     build = json.loads((ROOT / "noisyclip_metrics" / "world" / "weights" / "BUILD.json").read_text(encoding="utf-8"))
     assert (ROOT / "docs" / "results" / "world.md").read_text(encoding="utf-8") == module.page(
-        doc, build, guard, targets
+        doc, build, guard, targets, live
     )
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert readme == module.readme_block(readme, doc)
@@ -62,7 +62,7 @@ def test_results_page_and_readme_table_are_what_the_published_leaderboard_gives(
 
 def test_the_readme_check_sees_an_edited_figure(script):
     module = script("world_report")
-    doc, _, _ = module.published(ROOT / "leaderboards" / "world")
+    doc, *_ = module.published(ROOT / "leaderboards" / "world")
     start, end = module.MARKERS
     readme = f"intro\n{start}\n{module.headline(doc)}{end}\nrest\n"
     assert module.readme_block(readme, doc) == readme
