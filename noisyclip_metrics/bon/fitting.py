@@ -235,26 +235,38 @@ def _best(means: np.ndarray, costs: np.ndarray) -> int:
 FoldFit = Callable[[np.ndarray, np.ndarray], tuple[tuple, np.ndarray, np.ndarray]]
 
 
-def _crossfit(groups: int, rows: np.ndarray, folds: int, repeats: int, seed: int, fold_fit: FoldFit) -> CrossFit:
-    """Average over ``repeats`` random splits of ``fold_fit(train, test) -> (choice, values, costs)`` on test."""
+def crossfit_splits(g: int, folds: int, repeats: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The ``(train, test)`` positions of every fold of every repeat, in the order :func:`_crossfit` visits them:
+    each repeat deals the ``g`` prompts into ``folds`` at random.
+
+    Raises:
+        InputError: for ``folds < 2``, ``repeats < 1`` or fewer prompts than folds.
+    """
     if not isinstance(folds, int) or isinstance(folds, bool) or folds < 2:
         raise InputError(f"folds: expected an int >= 2, got {folds!r}")
     if not isinstance(repeats, int) or isinstance(repeats, bool) or repeats < 1:
         raise InputError(f"repeats: expected an int >= 1, got {repeats!r}")
-    g = len(rows)
     if g < folds:
         raise InputError(f"folds: expected at most {g} (prompts with every score), got {folds}")
     rng = np.random.default_rng(seed)
-    values, costs = np.zeros(g), np.zeros(g)
-    chosen: dict[tuple, int] = {}
+    out = []
     for _ in range(repeats):
         fold = rng.permutation(g) % folds
-        for f in range(folds):
-            test = np.flatnonzero(fold == f)
-            choice, v, c = fold_fit(np.flatnonzero(fold != f), test)
-            values[test] += v
-            costs[test] += c
-            chosen[choice] = chosen.get(choice, 0) + 1
+        out += [(np.flatnonzero(fold != f), np.flatnonzero(fold == f)) for f in range(folds)]
+    return out
+
+
+def _crossfit(groups: int, rows: np.ndarray, folds: int, repeats: int, seed: int, fold_fit: FoldFit) -> CrossFit:
+    """Average over ``repeats`` random splits (:func:`crossfit_splits`) of ``fold_fit(train, test) -> (choice,
+    values, costs)`` on test."""
+    g = len(rows)
+    values, costs = np.zeros(g), np.zeros(g)
+    chosen: dict[tuple, int] = {}
+    for train, test in crossfit_splits(g, folds, repeats, seed):
+        choice, v, c = fold_fit(train, test)
+        values[test] += v
+        costs[test] += c
+        chosen[choice] = chosen.get(choice, 0) + 1
     out_v, out_c = np.full(groups, np.nan), np.full(groups, np.nan)
     out_v[rows], out_c[rows] = values / repeats, costs / repeats
     return CrossFit(out_v, out_c, dict(sorted(chosen.items(), key=lambda kv: (-kv[1], kv[0]))))

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from noisyclip_metrics.bon.fitting import CrossFit, _crossfit
+from noisyclip_metrics.bon.fitting import CrossFit, _crossfit, crossfit_splits
 from noisyclip_metrics.bon.offline import RunArrays, _simulate, final_only_scorers, reads_x0, run_costs
 from noisyclip_metrics.bon.policies import FunnelPolicy, OneShotPolicy, Policy, schedule_cost
 from noisyclip_metrics.errors import InputError
@@ -252,6 +252,7 @@ class SearchSpace:
     _final: np.ndarray = field(init=False)
     _cost: dict[str, float] = field(init=False)
     _values: dict[tuple[str, SearchPlan], np.ndarray] = field(init=False, default_factory=dict)
+    _costed: dict[str, list[tuple[SearchPlan, float]]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         a, steps = self.arrays, self.arrays.num_steps
@@ -365,17 +366,20 @@ class SearchSpace:
         for scorer in names:
             if scorer not in self._scores:
                 raise InputError(f"scorers: {scorer!r} is not a pruning scorer of this space {list(self.scorers)}")
-            pool = plans
-            if pool is None:
-                ns = range(max(2, math.ceil(budget - 1e-9)), self.max_n + 1)
-                pool = search_plans(self.num_steps, ns, steps=self.scored_steps(scorer))
-            for plan in pool:
-                if plan.n < budget - 1e-9 or (families and plan.family not in families):
+            pool = self._plans(scorer) if plans is None else [(p, self.spent(scorer, p)) for p in plans]
+            for plan, spent in pool:
+                if plan.n < budget - 1e-9 or spent > budget + 1e-9 or (families and plan.family not in families):
                     continue
-                spent = self.spent(scorer, plan)
-                if spent <= budget + 1e-9:
-                    out.append((scorer, plan, spent))
+                out.append((scorer, plan, spent))
         return out
+
+    def _plans(self, scorer: str) -> list[tuple[SearchPlan, float]]:
+        """Every plan of :func:`search_plans` up to ``max_n`` candidates at the steps the scorer scored, with what it
+        spends (computed once per scorer)."""
+        if scorer not in self._costed:
+            plans = search_plans(self.num_steps, range(2, self.max_n + 1), steps=self.scored_steps(scorer))
+            self._costed[scorer] = [(p, self.spent(scorer, p)) for p in plans]
+        return self._costed[scorer]
 
 
 def _matrix(space: SearchSpace, found: list[tuple[str, SearchPlan, float]]) -> tuple[np.ndarray, np.ndarray]:
@@ -446,9 +450,15 @@ def crossfit_search(
     if not found:
         raise InputError(f"budget: no plan of {families or list(FAMILIES)} fits {budget:g} full trajectories")
     values, spent = _matrix(space, found)
+    splits = crossfit_splits(space.prompts, folds, repeats, seed)
+    weights = np.zeros((space.prompts, len(splits)))
+    for j, (train, _) in enumerate(splits):
+        weights[train, j] = 1.0 / len(train)
+    means = values @ weights  # every fold's training mean of every candidate in one product
+    best = iter([_best(means[:, j], spent) for j in range(len(splits))])
 
     def fold_fit(train: np.ndarray, test: np.ndarray) -> tuple[tuple, np.ndarray, np.ndarray]:
-        i = _best(values[:, train].mean(axis=1), spent)
+        i = next(best)  # chosen on ``train``: the folds come in the order of the splits
         scorer, plan, _ = found[i]
         return (scorer, plan.label), values[i, test], np.full(len(test), spent[i])
 
