@@ -49,7 +49,7 @@ def numpy_reference(gold: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     gold2 = np.atleast_2d(gold)
     pred2 = np.atleast_2d(pred)
     diffs, deltas, base_num, rows = [], [], [], 0
-    for g, p in zip(gold2, pred2):
+    for g, p in zip(gold2, pred2, strict=True):
         n = g.size
         n_pairs = n * (n - 1) // 2
         correct0 = 0
@@ -91,7 +91,7 @@ def python_reference(gold: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
     pairs = []
     correct = []
     sizes = []
-    for r, (g, p) in enumerate(zip(gold2, pred2)):
+    for r, (g, p) in enumerate(zip(gold2, pred2, strict=True)):
         n = len(g)
         ok = 0
         for i in range(n):
@@ -104,7 +104,7 @@ def python_reference(gold: np.ndarray, pred: np.ndarray) -> tuple[float, float]:
         correct.append(ok)
         sizes.append(n * (n - 1) // 2)
     pairs.sort(key=lambda t: t[0])
-    total = sum(Fraction(c, s) for c, s in zip(correct, sizes))
+    total = sum(Fraction(c, s) for c, s in zip(correct, sizes, strict=True))
     best, best_eps = total, 0.0
     k = 0
     while k < len(pairs):

@@ -52,7 +52,7 @@ def policies(
 ) -> list[tuple[str, str, Policy]]:
     """(label, scorer, live policy) of the offline rows at the budget, and full-cost ``clip-final`` BoN unless not
     ``reference``."""
-    table = [dict(zip(rows, values)) for values in zip(*rows.values())]
+    table = [dict(zip(rows, values, strict=True)) for values in zip(*rows.values(), strict=True)]
     table = [r for r in table if r["n"] == n and r["m"] == 1]
     out = []
     for name in ("one-shot", "halving"):
@@ -71,7 +71,8 @@ def decisions_of(policy: Policy, n: int, steps: int) -> list[tuple[int, int]]:
     """The (step, survivors) plan of a one-shot or halving policy, as the offline BoN simulates it."""
     if isinstance(policy, OneShotPolicy):
         return [(policy.k, policy.m)]
-    return list(zip(policy.schedule, halving_counts(n, policy.m)))
+    # an offline halving schedule collapsed at T is shorter than halving_counts: the live policy stops halving there
+    return list(zip(policy.schedule, halving_counts(n, policy.m), strict=False))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
         steps, n = arrays.num_steps, args.n
         prow, pcol = arrays.groups(n)
         prow, pcol = prow[: args.prompts], pcol[: args.prompts]
-        texts = dict(zip(*(store.prompts(info.run_id)[c].to_pylist() for c in ("prompt_id", "prompt"))))
+        texts = dict(zip(*(store.prompts(info.run_id)[c].to_pylist() for c in ("prompt_id", "prompt")), strict=True))
         prompts = [texts[arrays.prompt_ids[p]] for p in prow]
         pipe, scorers = load_run_models(info, [args.scorer, "clip-final"])
         judge = build_judge(info.judge["source"], clip=info.scorers.get("clip-final", {}).get("model"))
@@ -128,8 +129,8 @@ def main(argv: list[str] | None = None) -> None:
                 live_judge += judge.judge(chunk, torch.cat([r.images for r in batch]))
                 calls += batch.denoiser_evals
             seconds = time.perf_counter() - t0
-            recorded = np.array([arrays.judge[p, column[s]] for p, s in zip(prow, live_seeds)])
-            same = int(sum(int(a) == int(b) for a, b in zip(live_seeds, offline)))
+            recorded = np.array([arrays.judge[p, column[s]] for p, s in zip(prow, live_seeds, strict=True)])
+            same = int(sum(int(a) == int(b) for a, b in zip(live_seeds, offline, strict=True)))
             plan_calls = schedule_cost(n, steps, plan, needs_model_output=reads_x0(info, name))[0]
             print(
                 f"| {info.model} | {name} {label} | {same} / {len(prompts)} | "

@@ -96,7 +96,7 @@ def accuracy_tables(guard: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
 def _rows(store: ResultsStore, run_id: str, n: int) -> tuple[Any, list[dict[str, Any]]]:
     arrays = load_run(store, run_id)
     table = bon_rows(arrays, ns=[n], final_scorer=None)
-    return arrays, [dict(zip(table, vals)) for vals in zip(*table.values())]
+    return arrays, [dict(zip(table, vals, strict=True)) for vals in zip(*table.values(), strict=True)]
 
 
 def _choose(rows: list[dict[str, Any]], scorer: str, budget: float) -> dict[str, Any] | None:

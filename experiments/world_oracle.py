@@ -116,7 +116,7 @@ def main() -> None:
         rng = np.random.default_rng([args.seed, 2, k])
         t0 = time.perf_counter()
         objects = [segment_image(fn(img, rng)) for img in images]
-        matched = [judge_objects(o, p) for o, p in zip(objects, prompts)]
+        matched = [judge_objects(o, p) for o, p in zip(objects, prompts, strict=True)]
         t_clean = t_clean or time.perf_counter() - t0
         shuffled = [judge_objects(objects[i], prompts[perm[i]]) for i in range(n)]
         hard = [judge_objects(objects[i], spec).aligned for i, _, spec in negatives]
@@ -126,7 +126,7 @@ def main() -> None:
     print("## Clean renders, judged against their own prompt\n")
     body = []
     for t in TEMPLATES:
-        res = [r for r, p in zip(clean_matched, prompts) if p.template == t]
+        res = [r for r, p in zip(clean_matched, prompts, strict=True) if p.template == t]
         if res:
             body.append([t, len(res), pct(np.mean([r.aligned for r in res])), f"{np.mean([r.score for r in res]):.3f}"])
     all_aligned = pct(np.mean([r.aligned for r in clean_matched]))
@@ -169,7 +169,7 @@ def main() -> None:
     body = []
     for name, matched, shuffled, hard in rows:
         m = np.mean([r.aligned for r in matched])
-        s = np.mean([not r.aligned for r, bad in zip(shuffled, mismatched) if bad])
+        s = np.mean([not r.aligned for r, bad in zip(shuffled, mismatched, strict=True) if bad])
         h = np.mean(~hard[~neg_truth])
         body.append([name, pct(m), pct(s), pct(h), pct((m + h) / 2), f"{np.mean([r.score for r in matched]):.3f}"])
     table(
@@ -191,7 +191,7 @@ def main() -> None:
     for name, _, _, hard in rows:
         cells = []
         for e in edits:
-            sel = [not a for a, (_, k, _), t in zip(hard, negatives, neg_truth) if k == e and not t]
+            sel = [not a for a, (_, k, _), t in zip(hard, negatives, neg_truth, strict=True) if k == e and not t]
             cells.append(pct(np.mean(sel)))
         body.append([name, *cells])
     table(["perturbation", *(f"{e} ({counts[e]})" for e in edits)], body)
@@ -201,7 +201,7 @@ def main() -> None:
     for name, matched, _, _ in rows:
         cells = []
         for t in TEMPLATES:
-            res = [r.aligned for r, p in zip(matched, prompts) if p.template == t]
+            res = [r.aligned for r, p in zip(matched, prompts, strict=True) if p.template == t]
             cells.append(pct(np.mean(res)) if res else "-")
         body.append([name, *cells])
     table(["perturbation", *TEMPLATES], body)

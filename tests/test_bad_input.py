@@ -90,7 +90,9 @@ def assets(tmp_path_factory) -> Path:
                 rows += [("score", k, 2, 10.0 * (2 - k), "clip", None, 0.1 * (seed + k), None) for k in range(3)]
                 for kind, step, steps, t, scorer, judge, score, aligned in rows:
                     for key, value in zip(
-                        cols, (kind, run_id, model, "bench", pid, seed, step, steps, t, scorer, judge, score, aligned)
+                        cols,
+                        (kind, run_id, model, "bench", pid, seed, step, steps, t, scorer, judge, score, aligned),
+                        strict=True,
                     ):
                         cols[key].append(value)
         store.append(run_id, cols, "chunk-0")

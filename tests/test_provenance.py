@@ -162,7 +162,7 @@ def test_trajectories_record_each_prompts_own_seeds(assets, tmp_path):
     kwargs = {"num_inference_steps": 2, "height": 32, "width": 32, "batch_size": 3, "progress": False}
     store = record_trajectories(pipe, tmp_path / "t", PROMPTS[:2], seeds, **kwargs)
     assert sorted((r.prompt, r.seed) for r in store.records()) == sorted(
-        (p, s) for p, own in zip(PROMPTS[:2], seeds) for s in own
+        (p, s) for p, own in zip(PROMPTS[:2], seeds, strict=True) for s in own
     )
     with pytest.raises(InputError, match="one list of seeds per prompt"):
         record_trajectories(pipe, tmp_path / "t", PROMPTS[:2], seeds[:1], **kwargs)

@@ -175,7 +175,7 @@ def stratified_groups(results: Path, resamples: int = 2000) -> None:
     for info in sorted(store.runs(), key=lambda r: r.model):
         arrays = load_run(store, info.run_id)
         table = store.prompts(info.run_id)
-        skills = dict(zip(table["prompt_id"].to_pylist(), table["skills"].to_pylist()))
+        skills = dict(zip(table["prompt_id"].to_pylist(), table["skills"].to_pylist(), strict=True))
         aligned, tifa = np.nanmean(arrays.aligned, axis=1), np.nanmean(arrays.judge, axis=1)
         cells: dict[tuple[str, bool], np.ndarray] = {}
         for group in ("basic", "advanced"):

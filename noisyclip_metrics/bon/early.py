@@ -411,7 +411,7 @@ class EarlyBestOfN:
         """Score the deciding prompts' rows in one call and record their decisions; the batch rows kept."""
         rows = [j for g in deciding for j in book.rows_of(g)]
         scores = self._score(scorer, state, rows, [book.prompts[book.alive[j]] for j in rows], k, output, images)
-        return book.decide(k, scorer.name, dict(zip(rows, scores.tolist())), choose, counts)
+        return book.decide(k, scorer.name, dict(zip(rows, scores.tolist(), strict=True)), choose, counts)
 
     def _run(
         self, groups: list[list[str]], group_seeds: list[list[int]], n: int, cfg: LoopSettings, t_start: float
@@ -596,12 +596,12 @@ class _Book:
             self.decisions[g].append(
                 Decision(
                     k,
-                    {self.seeds[self.alive[j]]: v for j, v in zip(own, values)},
+                    {self.seeds[self.alive[j]]: v for j, v in zip(own, values, strict=True)},
                     tuple(self.seeds[self.alive[j]] for j in kept),
                     scorer,
                 )
             )
-            for j, v in zip(own, values):
+            for j, v in zip(own, values, strict=True):
                 self.last_scores[self.alive[j]] = v
             keep += kept
         return keep

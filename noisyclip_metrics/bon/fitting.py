@@ -289,7 +289,7 @@ def _schedules(run: _Run, n: int, budget: float) -> _Schedules:
     for schedule in halving_schedules(n, steps):
         if not set(schedule) <= scored:
             continue
-        decisions = list(zip(schedule, counts))
+        decisions = list(zip(schedule, counts, strict=True))
         denoiser, scorings = schedule_cost(n, steps, decisions, needs_model_output=run.x0)
         fraction = plan_cost(n, steps, denoiser, scorings * run.cost_eq)
         if fraction <= budget + 1e-9:

@@ -173,6 +173,7 @@ def load_run(store: ResultsStore, run_id: str) -> RunArrays:
         cols["judge"],
         cols["score"],
         cols["aligned"],
+        strict=True,
     ):
         i, j = pidx[p], sidx[int(s)]
         if kind == "judgment":

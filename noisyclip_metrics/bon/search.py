@@ -197,7 +197,7 @@ def search_plans(
                         if schedule[-1] >= num_steps:
                             break
                         if ok.issuperset(schedule):
-                            plans[(n, tuple(zip(schedule, counts)))] = None
+                            plans[(n, tuple(zip(schedule, counts, strict=True)))] = None
     return [SearchPlan(n, decisions, cascade=decisions[-1][1] > 1) for n, decisions in plans]
 
 

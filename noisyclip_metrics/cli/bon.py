@@ -88,7 +88,7 @@ def _save(result: Any, out: Path, extra: dict[str, Any]) -> None:
     for stale in out.glob("chosen-*.png"):  # of an interrupted or earlier run
         stale.unlink()
     files = []
-    for rank, (seed, img) in enumerate(zip(result.seeds, result.images)):
+    for rank, (seed, img) in enumerate(zip(result.seeds, result.images, strict=True)):
         path = out / f"chosen-{rank}-seed{seed}.png"
         Image.fromarray((img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()).save(path)
         files.append(path.name)
@@ -270,7 +270,7 @@ def _run_run(args: argparse.Namespace) -> int:
         for start in range(0, len(todo), args.batch_prompts):
             chunk = todo[start : start + args.batch_prompts]
             batch = bon.run_batch([prompts[i] for i in chunk], **kwargs)
-            for i, result in zip(chunk, batch):
+            for i, result in zip(chunk, batch, strict=True):
                 _save(result, args.out / f"{i:04d}", {**extra, "prompt": prompts[i], "prompt_index": i})
             calls, full = calls + batch.denoiser_evals, full + batch.full_cost
             bar.update(len(chunk))
@@ -320,9 +320,11 @@ def _check_budget(policy: Any, n: int, steps: int | None, budget: float) -> floa
     if policy.name == "one-shot":
         decisions = [(policy.k, policy.m)]
     elif policy.name == "halving":
-        decisions = list(zip(policy.schedule, halving_counts(n, policy.m)))
+        # a --schedule may be shorter than the halvings to m (the survivors finish) or longer (alive = m already):
+        # the cost is that of its first len(halving_counts) decisions
+        decisions = list(zip(policy.schedule, halving_counts(n, policy.m), strict=False))
     elif policy.name == "funnel":
-        decisions = list(zip(policy.schedule, policy.survivors))
+        decisions = list(zip(policy.schedule, policy.survivors, strict=True))
     else:
         raise InputError(f"--budget: the {policy.name} policy's cost depends on the prompt; use --plan-from")
     spent = schedule_cost(n, t, decisions)[0] / t

@@ -289,7 +289,7 @@ def _run_score(args: argparse.Namespace) -> int:
             )
             with torch.no_grad():
                 scores = scorer.score(inputs).tolist()
-            for rec, s in zip(recs, scores):
+            for rec, s in zip(recs, scores, strict=True):
                 print(
                     json.dumps(
                         {"prompt_id": rec.prompt_id, "seed": rec.seed, "step": k, "scorer": args.scorer, "score": s}

@@ -125,7 +125,7 @@ class TrajectoryStore:
             raise InputError(f"prompt_ids: expected {len(batch)} ids, got {len(prompt_ids)}")
         records = [
             {"key": work_key(pid, seed), "prompt_id": str(pid), "prompt": p, "seed": int(seed)}
-            for pid, p, seed in zip(prompt_ids, batch.prompts, batch.seeds)
+            for pid, p, seed in zip(prompt_ids, batch.prompts, batch.seeds, strict=True)
         ]
         tensors = {
             "latents": batch.latents.contiguous(),
@@ -275,7 +275,10 @@ def record_trajectories(
     per_prompt = _seeds_per_prompt(seeds, len(prompts))
     done = store.keys()
     todo = [
-        (pid, p, s) for pid, p, own in zip(prompt_ids, prompts, per_prompt) for s in own if work_key(pid, s) not in done
+        (pid, p, s)
+        for pid, p, own in zip(prompt_ids, prompts, per_prompt, strict=True)
+        for s in own
+        if work_key(pid, s) not in done
     ]
     bar = tqdm(total=len(todo), desc="trajectories", unit="traj", disable=not progress)
     for start in range(0, len(todo), batch_size):

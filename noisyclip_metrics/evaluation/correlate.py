@@ -128,6 +128,7 @@ def _load_run(store: ResultsStore, info: RunInfo) -> _Run:
         rows["judge"],
         rows["score"],
         rows["aligned"],
+        strict=True,
     ):
         at = (p_index.get(pid), s_index.get(seed))
         if at[0] is None or at[1] is None:

@@ -178,7 +178,7 @@ class Curve:
     def points(self) -> list[dict[str, Any]]:
         """One dict per step: ``step``, ``fraction``, each metric with ``_low`` / ``_high``, ``pairs``."""
         out = []
-        for i, (k, f) in enumerate(zip(self.steps.tolist(), self.fractions.tolist())):
+        for i, (k, f) in enumerate(zip(self.steps.tolist(), self.fractions.tolist(), strict=True)):
             point: dict[str, Any] = {"step": int(k), "fraction": float(f)}
             for m in self.value:
                 point.update(

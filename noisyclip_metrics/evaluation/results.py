@@ -322,7 +322,7 @@ class ResultsStore:
         if path.exists():
             raise InputError(f"{path}: chunk already written")
         check_unique_rows(table, f"{path}: new chunk")
-        items = set(zip(table["prompt_id"].to_pylist(), table["seed"].to_pylist()))
+        items = set(zip(table["prompt_id"].to_pylist(), table["seed"].to_pylist(), strict=True))
         clash = sorted(items & self._known_items(run_id), key=str)
         if clash:
             raise InputError(
@@ -437,7 +437,7 @@ _UNREADABLE = (pa.ArrowInvalid, OSError, EOFError)
 def _read_items(path: Path) -> set[tuple[str, int]]:
     """The (prompt id, seed) items of one chunk file (reading its footer and those two columns)."""
     t = pq.read_table(path, columns=["prompt_id", "seed"])
-    return set(zip(t["prompt_id"].to_pylist(), t["seed"].to_pylist()))
+    return set(zip(t["prompt_id"].to_pylist(), t["seed"].to_pylist(), strict=True))
 
 
 def check_unique_rows(table: pa.Table, where: str) -> None:

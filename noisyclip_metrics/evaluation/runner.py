@@ -304,7 +304,9 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         benchmark=prompts.name,
         sampler=sampler,
         seeds=cfg.seeds,
-        scorers={s: {**scorer_info[s], "requires": sorted(sc.requires)} for s, sc in zip(cfg.scorers, scorers)},
+        scorers={
+            s: {**scorer_info[s], "requires": sorted(sc.requires)} for s, sc in zip(cfg.scorers, scorers, strict=True)
+        },
         judge=judge_info,
         model_info=model_info,
         package_version=__version__,
@@ -520,7 +522,9 @@ def _run_chunk(ctx: _RunContext, chunk: Sequence[tuple[Any, int]]) -> None:
         aligned: bool | None,
     ) -> None:
         for k, v in zip(
-            cols, (kind, run_id, model, benchmark, pid, seed, step, steps, t, scorer, judge_name, score, aligned)
+            cols,
+            (kind, run_id, model, benchmark, pid, seed, step, steps, t, scorer, judge_name, score, aligned),
+            strict=True,
         ):
             cols[k].append(v)
 
@@ -545,12 +549,12 @@ def _run_chunk(ctx: _RunContext, chunk: Sequence[tuple[Any, int]]) -> None:
                 ts = time.perf_counter()
                 values = scorer.score(inputs).tolist()
                 per_scorer[scorer.name] += time.perf_counter() - ts
-                for (p, s), v in zip(chunk, values):
+                for (p, s), v in zip(chunk, values, strict=True):
                     add("score", p.id, s, k, float(batch.timesteps[k]), scorer.name, None, float(v), None)
     t2 = time.perf_counter()
     seconds["score"] += t2 - t1
     verdicts = judge_detailed(judge, texts, batch.images, [p.id for p, _ in chunk], seeds)
-    for (p, s), (score, aligned) in zip(chunk, verdicts):
+    for (p, s), (score, aligned) in zip(chunk, verdicts, strict=True):
         add("judgment", p.id, s, None, None, None, getattr(judge, "name", "judge"), float(score), aligned)
     t3 = time.perf_counter()
     seconds["judge"] += t3 - t2
@@ -566,7 +570,7 @@ def _save_images(folder: Path, chunk: Sequence[tuple[Any, int]], images: torch.T
     from noisyclip_metrics.io.safepath import safe_join
 
     paths = [safe_join(folder, p.id, f"{s}.png", what="prompt id") for p, s in chunk]  # each inside folder, or none
-    for path, img in zip(paths, images):
+    for path, img in zip(paths, images, strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)
         arr = (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
         Image.fromarray(arr).save(path)

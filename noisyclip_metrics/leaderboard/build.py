@@ -195,7 +195,7 @@ def _merged_prompts(group: list[tuple[ResultsStore, RunInfo]]) -> tuple[list[str
     texts: dict[str, tuple[str, tuple[str, ...]]] = {}
     for store, run in group:
         table = store.prompts(run.run_id)
-        for pid, text, skills in zip(*(table[c].to_pylist() for c in ("prompt_id", "prompt", "skills"))):
+        for pid, text, skills in zip(*(table[c].to_pylist() for c in ("prompt_id", "prompt", "skills")), strict=True):
             entry = (text, with_skill_groups(skills or ()))
             if texts.setdefault(pid, entry)[0] != text:
                 raise SchemaError(
@@ -497,7 +497,7 @@ def leaderboard_document(
 
     bon_rows = _bon_rows(bon, entries)
     models = []
-    for e, mc in zip(entries, curves):
+    for e, mc in zip(entries, curves, strict=True):
         block = _curve_block(mc.overall, config)
         models.append(
             {
@@ -517,7 +517,9 @@ def leaderboard_document(
     order = sorted(range(len(models)), key=lambda i: (-_num(models[i]["final_judge_score"]), models[i]["name"]))
     models = [dict(models[i], rank=r + 1) for r, i in enumerate(order)]
     provenance = [
-        dict(run.to_json(), source=portable_path(src)) for e in entries for run, src in zip(e.runs, e.sources)
+        dict(run.to_json(), source=portable_path(src))
+        for e in entries
+        for run, src in zip(e.runs, e.sources, strict=True)
     ]
     doc: dict[str, Any] = {
         "schema": LEADERBOARD_SCHEMA,

@@ -70,7 +70,7 @@ def _ticks(a: float, b: float, n: int = 5) -> list[float]:
 
 def _segments(xs: Sequence[float], ys: Sequence[float]) -> list[list[tuple[float, float]]]:
     out: list[list[tuple[float, float]]] = [[]]
-    for x, y in zip(xs, ys):
+    for x, y in zip(xs, ys, strict=True):
         if math.isfinite(y):
             out[-1].append((x, y))
         elif out[-1]:
@@ -127,7 +127,11 @@ def svg_chart(
         xs, ys = [float(v) for v in s.x], [_f(v) for v in s.y]
         if s.low and s.high:
             lows, highs = [_f(v) for v in s.low], [_f(v) for v in s.high]
-            band = [(x, lo, hi) for x, lo, hi in zip(xs, lows, highs) if math.isfinite(lo) and math.isfinite(hi)]
+            band = [
+                (x, lo, hi)
+                for x, lo, hi in zip(xs, lows, highs, strict=True)
+                if math.isfinite(lo) and math.isfinite(hi)
+            ]
             if len(band) > 1:
                 pts = [f"{px(x)},{py(hi)}" for x, _, hi in band] + [f"{px(x)},{py(lo)}" for x, lo, _ in band[::-1]]
                 parts.append(f'<polygon points="{" ".join(pts)}" fill="{colour}" class="band"/>')

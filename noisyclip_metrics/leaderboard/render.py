@@ -312,7 +312,7 @@ def _drill(doc: dict[str, Any], entries: list[Any], fractions: tuple[float, ...]
                 columns.append(f"{scorer} @ {k / e.data.num_steps:.2f} (k={k})")
                 arrays.append(arr[k])
         prompts = []
-        for i, (pid, text, skills) in enumerate(zip(e.data.prompt_ids, e.prompts, e.skills)):
+        for i, (pid, text, skills) in enumerate(zip(e.data.prompt_ids, e.prompts, e.skills, strict=True)):
             judge = e.data.judge[i]
             prompts.append(
                 {

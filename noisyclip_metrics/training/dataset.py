@@ -83,7 +83,7 @@ class TrajectorySource:
     def latents(self, indices: Sequence[int], steps: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """``(n, C, h, w)`` latents (or x̂0) of trajectories ``indices`` at ``steps``, and their ``(n,)`` scales."""
         zs, scales = [], []
-        for i, k in zip(indices, steps):
+        for i, k in zip(indices, steps, strict=True):
             rec = self.records[int(i)]
             f = self._handle(rec.shard)
             zs.append(f.get_slice(self.read)[rec.row : rec.row + 1, int(k)][0])

@@ -144,7 +144,7 @@ def _place(
 ) -> list[PlacedObject] | None:
     groups = [g for g, o in enumerate(spec.objects) for _ in range(o.count)]
     shapes = [spec.objects[g].shape for g in groups]
-    offsets = [shape_centroid_offset(s, r) for s, r in zip(shapes, radii)]
+    offsets = [shape_centroid_offset(s, r) for s, r in zip(shapes, radii, strict=True)]
     gap, margin = canvas.min_gap * canvas.scale, canvas.relation_margin * canvas.scale
     border = canvas.border * canvas.scale
     pos: dict[int, tuple[float, float]] = {}
@@ -171,7 +171,7 @@ def _place(
         pos[i] = (float(X.flat[k]), float(Y.flat[k]))
     return [
         PlacedObject(spec.objects[g].colour, s, r, pos[i][0], pos[i][1], g)
-        for i, (g, s, r) in enumerate(zip(groups, shapes, radii))
+        for i, (g, s, r) in enumerate(zip(groups, shapes, radii, strict=True))
     ]
 
 

@@ -257,7 +257,9 @@ def judge_batch(
     floats = _check_values(arr, "images").transpose(0, 2, 3, 1)
     specs = [_as_spec(p, f"prompts[{i}]") for i, p in enumerate(prompts)]
     cfg = _scaled(config, canvas)
-    return [judge_objects(segment_image(img, canvas, config), spec, cfg) for img, spec in zip(floats, specs)]
+    return [
+        judge_objects(segment_image(img, canvas, config), spec, cfg) for img, spec in zip(floats, specs, strict=True)
+    ]
 
 
 def judge_trajectories(store: str | Path) -> dict[str, JudgeResult]:
@@ -267,5 +269,7 @@ def judge_trajectories(store: str | Path) -> dict[str, JudgeResult]:
 
     out: dict[str, JudgeResult] = {}
     for recs, tensors in TrajectoryStore.open(store).iter_shards(names=("images",)):
-        out.update(zip((r.key for r in recs), judge_batch(tensors["images"].numpy(), [r.prompt for r in recs])))
+        out.update(
+            zip((r.key for r in recs), judge_batch(tensors["images"].numpy(), [r.prompt for r in recs]), strict=True)
+        )
     return out

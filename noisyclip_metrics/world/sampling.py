@@ -165,7 +165,7 @@ def _sample(template: str, rng: np.random.Generator) -> SceneSpec:
             shapes = [SHAPES[int(i)] for i in rng.choice(len(SHAPES), size=k, replace=False)]
             counts = [int(rng.integers(1, 4)) for _ in shapes]
             if 2 <= sum(counts) <= MAX_OBJECTS:
-                return SceneSpec("universal", tuple(ObjectSpec(s, c, n) for s, n in zip(shapes, counts)))
+                return SceneSpec("universal", tuple(ObjectSpec(s, c, n) for s, n in zip(shapes, counts, strict=True)))
     raise InputError(f"template: expected one of {', '.join(TEMPLATES)}, got {template!r}")
 
 
@@ -251,7 +251,9 @@ def _enumerate_specs(template: str) -> Iterator[SceneSpec]:
                 for shapes in itertools.permutations(SHAPES, k):
                     for counts in itertools.product((1, 2, 3), repeat=k):
                         if 2 <= sum(counts) <= MAX_OBJECTS:
-                            yield SceneSpec("universal", tuple(ObjectSpec(s, c, n) for s, n in zip(shapes, counts)))
+                            yield SceneSpec(
+                                "universal", tuple(ObjectSpec(s, c, n) for s, n in zip(shapes, counts, strict=True))
+                            )
     else:
         raise InputError(f"template: expected one of {', '.join(TEMPLATES)}, got {template!r}")
 

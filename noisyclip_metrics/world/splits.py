@@ -115,7 +115,7 @@ def heldout_compositions(seed: int = 0, n_pairs: int = 3, n_relations: int = 3) 
     shapes = [SHAPES[int(i)] for i in rng.choice(len(SHAPES), size=n_pairs, replace=False)]
     triples = [canonical[int(i)] for i in rng.choice(len(canonical), size=n_relations, replace=False)]
     relations = {t for a, r, b in triples for t in ((a, r, b), (b, converse_relation(r), a))}
-    return HeldOut(frozenset(zip(colours, shapes)), frozenset(relations))
+    return HeldOut(frozenset(zip(colours, shapes, strict=True)), frozenset(relations))
 
 
 _BENCH_MIX = TemplateMix(

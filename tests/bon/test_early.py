@@ -119,7 +119,7 @@ def test_survivors_equal_the_plain_pipeline(pipes, models, family, kind):
             PROMPT, n=3, seeds=[10, 11, 12], num_inference_steps=T, **SIZE
         )
         assert result.images.shape == (2, 3, 32, 32)
-        for seed, image in zip(result.seeds, result.images):
+        for seed, image in zip(result.seeds, result.images, strict=True):
             torch.testing.assert_close(image, _plain(pipe, seed), atol=BATCH_ATOL, rtol=0)
     finally:
         pipe.scheduler = default
@@ -248,7 +248,7 @@ def _same_run(batched, alone, atol=BATCH_ATOL):
     assert [(d.step, d.kept, d.scorer, sorted(d.scores)) for d in batched.decisions] == [
         (d.step, d.kept, d.scorer, sorted(d.scores)) for d in alone.decisions
     ]
-    for b, a in zip(batched.decisions, alone.decisions):
+    for b, a in zip(batched.decisions, alone.decisions, strict=True):
         assert b.scores == pytest.approx(a.scores, abs=atol)
     torch.testing.assert_close(batched.images, alone.images, atol=atol, rtol=0)
 
@@ -266,7 +266,7 @@ def test_a_batch_of_prompts_gives_each_prompt_its_own_run(pipes, models, family,
             bon = EarlyBestOfN(pipe, build_scorer(name, model=models[family]), policy)
             batch = bon.run_batch(PROMPTS, n=4, seeds=[7, 8, 9, 10], num_inference_steps=T, **SIZE)
             assert len(batch) == 3 and [r.prompts[0] for r in batch] == PROMPTS
-            for prompt, result in zip(PROMPTS, batch):
+            for prompt, result in zip(PROMPTS, batch, strict=True):
                 alone = bon(prompt, n=4, seeds=[7, 8, 9, 10], num_inference_steps=T, **SIZE)
                 _same_run(result, alone)
                 assert result.seconds == batch.seconds and result.settings["batch_prompts"] == 3
@@ -296,7 +296,7 @@ def test_a_batch_with_prompts_pruned_at_different_rates(pipes, models):
     prompts = [PROMPT, "a dog", "three yellow stars", "a green triangle"]
     batch = bon.run_batch(prompts, n=5, num_inference_steps=T, **SIZE)
     alone = [bon(p, n=5, num_inference_steps=T, **SIZE) for p in prompts]
-    for result, own in zip(batch, alone):
+    for result, own in zip(batch, alone, strict=True):
         _same_run(result, own)
     widths = {tuple(len(d.scores) for d in r.decisions) for r in alone}
     assert len(widths) > 1  # the prompts were pruned differently: the per-group path was exercised
@@ -308,7 +308,7 @@ def test_a_batch_of_cascades(pipes, models, family):
     early, final = build_scorer("clip", model=models[family]), build_scorer("clip-final", model=models[family])
     bon = EarlyBestOfN(pipe, early, OneShotPolicy(k=1, m=3), final_scorer=final)
     batch = bon.run_batch(PROMPTS[:2], n=4, num_inference_steps=T, **SIZE)
-    for prompt, result in zip(PROMPTS, batch):
+    for prompt, result in zip(PROMPTS, batch, strict=False):  # the batch is PROMPTS[:2]
         _same_run(result, bon(prompt, n=4, num_inference_steps=T, **SIZE))
         assert result.final_scorer_evals == 3 and len(result.seeds) == 1
 

@@ -50,14 +50,14 @@ def test_fitted_schedule_is_the_best_within_budget_and_beats_every_linear_row(ru
     for budget in (0.35, 0.5, 0.7):
         fit = fit_halving_schedule(arrays, "settling", 6, budget)
         assert fit.cost_fraction <= budget and fit.prompts == 39 and fit.policy() == HalvingPolicy(fit.schedule)
-        picks = plan_scores(arrays, "settling", 6, list(zip(fit.schedule, (3, 2, 1))))
+        picks = plan_scores(arrays, "settling", 6, list(zip(fit.schedule, (3, 2, 1), strict=True)))
         assert fit.judge_score == pytest.approx(picks[ok].mean())
         for r in table:  # the linear family k, 2k, 3k is among the candidates
             if r["scorer"] == "settling" and r["policy"] == "halving" and r["cost_fraction"] <= budget:
                 linear = plan_scores(arrays, "settling", 6, _decisions(r["schedule"]))
                 assert fit.judge_score >= linear[ok].mean() - 1e-12
         brute = max(
-            plan_scores(arrays, "settling", 6, list(zip(s, (3, 2, 1))))[ok].mean()
+            plan_scores(arrays, "settling", 6, list(zip(s, (3, 2, 1), strict=True)))[ok].mean()
             for s in itertools.combinations(range(STEPS + 1), 3)
             if _cost(fit, s, arrays) <= budget + 1e-9
         )
@@ -68,13 +68,13 @@ def test_fitted_schedule_is_the_best_within_budget_and_beats_every_linear_row(ru
 
 def _decisions(schedule: str) -> list[tuple[int, int]]:
     steps = [int(x) for x in schedule.split(",")]
-    return list(zip(steps, (*(3, 2, 1)[: len(steps) - 1], 1)))
+    return list(zip(steps, (*(3, 2, 1)[: len(steps) - 1], 1), strict=True))
 
 
 def _cost(fit, schedule, arrays) -> float:
     from noisyclip_metrics.bon.offline import plan_cost, run_costs
 
-    den, sc = schedule_cost(6, STEPS, list(zip(schedule, (3, 2, 1))))
+    den, sc = schedule_cost(6, STEPS, list(zip(schedule, (3, 2, 1), strict=True)))
     return plan_cost(6, STEPS, den, sc * run_costs(arrays)["settling"])
 
 
@@ -85,13 +85,15 @@ def test_fit_on_a_subset_of_prompts(run):
     assert half.prompts == 20  # the incomplete prompt does not count
     full = fit_halving_schedule(arrays, "settling", 6, 0.5)
     on_first = {
-        f.schedule: plan_scores(arrays, "settling", 6, list(zip(f.schedule, (3, 2, 1))))[first].mean()
+        f.schedule: plan_scores(arrays, "settling", 6, list(zip(f.schedule, (3, 2, 1), strict=True)))[first].mean()
         for f in (half, full)
     }
     assert half.judge_score == pytest.approx(on_first[half.schedule])
     assert on_first[half.schedule] >= on_first[full.schedule] - 1e-12
     free = fit_halving_schedule(arrays, "settling", 6, 0.5, costs={"settling": 0.0})  # overrides the run's timing
-    assert free.cost_fraction == pytest.approx(schedule_cost(6, STEPS, list(zip(free.schedule, (3, 2, 1))))[0] / 48)
+    assert free.cost_fraction == pytest.approx(
+        schedule_cost(6, STEPS, list(zip(free.schedule, (3, 2, 1), strict=True)))[0] / 48
+    )
 
 
 def test_crossfit_is_deterministic_and_leaves_out_incomplete_prompts(run):

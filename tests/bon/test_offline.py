@@ -80,7 +80,7 @@ def make_store(
     }
 
     def add(*values):
-        for key, v in zip(cols, values):
+        for key, v in zip(cols, values, strict=True):
             cols[key].append(v)
 
     for i in reversed(range(p)):  # rows in no particular order

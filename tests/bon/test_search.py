@@ -247,7 +247,7 @@ def test_live_plan_equals_its_replay(evaluated, tmp_path, capsys):  # noqa: F811
     space = SearchSpace(arrays, max_n=6)
     fit = fit_search(space, 2.0)
     texts = store.prompts(arrays.info.run_id).to_pydict()
-    text_of = dict(zip(texts["prompt_id"], texts["prompt"]))
+    text_of = dict(zip(texts["prompt_id"], texts["prompt"], strict=True))
     assert fit.plan.n > 2  # more candidates started than Best-of-2 finishes
     for row, prompt_id in enumerate(arrays.prompt_ids):
         prompt, out = text_of[prompt_id], tmp_path / prompt_id

@@ -41,7 +41,7 @@ def _write_run(store: ResultsStore, run_id: str, model: str, judges=("oracle",),
     cols = {name: [] for name in ROW_SCHEMA.names}
 
     def add(*values):
-        for key, value in zip(cols, values):
+        for key, value in zip(cols, values, strict=True):
             cols[key].append(value)
 
     for pid, gold in GOLD.items():

@@ -118,7 +118,7 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 def _sorted_rows(root: Path) -> list[tuple]:
     t = ResultsStore.open(root).rows()
     cols = ["kind", "prompt_id", "seed", "step", "scorer", "judge", "score"]
-    return sorted(zip(*(t[c].to_pylist() for c in cols)), key=lambda r: tuple(str(v) for v in r[:6]))
+    return sorted(zip(*(t[c].to_pylist() for c in cols), strict=True), key=lambda r: tuple(str(v) for v in r[:6]))
 
 
 def _one_line_error(capsys: pytest.CaptureFixture[str], code: int) -> str:
@@ -271,7 +271,9 @@ def _rows(run_id: str, items: list[tuple[str, int]], model: str = "m", offset: f
         rows = [("judgment", None, None, None, "oracle", gold, gold > 0.5)]
         rows += [("score", k, 1.0 - k / 2, "noisyclip", None, gold * k / 2 + offset, None) for k in range(3)]
         for kind, step, t, scorer, judge, score, aligned in rows:
-            for key, v in zip(cols, (kind, run_id, model, "bench", p, s, step, 2, t, scorer, judge, score, aligned)):
+            for key, v in zip(
+                cols, (kind, run_id, model, "bench", p, s, step, 2, t, scorer, judge, score, aligned), strict=True
+            ):
                 cols[key].append(v)
     return cols
 

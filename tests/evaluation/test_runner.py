@@ -70,13 +70,14 @@ def _sorted_rows(out: Path) -> list[tuple]:
     t = ResultsStore.open(out).rows()
     cols = ["kind", "prompt_id", "seed", "step", "scorer", "judge", "score"]
     return sorted(
-        zip(*(t[c].to_pylist() for c in cols)), key=lambda r: tuple("" if v is None else str(v) for v in r[:6])
+        zip(*(t[c].to_pylist() for c in cols), strict=True),
+        key=lambda r: tuple("" if v is None else str(v) for v in r[:6]),
     )
 
 
 def _same(a: list[tuple], b: list[tuple]) -> None:
     assert len(a) == len(b)
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert x[:6] == y[:6]
         assert abs(x[6] - y[6]) < 1e-5
 
@@ -240,10 +241,13 @@ def test_score_every_scores_fewer_steps_and_is_part_of_the_identity(assets, tmp_
             *(
                 store.rows(full.run_id, kind="score")[c].to_pylist()
                 for c in ("prompt_id", "seed", "step", "scorer", "score")
-            )
+            ),
+            strict=True,
         )
     }
-    for p, s, k, n, v in zip(*(rows[c].to_pylist() for c in ("prompt_id", "seed", "step", "scorer", "score"))):
+    for p, s, k, n, v in zip(
+        *(rows[c].to_pylist() for c in ("prompt_id", "seed", "step", "scorer", "score")), strict=True
+    ):
         assert abs(every[(p, s, k, n)] - v) < 1e-6  # the same scores, at fewer steps
     ids = store.prompts(sparse.run_id)["prompt_id"].to_pylist()
     data = pivot_rows(store.rows(sparse.run_id), ids, sparse.seeds, 3, ["noisyclip", "clip", "clip-x0"])
@@ -280,7 +284,13 @@ def test_a_partial_judgments_file_is_refused_unless_allowed(assets, tmp_path, ca
     with pytest.warns(PartialJudgmentsWarning, match="1 of 12 candidates have no judgment"):
         assert main([*argv, "--allow-partial"]) == 0
     rows = ResultsStore.open(tmp_path / "res").rows(kind="judgment")
-    scores = dict(zip(zip(rows["prompt_id"].to_pylist(), rows["seed"].to_pylist()), rows["score"].to_pylist()))
+    scores = dict(
+        zip(
+            zip(rows["prompt_id"].to_pylist(), rows["seed"].to_pylist(), strict=True),
+            rows["score"].to_pylist(),
+            strict=True,
+        )
+    )
     assert len(scores) == 12 and scores[("p00001", 2)] == 3.0
     missing = scores[("p00003", 2)]
     assert missing is None or missing != missing  # NaN or null: no judgment, left out of curves and BoN

@@ -36,8 +36,8 @@ def _rows_of_pairs(gold, pred):
     if gold.ndim == 1:
         gold, pred = gold[None], pred[None]
     rows = []
-    for g, p in zip(gold.tolist(), pred.tolist()):
-        items = [(a, b) for a, b in zip(g, p) if not (math.isnan(a) or math.isnan(b))]
+    for g, p in zip(gold.tolist(), pred.tolist(), strict=True):
+        items = [(a, b) for a, b in zip(g, p, strict=True) if not (math.isnan(a) or math.isnan(b))]
         pairs = [(items[i], items[j]) for i in range(len(items)) for j in range(i + 1, len(items))]
         if pairs:
             rows.append(pairs)
@@ -277,7 +277,7 @@ def test_negative_epsilon_is_rejected():
 def _scipy_rowwise(fn, gold, pred, **kw):
     gold, pred = np.atleast_2d(gold), np.atleast_2d(pred)
     values = []
-    for g, p in zip(gold, pred):
+    for g, p in zip(gold, pred, strict=True):
         ok = ~np.isnan(g) & ~np.isnan(p)
         if ok.sum() < 2:
             continue
@@ -295,7 +295,7 @@ def _exact_pearson(g: np.ndarray, p: np.ndarray) -> tuple[float]:
 
     gf, pf = [Fraction(float(v)) for v in g], [Fraction(float(v)) for v in p]
     gm, pm = sum(gf) / len(gf), sum(pf) / len(pf)
-    sxy = sum((a - gm) * (b - pm) for a, b in zip(gf, pf))
+    sxy = sum((a - gm) * (b - pm) for a, b in zip(gf, pf, strict=True))
     sxx, syy = sum((a - gm) ** 2 for a in gf), sum((b - pm) ** 2 for b in pf)
     return (float("nan") if sxx == 0 or syy == 0 else float(sxy) / math.sqrt(float(sxx) * float(syy)),)
 

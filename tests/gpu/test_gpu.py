@@ -84,7 +84,8 @@ def survivors_match(pipe: Any, scorer: Any, policy: Any, steps: int, n: int = 6,
         PROMPT, n=n, seeds=list(range(20, 20 + n)), num_inference_steps=steps, **kwargs
     )
     worst = max(
-        float((img - plain(pipe, s, steps, **kwargs)).abs().max()) for s, img in zip(result.seeds, result.images)
+        float((img - plain(pipe, s, steps, **kwargs)).abs().max())
+        for s, img in zip(result.seeds, result.images, strict=True)
     )
     assert worst <= TOL[pipe.dtype], f"a survivor differs from the plain pipeline by {worst:.2e}"
     assert result.denoiser_evals < n * steps, "nothing was stopped early: the check did not test pruning"
@@ -146,7 +147,7 @@ def test_run_batch_picks_what_each_prompt_picks_alone(device, half, record_prope
         bon = EarlyBestOfN(pipe, scorer, HalvingPolicy((3, 6, 9)))
         batch = bon.run_batch(PROMPTS, n=6, seeds=list(range(20, 26)), num_inference_steps=20)
         same, worst = 0, 0.0
-        for prompt, result in zip(PROMPTS, batch):
+        for prompt, result in zip(PROMPTS, batch, strict=True):
             alone = bon(prompt, n=6, seeds=list(range(20, 26)), num_inference_steps=20)
             same += alone.seeds == result.seeds
             worst = max(worst, float((result.images[0] - plain(pipe, result.seeds[0], 20, prompt)).abs().max()))
@@ -309,7 +310,7 @@ def test_training_interrupted_and_resumed_equals_uninterrupted(device, tmp_path,
     assert whole is not None and resumed is not None
     diff = max(
         float((a - b).abs().max())
-        for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values())
+        for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values(), strict=True)
     )
     assert diff <= 1e-4, f"resumed run differs by {diff:.2e}"
     assert next(whole.model.parameters()).device.type == device.type, f"the model did not train on {device}"

@@ -104,7 +104,7 @@ def write_run(
                 judge[j],
                 judge[j] > 0.5,
             ]
-            for k, v in zip(cols, row):
+            for k, v in zip(cols, row, strict=True):
                 cols[k].append(v)
             for step in range(steps + 1):
                 for name, f in SCORERS.items():
@@ -123,7 +123,7 @@ def write_run(
                         float(f(judge, step, steps)[j]),
                         None,
                     ]
-                    for k, v in zip(cols, row):
+                    for k, v in zip(cols, row, strict=True):
                         cols[k].append(v)
     store.append(run_id, cols, f"chunk-{len(store.chunk_files(run_id))}")
     return run_id

@@ -26,7 +26,7 @@ def _close(a: object, b: object, path: str = "") -> None:
             _close(a[k], b[k], f"{path}.{k}")
     elif isinstance(a, list):
         assert isinstance(b, list) and len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
             _close(x, y, f"{path}[{i}]")
     elif isinstance(a, float) and isinstance(b, (int, float)):
         assert (math.isnan(a) and math.isnan(b)) or abs(a - b) <= 1e-4, f"{path}: {a} != {b}"
@@ -73,7 +73,7 @@ def test_published_slice_is_reproduced(tmp_path):
         "rank",
     )
     assert [m["name"] for m in mine["models"]] == [m["name"] for m in published["models"]]
-    for ours, theirs in zip(mine["models"], published["models"]):
+    for ours, theirs in zip(mine["models"], published["models"], strict=True):
         _close({k: ours.get(k) for k in keep}, {k: theirs.get(k) for k in keep}, ours["name"])
 
 

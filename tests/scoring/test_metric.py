@@ -251,7 +251,7 @@ def _run_two_ranks(tmp_path: Path) -> tuple[dict[int, tuple[float, float]], floa
         for r in range(2)
     ]
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (_, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-2000:]
     lines = [line.split() for out, _ in outs for line in out.splitlines()]
     ranks = {int(w[1]): (float(w[2]), float(w[3])) for w in lines if w[0] == "RANK"}

@@ -60,7 +60,7 @@ def test_hf_tokenizer_from_same_folder_gives_same_ids(full_dir: Path) -> None:
     hf = load_clip_tokenizer(full_dir, model_max_length=77)
     assert hf.bos_token_id == 49406 and hf.eos_token_id == 49407 and hf.pad_token_id == 49407
     assert hf.model_max_length == 77
-    for text, row in zip(SENTENCES, ours(SENTENCES)):
+    for text, row in zip(SENTENCES, ours(SENTENCES), strict=True):
         assert hf(text).input_ids == _unpadded(row), text
     padded = hf(SENTENCES[:2], padding="max_length", truncation=True, return_tensors="pt").input_ids
     assert padded.shape == (2, 77)
@@ -79,7 +79,7 @@ def test_truncated_vocab_is_consistent(tmp_path: Path, n_merges: int) -> None:
     hf = load_clip_tokenizer(folder, model_max_length=40)
     tokens = ours(SENTENCES)
     assert int(tokens.max()) == ours.eot_token_id
-    for text, row in zip(SENTENCES, tokens):
+    for text, row in zip(SENTENCES, tokens, strict=True):
         assert hf(text, truncation=True).input_ids == _unpadded(row), text
         # argmax pooling finds the eot
         assert row[row.argmax()].item() == ours.eot_token_id

@@ -427,5 +427,5 @@ def test_trajectory_recording_keeps_the_step_index_of_repeated_timesteps():
             kept.append(sched.model_outputs[-1].clone())  # DPM-Solver++'s own x̂0
     assert [r[4] for r in records] == list(range(50))
     assert len({r[2] for r in records}) < 50  # some steps share a timestep
-    for (sample, output, t, _, index), own in zip(records, kept):
+    for (sample, output, t, _, index), own in zip(records, kept, strict=True):
         assert _rel(estimate_x0(sched, sample, t, output, step_index=index), own) <= 1e-5

@@ -139,7 +139,7 @@ def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path):
 
     shutil.rmtree(ckpts[-1])
     resumed, _ = train_world_vae(tmp_path / "part", short, progress=False)
-    for (k, v), w in zip(full.state_dict().items(), resumed.state_dict().values()):
+    for (k, v), w in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(v, w, atol=1e-6, rtol=0, msg=k)
     with pytest.raises(ConfigMismatchError):
         train_world_vae(tmp_path / "part", VaeStageConfig(**{**cfg.__dict__, "lr": 1e-4}), progress=False)

@@ -137,7 +137,7 @@ def test_clean_renders_all_aligned_and_shuffled_mostly_not() -> None:
     assert all(r.score == 1.0 for r in results)
     shifted = prompts[1:] + prompts[:1]
     shuffled = judge_batch(images, shifted)
-    truth = [judge_objects(lay.scene_objects(), p).aligned for lay, p in zip(layouts, shifted)]
+    truth = [judge_objects(lay.scene_objects(), p).aligned for lay, p in zip(layouts, shifted, strict=True)]
     assert [r.aligned for r in shuffled] == truth
     assert np.mean(truth) < 0.05
 

@@ -56,8 +56,8 @@ def test_layouts_satisfy_their_specs() -> None:
             assert not any(spec.absent.matches(o.colour, o.shape) for o in objs)
         truth = layout.scene_objects()
         if spec.relation is not None:  # margin beyond the judge's dominance rule
-            subjects = [t for t, o in zip(truth, objs) if o.group == 0]
-            ref = next(t for t, o in zip(truth, objs) if o.group == 1)
+            subjects = [t for t, o in zip(truth, objs, strict=True) if o.group == 0]
+            ref = next(t for t, o in zip(truth, objs, strict=True) if o.group == 1)
             for s in subjects:
                 dx, dy = ref.cx - s.cx, ref.cy - s.cy
                 along = {"left of": dx, "right of": -dx, "above": dy, "below": -dy}[spec.relation]

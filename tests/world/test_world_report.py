@@ -17,7 +17,7 @@ def test_model_table_leads_with_the_skill_groups_that_cover_every_prompt(script,
     )
     groups = [line for line in lines if line.startswith("| sd-")][len(doc["models"]) :]
     assert len(groups) == len(doc["models"])
-    for m, line in zip(doc["models"], groups):
+    for m, line in zip(doc["models"], groups, strict=True):
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[0] == m["name"]
         # every world prompt names an object, so each is basic or advanced, never both

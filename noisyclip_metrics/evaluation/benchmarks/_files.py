@@ -174,7 +174,7 @@ def read_table(
             raise DataFileError(
                 f"{where(path, line)}: expected {len(header)} fields as in the header, found {len(record)}"
             )
-        rows.append((line, dict(zip(header, record))))
+        rows.append((line, dict(zip(header, record, strict=True))))
         k += 1
     return header, rows
 

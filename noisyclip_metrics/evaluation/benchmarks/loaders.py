@@ -314,7 +314,7 @@ def load_geneval(spec: BenchmarkSpec, source: Source) -> list[Prompt]:
         listed = read_lines(check)
         if len(listed) != len(prompts):
             raise DataFileError(f"{check}: {len(listed)} prompts, but {path.name} has {len(prompts)}")
-        for (line, text), prompt in zip(listed, prompts):
+        for (line, text), prompt in zip(listed, prompts, strict=True):
             if text != prompt.text.strip():
                 raise DataFileError(
                     f"{where(check, line)}: {text!r} differs from {path.name} prompt {prompt.id} {prompt.text!r}"

@@ -99,7 +99,7 @@ class VQAScoreJudge:
             raise InputError(f"prompts and images must have the same length, got {len(prompts)} and {len(images)}")
         with tempfile.TemporaryDirectory(prefix="noisyclip-vqascore-") as tmp:
             paths = [_as_path(image, Path(tmp) / f"{k:06d}.png") for k, image in enumerate(images)]
-            dataset = [{"images": [p], "texts": [t]} for p, t in zip(paths, prompts)]
+            dataset = [{"images": [p], "texts": [t]} for p, t in zip(paths, prompts, strict=True)]
             scores = self.score.batch_forward(dataset=dataset, batch_size=self.batch_size)
         return [float(s) for s in torch.as_tensor(scores).reshape(len(prompts), -1)[:, 0].tolist()]
 

@@ -108,7 +108,7 @@ class PrecomputedJudge:
         if len(prompts) != len(images):
             raise InputError(f"prompts and images must have the same length, got {len(prompts)} and {len(images)}")
         out = []
-        for prompt, image in zip(prompts, images):
+        for prompt, image in zip(prompts, images, strict=True):
             candidate = getattr(image, "candidate_id", image)
             key = (self._prompt_id(str(prompt)), str(candidate))
             if key not in self._scores:

@@ -266,7 +266,7 @@ def read_imagereward_rankings(path: str | Path, *, judge: str = "human-rank") ->
                 f"{where(path, json_entry_line(path, k), 'ranking')}: expected id, and generations and ranking lists "
                 "of equal length"
             )
-        for image, rank in zip(record["generations"], record["ranking"]):
+        for image, rank in zip(record["generations"], record["ranking"], strict=True):
             value = as_number(rank, path, None, "ranking") if isinstance(rank, (int, float)) else None
             if value is None or value < 1 or value != int(value):
                 raise DataFileError(

@@ -348,7 +348,7 @@ def _branch_and_bound(problem: PairProblem, rng: np.random.Generator) -> tuple[N
         if a_e.size:
             best = max(best, (a_e - b_e).max())
         pos = 0
-        for (lo, hi, a_lo, b_lo, n_lo, a_hi, b_hi, n_hi), edges in zip(to_split, inner):
+        for (lo, hi, a_lo, b_lo, n_lo, a_hi, b_hi, n_hi), edges in zip(to_split, inner, strict=True):
             k = edges.size
             xs = np.concatenate([[lo], edges, [hi]])
             a_s = np.concatenate([[a_lo], a_e[pos : pos + k], [a_hi]])

@@ -106,7 +106,9 @@ def bootstrap_ci(
         )
     low = np.atleast_1d(res.confidence_interval.low)
     high = np.atleast_1d(res.confidence_interval.high)
-    return tuple(Estimate(float(v), float(lo), float(hi), confidence_level) for v, lo, hi in zip(full, low, high))
+    return tuple(
+        Estimate(float(v), float(lo), float(hi), confidence_level) for v, lo, hi in zip(full, low, high, strict=True)
+    )
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,7 @@ def agreement(
         all_stats, gold, pred, n_resamples=n_resamples, confidence_level=confidence_level, method=method, seed=seed
     )
     return Agreement(
-        **dict(zip(names, estimates)),
+        **dict(zip(names, estimates, strict=True)),
         epsilon=pairwise_accuracy(gold, pred).epsilon,
         n_items=int(m.valid.sum()),
         n_groups=int((m.counts >= 2).sum()),
