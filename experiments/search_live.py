@@ -41,7 +41,7 @@ def check_run(
     info, steps = arrays.info, arrays.num_steps
     judged = (~np.isnan(arrays.judge)).sum(axis=1)
     space = SearchSpace(arrays, max_n=max_n or int(judged.min()))
-    texts = dict(zip(*(store.prompts(run_id)[c].to_pylist() for c in ("prompt_id", "prompt"))))
+    texts = dict(zip(*(store.prompts(run_id)[c].to_pylist() for c in ("prompt_id", "prompt")), strict=True))
     take = np.arange(min(prompts, space.prompts))
     chosen = {b: fit_search(space, b) for b in budgets}
     pipe, scorers = load_run_models(info, sorted({f.scorer for f in chosen.values()} | {"clip-final"}))
@@ -67,7 +67,7 @@ def check_run(
         replay_seeds = space.pick_seeds(fit.scorer, plan)[take]
         replay_judge = space.values(fit.scorer, plan)[take]
         column = {int(s): j for j, s in enumerate(arrays.seeds)}
-        recorded = np.array([arrays.judge[space.rows[i], column[s]] for i, s in zip(take, live_seeds)])
+        recorded = np.array([arrays.judge[space.rows[i], column[s]] for i, s in zip(take, live_seeds, strict=True)])
         plan_calls = schedule_cost(plan.n, steps, plan.decisions, needs_model_output=reads_x0(info, fit.scorer))[0]
         out.append(
             {
@@ -77,7 +77,7 @@ def check_run(
                 "scorer": fit.scorer,
                 "plan": plan.label,
                 "prompts": len(take),
-                "same_picks": int(sum(a == b for a, b in zip(live_seeds, replay_seeds))),
+                "same_picks": int(sum(a == b for a, b in zip(live_seeds, replay_seeds, strict=True))),
                 "max_judge_difference": float(np.abs(np.array(live_judge) - recorded).max()),
                 "judge_live": float(np.mean(live_judge)),
                 "judge_replay": float(np.mean(replay_judge)),
