@@ -329,6 +329,39 @@ class FluxAdapter:
             out = neg + state.options["true_cfg_scale"] * (out - neg)
         return out
 
+    def inputs(self, state: LoopState) -> DenoiserInputs:
+        """The transformer's inputs at the current latents (one timestep per row); runs with true CFG, which call
+        the transformer twice, are refused."""
+        if state.options["true_cfg"]:
+            raise InputError("negative_prompt: a FLUX run with true CFG calls the transformer twice; run it alone")
+        t = state.timesteps[state.step]
+        state.pipe._current_timestep = t
+        rows = {
+            "guidance": state.tensors.get("guidance"),
+            "pooled_projections": state.tensors["pooled"],
+            "encoder_hidden_states": state.tensors["prompt_embeds"],
+        }
+        shared = {"txt_ids": state.options["text_ids"], "img_ids": state.options["image_ids"]}
+        return DenoiserInputs(state.latents, t.expand(state.batch).to(state.latents.dtype), rows, shared)
+
+    def denoise(self, pipe: Any, inputs: DenoiserInputs) -> torch.Tensor:
+        """One transformer call on (possibly several runs') inputs."""
+        transformer = pipe.transformer
+        context = transformer.cache_context("cond") if hasattr(transformer, "cache_context") else nullcontext()
+        with context:
+            return transformer(
+                hidden_states=inputs.sample,
+                timestep=inputs.timesteps / 1000,
+                joint_attention_kwargs={},  # what prepare() sets on every run
+                return_dict=False,
+                **inputs.rows,
+                **inputs.shared,
+            )[0]
+
+    def combine(self, state: LoopState, out: torch.Tensor) -> torch.Tensor:
+        """The run's rows as they are (FLUX's guidance is distilled into the transformer)."""
+        return out
+
     def unpack(self, state: LoopState, latents: torch.Tensor) -> torch.Tensor:
         return unpack_flux(latents, state.height, state.width, state.pipe.vae_scale_factor)
 

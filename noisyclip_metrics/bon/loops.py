@@ -28,7 +28,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import torch
@@ -145,13 +145,15 @@ class LoopState:
 
 @dataclass(frozen=True)
 class DenoiserInputs:
-    """One denoiser call's inputs: ``sample`` and ``timesteps`` (one per row) and the per-row conditioning ``rows``
-    (keyword arguments of the denoiser, ``None`` for an unused one), in the row order of ``sample``. Inputs of several
-    runs stacked row-wise (:func:`stack_inputs`) make one call whose output rows are theirs."""
+    """One denoiser call's inputs: ``sample`` and ``timesteps`` (one per row), the per-row conditioning ``rows``
+    (keyword arguments of the denoiser, ``None`` for an unused one) in the row order of ``sample``, and ``shared``
+    keyword arguments that are not per row (FLUX's position ids: the same for every run of one setting). Inputs of
+    several runs stacked row-wise (:func:`stack_inputs`) make one call whose output rows are theirs."""
 
     sample: torch.Tensor
     timesteps: torch.Tensor
     rows: dict[str, torch.Tensor | None]
+    shared: dict[str, Any] = field(default_factory=dict)
 
     @property
     def batch(self) -> int:
@@ -166,7 +168,7 @@ def stack_inputs(parts: Sequence[DenoiserInputs]) -> DenoiserInputs:
         values = [p.rows[name] for p in parts]
         rows[name] = None if values[0] is None else torch.cat(values)  # type: ignore[arg-type]
     timesteps = torch.cat([p.timesteps.to(parts[0].timesteps.dtype) for p in parts])
-    return DenoiserInputs(torch.cat([p.sample for p in parts]), timesteps, rows)
+    return DenoiserInputs(torch.cat([p.sample for p in parts]), timesteps, rows, parts[0].shared)
 
 
 class LoopAdapter(Protocol):

@@ -10,8 +10,8 @@ policy exactly as alone, so each candidate's latents, picks and images equal tho
 tolerance (the batch composition changes the last bits).
 
 Supported: the pipelines whose loop adapter splits a denoiser call into inputs, call and guidance
-(``inputs`` / ``denoise`` / ``combine``: SD, SDXL and SD3); FLUX, whose true-CFG runs call the transformer twice,
-is refused.
+(``inputs`` / ``denoise`` / ``combine``): SD, SDXL, SD3 and FLUX; a FLUX run with true CFG (a negative prompt and
+``true_cfg_scale``), which calls the transformer twice per step, is refused.
 
 Examples:
     >>> import tempfile
@@ -58,7 +58,7 @@ class StreamBestOfN:
     """Early-stopping Best-of-N over a stream of prompts with continuous batching (see the module docstring).
 
     Args:
-        pipe: an SD, SDXL or SD3 pipeline.
+        pipe: an SD, SDXL, SD3 or FLUX pipeline.
         scorer: the scorer that prunes.
         policy: the early-stopping policy (default: one-shot at ``k = 0``).
         final_scorer: a cascade's final scorer.
@@ -83,7 +83,7 @@ class StreamBestOfN:
         adapter = self.engine.adapter
         if not all(hasattr(adapter, name) for name in ("inputs", "denoise", "combine")):
             raise InputError(
-                f"pipe: continuous batching needs a loop that splits a denoiser call (SD, SDXL, SD3); "
+                f"pipe: continuous batching needs a loop that splits a denoiser call (SD, SDXL, SD3, FLUX); "
                 f"{type(pipe).__name__} is not supported, use EarlyBestOfN.run_batch"
             )
         if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:

@@ -27,6 +27,8 @@ SEEDS = [7, 8, 9, 10]
         ("sdxl", "dpm++"),
         ("sd3", "default"),
         ("sd3", "dpm++"),
+        ("flux", "default"),
+        ("flux", "dpm++"),
     ],
 )
 def test_every_run_of_a_stream_is_the_run_alone(pipes, models, family, kind):  # noqa: F811
@@ -69,9 +71,11 @@ def test_chunked_calls_and_one_slot(pipes, models):  # noqa: F811
     assert batch[0].settings["denoiser_calls"] == len(STREAM) * T  # one slot: no two runs share a call
 
 
-def test_unsupported_pipelines_and_bad_input(pipes, models):  # noqa: F811
-    with pytest.raises(InputError, match=r"FluxPipeline is not supported, use EarlyBestOfN\.run_batch"):
-        StreamBestOfN(pipes("flux"), build_scorer("clip", model=models["flux"]))
+def test_flux_true_cfg_and_bad_input_are_refused(pipes, models):  # noqa: F811
+    """A FLUX run with true CFG calls the transformer twice per step; a stream refuses it before any call."""
+    stream = StreamBestOfN(pipes("flux"), build_scorer("clip", model=models["flux"]))
+    with pytest.raises(InputError, match="true CFG calls the transformer twice; run it alone"):
+        stream.run(STREAM[:2], n=2, num_inference_steps=T, negative_prompt="a dog", true_cfg_scale=2.0, **SIZE)
     scorer = build_scorer("clip", model=models["sd"])
     with pytest.raises(InputError, match="slots: expected an integer >= 1"):
         StreamBestOfN(pipes("sd"), scorer, slots=0)
