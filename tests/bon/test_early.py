@@ -308,7 +308,7 @@ def test_a_batch_of_cascades(pipes, models, family):
     early, final = build_scorer("clip", model=models[family]), build_scorer("clip-final", model=models[family])
     bon = EarlyBestOfN(pipe, early, OneShotPolicy(k=1, m=3), final_scorer=final)
     batch = bon.run_batch(PROMPTS[:2], n=4, num_inference_steps=T, **SIZE)
-    for prompt, result in zip(PROMPTS, batch, strict=False):  # the batch is PROMPTS[:2]
+    for prompt, result in zip(PROMPTS[:2], batch, strict=True):
         _same_run(result, bon(prompt, n=4, num_inference_steps=T, **SIZE))
         assert result.final_scorer_evals == 3 and len(result.seeds) == 1
 
