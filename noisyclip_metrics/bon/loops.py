@@ -160,6 +160,11 @@ class DenoiserInputs:
         """Rows."""
         return int(self.sample.shape[0])
 
+    def slice(self, start: int, stop: int) -> DenoiserInputs:
+        """Rows ``start:stop`` (the shared arguments as they are)."""
+        rows = {k: None if v is None else v[start:stop] for k, v in self.rows.items()}
+        return replace(self, sample=self.sample[start:stop], timesteps=self.timesteps[start:stop], rows=rows)
+
 
 def stack_inputs(parts: Sequence[DenoiserInputs]) -> DenoiserInputs:
     """Several runs' denoiser inputs as one (rows in order; every part must have the same conditioning keys)."""

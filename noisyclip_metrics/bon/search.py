@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from noisyclip_metrics.bon.fitting import CrossFit, _crossfit, crossfit_splits
+from noisyclip_metrics.bon.fitting import CrossFit, _best, _crossfit, crossfit_splits
 from noisyclip_metrics.bon.offline import RunArrays, _simulate, final_only_scorers, reads_x0, run_costs
 from noisyclip_metrics.bon.policies import FunnelPolicy, OneShotPolicy, Policy, schedule_cost
 from noisyclip_metrics.errors import InputError
@@ -385,12 +385,6 @@ class SearchSpace:
 def _matrix(space: SearchSpace, found: list[tuple[str, SearchPlan, float]]) -> tuple[np.ndarray, np.ndarray]:
     values = np.stack([space.values(scorer, plan) for scorer, plan, _ in found])
     return values, np.asarray([spent for *_, spent in found])
-
-
-def _best(means: np.ndarray, spent: np.ndarray) -> int:
-    """Index of the best mean (ties: the cheaper, then the first)."""
-    top = np.flatnonzero(means >= means.max() - 1e-12)
-    return int(min(top, key=lambda i: (spent[i], i)))
 
 
 def fit_search(

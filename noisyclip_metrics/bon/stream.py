@@ -99,16 +99,8 @@ class StreamBestOfN:
         stacked = stack_inputs(parts)
         per_candidate = stacked.batch // sum(s.batch for s in states)  # 2 with classifier-free guidance
         rows = stacked.batch if self.max_batch is None else self.max_batch * per_candidate
-        outs = []
-        for start in range(0, stacked.batch, rows):
-            chunk = dataclasses.replace(
-                stacked,
-                sample=stacked.sample[start : start + rows],
-                timesteps=stacked.timesteps[start : start + rows],
-                rows={k: None if v is None else v[start : start + rows] for k, v in stacked.rows.items()},
-            )
-            outs.append(adapter.denoise(self.pipe, chunk))
-        out = torch.cat(outs)
+        chunks = range(0, stacked.batch, rows)
+        out = torch.cat([adapter.denoise(self.pipe, stacked.slice(start, start + rows)) for start in chunks])
         self.calls, self.rows = self.calls + 1, self.rows + sum(s.batch for s in states)
         pieces = out.split([p.batch for p in parts])
         return [adapter.combine(s, piece) for s, piece in zip(states, pieces, strict=True)]

@@ -337,17 +337,22 @@ def _configure_offline(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", required=True, type=Path, help="results folder (noisyclip evaluate --out)")
     p.add_argument("--run", default=None, help="one run id (default: every run)")
     p.add_argument("--n", type=int, nargs="+", default=[2, 4, 6, 8], help="values of N (default: 2 4 6 8)")
+    _add_scorer_cost(p)
+    p.add_argument(
+        "--final-scorer",
+        default="clip-final",
+        help="final judge of the cascade rows (top-m, then this scorer; default: clip-final; 'none': off)",
+    )
+
+
+def _add_scorer_cost(p: argparse.ArgumentParser) -> None:
+    """``--scorer-cost SCORER=EQ ...``, read by :func:`_scorer_costs` (offline, fit and search)."""
     p.add_argument(
         "--scorer-cost",
         nargs="+",
         default=None,
         metavar="SCORER=EQ",
         help="scorer cost per scoring in denoiser-call equivalents (default: from the run's timing)",
-    )
-    p.add_argument(
-        "--final-scorer",
-        default="clip-final",
-        help="final judge of the cascade rows (top-m, then this scorer; default: clip-final; 'none': off)",
     )
 
 
@@ -410,13 +415,7 @@ def _configure_fit(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=6, help="candidates N (default: 6)")
     p.add_argument("--budget", type=float, required=True, help="cost budget, a fraction of N·T denoiser calls")
     p.add_argument("--run", default=None, help="one run id (default: every run)")
-    p.add_argument(
-        "--scorer-cost",
-        nargs="+",
-        default=None,
-        metavar="SCORER=EQ",
-        help="scorer cost per scoring in denoiser-call equivalents (default: from the run's timing)",
-    )
+    _add_scorer_cost(p)
     p.add_argument(
         "--crossfit",
         type=int,
@@ -494,13 +493,7 @@ def _configure_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scorers", nargs="+", default=None, help="pruning scorers (default: every one the run recorded)")
     p.add_argument("--reference-n", type=int, default=6, help="the ratios' reference: full-cost Best-of-this (6)")
     p.add_argument("--repeats", type=int, default=20, help="random halvings of the prompts to cross-fit (20)")
-    p.add_argument(
-        "--scorer-cost",
-        nargs="+",
-        default=None,
-        metavar="SCORER=EQ",
-        help="scorer cost per scoring in denoiser-call equivalents (default: from the run's timing)",
-    )
+    _add_scorer_cost(p)
 
 
 def _run_search(args: argparse.Namespace) -> int:
