@@ -12,7 +12,9 @@ filtered = oracle-aligned trajectories + hard-negative captions, distill = the f
 image; with ``--targets``, judged = distill plus the oracle's ranking of seeds by TIFA score, judged-aligned = the same
 with 1/0 labels, listwise = distill plus the oracle's choice of the best of 4 seeds read at one step) at one window,
 then step windows and controls for the best target. Every run is resumable; rerunning prints the table from the
-finished runs.
+finished runs. The benchmark seeds (``--seed-start``, ``--seeds``) are disjoint from the build's training seeds (10^9
+and up). The window study picks its target on the data it reports (``--best-target`` fixes it beforehand;
+``--targets-only`` compares the targets alone, with nothing chosen). ``study.json`` records what ran.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 from noisyclip_metrics.diffusion.trajectory_store import TrajectoryStore, record_trajectories
 from noisyclip_metrics.evaluation.stats import bootstrap_ratio, group_matrix, pairwise_counts
 from noisyclip_metrics.io.files import write_json
+from noisyclip_metrics.provenance import TRAINING_SEEDS, git_revision
 from noisyclip_metrics.scoring.model import NoisyCLIPModel
 from noisyclip_metrics.training.dataset import TrajectorySource
 from noisyclip_metrics.training.trainer import TrainConfig, train
@@ -64,14 +67,14 @@ def variants(best_target: str, targets: tuple[str, ...] = TARGET_NAMES) -> dict[
 
 
 def record_benchmark(
-    work: Path, out: Path, model: str, n_prompts: int | None, seeds: int, steps: int, guidance: float
+    work: Path, out: Path, model: str, n_prompts: int | None, seeds: list[int], steps: int, guidance: float
 ) -> tuple[TrajectoryStore, dict[str, float]]:
     prompts = world_promptset(n_prompts)
     store = record_trajectories(
         load_world_pipeline(work / f"unet-{model}" / "pipeline"),
         out / "bench-traj",
         prompts.texts,
-        list(range(seeds)),
+        seeds,
         prompt_ids=prompts.ids,
         batch_size=64,
         num_inference_steps=steps,
@@ -140,7 +143,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--model", default="sd-base", help="world diffusion model whose benchmark trajectories to rank")
     parser.add_argument("--prompts", type=int, default=None, help="benchmark prompts (default: all 400)")
-    parser.add_argument("--seeds", type=int, default=6)
+    parser.add_argument("--seeds", type=int, default=6, help="candidates per benchmark prompt")
+    parser.add_argument(
+        "--seed-start",
+        type=int,
+        default=0,
+        help="first benchmark seed (seeds start..start+seeds-1; the build's training seeds are 10^9 and up)",
+    )
     parser.add_argument("--steps", type=int, default=600, help="fine-tuning steps per variant")
     parser.add_argument("--best-target", default=None, help="target for the window study (default: best of three)")
     parser.add_argument("--resamples", type=int, default=1000)
@@ -170,7 +179,7 @@ def main() -> None:
         args.out,
         args.model,
         args.prompts,
-        args.seeds,
+        list(range(args.seed_start, args.seed_start + args.seeds)),
         sampler["num_inference_steps"],
         sampler["guidance_scale"],
     )
@@ -248,6 +257,19 @@ def main() -> None:
     for name, values in bon.items():
         print(f"| {name} | " + " | ".join(f"{v:.3f} ({v / final_bon:.3f})" for v in values) + " |")
     write_json(args.out / "variants.json", {n: [list(r) for r in rows] for n, rows in results.items()})
+    write_json(
+        args.out / "study.json",
+        {
+            "model": args.model,
+            "benchmark_prompts": n_prompts,
+            "benchmark_seeds": [args.seed_start, args.seed_start + args.seeds - 1],
+            "training_seeds": [TRAINING_SEEDS.start, TRAINING_SEEDS.stop - 1],
+            "fine_tuning_steps": args.steps,
+            "read": args.read,
+            "targets": list(args.targets),
+            "git_revision": git_revision(),
+        },
+    )
     write_json(
         args.out / "bon.json",
         {
