@@ -9,7 +9,7 @@ one process with the same global batch.
 Output folder::
 
     train_config.json     the configuration (a resumed run must match it)
-    log.jsonl             one line per logged step: loss, learning rate, seconds
+    log.jsonl             one line per logged step: loss, learning rate, seconds since the run (re)started
     checkpoints/step-000100/{model/, state.pt}    periodic checkpoints (state loads with weights_only=True)
     model/                the final checkpoint (``NoisyCLIPModel.from_pretrained``)
     eval.json             held-out recall@1/5 and pairwise accuracy per step
@@ -20,10 +20,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import os
 import shutil
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +38,7 @@ from noisyclip_metrics.registry import Registry
 from noisyclip_metrics.scoring.factory import resolve_model, torch_device
 from noisyclip_metrics.scoring.model import NoisyCLIPModel
 from noisyclip_metrics.training.dataset import TrajectorySource, held_out, load_labels
+from noisyclip_metrics.training.loop import LoopSettings, StepLog, StepOutput, replace_folder, run_loop, warmup_cosine
 from noisyclip_metrics.training.negatives import negatives_source
 from noisyclip_metrics.training.steps import parse_step_sampler
 from noisyclip_metrics.training.targets import TARGETS, TargetBatch
@@ -199,16 +198,6 @@ class _ImageBranch(nn.Module):
         return F.normalize(self.model.clip.encode_image(self.model._prepare_images(preview)).float(), dim=-1)
 
 
-def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
-    def fn(step: int) -> float:
-        if step < cfg.warmup_steps:
-            return (step + 1) / max(1, cfg.warmup_steps)
-        progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
-        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    return fn
-
-
 def _check_resume(out: Path, cfg: TrainConfig) -> None:
     path = out / "train_config.json"
     if not path.is_file():
@@ -223,10 +212,33 @@ def _check_resume(out: Path, cfg: TrainConfig) -> None:
         )
 
 
-def _latest_checkpoint(out: Path) -> Path | None:
-    ckpts = sorted((out / "checkpoints").glob("step-*"))
-    complete = [c for c in ckpts if (c / "state.pt").is_file() and (c / "model" / "model.safetensors").is_file()]
-    return complete[-1] if complete else None
+class _RunCheckpoints:
+    """A fine-tuning run's checkpoints: ``checkpoints/step-<step>/{model/, state.pt}``, each model loadable."""
+
+    def __init__(self, out: Path, model: NoisyCLIPModel, optimizer: Any, schedule: Any) -> None:
+        self.out, self.model, self.optimizer, self.schedule = out, model, optimizer, schedule
+        self.log = StepLog(out / "log.jsonl")
+
+    def resume(self) -> int:
+        ckpts = sorted((self.out / "checkpoints").glob("step-*"))
+        complete = [c for c in ckpts if (c / "state.pt").is_file() and (c / "model" / "model.safetensors").is_file()]
+        if not complete:
+            return 0
+        self.model.load_state_dict(NoisyCLIPModel.from_pretrained(complete[-1] / "model").state_dict())
+        state = torch.load(complete[-1] / "state.pt", map_location="cpu", weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        return int(state["step"])
+
+    def checkpoint(self, step: int) -> Path:
+        final = self.out / "checkpoints" / f"step-{step:06d}"
+        tmp = self.out / "checkpoints" / f".tmp-step-{step:06d}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        self.model.save_pretrained(tmp / "model")
+        state = {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(), "step": step}
+        torch.save(state, tmp / "state.pt")
+        return replace_folder(tmp, final)
 
 
 def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None) -> TrainResult | None:
@@ -293,18 +305,9 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
 
     params = [p for p in branch.parameters() if p.requires_grad]
     optimizer = OPTIMIZERS.get(config.optimizer)(params, config)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
-    start = 0
-    latest = _latest_checkpoint(out)
-    if latest is not None:
-        resumed = NoisyCLIPModel.from_pretrained(latest / "model")
-        student.load_state_dict(resumed.state_dict())
-        state = torch.load(latest / "state.pt", map_location="cpu", weights_only=True)
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        start = int(state["step"])
-    if rank == 0:
-        _truncate_log(out / "log.jsonl", start)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(config.steps, config.warmup_steps, config.min_lr_ratio)
+    )
     ddp_branch: nn.Module = branch
     if world > 1:
         ids = [device] if device.type == "cuda" else None
@@ -322,24 +325,19 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
         return torch.stack([text_cache[p] for p in prompts])
 
     logit_scale = float(student.clip.logit_scale.exp())
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=config.steps, initial=start, desc="train", unit="step", disable=not progress or rank != 0)
-    log = (out / "log.jsonl").open("a", encoding="utf-8") if rank == 0 else None
-    loss_value = float("nan")
     per_rank = config.batch_size // world
-    for step in range(start, config.steps):
-        t0 = time.perf_counter()
-        g = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-        group = target.group_size
+    group = target.group_size
+
+    def step(i: int) -> StepOutput:
+        g = torch.Generator().manual_seed(config.seed * 1_000_003 + i)
         if target.ranks_seeds:  # groups of distinct seeds of one prompt
             idx = []
-            for i in torch.randint(len(group_prompts), (config.batch_size // group,), generator=g).tolist():
-                seeds = siblings[group_prompts[i]]
-                idx += [seeds[j] for j in torch.randperm(len(seeds), generator=g)[:group].tolist()]
+            for j in torch.randint(len(group_prompts), (config.batch_size // group,), generator=g).tolist():
+                seeds = siblings[group_prompts[j]]
+                idx += [seeds[k] for k in torch.randperm(len(seeds), generator=g)[:group].tolist()]
         else:
             picks = torch.randint(len(train_idx), (config.batch_size,), generator=g)
-            idx = [train_idx[int(i)] for i in picks]
+            idx = [train_idx[int(j)] for j in picks]
         if target.shared_step:
             ks = sampler.sample(config.batch_size // group, source.num_steps, g).repeat_interleave(group).tolist()
         else:
@@ -350,7 +348,6 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
         prompts = source.prompts(idx)
         unique = list(dict.fromkeys(prompts))
         negs = [n for n in dict.fromkeys(n for p in unique for n in negatives_fn(p)) if n not in set(unique)]
-        texts = texts_for(unique + negs)
         teacher_image = None
         if target.needs_teacher:
             assert teacher is not None
@@ -358,48 +355,34 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
                 teacher_image = teacher.encode_images(source.images(idx))
         batch = TargetBatch(
             image=image,
-            texts=texts,
+            texts=texts_for(unique + negs),
             prompt_index=torch.tensor([unique.index(p) for p in prompts], device=device),
             num_prompts=len(unique),
             logit_scale=logit_scale,
             teacher_image=teacher_image,
             labels=(
-                torch.tensor([labels[source.records[i].key] for i in idx], device=device)
+                torch.tensor([labels[source.records[j].key] for j in idx], device=device)
                 if siblings and labels
                 else None
             ),
         )
-        loss = target.loss(batch)
-        optimizer.zero_grad(set_to_none=True)
         # every rank holds the same full-batch loss; all_gather's backward sums each slice's gradient over the
         # ranks (world x the true gradient) and DDP divides by world again: the update equals one process's
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-        optimizer.step()
-        schedule.step()
-        loss_value = float(loss.detach())
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_value:.4f}")
-        done = step + 1
-        if log is not None and (done % config.log_every == 0 or done == config.steps):
-            entry = {
-                "step": done,
-                "loss": loss_value,
-                "lr": schedule.get_last_lr()[0],
-                "seconds": round(time.perf_counter() - t0, 4),
-            }
-            log.write(json.dumps(entry) + "\n")
-            log.flush()
-        if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps and rank == 0:
-            _save_checkpoint(out, done, student, optimizer, schedule)
-        if stop_at is not None and done >= stop_at and done < config.steps:
-            bar.close()
-            if log is not None:
-                log.close()
-            return None
-    bar.close()
-    if log is not None:
-        log.close()
+        return StepOutput(target.loss(batch))
+
+    settings = LoopSettings(
+        config.steps,
+        config.checkpoint_every,
+        log_every=config.log_every,
+        grad_clip=config.grad_clip,
+        checkpoint_last=False,  # the final model is saved below, with what it was trained on
+    )
+    checkpoints = _RunCheckpoints(out, student, optimizer, schedule)
+    ran = run_loop(
+        settings, step, optimizer, schedule, params, checkpoints, main=rank == 0, progress=progress, stop_at=stop_at
+    )
+    if ran.stopped:
+        return None
     if world > 1:
         dist.barrier()
     if rank != 0:
@@ -427,35 +410,4 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
         student.eval()
         evaluation = evaluate_steps(student, source, val_idx, steps, reference.cpu())
         (out / "eval.json").write_text(json.dumps(evaluation, indent=2) + "\n", encoding="utf-8")
-    return TrainResult(model=student, out_dir=out, evaluation=evaluation, final_loss=loss_value)
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop the log lines past ``step`` (the checkpoint a run resumes from), so that a run killed after its last
-    checkpoint does not log the replayed steps twice."""
-    if not path.is_file():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    keep = []
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:  # a line cut by the kill
-            break
-        if not isinstance(entry, dict) or int(entry.get("step", 0)) > step:
-            break
-        keep.append(line if line.endswith("\n") else line + "\n")
-    if len(keep) != len(lines):
-        path.write_text("".join(keep), encoding="utf-8")
-
-
-def _save_checkpoint(out: Path, step: int, model: NoisyCLIPModel, optimizer: Any, schedule: Any) -> None:
-    final = out / "checkpoints" / f"step-{step:06d}"
-    tmp = out / "checkpoints" / f".tmp-step-{step:06d}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp / "model")
-    torch.save({"optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "step": step}, tmp / "state.pt")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    return TrainResult(model=student, out_dir=out, evaluation=evaluation, final_loss=ran.last_loss)

@@ -16,11 +16,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from noisyclip_metrics.scoring.model import NoisyCLIPModel
+from noisyclip_metrics.training.loop import (
+    FolderCheckpoints,
+    LoopSettings,
+    StepOutput,
+    run_loop,
+    step_generator,
+    warmup_cosine,
+)
 from noisyclip_metrics.training.targets import TargetBatch, infonce_loss
-from noisyclip_metrics.world.build.common import ResumableRun, step_generator, warmup_cosine
 from noisyclip_metrics.world.build.data import CONTEXT_LENGTH, augment, render_pool
 from noisyclip_metrics.world.grammar import describe, parse_prompt
 from noisyclip_metrics.world.sampling import hard_negative
@@ -131,47 +137,44 @@ def train_world_clip(work: Path, tokenizer_dir: Path, cfg: ClipStageConfig, prog
         eps=1e-6,
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.steps, cfg.warmup))
-    run = ResumableRun(work, dataclasses.asdict(cfg), {"clip": model.clip}, optimizer, schedule)
-    start = run.resume()
-    bar = tqdm(total=cfg.steps, initial=start, desc="world clip", unit="step", disable=not progress)
-    for step in range(start, cfg.steps):
-        g = step_generator(cfg.seed, step)
-        rng = np.random.default_rng([cfg.seed, step])
+    store = FolderCheckpoints(work, dataclasses.asdict(cfg), {"clip": model.clip}, optimizer, schedule)
+
+    def step(i: int) -> StepOutput:
+        g = step_generator(cfg.seed, i)
+        rng = np.random.default_rng([cfg.seed, i])
         pairs = torch.randint(len(pool) // 2, (cfg.batch_size // 2,), generator=g)
         idx = torch.stack([2 * pairs, 2 * pairs + 1], dim=1).flatten()
         images = pool.floats(idx)
         n_aug = int(cfg.augment_share * cfg.batch_size)
         images[:n_aug] = augment(images[:n_aug], g)
-        captions = [pool.texts[int(i)] for i in idx]
+        captions = [pool.texts[int(j)] for j in idx]
         unique = list(dict.fromkeys(captions))
         seen = set(unique)
         negatives = [n for n in dict.fromkeys(n for c in captions for n in negative_captions(c, rng)) if n not in seen]
         texts = unique + negatives
         image_emb = torch.nn.functional.normalize(model.clip.encode_image(model._prepare_images(images)), dim=-1)
         text_emb = torch.nn.functional.normalize(model.clip.encode_text(model.tokenize(texts)), dim=-1)
-        loss = infonce_loss(
-            TargetBatch(
-                image=image_emb,
-                texts=text_emb,
-                prompt_index=torch.tensor([unique.index(c) for c in captions]),
-                num_prompts=len(unique),
-                logit_scale=model.clip.logit_scale.exp().clamp(max=100),
+        return StepOutput(
+            infonce_loss(
+                TargetBatch(
+                    image=image_emb,
+                    texts=text_emb,
+                    prompt_index=torch.tensor([unique.index(c) for c in captions]),
+                    num_prompts=len(unique),
+                    logit_scale=model.clip.logit_scale.exp().clamp(max=100),
+                )
             )
         )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        done = step + 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-        if done % 50 == 0 or done == cfg.steps:
-            run.log(
-                done, loss=float(loss.detach()), lr=schedule.get_last_lr()[0], scale=float(model.clip.logit_scale.exp())
-            )
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            run.checkpoint(done)
-    bar.close()
+
+    run_loop(
+        LoopSettings(cfg.steps, cfg.checkpoint_every, desc="world clip"),
+        step,
+        optimizer,
+        schedule,
+        params,
+        store,
+        log_extra=lambda: {"scale": float(model.clip.logit_scale.exp())},
+        progress=progress,
+    )
     model.eval()
     return model

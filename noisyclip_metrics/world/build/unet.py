@@ -16,9 +16,16 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from noisyclip_metrics.world.build.common import EMA, ResumableRun, step_generator, warmup_cosine
+from noisyclip_metrics.training.loop import (
+    EMA,
+    FolderCheckpoints,
+    LoopSettings,
+    StepOutput,
+    run_loop,
+    step_generator,
+    warmup_cosine,
+)
 
 __all__ = ["UNET_MODELS", "UnetStageConfig", "assemble_pipeline", "build_unet", "text_features", "train_world_unet"]
 
@@ -127,11 +134,10 @@ def train_world_unet(
     optimizer = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.steps, cfg.warmup))
     ema = EMA(unet, cfg.ema_decay)
-    run = ResumableRun(work, dataclasses.asdict(cfg), {"unet": unet}, optimizer, schedule, ema=ema)
-    start = run.resume()
-    bar = tqdm(total=cfg.steps, initial=start, desc=f"world {cfg.name}", unit="step", disable=not progress)
-    for step in range(start, cfg.steps):
-        g = step_generator(cfg.seed, step)
+    store = FolderCheckpoints(work, dataclasses.asdict(cfg), {"unet": unet}, optimizer, schedule, ema=ema)
+
+    def step(i: int) -> StepOutput:
+        g = step_generator(cfg.seed, i)
         idx = torch.randint(len(latents), (cfg.batch_size,), generator=g)
         x0 = latents[idx].float()
         t = torch.randint(0, 1000, (cfg.batch_size,), generator=g)
@@ -145,20 +151,18 @@ def train_world_unet(
         if cfg.min_snr_gamma:  # Min-SNR-gamma weighting (Hang et al. 2023): faster convergence
             snr = ab[t] / (1 - ab[t])
             per_sample = per_sample * (snr.clamp(max=cfg.min_snr_gamma) / snr)
-        loss = per_sample.mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        ema.update(unet, updates=step)
-        done = step + 1
-        bar.update(1)
-        if done % 50 == 0 or done == cfg.steps:
-            run.log(done, loss=float(loss.detach()), lr=schedule.get_last_lr()[0])
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            run.checkpoint(done)
-    bar.close()
+        return StepOutput(per_sample.mean())
+
+    run_loop(
+        LoopSettings(cfg.steps, cfg.checkpoint_every, desc=f"world {cfg.name}"),
+        step,
+        optimizer,
+        schedule,
+        list(unet.parameters()),
+        store,
+        after_step=lambda i: ema.update(unet, updates=i),
+        progress=progress,
+    )
     ema.copy_to(unet)
     unet.eval()
     return unet

@@ -17,10 +17,16 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from noisyclip_metrics.scoring.preview import PreviewMap, fit_preview_map
-from noisyclip_metrics.world.build.common import ResumableRun, step_generator, warmup_cosine
+from noisyclip_metrics.training.loop import (
+    FolderCheckpoints,
+    LoopSettings,
+    StepOutput,
+    run_loop,
+    step_generator,
+    warmup_cosine,
+)
 from noisyclip_metrics.world.build.data import ImagePool, render_pool
 from noisyclip_metrics.world.oracle import judge_image
 
@@ -73,11 +79,10 @@ def train_world_vae(work: Path, cfg: VaeStageConfig, progress: bool = True) -> t
     params = list(vae.parameters()) + list(aux.parameters())
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.steps, cfg.warmup))
-    run = ResumableRun(work, dataclasses.asdict(cfg), {"vae": vae, "aux": aux}, optimizer, schedule)
-    start = run.resume()
-    bar = tqdm(total=cfg.steps, initial=start, desc="world vae", unit="step", disable=not progress)
-    for step in range(start, cfg.steps):
-        g = step_generator(cfg.seed, step)
+    store = FolderCheckpoints(work, dataclasses.asdict(cfg), {"vae": vae, "aux": aux}, optimizer, schedule)
+
+    def step(i: int) -> StepOutput:
+        g = step_generator(cfg.seed, i)
         x = pool.floats(torch.randint(len(pool), (cfg.batch_size,), generator=g)) * 2 - 1
         posterior = vae.encode(x).latent_dist
         z = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=g)
@@ -87,18 +92,10 @@ def train_world_vae(work: Path, cfg: VaeStageConfig, progress: bool = True) -> t
         kl = posterior.kl().mean()  # summed over latent elements, averaged over the batch
         prev_loss = F.mse_loss(aux(posterior.mean), target_small)
         loss = rec_loss + cfg.kl_weight * kl + cfg.preview_weight * prev_loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        schedule.step()
-        done = step + 1
-        bar.update(1)
-        if done % 50 == 0 or done == cfg.steps:
-            run.log(done, loss=float(loss), recon=float(rec_loss), preview=float(prev_loss), kl=float(kl))
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            run.checkpoint(done)
-    bar.close()
+        return StepOutput(loss, {"recon": rec_loss.detach(), "preview": prev_loss.detach(), "kl": kl.detach()})
+
+    settings = LoopSettings(cfg.steps, cfg.checkpoint_every, desc="world vae")
+    run_loop(settings, step, optimizer, schedule, params, store, progress=progress)
     vae.eval()
     # scaling factor: unit-variance latents as the diffusion model sees them (SD convention: one scalar)
     with torch.no_grad():
