@@ -8,10 +8,12 @@ import argparse
 import dataclasses
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from noisyclip_metrics.cli import COMMANDS, Command, OneLineParser
+from noisyclip_metrics.cli.core import settings_command
 from noisyclip_metrics.errors import InputError
 
 
@@ -333,30 +335,31 @@ def _check_budget(policy: Any, n: int, steps: int | None, budget: float) -> floa
     return round(spent, 6)
 
 
-def _configure_offline(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--results", required=True, type=Path, help="results folder (noisyclip evaluate --out)")
-    p.add_argument("--run", default=None, help="one run id (default: every run)")
-    p.add_argument("--n", type=int, nargs="+", default=[2, 4, 6, 8], help="values of N (default: 2 4 6 8)")
-    _add_scorer_cost(p)
-    p.add_argument(
-        "--final-scorer",
-        default="clip-final",
-        help="final judge of the cascade rows (top-m, then this scorer; default: clip-final; 'none': off)",
-    )
+@dataclass(frozen=True)
+class OfflineSettings:
+    """Settings of ``noisyclip bon offline``.
+
+    Args:
+        results: results folder (noisyclip evaluate --out).
+        run: one run id (default: every run).
+        n: values of N.
+        scorer_cost: scorer cost per scoring in denoiser-call equivalents, as SCORER=EQ (default: from the run's
+            timing).
+        final_scorer: final judge of the cascade rows (top-m, then this scorer; 'none': off).
+    """
+
+    results: Path
+    run: str | None = None
+    n: tuple[int, ...] = (2, 4, 6, 8)
+    scorer_cost: tuple[str, ...] | None = None
+    final_scorer: str = "clip-final"
+
+    def __post_init__(self) -> None:
+        _scorer_costs(self.scorer_cost)
 
 
-def _add_scorer_cost(p: argparse.ArgumentParser) -> None:
-    """``--scorer-cost SCORER=EQ ...``, read by :func:`_scorer_costs` (offline, fit and search)."""
-    p.add_argument(
-        "--scorer-cost",
-        nargs="+",
-        default=None,
-        metavar="SCORER=EQ",
-        help="scorer cost per scoring in denoiser-call equivalents (default: from the run's timing)",
-    )
-
-
-def _scorer_costs(items: list[str] | None) -> dict[str, float]:
+def _scorer_costs(items: tuple[str, ...] | list[str] | None) -> dict[str, float]:
+    """``SCORER=EQ`` items (``--scorer-cost``) as a mapping."""
     costs = {}
     for item in items or []:
         name, _, value = item.partition("=")
@@ -367,12 +370,12 @@ def _scorer_costs(items: list[str] | None) -> dict[str, float]:
     return costs
 
 
-def _run_offline(args: argparse.Namespace) -> int:
+def _run_offline(args: OfflineSettings) -> int:
     from noisyclip_metrics.bon.offline import compute_bon
 
     costs = _scorer_costs(args.scorer_cost)
     final = None if args.final_scorer.lower() == "none" else args.final_scorer
-    table = compute_bon(args.results, args.run, ns=args.n, costs=costs, final_scorer=final)
+    table = compute_bon(args.results, args.run, ns=list(args.n), costs=costs, final_scorer=final)
     rows = table.to_pylist()
     runs = sorted({r["run_id"] for r in rows})
     # a scorer of the final image alone (clip-final) has rows at k = T only: its one-shot row is the full-cost pick
@@ -388,16 +391,28 @@ def _run_offline(args: argparse.Namespace) -> int:
     return 0
 
 
-def _configure_calibrate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--results", required=True, type=Path, help="results folder to fit on")
-    p.add_argument("--scorer", default="noisyclip", help="scorer the threshold policy will use")
-    p.add_argument("--n", type=int, default=6, help="candidates per group (default: 6)")
-    p.add_argument("--quantile", type=float, default=0.1, help="chance to drop the eventual best per step (0.1)")
-    p.add_argument("--run", default=None, help="one run id (default: every run with the same T)")
-    p.add_argument("--out", required=True, type=Path, help="calibration JSON to write")
+@dataclass(frozen=True)
+class CalibrateSettings:
+    """Settings of ``noisyclip bon calibrate``.
+
+    Args:
+        results: results folder to fit on.
+        out: calibration JSON to write.
+        scorer: scorer the threshold policy will use.
+        n: candidates per group.
+        quantile: chance to drop the eventual best per step.
+        run: one run id (default: every run with the same T).
+    """
+
+    results: Path
+    out: Path
+    scorer: str = "noisyclip"
+    n: int = 6
+    quantile: float = 0.1
+    run: str | None = None
 
 
-def _run_calibrate(args: argparse.Namespace) -> int:
+def _run_calibrate(args: CalibrateSettings) -> int:
     from noisyclip_metrics.bon.fitting import fit_threshold_calibration
 
     cal = fit_threshold_calibration(args.results, args.scorer, n=args.n, quantile=args.quantile, run_id=args.run)
@@ -406,32 +421,42 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _configure_fit(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--results", required=True, type=Path, help="results folder to fit on")
-    from noisyclip_metrics.bon.fitting import FITTERS
+@dataclass(frozen=True)
+class FitSettings:
+    """Settings of ``noisyclip bon fit``.
 
-    p.add_argument("--policy", default="halving", choices=sorted(FITTERS), help="policy to fit")
-    p.add_argument("--scorer", default="noisyclip-x0", help="scorer the policy will use")
-    p.add_argument("--n", type=int, default=6, help="candidates N (default: 6)")
-    p.add_argument("--budget", type=float, required=True, help="cost budget, a fraction of N·T denoiser calls")
-    p.add_argument("--run", default=None, help="one run id (default: every run)")
-    _add_scorer_cost(p)
-    p.add_argument(
-        "--crossfit",
-        type=int,
-        default=20,
-        metavar="REPEATS",
-        help="also estimate the policy on held-out prompts: random halvings averaged (default 20; 0: off)",
-    )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="threshold: write the fitted calibration JSON here (one run: use --run on a multi-run store)",
-    )
+    Args:
+        results: results folder to fit on.
+        budget: cost budget, a fraction of N·T denoiser calls.
+        policy: policy to fit (halving or threshold).
+        scorer: scorer the policy will use.
+        n: candidates N.
+        run: one run id (default: every run).
+        scorer_cost: scorer cost per scoring in denoiser-call equivalents, as SCORER=EQ (default: from the run's
+            timing).
+        crossfit: also estimate the policy on held-out prompts: this many random halvings averaged (0: off).
+        out: threshold: write the fitted calibration JSON here (one run: use --run on a multi-run store).
+    """
+
+    results: Path
+    budget: float
+    policy: str = "halving"
+    scorer: str = "noisyclip-x0"
+    n: int = 6
+    run: str | None = None
+    scorer_cost: tuple[str, ...] | None = None
+    crossfit: int = 20
+    out: Path | None = None
+
+    def __post_init__(self) -> None:
+        from noisyclip_metrics.bon.fitting import FITTERS
+
+        if self.policy not in FITTERS:
+            raise InputError(f"--policy: expected one of {', '.join(sorted(FITTERS))}, got {self.policy!r}")
+        _scorer_costs(self.scorer_cost)
 
 
-def _run_fit(args: argparse.Namespace) -> int:
+def _run_fit(args: FitSettings) -> int:
     from noisyclip_metrics.bon.fitting import FITTERS
     from noisyclip_metrics.bon.offline import load_run
     from noisyclip_metrics.evaluation.results import ResultsStore
@@ -474,36 +499,43 @@ def _run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _configure_search(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--results", required=True, type=Path, help="results folder (noisyclip evaluate --out)")
-    p.add_argument("--run", default=None, help="one run id (default: every run)")
-    p.add_argument(
-        "--budgets",
-        type=float,
-        nargs="+",
-        default=None,
-        help="budgets in full trajectories (default: 1 2 3 4 6 8)",
-    )
-    p.add_argument(
-        "--max-n",
-        type=int,
-        default=None,
-        help="candidates a search may start per prompt (default: the most judged seeds every prompt has)",
-    )
-    p.add_argument("--scorers", nargs="+", default=None, help="pruning scorers (default: every one the run recorded)")
-    p.add_argument("--reference-n", type=int, default=6, help="the ratios' reference: full-cost Best-of-this (6)")
-    p.add_argument("--repeats", type=int, default=20, help="random halvings of the prompts to cross-fit (20)")
-    _add_scorer_cost(p)
+@dataclass(frozen=True)
+class SearchSettings:
+    """Settings of ``noisyclip bon search``.
+
+    Args:
+        results: results folder (noisyclip evaluate --out).
+        run: one run id (default: every run).
+        budgets: budgets in full trajectories (default: 1 2 3 4 6 8).
+        max_n: candidates a search may start per prompt (default: the most judged seeds every prompt has).
+        scorers: pruning scorers (default: every one the run recorded).
+        reference_n: the ratios' reference: full-cost Best-of-this.
+        repeats: random halvings of the prompts to cross-fit.
+        scorer_cost: scorer cost per scoring in denoiser-call equivalents, as SCORER=EQ (default: from the run's
+            timing).
+    """
+
+    results: Path
+    run: str | None = None
+    budgets: tuple[float, ...] | None = None
+    max_n: int | None = None
+    scorers: tuple[str, ...] | None = None
+    reference_n: int = 6
+    repeats: int = 20
+    scorer_cost: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        bad = [b for b in self.budgets or () if not 0 < b < float("inf")]
+        if bad:
+            raise InputError(f"--budgets: expected numbers of full trajectories > 0, got {bad}")
+        _scorer_costs(self.scorer_cost)
 
 
-def _run_search(args: argparse.Namespace) -> int:
+def _run_search(args: SearchSettings) -> int:
     from noisyclip_metrics.bon.search import BUDGETS, search_document
     from noisyclip_metrics.evaluation.results import ResultsStore
 
     budgets = tuple(args.budgets or BUDGETS)
-    bad = [b for b in budgets if not 0 < b < float("inf")]
-    if bad:
-        raise InputError(f"--budgets: expected numbers of full trajectories > 0, got {bad}")
     store = ResultsStore.open(args.results)
     runs = [store.run(args.run)] if args.run else store.runs()
     costs = _scorer_costs(args.scorer_cost)
@@ -513,7 +545,7 @@ def _run_search(args: argparse.Namespace) -> int:
             info.run_id,
             budgets=budgets,
             max_n=args.max_n,
-            scorers=args.scorers,
+            scorers=list(args.scorers) if args.scorers else None,
             reference_n=args.reference_n,
             repeats=args.repeats,
             costs=costs,
@@ -551,24 +583,41 @@ def _search_markdown(rows: list[dict[str, Any]], reference_n: int) -> str:
     return markdown_table(head, table)
 
 
+def _settings(name: str, help_text: str, cls: Any, run: Any, required: tuple[str, ...]) -> tuple[str, Any, Any]:
+    command = settings_command(f"bon {name}", help_text, cls, run, required)
+    return help_text, command.configure, command.run
+
+
 _SUBCOMMANDS = {
     "run": ("early-stopping BoN on a pipeline; saves the chosen image(s) and account.json", _configure_run, _run_run),
-    "offline": (
+    "offline": _settings(
+        "offline",
         "BoN outcomes from a results store into <results>/bon/<run_id>.parquet",
-        _configure_offline,
+        OfflineSettings,
         _run_offline,
+        ("results",),
     ),
-    "calibrate": ("fit the threshold policy's calibration on a results store", _configure_calibrate, _run_calibrate),
-    "fit": (
+    "calibrate": _settings(
+        "calibrate",
+        "fit the threshold policy's calibration on a results store",
+        CalibrateSettings,
+        _run_calibrate,
+        ("results", "out"),
+    ),
+    "fit": _settings(
+        "fit",
         "the best halving schedule or threshold settings within a cost budget, fitted on a results store",
-        _configure_fit,
+        FitSettings,
         _run_fit,
+        ("results", "budget"),
     ),
-    "search": (
+    "search": _settings(
+        "search",
         "budget-matched search from a results store: judge score against budget for full-cost Best-of-B and "
         "cross-fitted pruned searches, into <results>/search/<run_id>.json",
-        _configure_search,
+        SearchSettings,
         _run_search,
+        ("results",),
     ),
 }
 

@@ -10,13 +10,15 @@ import re
 import sys
 import types
 import typing
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from noisyclip_metrics.cli import COMMANDS, Command
 from noisyclip_metrics.errors import InputError
 
-__all__ = ["add_dataclass_arguments", "dataclass_from_args", "field_docs", "read_config_file"]
+__all__ = ["add_dataclass_arguments", "dataclass_from_args", "field_docs", "read_config_file", "settings_command"]
 
 
 def _field_type(hint: Any) -> tuple[Any, bool, bool]:
@@ -55,20 +57,42 @@ def field_docs(cls: Any) -> dict[str, str]:
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: Any, required: tuple[str, ...] = ()) -> None:
     """One ``--flag`` per field of a config dataclass, typed by its annotation and described from its docstring
-    (defaults are the dataclass's; a ``--config`` JSON or YAML file in between)."""
+    (defaults are the dataclass's; a ``--config`` JSON or YAML file in between). A ``Literal[...]`` field's values
+    are the flag's choices; a boolean field gets ``--flag`` / ``--no-flag``."""
     parser.add_argument("--config", type=Path, help="JSON or YAML file of settings (command-line flags override it)")
     docs = field_docs(cls)
     for f, hint in _fields(cls):
         kind, many, _ = _field_type(hint)
         flag = "--" + f.name.replace("_", "-")
         default = None if f.default is dataclasses.MISSING else f.default
-        help_text = f"(default: {default!r})" if f.name not in required else "(required)"
+        help_text = "(required)" if f.name in required else "" if default is None else f"(default: {default!r})"
         if f.name in docs:
-            help_text = f"{docs[f.name]} {help_text}".replace("``", "").replace("%", "%%")
+            help_text = f"{docs[f.name]} {help_text}".strip().replace("``", "").replace("%", "%%")
         if kind is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif typing.get_origin(kind) is typing.Literal:
+            choices = typing.get_args(kind)
+            parser.add_argument(flag, dest=f.name, choices=choices, type=type(choices[0]), default=None, help=help_text)
         else:
             parser.add_argument(flag, dest=f.name, type=kind, nargs="+" if many else None, default=None, help=help_text)
+
+
+def settings_command(
+    name: str,
+    help: str,
+    cls: Any,
+    run: Callable[[Any], int],
+    required: tuple[str, ...] = (),
+    epilog: str | None = None,
+) -> Command:
+    """A subcommand whose settings are the frozen dataclass ``cls``: its flags come from the fields
+    (:func:`add_dataclass_arguments`, with ``--config FILE``), and ``run`` receives the built dataclass."""
+
+    def configure(p: argparse.ArgumentParser) -> None:
+        add_dataclass_arguments(p, cls, required)
+        p.epilog = epilog
+
+    return Command(name, help, configure, lambda args: run(dataclass_from_args(cls, args, required)))
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -184,14 +208,24 @@ COMMANDS.register(
 
 
 # ----------------------------------------------------------------------------------------------------------- wise-ft
-def _configure_wise_ft(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--finetuned", required=True, help="the fine-tuned NoisyCLIP (folder or registered id)")
-    p.add_argument("--base", required=True, help="the CLIP it was fine-tuned from (folder or registered id)")
-    p.add_argument("--alpha", required=True, type=float, help="weight of the fine-tuned image tower, in [0, 1]")
-    p.add_argument("--out", required=True, type=Path, help="checkpoint folder to write (replaced atomically)")
+@dataclass(frozen=True)
+class WiseSettings:
+    """Settings of ``noisyclip wise-ft``.
+
+    Args:
+        finetuned: the fine-tuned NoisyCLIP (folder or registered id).
+        base: the CLIP it was fine-tuned from (folder or registered id).
+        alpha: weight of the fine-tuned image tower, in [0, 1].
+        out: checkpoint folder to write (replaced atomically).
+    """
+
+    finetuned: str
+    base: str
+    alpha: float
+    out: Path
 
 
-def _run_wise_ft(args: argparse.Namespace) -> int:
+def _run_wise_ft(args: WiseSettings) -> int:
     from noisyclip_metrics.training.wise import interpolate_image_tower
 
     model = interpolate_image_tower(args.finetuned, args.base, args.alpha)
@@ -201,31 +235,49 @@ def _run_wise_ft(args: argparse.Namespace) -> int:
 
 COMMANDS.register(
     "wise-ft",
-    Command(
+    settings_command(
         "wise-ft",
         "interpolate a fine-tuned image tower with the CLIP it started from (WiSE-FT)",
-        _configure_wise_ft,
+        WiseSettings,
         _run_wise_ft,
+        required=("finetuned", "base", "alpha", "out"),
     ),
 )
 
 
 # ----------------------------------------------------------------------------------------------------------- capture
-def _configure_capture(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pipeline", required=True, help="diffusers pipeline folder (or a registered model id)")
-    p.add_argument("--prompts", required=True, type=Path, help="text file, one prompt per line")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds per prompt")
-    p.add_argument("--steps", type=int, default=20, help="denoising steps T")
-    p.add_argument("--guidance-scale", type=float, default=None)
-    p.add_argument("--height", type=int, default=None)
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default=None, help="torch device of the pipeline (cpu, cuda, cuda:1...)")
-    p.add_argument("--dtype", default=None, help="pipeline dtype: float32, float16 or bfloat16")
-    p.add_argument("--out", required=True, type=Path, help="trajectory store folder (created, or resumed)")
+@dataclass(frozen=True)
+class CaptureSettings:
+    """Settings of ``noisyclip capture``.
+
+    Args:
+        pipeline: diffusers pipeline folder (or a registered model id).
+        prompts: text file, one prompt per line.
+        out: trajectory store folder (created, or resumed).
+        seeds: seeds per prompt.
+        steps: denoising steps T.
+        guidance_scale: classifier-free guidance scale (default: the pipeline's).
+        height: image height (default: the pipeline's).
+        width: image width (default: the pipeline's).
+        batch_size: candidates per pipeline call.
+        device: torch device of the pipeline (cpu, cuda, cuda:1...).
+        dtype: pipeline dtype: float32, float16 or bfloat16.
+    """
+
+    pipeline: str
+    prompts: Path
+    out: Path
+    seeds: tuple[int, ...] = (0,)
+    steps: int = 20
+    guidance_scale: float | None = None
+    height: int | None = None
+    width: int | None = None
+    batch_size: int = 8
+    device: str | None = None
+    dtype: str | None = None
 
 
-def _run_capture(args: argparse.Namespace) -> int:
+def _run_capture(args: CaptureSettings) -> int:
     from noisyclip_metrics.diffusion.pipelines import load_pipeline
     from noisyclip_metrics.diffusion.trajectory_store import record_trajectories
     from noisyclip_metrics.io.files import read_prompt_file
@@ -236,7 +288,7 @@ def _run_capture(args: argparse.Namespace) -> int:
         pipe,
         args.out,
         prompts,
-        args.seeds,
+        list(args.seeds),
         batch_size=args.batch_size,
         num_inference_steps=args.steps,
         guidance_scale=args.guidance_scale,
@@ -248,22 +300,44 @@ def _run_capture(args: argparse.Namespace) -> int:
 
 
 COMMANDS.register(
-    "capture", Command("capture", "record the trajectories of a diffusers pipeline", _configure_capture, _run_capture)
+    "capture",
+    settings_command(
+        "capture",
+        "record the trajectories of a diffusers pipeline",
+        CaptureSettings,
+        _run_capture,
+        required=("pipeline", "prompts", "out"),
+    ),
 )
 
 
 # ------------------------------------------------------------------------------------------------------------- score
-def _configure_score(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="NoisyCLIP checkpoint folder or model id")
-    p.add_argument("--trajectories", required=True, type=Path, help="trajectory store folder")
-    from noisyclip_metrics.scoring.scorers import list_scorers, scorer_spec
+@dataclass(frozen=True)
+class ScoreSettings:
+    """Settings of ``noisyclip score``.
 
-    choices = [n for n in list_scorers() if not scorer_spec(n).needs_vae]  # a trajectory store holds no VAE
-    p.add_argument("--scorer", default="noisyclip", choices=choices)
-    p.add_argument("--steps", type=int, nargs="+", default=None, help="step indices (default: every step)")
+    Args:
+        model: NoisyCLIP checkpoint folder or model id.
+        trajectories: trajectory store folder.
+        scorer: a scorer that reads what a trajectory store holds (``noisyclip info`` lists them; scorers that
+            decode with a VAE do not apply).
+        steps: step indices (default: every step).
+    """
+
+    model: str
+    trajectories: Path
+    scorer: str = "noisyclip"
+    steps: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        from noisyclip_metrics.scoring.scorers import list_scorers, scorer_spec
+
+        choices = [n for n in list_scorers() if not scorer_spec(n).needs_vae]  # a trajectory store holds no VAE
+        if self.scorer not in choices:
+            raise InputError(f"--scorer: expected one of {', '.join(choices)}, got {self.scorer!r}")
 
 
-def _run_score(args: argparse.Namespace) -> int:
+def _run_score(args: ScoreSettings) -> int:
     import torch
 
     from noisyclip_metrics.diffusion.trajectory_store import TrajectoryStore
@@ -299,7 +373,14 @@ def _run_score(args: argparse.Namespace) -> int:
 
 
 COMMANDS.register(
-    "score", Command("score", "score stored trajectories step by step (JSON lines)", _configure_score, _run_score)
+    "score",
+    settings_command(
+        "score",
+        "score stored trajectories step by step (JSON lines)",
+        ScoreSettings,
+        _run_score,
+        required=("model", "trajectories"),
+    ),
 )
 
 

@@ -2,66 +2,65 @@
 
 from __future__ import annotations
 
-import argparse
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from noisyclip_metrics.cli import COMMANDS, Command
+from noisyclip_metrics.cli import COMMANDS
+from noisyclip_metrics.cli.core import settings_command
+from noisyclip_metrics.errors import InputError
 
 
-def _configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--results", required=True, type=Path, help="results store folder (written by noisyclip evaluate)")
-    p.add_argument("--scorer", nargs="+", default=None, help="scorer name(s) (default: every scorer in the store)")
-    when = p.add_mutually_exclusive_group()
-    when.add_argument("--steps", type=int, nargs="+", default=None, help="step indices k (default: every step)")
-    when.add_argument("--fractions", type=float, nargs="+", default=None, help="fractions k/T in [0, 1] instead")
-    p.add_argument(
-        "--judgments",
-        type=Path,
-        default=None,
-        help="judgments file (CSV/TSV/JSONL; candidate ids = seeds); default: the stored judgments",
-    )
-    p.add_argument("--judge", default=None, help="which judge, when the store or the file holds several")
-    p.add_argument(
-        "--gold",
-        choices=["score", "aligned"],
-        default="score",
-        help="correlate with the judge's score (default) or its binary 'fully aligned' verdict",
-    )
-    p.add_argument(
-        "--group",
-        choices=["prompt", "none"],
-        default="prompt",
-        help="prompt: compare the seeds of each prompt, then average (GenAI-Bench); none: pool everything",
-    )
-    p.add_argument("--model", default=None, help="only runs of this model name (or run id)")
-    p.add_argument("--skills", action=argparse.BooleanOptionalAction, default=True, help="per-skill rows (default on)")
-    p.add_argument("--ci", action="store_true", help="bootstrap 95%% confidence intervals (slower)")
-    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples with --ci")
-    p.add_argument(
-        "--ignore-unmatched",
-        action="store_true",
-        help="skip judgments that match no stored (prompt, seed) instead of failing",
-    )
-    p.add_argument(
-        "--allow-partial",
-        action="store_true",
-        help="use a --judgments file that leaves some stored (prompt, seed) candidates unjudged (they are "
-        "left out, with a warning) instead of failing",
-    )
-    p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON to this file")
-    p.epilog = (
-        "Example: noisyclip correlate --results runs/results --scorer noisyclip clip --fractions 0.25 0.5 "
-        "--json corr.json"
-    )
+@dataclass(frozen=True)
+class CorrelateSettings:
+    """Settings of ``noisyclip correlate`` (flags, or keys of a ``--config`` JSON or YAML file).
+
+    Args:
+        results: results store folder (written by noisyclip evaluate).
+        scorer: scorer name(s) (default: every scorer in the store).
+        steps: step indices k (default: every step).
+        fractions: fractions k/T in [0, 1] instead of steps.
+        judgments: judgments file (CSV/TSV/JSONL; candidate ids = seeds); default: the stored judgments.
+        judge: which judge, when the store or the file holds several.
+        gold: correlate with the judge's score or its binary 'fully aligned' verdict.
+        group: prompt: compare the seeds of each prompt, then average (GenAI-Bench); none: pool everything.
+        model: only runs of this model name (or run id).
+        skills: per-skill rows.
+        ci: bootstrap 95% confidence intervals (slower).
+        resamples: bootstrap resamples with --ci.
+        ignore_unmatched: skip judgments that match no stored (prompt, seed) instead of failing.
+        allow_partial: use a --judgments file that leaves some stored (prompt, seed) candidates unjudged (they are
+            left out, with a warning) instead of failing.
+        json: also write the rows as JSON to this file.
+    """
+
+    results: Path
+    scorer: tuple[str, ...] | None = None
+    steps: tuple[int, ...] | None = None
+    fractions: tuple[float, ...] | None = None
+    judgments: Path | None = None
+    judge: str | None = None
+    gold: Literal["score", "aligned"] = "score"
+    group: Literal["prompt", "none"] = "prompt"
+    model: str | None = None
+    skills: bool = True
+    ci: bool = False
+    resamples: int = 1000
+    ignore_unmatched: bool = False
+    allow_partial: bool = False
+    json: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.steps is not None and self.fractions is not None:
+            raise InputError("--steps / --fractions: expected one of them, got both")
 
 
 def _clean(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: CorrelateSettings) -> int:
     from noisyclip_metrics.evaluation.correlate import correlate, format_table
     from noisyclip_metrics.io.files import write_json
 
@@ -98,11 +97,14 @@ def _run(args: argparse.Namespace) -> int:
 
 COMMANDS.register(
     "correlate",
-    Command(
+    settings_command(
         "correlate",
         "correlate per-step scores of a results store with final-image "
         "judgments (Pearson, Spearman, Kendall, pairwise accuracy)",
-        _configure,
+        CorrelateSettings,
         _run,
+        required=("results",),
+        epilog="Example: noisyclip correlate --results runs/results --scorer noisyclip clip --fractions 0.25 0.5 "
+        "--json corr.json",
     ),
 )

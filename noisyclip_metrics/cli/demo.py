@@ -11,14 +11,14 @@ prompts and adds the expensive ``clip-x0-decoded`` scorer. It writes::
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from noisyclip_metrics.cli import COMMANDS, Command
+from noisyclip_metrics.cli import COMMANDS
+from noisyclip_metrics.cli.core import settings_command
 from noisyclip_metrics.errors import InputError
 from noisyclip_metrics.io.files import write_json
 
@@ -48,7 +48,7 @@ class DemoConfig:
         progress: progress bars.
     """
 
-    out: str
+    out: str = "runs/demo"
     full: bool = False
     prompts: int | None = None
     seeds: int = 6
@@ -159,33 +159,14 @@ def run_demo(cfg: DemoConfig) -> Path:
     return index
 
 
-def _configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    p.add_argument("--full", action="store_true", help="the whole benchmark split (400 prompts) and every scorer")
-    p.add_argument("--prompts", type=int, default=None, help="number of benchmark prompts (default: 40, or all)")
-    p.add_argument("--seeds", type=int, default=6, help="candidates per prompt")
-    p.add_argument("--batch-size", type=int, default=60)
-    p.add_argument("--overwrite", action="store_true", help="write into a folder that holds other files")
-    p.add_argument("--no-progress", action="store_true")
-
-
-def _run(args: argparse.Namespace) -> int:
-    index = run_demo(
-        DemoConfig(
-            out=args.out,
-            full=args.full,
-            prompts=args.prompts,
-            seeds=args.seeds,
-            batch_size=args.batch_size,
-            overwrite=args.overwrite,
-            progress=not args.no_progress,
-        )
-    )
-    print(f"report: {index}")
+def _run(cfg: DemoConfig) -> int:
+    print(f"report: {run_demo(cfg)}")
     return 0
 
 
 COMMANDS.register(
     "demo",
-    Command("demo", "run the world benchmark for every world model: evaluate, BoN, leaderboard", _configure, _run),
+    settings_command(
+        "demo", "run the world benchmark for every world model: evaluate, BoN, leaderboard", DemoConfig, _run
+    ),
 )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from noisyclip_metrics.cli import COMMANDS, Command, OneLineParser
+from noisyclip_metrics.cli.core import add_dataclass_arguments, dataclass_from_args
 from noisyclip_metrics.registry import Registry
 
 
@@ -28,29 +29,10 @@ ACTIONS: Registry[Action] = Registry("leaderboard action")
 def _configure_build(p: argparse.ArgumentParser) -> None:
     from noisyclip_metrics.leaderboard import BuildConfig
 
-    d = BuildConfig()
     p.add_argument(
         "results", nargs="+", type=Path, metavar="RESULTS", help="results folders (written by noisyclip evaluate --out)"
     )
     p.add_argument("--out", required=True, type=Path, help="output folder (new or empty unless --overwrite)")
-    p.add_argument("--overwrite", action="store_true", help="replace the leaderboard files of a non-empty --out")
-    p.add_argument("--title", default=d.title, help=f"page title (default: {d.title!r})")
-    p.add_argument("--n-resamples", type=int, default=d.n_resamples, help="bootstrap resamples of prompts")
-    p.add_argument("--confidence-level", type=float, default=d.confidence_level, help="of the bootstrap intervals")
-    p.add_argument("--seed", type=int, default=d.seed, help="bootstrap seed")
-    p.add_argument(
-        "--within",
-        type=float,
-        default=d.within,
-        help="share of the final improvement over chance for the earliest fraction (0.9: within 10%%)",
-    )
-    p.add_argument(
-        "--reference-fraction",
-        type=float,
-        default=d.reference_fraction,
-        help="step fraction shown in the ranking and skill tables",
-    )
-    p.add_argument("--no-charts", action="store_true", help="skip the PNG charts of README.md")
     p.add_argument(
         "--search",
         nargs="+",
@@ -59,22 +41,14 @@ def _configure_build(p: argparse.ArgumentParser) -> None:
         metavar="RESULTS",
         help="more results folders whose budget-matched search documents (noisyclip bon search) to publish",
     )
+    add_dataclass_arguments(p, BuildConfig)
     p.epilog = "Example: noisyclip leaderboard build runs/results runs/more-results --out leaderboards/world"
 
 
 def _run_build(args: argparse.Namespace) -> int:
     from noisyclip_metrics.leaderboard import BuildConfig, build_leaderboard
 
-    config = BuildConfig(
-        n_resamples=args.n_resamples,
-        confidence_level=args.confidence_level,
-        seed=args.seed,
-        within=args.within,
-        reference_fraction=args.reference_fraction,
-        title=args.title,
-        overwrite=args.overwrite,
-        charts=not args.no_charts,
-    )
+    config = dataclass_from_args(BuildConfig, args)
     result = build_leaderboard(args.results, args.out, config, search=args.search)
     print(
         f"leaderboard of {result.entries} model(s), {result.rows} rows, in {result.out} ({result.seconds:.1f} s): "
@@ -96,7 +70,6 @@ ACTIONS.register(
 def _configure_guard(p: argparse.ArgumentParser) -> None:
     from noisyclip_metrics.leaderboard.guard import GuardConfig
 
-    d = GuardConfig()
     p.add_argument("results", nargs="+", type=Path, metavar="RESULTS", help="the published results folders")
     p.add_argument(
         "--fresh-seeds",
@@ -128,15 +101,8 @@ def _configure_guard(p: argparse.ArgumentParser) -> None:
         metavar="SCORER",
         help="frozen scorers reported beside them (never gating), e.g. clip-x0 clip-final",
     )
-    p.add_argument("--fractions", nargs="+", type=float, default=list(d.fractions), help="fractions checked")
-    p.add_argument(
-        "--family-alpha",
-        type=float,
-        default=d.family_alpha,
-        help="false-alarm rate of the whole guard (Bonferroni over the gating checks)",
-    )
-    p.add_argument("--n-resamples", type=int, default=d.n_resamples, help="bootstrap resamples of prompts")
     p.add_argument("--out", required=True, type=Path, help="folder for guard.json and guard.md (the leaderboard's)")
+    add_dataclass_arguments(p, GuardConfig)
     p.epilog = (
         "Exit status 2 when a fine-tuned scorer's published curve differs from a replicate beyond its "
         "interval. Example: noisyclip leaderboard guard runs/main --fresh-seeds runs/seeds-100 --scorers "
@@ -151,7 +117,7 @@ def _run_guard(args: argparse.Namespace) -> int:
     folders = {k: v for k, v in (("fresh-seeds", args.fresh_seeds), ("fresh-prompts", args.fresh_prompts)) if v}
     if not folders:
         raise InputError("--fresh-seeds / --fresh-prompts: expected at least one replicate results folder")
-    config = GuardConfig(tuple(args.fractions), args.family_alpha, args.n_resamples)
+    config = dataclass_from_args(GuardConfig, args)
     pairs, curves = replicates_from_results(args.results, folders)
     report = run_guard(pairs, args.scorers, args.controls, config)
     write_guard(report, curves, args.out)

@@ -6,28 +6,41 @@ import argparse
 import json
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from noisyclip_metrics.cli import COMMANDS, Command
+from noisyclip_metrics.cli.core import add_dataclass_arguments, dataclass_from_args
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """Settings of ``noisyclip world build``.
+
+    Args:
+        work: work folder (checkpoints; rerun to resume).
+        out: weights folder to write (fp16 safetensors).
+        preset: build preset: 'full' (the shipped weights) or 'ci' (tiny).
+        stages: run only these stages (default: all).
+        threads: torch threads (default: the preset's).
+        from_weights: take the stages before 'trajectories' from a packaged weights folder (e.g. the shipped
+            noisyclip_metrics/world/weights) instead of training them: rebuilds only the NoisyCLIPs.
+        progress: show progress.
+    """
+
+    work: Path
+    out: Path
+    preset: str = "full"
+    stages: tuple[str, ...] | None = None
+    threads: int | None = None
+    from_weights: Path | None = None
+    progress: bool = True
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="world_command", metavar="ACTION", required=True, parser_class=type(p))
     build = sub.add_parser("build", help="retrain every world model from nothing (deterministic, resumable)")
-    build.add_argument("--preset", default="full", help="build preset: 'full' (the shipped weights) or 'ci' (tiny)")
-    build.add_argument("--work", type=Path, required=True, help="work folder (checkpoints; rerun to resume)")
-    build.add_argument("--out", type=Path, required=True, help="weights folder to write (fp16 safetensors)")
-    build.add_argument("--stages", nargs="+", default=None, help="run only these stages (default: all)")
-    build.add_argument("--threads", type=int, default=None, help="torch threads (default: the preset's)")
-    build.add_argument(
-        "--from-weights",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="take the stages before 'trajectories' from a packaged weights folder (e.g. the shipped "
-        "noisyclip_metrics/world/weights) instead of training them: rebuilds only the NoisyCLIPs",
-    )
-    build.add_argument("--no-progress", action="store_true")
+    add_dataclass_arguments(build, BuildSettings, ("work", "out"))
     sub.add_parser("list", help="list the world ids")
     sub.add_parser("info", help="print BUILD.json of the installed world weights")
 
@@ -49,18 +62,19 @@ def _run(args: argparse.Namespace) -> int:
     from noisyclip_metrics.world.build.driver import build_world
     from noisyclip_metrics.world.build.presets import PRESETS
 
-    config = PRESETS.get(args.preset)
-    if args.threads is not None:
-        config = dataclasses.replace(config, threads=args.threads)
+    settings = dataclass_from_args(BuildSettings, args, ("work", "out"))
+    config = PRESETS.get(settings.preset)
+    if settings.threads is not None:
+        config = dataclasses.replace(config, threads=settings.threads)
     command = "noisyclip " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
     metrics = build_world(
-        args.work,
-        args.out,
+        settings.work,
+        settings.out,
         config,
-        stages=args.stages,
-        progress=not args.no_progress,
+        stages=list(settings.stages) if settings.stages else None,
+        progress=settings.progress,
         command=command,
-        from_weights=args.from_weights,
+        from_weights=settings.from_weights,
     )
     for stage, values in metrics.items():
         shown = {

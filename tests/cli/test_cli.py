@@ -255,3 +255,24 @@ def test_settings_come_from_flags_over_a_json_or_yaml_file_over_the_defaults(tmp
         assert isinstance(cfg.guidance_scale, float) and cfg.score_every == EvalConfig.score_every
     with pytest.raises(InputError, match="missing required settings: --out"):
         dataclass_from_args(EvalConfig, argparse.Namespace(config=None, model="m"), ("model", "out"))
+
+
+#: Commands whose flags are still written by hand (``bon run``: its policy flags are generated from the policy
+#: dataclasses, beside its own), and those that have no settings at all.
+HAND_WRITTEN = {"bon run"}
+NO_SETTINGS = {"info", "world info", "world list"}
+
+
+def test_every_command_takes_its_settings_from_a_dataclass_with_a_config_file():
+    from noisyclip_metrics.cli import build_parser
+
+    parser = build_parser()  # every command configured, nested actions too
+    leaves = {}
+    for name, sub in parser._subparsers._group_actions[0].choices.items():
+        nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
+        if nested:
+            leaves.update({f"{name} {action}": p for action, p in nested[0].choices.items()})
+        else:
+            leaves[name] = sub
+    with_config = {name for name, p in leaves.items() if any("--config" in a.option_strings for a in p._actions)}
+    assert with_config == set(leaves) - HAND_WRITTEN - NO_SETTINGS

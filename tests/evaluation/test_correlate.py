@@ -250,3 +250,27 @@ def test_correlate_an_evaluated_store(evaluated_store, capsys):
     assert main(["correlate", "--results", str(evaluated_store), "--fractions", "0", "1", "--group", "none"]) == 0
     out = capsys.readouterr().out
     assert "step 0/3 (fraction 0.00)" in out and "step 3/3 (fraction 1.00)" in out and "clip-final" in out
+
+
+def test_settings_from_a_yaml_file_equal_the_flags(evaluated_store, tmp_path, capsys):
+    flags = ["--fractions", "0", "1", "--group", "none", "--no-skills"]
+    assert main(["correlate", "--results", str(evaluated_store), *flags, "--json", str(tmp_path / "a.json")]) == 0
+    config = tmp_path / "settings.yaml"
+    config.write_text(
+        f"results: {evaluated_store}\nfractions: [0, 1]\ngroup: none\nskills: false\njson: {tmp_path / 'b.json'}\n"
+    )
+    assert main(["correlate", "--config", str(config)]) == 0
+    a, b = (json.loads((tmp_path / n).read_text()) for n in ("a.json", "b.json"))
+    assert a["rows"] == b["rows"] and a["group"] == b["group"] == "none"
+    # a flag overrides the file; a wrong value in the file is one line naming the setting
+    assert main(["correlate", "--config", str(config), "--group", "prompt", "--json", str(tmp_path / "c.json")]) == 0
+    assert json.loads((tmp_path / "c.json").read_text())["group"] == "prompt"
+    config.write_text(f"results: {evaluated_store}\ngold: best\n")
+    capsys.readouterr()
+    assert main(["correlate", "--config", str(config)]) == 2
+    assert "setting 'gold'" in capsys.readouterr().err
+
+
+def test_steps_and_fractions_together_are_refused(evaluated_store, capsys):
+    assert main(["correlate", "--results", str(evaluated_store), "--steps", "1", "--fractions", "0.5"]) == 2
+    assert capsys.readouterr().err.strip().endswith("--steps / --fractions: expected one of them, got both")

@@ -173,7 +173,7 @@ def train_world_clip(work: Path, tokenizer_dir: Path, cfg: ClipStageConfig, prog
         schedule,
         params,
         store,
-        log_extra=lambda: {"scale": float(model.clip.logit_scale.exp())},
+        log_extra=lambda: {"scale": float(model.clip.logit_scale.detach().exp())},
         progress=progress,
     )
     model.eval()
