@@ -163,6 +163,9 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the build's)")
     parser.add_argument(
+        "--publish", type=Path, default=None, help="also write the study as one JSON document (for the results page)"
+    )
+    parser.add_argument(
         "--read",
         choices=("latents", "x0"),
         default="latents",
@@ -257,29 +260,27 @@ def main() -> None:
     for name, values in bon.items():
         print(f"| {name} | " + " | ".join(f"{v:.3f} ({v / final_bon:.3f})" for v in values) + " |")
     write_json(args.out / "variants.json", {n: [list(r) for r in rows] for n, rows in results.items()})
-    write_json(
-        args.out / "study.json",
-        {
-            "model": args.model,
-            "benchmark_prompts": n_prompts,
-            "benchmark_seeds": [args.seed_start, args.seed_start + args.seeds - 1],
-            "training_seeds": [TRAINING_SEEDS.start, TRAINING_SEEDS.stop - 1],
-            "fine_tuning_steps": args.steps,
-            "read": args.read,
-            "targets": list(args.targets),
-            "git_revision": git_revision(),
-        },
-    )
-    write_json(
-        args.out / "bon.json",
-        {
-            "clip-final": final_bon,
-            "random": random_bon,
-            "oracle": oracle_bon,
-            "fractions": list(FRACTIONS),
-            "scorers": bon,
-        },
-    )
+    study = {
+        "model": args.model,
+        "benchmark_prompts": n_prompts,
+        "benchmark_seeds": [args.seed_start, args.seed_start + args.seeds - 1],
+        "training_seeds": [TRAINING_SEEDS.start, TRAINING_SEEDS.stop - 1],
+        "fine_tuning_steps": args.steps,
+        "read": args.read,
+        "targets": list(args.targets),
+        "git_revision": git_revision(),
+    }
+    write_json(args.out / "study.json", study)
+    if args.publish is not None:  # one document for the results page (tools/world_report.py)
+        write_json(
+            args.publish,
+            {
+                "study": study,
+                "fractions": list(FRACTIONS),
+                "pairwise": {n: [list(r) for r in rows] for n, rows in results.items()},
+                "best_of_n": {"clip-final": final_bon, "random": random_bon, "oracle": oracle_bon, "scorers": bon},
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -302,6 +302,7 @@ def page(
     guard: dict[str, Any] | None,
     targets: str | None,
     live: dict[str, Any] | None = None,
+    recipes: dict[str, Any] | None = None,
 ) -> str:
     """The generated results page ``docs/results/world.md``."""
     parts = [
@@ -321,6 +322,21 @@ def page(
     if targets is not None:
         body = re.sub(r"^## ", "### ", targets.split("\n", 1)[1].strip(), flags=re.MULTILINE)
         parts += ["## Issue 21's targets on fresh seeds and prompts\n", body + "\n"]
+    if recipes is not None:
+        study = recipes["study"]
+        parts += [
+            "## Training recipes\n",
+            f"Which fine-tuning recipe ranks candidates best early (issue 21, step 5)? One NoisyCLIP per training "
+            f"target, each fine-tuned for {study['fine_tuning_steps']:,} steps on the build's training trajectories "
+            f"(seeds {study['training_seeds'][0]:,}-{study['training_seeds'][1]:,}) reading the "
+            f"{'x̂0 preview' if study['read'] == 'x0' else 'latent preview'}, then scored on "
+            f"{study['benchmark_prompts']} benchmark prompts of `world:{study['model']}` with seeds "
+            f"{study['benchmark_seeds'][0]}-{study['benchmark_seeds'][1]}, none of them trained on, against the "
+            f"oracle's TIFA score: within-prompt pairwise accuracy (95% bootstrap intervals over prompts), beside "
+            f"frozen CLIP reading the same previews. Nothing is chosen on these data: every target is shown "
+            f"(`experiments/noisyclip_variants.py --targets-only`, revision `{study['git_revision'][:10]}`).\n",
+            _captured(recipes_tables, recipes),
+        ]
     if doc.get("search"):
         parts += [
             "## Budget-matched search\n",
@@ -400,9 +416,12 @@ def readme_block(readme: str, doc: dict[str, Any]) -> str:
     return f"{head}{start}\n{headline(doc)}{end}{tail}"
 
 
-def published(board: Path) -> tuple[dict[str, Any], dict[str, Any] | None, str | None, dict[str, Any] | None]:
-    """The leaderboard JSON, the guard's JSON, the targets' Markdown and the live search check of a published folder
-    (None when absent)."""
+#: Optional files of a published folder, by the keyword of :func:`page` they fill.
+EXTRAS = {"guard": "guard.json", "targets": "targets.md", "live": "search-live.json", "recipes": "recipes.json"}
+
+
+def published(board: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The leaderboard JSON of a published folder, and its optional files (:data:`EXTRAS`; None when absent)."""
 
     def optional(name: str) -> Any:
         path = board / name
@@ -412,7 +431,32 @@ def published(board: Path) -> tuple[dict[str, Any], dict[str, Any] | None, str |
         return json.loads(text) if name.endswith(".json") else text
 
     doc = json.loads((board / "leaderboard.json").read_text(encoding="utf-8"))
-    return doc, optional("guard.json"), optional("targets.md"), optional("search-live.json")
+    return doc, {key: optional(name) for key, name in EXTRAS.items()}
+
+
+def recipes_tables(recipes: dict[str, Any]) -> None:
+    """``recipes.json`` (``experiments/noisyclip_variants.py --publish``): pairwise accuracy, Best-of-N per recipe."""
+    from noisyclip_metrics.benchmarking import markdown_table
+
+    fractions = recipes["fractions"]
+    head = ["scorer", *(f"{f:.1f}" for f in fractions), "mean 0.2-0.5"]
+    rows = []
+    for name, points in recipes["pairwise"].items():
+        middle = [a for f, (a, _, _) in zip(fractions, points, strict=True) if 0.2 <= f <= 0.5]
+        rows.append(
+            [name, *(f"{a:.3f} [{lo:.2f}, {hi:.2f}]" for a, lo, hi in points), f"{sum(middle) / len(middle):.3f}"]
+        )
+    print(markdown_table(head, rows))
+    bon = recipes["best_of_n"]
+    print(
+        f"\nJudge score of the Best-of-N pick when choosing at each fraction (no cost counted), and its ratio to "
+        f"`clip-final` on the final images ({bon['clip-final']:.3f}; random {bon['random']:.3f}, oracle "
+        f"{bon['oracle']:.3f}):\n"
+    )
+    rows = [
+        [name, *(f"{v:.3f} ({v / bon['clip-final']:.3f})" for v in values)] for name, values in bon["scorers"].items()
+    ]
+    print(markdown_table(["scorer", *(f"{f:.1f}" for f in fractions)], rows))
 
 
 def main() -> None:
@@ -423,10 +467,10 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="write docs/results/world.md and the README block")
     args = parser.parse_args()
     if args.write:
-        doc, guard, targets, live = published(args.leaderboard.parent)
+        doc, extras = published(args.leaderboard.parent)
         build = json.loads(args.build.read_text(encoding="utf-8")) if args.build.is_file() else None
         PAGE.parent.mkdir(parents=True, exist_ok=True)
-        PAGE.write_text(page(doc, build, guard, targets, live), encoding="utf-8")
+        PAGE.write_text(page(doc, build, **extras), encoding="utf-8")
         README.write_text(readme_block(README.read_text(encoding="utf-8"), doc), encoding="utf-8")
         print(f"wrote {PAGE.relative_to(ROOT)} and the headline table of {README.relative_to(ROOT)}")
         return

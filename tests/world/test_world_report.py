@@ -51,11 +51,9 @@ def test_results_page_and_readme_table_are_what_the_published_leaderboard_gives(
     """docs/results/world.md and the README's headline table are generated (`python tools/world_report.py --write`):
     a figure typed by hand, or a leaderboard republished without regenerating them, fails here."""
     module = script("world_report")
-    doc, guard, targets, live = module.published(ROOT / "leaderboards" / "world")
+    doc, extras = module.published(ROOT / "leaderboards" / "world")
     build = json.loads((ROOT / "noisyclip_metrics" / "world" / "weights" / "BUILD.json").read_text(encoding="utf-8"))
-    assert (ROOT / "docs" / "results" / "world.md").read_text(encoding="utf-8") == module.page(
-        doc, build, guard, targets, live
-    )
+    assert (ROOT / "docs" / "results" / "world.md").read_text(encoding="utf-8") == module.page(doc, build, **extras)
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert readme == module.readme_block(readme, doc)
 
@@ -68,3 +66,42 @@ def test_the_readme_check_sees_an_edited_figure(script):
     assert module.readme_block(readme, doc) == readme
     edited = readme.replace("0.", "9.", 1)
     assert module.readme_block(edited, doc) != edited
+
+
+def test_recipes_section_shows_every_recipe_and_its_ratio_to_clip_final(script, capsys):
+    module = script("world_report")
+    recipes = {
+        "study": {
+            "model": "sd-base",
+            "benchmark_prompts": 2,
+            "benchmark_seeds": [0, 5],
+            "training_seeds": [1_000_000_000, 1_999_999_999],
+            "fine_tuning_steps": 10,
+            "read": "x0",
+            "targets": ["prompt", "judged"],
+            "git_revision": "0123456789abcdef",
+        },
+        "fractions": [0.2, 0.5, 1.0],
+        "pairwise": {
+            "frozen CLIP (x0 preview)": [[0.6, 0.5, 0.7], [0.7, 0.6, 0.8], [0.8, 0.7, 0.9]],
+            "target=judged read=x0": [[0.7, 0.6, 0.8], [0.9, 0.8, 1.0], [0.9, 0.8, 1.0]],
+        },
+        "best_of_n": {
+            "clip-final": 0.8,
+            "random": 0.5,
+            "oracle": 0.9,
+            "scorers": {"frozen CLIP (x0 preview)": [0.6, 0.7, 0.8], "target=judged read=x0": [0.7, 0.84, 0.88]},
+        },
+    }
+    module.recipes_tables(recipes)
+    out = capsys.readouterr().out
+    assert "| target=judged read=x0 | 0.700 [0.60, 0.80] | 0.900 [0.80, 1.00] | 0.900 [0.80, 1.00] | 0.800 |" in out
+    assert "| target=judged read=x0 | 0.700 (0.875) | 0.840 (1.050) | 0.880 (1.100) |" in out
+    text = module.page(
+        json.loads((ROOT / "leaderboards" / "world" / "leaderboard.json").read_text()),
+        None,
+        None,
+        None,
+        recipes=recipes,
+    )
+    assert "## Training recipes" in text and "seeds 0-5" in text and "revision `0123456789`" in text
