@@ -38,9 +38,7 @@ def _run(folder: Path, steps: int = 6, stop_at: int | None = None, every: int = 
 
     settings = LoopSettings(steps, every, log_every=1, desc="test")
     params = list(net.parameters())
-    run_loop(
-        settings, step, opt, sched, params, store, after_step=lambda i: ema.update(net, i), stop_at=stop_at, **kw
-    )
+    run_loop(settings, step, opt, sched, params, store, after_step=lambda i: ema.update(net, i), stop_at=stop_at, **kw)
     return net, ema
 
 
