@@ -583,51 +583,41 @@ def _search_markdown(rows: list[dict[str, Any]], reference_n: int) -> str:
     return markdown_table(head, table)
 
 
-def _settings(name: str, help_text: str, cls: Any, run: Any, required: tuple[str, ...]) -> tuple[str, Any, Any]:
-    command = settings_command(f"bon {name}", help_text, cls, run, required)
-    return help_text, command.configure, command.run
-
-
 _SUBCOMMANDS = {
-    "run": ("early-stopping BoN on a pipeline; saves the chosen image(s) and account.json", _configure_run, _run_run),
-    "offline": _settings(
+    "run": Command(
+        "run", "early-stopping BoN on a pipeline; saves the chosen image(s) and account.json", _configure_run, _run_run
+    ),
+    "offline": settings_command(
         "offline",
         "BoN outcomes from a results store into <results>/bon/<run_id>.parquet",
         OfflineSettings,
         _run_offline,
-        ("results",),
     ),
-    "calibrate": _settings(
-        "calibrate",
-        "fit the threshold policy's calibration on a results store",
-        CalibrateSettings,
-        _run_calibrate,
-        ("results", "out"),
+    "calibrate": settings_command(
+        "calibrate", "fit the threshold policy's calibration on a results store", CalibrateSettings, _run_calibrate
     ),
-    "fit": _settings(
+    "fit": settings_command(
         "fit",
         "the best halving schedule or threshold settings within a cost budget, fitted on a results store",
         FitSettings,
         _run_fit,
-        ("results", "budget"),
     ),
-    "search": _settings(
+    "search": settings_command(
         "search",
         "budget-matched search from a results store: judge score against budget for full-cost Best-of-B and "
         "cross-fitted pruned searches, into <results>/search/<run_id>.json",
         SearchSettings,
         _run_search,
-        ("results",),
     ),
 }
 
 
 def _configure(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="bon_command", metavar="{run,offline,calibrate,fit,search}", parser_class=OneLineParser)
-    for name, (help_text, configure, run) in _SUBCOMMANDS.items():
-        sp = sub.add_parser(name, help=help_text, description=help_text)
-        configure(sp)
-        sp.set_defaults(_bon_run=run)
+    for name, command in _SUBCOMMANDS.items():
+        sp = sub.add_parser(name, help=command.help, description=command.help)
+        command.configure(sp)
+        sp.set_defaults(_bon_run=command.run)
     p.epilog = (
         "Examples: noisyclip bon run --pipeline world:sd-base --prompt 'two red circles' --n 6 "
         "--policy one-shot --k 8 --scorer noisyclip --out runs/bon;  "

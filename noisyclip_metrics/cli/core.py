@@ -55,10 +55,18 @@ def field_docs(cls: Any) -> dict[str, str]:
     return {p.arg_name: " ".join(p.description.split()) for p in parsed.params if p.description}
 
 
+def _required(cls: Any, required: tuple[str, ...]) -> tuple[str, ...]:
+    """``required`` and every field without a default, in that order."""
+    missing = [f.name for f, _ in _fields(cls) if f.default is f.default_factory is dataclasses.MISSING]
+    return tuple(dict.fromkeys((*required, *missing)))
+
+
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: Any, required: tuple[str, ...] = ()) -> None:
     """One ``--flag`` per field of a config dataclass, typed by its annotation and described from its docstring
     (defaults are the dataclass's; a ``--config`` JSON or YAML file in between). A ``Literal[...]`` field's values
-    are the flag's choices; a boolean field gets ``--flag`` / ``--no-flag``."""
+    are the flag's choices; a boolean field gets ``--flag`` / ``--no-flag``. Fields without a default are required,
+    and so are those named in ``required``."""
+    required = _required(cls, required)
     parser.add_argument("--config", type=Path, help="JSON or YAML file of settings (command-line flags override it)")
     docs = field_docs(cls)
     for f, hint in _fields(cls):
@@ -77,22 +85,16 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: Any, required:
             parser.add_argument(flag, dest=f.name, type=kind, nargs="+" if many else None, default=None, help=help_text)
 
 
-def settings_command(
-    name: str,
-    help: str,
-    cls: Any,
-    run: Callable[[Any], int],
-    required: tuple[str, ...] = (),
-    epilog: str | None = None,
-) -> Command:
+def settings_command(name: str, help: str, cls: Any, run: Callable[[Any], int], epilog: str | None = None) -> Command:
     """A subcommand whose settings are the frozen dataclass ``cls``: its flags come from the fields
-    (:func:`add_dataclass_arguments`, with ``--config FILE``), and ``run`` receives the built dataclass."""
+    (:func:`add_dataclass_arguments`, with ``--config FILE``; fields without a default are required), and ``run``
+    receives the built dataclass."""
 
     def configure(p: argparse.ArgumentParser) -> None:
-        add_dataclass_arguments(p, cls, required)
+        add_dataclass_arguments(p, cls)
         p.epilog = epilog
 
-    return Command(name, help, configure, lambda args: run(dataclass_from_args(cls, args, required)))
+    return Command(name, help, configure, lambda args: run(dataclass_from_args(cls, args)))
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
@@ -164,7 +166,7 @@ def dataclass_from_args(cls: Any, args: argparse.Namespace, required: tuple[str,
         value = getattr(args, name, None)
         if value is not None:
             values[name] = tuple(value) if isinstance(value, list) else value
-    missing = [n for n in required if values.get(n) in (None, ())]
+    missing = [n for n in _required(cls, required) if values.get(n) in (None, ())]
     if missing:
         raise InputError(f"missing required settings: {', '.join('--' + m.replace('_', '-') for m in missing)}")
     import jsonargparse
@@ -240,7 +242,6 @@ COMMANDS.register(
         "interpolate a fine-tuned image tower with the CLIP it started from (WiSE-FT)",
         WiseSettings,
         _run_wise_ft,
-        required=("finetuned", "base", "alpha", "out"),
     ),
 )
 
@@ -306,7 +307,6 @@ COMMANDS.register(
         "record the trajectories of a diffusers pipeline",
         CaptureSettings,
         _run_capture,
-        required=("pipeline", "prompts", "out"),
     ),
 )
 
@@ -379,7 +379,6 @@ COMMANDS.register(
         "score stored trajectories step by step (JSON lines)",
         ScoreSettings,
         _run_score,
-        required=("model", "trajectories"),
     ),
 )
 

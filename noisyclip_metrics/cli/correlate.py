@@ -103,7 +103,6 @@ COMMANDS.register(
         "judgments (Pearson, Spearman, Kendall, pairwise accuracy)",
         CorrelateSettings,
         _run,
-        required=("results",),
         epilog="Example: noisyclip correlate --results runs/results --scorer noisyclip clip --fractions 0.25 0.5 "
         "--json corr.json",
     ),

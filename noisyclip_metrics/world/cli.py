@@ -40,7 +40,7 @@ class BuildSettings:
 def _configure(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="world_command", metavar="ACTION", required=True, parser_class=type(p))
     build = sub.add_parser("build", help="retrain every world model from nothing (deterministic, resumable)")
-    add_dataclass_arguments(build, BuildSettings, ("work", "out"))
+    add_dataclass_arguments(build, BuildSettings)
     sub.add_parser("list", help="list the world ids")
     sub.add_parser("info", help="print BUILD.json of the installed world weights")
 
@@ -62,7 +62,7 @@ def _run(args: argparse.Namespace) -> int:
     from noisyclip_metrics.world.build.driver import build_world
     from noisyclip_metrics.world.build.presets import PRESETS
 
-    settings = dataclass_from_args(BuildSettings, args, ("work", "out"))
+    settings = dataclass_from_args(BuildSettings, args)
     config = PRESETS.get(settings.preset)
     if settings.threads is not None:
         config = dataclasses.replace(config, threads=settings.threads)
