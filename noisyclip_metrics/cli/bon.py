@@ -13,71 +13,106 @@ from pathlib import Path
 from typing import Any
 
 from noisyclip_metrics.cli import COMMANDS, Command, OneLineParser
-from noisyclip_metrics.cli.core import settings_command
+from noisyclip_metrics.cli.core import add_dataclass_arguments, dataclass_from_args, settings_command
 from noisyclip_metrics.errors import InputError
 
 
-def _configure_run(p: argparse.ArgumentParser) -> None:
-    from noisyclip_metrics.scoring.scorers import list_scorers
+@dataclass(frozen=True)
+class RunSettings:
+    """Settings of ``noisyclip bon run``; :func:`run_settings` adds one setting per field of the registered policies.
 
-    scorers = list_scorers()
-    p.add_argument("--pipeline", required=True, help="diffusers pipeline folder or registered id (world:sd-base)")
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--prompt", nargs="+", help="one prompt, or n prompts (one per candidate)")
-    what.add_argument(
-        "--prompts-file",
-        type=Path,
-        default=None,
-        help="text file, one prompt per line: a Best-of-N each, batched (see --batch-prompts); the "
-        "results go to OUT/NNNN/ and a rerun resumes where it stopped",
+    Args:
+        pipeline: diffusers pipeline folder or registered id (world:sd-base).
+        out: folder for the chosen image(s) and account.json.
+        prompt: one prompt, or n prompts (one per candidate); or --prompts-file.
+        prompts_file: text file, one prompt per line: a Best-of-N each, batched (see --batch-prompts); the results
+            go to OUT/NNNN/ and a rerun resumes where it stopped.
+        batch_prompts: with --prompts-file: prompts whose candidates share one batch.
+        progress: with --prompts-file: show a progress bar.
+        n: candidates N (default: 6, or the plan's with --budget).
+        seeds: one seed per candidate (default: 0..n-1).
+        budget: budget-matched search: full trajectories to spend (B = 6: the denoiser calls of full-cost
+            Best-of-6); with --plan-from the scorer and plan are chosen for it, else the policy must fit it.
+        plan_from: with --budget: a results store of recorded runs of this pipeline to choose the plan on (noisyclip
+            bon search); its scorer, N and policy replace --scorer, --n and --policy.
+        max_batch: at most this many candidates per denoiser call (large N on a small GPU; default: all at once).
+        policy: early-stopping policy (a registered name: one-shot, halving, funnel, threshold...).
+        scorer: scorer that ranks the candidates (a registered name).
+        model: the scorer's CLIP (model id or folder; world ids by default).
+        final_scorer: cascade: this scorer picks one of the m finished survivors at the last step (e.g. clip-final).
+        final_model: the final scorer's CLIP (default: as for --model).
+        steps: denoising steps T (the pipeline's default).
+        guidance_scale: classifier-free guidance scale (the pipeline's default).
+        negative_prompt: negative prompt.
+        height: image height in pixels.
+        width: image width in pixels.
+        device: torch device of the pipeline and scorers (cpu, cuda, cuda:1...).
+        dtype: pipeline dtype: float32, float16 or bfloat16 (scorers stay float32).
+    """
+
+    pipeline: str
+    out: Path
+    prompt: tuple[str, ...] | None = None
+    prompts_file: Path | None = None
+    batch_prompts: int = 8
+    progress: bool = True
+    n: int | None = None
+    seeds: tuple[int, ...] | None = None
+    budget: float | None = None
+    plan_from: Path | None = None
+    max_batch: int | None = None
+    policy: str = "one-shot"
+    scorer: str = "noisyclip"
+    model: str | None = None
+    final_scorer: str | None = None
+    final_model: str | None = None
+    steps: int | None = None
+    guidance_scale: float | None = None
+    negative_prompt: str | None = None
+    height: int | None = None
+    width: int | None = None
+    device: str | None = None
+    dtype: str | None = None
+
+    def __post_init__(self) -> None:
+        from noisyclip_metrics.bon.policies import POLICIES
+        from noisyclip_metrics.scoring.scorers import list_scorers
+
+        if (self.prompt is None) == (self.prompts_file is None):
+            raise InputError("--prompt / --prompts-file: expected exactly one of them")
+        if self.batch_prompts < 1:
+            raise InputError(f"--batch-prompts: expected >= 1, got {self.batch_prompts}")
+        if self.policy not in POLICIES:
+            raise InputError(f"--policy: expected one of {', '.join(sorted(POLICIES))}, got {self.policy!r}")
+        for flag, name in (("--scorer", self.scorer), ("--final-scorer", self.final_scorer)):
+            if name is not None and name not in list_scorers():
+                raise InputError(f"{flag}: expected one of {', '.join(list_scorers())}, got {name!r}")
+
+
+def run_settings() -> type[RunSettings]:
+    """:class:`RunSettings` with one optional setting per field of every registered policy dataclass (its type, and
+    its ``help`` metadata as the description), so that a policy a plugin registers gets its flags and ``--config``
+    keys too (built anew on each call: the registry may have grown). A setting left unset takes the policy's default
+    (:func:`_policy`)."""
+    import inspect
+    import typing
+
+    from noisyclip_metrics.bon.policies import POLICIES
+
+    names = sorted(POLICIES)
+    fields, docs = [], []
+    for name, owners in _policy_fields().items():
+        policy, f = owners[0]
+        hint = typing.get_type_hints(POLICIES.get(policy)).get(name)
+        kind = Path if f.metadata.get("path") else hint
+        fields.append((name, kind | None, dataclasses.field(default=None)))
+        default = "" if f.default is dataclasses.MISSING else f" (default: {f.default})"
+        users = ", ".join(o for o, _ in owners) if len(owners) < len(names) else "every policy"
+        docs.append(f"    {name}: {users}: {f.metadata.get('help', name)}{default}.")
+    doc = inspect.cleandoc(RunSettings.__doc__ or "") + "\n" + "\n".join(docs)
+    return dataclasses.make_dataclass(
+        "RunSettings", fields, bases=(RunSettings,), frozen=True, namespace={"__doc__": doc, "__module__": __name__}
     )
-    p.add_argument(
-        "--batch-prompts",
-        type=int,
-        default=8,
-        help="with --prompts-file: prompts whose candidates share one batch (default: 8)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="with --prompts-file: hide the progress bar")
-    p.add_argument("--n", type=int, default=None, help="candidates N (default: 6, or the plan's with --budget)")
-    p.add_argument("--seeds", type=int, nargs="+", default=None, help="one seed per candidate (default: 0..n-1)")
-    p.add_argument(
-        "--budget",
-        type=float,
-        default=None,
-        help="budget-matched search: full trajectories to spend (B = 6: the denoiser calls of full-cost "
-        "Best-of-6); with --plan-from the scorer and plan are chosen for it, else the policy must fit it",
-    )
-    p.add_argument(
-        "--plan-from",
-        type=Path,
-        default=None,
-        help="with --budget: a results store of recorded runs of this pipeline to choose the plan on "
-        "(noisyclip bon search); its scorer, N and policy replace --scorer, --n and --policy",
-    )
-    p.add_argument(
-        "--max-batch",
-        type=int,
-        default=None,
-        help="at most this many candidates per denoiser call (large N on a small GPU; default: all at once)",
-    )
-    _add_policy_flags(p)
-    p.add_argument("--scorer", default="noisyclip", choices=scorers)
-    p.add_argument("--model", default=None, help="the scorer's CLIP (model id or folder; world ids by default)")
-    p.add_argument(
-        "--final-scorer",
-        default=None,
-        choices=scorers,
-        help="cascade: this scorer picks one of the m finished survivors at the last step (e.g. clip-final)",
-    )
-    p.add_argument("--final-model", default=None, help="the final scorer's CLIP (default: as for --model)")
-    p.add_argument("--steps", type=int, default=None, help="denoising steps T (the pipeline's default)")
-    p.add_argument("--guidance-scale", type=float, default=None)
-    p.add_argument("--negative-prompt", default=None)
-    p.add_argument("--height", type=int, default=None)
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--device", default=None, help="torch device of the pipeline and scorers (cpu, cuda, cuda:1...)")
-    p.add_argument("--dtype", default=None, help="pipeline dtype: float32, float16 or bfloat16 (scorers stay float32)")
-    p.add_argument("--out", required=True, type=Path, help="folder for the chosen image(s) and account.json")
 
 
 def _save(result: Any, out: Path, extra: dict[str, Any]) -> None:
@@ -154,34 +189,7 @@ def _policy_fields() -> dict[str, list[tuple[str, Any]]]:
     return found
 
 
-def _add_policy_flags(p: argparse.ArgumentParser) -> None:
-    """``--policy`` and one flag per field of the registered policies (declared once, with the policy's dataclass:
-    its type, its default, its ``help`` metadata), so a policy a plugin registers gets its flags too."""
-    import typing
-
-    from noisyclip_metrics.bon.policies import POLICIES
-
-    names = sorted(POLICIES)
-    p.add_argument(
-        "--policy", default="one-shot", help=f"early-stopping policy: {', '.join(names)} (default: one-shot)"
-    )
-    for name, owners in _policy_fields().items():
-        policy, f = owners[0]
-        hint = typing.get_type_hints(POLICIES.get(policy)).get(name)
-        kwargs: dict[str, Any] = {"default": None}
-        if f.metadata.get("path"):
-            kwargs["type"] = Path
-        elif typing.get_origin(hint) is tuple:
-            kwargs.update(type=typing.get_args(hint)[0], nargs="+")
-        elif hint in (int, float, str):
-            kwargs["type"] = hint
-        default = "" if f.default is dataclasses.MISSING else f" (default: {f.default})"
-        users = ", ".join(o for o, _ in owners) if len(owners) < len(names) else "every policy"
-        kwargs["help"] = f"{users}: {f.metadata.get('help', name)}{default}"
-        p.add_argument("--" + name.replace("_", "-"), **kwargs)
-
-
-def _policy(args: argparse.Namespace, steps: int | None) -> Any:
+def _policy(args: RunSettings, steps: int | None) -> Any:
     """The policy ``--policy`` names, from its fields' flags: a flag not given takes the field's default, or its
     ``fallback`` from T; a required field without one is a one-line error naming the flag."""
     from noisyclip_metrics.bon.policies import build_policy
@@ -202,7 +210,7 @@ def _policy(args: argparse.Namespace, steps: int | None) -> Any:
     return build_policy(args.policy, **params)
 
 
-def _run_run(args: argparse.Namespace) -> int:
+def _run_run(args: RunSettings) -> int:
     from noisyclip_metrics.bon.early import EarlyBestOfN
     from noisyclip_metrics.diffusion.pipelines import load_pipeline
     from noisyclip_metrics.io.files import read_prompt_file
@@ -210,8 +218,6 @@ def _run_run(args: argparse.Namespace) -> int:
     from noisyclip_metrics.scoring.factory import resolve_model
     from noisyclip_metrics.scoring.scorers import build_scorer
 
-    if args.batch_prompts < 1:
-        raise InputError(f"--batch-prompts: expected >= 1, got {args.batch_prompts}")
     prompts = None if args.prompts_file is None else read_prompt_file(args.prompts_file)  # before the slow loads
     pipe = load_pipeline(args.pipeline, args.device, args.dtype)
     steps, guidance = args.steps, args.guidance_scale
@@ -221,11 +227,15 @@ def _run_run(args: argparse.Namespace) -> int:
     plan: dict[str, Any] = {}
     if args.plan_from is not None:
         fit, recorded = _choose_plan(args, steps)
-        n, policy, args.scorer = fit.plan.n, fit.plan.policy(), fit.scorer
-        args.final_scorer = "clip-final" if fit.plan.cascade else None
-        # the CLIPs the plan was chosen with, unless others are named
-        args.model = args.model or recorded.scorers.get(fit.scorer, {}).get("model")
-        args.final_model = args.final_model or recorded.scorers.get("clip-final", {}).get("model")
+        n, policy = fit.plan.n, fit.plan.policy()
+        args = dataclasses.replace(
+            args,
+            scorer=fit.scorer,
+            final_scorer="clip-final" if fit.plan.cascade else None,
+            # the CLIPs the plan was chosen with, unless others are named
+            model=args.model or recorded.scorers.get(fit.scorer, {}).get("model"),
+            final_model=args.final_model or recorded.scorers.get("clip-final", {}).get("model"),
+        )
         plan = {
             "budget": args.budget,
             "plan": fit.plan.label,
@@ -268,7 +278,7 @@ def _run_run(args: argparse.Namespace) -> int:
 
     todo = _todo(args.out, prompts, {"n": n, "policy": policy.name, "scorer": scorer.name})
     calls = full = 0
-    with tqdm(total=len(todo), desc="bon run", unit="prompt", disable=args.no_progress) as bar:
+    with tqdm(total=len(todo), desc="bon run", unit="prompt", disable=not args.progress) as bar:
         for start in range(0, len(todo), args.batch_prompts):
             chunk = todo[start : start + args.batch_prompts]
             batch = bon.run_batch([prompts[i] for i in chunk], **kwargs)
@@ -286,7 +296,7 @@ def _run_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _choose_plan(args: argparse.Namespace, steps: int | None) -> Any:
+def _choose_plan(args: RunSettings, steps: int | None) -> Any:
     """The fit (:func:`~noisyclip_metrics.bon.search.fit_search`) for ``--budget`` on the recorded runs of
     ``--pipeline`` in ``--plan-from`` (the run with the most seeds), and that run's record; ``--n`` caps N."""
     import numpy as np
@@ -585,7 +595,10 @@ def _search_markdown(rows: list[dict[str, Any]], reference_n: int) -> str:
 
 _SUBCOMMANDS = {
     "run": Command(
-        "run", "early-stopping BoN on a pipeline; saves the chosen image(s) and account.json", _configure_run, _run_run
+        "run",
+        "early-stopping BoN on a pipeline; saves the chosen image(s) and account.json",
+        lambda p: add_dataclass_arguments(p, run_settings()),
+        lambda args: _run_run(dataclass_from_args(run_settings(), args)),
     ),
     "offline": settings_command(
         "offline",

@@ -202,14 +202,15 @@ def test_config_flags_are_described_from_the_dataclass_docstrings(capsys):
     assert "score every this many steps" in out and "``" not in out
 
 
-def test_bon_run_flags_come_from_the_policy_dataclasses(monkeypatch):
-    """A policy is declared once: its dataclass fields are `noisyclip bon run`'s flags (type, default, help), so a
-    policy registered by a plugin gets its flags without touching the CLI."""
+def test_bon_run_flags_come_from_the_policy_dataclasses(monkeypatch, tmp_path):
+    """A policy is declared once: its dataclass fields are `noisyclip bon run`'s settings (flags and ``--config``
+    keys, with type and help), so a policy registered by a plugin gets its flags without touching the CLI."""
     import argparse
     from dataclasses import dataclass, field
 
     from noisyclip_metrics.bon.policies import POLICIES, OneShotPolicy
-    from noisyclip_metrics.cli.bon import _add_policy_flags, _policy
+    from noisyclip_metrics.cli.bon import _policy, run_settings
+    from noisyclip_metrics.cli.core import add_dataclass_arguments, dataclass_from_args
     from noisyclip_metrics.errors import InputError
 
     @dataclass(frozen=True)
@@ -219,13 +220,26 @@ def test_bon_run_flags_come_from_the_policy_dataclasses(monkeypatch):
 
     monkeypatch.setitem(POLICIES._items, "every-other", EveryOther)
     parser = argparse.ArgumentParser()
-    _add_policy_flags(parser)
-    assert "every-other: steps between looks (default: 2)" in parser.format_help()
-    args = parser.parse_args(["--policy", "every-other", "--stride", "3", "--k", "4"])
-    assert _policy(args, steps=20) == EveryOther(k=4, stride=3)
-    assert _policy(parser.parse_args(["--policy", "every-other"]), steps=20) == EveryOther(k=10)  # k's fallback: T/2
+    cls = run_settings()
+    add_dataclass_arguments(parser, cls)
+    assert "every-other: steps between looks (default: 2)" in " ".join(parser.format_help().split())
+    base = ["--pipeline", "p", "--prompt", "a", "--out", "o"]
+
+    def settings(*flags: str):
+        return dataclass_from_args(cls, parser.parse_args([*base, *flags]))
+
+    assert _policy(settings("--policy", "every-other", "--stride", "3", "--k", "4"), steps=20) == EveryOther(
+        k=4, stride=3
+    )
+    assert _policy(settings("--policy", "every-other"), steps=20) == EveryOther(k=10)  # k's fallback: T/2
+    (tmp_path / "s.yaml").write_text("policy: every-other\nstride: 5\n")
+    assert _policy(settings("--config", str(tmp_path / "s.yaml")), steps=20) == EveryOther(k=10, stride=5)
     with pytest.raises(InputError, match=r"--schedule: the halving policy needs increasing decision steps"):
-        _policy(parser.parse_args(["--policy", "halving"]), steps=20)
+        _policy(settings("--policy", "halving"), steps=20)
+    with pytest.raises(InputError, match=r"--policy: expected one of .*every-other.*, got 'nope'"):
+        settings("--policy", "nope")
+    monkeypatch.delitem(POLICIES._items, "every-other")
+    assert "stride" not in {f.name for f in dataclasses.fields(run_settings())}  # built from today's registry
 
 
 def test_the_warning_format_is_restored_after_a_command(capsys):
@@ -257,9 +271,7 @@ def test_settings_come_from_flags_over_a_json_or_yaml_file_over_the_defaults(tmp
         dataclass_from_args(EvalConfig, argparse.Namespace(config=None, model="m"), ("model", "out"))
 
 
-#: Commands whose flags are still written by hand (``bon run``: its policy flags are generated from the policy
-#: dataclasses, beside its own), and those that have no settings at all.
-HAND_WRITTEN = {"bon run"}
+#: Commands that have no settings at all.
 NO_SETTINGS = {"info", "world info", "world list"}
 
 
@@ -275,4 +287,4 @@ def test_every_command_takes_its_settings_from_a_dataclass_with_a_config_file():
         else:
             leaves[name] = sub
     with_config = {name for name, p in leaves.items() if any("--config" in a.option_strings for a in p._actions)}
-    assert with_config == set(leaves) - HAND_WRITTEN - NO_SETTINGS
+    assert with_config == set(leaves) - NO_SETTINGS
