@@ -478,6 +478,52 @@ def _bon_rows(bon: pa.Table | None, entries: list[Entry]) -> list[dict[str, Any]
     )
 
 
+def _nearest_step(scores: np.ndarray, fraction: float, num_steps: int) -> int | None:
+    """The scored step whose k / T is nearest ``fraction`` (the earlier on a tie), as :meth:`Curve.nearest`."""
+    steps = np.flatnonzero(~np.isnan(scores).all(axis=(1, 2)))
+    return None if not len(steps) else int(steps[np.argmin(np.abs(steps / num_steps - fraction))])
+
+
+def _comparisons(entries: list[Entry], config: BuildConfig) -> list[dict[str, Any]]:
+    """Every pair of entries on one benchmark with at least two shared prompts: A's mean judge score minus B's, and
+    for each scorer both have, its pairwise accuracy at the step nearest ``reference_fraction`` in A minus in B, on
+    the shared prompts, with paired bootstrap intervals (the prompts resampled for both models together)."""
+    from noisyclip_metrics.evaluation.stats import pairwise_counts, ratio_difference
+
+    def interval(value: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict[str, float]:
+        return {"difference": float(value[0]), "low": float(low[0]), "high": float(high[0])}
+
+    out = []
+    for i, a in enumerate(entries):
+        for b in entries[i + 1 :]:
+            rows_b = {p: r for r, p in enumerate(b.data.prompt_ids)}
+            shared = [(r, rows_b[p]) for r, p in enumerate(a.data.prompt_ids) if p in rows_b]
+            if a.benchmark != b.benchmark or len(shared) < 2:
+                continue
+            ra, rb = (np.array(x) for x in zip(*shared, strict=True))
+            ja, jb = a.data.judge[ra], b.data.judge[rb]
+            counts = [np.nansum(ja, axis=1), (~np.isnan(ja)).sum(axis=1), np.nansum(jb, axis=1)]
+            counts.append((~np.isnan(jb)).sum(axis=1))
+            boot = {"n_resamples": config.n_resamples, "confidence_level": config.confidence_level, "seed": config.seed}
+            judge = interval(*ratio_difference(*(c[:, None] for c in counts), **boot))
+            accuracy = {}
+            for scorer in (s for s in a.data.scores if s in b.data.scores):
+                ka = _nearest_step(a.data.scores[scorer], config.reference_fraction, a.data.num_steps)
+                kb = _nearest_step(b.data.scores[scorer], config.reference_fraction, b.data.num_steps)
+                if ka is None or kb is None:
+                    continue
+                ca, pa_ = pairwise_counts(ja, a.data.scores[scorer][ka][ra])
+                cb, pb_ = pairwise_counts(jb, b.data.scores[scorer][kb][rb])
+                if pa_.sum() and pb_.sum():
+                    accuracy[scorer] = interval(
+                        *ratio_difference(ca[:, None], pa_[:, None], cb[:, None], pb_[:, None], **boot)
+                    )
+            out.append(
+                {"a": a.name, "b": b.name, "prompts": len(shared), "judge_score": judge, "pairwise_accuracy": accuracy}
+            )
+    return out
+
+
 def leaderboard_document(
     entries: list[Entry],
     curves: list[ModelCurves],
@@ -534,6 +580,9 @@ def leaderboard_document(
     }
     if bon_rows:
         doc["bon"] = bon_rows
+    compare = _comparisons([entries[i] for i in order], config)  # the higher-ranked model of a pair first
+    if compare:  # A minus B for every pair of models on shared prompts, each pair once (B minus A: negated)
+        doc["compare"] = {"reference_fraction": config.reference_fraction, "pairs": compare}
     names = {n for e in entries for n in (e.name, e.model)}
     stray = sorted({d["model"] for d, _ in search} - names)
     if stray:

@@ -31,7 +31,16 @@ from noisyclip_metrics.io.files import atomic_write_text
 from noisyclip_metrics.leaderboard.charts import Series, png_chart, svg_chart
 from noisyclip_metrics.provenance import consecutive_runs
 
-__all__ = ["environment", "fmt", "md_escape", "ranking_rows", "render_html", "render_markdown", "write_outputs"]
+__all__ = [
+    "compare_matrices",
+    "environment",
+    "fmt",
+    "md_escape",
+    "ranking_rows",
+    "render_html",
+    "render_markdown",
+    "write_outputs",
+]
 
 METRIC_LABELS = {"pairwise_accuracy": "pairwise accuracy", "top1_agreement": "top-1 agreement", "spearman": "Spearman"}
 
@@ -333,6 +342,49 @@ def _round(values: Any) -> list[float | None]:
     return [round(float(v), 4) if np.isfinite(v) else None for v in np.asarray(values, dtype=np.float64)]
 
 
+def compare_matrices(doc: dict[str, Any]) -> list[tuple[str, list[str], list[list[dict[str, str]]]]]:
+    """The ``compare`` key as matrices, models in rank order: (title, names, rows of cells), one for the judge score
+    and one per scorer's pairwise accuracy; a cell is the row model minus the column model with its paired interval
+    (``text``) and ``verdict``: ``better`` / ``worse`` when the interval excludes 0, ``unclear``, ``self`` or ``none``
+    (no shared prompts).
+
+    Examples:
+        >>> doc = {"models": [{"name": "a"}, {"name": "b"}], "compare": {"reference_fraction": 0.5, "pairs": [
+        ...     {"a": "b", "b": "a", "prompts": 9, "judge_score": {"difference": -0.1, "low": -0.2, "high": -0.05},
+        ...      "pairwise_accuracy": {}}]}}
+        >>> title, names, rows = compare_matrices(doc)[0]
+        >>> title, [[c["text"] for c in r] for r in rows], rows[0][1]["verdict"]
+        ('judge score', [['–', '+0.100 [+0.050, +0.200]'], ['-0.100 [-0.200, -0.050]', '–']], 'better')
+    """
+    compare = doc.get("compare")
+    if not compare:
+        return []
+    names = [m["name"] for m in doc["models"]]
+    by_pair: dict[tuple[str, str], dict[str, Any]] = {}
+    for pair in compare["pairs"]:
+        by_pair[pair["a"], pair["b"]] = pair
+        by_pair[pair["b"], pair["a"]] = dict(pair, sign=-1)
+    scorers = list(dict.fromkeys(s for p in compare["pairs"] for s in p["pairwise_accuracy"]))
+
+    def cell(row: str, col: str, pick: Any) -> dict[str, str]:
+        pair = by_pair.get((row, col))
+        est = pick(pair) if pair else None
+        if row == col or est is None:
+            return {"text": "–", "verdict": "self" if row == col else "none", "prompts": ""}
+        sign = pair.get("sign", 1)
+        value, low, high = (round(sign * est[k], 3) + 0.0 for k in ("difference", "low", "high"))  # no "-0.000"
+        low, high = min(low, high), max(low, high)
+        verdict = "better" if low > 0 else "worse" if high < 0 else "unclear"
+        return {"text": f"{value:+.3f} [{low:+.3f}, {high:+.3f}]", "verdict": verdict, "prompts": str(pair["prompts"])}
+
+    metrics: list[tuple[str, Any]] = [("judge score", lambda p: p["judge_score"])]
+    ref = compare["reference_fraction"]
+    metrics += [
+        (f"{s}: pairwise accuracy at k/T ≈ {ref:g}", lambda p, s=s: p["pairwise_accuracy"].get(s)) for s in scorers
+    ]
+    return [(title, names, [[cell(r, c, pick) for c in names] for r in names]) for title, pick in metrics]
+
+
 def script_json(data: Any) -> Markup:
     """JSON safe inside a ``<script type="application/json">`` element (no ``<``, ``>``, ``&`` characters)."""
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
@@ -381,6 +433,7 @@ def render_html(doc: dict[str, Any], entries: list[Any], fractions: tuple[float,
             metric_labels=METRIC_LABELS,
             drill=script_json(_drill(doc, entries, fractions)),
             provenance=[_provenance(r) for r in doc["provenance"]],
+            compare=compare_matrices(doc),
             bon=doc.get("bon", []),
             search=[
                 (d, search_caption(d), [h.format(ref=d["reference_n"]) for h in SEARCH_HEADER], search_summary(d))
@@ -440,6 +493,21 @@ def render_markdown(doc: dict[str, Any], pngs: dict[str, Path] | None, out: Path
         _md_table(header, [[c["text"] for c in r] for r in rows]),
         "",
     ]
+    compare = compare_matrices(doc)
+    if compare:
+        _, names, matrix = compare[0]
+        parts += [
+            "## Compare models",
+            "",
+            f"Mean judge score of the row model minus the column model on the prompts both were evaluated on, with "
+            f"paired {level}% bootstrap intervals (the prompts resampled for both together); each scorer's accuracy "
+            "difference: `leaderboard.json`, key `compare`.",
+            "",
+            _md_table(
+                ["Model", *names], [[name, *(c["text"] for c in row)] for name, row in zip(names, matrix, strict=True)]
+            ),
+            "",
+        ]
     if pngs:
         parts += ["## Timestep-versus-accuracy curves", ""]
         for key, path in pngs.items():

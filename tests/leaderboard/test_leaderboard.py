@@ -205,6 +205,34 @@ def test_user_strings_are_escaped(results, tmp_path):
     assert doc["models"][1]["name"] == "<b>model-b</b>"
 
 
+def test_models_are_compared_pairwise_on_their_shared_prompts(results, tmp_path):
+    """Compare models: A minus B on the prompts both have, with paired intervals; models on another benchmark are
+    not compared. model-a's judge scores are model-b's permutation + 0.2 on every prompt, so the difference is
+    exactly +0.2 whatever the resample; the scorers rank both perfectly (or equally badly): no difference."""
+    write_run(results, "model-c", benchmark="other", seed=3)
+    write_run(results, "model-d", seed=4, offset=0.2)
+    build_leaderboard([results], tmp_path / "lb", FAST)
+    doc = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())
+    pairs = {(p["a"], p["b"]): p for p in doc["compare"]["pairs"]}
+    assert list(pairs) == [("model-a", "model-d"), ("model-a", "<b>model-b</b>"), ("model-d", "<b>model-b</b>")]
+    ab = pairs["model-a", "<b>model-b</b>"]
+    assert ab["prompts"] == 7  # model-a's first prompt is another text
+    assert ab["judge_score"] == pytest.approx({"difference": 0.2, "low": 0.2, "high": 0.2})
+    assert set(ab["pairwise_accuracy"]) == set(SCORERS)
+    assert ab["pairwise_accuracy"]["noisyclip"] == {"difference": 0.0, "low": 0.0, "high": 0.0}
+    db = pairs["model-d", "<b>model-b</b>"]  # the higher-ranked model first
+    assert db["prompts"] == 8 and db["judge_score"]["difference"] == pytest.approx(0.2)
+    html = (tmp_path / "lb" / "index.html").read_text()
+    table = html.split('<table class="compare">')[1].split("</table>")[0]  # the judge-score matrix
+    assert table.count('class="better"') == table.count('class="worse"') == 2  # a and d ahead of b, b behind
+    assert table.count('class="self"') == 4 and table.count('class="none"') == 2 * 3  # model-c: no shared prompts
+    assert "+0.200 [+0.200, +0.200]" in table and "-0.200 [-0.200, -0.200]" in table
+    assert "&lt;b&gt;model-b&lt;/b&gt;" in table
+    readme = (tmp_path / "lb" / "README.md").read_text()
+    row = "| model-d | +0.000 \\[+0.000, +0.000\\] | – | +0.200 \\[+0.200, +0.200\\] | – |"  # Markdown-escaped
+    assert "## Compare models" in readme and row in readme
+
+
 def test_same_model_on_two_benchmarks_and_merged_folders(tmp_path):
     prompts = [f"prompt {i}" for i in range(8)]
     write_run(tmp_path / "r1", "m", benchmark="world", prompts=prompts[:4], seed=3)
@@ -633,6 +661,12 @@ def test_page_in_headless_chromium(results, tmp_path):
         assert js("document.querySelectorAll('#ranking tbody tr').length") == 3
         assert js("document.querySelectorAll('svg.chart').length") == 3 * 3 + 3
         assert js("document.querySelector('svg.chart').getBoundingClientRect().width") > 300
+        # compare models: the judge-score matrix shown, the scorers' in a closed <details>
+        assert js("document.querySelectorAll('table.compare').length") == 1 + len(SCORERS)
+        assert js("document.querySelector('table.compare').getBoundingClientRect().height") > 50
+        assert js("document.querySelectorAll('table.compare')[1].closest('details').open") is False
+        assert js("document.querySelector('table.compare').closest('details')") is None
+        assert js("document.querySelectorAll('table.compare td.better').length") == 3  # a > b > c, a > c
         ranks = "Array.from(document.querySelectorAll('#ranking tbody tr'), r => r.cells[0].textContent)"
         names = "Array.from(document.querySelectorAll('#ranking tbody tr'), r => r.cells[1].textContent)"
         assert js(ranks) == ["1", "2", "3"]

@@ -14,7 +14,8 @@ every step. A candidate is used only where both its gold and its pred score are 
 - :func:`spearman_rows` -- per group Spearman (mid-ranks), NaN where undefined (a constant row).
 - :func:`bootstrap_ratio` -- percentile bootstrap of ratio-of-sums statistics ``sum(num) / sum(den)`` over
   resampled groups, for many statistics at once with the same resamples. A pooled pairwise accuracy is
-  ``(correct, pairs)``; a mean of per-group values is ``(nan_to_num(values), defined)``.
+  ``(correct, pairs)``; a mean of per-group values is ``(nan_to_num(values), defined)``. :func:`ratio_difference`
+  is the paired difference of two such statistics (two models on the same prompts).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "group_matrix",
     "paired_means",
     "pairwise_counts",
+    "ratio_difference",
     "spearman_rows",
     "top1_agreement_rows",
     "within_group_pairwise_accuracy",
@@ -214,25 +216,77 @@ def bootstrap_ratio(
             f"bootstrap needs n_resamples >= 2 and 0 < confidence_level < 1; got {n_resamples}, {confidence_level}"
         )
     groups, rest = n.shape[0], n.shape[1:]
-    n2, d2 = n.reshape(groups, -1), d.reshape(groups, -1)
+    value, low, high = _percentile_bootstrap(
+        _ratio, [n.reshape(groups, -1), d.reshape(groups, -1)], n_resamples, confidence_level, seed
+    )
+    return value.reshape(rest), low.reshape(rest), high.reshape(rest)
+
+
+def _ratio(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
-        value = n2.sum(axis=0) / d2.sum(axis=0)
-        value = np.where(d2.sum(axis=0) > 0, value, np.nan)
+        return np.where(bottom > 0, top / bottom, np.nan)
+
+
+def _percentile_bootstrap(
+    statistic: Any, columns: list[np.ndarray], n_resamples: int, confidence_level: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``statistic`` of the column sums of ``columns`` (each ``(groups, K)``), on the full data and its percentile
+    interval over multinomial resamples of the groups (the same resamples for every column: paired)."""
+    groups = columns[0].shape[0]
+    value = statistic(*(c.sum(axis=0) for c in columns))
     if groups < 2:
-        nan = np.full(rest, np.nan)
-        return value.reshape(rest), nan, nan.copy()
+        nan = np.full(value.shape, np.nan)
+        return value, nan, nan.copy()
     rng = np.random.default_rng(seed)
     probs = np.full(groups, 1.0 / groups)
     per_chunk = max(1, _BOOTSTRAP_CELLS // groups)
     draws = []
     for start in range(0, n_resamples, per_chunk):
         w = rng.multinomial(groups, probs, size=min(per_chunk, n_resamples - start)).astype(np.float64)
-        top, bottom = w @ n2, w @ d2
-        with np.errstate(invalid="ignore", divide="ignore"):
-            draws.append(np.where(bottom > 0, top / bottom, np.nan))
+        draws.append(statistic(*(w @ c for c in columns)))
     stats = np.concatenate(draws)
     alpha = (1 - confidence_level) / 2
     low, high = np.percentile(stats, [100 * alpha, 100 * (1 - alpha)], axis=0)  # NaN draws propagate
+    return value, low, high
+
+
+def ratio_difference(
+    num_a: Any,
+    den_a: Any,
+    num_b: Any,
+    den_b: Any,
+    *,
+    n_resamples: int = 1000,
+    confidence_level: float = 0.95,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``sum(num_a) / sum(den_a) - sum(num_b) / sum(den_b)`` over paired groups (row i of a and of b: the same
+    prompt), with a percentile bootstrap that resamples the groups of both sides together; as :func:`bootstrap_ratio`
+    for every other index at once.
+
+    Examples:
+        >>> v, lo, hi = ratio_difference([[3.0], [2.0], [4.0]], [[4.0]] * 3, [[1.0], [2.0], [1.0]], [[4.0]] * 3,
+        ...                              n_resamples=200)
+        >>> round(float(v[0]), 3), bool(0 < lo[0] <= v[0] <= hi[0])
+        (0.417, True)
+    """
+    arrays = [np.asarray(x, dtype=np.float64) for x in (num_a, den_a, num_b, den_b)]
+    if len({a.shape for a in arrays}) != 1 or arrays[0].ndim < 1:
+        raise InputError(
+            f"num_a, den_a, num_b, den_b: expected one shape (groups first), got {[a.shape for a in arrays]}"
+        )
+    if n_resamples < 2 or not 0 < confidence_level < 1:
+        raise InputError(
+            f"bootstrap needs n_resamples >= 2 and 0 < confidence_level < 1; got {n_resamples}, {confidence_level}"
+        )
+    groups, rest = arrays[0].shape[0], arrays[0].shape[1:]
+    value, low, high = _percentile_bootstrap(
+        lambda na, da, nb, db: _ratio(na, da) - _ratio(nb, db),
+        [a.reshape(groups, -1) for a in arrays],
+        n_resamples,
+        confidence_level,
+        seed,
+    )
     return value.reshape(rest), low.reshape(rest), high.reshape(rest)
 
 
