@@ -152,6 +152,39 @@ def ranking_rows(doc: dict[str, Any]) -> tuple[list[str], list[list[dict[str, st
     return header, rows
 
 
+#: Columns of :func:`ranking_rows` the page's ranking keeps (the rest, and the intervals, are on demand).
+_COMPACT_COLUMNS = 5
+
+
+def compact_ranking(
+    header: list[str], rows: list[list[dict[str, str]]]
+) -> tuple[list[str], list[list[dict[str, str]]]]:
+    """The page's ranking, narrow enough for a laptop screen: rank, model, benchmark, judge, judge score, then each
+    scorer's pairwise accuracy at the reference fraction as a bare number (its interval and step in ``title``);
+    aligned rate, prompts, seeds, steps and earliest fractions stay in the full table.
+
+    Examples:
+        >>> head = ["Rank", "Model", "Benchmark", "Judge", "Judge score", "Aligned", "Prompts", "Seeds", "Steps",
+        ...         "s: pairwise acc. @ 0.5", "s: earliest fraction"]
+        >>> cells = [{"text": t, "sort": t} for t in ["1", "m", "b", "j", "0.8", "0.5", "9", "0-5", "20"]]
+        >>> cells += [{"text": "0.812 [0.790, 0.830] (k=10)", "sort": "0.812"}, {"text": "0.25", "sort": "0.25"}]
+        >>> h, r = compact_ranking(head, [cells])
+        >>> h[5:], r[0][5]
+        (['s @ 0.5'], {'text': '0.812', 'sort': '0.812', 'title': '0.812 [0.790, 0.830] (k=10)'})
+    """
+    keep = [i for i in range(len(header)) if i < _COMPACT_COLUMNS or ": pairwise acc. @ " in header[i]]
+    compact = [header[i].replace(": pairwise acc. @ ", " @ ") for i in keep]
+    out = []
+    for row in rows:
+        cells = [dict(row[i], title="") for i in keep[:_COMPACT_COLUMNS]]
+        cells += [
+            {"text": row[i]["text"].split(" ")[0], "sort": row[i]["sort"], "title": row[i]["text"]}
+            for i in keep[_COMPACT_COLUMNS:]
+        ]
+        out.append(cells)
+    return compact, out
+
+
 def _curve_series(block: dict[str, Any], metric: str, label: str | None = None) -> list[Series]:
     out = []
     for scorer, pts in block["curves"].items():
@@ -187,6 +220,43 @@ def _bon_series(rows: list[dict[str, Any]], n: int) -> list[Series]:
         Series(k, [r["cost_fraction"] for r in v], [r["judge_score"] for r in v])
         for k, v in ((k, sorted(v, key=lambda r: r["cost_fraction"] or 0)) for k, v in groups.items())
     ]
+
+
+#: Lines in one Best-of-N chart at most, the references (``random``, ``oracle``) included.
+MAX_BON_SERIES = 6
+
+
+def bon_panels(rows: list[dict[str, Any]], n: int) -> list[tuple[str, list[Series]]]:
+    """:func:`_bon_series` at ``N = n`` as small multiples: one chart per policy (split further when its scorers
+    would pass :data:`MAX_BON_SERIES` lines), each with the references (policies without a scorer: ``random``,
+    ``oracle``) drawn in it too; (caption, series) per chart.
+
+    Examples:
+        >>> rows = [{"n": 6, "scorer": s, "policy": p, "cost_fraction": 0.5, "judge_score": 0.8}
+        ...         for s, p in [("random", "random"), ("oracle", "oracle")] + [(f"s{i}", "one-shot") for i in range(5)]
+        ...         + [("s0", "halving")]]
+        >>> for caption, series in bon_panels(rows, 6):
+        ...     print(caption, [s.label for s in series])
+        one-shot (1/2) ['s0 (one-shot)', 's1 (one-shot)', 's2 (one-shot)', 's3 (one-shot)', 'random', 'oracle']
+        one-shot (2/2) ['s4 (one-shot)', 'random', 'oracle']
+        halving ['s0 (halving)', 'random', 'oracle']
+    """
+    series = {s.label: s for s in _bon_series(rows, n)}
+    policy = {
+        (r["scorer"] if r["scorer"] == r["policy"] else f"{r['scorer']} ({r['policy']})"): str(r["policy"])
+        for r in rows
+        if r["n"] == n and r.get("m", 1) == 1
+    }
+    references = [s for label, s in series.items() if policy[label] == label]
+    room = max(1, MAX_BON_SERIES - len(references))
+    panels = []
+    for name in dict.fromkeys(p for label, p in policy.items() if p != label):
+        mine = [s for label, s in series.items() if policy[label] == name]
+        chunks = [mine[i : i + room] for i in range(0, len(mine), room)]
+        for j, chunk in enumerate(chunks):
+            caption = name if len(chunks) == 1 else f"{name} ({j + 1}/{len(chunks)})"
+            panels.append((caption, chunk + references))
+    return panels or ([("references", references)] if references else [])
 
 
 def bon_summary(rows: list[dict[str, Any]], fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)) -> list[dict]:
@@ -293,16 +363,17 @@ def _charts(doc: dict[str, Any], draw: Any) -> dict[str, Any]:
         )
     for i, m in enumerate(doc["models"]):
         for n in sorted({r["n"] for r in m["bon"]}, reverse=True):  # the largest N first (README draws it only)
-            charts["bon"].append(
-                draw(
-                    _bon_series(m["bon"], n),
-                    f"bon-{i}-n{n}",
-                    title=f"{m['name']}: Best-of-{n}",
-                    x_label="cost fraction",
-                    y_label="judge score",
-                    reference=None,
+            for j, (caption, series) in enumerate(bon_panels(m["bon"], n)):
+                charts["bon"].append(
+                    draw(
+                        series,
+                        f"bon-{i}-n{n}-{j}",
+                        title=f"{m['name']}: Best-of-{n}, {caption}",
+                        x_label="cost fraction",
+                        y_label="judge score",
+                        reference=None,
+                    )
                 )
-            )
     return charts
 
 
@@ -428,6 +499,7 @@ def render_html(doc: dict[str, Any], entries: list[Any], fractions: tuple[float,
             doc=doc,
             header=header,
             rows=rows,
+            compact=compact_ranking(header, rows),
             charts=charts,
             skill_tables=skill_tables,
             metric_labels=METRIC_LABELS,
@@ -680,10 +752,9 @@ def write_outputs(doc: dict[str, Any], entries: list[Any], out: Path, config: An
             pngs = None
         else:
             specs = _charts(doc, lambda series, key, **kw: (key, series, kw))
+            largest = {i: max(r["n"] for r in m["bon"]) for i, m in enumerate(doc["models"]) if m["bon"]}
             first_n = [
-                spec
-                for j, spec in enumerate(specs["bon"])
-                if j == 0 or spec[0].rsplit("-n", 1)[0] != specs["bon"][j - 1][0].rsplit("-n", 1)[0]
+                spec for spec in specs["bon"] if spec[0].startswith(tuple(f"bon-{i}-n{n}-" for i, n in largest.items()))
             ]
             wanted = [m["pairwise_accuracy"] for m in specs["model"]] + specs["overlay"] + first_n
             pngs = {key: png_chart(series, out / "charts" / f"{key}.png", **kw) for key, series, kw in wanted}

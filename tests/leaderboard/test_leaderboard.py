@@ -409,6 +409,38 @@ def test_search_documents_are_published_beside_the_curves(results, tmp_path, cap
     assert code == 2 and "search documents of models that are not on the leaderboard: ['model-c']" in err
 
 
+def test_bon_charts_are_small_multiples_with_the_references_in_each(results, tmp_path):
+    """No Best-of-N chart carries more than six lines: one chart per policy (split when it has many scorers), and the
+    random and oracle references are drawn in every one."""
+    import re
+
+    run_a = next(r.run_id for r in ResultsStore.open(results).runs() if r.model == "model-a")
+    (results / "bon").mkdir()
+    kinds = [(f"scorer-{i}", policy) for policy in ("one-shot", "halving") for i in range(7)]
+    kinds += [("random", "random"), ("oracle", "oracle")]
+    rows = {
+        "run_id": [run_a] * len(kinds),
+        "scorer": [s for s, _ in kinds],
+        "policy": [p for _, p in kinds],
+        "n": [6] * len(kinds),
+        "k": [2] * len(kinds),
+        "cost_fraction": [0.5] * len(kinds),
+        "judge_score": [0.7] * len(kinds),
+        "prompts": [8] * len(kinds),
+    }
+    pq.write_table(pa.table(rows), results / "bon" / "part-0.parquet")
+    build_leaderboard([results], tmp_path / "lb", FAST)
+    html = (tmp_path / "lb" / "index.html").read_text()
+    section = html.split("<h2>Best-of-N cost and quality</h2>")[1].split("</details>")[0]
+    charts = re.findall(r"<svg .*?</svg>", section, flags=re.S)
+    titles = [re.search(r'class="chart-title">(.*?)</text>', c).group(1) for c in charts]
+    assert sorted(titles) == [f"model-a: Best-of-6, {p} ({j}/2)" for p in ("halving", "one-shot") for j in (1, 2)]
+    for chart in charts:
+        legend = re.findall(r'class="legend">([^<]*)', chart)
+        assert len(legend) <= 6 and sorted(legend[-2:]) == ["oracle", "random"]
+    assert len({label for c in charts for label in re.findall(r'class="legend">([^<]*)', c)}) == 14 + 2  # all drawn
+
+
 def test_bon_cascades_are_listed_but_not_drawn(results, tmp_path):
     from noisyclip_metrics.leaderboard.render import _bon_series, bon_summary
 
@@ -623,7 +655,7 @@ def test_page_in_headless_chromium(results, tmp_path):
             "--disable-sync",
             f"--user-data-dir={profile}",
             "--remote-debugging-port=0",
-            "--window-size=1280,1600",
+            "--window-size=1366,1600",  # a laptop screen: the ranking must fit it
             "about:blank",
         ],
         stdout=subprocess.DEVNULL,
@@ -661,6 +693,12 @@ def test_page_in_headless_chromium(results, tmp_path):
         assert js("document.querySelectorAll('#ranking tbody tr').length") == 3
         assert js("document.querySelectorAll('svg.chart').length") == 3 * 3 + 3
         assert js("document.querySelector('svg.chart').getBoundingClientRect().width") > 300
+        # the ranking fits the screen without scrolling sideways; every column is in the folded full table
+        assert js("document.querySelector('#ranking').scrollWidth") <= js(
+            "document.querySelector('#ranking').parentElement.clientWidth"
+        )
+        assert js("document.querySelectorAll('#ranking-full thead th').length") == 9 + 2 * len(SCORERS)
+        assert js("document.querySelector('#ranking-full').closest('details').open") is False
         # compare models: the judge-score matrix shown, the scorers' in a closed <details>
         assert js("document.querySelectorAll('table.compare').length") == 1 + len(SCORERS)
         assert js("document.querySelector('table.compare').getBoundingClientRect().height") > 50
