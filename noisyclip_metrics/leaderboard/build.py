@@ -62,6 +62,7 @@ __all__ = [
     "BuildResult",
     "Entry",
     "build_leaderboard",
+    "image_folders",
     "leaderboard_document",
     "load_entries",
     "portable_path",
@@ -103,6 +104,10 @@ class BuildConfig:
         title: page title.
         overwrite: replace the leaderboard files of an output folder that is not empty.
         charts: draw the PNG charts of README.md (needs matplotlib).
+        images: MODEL=DIR items: the folder ``noisyclip evaluate --save-images`` wrote for a model
+            (``<prompt_id>/<seed>.png``); the drill-down then shows each seed's final image, embedded as a thumbnail
+            so that the page stays self-contained.
+        thumbnail: largest side in pixels of the drill-down's images.
     """
 
     n_resamples: int = 1000
@@ -114,8 +119,19 @@ class BuildConfig:
     title: str = "NoisyCLIP leaderboard"
     overwrite: bool = False
     charts: bool = True
+    images: tuple[str, ...] = ()
+    thumbnail: int = 96
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "images", tuple(self.images))
+        for item in self.images:
+            model, _, folder = str(item).partition("=")
+            if not model or not folder:
+                raise InputError(
+                    f"images: expected MODEL=DIR (a model name and its --save-images folder), got {item!r}"
+                )
+        if isinstance(self.thumbnail, bool) or not isinstance(self.thumbnail, int) or not 8 <= self.thumbnail <= 512:
+            raise InputError(f"thumbnail: expected an int in [8, 512] (pixels), got {self.thumbnail!r}")
         object.__setattr__(self, "drill_fractions", tuple(float(f) for f in self.drill_fractions))
         bad = [f for f in (self.reference_fraction, *self.drill_fractions) if not 0 <= f <= 1]  # NaN fails too
         if bad:
@@ -311,6 +327,25 @@ def unpublishable_runs(doc: dict[str, Any]) -> list[str]:
         if revision.endswith("-dirty") or revision in ("", "unknown"):
             bad.append(f"{run.get('model')} ({run.get('run_id')}): {revision}")
     return bad
+
+
+def image_folders(items: Sequence[str], entries: list[Entry]) -> dict[str, Path]:
+    """``MODEL=DIR`` items (:attr:`BuildConfig.images`) as entry name -> folder; a model may be named by its entry
+    name or its model name.
+
+    Raises:
+        InputError: for a model that no entry has, or a folder that does not exist.
+    """
+    names = {n: e.name for e in entries for n in (e.model, e.name)}
+    out = {}
+    for item in items:
+        model, _, folder = str(item).partition("=")
+        if model not in names:
+            raise InputError(f"images: no model {model!r} on the leaderboard (models: {', '.join(sorted(names))})")
+        if not Path(folder).is_dir():
+            raise InputError(f"images: {folder} is not a folder (the --save-images folder of {model})")
+        out[names[model]] = Path(folder)
+    return out
 
 
 def load_entries(results: Sequence[str | Path]) -> list[Entry]:
@@ -573,7 +608,9 @@ def leaderboard_document(
         "title": config.title,
         "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "package_version": __version__,
-        "settings": {k: v for k, v in asdict(config).items() if k not in ("overwrite", "charts", "title")},
+        "settings": {  # not the image folders: paths of the machine that built it
+            k: v for k, v in asdict(config).items() if k not in ("overwrite", "charts", "title", "images", "thumbnail")
+        },
         "metrics": METRICS.names(),
         "models": models,
         "provenance": provenance,
@@ -690,13 +727,14 @@ def build_leaderboard(
     _prepare_out(out, config.overwrite)
     results = list({Path(r).resolve(): Path(r) for r in results}.values())  # a folder named twice counts once
     entries = load_entries(results)
+    images = image_folders(config.images, entries)  # checked before anything is computed or written
     bons = [b for b in (read_bon(r) for r in results) if b is not None]
     bon = pa.concat_tables(bons) if bons else None
     curves = [compute_curves(e.data, config.curve_config(), e.skills) for e in entries]
     folders = list({Path(r).resolve(): Path(r) for r in [*results, *search]}.values())
     searches = [(d, folder) for folder in folders for d in read_search(folder)]
     doc = leaderboard_document(entries, curves, bon, config, searches)
-    files = _write_and_swap(out, lambda folder: render.write_outputs(doc, entries, folder, config))
+    files = _write_and_swap(out, lambda folder: render.write_outputs(doc, entries, folder, config, images))
     rows = sum(int(np.isfinite(a).sum()) for e in entries for a in e.data.scores.values())
     rows += sum(int(np.isfinite(e.data.judge).sum()) for e in entries)
     return BuildResult(out, tuple(files), len(entries), rows, time.perf_counter() - t0)

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -377,8 +378,46 @@ def _charts(doc: dict[str, Any], draw: Any) -> dict[str, Any]:
     return charts
 
 
-def _drill(doc: dict[str, Any], entries: list[Any], fractions: tuple[float, ...]) -> dict[str, Any]:
+def thumbnail_uri(path: Path, size: int) -> str | None:
+    """A PNG ``data:`` URI of the image at ``path`` scaled to at most ``size`` pixels a side; None when it is missing
+    or not an image."""
+    import base64
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            small = img.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
+    small.thumbnail((size, size))
+    buf = io.BytesIO()
+    small.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _images(folder: Path, prompt_id: str, seeds: Sequence[int], size: int) -> list[str | None]:
+    """Each seed's ``<folder>/<prompt_id>/<seed>.png`` as a thumbnail URI (None: none saved; a prompt id that would
+    lead out of ``folder`` has none)."""
+    from noisyclip_metrics.errors import InputError
+    from noisyclip_metrics.io.safepath import safe_join
+
+    try:
+        paths = [safe_join(folder, prompt_id, f"{s}.png", what="prompt id") for s in seeds]
+    except InputError:
+        return [None] * len(seeds)
+    return [thumbnail_uri(p, size) if p.is_file() else None for p in paths]
+
+
+def _drill(
+    doc: dict[str, Any],
+    entries: list[Any],
+    fractions: tuple[float, ...],
+    images: dict[str, Path] | None = None,
+    thumbnail: int = 96,
+) -> dict[str, Any]:
     by_name = {e.name: e for e in entries}
+    images = images or {}
     models = []
     for m in doc["models"]:
         e = by_name[m["name"]]
@@ -405,6 +444,8 @@ def _drill(doc: dict[str, Any], entries: list[Any], fractions: tuple[float, ...]
                     "scores": [_round(a[i]) for a in arrays],
                 }
             )
+            if m["name"] in images:
+                prompts[-1]["images"] = _images(images[m["name"]], pid, e.data.seeds, thumbnail)
         models.append({"name": m["name"], "seeds": list(e.data.seeds), "columns": columns, "prompts": prompts})
     return {"models": models}
 
@@ -464,8 +505,15 @@ def script_json(data: Any) -> Markup:
     return Markup(text)
 
 
-def render_html(doc: dict[str, Any], entries: list[Any], fractions: tuple[float, ...]) -> str:
-    """The self-contained ``index.html``."""
+def render_html(
+    doc: dict[str, Any],
+    entries: list[Any],
+    fractions: tuple[float, ...],
+    images: dict[str, Path] | None = None,
+    thumbnail: int = 96,
+) -> str:
+    """The self-contained ``index.html``; ``images``: entry name -> its ``--save-images`` folder (thumbnails of the
+    final images are embedded in the drill-down)."""
     header, rows = ranking_rows(doc)
     charts = _charts(doc, lambda series, key, **kw: svg_chart(series, **kw))
     ref = doc["settings"]["reference_fraction"]
@@ -503,7 +551,7 @@ def render_html(doc: dict[str, Any], entries: list[Any], fractions: tuple[float,
             charts=charts,
             skill_tables=skill_tables,
             metric_labels=METRIC_LABELS,
-            drill=script_json(_drill(doc, entries, fractions)),
+            drill=script_json(_drill(doc, entries, fractions, images, thumbnail)),
             provenance=[_provenance(r) for r in doc["provenance"]],
             compare=compare_matrices(doc),
             bon=doc.get("bon", []),
@@ -741,9 +789,12 @@ def _tables_csv(doc: dict[str, Any]) -> tuple[str, str]:
     return _csv(lb_head, lb_rows), _csv(curve_head, curve_rows)
 
 
-def write_outputs(doc: dict[str, Any], entries: list[Any], out: Path, config: Any) -> list[Path]:
+def write_outputs(
+    doc: dict[str, Any], entries: list[Any], out: Path, config: Any, images: dict[str, Path] | None = None
+) -> list[Path]:
     """Write every output file into ``out`` (which exists); returns the paths."""
-    files = [atomic_write_text(out / "index.html", render_html(doc, entries, config.drill_fractions))]
+    page = render_html(doc, entries, config.drill_fractions, images, config.thumbnail)
+    files = [atomic_write_text(out / "index.html", page)]
     pngs: dict[str, Path] | None = None
     if config.charts:
         try:

@@ -233,6 +233,50 @@ def test_models_are_compared_pairwise_on_their_shared_prompts(results, tmp_path)
     assert "## Compare models" in readme and row in readme
 
 
+def save_images(folder: Path, prompts: Sequence[str], seeds: Sequence[int], size: int = 32) -> None:
+    """Images as ``noisyclip evaluate --save-images`` writes them: ``<prompt_id>/<seed>.png``."""
+    from PIL import Image
+
+    for text in prompts:
+        pid = hashlib.sha256(text.encode()).hexdigest()[:10]
+        (folder / pid).mkdir(parents=True, exist_ok=True)
+        for s in seeds:
+            Image.new("RGB", (size, size), (40 * s % 256, 100, 200)).save(folder / pid / f"{s}.png")
+
+
+def test_drill_down_shows_the_saved_images_as_embedded_thumbnails(results, tmp_path, capsys):
+    import base64
+    import io
+
+    from PIL import Image
+
+    save_images(tmp_path / "imgs", ["prompt 1", "prompt 2"], seeds=(0, 1, 2), size=200)  # seed 3: not saved
+    (tmp_path / "imgs" / "junk").mkdir()
+    config = BuildConfig(n_resamples=50, images=(f"model-a={tmp_path / 'imgs'}",), thumbnail=64)
+    build_leaderboard([results], tmp_path / "lb", config)
+    html = (tmp_path / "lb" / "index.html").read_text()
+    drill = json.loads(html.split('id="drill-data">')[1].split("</script>")[0])
+    a, b = drill["models"]
+    shown = {p["text"]: p["images"] for p in a["prompts"]}
+    assert "images" not in b["prompts"][0]  # no folder for model-b
+    assert shown[XSS] == [None] * 4 and shown["prompt 3"] == [None] * 4
+    uris = shown["prompt 1"]
+    assert uris[3] is None and all(u.startswith("data:image/png;base64,") for u in uris[:3])
+    thumb = Image.open(io.BytesIO(base64.b64decode(uris[1].split(",", 1)[1])))
+    assert thumb.size == (64, 64) and thumb.getpixel((5, 5)) == (40, 100, 200)
+    doc = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())
+    assert "images" not in doc["settings"] and str(tmp_path) not in json.dumps(doc)
+    # a model not on the leaderboard, a missing folder, a malformed item: one line, exit 2, nothing written
+    for item, message in (
+        (f"model-z={tmp_path / 'imgs'}", "images: no model 'model-z' on the leaderboard"),
+        (f"model-a={tmp_path / 'none'}", "is not a folder (the --save-images folder of model-a)"),
+        ("model-a", "images: expected MODEL=DIR"),
+    ):
+        code, _, err = cli("leaderboard", "build", results, "--out", tmp_path / "lb2", "--images", item, capsys=capsys)
+        assert code == 2 and err.count("\n") == 1 and message in err
+        assert not (tmp_path / "lb2").exists()
+
+
 def test_same_model_on_two_benchmarks_and_merged_folders(tmp_path):
     prompts = [f"prompt {i}" for i in range(8)]
     write_run(tmp_path / "r1", "m", benchmark="world", prompts=prompts[:4], seed=3)
@@ -640,7 +684,8 @@ def test_missing_browser_fails_only_when_required(monkeypatch):
 def test_page_in_headless_chromium(results, tmp_path):
     binary = _chromium()
     write_run(results, "model-c", seed=3, offset=-0.2)
-    build_leaderboard([results], tmp_path / "lb", FAST)
+    save_images(tmp_path / "imgs", [XSS], seeds=(0, 1, 2, 3))
+    build_leaderboard([results], tmp_path / "lb", BuildConfig(n_resamples=50, images=(f"model-a={tmp_path / 'imgs'}",)))
     profile = tmp_path / "profile"
     proc = subprocess.Popen(
         [
@@ -726,6 +771,9 @@ def test_page_in_headless_chromium(results, tmp_path):
         assert js("document.querySelector('#drill-detail h3').textContent") == XSS
         assert XSS in js("document.body.innerText")
         assert js("document.querySelectorAll('#drill-detail tbody tr').length") == 4  # one row per seed
+        # each seed's final image, embedded: decoded and drawn
+        assert js("Array.from(document.querySelectorAll('#drill-detail img.thumb'), i => i.naturalWidth)") == [32] * 4
+        assert js("document.querySelector('#drill-detail img.thumb').getBoundingClientRect().width") >= 64
         assert js("document.querySelectorAll('script').length") == 2
         shot = tmp_path / "leaderboard.png"
         shot.write_bytes(
