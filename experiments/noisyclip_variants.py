@@ -12,7 +12,8 @@ previews; then the Best-of-seeds judge score of the pick when choosing at each f
 frozen CLIP on the final images (``clip-final``). Variants: the training targets (prompt = the paper's InfoNCE,
 filtered = oracle-aligned trajectories + hard-negative captions, distill = the frozen CLIP's judgment of the final
 image; with ``--targets``, judged = distill plus the oracle's ranking of seeds by TIFA score, judged-aligned = the same
-with 1/0 labels, listwise = distill plus the oracle's choice of the best of 4 seeds read at one step) at one window,
+with 1/0 labels, listwise = distill plus the oracle's choice of the best of 4 seeds read at one step,
+judged-curriculum = judged with the window reached from the clean latent over training) at one window,
 then step windows and controls for the best target. Every run is resumable; rerunning prints the table from the
 finished runs. The benchmark seeds (``--seed-start``, ``--seeds``) are disjoint from the build's training seeds (10^9
 and up). The window study picks its target on the data it reports (``--best-target`` fixes it beforehand;
@@ -53,6 +54,11 @@ TARGETS = {
     "judged": ("target=judged", {"target": "judged", "labels": "tifa"}),
     "judged-aligned": ("target=judged labels=aligned", {"target": "judged", "labels": "aligned"}),
     "listwise": ("target=listwise", {"target": "listwise", "labels": "tifa"}),
+    # TTSnap's clean-to-noisy curriculum on the shipped recipe: the window reached from the clean latent
+    "judged-curriculum": (
+        "target=judged curriculum",
+        {"target": "judged", "labels": "tifa", "step_sampling": "curriculum:4-10"},
+    ),
 }
 TARGET_NAMES = ("prompt", "filtered", "distill")
 
@@ -60,7 +66,7 @@ TARGET_NAMES = ("prompt", "filtered", "distill")
 def variants(best_target: str, targets: tuple[str, ...] = TARGET_NAMES) -> dict[str, dict[str, object]]:
     """Name -> TrainConfig overrides."""
     out: dict[str, dict[str, object]] = {
-        TARGETS[t][0]: {**TARGETS[t][1], "step_sampling": "window:4-10"} for t in targets
+        TARGETS[t][0]: {"step_sampling": "window:4-10", **TARGETS[t][1]} for t in targets
     }
     for window in ("window:2-6", "window:8-14", "uniform", "final"):
         out[f"{best_target} {window}"] = {"target": best_target, "step_sampling": window}

@@ -7,6 +7,9 @@ A strategy is written as a string, used verbatim in configs and on the command l
 * ``uniform``: uniform over ``0..T``.
 * ``final``: only ``k = T`` (the clean latent: a control for preview-domain adaptation without noise).
 * ``step:k``: always step ``k``.
+* ``curriculum:a-b``: from clean to noisy (TTSnap's curriculum, arXiv 2511.22242): at training progress ``p`` (0 at the
+  first step, 1 at the last) uniform over the window whose bounds move linearly from ``T`` (the clean latent only)
+  to ``a..b``. A strategy sees the progress when its function takes a third argument.
 * mixtures: ``0.7*window:6-12+0.3*uniform`` draws each sample's strategy with the given weights.
 
 Examples:
@@ -15,10 +18,14 @@ Examples:
     >>> ks = s.sample(1000, num_steps=10, generator=torch.Generator().manual_seed(0))
     >>> sorted(set(ks.tolist()))
     [2, 3, 4, 10]
+    >>> c = parse_step_sampler("curriculum:2-4")
+    >>> [c.ranges(10, progress=p)[0][1:] for p in (0.0, 0.5, 1.0)]
+    [(10, 10), (6, 7), (2, 4)]
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,8 +36,9 @@ from noisyclip_metrics.registry import Registry
 
 __all__ = ["STEP_STRATEGIES", "StepSampler", "parse_step_sampler"]
 
-#: Each entry turns the text after ``name:`` and T into the inclusive range of steps to draw from.
-STEP_STRATEGIES: Registry[Callable[[str, int], tuple[int, int]]] = Registry("step-sampling strategy")
+#: Each entry turns the text after ``name:`` and T (and, when it takes a third argument, the training progress in
+#: [0, 1]) into the inclusive range of steps to draw from.
+STEP_STRATEGIES: Registry[Callable[..., tuple[int, int]]] = Registry("step-sampling strategy")
 
 
 def _bound(text: str, num_steps: int) -> int:
@@ -53,6 +61,22 @@ STEP_STRATEGIES.register("final", lambda arg, t: (t, t))
 STEP_STRATEGIES.register("step", lambda arg, t: (_bound(arg, t), _bound(arg, t)))
 
 
+def _curriculum(arg: str, num_steps: int, progress: float) -> tuple[int, int]:
+    """``window:a-b`` reached from the clean latent: bounds ``T + p (a - T)`` and ``T + p (b - T)``, rounded."""
+    lo, hi = _window(arg, num_steps)
+    return round(num_steps + progress * (lo - num_steps)), round(num_steps + progress * (hi - num_steps))
+
+
+STEP_STRATEGIES.register("curriculum", _curriculum)
+
+
+def _takes_progress(fn: Callable[..., tuple[int, int]]) -> bool:
+    try:
+        return len(inspect.signature(fn).parameters) >= 3
+    except (TypeError, ValueError):
+        return False
+
+
 @dataclass(frozen=True)
 class StepSampler:
     """A weighted mixture of step ranges parsed from a strategy string."""
@@ -60,19 +84,29 @@ class StepSampler:
     spec: str
     terms: tuple[tuple[float, str, str], ...]  # (weight, strategy name, argument)
 
-    def ranges(self, num_steps: int) -> list[tuple[float, int, int]]:
-        """``(weight, lo, hi)`` per term for trajectories of ``num_steps`` steps (validated against ``0..T``)."""
+    @property
+    def uses_progress(self) -> bool:
+        """Whether a term's range depends on the training progress (a curriculum)."""
+        return any(_takes_progress(STEP_STRATEGIES.get(name)) for _, name, _ in self.terms)
+
+    def ranges(self, num_steps: int, progress: float = 1.0) -> list[tuple[float, int, int]]:
+        """``(weight, lo, hi)`` per term for trajectories of ``num_steps`` steps at training ``progress`` in [0, 1]
+        (validated against ``0..T``)."""
+        if not 0.0 <= progress <= 1.0:
+            raise InputError(f"step sampling: progress must be in [0, 1], got {progress}")
         out = []
         for weight, name, arg in self.terms:
-            lo, hi = STEP_STRATEGIES.get(name)(arg, num_steps)
+            fn = STEP_STRATEGIES.get(name)
+            lo, hi = fn(arg, num_steps, progress) if _takes_progress(fn) else fn(arg, num_steps)
             if not 0 <= lo <= hi <= num_steps:
                 raise InputError(f"step sampling: {self.spec!r} gives steps {lo}..{hi}, outside 0..{num_steps}")
             out.append((weight, lo, hi))
         return out
 
-    def sample(self, n: int, num_steps: int, generator: torch.Generator) -> torch.Tensor:
-        """Draw ``n`` step indices (``LongTensor``) with ``generator``."""
-        ranges = self.ranges(num_steps)
+    def sample(self, n: int, num_steps: int, generator: torch.Generator, progress: float = 1.0) -> torch.Tensor:
+        """Draw ``n`` step indices (``LongTensor``) with ``generator`` at training ``progress`` (see :meth:`ranges`;
+        the draws of a strategy without a curriculum do not depend on it)."""
+        ranges = self.ranges(num_steps, progress)
         weights = torch.tensor([w for w, _, _ in ranges], dtype=torch.float64)
         which = torch.multinomial(weights, n, replacement=True, generator=generator)
         u = torch.rand(n, generator=generator, dtype=torch.float64)

@@ -301,7 +301,8 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
     group_prompts = sorted(siblings)
     negatives_fn = negatives_source(config.negatives) if target.uses_negatives else negatives_source("none")
     sampler = parse_step_sampler(config.step_sampling)
-    sampler.ranges(source.num_steps)
+    for progress in (0.0, 1.0):  # both ends of a curriculum are valid steps
+        sampler.ranges(source.num_steps, progress)
 
     params = [p for p in branch.parameters() if p.requires_grad]
     optimizer = OPTIMIZERS.get(config.optimizer)(params, config)
@@ -338,10 +339,12 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
         else:
             picks = torch.randint(len(train_idx), (config.batch_size,), generator=g)
             idx = [train_idx[int(j)] for j in picks]
+        progress = i / max(1, config.steps - 1)  # a curriculum's position: 0 at the first step, 1 at the last
         if target.shared_step:
-            ks = sampler.sample(config.batch_size // group, source.num_steps, g).repeat_interleave(group).tolist()
+            ks = sampler.sample(config.batch_size // group, source.num_steps, g, progress)
+            ks = ks.repeat_interleave(group).tolist()
         else:
-            ks = sampler.sample(config.batch_size, source.num_steps, g).tolist()
+            ks = sampler.sample(config.batch_size, source.num_steps, g, progress).tolist()
         mine = slice(rank * per_rank, (rank + 1) * per_rank)
         z, scale = source.latents(idx[mine], ks[mine])
         image = _gather(ddp_branch((z * scale.view(-1, 1, 1, 1)).to(device)), world)

@@ -287,6 +287,29 @@ def test_listwise_target_trains_on_groups_of_four_seeds_read_at_one_step(world, 
         train(_cfg(world, "lw6", target="listwise", out_dir=str(tmp_path / "c"), batch_size=6, **cfg), progress=False)
 
 
+def test_curriculum_goes_from_clean_to_noisy_steps_over_training(world, monkeypatch):
+    """``curriculum:1-2`` with T = 4 over 6 steps: the first step shows only the clean latent (k = 4), the last only
+    the window 1..2, the steps between a window that moves down; the steps it saw are the ones drawn."""
+    from noisyclip_metrics.training.dataset import TrajectorySource
+
+    calls = []
+    original = TrajectorySource.latents
+
+    def spy(self, idx, ks):
+        calls.append(list(ks))
+        return original(self, idx, ks)
+
+    monkeypatch.setattr(TrajectorySource, "latents", spy)
+    train(_cfg(world, "curriculum", step_sampling="curriculum:1-2", val_fraction=0.0), progress=False)
+    assert len(calls) == 6
+    assert set(calls[0]) == {4} and set(calls[-1]) <= {1, 2}
+    lows = [min(ks) for ks in calls]
+    assert lows == sorted(lows, reverse=True) and lows[0] > lows[-1]  # never back towards clean
+    calls.clear()
+    train(_cfg(world, "window", step_sampling="window:1-2", val_fraction=0.0), progress=False)
+    assert not any(4 in ks for ks in calls)  # the control: a window ignores the progress
+
+
 def test_trainable_preview_map_moves(world):
     result = train(_cfg(world, "preview", train_preview=True), progress=False)
     base = NoisyCLIPModel.from_pretrained(world / "base")
