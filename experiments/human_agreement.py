@@ -3,8 +3,10 @@
 Run from the repository root::
 
     .venv/bin/python experiments/human_agreement.py [--data ../shared/data] [--resamples 1000] [--seed 0]
+        [--json docs/results/data/human-agreement.json]
 
-Prints Markdown tables:
+Prints Markdown tables (``--json`` also writes them as a report document, from which ``tools/results_pages.py``
+renders ``docs/results/human-agreement.md``):
 
 1. GenAI-Bench-527 (3 Likert ratings per image, 6 generators): each rater against the mean of the other two, per
    generator (527 prompts each), overall without grouping (3,162 images) and overall grouped by prompt (527 x 6):
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from noisyclip_metrics.benchmarking import Report
 from noisyclip_metrics.evaluation.benchmarks import load_benchmark
 from noisyclip_metrics.evaluation.judges import (
     GENAI_BENCH_MODELS,
@@ -41,7 +44,7 @@ from noisyclip_metrics.evaluation.judges import (
 from noisyclip_metrics.evaluation.stats import agreement, bootstrap_ci
 
 STAT_COLUMNS = ("pearson", "spearman", "kendall_tau_b", "kendall_tau_c", "pairwise_accuracy")
-HEADER = "| Pearson | Spearman | Kendall τ_b | Kendall τ_c | pairwise acc. | ε |"
+HEADER = ["Pearson", "Spearman", "Kendall τ_b", "Kendall τ_c", "pairwise acc.", "ε"]
 
 
 def rater_cube(judgments: list[Judgment], raters: list[str], rows: list[str], cols: list[str]) -> np.ndarray:
@@ -59,17 +62,22 @@ def leave_one_out(cube: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return gold, cube[k]
 
 
-def row(label: str, result, extra: str = "") -> str:
-    cells = " | ".join(str(getattr(result, name)) for name in STAT_COLUMNS)
-    return f"| {label} |{extra} {cells} | {result.epsilon:.3g} |"
+def row(label: str, result, *extra: str) -> list:
+    """A table row: the label, ``extra`` cells, each statistic with its interval and the pairwise accuracy's ε."""
+    return [label, *extra, *(getattr(result, name) for name in STAT_COLUMNS), f"{result.epsilon:.3g}"]
 
 
-def mean_row(label: str, results: list, extra: str = "") -> str:
-    cells = " | ".join(f"{np.mean([getattr(r, n).value for r in results]):.3f}" for n in STAT_COLUMNS)
-    return f"| **{label}** |{extra} {cells} | - |"
+def mean_row(label: str, results: list, *extra: str) -> list:
+    """A row of each statistic's mean over ``results`` (no interval)."""
+    return [
+        f"**{label}**",
+        *extra,
+        *(float(np.mean([getattr(r, n).value for r in results])) for n in STAT_COLUMNS),
+        "-",
+    ]
 
 
-def genai_section(data: Path, resamples: int, seed: int) -> None:
+def genai_section(report: Report, data: Path, resamples: int, seed: int) -> None:
     path = data / "genai-bench" / "genai_image_527.json"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -77,18 +85,15 @@ def genai_section(data: Path, resamples: int, seed: int) -> None:
     prompts = load_benchmark("genai-bench-527", path)
     raters = ["0", "1", "2"]
     cube = rater_cube(ratings, raters, prompts.ids, list(GENAI_BENCH_MODELS))
-    print("## GenAI-Bench-527: each rater vs the mean of the other two\n")
+    report.heading("GenAI-Bench-527: each rater vs the mean of the other two")
     off_scale = "; ".join(str(w.message).split(": ", 1)[-1] for w in caught)
-    print(
+    report.text(
         f"{len(prompts)} prompts x {len(GENAI_BENCH_MODELS)} generators x 3 ratings (1-5 Likert) from {path.name}. "
-        f"Off-scale ratings recorded as missing: {len(caught)} ({off_scale})."
-    )
-    print(
+        f"Off-scale ratings recorded as missing: {len(caught)} ({off_scale}). "
         "gold = mean of the two other raters, pred = the rater; cells: estimate [95% bootstrap CI], "
-        f"{resamples} resamples.\n"
+        f"{resamples} resamples."
     )
-    print("| scope | rater " + HEADER)
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    rows_: list[list] = []
     overall: dict[str, list] = defaultdict(list)
     for m, model in enumerate(GENAI_BENCH_MODELS):
         per_model = []
@@ -96,42 +101,38 @@ def genai_section(data: Path, resamples: int, seed: int) -> None:
             gold, pred = leave_one_out(cube, k)
             res = agreement(gold[:, m], pred[:, m], n_resamples=resamples, seed=seed)
             per_model.append(res)
-            print(row(model, res, f" {r} |"))
-        print(mean_row(f"{model}, mean of raters", per_model, " - |"))
+            rows_.append(row(model, res, r))
+        rows_.append(mean_row(f"{model}, mean of raters", per_model, "-"))
         overall["per-generator mean"].extend(per_model)
     for k, r in enumerate(raters):
         gold, pred = leave_one_out(cube, k)
         res = agreement(gold.ravel(), pred.ravel(), n_resamples=resamples, seed=seed)
         overall["ungrouped"].append(res)
-        print(row("all images, no grouping", res, f" {r} |"))
-    print(mean_row("all images, no grouping, mean of raters", overall["ungrouped"], " - |"))
+        rows_.append(row("all images, no grouping", res, r))
+    rows_.append(mean_row("all images, no grouping, mean of raters", overall["ungrouped"], "-"))
     for k, r in enumerate(raters):
         gold, pred = leave_one_out(cube, k)
         res = agreement(gold, pred, n_resamples=resamples, seed=seed)
         overall["grouped"].append(res)
-        print(row("grouped by prompt (527 x 6)", res, f" {r} |"))
-    print(mean_row("grouped by prompt, mean of raters", overall["grouped"], " - |"))
+        rows_.append(row("grouped by prompt (527 x 6)", res, r))
+    rows_.append(mean_row("grouped by prompt, mean of raters", overall["grouped"], "-"))
+    report.table(["scope", "rater", *HEADER], rows_)
     gold = np.nanmean(cube, axis=0)
-    print("\nMean human rating per generator (mean of 3 raters, then over prompts; 95% bootstrap CI over prompts):\n")
-    print("| generator | mean rating | share of images with mean >= 4 |")
-    print("|---|---:|---:|")
+    report.text("Mean human rating per generator (mean of 3 raters, then over prompts; 95% bootstrap CI over prompts):")
+    rows_ = []
     for m, model in enumerate(GENAI_BENCH_MODELS):
         col = gold[:, m]
         est = bootstrap_ci(lambda g, p: np.nanmean(g), col, col, n_resamples=resamples, seed=seed)[0]
-        print(f"| {model} | {est} | {np.mean(col[~np.isnan(col)] >= 4):.3f} |")
-    print()
+        rows_.append([model, est, float(np.mean(col[~np.isnan(col)] >= 4))])
+    report.table(["generator", "mean rating", "share of images with mean >= 4"], rows_)
 
 
-def pair_table(title: str, rows_: list[tuple[str, object]]) -> None:
-    print(title + "\n")
-    print("| comparison " + HEADER)
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for label, res in rows_:
-        print(row(label, res))
-    print()
+def pair_table(report: Report, title: str, rows_: list[tuple[str, object]]) -> None:
+    report.text(title)
+    report.table(["comparison", *HEADER], [row(label, res) for label, res in rows_])
 
 
-def tifa_section(data: Path, resamples: int, seed: int) -> None:
+def tifa_section(report: Report, data: Path, resamples: int, seed: int) -> None:
     folder = data / "tifa"
     ann = read_tifa_annotations(
         folder / "human_annotations" / "human_annotations_with_scores.json", include_metrics=True
@@ -143,10 +144,10 @@ def tifa_section(data: Path, resamples: int, seed: int) -> None:
     assert all(t in prompts for t in text_ids)
     index = {(j.rater, j.prompt_id, j.model): j.score for j in human}
     cube = np.array([[[index.get((r, t, m), np.nan) for m in models] for t in text_ids] for r in ("0", "1")])
-    print("## TIFA v1.0 human annotations\n")
-    print(
+    report.heading("TIFA v1.0 human annotations")
+    report.text(
         f"{len(text_ids)} texts x {len(models)} models = {cube[0].size} images, 2 Likert (1-5) ratings each "
-        "(human_annotations_with_scores.json).\n"
+        "(human_annotations_with_scores.json)."
     )
     boot = {"n_resamples": resamples, "seed": seed}
     rows_ = [
@@ -172,38 +173,37 @@ def tifa_section(data: Path, resamples: int, seed: int) -> None:
         )
     )
     pair_table(
+        report,
         "Inter-annotator agreement (cells: estimate [95% bootstrap CI]); DSG = Cho et al.'s re-annotation "
         "of the same 800 images by 5 workers:",
         rows_,
     )
-    print(
+    report.text(
         "DSG leave-one-out, mean over the 5 workers: "
         + ", ".join(f"{n} {np.mean([getattr(r, n).value for r in dsg_results]):.3f}" for n in STAT_COLUMNS)
-        + "\n"
     )
-    print("Per-model mean human rating (mean of the 2 TIFA raters; DSG mean of 5), 95% bootstrap CI over texts:\n")
-    print("| model | TIFA human mean | DSG human mean |")
-    print("|---|---:|---:|")
+    report.text("Per-model mean human rating (mean of the 2 TIFA raters; DSG mean of 5), 95% bootstrap CI over texts:")
+    rows_ = []
     for m, model in enumerate(models):
         a = bootstrap_ci(lambda g, p: np.nanmean(g), tifa_mean[:, m], tifa_mean[:, m], **boot)[0]
         b = bootstrap_ci(lambda g, p: np.nanmean(g), dsg_mean[:, m], dsg_mean[:, m], **boot)[0]
-        print(f"| {model} | {a} | {b} |")
+        rows_.append([model, a, b])
+    report.table(["model", "TIFA human mean", "DSG human mean"], rows_)
     metrics = sorted({j.judge for j in ann} - {"human"})
     rows_ = []
     for name in metrics:
         matrix, _, _ = to_matrix([j for j in ann if j.judge == name], rows=text_ids, cols=models)
         rows_.append((name, agreement(tifa_mean.ravel(), matrix.ravel(), n_resamples=resamples, seed=seed)))
-    print()
-    pair_table("Automatic metrics shipped with TIFA vs the TIFA human mean (800 images, no grouping):", rows_)
+    pair_table(report, "Automatic metrics shipped with TIFA vs the TIFA human mean (800 images, no grouping):", rows_)
 
 
-def geneval_section(data: Path, resamples: int, seed: int) -> None:
+def geneval_section(report: Report, data: Path, resamples: int, seed: int) -> None:
     folder = data / "geneval"
     prompts = load_benchmark("geneval", folder)
-    print("## GenEval MTurk annotations (caption fit, 1-4)\n")
-    print(
+    report.heading("GenEval MTurk annotations (caption fit, 1-4)")
+    report.text(
         "Each image has 5 MTurk assignments; the export has no worker ids, so 'slot k' is the k-th assignment of "
-        "each image (different people across images). gold = mean of the other 4 slots.\n"
+        "each image (different people across images). gold = mean of the other 4 slots."
     )
     rows_, means = [], []
     all_gold, all_pred = defaultdict(list), defaultdict(list)
@@ -222,25 +222,23 @@ def geneval_section(data: Path, resamples: int, seed: int) -> None:
         merged = mean_over_raters(ann)
         tags = {p.id: p.category for p in prompts}
         means.append((model, merged, tags))
-    print("| scope | slot " + HEADER)
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    table = []
     for label, results in rows_:
         for k, res in enumerate(results):
-            print(row(label.split(":")[0], res, f" {k} |"))
-        print(mean_row(label, results, " - |"))
+            table.append(row(label.split(":")[0], res, str(k)))
+        table.append(mean_row(label, results, "-"))
     pooled = []
     for k in range(5):
         res = agreement(np.concatenate(all_gold[k]), np.concatenate(all_pred[k]), n_resamples=resamples, seed=seed)
         pooled.append(res)
-        print(row("all 3 generators (1,200 images)", res, f" {k} |"))
-    print(mean_row("all 3 generators, mean over slots", pooled, " - |"))
-    print(
-        "\nMean caption-fit rating (mean of 5 assignments) per generator and GenEval task, 95% bootstrap CI over "
-        "images:\n"
+        table.append(row("all 3 generators (1,200 images)", res, str(k)))
+    table.append(mean_row("all 3 generators, mean over slots", pooled, "-"))
+    report.table(["scope", "slot", *HEADER], table)
+    report.text(
+        "Mean caption-fit rating (mean of 5 assignments) per generator and GenEval task, 95% bootstrap CI over images:"
     )
     task_names = list(dict.fromkeys(p.category for p in prompts))
-    print("| generator | all | " + " | ".join(task_names) + " |")
-    print("|---|---:|" + "---:|" * len(task_names))
+    table = []
     for model, merged, tags in means:
         scores = np.array([j.score for j in merged])
         est = bootstrap_ci(lambda g, p: np.nanmean(g), scores, scores, n_resamples=resamples, seed=seed)[0]
@@ -248,8 +246,8 @@ def geneval_section(data: Path, resamples: int, seed: int) -> None:
         for tag in task_names:
             sub = np.array([j.score for j in merged if tags[j.prompt_id] == tag])
             cells.append(f"{sub.mean():.2f} (n={sub.size})" if sub.size else "-")
-        print(f"| {model} | {est} | " + " | ".join(cells) + " |")
-    print()
+        table.append([model, est, *cells])
+    report.table(["generator", "all", *task_names], table)
 
 
 def main() -> None:
@@ -258,18 +256,30 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", choices=["genai", "tifa", "geneval"], default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the report document here")
     args = parser.parse_args()
     if not args.data.is_dir():
         raise SystemExit(f"{args.data}: data folder not found (pass --data)")
     start = time.perf_counter()
+    command = f"python experiments/human_agreement.py --resamples {args.resamples} --seed {args.seed}"
+    command += f" --only {args.only}" if args.only else ""
+    report = Report("Human-vs-human agreement ceilings", command)
+    report.text(
+        "How well one human rating agrees with the others on the real benchmarks' judgments in `../shared/data`: the "
+        "ceiling that an automatic judge's agreement with humans should be read against. Computed by this package's "
+        "statistics (`noisyclip_metrics.evaluation.stats`); the bootstrap resamples prompts for grouped statistics "
+        "and images otherwise (percentile intervals, seeded)."
+    )
     sections = {"genai": genai_section, "tifa": tifa_section, "geneval": geneval_section}
     for name, fn in sections.items():
         if args.only in (None, name):
-            fn(args.data.resolve(), args.resamples, args.seed)
-    print(
-        f"_Computed by experiments/human_agreement.py in {time.perf_counter() - start:.0f} s "
+            fn(report, args.data.resolve(), args.resamples, args.seed)
+    report.text(
+        f"_Computed by `{command}` in {time.perf_counter() - start:.0f} s "
         f"({args.resamples} bootstrap resamples, seed {args.seed})._"
     )
+    if args.json is not None:
+        report.save(args.json)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """What the scripts in ``benchmarks/``, ``experiments/`` and ``tools/`` share: timing, their common flags, Markdown
-tables, and Stable Diffusion 1.5-sized models with random weights for measuring cost at real size.
+tables, a :class:`Report` that prints a study's results and keeps them as a JSON document (a results page is rendered
+from it), and Stable Diffusion 1.5-sized models with random weights for measuring cost at real size.
 
 Examples:
     >>> parser = script_parser("A benchmark.", device=True, repeats=3)
@@ -18,14 +19,19 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 __all__ = [
+    "REPORT_SCHEMA",
+    "Report",
     "apply_threads",
     "device_name",
     "device_sync",
@@ -100,6 +106,101 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], floats:
         cells = [floats.format(c) if isinstance(c, float) else str(c) for c in row]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+REPORT_SCHEMA = "noisyclip-report"
+
+
+def _cell(value: Any) -> Any:
+    """A table cell as JSON: an estimate with an interval (anything with ``value``, ``low``, ``high``) as a dict,
+    numbers and text as they are."""
+    if all(hasattr(value, k) for k in ("value", "low", "high")):
+        return {"value": float(value.value), "low": float(value.low), "high": float(value.high)}
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    return str(value)
+
+
+def _cell_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return f"{value['value']:.3f} [{value['low']:.3f}, {value['high']:.3f}]"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return "-" if value is None else str(value)
+
+
+@dataclass
+class Report:
+    """A study's results as Markdown blocks (headings, paragraphs, tables), printed as they are added and kept for
+    :meth:`save`: a JSON document from which :meth:`load` and :meth:`markdown` give the same page again, so a results
+    page is regenerated from committed data instead of typed. Table cells are text, numbers (printed with 3 decimals)
+    or estimates with an interval (printed ``value [low, high]``).
+
+    Examples:
+        >>> from noisyclip_metrics.evaluation.stats import Estimate
+        >>> report = Report("A study", "python experiments/study.py", echo=False)
+        >>> report.text("What was measured.")
+        >>> report.table(["scope", "Pearson"], [["all", Estimate(0.6861, 0.668, 0.704, 0.95)], ["mean", 0.5]])
+        >>> print(report.markdown())
+        # A study
+        <BLANKLINE>
+        What was measured.
+        <BLANKLINE>
+        | scope | Pearson |
+        |---|---:|
+        | all | 0.686 [0.668, 0.704] |
+        | mean | 0.500 |
+        <BLANKLINE>
+        >>> Report.load(report.to_json()).markdown() == report.markdown()
+        True
+    """
+
+    title: str
+    command: str
+    echo: bool = True
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+    def _add(self, block: dict[str, Any]) -> None:
+        self.blocks.append(block)
+        if self.echo:
+            print(self._render(block), flush=True)
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self._add({"heading": text, "level": level})
+
+    def text(self, text: str) -> None:
+        self._add({"text": text})
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self._add({"header": list(header), "rows": [[_cell(c) for c in r] for r in rows]})
+
+    @staticmethod
+    def _render(block: dict[str, Any]) -> str:
+        if "heading" in block:
+            return "#" * block["level"] + " " + block["heading"] + "\n"
+        if "text" in block:
+            return block["text"] + "\n"
+        return markdown_table(block["header"], [[_cell_text(c) for c in r] for r in block["rows"]]) + "\n"
+
+    def markdown(self) -> str:
+        """The whole report as one Markdown page (its title as the first heading)."""
+        return "\n".join([f"# {self.title}\n", *(self._render(b) for b in self.blocks)])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": REPORT_SCHEMA, "title": self.title, "command": self.command, "blocks": self.blocks}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the JSON document."""
+        path = Path(path)
+        path.write_text(json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, doc: dict[str, Any]) -> Report:
+        """A report from :meth:`to_json`'s document (not echoed)."""
+        if doc.get("schema") != REPORT_SCHEMA:
+            raise ValueError(f"not a {REPORT_SCHEMA} document: schema {doc.get('schema')!r}")
+        return cls(doc["title"], doc["command"], echo=False, blocks=list(doc["blocks"]))
 
 
 def sd15_unet() -> torch.nn.Module:
