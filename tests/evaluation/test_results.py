@@ -571,7 +571,7 @@ def test_a_failed_leaderboard_rebuild_leaves_the_old_one(tmp_path, monkeypatch):
     before = _snapshot(out)
     real = render.write_outputs
 
-    def write_then_fail(doc: Any, entries: Any, folder: Path, config: Any) -> list[Path]:
+    def write_then_fail(doc: Any, entries: Any, folder: Path, config: Any, images: Any = None) -> list[Path]:
         atomic_write_text(folder / "index.html", "<p>half a page")  # the disk fills up during the build
         raise OSError(28, "No space left on device")
 
