@@ -68,34 +68,62 @@ def test_the_readme_check_sees_an_edited_figure(script):
     assert module.readme_block(edited, doc) != edited
 
 
-def test_recipes_section_shows_every_recipe_and_its_ratio_to_clip_final(script, capsys):
-    module = script("world_report")
-    recipes = {
-        "study": {
-            "model": "sd-base",
-            "benchmark_prompts": 2,
-            "benchmark_seeds": [0, 5],
-            "training_seeds": [1_000_000_000, 1_999_999_999],
-            "fine_tuning_steps": 10,
-            "read": "x0",
-            "targets": ["prompt", "judged"],
-            "git_revision": "0123456789abcdef",
-        },
-        "fractions": [0.2, 0.5, 1.0],
+def _evaluation(model: str, replicate: str, judged: list[float], pick: float, vs_x0: list[float]) -> dict:
+    return {
+        "model": model,
+        "replicate": replicate,
+        "prompts": 2,
+        "seeds": [0, 5] if replicate != "fresh-seeds" else [100, 105],
         "pairwise": {
             "frozen CLIP (x0 preview)": [[0.6, 0.5, 0.7], [0.7, 0.6, 0.8], [0.8, 0.7, 0.9]],
-            "target=judged read=x0": [[0.7, 0.6, 0.8], [0.9, 0.8, 1.0], [0.9, 0.8, 1.0]],
+            "target=judged read=x0": [[a, a - 0.1, a + 0.1] for a in judged],
         },
         "best_of_n": {
             "clip-final": 0.8,
             "random": 0.5,
             "oracle": 0.9,
-            "scorers": {"frozen CLIP (x0 preview)": [0.6, 0.7, 0.8], "target=judged read=x0": [0.7, 0.84, 0.88]},
+            "scorers": {"frozen CLIP (x0 preview)": [0.6, 0.7, 0.8], "target=judged read=x0": [0.7, pick, 0.88]},
+            "vs_clip_x0": {
+                "frozen CLIP (x0 preview)": [[0.0, 0.0, 0.0]] * 3,
+                "target=judged read=x0": [[0.1, 0.0, 0.2], vs_x0, [0.08, 0.0, 0.1]],
+            },
+            "vs_clip_final": {},
         },
+    }
+
+
+def test_recipes_section_checks_the_shipped_recipe_on_every_evaluation(script, capsys):
+    module = script("world_report")
+    recipes = {
+        "study": {
+            "models": ["sd-base"],
+            "replicates": ["benchmark", "fresh-seeds"],
+            "training_seeds": [1_000_000_000, 1_999_999_999],
+            "training_prompts": 500,
+            "fine_tuning_steps": 10,
+            "read": "x0",
+            "targets": ["judged"],
+            "git_revision": "0123456789abcdef",
+        },
+        "fractions": [0.2, 0.3, 1.0],
+        "evaluations": [
+            _evaluation("sd-base", "benchmark", [0.7, 0.8, 0.9], 0.84, [0.14, 0.05, 0.2]),
+            _evaluation("sd-base", "fresh-seeds", [0.6, 0.7, 0.7], 0.72, [0.02, -0.01, 0.05]),
+        ],
     }
     module.recipes_tables(recipes)
     out = capsys.readouterr().out
-    assert "| target=judged read=x0 | 0.700 [0.60, 0.80] | 0.900 [0.80, 1.00] | 0.900 [0.80, 1.00] | 0.800 |" in out
+    # mean over 0.2-0.5: (0.7 + 0.8) / 2 against frozen x0's (0.6 + 0.7) / 2; clip-final = frozen x0 at 1.0
+    assert "| sd-base | benchmark | 2 x 0-5 | 0.650 | 0.750 | 0.800 |" in out
+    assert "| sd-base | fresh-seeds | 2 x 100-105 | 0.875 | 0.900 | 0.800 | 0.500 | 0.900 |" in out
+    assert (
+        "| sd-base | benchmark | 2 x 0-5 | +0.100 (yes) | 1.000 (yes) | 1.050 (yes) | +0.140 [+0.050, +0.200] (yes) |"
+        in out
+    )
+    assert (
+        "| sd-base | fresh-seeds | 2 x 100-105 | +0.000 (no) | 0.875 (no) | 0.900 (no) | +0.020 [-0.010, +0.050] (no) |"
+        in out
+    )
     assert "| target=judged read=x0 | 0.700 (0.875) | 0.840 (1.050) | 0.880 (1.100) |" in out
     text = module.page(
         json.loads((ROOT / "leaderboards" / "world" / "leaderboard.json").read_text()),
@@ -104,4 +132,4 @@ def test_recipes_section_shows_every_recipe_and_its_ratio_to_clip_final(script, 
         None,
         recipes=recipes,
     )
-    assert "## Training recipes" in text and "seeds 0-5" in text and "revision `0123456789`" in text
+    assert "## Training recipes" in text and "500 prompts" in text and "revision `0123456789`" in text
