@@ -210,12 +210,17 @@ def _overlay_series(doc: dict[str, Any], scorer: str, metric: str = "pairwise_ac
     ]
 
 
+def _bon_label(row: dict[str, Any]) -> str:
+    """A Best-of-N line's label: the scorer and its policy, or the reference's name (``random``, ``oracle``)."""
+    return row["scorer"] if row["scorer"] == row["policy"] else f"{row['scorer']} ({row['policy']})"
+
+
 def _bon_series(rows: list[dict[str, Any]], n: int) -> list[Series]:
     """One line per (scorer, policy) at ``N = n``, in order of cost; no cascades (``m > 1``: the table lists them)."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         if r["n"] == n and r.get("m", 1) == 1:
-            label = r["scorer"] if r["scorer"] == r["policy"] else f"{r['scorer']} ({r['policy']})"
+            label = _bon_label(r)
             groups.setdefault(label, []).append(r)
     return [
         Series(k, [r["cost_fraction"] for r in v], [r["judge_score"] for r in v])
@@ -243,11 +248,7 @@ def bon_panels(rows: list[dict[str, Any]], n: int) -> list[tuple[str, list[Serie
         halving ['s0 (halving)', 'random', 'oracle']
     """
     series = {s.label: s for s in _bon_series(rows, n)}
-    policy = {
-        (r["scorer"] if r["scorer"] == r["policy"] else f"{r['scorer']} ({r['policy']})"): str(r["policy"])
-        for r in rows
-        if r["n"] == n and r.get("m", 1) == 1
-    }
+    policy = {_bon_label(r): str(r["policy"]) for r in rows if r["n"] == n and r.get("m", 1) == 1}
     references = [s for label, s in series.items() if policy[label] == label]
     room = max(1, MAX_BON_SERIES - len(references))
     panels = []

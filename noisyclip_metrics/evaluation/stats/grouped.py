@@ -211,10 +211,6 @@ def bootstrap_ratio(
     d = np.asarray(den, dtype=np.float64)
     if n.shape != d.shape or n.ndim < 1:
         raise InputError(f"num and den must have the same shape (groups first), got {n.shape} and {d.shape}")
-    if n_resamples < 2 or not 0 < confidence_level < 1:
-        raise InputError(
-            f"bootstrap needs n_resamples >= 2 and 0 < confidence_level < 1; got {n_resamples}, {confidence_level}"
-        )
     groups, rest = n.shape[0], n.shape[1:]
     value, low, high = _percentile_bootstrap(
         _ratio, [n.reshape(groups, -1), d.reshape(groups, -1)], n_resamples, confidence_level, seed
@@ -232,6 +228,10 @@ def _percentile_bootstrap(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``statistic`` of the column sums of ``columns`` (each ``(groups, K)``), on the full data and its percentile
     interval over multinomial resamples of the groups (the same resamples for every column: paired)."""
+    if n_resamples < 2 or not 0 < confidence_level < 1:
+        raise InputError(
+            f"bootstrap needs n_resamples >= 2 and 0 < confidence_level < 1; got {n_resamples}, {confidence_level}"
+        )
     groups = columns[0].shape[0]
     value = statistic(*(c.sum(axis=0) for c in columns))
     if groups < 2:
@@ -274,10 +274,6 @@ def ratio_difference(
     if len({a.shape for a in arrays}) != 1 or arrays[0].ndim < 1:
         raise InputError(
             f"num_a, den_a, num_b, den_b: expected one shape (groups first), got {[a.shape for a in arrays]}"
-        )
-    if n_resamples < 2 or not 0 < confidence_level < 1:
-        raise InputError(
-            f"bootstrap needs n_resamples >= 2 and 0 < confidence_level < 1; got {n_resamples}, {confidence_level}"
         )
     groups, rest = arrays[0].shape[0], arrays[0].shape[1:]
     value, low, high = _percentile_bootstrap(
