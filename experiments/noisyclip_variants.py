@@ -13,7 +13,8 @@ frozen CLIP on the final images (``clip-final``). Variants: the training targets
 filtered = oracle-aligned trajectories + hard-negative captions, distill = the frozen CLIP's judgment of the final
 image; with ``--targets``, judged = distill plus the oracle's ranking of seeds by TIFA score, judged-aligned = the same
 with 1/0 labels, listwise = distill plus the oracle's choice of the best of 4 seeds read at one step,
-judged-curriculum = judged with the window reached from the clean latent over training) at one window,
+judged-curriculum = judged with the window reached from the clean latent over training, judged-noise = judged with a
+noise-conditioned tower) at one window,
 then step windows and controls for the best target. Every run is resumable; rerunning prints the table from the
 finished runs. The benchmark seeds (``--seed-start``, ``--seeds``) are disjoint from the build's training seeds (10^9
 and up). The window study picks its target on the data it reports (``--best-target`` fixes it beforehand;
@@ -58,6 +59,11 @@ TARGETS = {
     "judged-curriculum": (
         "target=judged curriculum",
         {"target": "judged", "labels": "tifa", "step_sampling": "curriculum:4-10"},
+    ),
+    # LRM's timestep-conditioned tower on the shipped recipe: the tower also reads each step's noise level
+    "judged-noise": (
+        "target=judged noise-conditioned",
+        {"target": "judged", "labels": "tifa", "noise_conditioned": True},
     ),
 }
 TARGET_NAMES = ("prompt", "filtered", "distill")

@@ -308,6 +308,7 @@ class EarlyBestOfN:
             latent_scale=scale.to(latents.device),
             images=take(images),
             step=k,
+            noise_std=0.0 if final else None,
         )
         with torch.no_grad():
             return scorer.score(inputs).detach().float().cpu()

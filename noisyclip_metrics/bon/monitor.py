@@ -188,9 +188,12 @@ class NoisyCLIPMonitor(PipelineCallback):
                 sample, output, t_i, index = self._last_step
                 index = k - 1 if index is None else index  # the step-(k - 1) latent was the input of this step
                 x0 = self._unpack(pipe, estimate_x0(sched, sample, t_i, output, step_index=index))
-                self._record(pipe, k - 1, ScoreInputs(prompts=prompts, x0=x0, step=k - 1), num_steps)
+                t_b = torch.as_tensor(t_i, dtype=torch.float64).flatten().expand(batch)
+                inputs = ScoreInputs(prompts=prompts, x0=x0, step=k - 1, timesteps=t_b, scheduler=sched)
+                self._record(pipe, k - 1, inputs, num_steps)
                 if k == num_steps:  # the final latent is its own x̂0
-                    self._record(pipe, k, ScoreInputs(prompts=prompts, x0=latents, step=k), num_steps)
+                    inputs = ScoreInputs(prompts=prompts, x0=latents, step=k, noise_std=0.0)
+                    self._record(pipe, k, inputs, num_steps)
                 return callback_kwargs
             if k < num_steps:
                 t = torch.full((batch,), float(sched.timesteps[k]))
@@ -201,7 +204,13 @@ class NoisyCLIPMonitor(PipelineCallback):
                 pipe,
                 k,
                 ScoreInputs(
-                    prompts=prompts, latents=latents, timesteps=t, latent_scale=scale.to(latents.device), step=k
+                    prompts=prompts,
+                    latents=latents,
+                    timesteps=t,
+                    latent_scale=scale.to(latents.device),
+                    step=k,
+                    scheduler=sched,
+                    noise_std=0.0 if k == num_steps else None,
                 ),
                 num_steps,
             )

@@ -345,7 +345,9 @@ def _run_score(args: ScoreSettings) -> int:
     from noisyclip_metrics.scoring.scorers import ScoreInputs, build_scorer
 
     store = TrajectoryStore.open(args.trajectories)
-    scorer = build_scorer(args.scorer, model=resolve_model(args.model))
+    model = resolve_model(args.model)
+    scorer = build_scorer(args.scorer, model=model)
+    levels = store.noise_std() if model.config.noise_conditioned else None  # read only where a tower needs them
     steps = args.steps if args.steps is not None else list(range(store.num_steps + 1))
     bad = [k for k in steps if not 0 <= k <= store.num_steps]
     if bad:
@@ -360,6 +362,7 @@ def _run_score(args: ScoreSettings) -> int:
                 images=t["images"],
                 latent_scale=t["latent_scale"][k].expand(len(recs)),
                 step=k,
+                noise_std=None if levels is None else float(levels[k]),
             )
             with torch.no_grad():
                 scores = scorer.score(inputs).tolist()

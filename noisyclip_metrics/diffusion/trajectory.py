@@ -12,6 +12,8 @@ For each trajectory the capture records
 * ``timesteps[k]``: the scheduler timestep at which latent ``k`` is denoised (``timesteps[T] = 0``: clean);
 * ``latent_scale[k]``: factor to the variance-preserving form the denoiser sees (``1/sqrt(sigma^2+1)`` for
   Euler-type schedulers, else 1; 1 at ``T``);
+* ``noise_std[k]``: the noise's standard deviation in that form (:func:`~noisyclip_metrics.scoring.x0.noise_std`;
+  0 at ``T``), what a noise-conditioned NoisyCLIP reads;
 * ``x0[k]``: the x̂0 (Tweedie) estimate from latent ``k`` and the guided output (``x0[T] = latents[T]``);
 * ``images``: the final pipeline image in ``[0, 1]``.
 
@@ -32,7 +34,7 @@ from noisyclip_metrics.errors import InputError
 from noisyclip_metrics.registry import Registry
 from noisyclip_metrics.scoring.model import check_prompts
 from noisyclip_metrics.scoring.preview import unpack_flux
-from noisyclip_metrics.scoring.x0 import estimate_x0, model_input_scale
+from noisyclip_metrics.scoring.x0 import estimate_x0, model_input_scale, noise_std
 
 __all__ = [
     "PIPELINE_FAMILIES",
@@ -107,6 +109,7 @@ class TrajectoryBatch:
     latent_scale: torch.Tensor  # (T+1,)
     images: torch.Tensor  # (B, 3, H, W) in [0, 1]
     settings: dict[str, Any] = field(default_factory=dict)
+    noise_std: torch.Tensor | None = None  # (T+1,); None where not known (batches read back from a store)
 
     @property
     def num_steps(self) -> int:
@@ -263,6 +266,7 @@ def capture_trajectories(
     index = None if any(r[4] is None for r in records) else torch.tensor([r[4] for r in records])
     scale = model_input_scale(pipe.scheduler, timesteps[:-1], len(records), step_index=index)
     latent_scale = torch.cat([scale, torch.ones(1)])
+    levels = torch.cat([noise_std(pipe.scheduler, timesteps[:-1], len(records), step_index=index), torch.zeros(1)])
     if record_x0:
         x0 = [unpack(estimate_x0(pipe.scheduler, r[0], r[2], r[1], step_index=r[4])) for r in records]
         x0 = [*x0, latents[-1]]
@@ -276,6 +280,7 @@ def capture_trajectories(
         x0=torch.stack(x0, dim=1).float().cpu(),
         timesteps=timesteps.float(),
         latent_scale=latent_scale.float(),
+        noise_std=levels.float(),
         images=images.float().cpu().clamp(0, 1),
         settings=sampler_settings(
             pipe,

@@ -73,6 +73,7 @@ class TrajectoryStore:
         self.root = Path(root)
         self.settings = settings
         self._records: list[TrajectoryRecord] | None = None
+        self._noise_std: torch.Tensor | None = None
 
     # ---------------------------------------------------------------------------------------------- open / create
     @classmethod
@@ -211,6 +212,44 @@ class TrajectoryStore:
     def num_steps(self) -> int:
         """T of the stored trajectories."""
         return int(self.settings["num_inference_steps"])
+
+    def noise_std(self) -> torch.Tensor:
+        """``(T+1,)`` noise level of each step (:func:`~noisyclip_metrics.scoring.x0.noise_std`; 0 at ``T``).
+
+        Shards do not hold it: it is read from the scheduler the manifest records (its class and config), whose
+        ``set_timesteps(T)`` must give the recorded timesteps.
+
+        Raises:
+            SchemaError: the scheduler cannot be rebuilt, or its schedule is not the recorded one (a pipeline that
+                passes its own ``sigmas`` or ``timesteps``), or the store is empty.
+        """
+        if self._noise_std is None:
+            self._noise_std = _recorded_noise_std(self)
+        return self._noise_std.clone()
+
+
+def _recorded_noise_std(store: TrajectoryStore) -> torch.Tensor:
+    import diffusers
+
+    from noisyclip_metrics.scoring.x0 import noise_std
+
+    shards = store.shards()
+    name, config = store.settings.get("scheduler"), store.settings.get("scheduler_config")
+    cls = getattr(diffusers, str(name), None) if isinstance(name, str) else None
+    if not shards or cls is None or not isinstance(config, dict):
+        why = "it holds no trajectories" if not shards else f"its manifest names no diffusers scheduler ({name!r})"
+        raise SchemaError(f"{store.root}: cannot tell the noise level of its steps: {why}")
+    recorded = store.load_shard(shards[0], names=("timesteps",))["timesteps"].double()
+    scheduler = cls.from_config(config)
+    scheduler.set_timesteps(store.num_steps)
+    steps = torch.as_tensor(scheduler.timesteps, dtype=torch.float64).cpu()
+    if steps.shape != recorded[:-1].shape or not torch.allclose(steps, recorded[:-1], rtol=0, atol=1e-3):
+        raise SchemaError(
+            f"{store.root}: cannot tell the noise level of its steps: {name}.set_timesteps({store.num_steps}) "
+            "does not give the recorded timesteps (the pipeline set its own schedule)"
+        )
+    index = torch.arange(store.num_steps)
+    return torch.cat([noise_std(scheduler, steps, store.num_steps, step_index=index), torch.zeros(1)]).float()
 
 
 def _seeds_per_prompt(seeds: Sequence[int] | Sequence[Sequence[int]], n: int) -> list[list[int]]:

@@ -66,6 +66,10 @@ class EvalConfig:
         batch_size: candidates per pipeline call (and per chunk file).
         name: display name of the model (default: the model id).
         save_images: folder to save final images as ``<prompt_id>/<seed>.png`` (for external judges).
+        save_previews: fractions of the trajectory at which ``save_images`` also saves what each candidate looked
+            like: the VAE decode of its x̂0 after ``k = round(fraction * T)`` steps, as
+            ``<prompt_id>/<seed>.step<k>.png`` (``noisyclip leaderboard build --images`` shows them beside the final
+            image). Fractions in ``(0, 1)``; one VAE decode per candidate and fraction.
         progress: show a progress bar.
         score_every: score every this many steps (and always the last): ``1`` scores all T + 1 steps; ``2`` halves
             the scoring cost, and the curves and BoN rows then have the even steps only (the threshold policy's
@@ -99,6 +103,7 @@ class EvalConfig:
     batch_size: int = 32
     name: str | None = None
     save_images: str | None = None
+    save_previews: tuple[float, ...] = ()
     progress: bool = True
     score_every: int = 1
     device: str | None = None
@@ -122,6 +127,12 @@ class EvalConfig:
         g = self.guidance_scale
         if g is not None and (isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g < 0):
             raise InputError(f"guidance_scale: expected a finite number >= 0 (classifier-free guidance), got {g!r}")
+        object.__setattr__(self, "save_previews", tuple(self.save_previews))
+        for f in self.save_previews:
+            if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f < 1:
+                raise InputError(f"save_previews: expected fractions of the trajectory in (0, 1), got {f!r}")
+        if self.save_previews and self.save_images is None:
+            raise InputError("save_previews: previews are saved beside the final images; give save_images too")
         for name in _TEXT_SETTINGS:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
@@ -486,7 +497,7 @@ def _run_chunk(ctx: _RunContext, chunk: Sequence[tuple[Any, int]]) -> None:
     seconds, per_scorer = ctx.seconds, ctx.per_scorer
     from noisyclip_metrics.diffusion.trajectory import capture_trajectories
     from noisyclip_metrics.evaluation.judges.live import judge_detailed
-    from noisyclip_metrics.scoring.scorers import ScoreInputs, scorer_spec
+    from noisyclip_metrics.scoring.scorers import ScoreInputs, decode_latents, scorer_spec
 
     key = "|".join(f"{p.id}#{s}" for p, s in chunk)
     chunk_name = "chunk-" + hashlib.sha256(key.encode()).hexdigest()[:16]
@@ -503,7 +514,7 @@ def _run_chunk(ctx: _RunContext, chunk: Sequence[tuple[Any, int]]) -> None:
         guidance_scale=sampler["guidance_scale"],
         height=cfg.height,
         width=cfg.width,
-        record_x0=any("x0" in s.requires for s in scorers),
+        record_x0=any("x0" in s.requires for s in scorers) or bool(cfg.save_previews),
     )
     t1 = time.perf_counter()
     seconds["denoise"] += t1 - t0
@@ -542,6 +553,7 @@ def _run_chunk(ctx: _RunContext, chunk: Sequence[tuple[Any, int]]) -> None:
                 timesteps=batch.timesteps[k].expand(len(texts)),
                 latent_scale=batch.latent_scale[k].expand(len(texts)),
                 step=k,
+                noise_std=None if batch.noise_std is None else float(batch.noise_std[k]),
             )
             for scorer in scorers:
                 if scorer.name in final_only and k != steps:
@@ -560,16 +572,30 @@ def _run_chunk(ctx: _RunContext, chunk: Sequence[tuple[Any, int]]) -> None:
     seconds["judge"] += t3 - t2
     if cfg.save_images:
         _save_images(Path(cfg.save_images), chunk, batch.images)
+        for k in preview_steps(cfg.save_previews, steps):
+            with torch.no_grad():
+                images = decode_latents(pipe.vae, batch.x0[:, k])
+            _save_images(Path(cfg.save_images), chunk, images, f".step{k}")
     store.append(run_id, cols, chunk_name)
     seconds["write"] += time.perf_counter() - t3
 
 
-def _save_images(folder: Path, chunk: Sequence[tuple[Any, int]], images: torch.Tensor) -> None:
+def preview_steps(fractions: Sequence[float], num_steps: int) -> list[int]:
+    """The steps ``k = round(fraction * T)`` of ``save_previews``, each in ``1..T-1``, distinct and sorted.
+
+    >>> preview_steps((0.25, 0.5, 0.02), 20)
+    [1, 5, 10]
+    """
+    return sorted({min(num_steps - 1, max(1, round(f * num_steps))) for f in fractions}) if num_steps > 1 else []
+
+
+def _save_images(folder: Path, chunk: Sequence[tuple[Any, int]], images: torch.Tensor, suffix: str = "") -> None:
     from PIL import Image
 
     from noisyclip_metrics.io.safepath import safe_join
 
-    paths = [safe_join(folder, p.id, f"{s}.png", what="prompt id") for p, s in chunk]  # each inside folder, or none
+    # each inside folder, or none
+    paths = [safe_join(folder, p.id, f"{s}{suffix}.png", what="prompt id") for p, s in chunk]
     for path, img in zip(paths, images, strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)
         arr = (img.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()

@@ -105,8 +105,9 @@ class BuildConfig:
         overwrite: replace the leaderboard files of an output folder that is not empty.
         charts: draw the PNG charts of README.md (needs matplotlib).
         images: MODEL=DIR items: the folder ``noisyclip evaluate --save-images`` wrote for a model
-            (``<prompt_id>/<seed>.png``); the drill-down then shows each seed's final image, embedded as a thumbnail
-            so that the page stays self-contained.
+            (``<prompt_id>/<seed>.png``); the drill-down then shows each seed's final image, and the x̂0 previews
+            that ``--save-previews`` saved beside it (``<seed>.step<k>.png``), embedded as thumbnails so that the
+            page stays self-contained.
         thumbnail: largest side in pixels of the drill-down's images.
     """
 

@@ -410,6 +410,33 @@ def _images(folder: Path, prompt_id: str, seeds: Sequence[int], size: int) -> li
     return [thumbnail_uri(p, size) if p.is_file() else None for p in paths]
 
 
+def _previews(folder: Path, prompt_id: str, seeds: Sequence[int], size: int) -> tuple[list[int], list[list[Any]]]:
+    """The x̂0 previews ``evaluate --save-previews`` saved for a prompt (``<seed>.step<k>.png``): their steps, and per
+    seed one thumbnail URI (or None) per step. None found (or a prompt id that would lead out of ``folder``): no
+    steps."""
+    import re
+
+    from noisyclip_metrics.errors import InputError
+    from noisyclip_metrics.io.safepath import safe_join
+
+    try:
+        prompt_folder = safe_join(folder, prompt_id, what="prompt id")
+    except InputError:
+        return [], []
+    if not prompt_folder.is_dir():
+        return [], []
+    wanted = {str(s) for s in seeds}
+    found: dict[tuple[str, int], Path] = {}
+    for path in prompt_folder.glob("*.step*.png"):
+        match = re.fullmatch(r"(-?\d+)\.step(\d+)\.png", path.name)
+        if match and match.group(1) in wanted:
+            found[(match.group(1), int(match.group(2)))] = path
+    steps = sorted({k for _, k in found})
+    return steps, [
+        [thumbnail_uri(found[(str(s), k)], size) if (str(s), k) in found else None for k in steps] for s in seeds
+    ]
+
+
 def _drill(
     doc: dict[str, Any],
     entries: list[Any],
@@ -447,6 +474,10 @@ def _drill(
             )
             if m["name"] in images:
                 prompts[-1]["images"] = _images(images[m["name"]], pid, e.data.seeds, thumbnail)
+                steps, previews = _previews(images[m["name"]], pid, e.data.seeds, thumbnail)
+                if steps:
+                    prompts[-1]["preview_columns"] = [f"x̂0 at {k / e.data.num_steps:.2f} (k={k})" for k in steps]
+                    prompts[-1]["previews"] = previews
         models.append({"name": m["name"], "seeds": list(e.data.seeds), "columns": columns, "prompts": prompts})
     return {"models": models}
 

@@ -53,6 +53,8 @@ FORMAT = "noisyclip-metrics"
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+#: Key prefix of a noise-conditioned model's noise embedding in ``model.safetensors``.
+NOISE_PREFIX = "noise_embedding."
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
@@ -174,6 +176,9 @@ def save_pretrained(model: NoisyCLIPModel, path: str | Path) -> Path:
         preview = model.preview
         tensors = {f"clip.{k}": v.detach().cpu().contiguous() for k, v in model.clip.state_dict().items()}
         tensors.update({k: v.contiguous() for k, v in preview.to_dict().items()})
+        if model.noise_embedding is not None:
+            state = model.noise_embedding.state_dict()
+            tensors.update({f"{NOISE_PREFIX}{k}": v.detach().cpu().contiguous() for k, v in state.items()})
         save_safetensors(tensors, tmp / WEIGHTS_NAME, metadata={"format": FORMAT, **preview.metadata()})
         meta = {
             "format": FORMAT,

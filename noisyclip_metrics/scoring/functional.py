@@ -66,7 +66,9 @@ def _noisyclip_score_update(
         else None
     )
     step = step_index if isinstance(step_index, int) and not isinstance(step_index, bool) else None
-    inputs = ScoreInputs(prompts=prompts, latents=latents, timesteps=t, latent_scale=scale, step=step)
+    inputs = ScoreInputs(
+        prompts=prompts, latents=latents, timesteps=t, latent_scale=scale, step=step, scheduler=scheduler
+    )
     return scorer.score(inputs).float()
 
 

@@ -40,6 +40,7 @@ from noisyclip_metrics.scoring.checkpoint import (
     CONFIG_NAME,
     FORMAT,
     FORMAT_VERSION,
+    NOISE_PREFIX,
     PICKLE_SUFFIXES,
     WEIGHTS_NAME,
     _load_text_tower,
@@ -47,6 +48,7 @@ from noisyclip_metrics.scoring.checkpoint import (
     load_state_dict_file,
     save_pretrained,
 )
+from noisyclip_metrics.scoring.conditioning import NoiseEmbedding, PatchShift, check_noise_std
 from noisyclip_metrics.scoring.preview import PreviewMap, check_latents, get_preview_map
 
 __all__ = [
@@ -108,6 +110,9 @@ class NoisyCLIPConfig:
         trained_on: the seeds and prompts of the trajectories the image tower was fine-tuned on
             (:func:`noisyclip_metrics.provenance.describe_training_data`; set by the trainer), or ``None`` when
             unknown (frozen CLIPs, external checkpoints). Evaluation warns when a run shares them.
+        noise_conditioned: the image tower also reads the latent's noise level
+            (:mod:`noisyclip_metrics.scoring.conditioning`): every image it encodes comes with a ``noise_std``
+            (0 for a final image). Needs an open_clip image tower (ViT or ModifiedResNet).
     """
 
     model_cfg: dict[str, Any]
@@ -120,6 +125,7 @@ class NoisyCLIPConfig:
     source: str = "open_clip"
     reads: str = "latents"
     trained_on: dict[str, Any] | None = None
+    noise_conditioned: bool = False
 
     def __post_init__(self) -> None:
         if self.reads not in READS:
@@ -171,6 +177,10 @@ class NoisyCLIPConfig:
             from noisyclip_metrics.io.safepath import check_name
 
             check_name(tokenizer["subdir"], "config.tokenizer.subdir")  # a folder inside the checkpoint, no more
+        if not isinstance(data.get("noise_conditioned", False), bool):
+            raise InputError(
+                f"config.noise_conditioned: expected true or false, found {_json_type(data['noise_conditioned'])}"
+            )
         for key in ("image_mean", "image_std"):
             if key in data:
                 values = data[key]
@@ -361,6 +371,39 @@ class NoisyCLIPModel(nn.Module):
         )
         self.register_buffer("_mean", torch.tensor(config.image_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(config.image_std).view(1, 3, 1, 1), persistent=False)
+        self.noise_embedding: NoiseEmbedding | None = None
+        self._patch_shift: PatchShift | None = None
+        if config.noise_conditioned:
+            self._condition_on_noise()
+
+    def _condition_on_noise(self) -> None:
+        self._patch_shift = PatchShift(self.clip.visual)
+        self.noise_embedding = NoiseEmbedding(self._patch_shift.width).to(
+            device=self.preview_weight.device, dtype=self.preview_weight.dtype
+        )
+
+    def condition_on_noise(self) -> NoisyCLIPModel:
+        """Make the image tower noise-conditioned (:mod:`~noisyclip_metrics.scoring.conditioning`), in place.
+
+        The new embedding starts at zero, so scores are unchanged until it is trained. Returns the model.
+
+        Raises:
+            InputError: the model is already noise-conditioned, or its image tower is not an open_clip one.
+
+        Examples:
+            >>> import torch
+            >>> model = NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0)
+            >>> z = torch.randn(2, 4, 16, 16)
+            >>> before = model.score_latents(z, ["a", "b"])
+            >>> after = model.condition_on_noise().score_latents(z, ["a", "b"], noise_std=0.5)
+            >>> torch.equal(before, after), model.config.noise_conditioned
+            (True, True)
+        """
+        if self.config.noise_conditioned:
+            raise InputError("noise_conditioned: the model is already noise-conditioned")
+        self._condition_on_noise()
+        self.config = dataclasses.replace(self.config, noise_conditioned=True)
+        return self
 
     # ----------------------------------------------------------------------------------------------------- building
     @classmethod
@@ -465,19 +508,43 @@ class NoisyCLIPModel(nn.Module):
             )
         return (x - self._mean) / self._std
 
-    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """L2-normalised embeddings of ``(B, 3, H, W)`` images in ``[0, 1]`` (any size; resized to the tower's)."""
+    def encode_images(self, images: torch.Tensor, noise_std: torch.Tensor | float | None = None) -> torch.Tensor:
+        """L2-normalised embeddings of ``(B, 3, H, W)`` images in ``[0, 1]`` (any size; resized to the tower's).
+
+        ``noise_std`` (one value or ``(B,)``, in ``[0, 1]``): how noisy the latent behind each image was
+        (:func:`noisyclip_metrics.scoring.x0.noise_std`; 0 for final images). A noise-conditioned model needs it; any
+        other model ignores it.
+        """
         if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
             raise InputError(f"images: expected a (B, 3, H, W) tensor, got {getattr(images, 'shape', type(images))}")
         if not images.is_floating_point():
             raise InputError(f"images: expected floats in [0, 1], got dtype {images.dtype}")
         if not torch.isfinite(images).all():
             raise InputError("images: expected finite values, got NaN or Inf")
-        return F.normalize(self.clip.encode_image(self._prepare_images(images)).float(), dim=-1)
+        return self.encode_prepared(self._prepare_images(images), noise_std)
 
-    def encode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """L2-normalised embeddings of the previews of ``(B, C, h, w)`` latents."""
-        return self.encode_images(self.make_preview(latents))
+    def encode_prepared(self, pixels: torch.Tensor, noise_std: torch.Tensor | float | None = None) -> torch.Tensor:
+        """The image tower on resized, normalised ``pixels`` (no checks; differentiable): L2-normalised embeddings.
+
+        Raises:
+            InputError: a noise-conditioned model without ``noise_std``, or levels outside ``[0, 1]``.
+        """
+        if self._patch_shift is None:
+            return F.normalize(self.clip.encode_image(pixels).float(), dim=-1)
+        if noise_std is None:
+            raise InputError(
+                "noise_std: this model is noise-conditioned (config.noise_conditioned); expected the noise level of "
+                "each latent (scoring.x0.noise_std; 0 for final images)"
+            )
+        assert self.noise_embedding is not None
+        shift = self.noise_embedding(check_noise_std(noise_std, int(pixels.shape[0])).to(pixels.device))
+        with self._patch_shift.active(shift):
+            return F.normalize(self.clip.encode_image(pixels).float(), dim=-1)
+
+    def encode_latents(self, latents: torch.Tensor, noise_std: torch.Tensor | float | None = None) -> torch.Tensor:
+        """L2-normalised embeddings of the previews of ``(B, C, h, w)`` latents (``noise_std`` as in
+        :meth:`encode_images`)."""
+        return self.encode_images(self.make_preview(latents), noise_std)
 
     def tokenize(self, prompts: Sequence[str]) -> torch.Tensor:
         """Token ids ``(B, context_length)`` on the model's device."""
@@ -531,21 +598,32 @@ class NoisyCLIPModel(nn.Module):
 
     # ------------------------------------------------------------------------------------------------------ scoring
     @torch.no_grad()
-    def score_images(self, images: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
-        """Per-sample cosine between ``(B, 3, H, W)`` images in ``[0, 1]`` and their prompts; shape ``(B,)``."""
+    def score_images(
+        self, images: torch.Tensor, prompts: Sequence[str], noise_std: torch.Tensor | float | None = None
+    ) -> torch.Tensor:
+        """Per-sample cosine between ``(B, 3, H, W)`` images in ``[0, 1]`` and their prompts; shape ``(B,)``.
+
+        A noise-conditioned model reads final images (``noise_std`` 0) unless told otherwise.
+        """
         prompts = check_prompts(prompts, batch=int(images.shape[0]) if isinstance(images, torch.Tensor) else None)
-        return (self.encode_images(images) * self.encode_text(prompts)).sum(-1)
+        level = 0.0 if noise_std is None else noise_std
+        return (self.encode_images(images, level) * self.encode_text(prompts)).sum(-1)
 
     @torch.no_grad()
-    def score_latents(self, latents: torch.Tensor, prompts: Sequence[str]) -> torch.Tensor:
-        """Per-sample cosine between the previews of ``(B, C, h, w)`` latents and their prompts; shape ``(B,)``."""
+    def score_latents(
+        self, latents: torch.Tensor, prompts: Sequence[str], noise_std: torch.Tensor | float | None = None
+    ) -> torch.Tensor:
+        """Per-sample cosine between the previews of ``(B, C, h, w)`` latents and their prompts; shape ``(B,)``
+        (``noise_std`` as in :meth:`encode_images`)."""
         check_latents(latents, self.latent_channels)
         prompts = check_prompts(prompts, batch=int(latents.shape[0]))
-        return (self.encode_latents(latents) * self.encode_text(prompts)).sum(-1)
+        return (self.encode_latents(latents, noise_std) * self.encode_text(prompts)).sum(-1)
 
     def vision_parameters(self) -> list[nn.Parameter]:
-        """Parameters of the image tower and its projection (what NoisyCLIP fine-tunes)."""
-        return list(self.clip.visual.parameters())
+        """Parameters of the image tower and its projection, and the noise embedding of a noise-conditioned model
+        (what NoisyCLIP fine-tunes)."""
+        extra = list(self.noise_embedding.parameters()) if self.noise_embedding is not None else []
+        return list(self.clip.visual.parameters()) + extra
 
     def extra_repr(self) -> str:
         return f"arch={self.config.arch!r}, preview={self.config.preview_name!r}, image_size={self.config.image_size}"
@@ -619,15 +697,26 @@ def load_pretrained(
             f"{folder / CONFIG_NAME}: 'config.model_cfg' does not describe a model open_clip can "
             f"build ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
         ) from None
-    _check_shapes(model.clip.state_dict(), clip_sd, weights)
-    result = model.clip.load_state_dict(clip_sd, strict=False)
-    if result.missing_keys or result.unexpected_keys:
+    _load_part(model.clip, clip_sd, weights, "weights do not match config.json", "")
+    noise_sd = {k.removeprefix(NOISE_PREFIX): v for k, v in tensors.items() if k.startswith(NOISE_PREFIX)}
+    if model.noise_embedding is not None:
+        why = "config.noise_conditioned is true but the noise embedding does not match"
+        _load_part(model.noise_embedding, noise_sd, weights, why, NOISE_PREFIX)
+    elif noise_sd:
         raise CheckpointError(
-            f"{weights}: weights do not match config.json (missing {result.missing_keys[:5]}, "
-            f"unexpected {result.unexpected_keys[:5]})"
+            f"{weights}: holds a noise embedding ({NOISE_PREFIX}*) but config.noise_conditioned is false"
         )
     model.eval()
     return model.to(device) if device is not None else model
+
+
+def _load_part(module: nn.Module, state: dict[str, torch.Tensor], weights: Path, why: str, prefix: str) -> None:
+    """Load ``state`` into ``module`` exactly: every key, each of the shape the config describes."""
+    _check_shapes(module.state_dict(), state, weights)
+    result = module.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        missing = [prefix + k for k in result.missing_keys[:5]]
+        raise CheckpointError(f"{weights}: {why} (missing {missing}, unexpected {result.unexpected_keys[:5]})")
 
 
 def _check_shapes(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], weights: Path) -> None:

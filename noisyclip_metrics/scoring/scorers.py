@@ -24,7 +24,9 @@ All return raw cosine similarities of shape ``(B,)`` (float32, on the inputs' de
 :attr:`ScoreInputs.x0` or, when absent, computed from the latent, the timestep and the denoiser output with
 :func:`noisyclip_metrics.scoring.x0.estimate_x0`. ``latent_scale`` (``1/sqrt(sigma^2+1)`` for Euler-type schedulers, see
 :func:`noisyclip_metrics.scoring.x0.model_input_scale`) brings latents to the variance-preserving form before
-previewing.
+previewing. A noise-conditioned NoisyCLIP (``NoisyCLIPConfig.noise_conditioned``) also reads each latent's noise
+level: :attr:`ScoreInputs.noise_std`, or computed from the timesteps and the scheduler
+(:func:`noisyclip_metrics.scoring.x0.noise_std`).
 
 Examples:
     >>> import torch
@@ -48,7 +50,7 @@ from noisyclip_metrics.errors import InputError
 from noisyclip_metrics.registry import Registry
 from noisyclip_metrics.scoring.model import NoisyCLIPModel, check_prompts
 from noisyclip_metrics.scoring.preview import check_latents
-from noisyclip_metrics.scoring.x0 import estimate_x0
+from noisyclip_metrics.scoring.x0 import estimate_x0, noise_std
 
 __all__ = [
     "SCORERS",
@@ -85,6 +87,9 @@ class ScoreInputs:
         step: the step index k of the latents (the index into the scheduler's timesteps); besides bookkeeping, it
             says which step a latent is at where its timestep occurs twice in the schedule with different noise
             levels (:func:`noisyclip_metrics.scoring.x0.noise_level`).
+        noise_std: ``(B,)`` (or one) noise level of each latent in ``[0, 1]``
+            (:func:`noisyclip_metrics.scoring.x0.noise_std`; 0 for a final latent), for noise-conditioned models;
+            computed from ``timesteps`` and ``scheduler`` when absent.
     """
 
     prompts: Sequence[str]
@@ -96,6 +101,7 @@ class ScoreInputs:
     latent_scale: torch.Tensor | None = None
     images: torch.Tensor | None = None
     step: int | None = None
+    noise_std: torch.Tensor | float | None = None
 
     def batch_size(self) -> int:
         """Number of samples (length of ``prompts``)."""
@@ -111,6 +117,17 @@ class ScoreInputs:
             raise InputError(f"x0: not given, and cannot be estimated without {missing}")
         given = (self.scheduler, self.latents, self.timesteps, self.model_output)
         return estimate_x0(*given, step_index=self.step)  # type: ignore[arg-type]
+
+    def require_noise_std(self) -> torch.Tensor | float:
+        """The noise level of each latent: :attr:`noise_std`, or computed from the timesteps and the scheduler."""
+        if self.noise_std is not None:
+            return self.noise_std
+        if self.timesteps is None or self.scheduler is None:
+            raise InputError(
+                "noise_std: a noise-conditioned scorer needs each latent's noise level: give noise_std, or timesteps "
+                "and the scheduler"
+            )
+        return noise_std(self.scheduler, self.timesteps, self.batch_size(), step_index=self.step)
 
 
 @runtime_checkable
@@ -158,7 +175,8 @@ class PreviewScorer:
             x, prompts = _validated(inputs, inputs.latents, "latents")
             check_latents(x, self.model.latent_channels)
             x = _scaled(x, inputs.latent_scale)
-        scores = (self.model.encode_latents(x) * self.model.encode_text(prompts)).sum(-1)
+        level = inputs.require_noise_std() if self.model.config.noise_conditioned else None
+        scores = (self.model.encode_latents(x, level) * self.model.encode_text(prompts)).sum(-1)
         return scores.to(x.device)
 
 
@@ -187,7 +205,8 @@ class DecodedX0Scorer:
     def score(self, inputs: ScoreInputs) -> torch.Tensor:
         x0, prompts = _validated(inputs, inputs.require_x0(), "x0")
         images = decode_latents(self.vae, x0)
-        return (self.model.encode_images(images) * self.model.encode_text(prompts)).sum(-1).to(x0.device)
+        level = inputs.require_noise_std() if self.model.config.noise_conditioned else None
+        return (self.model.encode_images(images, level) * self.model.encode_text(prompts)).sum(-1).to(x0.device)
 
 
 @dataclass
@@ -201,7 +220,7 @@ class FinalImageScorer:
     @torch.no_grad()
     def score(self, inputs: ScoreInputs) -> torch.Tensor:
         images, prompts = _validated(inputs, inputs.images, "images")
-        return (self.model.encode_images(images) * self.model.encode_text(prompts)).sum(-1).to(images.device)
+        return (self.model.encode_images(images, 0.0) * self.model.encode_text(prompts)).sum(-1).to(images.device)
 
 
 ScorerFactory = Callable[..., Scorer]

@@ -68,6 +68,7 @@ __all__ = [
     "estimate_x0",
     "model_input_scale",
     "noise_level",
+    "noise_std",
     "parameterization",
     "scheduler_spec",
 ]
@@ -83,11 +84,15 @@ class Parameterization:
         name: ``"vp"``, ``"sigma"``, ``"edm"`` or ``"flow"``.
         x0: ``(latent, model output, level, prediction type, scheduler) -> x̂0`` (float64 tensors).
         input_scale: ``(level, scheduler) -> factor`` to the form the denoiser sees.
+        noise_std: ``(level, scheduler) -> `` the noise's standard deviation in the variance-preserving form of the
+            latent (``x * input_scale`` for ``sigma``, ``x / sqrt((1 - sigma)^2 + sigma^2)`` for ``flow``): 0 for a
+            clean latent, 1 for pure noise, comparable across families (:func:`noise_std`).
     """
 
     name: str
     x0: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, str, Any], torch.Tensor]
     input_scale: Callable[[torch.Tensor, Any], torch.Tensor]
+    noise_std: Callable[[torch.Tensor, Any], torch.Tensor] | None = None
 
 
 PARAMETERIZATIONS: Registry[Parameterization] = Registry("scheduler parameterisation")
@@ -127,11 +132,24 @@ def _flow_x0(x: torch.Tensor, out: torch.Tensor, sigma: torch.Tensor, prediction
     return out  # "sample"
 
 
+def _edm_scale(level: torch.Tensor, s: Any) -> torch.Tensor:
+    return 1.0 / (level**2 + float(s.config.sigma_data) ** 2).sqrt()
+
+
 for _family in (
-    Parameterization("vp", _vp_x0, lambda level, s: torch.ones_like(level)),
-    Parameterization("sigma", _sigma_x0, lambda level, s: 1.0 / (level**2 + 1).sqrt()),
-    Parameterization("edm", _edm_x0, lambda level, s: 1.0 / (level**2 + float(s.config.sigma_data) ** 2).sqrt()),
-    Parameterization("flow", _flow_x0, lambda level, s: torch.ones_like(level)),
+    Parameterization(
+        "vp", _vp_x0, lambda level, s: torch.ones_like(level), lambda level, s: (1 - level).clamp(min=0).sqrt()
+    ),
+    Parameterization(
+        "sigma", _sigma_x0, lambda level, s: 1.0 / (level**2 + 1).sqrt(), lambda level, s: level / (level**2 + 1).sqrt()
+    ),
+    Parameterization("edm", _edm_x0, _edm_scale, lambda level, s: level * _edm_scale(level, s)),
+    Parameterization(
+        "flow",
+        _flow_x0,
+        lambda level, s: torch.ones_like(level),
+        lambda level, s: level / ((1 - level) ** 2 + level**2).sqrt(),
+    ),
 ):
     PARAMETERIZATIONS.register(_family.name, _family)
 
@@ -492,6 +510,33 @@ def model_input_scale(
     t = _as_batch(timesteps, batch)
     level = _levels(scheduler, spec, t, _as_index(step_index, len(t)))
     return PARAMETERIZATIONS.get(spec.family).input_scale(level, scheduler).float()
+
+
+def noise_std(
+    scheduler: Any, timesteps: torch.Tensor | float, batch: int = 1, *, step_index: StepIndex = None
+) -> torch.Tensor:
+    """Per-sample standard deviation of the noise in the variance-preserving form of the latent (``(batch,)``,
+    float32): 0 for a clean latent, 1 for pure noise, the same scale for every scheduler family.
+
+    ``sqrt(1 - ab)`` for ``vp`` schedulers, ``sigma / sqrt(sigma^2 + 1)`` for ``sigma`` ones (EDM: ``sigma_data``
+    in place of 1), ``sigma / sqrt((1 - sigma)^2 + sigma^2)`` for ``flow`` ones. What a noise-conditioned NoisyCLIP
+    (``NoisyCLIPConfig.noise_conditioned``) reads beside the preview. Arguments and errors as in :func:`noise_level`.
+
+    Examples:
+        >>> from diffusers import EulerDiscreteScheduler, FlowMatchEulerDiscreteScheduler
+        >>> noise_std(FlowMatchEulerDiscreteScheduler(), 500.0).tolist()
+        [0.7071067690849304]
+        >>> s = EulerDiscreteScheduler(); s.set_timesteps(10)
+        >>> float(noise_std(s, s.timesteps[0])) > 0.99
+        True
+    """
+    spec = scheduler_spec(scheduler)
+    family = PARAMETERIZATIONS.get(spec.family)
+    if family.noise_std is None:
+        raise InputError(f"scheduler: the {spec.family!r} parameterisation does not define a noise_std")
+    t = _as_batch(timesteps, batch)
+    level = _levels(scheduler, spec, t, _as_index(step_index, len(t)))
+    return family.noise_std(level, scheduler).float()
 
 
 def estimate_x0(

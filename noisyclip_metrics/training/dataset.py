@@ -90,6 +90,16 @@ class TrajectorySource:
             scales.append(f.get_slice("latent_scale")[int(k) : int(k) + 1][0] if self.read == "latents" else 1.0)
         return torch.stack(zs).float(), torch.tensor([float(s) for s in scales])
 
+    def noise_std(self, indices: Sequence[int], steps: Sequence[int]) -> torch.Tensor:
+        """``(n,)`` noise level of trajectories ``indices`` at ``steps`` (what a noise-conditioned tower reads beside
+        the latent or x̂0 of that step; :meth:`TrajectoryStore.noise_std`)."""
+        by_root = {s.root: s for s in self.stores}
+        out = [
+            by_root[self.records[int(i)].shard.parent.parent].noise_std()[int(k)]
+            for i, k in zip(indices, steps, strict=True)
+        ]
+        return torch.stack(out) if out else torch.zeros(0)
+
     def images(self, indices: Sequence[int]) -> torch.Tensor:
         """``(n, 3, H, W)`` final images of trajectories ``indices``."""
         out = []

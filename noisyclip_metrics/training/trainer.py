@@ -29,7 +29,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from noisyclip_metrics.errors import ConfigMismatchError, InputError
@@ -75,6 +74,11 @@ class TrainConfig:
             :mod:`noisyclip_metrics.training.targets`).
         read: ``latents`` (the paper) or ``x0`` (preview of the x̂0 estimate).
         train_preview: also learn the preview map (initialised from the model's map).
+        noise_conditioned: make the tower noise-conditioned (:mod:`noisyclip_metrics.scoring.conditioning`; the
+            timestep-conditioned towers of LRM, arXiv 2502.01051) and train its noise embedding with it; each sample
+            is shown with the noise level of its step (:meth:`TrajectoryStore.noise_std
+            <noisyclip_metrics.diffusion.trajectory_store.TrajectoryStore.noise_std>`). An ``init`` that is
+            already noise-conditioned trains conditioned either way.
         negatives: hard-negative caption source name (``none``, or e.g. ``world``).
         labels: JSON file of per-trajectory judge scores (``{"<prompt_id>#<seed>": score}``; ``filtered``,
             ``judged``, ``listwise``).
@@ -106,6 +110,7 @@ class TrainConfig:
     target: str = "prompt"
     read: str = "latents"
     train_preview: bool = False
+    noise_conditioned: bool = False
     negatives: str = "none"
     labels: str | None = None
     keep_threshold: float = 1.0
@@ -191,11 +196,11 @@ class _ImageBranch(nn.Module):
         self.model.preview_weight.requires_grad_(train_preview)
         self.model.preview_bias.requires_grad_(train_preview)
 
-    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+    def forward(self, latents: torch.Tensor, noise_std: torch.Tensor | None = None) -> torch.Tensor:
         preview = self.model.make_preview(latents, clamp=not self.model.preview_weight.requires_grad)
         if self.model.preview_weight.requires_grad:
             preview = preview.clamp(0.0, 1.0)  # clamp after the map so gradients reach the map where in range
-        return F.normalize(self.model.clip.encode_image(self.model._prepare_images(preview)).float(), dim=-1)
+        return self.model.encode_prepared(self.model._prepare_images(preview), noise_std)
 
 
 def _check_resume(out: Path, cfg: TrainConfig) -> None:
@@ -266,6 +271,8 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
     torch.manual_seed(config.seed)
     target = TARGETS.get(config.target)
     student = copy.deepcopy(resolve_model(config.init)).to(device)  # never train a cached/shared model in place
+    if config.noise_conditioned and not student.config.noise_conditioned:
+        student.condition_on_noise()
     teacher = resolve_model(config.init, device) if (target.needs_teacher or config.labels is None) else None
     for p in student.parameters():
         p.requires_grad_(False)
@@ -347,7 +354,8 @@ def train(config: TrainConfig, progress: bool = True, stop_at: int | None = None
             ks = sampler.sample(config.batch_size, source.num_steps, g, progress).tolist()
         mine = slice(rank * per_rank, (rank + 1) * per_rank)
         z, scale = source.latents(idx[mine], ks[mine])
-        image = _gather(ddp_branch((z * scale.view(-1, 1, 1, 1)).to(device)), world)
+        level = source.noise_std(idx[mine], ks[mine]).to(device) if student.config.noise_conditioned else None
+        image = _gather(ddp_branch((z * scale.view(-1, 1, 1, 1)).to(device), level), world)
         prompts = source.prompts(idx)
         unique = list(dict.fromkeys(prompts))
         negs = [n for n in dict.fromkeys(n for p in unique for n in negatives_fn(p)) if n not in set(unique)]

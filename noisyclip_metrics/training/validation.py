@@ -29,12 +29,14 @@ def embed_at_step(
     model: NoisyCLIPModel, source: TrajectorySource, indices: Sequence[int], step: int, batch_size: int = 256
 ) -> torch.Tensor:
     """``(len(indices), D)`` image-tower embeddings of the trajectories' previews at ``step`` (what ``source`` reads:
-    the latent or the x̂0 estimate), ``batch_size`` latents per forward pass."""
+    the latent or the x̂0 estimate; with the step's noise level for a noise-conditioned model), ``batch_size``
+    latents per forward pass."""
     embs = []
     for lo in range(0, len(indices), batch_size):
         chunk = list(indices[lo : lo + batch_size])
         z, scale = source.latents(chunk, [step] * len(chunk))
-        embs.append(model.encode_latents((z * scale.view(-1, 1, 1, 1)).to(model.device)))
+        level = source.noise_std(chunk, [step] * len(chunk)) if model.config.noise_conditioned else None
+        embs.append(model.encode_latents((z * scale.view(-1, 1, 1, 1)).to(model.device), level))
     return torch.cat(embs)
 
 

@@ -10,6 +10,9 @@ between the frozen start and the fine-tuned end,
 so ``alpha = 1`` is the fine-tuned model and ``alpha = 0`` frozen CLIP reading the same input (e.g. ``clip-x0`` for
 ``noisyclip-x0``). The text tower is untouched (NoisyCLIP never trains it, and both models must share it); the preview
 map and what the model reads (``config.reads``) are the fine-tuned model's. Scoring cost is the fine-tuned model's.
+A noise-conditioned fine-tuned tower keeps its conditioning, its noise embedding interpolated too: against an
+unconditioned base, whose tower is the conditioned one with a zero embedding, the embedding's shift is scaled by
+``alpha``.
 
 Examples:
     >>> import torch
@@ -37,6 +40,19 @@ from noisyclip_metrics.scoring.factory import ModelLike, resolve_model
 from noisyclip_metrics.scoring.model import NoisyCLIPModel
 
 __all__ = ["interpolate_image_tower"]
+
+
+def _mix_noise_embedding(out: NoisyCLIPModel, base: NoisyCLIPModel, alpha: float) -> None:
+    assert out.noise_embedding is not None
+    with torch.no_grad():
+        if base.noise_embedding is None:  # the base reads every level as a zero shift: scale the output layer
+            last = out.noise_embedding.mlp[-1]
+            last.weight.mul_(alpha)
+            last.bias.mul_(alpha)
+            return
+        theirs = base.noise_embedding.state_dict()
+        for key, value in out.noise_embedding.state_dict().items():
+            value.copy_((1 - alpha) * theirs[key].float() + alpha * value)
 
 
 def interpolate_image_tower(finetuned: ModelLike, base: ModelLike, alpha: float) -> NoisyCLIPModel:
@@ -84,5 +100,7 @@ def interpolate_image_tower(finetuned: ModelLike, base: ModelLike, alpha: float)
             raise InputError(f"finetuned/base: non-finite weights in {key!r}")
         mixed[key] = value
     out.clip.load_state_dict(mixed, strict=False)
+    if out.noise_embedding is not None:
+        _mix_noise_embedding(out, start, alpha)
     out.clear_text_cache()
     return out.eval()

@@ -413,6 +413,53 @@ def test_monitor_scores_x0_inside_watch_like_the_trajectory(pipes, models, famil
         )
 
 
+@pytest.mark.parametrize("family", ["sdxl", "flux"])
+def test_a_noise_conditioned_scorer_reads_the_levels_the_capture_records(pipes, family):
+    """Live loops (monitor, early stopping) give a conditioned tower each step's level, as the recorded run has it."""
+    model = NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview=PREVIEW[family], seed=0).condition_on_noise()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        for p in model.noise_embedding.parameters():
+            torch.nn.init.normal_(p, std=0.5)  # as after training: the level moves the scores
+    pipe = pipes(family)
+    batch = capture_trajectories(pipe, [PROMPT] * 2, [0, 1], num_inference_steps=T, **SIZE)
+    assert float(batch.noise_std[0]) > float(batch.noise_std[T - 1]) > float(batch.noise_std[T]) == 0.0
+    for name in ("clip", "clip-x0"):
+        scorer = build_scorer(name, model=model)
+        monitor = NoisyCLIPMonitor(scorer, PROMPT, height=32, width=32)
+        with monitor.watch(pipe):
+            pipe(
+                [PROMPT] * 2,
+                num_inference_steps=T,
+                generator=[torch.Generator().manual_seed(s) for s in (0, 1)],
+                output_type="pt",
+                callback_on_step_end=monitor,
+                callback_on_step_end_tensor_inputs=["latents"],
+                **SIZE,
+            )
+        result = EarlyBestOfN(pipe, scorer, OneShotPolicy(k=2))(
+            PROMPT, n=2, seeds=[0, 1], num_inference_steps=T, **SIZE
+        )
+        for k in sorted(monitor.scores):
+            recorded = scorer.score(
+                ScoreInputs(
+                    prompts=[PROMPT] * 2,
+                    latents=batch.latents[:, k],
+                    x0=batch.x0[:, k],
+                    latent_scale=batch.latent_scale[k].expand(2),
+                    noise_std=batch.noise_std[k],
+                )
+            )
+            torch.testing.assert_close(monitor.scores[k], recorded.float(), atol=1e-4, rtol=0)
+            if k == 2:
+                live = torch.tensor([result.decisions[0].scores[s] for s in (0, 1)])
+                torch.testing.assert_close(live, recorded.float(), atol=1e-4, rtol=0)
+                wrong = scorer.score(
+                    ScoreInputs(prompts=[PROMPT] * 2, x0=batch.x0[:, k], latents=batch.latents[:, k], noise_std=0.0)
+                )
+                assert not torch.allclose(live, wrong.float(), atol=1e-4, rtol=0)  # the level matters here
+
+
 class _SeesKwargs(PipelineCallback):
     """A second callback in the chain: records which tensors reach it (the monitor must hand them on)."""
 

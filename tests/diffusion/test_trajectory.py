@@ -183,3 +183,24 @@ def test_store_schema_errors(tmp_path):
     (other / "file.txt").write_text("x")
     with pytest.raises(InputError, match="not empty"):
         TrajectoryStore.create(other, {})
+
+
+def test_store_noise_levels_are_the_captures_read_from_the_recorded_scheduler(sd_pipe, tmp_path):
+    kw = {"num_inference_steps": 3, "height": 32, "width": 32}
+    store = record_trajectories(sd_pipe, tmp_path / "traj", PROMPTS[:1], seeds=[0], progress=False, **kw)
+    direct = capture_trajectories(sd_pipe, PROMPTS[:1], [0], **kw)
+    levels = store.noise_std()
+    assert levels.shape == (4,) and float(levels[-1]) == 0.0
+    assert bool((levels[:-1] > levels[1:]).all())  # noisier first
+    assert torch.equal(levels, direct.noise_std)
+    # a manifest whose scheduler does not give the recorded timesteps is refused, not approximated
+    manifest = tmp_path / "traj" / "manifest.json"
+    meta = json.loads(manifest.read_text())
+    meta["settings"]["scheduler_config"]["timestep_spacing"] = "trailing"
+    manifest.write_text(json.dumps(meta))
+    with pytest.raises(SchemaError, match="does not give the recorded timesteps"):
+        TrajectoryStore.open(tmp_path / "traj").noise_std()
+    meta["settings"]["scheduler"] = "NoSuchScheduler"
+    manifest.write_text(json.dumps(meta))
+    with pytest.raises(SchemaError, match="names no diffusers scheduler"):
+        TrajectoryStore.open(tmp_path / "traj").noise_std()

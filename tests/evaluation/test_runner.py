@@ -102,6 +102,42 @@ def test_rows_of_every_step_scorer_and_judgment(assets, tmp_path):
     store.validate()
 
 
+def test_save_previews_writes_each_candidates_decoded_x0_beside_its_final_image(assets, tmp_path, capsys):
+    from PIL import Image
+
+    from noisyclip_metrics.diffusion.trajectory import capture_trajectories
+    from noisyclip_metrics.evaluation.runner import _save_images
+    from noisyclip_metrics.scoring.scorers import decode_latents
+
+    images = tmp_path / "images"
+    argv = [*_args(assets, tmp_path / "res", batch_size=12, scorers="clip"), "--save-images", str(images)]
+    assert main([*argv, "--save-previews", "0.34", "0.7"]) == 0
+    (run,) = ResultsStore.open(tmp_path / "res").runs()
+    pid = ResultsStore.open(tmp_path / "res").prompts(run.run_id)["prompt_id"].to_pylist()[0]
+    assert sorted(p.name for p in (images / pid).iterdir()) == [
+        f"{s}{suffix}.png" for s in (0, 1, 2) for suffix in ("", ".step1", ".step2")
+    ]
+    # step 2's file is the VAE decode of the candidate's x̂0 after 2 of 3 steps, saved as the final images are
+    pipe = tiny_pipeline("sd", tmp_path / "pipe")
+    batch = capture_trajectories(pipe, [PROMPTS[0]], [1], num_inference_steps=3, height=32, width=32)
+    expected = tmp_path / "expected"
+    with torch.no_grad():
+        _save_images(expected, [(type("P", (), {"id": pid})(), 1)], decode_latents(pipe.vae, batch.x0[:, 2]))
+    saved = torch.tensor(list(Image.open(images / pid / "1.step2.png").getdata()), dtype=torch.float32)
+    reference = torch.tensor(list(Image.open(expected / pid / "1.png").getdata()), dtype=torch.float32)
+    assert (saved - reference).abs().max() <= 1  # another batch composition: at most a rounding step of 1/255
+    # previews without save_images, or outside (0, 1): one line, exit 2, nothing written
+    capsys.readouterr()
+    for extra, message in (
+        (["--save-previews", "0.5"], "give save_images too"),
+        (["--save-images", str(tmp_path / "i2"), "--save-previews", "1.0"], "fractions of the trajectory in (0, 1)"),
+    ):
+        assert main([*_args(assets, tmp_path / "res2"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err
+        assert not (tmp_path / "res2").exists() and not (tmp_path / "i2").exists()
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_to_exactly_the_uninterrupted_rows(assets, tmp_path):
     assert main(_args(assets, tmp_path / "full", batch_size=1)) == 0

@@ -233,8 +233,11 @@ def test_models_are_compared_pairwise_on_their_shared_prompts(results, tmp_path)
     assert "## Compare models" in readme and row in readme
 
 
-def save_images(folder: Path, prompts: Sequence[str], seeds: Sequence[int], size: int = 32) -> None:
-    """Images as ``noisyclip evaluate --save-images`` writes them: ``<prompt_id>/<seed>.png``."""
+def save_images(
+    folder: Path, prompts: Sequence[str], seeds: Sequence[int], size: int = 32, previews: Sequence[int] = ()
+) -> None:
+    """Images as ``noisyclip evaluate --save-images`` writes them: ``<prompt_id>/<seed>.png``, and with
+    ``--save-previews`` each seed's x̂0 after ``k`` steps as ``<prompt_id>/<seed>.step<k>.png``."""
     from PIL import Image
 
     for text in prompts:
@@ -242,6 +245,8 @@ def save_images(folder: Path, prompts: Sequence[str], seeds: Sequence[int], size
         (folder / pid).mkdir(parents=True, exist_ok=True)
         for s in seeds:
             Image.new("RGB", (size, size), (40 * s % 256, 100, 200)).save(folder / pid / f"{s}.png")
+            for k in previews:
+                Image.new("RGB", (size, size), (40 * s % 256, 10 * k, 0)).save(folder / pid / f"{s}.step{k}.png")
 
 
 def test_drill_down_shows_the_saved_images_as_embedded_thumbnails(results, tmp_path, capsys):
@@ -251,6 +256,7 @@ def test_drill_down_shows_the_saved_images_as_embedded_thumbnails(results, tmp_p
     from PIL import Image
 
     save_images(tmp_path / "imgs", ["prompt 1", "prompt 2"], seeds=(0, 1, 2), size=200)  # seed 3: not saved
+    save_images(tmp_path / "imgs", ["prompt 1"], seeds=(0, 1), size=200, previews=(3, 1))  # and x̂0 previews
     (tmp_path / "imgs" / "junk").mkdir()
     config = BuildConfig(n_resamples=50, images=(f"model-a={tmp_path / 'imgs'}",), thumbnail=64)
     build_leaderboard([results], tmp_path / "lb", config)
@@ -264,6 +270,18 @@ def test_drill_down_shows_the_saved_images_as_embedded_thumbnails(results, tmp_p
     assert uris[3] is None and all(u.startswith("data:image/png;base64,") for u in uris[:3])
     thumb = Image.open(io.BytesIO(base64.b64decode(uris[1].split(",", 1)[1])))
     assert thumb.size == (64, 64) and thumb.getpixel((5, 5)) == (40, 100, 200)
+    # the x̂0 previews, in step order, one column per step; a seed without them shows none
+    (p1,) = [p for p in a["prompts"] if p["text"] == "prompt 1"]
+    assert p1["preview_columns"] == ["x̂0 at 0.25 (k=1)", "x̂0 at 0.75 (k=3)"]
+    assert [[u is not None for u in row] for row in p1["previews"]] == [
+        [True, True],
+        [True, True],
+        [False] * 2,
+        [False] * 2,
+    ]
+    late = Image.open(io.BytesIO(base64.b64decode(p1["previews"][1][1].split(",", 1)[1])))
+    assert late.getpixel((5, 5)) == (40, 30, 0)
+    assert all("previews" not in p for p in a["prompts"] if p["text"] != "prompt 1")
     doc = json.loads((tmp_path / "lb" / "leaderboard.json").read_text())
     assert "images" not in doc["settings"] and str(tmp_path) not in json.dumps(doc)
     # a model not on the leaderboard, a missing folder, a malformed item: one line, exit 2, nothing written
@@ -684,7 +702,7 @@ def test_missing_browser_fails_only_when_required(monkeypatch):
 def test_page_in_headless_chromium(results, tmp_path):
     binary = _chromium()
     write_run(results, "model-c", seed=3, offset=-0.2)
-    save_images(tmp_path / "imgs", [XSS], seeds=(0, 1, 2, 3))
+    save_images(tmp_path / "imgs", [XSS], seeds=(0, 1, 2, 3), previews=(2,))
     build_leaderboard([results], tmp_path / "lb", BuildConfig(n_resamples=50, images=(f"model-a={tmp_path / 'imgs'}",)))
     profile = tmp_path / "profile"
     proc = subprocess.Popen(
@@ -771,8 +789,10 @@ def test_page_in_headless_chromium(results, tmp_path):
         assert js("document.querySelector('#drill-detail h3').textContent") == XSS
         assert XSS in js("document.body.innerText")
         assert js("document.querySelectorAll('#drill-detail tbody tr').length") == 4  # one row per seed
-        # each seed's final image, embedded: decoded and drawn
-        assert js("Array.from(document.querySelectorAll('#drill-detail img.thumb'), i => i.naturalWidth)") == [32] * 4
+        # each seed's x̂0 preview and final image, embedded: decoded and drawn
+        assert js("Array.from(document.querySelectorAll('#drill-detail img.thumb'), i => i.naturalWidth)") == [32] * 8
+        heads = js("Array.from(document.querySelectorAll('#drill-detail thead th'), h => h.textContent)")
+        assert heads[:4] == ["Seed", "x̂0 at 0.50 (k=2)", "Final image", "Judge score"]
         assert js("document.querySelector('#drill-detail img.thumb').getBoundingClientRect().width") >= 64
         assert js("document.querySelectorAll('script').length") == 2
         shot = tmp_path / "leaderboard.png"

@@ -316,6 +316,34 @@ def test_trainable_preview_map_moves(world):
     assert not torch.equal(result.model.preview_weight, base.preview_weight)
 
 
+def test_noise_conditioned_tower_trains_its_embedding_and_reads_each_steps_level(world, monkeypatch):
+    from noisyclip_metrics.diffusion.trajectory_store import TrajectoryStore
+    from noisyclip_metrics.training.dataset import TrajectorySource
+
+    shown: list[torch.Tensor] = []
+    original = TrajectorySource.noise_std
+    monkeypatch.setattr(
+        TrajectorySource, "noise_std", lambda self, i, k: shown.append(original(self, i, k)) or shown[-1]
+    )
+    result = train(_cfg(world, "noise", noise_conditioned=True), progress=False)
+    base = NoisyCLIPModel.from_pretrained(world / "base")
+    tuned = NoisyCLIPModel.from_pretrained(result.out_dir / "model")
+    assert tuned.config.noise_conditioned and not base.config.noise_conditioned
+    changed = {
+        k for k, v in _weights(tuned).items() if k not in _weights(base) or not torch.equal(v, _weights(base)[k])
+    }
+    assert any(k.startswith("noise_embedding.") for k in changed) and "clip.visual.proj" in changed
+    assert all(k.startswith(("clip.visual.", "noise_embedding.")) for k in changed)
+    # every training batch came with the levels of its steps (window 1-3 of 4), and evaluation too
+    levels = TrajectoryStore.open(world / "traj").noise_std()
+    assert len(shown) > 6 and all(set(s.tolist()) <= set(levels.tolist()) for s in shown)
+    assert set(torch.cat(shown[:6]).tolist()) <= set(levels[1:4].tolist())
+    # the trained tower scores one latent differently at different levels
+    z = torch.randn(2, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    low, high = (tuned.score_latents(z, PROMPTS[:2], noise_std=v) for v in (float(levels[3]), float(levels[1])))
+    assert not torch.allclose(low, high)
+
+
 def test_config_errors(world):
     with pytest.raises(InputError, match="needs labels"):
         _cfg(world, "x", target="filtered")
