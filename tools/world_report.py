@@ -303,6 +303,7 @@ def page(
     targets: str | None,
     live: dict[str, Any] | None = None,
     recipes: dict[str, Any] | None = None,
+    conditioning: dict[str, Any] | None = None,
 ) -> str:
     """The generated results page ``docs/results/world.md``."""
     parts = [
@@ -337,6 +338,19 @@ def page(
             f"target is shown (`experiments/noisyclip_variants.py --targets-only`, revision "
             f"`{study['git_revision'][:10]}`).\n",
             _captured(recipes_tables, recipes),
+        ]
+    if conditioning is not None:
+        study = conditioning["study"]
+        parts += [
+            "### A noise-conditioned tower\n",
+            "The shipped recipe against the same recipe with a tower that also reads each step's noise level (LRM's "
+            "timestep-conditioned reward models; `noisyclip train --noise-conditioned`), both fine-tuned from the "
+            f"same start on the same trajectories for {study['fine_tuning_steps']:,} steps and scored on "
+            f"{', '.join(study['models'])} with {' and '.join(study['replicates'])} "
+            f"(`experiments/noisyclip_variants.py --targets {' '.join(study['targets'])} --targets-only`, revision "
+            f"`{study['git_revision'][:10]}`). The "
+            "evaluations are the ones above, recorded again from the same prompts, seeds and models.\n",
+            _captured(recipes_tables, conditioning),
         ]
     if doc.get("search"):
         parts += [
@@ -418,7 +432,13 @@ def readme_block(readme: str, doc: dict[str, Any]) -> str:
 
 
 #: Optional files of a published folder, by the keyword of :func:`page` they fill.
-EXTRAS = {"guard": "guard.json", "targets": "targets.md", "live": "search-live.json", "recipes": "recipes.json"}
+EXTRAS = {
+    "guard": "guard.json",
+    "targets": "targets.md",
+    "live": "search-live.json",
+    "recipes": "recipes.json",
+    "conditioning": "recipes-conditioning.json",
+}
 
 
 def published(board: Path) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -61,7 +61,15 @@ from noisyclip_metrics.scoring.preview import PREVIEW_MAPS
 from noisyclip_metrics.scoring.scorers import ScoreInputs, Scorer
 from noisyclip_metrics.scoring.x0 import model_input_scale
 
-__all__ = ["BoNBatch", "BoNResult", "Decision", "EarlyBestOfN", "check_scorer_matches"]
+__all__ = [
+    "BoNBatch",
+    "BoNResult",
+    "Decision",
+    "EarlyBestOfN",
+    "ScoreRequest",
+    "answer_together",
+    "check_scorer_matches",
+]
 
 _SAME_MAP = {"sd2": "sd1"}
 
@@ -276,17 +284,16 @@ class EarlyBestOfN:
             raise InputError(f"prompt: expected one prompt or a list of n = {n} prompts, got {len(prompts)}")
         return prompts
 
-    def _score(
+    def _score_inputs(
         self,
-        scorer: Scorer,
         state: LoopState,
         rows: list[int],
         prompts: list[str],
         k: int,
         output: torch.Tensor | None,
         images: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """Scores of batch rows ``rows`` (all of them when ``rows`` covers the batch) at step ``k``."""
+    ) -> ScoreInputs:
+        """What a scorer reads of batch rows ``rows`` (all of them when ``rows`` covers the batch) at step ``k``."""
         a: LoopAdapter = self.adapter
         sched, final = state.pipe.scheduler, k >= state.num_steps
         whole = len(rows) == state.batch
@@ -298,7 +305,7 @@ class EarlyBestOfN:
         b = len(rows)
         t = torch.full((b,), state.timestep_at(k))
         scale = torch.ones(b) if final else model_input_scale(sched, t, b, step_index=k)
-        inputs = ScoreInputs(
+        return ScoreInputs(
             prompts=prompts,
             latents=latents,
             timesteps=t,
@@ -310,8 +317,6 @@ class EarlyBestOfN:
             step=k,
             noise_std=0.0 if final else None,
         )
-        with torch.no_grad():
-            return scorer.score(inputs).detach().float().cpu()
 
     @torch.no_grad()
     def __call__(
@@ -408,11 +413,21 @@ class EarlyBestOfN:
         output: torch.Tensor | None,
         images: torch.Tensor | None,
         counts: list[int],
-    ) -> list[int]:
-        """Score the deciding prompts' rows in one call and record their decisions; the batch rows kept."""
+        seconds: dict[str, float],
+    ) -> Generator[ScoreRequest, torch.Tensor, list[int]]:
+        """Ask for the deciding prompts' rows to be scored in one call (a :class:`ScoreRequest` yielded to the
+        caller) and record their decisions; returns the batch rows kept."""
+        t0 = time.perf_counter()
         rows = [j for g in deciding for j in book.rows_of(g)]
-        scores = self._score(scorer, state, rows, [book.prompts[book.alive[j]] for j in rows], k, output, images)
-        return book.decide(k, scorer.name, dict(zip(rows, scores.tolist(), strict=True)), choose, counts)
+        request = ScoreRequest(
+            scorer, self._score_inputs(state, rows, [book.prompts[book.alive[j]] for j in rows], k, output, images)
+        )
+        seconds["score"] += time.perf_counter() - t0
+        scores = yield request
+        t0 = time.perf_counter()
+        keep = book.decide(k, scorer.name, dict(zip(rows, scores.tolist(), strict=True)), choose, counts)
+        seconds["score"] += request.seconds + time.perf_counter() - t0
+        return keep
 
     def _run(
         self, groups: list[list[str]], group_seeds: list[list[int]], n: int, cfg: LoopSettings, t_start: float
@@ -420,9 +435,12 @@ class EarlyBestOfN:
         """The loop of :meth:`_steps`, each denoiser output computed here (in ``max_batch`` chunks)."""
         steps = self._steps(self.pipe, groups, group_seeds, n, cfg, t_start)
         try:
-            state = next(steps)
+            wants = next(steps)
             while True:
-                state = steps.send(chunked_output(self.adapter, state, self.max_batch))
+                if isinstance(wants, ScoreRequest):
+                    wants = steps.send(wants.answer())
+                else:
+                    wants = steps.send(chunked_output(self.adapter, wants, self.max_batch))
         except StopIteration as done:
             return done.value
 
@@ -434,14 +452,17 @@ class EarlyBestOfN:
         n: int,
         cfg: LoopSettings,
         t_start: float,
-    ) -> Generator[LoopState, torch.Tensor, BoNBatch]:
+    ) -> Generator[LoopState | ScoreRequest, torch.Tensor, BoNBatch]:
         """The loop: every prompt's candidates batched, each prompt's pruned by the policy on its own scores.
 
         A generator: whenever it needs the guided denoiser output at the current latents it yields the loop's state
         and takes the output sent back (one denoiser call per alive candidate), so that the caller decides how the
         call is made: at once, in chunks (:meth:`_run`), or together with other runs' candidates
-        (:mod:`~.stream`). ``pipe`` is the pipeline whose scheduler this run steps (a copy with its own scheduler
-        when several runs share one pipeline). Returns the :class:`BoNBatch`.
+        (:mod:`~.stream`). Likewise, whenever it needs scores it yields a :class:`ScoreRequest` and takes the
+        ``(rows,)`` scores sent back: scored alone (:meth:`ScoreRequest.answer`) or in one call with the requests
+        of other runs due at the same time (:func:`answer_together`). ``pipe`` is the pipeline whose scheduler this
+        run steps (a copy with its own scheduler when several runs share one pipeline). Returns the
+        :class:`BoNBatch`.
         """
         book = _Book([p for g in groups for p in g], [s for g in group_seeds for s in g], n)
         m, seconds = self.policy.m, dict.fromkeys(("setup", "denoise", "score", "decode"), 0.0)
@@ -472,18 +493,18 @@ class EarlyBestOfN:
                 if self._needs_images:
                     with clock("decode"):
                         images = self.adapter.decode(state)
-                with clock("score"):
-                    keep = self._decide(
-                        book,
-                        state,
-                        k,
-                        self.scorer,
-                        deciding,
-                        partial(self._choose, k, steps, T),
-                        output,
-                        images,
-                        book.scorings,
-                    )
+                keep = yield from self._decide(
+                    book,
+                    state,
+                    k,
+                    self.scorer,
+                    deciding,
+                    partial(self._choose, k, steps, T),
+                    output,
+                    images,
+                    book.scorings,
+                    seconds,
+                )
                 output, images = book.select(state, keep, output, images)
             if k == T:
                 break
@@ -498,18 +519,19 @@ class EarlyBestOfN:
                 images = self.adapter.decode(state)
         cascading = book.over(1) if self.final_scorer is not None else []
         if cascading:
-            with clock("score"):
-                keep = self._decide(
-                    book,
-                    state,
-                    T,
-                    self.final_scorer,
-                    cascading,
-                    lambda values: rank(values)[:1],
-                    None,
-                    images,
-                    book.finals,
-                )
+            assert self.final_scorer is not None
+            keep = yield from self._decide(
+                book,
+                state,
+                T,
+                self.final_scorer,
+                cascading,
+                lambda values: rank(values)[:1],
+                None,
+                images,
+                book.finals,
+                seconds,
+            )
             (images,) = book.select(state, keep, images)
         seconds["total"] = time.perf_counter() - t_start
         seconds = {k: round(v, 6) for k, v in seconds.items()}
@@ -546,6 +568,101 @@ class EarlyBestOfN:
                 )
             )
         return BoNBatch(results=tuple(results), seconds=seconds)
+
+
+@dataclass
+class ScoreRequest:
+    """Scores a run's loop asks for: ``scorer`` on ``inputs``; ``seconds`` is filled by whoever answers it.
+
+    Args:
+        scorer: the scorer to call.
+        inputs: what it reads, for the rows being decided on (with the run's scheduler, step and denoiser output).
+        seconds: wall time the answer took (this request's share, when it was answered with others).
+    """
+
+    scorer: Scorer
+    inputs: ScoreInputs
+    seconds: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        """Rows to score."""
+        return len(self.inputs.prompts)
+
+    def answer(self) -> torch.Tensor:
+        """Score the request alone: ``(rows,)`` float32 scores on the CPU."""
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            scores = self.scorer.score(self.inputs).detach().float().cpu()
+        self.seconds = time.perf_counter() - t0
+        return scores
+
+
+#: Fields of :class:`ScoreInputs` with one row per sample, concatenated when requests are answered together.
+_ROW_FIELDS = ("latents", "timesteps", "x0", "latent_scale", "images", "noise_std")
+
+
+def _standalone(request: ScoreRequest) -> dict[str, Any]:
+    """A request's inputs without its run's scheduler: x̂0 and the noise levels computed from it where it has them,
+    every per-row field as a ``(rows, ...)`` tensor (or None)."""
+    x = request.inputs
+    b = request.rows
+    x0 = x.x0
+    if x0 is None and "x0" in request.scorer.requires and x.model_output is not None:
+        x0 = x.require_x0()
+    level = x.noise_std
+    if level is None and x.timesteps is not None and x.scheduler is not None:
+        try:
+            level = x.require_noise_std()
+        except InputError:  # a parameterisation without noise levels: only noise-conditioned scorers need them
+            level = None
+    if level is not None:
+        level = torch.as_tensor(level, dtype=torch.float32).flatten().expand(b)
+    fields = {"latents": x.latents, "timesteps": x.timesteps, "x0": x0, "latent_scale": x.latent_scale}
+    fields.update({"images": x.images, "noise_std": level})
+    return {k: (v.expand(b) if v is not None and v.ndim == 1 and v.numel() == 1 else v) for k, v in fields.items()}
+
+
+def answer_together(requests: Sequence[ScoreRequest]) -> tuple[list[torch.Tensor], int]:
+    """Answer the requests of several runs with one scorer call per scorer: the scores of each request, and the
+    number of scorer calls made.
+
+    Requests to the same scorer whose inputs hold the same fields are concatenated row-wise, each first made
+    independent of its run's scheduler (x̂0 and noise levels computed from it); the scores equal those of answering
+    each alone up to the float rounding of another batch composition. Requests that cannot be merged are answered
+    alone. Every request's ``seconds`` gets its share of its call's time, by rows.
+    """
+    answers: list[torch.Tensor | None] = [None] * len(requests)
+    calls = 0
+    groups: dict[int, list[int]] = {}
+    for i, r in enumerate(requests):
+        groups.setdefault(id(r.scorer), []).append(i)
+    for members in groups.values():
+        if len(members) == 1:
+            answers[members[0]] = requests[members[0]].answer()
+            calls += 1
+            continue
+        t0 = time.perf_counter()
+        parts = [_standalone(requests[i]) for i in members]
+        present = {k for k in _ROW_FIELDS if parts[0][k] is not None}
+        if any({k for k in _ROW_FIELDS if p[k] is not None} != present for p in parts):
+            for i in members:  # inputs of different kinds: no common batch
+                answers[i] = requests[i].answer()
+                calls += 1
+            continue
+        merged = ScoreInputs(
+            prompts=[p for i in members for p in requests[i].inputs.prompts],
+            **{k: torch.cat([p[k].to(parts[0][k].device) for p in parts]) for k in present},
+        )
+        with torch.no_grad():
+            scores = requests[members[0]].scorer.score(merged).detach().float().cpu()
+        calls += 1
+        elapsed, total = time.perf_counter() - t0, sum(requests[i].rows for i in members)
+        for i, piece in zip(members, scores.split([requests[i].rows for i in members]), strict=True):
+            answers[i] = piece
+            requests[i].seconds = elapsed * requests[i].rows / total
+    assert all(a is not None for a in answers)
+    return answers, calls  # type: ignore[return-value]
 
 
 class _Book:

@@ -4,7 +4,9 @@
 its rows stay empty until the whole batch ends, so on a GPU (where a denoiser call on 2 rows costs about as much as
 on 12) the saved calls do not become saved seconds. :class:`StreamBestOfN` keeps up to ``slots`` candidates in
 flight instead: each prompt's run is admitted as soon as its ``n`` candidates fit beside the candidates still alive,
-and one denoiser call serves every run at whatever step it has reached (the denoiser takes one timestep per row).
+and one denoiser call serves every run at whatever step it has reached (the denoiser takes one timestep per row);
+likewise the runs that must be scored at the same time are scored in one scorer call
+(:func:`~.early.answer_together`), each run's x̂0 and noise levels computed from its own scheduler first.
 Each run keeps its own scheduler (a copy, with its own multistep history and step index) and is decided on by the
 policy exactly as alone, so each candidate's latents, picks and images equal those of its run alone to float
 tolerance (the batch composition changes the last bits).
@@ -38,13 +40,29 @@ from typing import Any
 
 import torch
 
-from noisyclip_metrics.bon.early import BoNBatch, EarlyBestOfN, _check_n, _seeds, _settings
+from noisyclip_metrics.bon.early import (
+    BoNBatch,
+    EarlyBestOfN,
+    ScoreRequest,
+    _check_n,
+    _seeds,
+    _settings,
+    answer_together,
+)
 from noisyclip_metrics.bon.loops import LoopState, stack_inputs
 from noisyclip_metrics.bon.policies import Policy
 from noisyclip_metrics.errors import InputError
 from noisyclip_metrics.scoring.scorers import Scorer
 
 __all__ = ["StreamBestOfN", "own_scheduler"]
+
+
+def _send(run: Any, value: Any) -> Any:
+    """What a run's loop asks for next (its state, a :class:`~.early.ScoreRequest`), or its ``StopIteration``."""
+    try:
+        return next(run) if value is None else run.send(value)
+    except StopIteration as done:
+        return done
 
 
 def own_scheduler(pipe: Any) -> Any:
@@ -91,6 +109,7 @@ class StreamBestOfN:
         self.pipe, self.slots, self.max_batch = pipe, slots, max_batch
         self.calls = 0  #: denoiser calls of the last run (each serving every run in flight)
         self.rows = 0  #: rows of those calls (candidates; classifier-free guidance counts once)
+        self.scorer_calls = 0  #: scorer calls of the last run (each serving every run due to be scored)
 
     def _outputs(self, states: list[LoopState]) -> list[torch.Tensor]:
         """One denoiser call (or ``max_batch`` chunks of one) for every run's alive candidates."""
@@ -144,20 +163,39 @@ class StreamBestOfN:
         waiting = [(i, self.engine._prompts(p, n)) for i, p in enumerate(prompts)]
         active: list[tuple[int, Any, LoopState]] = []  # (prompt index, its run, its state waiting for an output)
         results: list[Any] = [None] * len(prompts)
-        self.calls = self.rows = 0
+        self.calls = self.rows = self.scorer_calls = 0
+
+        def settle(asked: list[tuple[int, Any, Any]]) -> list[tuple[int, Any, LoopState]]:
+            """Answer the runs' score requests together until every run waits for a denoiser output (or is done)."""
+            while True:
+                for index, _, wants in asked:
+                    if isinstance(wants, StopIteration):
+                        results[index] = wants.value.results[0]
+                asked = [a for a in asked if not isinstance(a[2], StopIteration)]
+                requests = [a for a in asked if isinstance(a[2], ScoreRequest)]
+                if not requests:
+                    return asked
+                answers, calls = answer_together([wants for *_, wants in requests])
+                self.scorer_calls += calls
+                replies = {id(run): scores for (_, run, _), scores in zip(requests, answers, strict=True)}
+                asked = [(i, run, _send(run, replies[id(run)]) if id(run) in replies else w) for i, run, w in asked]
+
         while waiting or active:
-            while waiting and (not active or sum(s.batch for *_, s in active) + n <= self.slots):
-                index, group = waiting.pop(0)
-                run = self.engine._steps(own_scheduler(self.pipe), [group], [group_seeds], n, cfg, time.perf_counter())
-                active.append((index, run, next(run)))
+            while waiting:  # admit what fits; runs admitted together are scored together before their first call
+                room = self.slots - sum(s.batch for *_, s in active)
+                admitted = []
+                while waiting and ((not active and not admitted) or n * (len(admitted) + 1) <= room):
+                    index, group = waiting.pop(0)
+                    pipe = own_scheduler(self.pipe)
+                    run = self.engine._steps(pipe, [group], [group_seeds], n, cfg, time.perf_counter())
+                    admitted.append((index, run, _send(run, None)))
+                if not admitted:
+                    break
+                active += settle(admitted)
+            if not active:
+                continue
             outputs = self._outputs([s for *_, s in active])
-            still = []
-            for (index, run, _), output in zip(active, outputs, strict=True):
-                try:
-                    still.append((index, run, run.send(output)))
-                except StopIteration as done:
-                    results[index] = done.value.results[0]
-            active = still
+            active = settle([(i, run, _send(run, out)) for (i, run, _), out in zip(active, outputs, strict=True)])
         total = time.perf_counter() - t_start
         phases = {k: sum(r.seconds[k] for r in results) for k in ("setup", "score", "decode")}
         seconds = {**phases, "denoise": total - sum(phases.values()), "total": total}

@@ -71,6 +71,40 @@ def test_chunked_calls_and_one_slot(pipes, models):  # noqa: F811
     assert batch[0].settings["denoiser_calls"] == len(STREAM) * T  # one slot: no two runs share a call
 
 
+@pytest.mark.parametrize("family", ["sdxl", "flux"])
+def test_runs_due_at_the_same_step_are_scored_in_one_call(pipes, models, family):  # noqa: F811
+    """Every run decides at k = 2 (x̂0 from each run's own scheduler, Euler or flow matching) and, with a
+    noise-conditioned tower, at each run's own noise level: the runs due together are scored in one call, with the
+    scores of each run alone; one slot scores them one by one, and a cascade's final scorer is batched too."""
+    import torch
+
+    from noisyclip_metrics.scoring.model import TINY_TEST_CONFIG, NoisyCLIPModel
+    from tests.bon.test_early import PREVIEW
+
+    pipe = pipes(family)
+    conditioned = NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview=PREVIEW[family], seed=0).condition_on_noise()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        for p in conditioned.noise_embedding.parameters():
+            torch.nn.init.normal_(p, std=0.5)
+    for model in (models[family], conditioned):
+        scorer = build_scorer("clip-x0", model=model)
+        together = StreamBestOfN(pipe, scorer, OneShotPolicy(k=2), slots=64)
+        batch = together.run(STREAM, n=3, seeds=SEEDS[:3], num_inference_steps=T, **SIZE)
+        assert together.scorer_calls == 1  # five runs, one decision step, one call
+        for prompt, result in zip(STREAM, batch, strict=True):
+            _same_run(result, together.engine(prompt, n=3, seeds=SEEDS[:3], num_inference_steps=T, **SIZE))
+        alone = StreamBestOfN(pipe, scorer, OneShotPolicy(k=2), slots=1)
+        alone.run(STREAM, n=3, seeds=SEEDS[:3], num_inference_steps=T, **SIZE)
+        assert alone.scorer_calls == len(STREAM)
+    final = build_scorer("clip-final", model=models[family])
+    cascade = StreamBestOfN(pipe, build_scorer("clip", model=models[family]), OneShotPolicy(k=1, m=2), final, slots=64)
+    batch = cascade.run(STREAM[:3], n=3, seeds=SEEDS[:3], num_inference_steps=T, **SIZE)
+    assert cascade.scorer_calls == 2  # the decisions at k = 1 together, then the final picks together
+    for prompt, result in zip(STREAM[:3], batch, strict=True):
+        _same_run(result, cascade.engine(prompt, n=3, seeds=SEEDS[:3], num_inference_steps=T, **SIZE))
+
+
 def test_flux_true_cfg_and_bad_input_are_refused(pipes, models):  # noqa: F811
     """A FLUX run with true CFG calls the transformer twice per step; a stream refuses it before any call."""
     stream = StreamBestOfN(pipes("flux"), build_scorer("clip", model=models["flux"]))
