@@ -102,7 +102,8 @@ class PatchShift:
             )
         self.width = int(conv.out_channels)
         self._shift: torch.Tensor | None = None
-        self._handle = conv.register_forward_hook(self._hook)
+        self._conv = conv  # a deep copy of the model copies both, and the hook then calls the copy
+        conv.register_forward_hook(self._hook)
 
     def _hook(self, _module: nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
         if self._shift is None:
@@ -120,4 +121,6 @@ class PatchShift:
 
     def remove(self) -> None:
         """Detach the hook."""
-        self._handle.remove()
+        hooks = self._conv._forward_hooks
+        for key in [k for k, hook in hooks.items() if getattr(hook, "__self__", None) is self]:
+            del hooks[key]

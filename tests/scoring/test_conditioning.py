@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -84,9 +85,12 @@ def test_a_trained_conditioning_reads_the_level_and_only_while_scoring():
     plain = NoisyCLIPModel.from_config(TINY_TEST_CONFIG, preview="sd1", seed=0)
     pixels = torch.rand(2, 3, 32, 32)
     assert torch.equal(model.clip.encode_image(pixels), plain.clip.encode_image(pixels))
-    # with the hook removed, the level is ignored: the check above can fail
+    # a deep copy (as training makes of its start) keeps its own hook; with the hook removed, the level is ignored:
+    # the check above can fail
+    twin = copy.deepcopy(model)
     model._patch_shift.remove()
     assert torch.equal(model.score_latents(z, PROMPTS, noise_std=0.1), model.score_latents(z, PROMPTS, noise_std=0.9))
+    assert torch.equal(twin.score_latents(z, PROMPTS, noise_std=0.1), low)
 
 
 def test_levels_are_required_and_checked():
