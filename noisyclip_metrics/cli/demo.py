@@ -5,6 +5,7 @@ stratified by template, 6 seeds each, sized to finish within 10 minutes on a 2-c
 prompts and adds the expensive ``clip-x0-decoded`` scorer. It writes::
 
     DIR/results/        the results store (resumable: rerun the same command after an interruption)
+    DIR/images/<model>/ every candidate's final image and its x̂0 at 0.2 and 0.5 of the trajectory (``pictures``)
     DIR/leaderboard/    index.html, README.md + charts, leaderboard.json, leaderboard.csv, curves.csv
     DIR/demo.json       the settings, timings and where the report is
 """
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,11 +26,21 @@ from noisyclip_metrics.io.files import write_json
 if TYPE_CHECKING:
     from noisyclip_metrics.leaderboard.build import BuildConfig
 
-__all__ = ["DEMO_MODELS", "DEMO_PROMPTS", "DemoConfig", "demo_scorers", "report_config", "run_demo"]
+__all__ = [
+    "DEMO_MODELS",
+    "DEMO_PROMPTS",
+    "PICTURE_FRACTIONS",
+    "DemoConfig",
+    "demo_scorers",
+    "report_config",
+    "run_demo",
+]
 
 #: Prompts of the default (quick) demo: the first prompts of the world benchmark, stratified by template.
 DEMO_PROMPTS = 40
 DEMO_MODELS = ("world:sd-small", "world:sd-base", "world:sd-large")
+#: Fractions of the trajectory at which the demo saves each candidate's x̂0 (``DemoConfig.pictures``).
+PICTURE_FRACTIONS = (0.2, 0.5)
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,10 @@ class DemoConfig:
         batch_size: candidates per pipeline call.
         overwrite: allow an output folder that holds other files.
         progress: progress bars.
+        pictures: save every candidate's final image and the VAE decode of its x̂0 at 0.2 and 0.5 of the
+            trajectory, and show them in the leaderboard's per-prompt drill-down (embedded thumbnails; the
+            world's images are 32 pixels a side). Default: on for the quick demo, off for ``full`` (whose page would
+            carry 21,600 of them).
     """
 
     out: str = "runs/demo"
@@ -56,6 +71,12 @@ class DemoConfig:
     batch_size: int = 60
     overwrite: bool = False
     progress: bool = True
+    pictures: bool | None = None
+
+    @property
+    def with_pictures(self) -> bool:
+        """Whether images are saved and shown (``pictures``, by default not with ``full``)."""
+        return (not self.full) if self.pictures is None else self.pictures
 
     @property
     def n_prompts(self) -> int | None:
@@ -127,8 +148,10 @@ def run_demo(cfg: DemoConfig) -> Path:
     write_json(out / "demo.json", {"settings": _settings(cfg), "status": "running"})
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
+    pictures = {model.split(":")[-1]: out / "images" / model.split(":")[-1] for model in cfg.models}
     for model in cfg.models:
         ts = time.perf_counter()
+        name = model.split(":")[-1]
         evaluate(
             EvalConfig(
                 model=model,
@@ -138,9 +161,11 @@ def run_demo(cfg: DemoConfig) -> Path:
                 seeds=tuple(range(cfg.seeds)),
                 scorers=cfg.scorers,
                 batch_size=cfg.batch_size,
-                name=model.split(":")[-1],
+                name=name,
                 progress=cfg.progress,
                 require_disjoint=cfg.full,
+                save_images=str(pictures[name]) if cfg.with_pictures else None,
+                save_previews=PICTURE_FRACTIONS if cfg.with_pictures else (),
             )
         )
         timings[f"evaluate {model}"] = round(time.perf_counter() - ts, 1)
@@ -148,7 +173,10 @@ def run_demo(cfg: DemoConfig) -> Path:
     compute_bon(out / "results")
     timings["bon"] = round(time.perf_counter() - ts, 1)
     ts = time.perf_counter()
-    result = build_leaderboard([out / "results"], out / "leaderboard", report_config(cfg.n_prompts))
+    board = report_config(cfg.n_prompts)
+    if cfg.with_pictures:
+        board = replace(board, images=tuple(f"{name}={folder}" for name, folder in pictures.items()))
+    result = build_leaderboard([out / "results"], out / "leaderboard", board)
     timings["leaderboard"] = round(time.perf_counter() - ts, 1)
     timings["total"] = round(time.perf_counter() - t0, 1)
     index = result.out / "index.html"
