@@ -303,7 +303,7 @@ def page(
     targets: str | None,
     live: dict[str, Any] | None = None,
     recipes: dict[str, Any] | None = None,
-    conditioning: dict[str, Any] | None = None,
+    followup: dict[str, Any] | None = None,
 ) -> str:
     """The generated results page ``docs/results/world.md``."""
     parts = [
@@ -339,18 +339,21 @@ def page(
             f"`{study['git_revision'][:10]}`).\n",
             _captured(recipes_tables, recipes),
         ]
-    if conditioning is not None:
-        study = conditioning["study"]
+    if followup is not None:
+        study = followup["study"]
         parts += [
-            "### A noise-conditioned tower\n",
-            "The shipped recipe against the same recipe with a tower that also reads each step's noise level (LRM's "
-            "timestep-conditioned reward models; `noisyclip train --noise-conditioned`), both fine-tuned from the "
-            f"same start on the same trajectories for {study['fine_tuning_steps']:,} steps and scored on "
-            f"{', '.join(study['models'])} with {' and '.join(study['replicates'])} "
+            "### Follow-up recipes: noise conditioning, a curriculum, a listwise loss\n",
+            "The shipped recipe (`target=judged`) against three changes to it, each fine-tuned from the same start on "
+            f"the same trajectories for {study['fine_tuning_steps']:,} steps and scored on "
+            f"{', '.join(study['models'])} with {' and '.join(study['replicates'])}: a tower that also reads each "
+            "step's noise level (`noise-conditioned`: LRM's timestep-conditioned reward models, `noisyclip train "
+            "--noise-conditioned`), the window reached from the clean latent over training (`curriculum`: TTSnap's "
+            "clean-to-noisy curriculum, `--step-sampling curriculum:4-10`), and `listwise` (the oracle's choice among "
+            "4 seeds read at one step). The evaluations are the ones above, recorded again from the same prompts, "
+            "seeds and models, so the shipped recipe's rows repeat its rows above "
             f"(`experiments/noisyclip_variants.py --targets {' '.join(study['targets'])} --targets-only`, revision "
-            f"`{study['git_revision'][:10]}`). The "
-            "evaluations are the ones above, recorded again from the same prompts, seeds and models.\n",
-            _captured(recipes_tables, conditioning),
+            f"`{study['git_revision'][:10]}`).\n",
+            _captured(recipes_tables, followup),
         ]
     if doc.get("search"):
         parts += [
@@ -437,7 +440,7 @@ EXTRAS = {
     "targets": "targets.md",
     "live": "search-live.json",
     "recipes": "recipes.json",
-    "conditioning": "recipes-conditioning.json",
+    "followup": "recipes-followup.json",
 }
 
 
