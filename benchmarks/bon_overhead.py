@@ -20,7 +20,8 @@ wall fraction of each: where a small batch under-uses the hardware, batching pro
 denoiser calls into saved seconds. With ``--stream SLOTS`` the P prompts also run as a stream with continuous
 batching (:class:`~noisyclip_metrics.bon.stream.StreamBestOfN`: at most SLOTS candidates in flight, a prompt's run
 admitted as soon as pruning frees room for its N), full-cost BoN included (with the same slots), and the table adds
-its seconds per prompt and wall fraction: the target is a wall fraction within 0.05 of the denoiser-call fraction.
+its seconds per prompt and wall fraction (the target is a wall fraction within 0.05 of the denoiser-call fraction)
+and its scorer calls (the runs due to be scored together share one).
 ``--pipeline world:sd-base`` (or another world model) runs the built-in world's pipeline and NoisyCLIP instead of
 the SD-1.5-sized one (T defaults to the world's 20).
 """
@@ -151,12 +152,14 @@ def main(argv: list[str] | None = None) -> None:
     }
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.prompts)]
 
-    def timed(bon: Any, batched: bool | str) -> tuple[dict[str, float], int]:
+    def timed(bon: Any, batched: bool | str, name: str) -> tuple[dict[str, float], int]:
         """Seconds per phase and denoiser calls of all prompts: one batch, a stream, or one prompt after the other."""
         sync()
         if batched == "stream":
-            result = StreamBestOfN(pipe, scorer, bon.policy, slots=args.stream).run(prompts, n=n, **kwargs)
+            stream = StreamBestOfN(pipe, scorer, bon.policy, slots=args.stream)
+            result = stream.run(prompts, n=n, **kwargs)
             sync()
+            scorer_calls[name] = stream.scorer_calls
             return result.seconds, result.denoiser_evals
         if batched:
             result = bon.run_batch(prompts, n=n, **kwargs)
@@ -170,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
         sync()
         return seconds, calls
 
+    scorer_calls: dict[str, int] = {}  # policy -> the stream's scorer calls (runs due together share one call)
     modes: list[bool | str] = [False, True] if args.prompts > 1 else [False]
     if args.prompts > 1 and args.stream is not None:
         modes.append("stream")
@@ -178,8 +182,8 @@ def main(argv: list[str] | None = None) -> None:
         for name, policy in policies.items():
             bon = EarlyBestOfN(pipe, scorer, policy)
             for batched in modes:
-                timed(bon, batched)  # warm-up
-                runs = [timed(bon, batched) for _ in range(args.repeats)]
+                timed(bon, batched, name)  # warm-up
+                runs = [timed(bon, batched, name) for _ in range(args.repeats)]
                 seconds = {k: statistics.median(r[0][k] for r in runs) for k in runs[0][0]}
                 rows[name, batched] = (seconds, runs[0][1])
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
@@ -209,19 +213,20 @@ def main(argv: list[str] | None = None) -> None:
         "(EarlyBestOfN.run_batch); seconds per prompt, wall fraction against full-cost BoN run the same way\n"
     )
     streamed = "stream" in modes
-    extra = f" stream of {args.stream} slots: s / prompt | wall fraction |" if streamed else ""
+    extra = f" stream of {args.stream} slots: s / prompt | wall fraction | scorer calls |" if streamed else ""
     print(
         f"| policy | denoiser calls (fraction) | one at a time: s / prompt | wall fraction | batch of {p}: s / prompt "
         f"| wall fraction | batch speed-up |{extra}"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if streamed else ""))
+    print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if streamed else ""))
     for name in policies:
         (one, calls), (many, _) = rows[name, False], rows[name, True]
         f_one, f_many = one["total"] / rows[full, False][0]["total"], many["total"] / rows[full, True][0]["total"]
         cells = ""
         if streamed:
             flow = rows[name, "stream"][0]
-            cells = f" {flow['total'] / p:.3f} | {flow['total'] / rows[full, 'stream'][0]['total']:.2f} |"
+            wall = flow["total"] / rows[full, "stream"][0]["total"]
+            cells = f" {flow['total'] / p:.3f} | {wall:.2f} | {scorer_calls[name]} |"
         print(
             f"| {name} | {calls // p} ({calls / (p * n * t):.2f}) | {one['total'] / p:.3f} | {f_one:.2f} | "
             f"{many['total'] / p:.3f} | {f_many:.2f} | {one['total'] / many['total']:.2f}x |{cells}"

@@ -595,15 +595,18 @@ def test_overhead_benchmark_compares_one_prompt_at_a_time_with_a_batch(script, c
             "--repeats",
             "1",
             "--stream",
-            "3",
+            "4",
         ]
     )
     out = capsys.readouterr().out
     assert "3 prompts: one after the other" in out and "| batch of 3: s / prompt |" in out
-    assert "stream of 3 slots: s / prompt | wall fraction |" in out
+    assert "stream of 4 slots: s / prompt | wall fraction | scorer calls |" in out
     rows = [line for line in out.splitlines() if line.startswith(("| full-cost", "| one-shot", "| halving"))]
     assert [r.split(" | ")[1] for r in rows] == ["8 (1.00)", "6 (0.75)", "5 (0.62)"]  # calls per prompt, N = 2, T = 4
-    assert all(len(r.split(" | ")) == 9 for r in rows)  # the stream's two columns
+    assert all(len(r.split(" | ")) == 10 for r in rows)  # the stream's three columns
+    # scorer calls: the first two runs fill the 4 slots and are decided together (one call), the third is admitted
+    # after their pruning and decided alone: 2 calls for 3 runs of one decision each, under every policy
+    assert [int(r.split(" | ")[-1].rstrip(" |")) for r in rows] == [2, 2, 2]
 
 
 @pytest.mark.parametrize(
