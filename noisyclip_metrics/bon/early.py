@@ -59,7 +59,7 @@ from noisyclip_metrics.errors import InputError
 from noisyclip_metrics.scoring.model import check_prompts
 from noisyclip_metrics.scoring.preview import PREVIEW_MAPS
 from noisyclip_metrics.scoring.scorers import ScoreInputs, Scorer
-from noisyclip_metrics.scoring.x0 import model_input_scale
+from noisyclip_metrics.scoring.x0 import defines_noise_std, model_input_scale
 
 __all__ = [
     "BoNBatch",
@@ -611,11 +611,8 @@ def _standalone(request: ScoreRequest) -> dict[str, Any]:
     if x0 is None and "x0" in request.scorer.requires and x.model_output is not None:
         x0 = x.require_x0()
     level = x.noise_std
-    if level is None and x.timesteps is not None and x.scheduler is not None:
-        try:
-            level = x.require_noise_std()
-        except InputError:  # a parameterisation without noise levels: only noise-conditioned scorers need them
-            level = None
+    if level is None and x.timesteps is not None and x.scheduler is not None and defines_noise_std(x.scheduler):
+        level = x.require_noise_std()
     if level is not None:
         level = torch.as_tensor(level, dtype=torch.float32).flatten().expand(b)
     fields = {"latents": x.latents, "timesteps": x.timesteps, "x0": x0, "latent_scale": x.latent_scale}

@@ -189,7 +189,7 @@ class NoisyCLIPMonitor(PipelineCallback):
                 index = k - 1 if index is None else index  # the step-(k - 1) latent was the input of this step
                 x0 = self._unpack(pipe, estimate_x0(sched, sample, t_i, output, step_index=index))
                 t_b = torch.as_tensor(t_i, dtype=torch.float64).flatten().expand(batch)
-                inputs = ScoreInputs(prompts=prompts, x0=x0, step=k - 1, timesteps=t_b, scheduler=sched)
+                inputs = ScoreInputs(prompts=prompts, x0=x0, step=index, timesteps=t_b, scheduler=sched)
                 self._record(pipe, k - 1, inputs, num_steps)
                 if k == num_steps:  # the final latent is its own x̂0
                     inputs = ScoreInputs(prompts=prompts, x0=latents, step=k, noise_std=0.0)

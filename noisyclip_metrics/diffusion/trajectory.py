@@ -34,7 +34,7 @@ from noisyclip_metrics.errors import InputError
 from noisyclip_metrics.registry import Registry
 from noisyclip_metrics.scoring.model import check_prompts
 from noisyclip_metrics.scoring.preview import unpack_flux
-from noisyclip_metrics.scoring.x0 import estimate_x0, model_input_scale, noise_std
+from noisyclip_metrics.scoring.x0 import defines_noise_std, estimate_x0, model_input_scale, noise_std
 
 __all__ = [
     "PIPELINE_FAMILIES",
@@ -109,7 +109,7 @@ class TrajectoryBatch:
     latent_scale: torch.Tensor  # (T+1,)
     images: torch.Tensor  # (B, 3, H, W) in [0, 1]
     settings: dict[str, Any] = field(default_factory=dict)
-    noise_std: torch.Tensor | None = None  # (T+1,); None where not known (batches read back from a store)
+    noise_std: torch.Tensor | None = None  # (T+1,); None where not known (a scheduler family without noise levels)
 
     @property
     def num_steps(self) -> int:
@@ -266,7 +266,11 @@ def capture_trajectories(
     index = None if any(r[4] is None for r in records) else torch.tensor([r[4] for r in records])
     scale = model_input_scale(pipe.scheduler, timesteps[:-1], len(records), step_index=index)
     latent_scale = torch.cat([scale, torch.ones(1)])
-    levels = torch.cat([noise_std(pipe.scheduler, timesteps[:-1], len(records), step_index=index), torch.zeros(1)])
+    levels = (  # what a noise-conditioned scorer reads; a plugin parameterisation may not define it
+        torch.cat([noise_std(pipe.scheduler, timesteps[:-1], len(records), step_index=index), torch.zeros(1)])
+        if defines_noise_std(pipe.scheduler)
+        else None
+    )
     if record_x0:
         x0 = [unpack(estimate_x0(pipe.scheduler, r[0], r[2], r[1], step_index=r[4])) for r in records]
         x0 = [*x0, latents[-1]]
@@ -280,7 +284,7 @@ def capture_trajectories(
         x0=torch.stack(x0, dim=1).float().cpu(),
         timesteps=timesteps.float(),
         latent_scale=latent_scale.float(),
-        noise_std=levels.float(),
+        noise_std=None if levels is None else levels.float(),
         images=images.float().cpu().clamp(0, 1),
         settings=sampler_settings(
             pipe,

@@ -65,6 +65,7 @@ __all__ = [
     "PARAMETERIZATIONS",
     "SCHEDULERS",
     "SchedulerSpec",
+    "defines_noise_std",
     "estimate_x0",
     "model_input_scale",
     "noise_level",
@@ -537,6 +538,17 @@ def noise_std(
     t = _as_batch(timesteps, batch)
     level = _levels(scheduler, spec, t, _as_index(step_index, len(t)))
     return family.noise_std(level, scheduler).float()
+
+
+def defines_noise_std(scheduler: Any) -> bool:
+    """Whether :func:`noise_std` can tell the levels of ``scheduler``: every built-in family can; a plugin's
+    :class:`Parameterization` may leave ``noise_std`` out, and then only a noise-conditioned scorer is refused.
+
+    >>> from diffusers import DDIMScheduler
+    >>> defines_noise_std(DDIMScheduler())
+    True
+    """
+    return PARAMETERIZATIONS.get(scheduler_spec(scheduler).family).noise_std is not None
 
 
 def estimate_x0(

@@ -71,6 +71,7 @@ class TrajectorySource:
         if not self.records:
             raise InputError("trajectories: the stores hold no trajectories")
         self._handles: dict[Path, Any] = {}
+        self._levels: dict[Path, torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -93,11 +94,10 @@ class TrajectorySource:
     def noise_std(self, indices: Sequence[int], steps: Sequence[int]) -> torch.Tensor:
         """``(n,)`` noise level of trajectories ``indices`` at ``steps`` (what a noise-conditioned tower reads beside
         the latent or x̂0 of that step; :meth:`TrajectoryStore.noise_std`)."""
-        by_root = {s.root: s for s in self.stores}
-        out = [
-            by_root[self.records[int(i)].shard.parent.parent].noise_std()[int(k)]
-            for i, k in zip(indices, steps, strict=True)
-        ]
+        if self._levels is None:  # each store's (T+1,) levels, read once
+            self._levels = {s.root: s.noise_std() for s in self.stores}
+        levels = self._levels
+        out = [levels[self.records[int(i)].shard.parent.parent][int(k)] for i, k in zip(indices, steps, strict=True)]
         return torch.stack(out) if out else torch.zeros(0)
 
     def images(self, indices: Sequence[int]) -> torch.Tensor:

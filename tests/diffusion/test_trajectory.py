@@ -204,3 +204,20 @@ def test_store_noise_levels_are_the_captures_read_from_the_recorded_scheduler(sd
     manifest.write_text(json.dumps(meta))
     with pytest.raises(SchemaError, match="names no diffusers scheduler"):
         TrajectoryStore.open(tmp_path / "traj").noise_std()
+
+
+def test_a_family_without_noise_levels_still_captures(sd_pipe, monkeypatch):
+    """A plugin parameterisation may leave ``noise_std`` out: capture records no levels instead of failing, and only
+    a noise-conditioned scorer is refused (without the guard, the capture itself raises)."""
+    import dataclasses
+
+    from noisyclip_metrics.scoring import x0 as x0_module
+
+    original = x0_module.PARAMETERIZATIONS.get
+    monkeypatch.setattr(
+        x0_module.PARAMETERIZATIONS, "get", lambda name: dataclasses.replace(original(name), noise_std=None)
+    )
+    batch = capture_trajectories(sd_pipe, PROMPTS[:1], [0], num_inference_steps=2, height=32, width=32)
+    assert batch.noise_std is None and batch.latents.shape[1] == 3
+    with pytest.raises(InputError, match="does not define a noise_std"):
+        x0_module.noise_std(sd_pipe.scheduler, sd_pipe.scheduler.timesteps[0])
